@@ -1,0 +1,93 @@
+# siolua: a Socket.IO v4 server in C with Lua handlers.
+#   make run    install what is missing, build, serve examples/chat
+#   make test   the same set-up, then every test (unit + integration, normal and ASan/UBSan builds)
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+PORT    ?= 3000
+
+LLHTTP_DIR := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(EXTRA_CFLAGS)
+CPPFLAGS += -Isrc -Ibuild/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC)
+LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lcrypto -lm
+
+SRC     := $(filter-out src/main.c,$(wildcard src/*.c))
+LUA_SRC := $(wildcard lua/*.lua)
+
+# Build variants: build/ (normal) and build/asan/ (AddressSanitizer + UndefinedBehaviorSanitizer).
+OUT      ?= build
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+OBJ        := $(patsubst src/%.c,$(OUT)/obj/%.o,$(SRC))
+LLHTTP_OBJ := $(patsubst $(LLHTTP_DIR)/%.c,$(OUT)/obj/llhttp_%.o,$(wildcard $(LLHTTP_DIR)/*.c))
+GEN_OBJ    := $(OUT)/obj/gen_prelude.o $(OUT)/obj/gen_client.o
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
+
+CLIENT_DIST := node_modules/socket.io-client/dist
+
+.PHONY: all setup run test unit integration asan clean format fuzz bench
+
+all: siolua
+
+# ./siolua is a copy of build/siolua (renamed into place: a running ./siolua is not disturbed)
+siolua: $(OUT)/siolua
+	@if [ "$(OUT)" = build ]; then cp $(OUT)/siolua siolua.tmp && mv -f siolua.tmp siolua; fi
+
+$(OUT)/siolua: $(OUT)/obj/main.o $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(OUT)/obj/%.o: src/%.c $(wildcard src/*.h) | $(OUT)/obj
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# llhttp's C sources come from Debian's node-llhttp package, compiled in as they are.
+$(OUT)/obj/llhttp_%.o: $(LLHTTP_DIR)/%.c | $(OUT)/obj
+	$(CC) -I$(LLHTTP_INC) -O2 -g $(filter -fsanitize% -fno-%,$(CFLAGS)) -w -c -o $@ $<
+
+# The Lua prelude (lua/*.lua) and the socket.io client bundle are embedded as C arrays.
+$(OUT)/gen/prelude.c: $(LUA_SRC) scripts/embed.sh | $(OUT)/gen
+	sh scripts/embed.sh prelude $(LUA_SRC) > $@
+$(OUT)/gen/client.c: scripts/embed.sh | $(OUT)/gen
+	@[ -f $(CLIENT_DIST)/socket.io.min.js ] || { echo "socket.io-client is not installed: run 'make setup'"; exit 1; }
+	sh scripts/embed.sh client $(CLIENT_DIST)/socket.io.js $(CLIENT_DIST)/socket.io.min.js \
+	  $(CLIENT_DIST)/socket.io.js.map $(CLIENT_DIST)/socket.io.min.js.map > $@
+$(OUT)/obj/gen_%.o: $(OUT)/gen/%.c | $(OUT)/obj
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(OUT)/obj $(OUT)/gen $(OUT)/tests:
+	mkdir -p $@
+
+# Unit tests: one executable per tests/unit/test_*.c, linked with every module but main.c.
+$(OUT)/tests/%: tests/unit/%.c tests/unit/test.h $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ) | $(OUT)/tests
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ) $(LDLIBS)
+
+setup:
+	@sh scripts/setup.sh
+
+unit: $(UNIT_BIN)
+	@sh scripts/run-unit.sh $(UNIT_BIN)
+
+asan:
+	$(MAKE) OUT=build/asan EXTRA_CFLAGS="$(SANFLAGS)" LDFLAGS="$(SANFLAGS)" build/asan/siolua unit
+
+integration: siolua
+	@sh tests/integration/run.sh
+
+run: setup
+	$(MAKE) siolua
+	./siolua examples/chat/app.lua --port $(PORT)
+
+test: setup
+	$(MAKE) siolua unit
+	$(MAKE) asan
+	SIOLUA_BIN=./build/asan/siolua sh tests/integration/run.sh
+
+format:
+	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h
+
+clean:
+	rm -rf build siolua
