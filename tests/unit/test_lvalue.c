@@ -1,0 +1,506 @@
+/* Unit tests for lvalue: JSON <-> Lua values with real Lua and lua-cjson.
+ * Most cases are Lua chunks run against helpers that call the C API:
+ *   decode(json [, depth [, att...]])  lvalue_push_json with the strings as attachments
+ *   encode(...)                        lvalue_encode_args: returns json, att1, att2, ...
+ *   encode_d(depth, ...)               the same with a depth limit
+ *   value(v [, depth])                 lvalue_encode_value
+ *   fails(pattern, f, ...)             f(...) must raise an error matching pattern
+ *   same(a, b)                         deep equality (binaries by bytes) */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+
+#include "lvalue.h"
+#include "test.h"
+
+#define DEPTH 32
+#define MAX_ATT 8
+
+/* Attachment rbufs boxed in a userdata, so that an error raised by the code under test cannot
+ * leak them: the GC unrefs them. */
+typedef struct {
+    int n;
+    rbuf_t *b[MAX_ATT];
+} attbox_t;
+
+static int attbox_gc(lua_State *L)
+{
+    attbox_t *a = lua_touserdata(L, 1);
+    for (int i = 0; i < a->n; i++)
+        rbuf_unref(a->b[i]);
+    a->n = 0;
+    return 0;
+}
+
+static attbox_t *new_attbox(lua_State *L)
+{
+    attbox_t *a = lua_newuserdatauv(L, sizeof *a, 0);
+    a->n = 0;
+    if (luaL_newmetatable(L, "test.attbox")) {
+        lua_pushcfunction(L, attbox_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return a;
+}
+
+static int l_decode(lua_State *L)
+{
+    size_t len;
+    const char *json = luaL_checklstring(L, 1, &len);
+    int depth = (int)luaL_optinteger(L, 2, DEPTH);
+    int natt = lua_gettop(L) - 2;
+    luaL_argcheck(L, natt <= MAX_ATT, 3, "too many attachments");
+    attbox_t *a = new_attbox(L);
+    for (int i = 0; i < natt; i++) {
+        size_t n;
+        const char *p = luaL_checklstring(L, 3 + i, &n);
+        a->b[a->n++] = rbuf_from(p, n);
+    }
+    lvalue_push_json(L, json, len, a->b, (size_t)a->n, depth);
+    return 1;
+}
+
+static int encode_from(lua_State *L, int first, int depth)
+{
+    int n = lua_gettop(L) - first + 1;
+    attbox_t *a = new_attbox(L);
+    int box = lua_gettop(L);
+    int k = lvalue_encode_args(L, first, n, a->b, MAX_ATT, depth);
+    a->n = k;
+    luaL_checkstack(L, k, NULL);
+    for (int i = 0; i < k; i++) {
+        if (!(a->b[i]->flags & RBUF_BINARY) || a->b[i]->refs != 1)
+            return luaL_error(L, "attachment %d: bad flags or refs", i);
+        lua_pushlstring(L, rbuf_payload(a->b[i]), a->b[i]->len);
+    }
+    lua_remove(L, box);
+    return k + 1;
+}
+
+static int l_encode(lua_State *L)
+{
+    return encode_from(L, 1, DEPTH);
+}
+
+static int l_encode_d(lua_State *L)
+{
+    return encode_from(L, 2, (int)luaL_checkinteger(L, 1));
+}
+
+static int l_value(lua_State *L)
+{
+    int depth = (int)luaL_optinteger(L, 2, DEPTH);
+    lua_settop(L, 1);
+    lvalue_encode_value(L, 1, depth);
+    return 1;
+}
+
+static const char prelude[] =
+    "function fails(pat, f, ...)\n"
+    "  local ok, err = pcall(f, ...)\n"
+    "  if ok then error('expected an error matching ' .. pat, 2) end\n"
+    "  if not tostring(err):find(pat) then error('error ' .. tostring(err) .. ' does not match ' .. pat, 2) end\n"
+    "end\n"
+    "function same(a, b)\n"
+    "  if type(a) ~= type(b) then return false end\n"
+    "  if type(a) == 'number' then return a == b and math.type(a) == math.type(b) end\n"
+    "  if type(a) ~= 'table' then return a == b end\n"
+    "  for k, v in pairs(a) do if not same(v, b[k]) then return false end end\n"
+    "  for k in pairs(b) do if a[k] == nil then return false end end\n"
+    "  return true\n"
+    "end\n"
+    "function eq(a, b) if a ~= b then error(('got %q, expected %q'):format(tostring(a), tostring(b)), 2) end end\n";
+
+static lua_State *new_state(void)
+{
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    lua_newtable(L);
+    lvalue_open(L);
+    lua_setglobal(L, "siolua");
+    lua_register(L, "decode", l_decode);
+    lua_register(L, "encode", l_encode);
+    lua_register(L, "encode_d", l_encode_d);
+    lua_register(L, "value", l_value);
+    if (luaL_dostring(L, prelude) != LUA_OK) {
+        fprintf(stderr, "prelude: %s\n", lua_tostring(L, -1));
+        abort();
+    }
+    return L;
+}
+
+static int traceback(lua_State *L)
+{
+    luaL_traceback(L, L, lua_tostring(L, 1), 1);
+    return 1;
+}
+
+/* Runs a chunk in a fresh state; 1 if it ran without error. The state is closed with a full
+ * collection, so ASan sees any rbuf the code under test leaked. */
+static int run(const char *code)
+{
+    lua_State *L = new_state();
+    lua_pushcfunction(L, traceback);
+    int ok = luaL_loadstring(L, code) == LUA_OK && lua_pcall(L, 0, 0, 1) == LUA_OK;
+    if (!ok)
+        fprintf(stderr, "  lua: %s\n", lua_tostring(L, -1));
+    lua_close(L);
+    return ok;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Cases
+ * ------------------------------------------------------------------------------------------- */
+
+TEST(null)
+{
+    CHECK(run("eq(decode('null'), siolua.null)\n"
+              "eq(decode('[null]')[1], siolua.null)\n"
+              "eq(decode('{\"a\":null}').a, siolua.null)\n"
+              "eq(value(siolua.null), 'null')\n"
+              "eq(value(nil), 'null')\n"
+              "eq(encode('a', nil, 1), '[\"a\",null,1]')\n"
+              "eq(encode('a', nil), '[\"a\",null]')\n"
+              "eq(value({siolua.null, 1}), '[null,1]')\n"));
+}
+
+TEST(nested)
+{
+    CHECK(run("local v = decode('{\"a\":[1,{\"b\":[[2],{\"c\":\"x\"}]}],\"d\":true,\"e\":false}')\n"
+              "assert(same(v, {a = {1, {b = {{2}, {c = 'x'}}}}, d = true, e = false}))\n"
+              "assert(same(decode(value(v)), v))\n"
+              "eq(value({1, {2, {3}}, 'x'}), '[1,[2,[3]],\"x\"]')\n"
+              "eq(value({a = {b = {c = 1}}}), '{\"a\":{\"b\":{\"c\":1}}}')\n"
+              "eq(decode('\"s\"'), 's')\n"
+              "eq(decode(' [ 1 , 2 ] ')[2], 2)\n"));
+}
+
+TEST(numbers)
+{
+    CHECK(run("eq(math.type(decode('1')), 'integer')\n"
+              "eq(math.type(decode('[1]')[1]), 'integer')\n"
+              "eq(math.type(decode('1.5')), 'float')\n"
+              "eq(decode('1.5'), 1.5)\n"
+              "eq(math.type(decode('1.0')), 'integer')\n"
+              "eq(math.type(decode('{\"a\":1e3}').a), 'integer')\n"
+              "eq(decode('-42'), -42)\n"
+              "eq(math.type(decode('-0')), 'integer')\n"
+              "eq(math.type(decode('9007199254740992')), 'integer')\n"
+              "eq(decode('9007199254740992'), 9007199254740992)\n"
+              "eq(math.type(decode('-9007199254740992')), 'integer')\n"
+              "eq(math.type(decode('9007199254740994')), 'float')\n"
+              "eq(math.type(decode('1e300')), 'float')\n"
+              "eq(value(1), '1')\n"
+              "eq(value(-3), '-3')\n"
+              "eq(value(1.5), '1.5')\n"
+              "eq(value(3.0), '3')\n"
+              "eq(value(99999999999999), '99999999999999')\n"
+              "eq(value(123456789012345), '123456789012345')\n"
+              "eq(value(-123456789012345), '-123456789012345')\n"
+              "eq(value(2^53), '9007199254740992')\n"
+              "eq(value(math.maxinteger), '9223372036854775807')\n"
+              "eq(value(math.mininteger), '-9223372036854775808')\n"
+              "eq(value({n = 1234567890123456}), '{\"n\":1234567890123456}')\n"
+              "eq(encode('t', 1700000000000123), '[\"t\",1700000000000123]')\n"
+              "eq(decode(value(9007199254740991)), 9007199254740991)\n"
+              "eq(value(1e300), '1e+300')\n"
+              "fails('NaN', value, 0/0)\n"
+              "fails('NaN', value, {1/0})\n"
+              "fails('NaN', encode, 'x', -1/0)\n"
+              "fails('invalid JSON', decode, 'NaN')\n"
+              "fails('invalid JSON', decode, '0x10')\n"));
+}
+
+TEST(binary_userdata)
+{
+    CHECK(run("local b = siolua.binary('a\\0bc')\n"
+              "assert(siolua.isbinary(b))\n"
+              "assert(not siolua.isbinary('a\\0bc'))\n"
+              "assert(not siolua.isbinary(nil))\n"
+              "eq(#b, 4)\n"
+              "eq(tostring(b), 'a\\0bc')\n"
+              "eq(b:tostring(), 'a\\0bc')\n"
+              "eq(b:byte(), 97)\n"
+              "eq(select('#', b:byte(1, -1)), 4)\n"
+              "eq(select(2, b:byte(1, -1)), 0)\n"
+              "eq(b:byte(-1), 99)\n"
+              "eq(select('#', b:byte(10)), 0)\n"
+              "eq(b:sub(2):tostring(), '\\0bc')\n"
+              "eq(b:sub(2, -2):tostring(), '\\0b')\n"
+              "eq(#b:sub(3, 2), 0)\n"
+              "assert(siolua.isbinary(b:sub(1)))\n"
+              "assert(b == siolua.binary('a\\0bc'))\n"
+              "assert(b ~= siolua.binary('a\\0bd'))\n"
+              "assert(b ~= siolua.binary(''))\n"
+              "eq(getmetatable(b).__name, 'siolua.binary')\n"
+              "assert(siolua.binary(b) == b and rawequal(siolua.binary(b), b) == false)\n"
+              "fails('string expected', siolua.binary, {})\n"
+              "local t = {}\n"
+              "assert(siolua.array(t) == t)\n"
+              "eq(getmetatable(siolua.array()).__name, 'siolua.array')\n"
+              "fails('table expected', siolua.array, 1)\n"
+              "eq(type(siolua.null), 'userdata')\n"));
+}
+
+TEST(binaries_decode)
+{
+    CHECK(run("local v = decode('[\"ev\",{\"a\":[1,{\"_placeholder\":true,\"num\":1}]},"
+              "{\"_placeholder\":true,\"num\":0}]', nil, 'AAA', 'B\\0B')\n"
+              "eq(v[1], 'ev')\n"
+              "assert(siolua.isbinary(v[2].a[2]))\n"
+              "eq(tostring(v[2].a[2]), 'B\\0B')\n"
+              "eq(tostring(v[3]), 'AAA')\n"
+              "eq(math.type(v[2].a[1]), 'integer')\n"
+              "eq(tostring(decode('{\"_placeholder\":true,\"num\":0}', nil, 'root')), 'root')\n"
+              "eq(#decode('[{\"_placeholder\":true,\"num\":0}]', nil, '')[1], 0)\n"
+              /* _placeholder must be exactly true to make a placeholder */
+              "eq(decode('{\"_placeholder\":1,\"num\":5}').num, 5)\n"
+              "eq(decode('{\"_placeholder\":\"true\",\"num\":5}').num, 5)\n"));
+}
+
+TEST(binaries_bad_placeholder)
+{
+    CHECK(run("fails('illegal attachments', decode, '[{\"_placeholder\":true,\"num\":1}]', nil, 'x')\n"
+              "fails('illegal attachments', decode, '[{\"_placeholder\":true,\"num\":0}]')\n"
+              "fails('illegal attachments', decode, '[{\"_placeholder\":true,\"num\":-1}]', nil, 'x')\n"
+              "fails('illegal attachments', decode, '[{\"_placeholder\":true,\"num\":0.5}]', nil, 'x', 'y')\n"
+              "fails('illegal attachments', decode, '[{\"_placeholder\":true,\"num\":\"0\"}]', nil, 'x')\n"
+              "fails('illegal attachments', decode, '[{\"_placeholder\":true}]', nil, 'x')\n"
+              "fails('illegal attachments', decode, '{\"a\":{\"b\":[{\"_placeholder\":true,\"num\":1e9}]}}', nil, 'x')\n"));
+}
+
+TEST(binaries_encode)
+{
+    CHECK(run("local json, a, b, c = encode('ev', {siolua.binary('x'), {k = {siolua.binary('yy')}}}, siolua.binary('z\\0'))\n"
+              "eq(json, '[\"ev\",[{\"_placeholder\":true,\"num\":0},{\"k\":[{\"_placeholder\":true,\"num\":1}]}],"
+              "{\"_placeholder\":true,\"num\":2}]')\n"
+              "eq(a, 'x') eq(b, 'yy') eq(c, 'z\\0')\n"
+              /* round trip through the attachments */
+              "local orig = {'ev', {m = siolua.binary('1'), n = {siolua.binary('2'), siolua.binary('3')}}}\n"
+              "local r = table.pack(encode(table.unpack(orig)))\n"
+              "eq(r.n, 4)\n"
+              "assert(same(decode(r[1], nil, r[2], r[3], r[4]), orig))\n"
+              /* the caller's tables are not modified */
+              "local t = {b = siolua.binary('q')}\n"
+              "encode(t)\n"
+              "assert(siolua.isbinary(t.b))\n"
+              /* the same binary twice is two attachments, as in the reference */
+              "local s = siolua.binary('s')\n"
+              "local j2, s1, s2 = encode(s, s)\n"
+              "eq(j2, '[{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]')\n"
+              "eq(s1, 's') eq(s2, 's')\n"
+              /* bounds */
+              "local many = {} for i = 1, 9 do many[i] = siolua.binary('m') end\n"
+              "fails('too many binary attachments', encode, many)\n"
+              "fails('cannot encode a binary here', value, {siolua.binary('x')})\n"
+              "fails('cannot encode a binary here', value, siolua.binary('x'))\n"));
+}
+
+TEST(exact_event)
+{
+    lua_State *L = new_state();
+    lua_settop(L, 0);
+    lua_pushliteral(L, "ev");
+    lua_pushinteger(L, 1);
+    lua_newtable(L);
+    lvalue_push_binary(L, "\x01\x00\xff", 3);
+    lua_setfield(L, -2, "b");
+    rbuf_t *att[MAX_ATT] = {NULL};
+    int k = lvalue_encode_args(L, 1, 3, att, MAX_ATT, DEPTH);
+    CHECK_EQ_INT(k, 1);
+    CHECK_EQ_INT(lua_gettop(L), 4);
+    size_t len;
+    const char *json = lua_tolstring(L, -1, &len);
+    CHECK_EQ_MEM(json, len, "[\"ev\",1,{\"b\":{\"_placeholder\":true,\"num\":0}}]");
+    CHECK(att[0] != NULL);
+    if (att[0] != NULL) {
+        CHECK_EQ_MEM(rbuf_payload(att[0]), att[0]->len, "\x01\x00\xff");
+        CHECK(att[0]->flags & RBUF_BINARY);
+        CHECK_EQ_INT(att[0]->refs, 1);
+        rbuf_unref(att[0]);
+    }
+    CHECK(att[1] == NULL);
+    /* the values are untouched below the result */
+    CHECK(lua_type(L, 3) == LUA_TTABLE);
+    lua_getfield(L, 3, "b");
+    CHECK(lvalue_tobinary(L, -1, &len) != NULL && len == 3);
+    CHECK(lvalue_tobinary(L, 1, &len) == NULL);
+    lua_close(L);
+}
+
+TEST(decode_binary_c_api)
+{
+    lua_State *L = new_state();
+    rbuf_t *att[2] = {rbuf_from("hello", 5), rbuf_from("", 0)};
+    static const char json[] = "[{\"_placeholder\":true,\"num\":1},{\"_placeholder\":true,\"num\":0}]";
+    lvalue_push_json(L, json, sizeof json - 1, att, 2, DEPTH);
+    rbuf_unref(att[0]); /* the binaries are copies */
+    rbuf_unref(att[1]);
+    size_t len;
+    lua_rawgeti(L, -1, 2);
+    const char *p = lvalue_tobinary(L, -1, &len);
+    CHECK(p != NULL);
+    if (p != NULL)
+        CHECK_EQ_MEM(p, len, "hello");
+    lua_rawgeti(L, -2, 1);
+    CHECK(lvalue_tobinary(L, -1, &len) != NULL && len == 0);
+    lua_close(L);
+}
+
+TEST(invalid_json)
+{
+    CHECK(run("fails('^invalid JSON', decode, '')\n"
+              "fails('^invalid JSON', decode, '[1,')\n"
+              "fails('^invalid JSON', decode, '[1] x')\n"
+              "fails('^invalid JSON', decode, '{\"a\"}')\n"
+              "fails('^invalid JSON', decode, \"{'a':1}\")\n"
+              "fails('^invalid JSON', decode, '[1]\\0')\n"
+              "fails('^invalid JSON', decode, '[\"a\\0\"]')\n"
+              "fails('^invalid JSON', decode, '[\"\\\\x\"]')\n"));
+}
+
+TEST(too_deep)
+{
+    CHECK(run("eq(decode('[[1]]', 2)[1][1], 1)\n"
+              "fails('^invalid JSON', decode, '[[[1]]]', 2)\n"
+              "fails('^invalid JSON', decode, string.rep('[', 100) .. string.rep(']', 100), 32)\n"
+              "eq(decode('[[1]]', 32)[1][1], 1)\n"
+              "eq(decode('[[[1]]]', 3)[1][1][1], 1)\n"
+              /* encode_args: the arguments array is level 1 */
+              "eq(encode_d(3, {{1}}), '[[[1]]]')\n"
+              "fails('too deep', encode_d, 2, {{1}})\n"
+              "eq(value({{1}}, 2), '[[1]]')\n"
+              "fails('too deep', value, {{{1}}}, 2)\n"
+              /* a placeholder is an object, so it is a level */
+              "eq(select(2, encode_d(2, siolua.binary('x'))), 'x')\n"
+              "fails('too deep', encode_d, 2, {siolua.binary('x')})\n"
+              "local t = {} local c = t for i = 1, 100 do c[1] = {} c = c[1] end\n"
+              "fails('too deep', value, t)\n"
+              "fails('too deep', encode, t)\n"));
+}
+
+TEST(bad_values)
+{
+    CHECK(run("fails('cannot encode a function', value, print)\n"
+              "fails('cannot encode a function', encode, 'ev', {f = function() end})\n"
+              "fails('cannot encode a thread', value, {coroutine.create(print)})\n"
+              "fails('cannot encode a userdata', value, {io.stdout})\n"
+              "fails('cannot encode a userdata', encode, io.stdout)\n"
+              "fails('table key', value, {[true] = 1})\n"
+              "fails('sparse', value, {[1] = 1, [1000] = 2})\n"));
+}
+
+TEST(cycles)
+{
+    CHECK(run("local t = {} t.self = t\n"
+              "fails('contains itself', value, t)\n"
+              "fails('contains itself', encode, 'ev', {a = {b = t}})\n"
+              "local u = {1} u[2] = {u}\n"
+              "fails('contains itself', encode, u)\n"
+              /* a shared table that is not a cycle is fine, as in JSON.stringify */
+              "local s = {1}\n"
+              "eq(value({s, s}), '[[1],[1]]')\n"
+              "eq(encode(s, s), '[[1],[1]]')\n"
+              "local sb = {siolua.binary('x')}\n"
+              "local j, a1, a2 = encode(sb, sb)\n"
+              "eq(j, '[[{\"_placeholder\":true,\"num\":0}],[{\"_placeholder\":true,\"num\":1}]]')\n"));
+}
+
+TEST(empty_tables)
+{
+    CHECK(run("eq(value(siolua.array()), '[]')\n"
+              "eq(value({}), '{}')\n"
+              "eq(value({a = siolua.array()}), '{\"a\":[]}')\n"
+              "eq(value({a = {}}), '{\"a\":{}}')\n"
+              "eq(value(siolua.array({siolua.array(), {}})), '[[],{}]')\n"
+              "eq(value(siolua.array({1, 2})), '[1,2]')\n"
+              "eq(encode(), '[]')\n"
+              "eq(encode(siolua.array()), '[[]]')\n"
+              "eq(encode('ev', {}), '[\"ev\",{}]')\n"
+              /* JSON [] and {} both decode to a plain empty table (cjson 2.1.0 cannot tell) */
+              "assert(next(decode('[]')) == nil)\n"
+              "assert(next(decode('{}')) == nil)\n"));
+}
+
+TEST(sentinel_lookalikes)
+{
+    /* Strings that look like the sentinels must come out as they went in, with the empty
+     * arrays, big integers and binaries around them still replaced. */
+    CHECK(run("local strs = {'~siolua~', '\"~siolua~\"', '~siolua~a', '~siolua1~', '~siolua~n1', '\\\\\"~siolua~',"
+              "  '~siolua007~', '~siolua99999999999999999999~', 'x~siolua~' .. string.rep('~siolua2~', 3)}\n"
+              "local v = {siolua.array(), strs, 123456789012345, siolua.binary('B'), {['~siolua3~'] = siolua.array()}}\n"
+              "local json, att = encode(table.unpack(v))\n"
+              "eq(att, 'B')\n"
+              "local back = decode(json, nil, att)\n"
+              "assert(same(back[2], strs))\n"
+              "eq(back[3], 123456789012345)\n"
+              "eq(tostring(back[4]), 'B')\n"
+              "assert(next(back[1]) == nil)\n"
+              "assert(next(back[5]['~siolua3~']) == nil)\n"
+              "assert(json:find('[[],', 1, true) == 1)\n"
+              "assert(json:find('\"~siolua3~\":[]', 1, true))\n"
+              "eq(value({'~siolua~', siolua.array()}), '[\"~siolua~\",[]]')\n"
+              "eq(value({'\"~siolua~a\"', siolua.array()}), '[\"\\\\\"~siolua~a\\\\\"\",[]]')\n"
+              "eq(value({k = 123456789012345, ['~siolua~'] = 1}):find('\"k\":123456789012345', 1, true) ~= nil, true)\n"));
+}
+
+TEST(unicode)
+{
+    CHECK(run("eq(decode('\"h\\195\\169llo \\226\\152\\131\"'), 'h\\195\\169llo \\226\\152\\131')\n"
+              "eq(decode('\"\\\\u00e9\\\\ud83d\\\\ude00\"'), '\\195\\169\\240\\159\\152\\128')\n"
+              "eq(value('h\\195\\169llo \\226\\152\\131 \\240\\159\\152\\128'), '\"h\\195\\169llo \\226\\152\\131 \\240\\159\\152\\128\"')\n"
+              "eq(value('a\"b\\\\c\\n'), '\"a\\\\\"b\\\\\\\\c\\\\n\"')\n"
+              "local k = decode('{\"\\226\\152\\131\":1}')\n"
+              "eq(k['\\226\\152\\131'], 1)\n"));
+}
+
+TEST(stack_balance)
+{
+    lua_State *L = new_state();
+    lua_settop(L, 0);
+    lua_pushliteral(L, "x");
+    int k = lvalue_encode_args(L, 1, 1, NULL, 0, DEPTH);
+    CHECK_EQ_INT(k, 0);
+    CHECK_EQ_INT(lua_gettop(L), 2);
+    lvalue_encode_value(L, 1, DEPTH);
+    CHECK_EQ_INT(lua_gettop(L), 3);
+    lvalue_push_json(L, "[1,{\"a\":[]}]", 12, NULL, 0, DEPTH);
+    CHECK_EQ_INT(lua_gettop(L), 4);
+    size_t len;
+    const char *p = lua_tolstring(L, 2, &len);
+    CHECK_EQ_MEM(p, len, "[\"x\"]");
+    p = lua_tolstring(L, 3, &len);
+    CHECK_EQ_MEM(p, len, "\"x\"");
+    /* the depth limit can change between calls */
+    lua_settop(L, 0);
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_rawseti(L, -2, 1);
+    lvalue_encode_value(L, 1, 2);
+    p = lua_tolstring(L, -1, &len);
+    CHECK_EQ_MEM(p, len, "[{}]");
+    lua_close(L);
+}
+
+int main(void)
+{
+    RUN(null);
+    RUN(nested);
+    RUN(numbers);
+    RUN(binary_userdata);
+    RUN(binaries_decode);
+    RUN(binaries_bad_placeholder);
+    RUN(binaries_encode);
+    RUN(exact_event);
+    RUN(decode_binary_c_api);
+    RUN(invalid_json);
+    RUN(too_deep);
+    RUN(bad_values);
+    RUN(cycles);
+    RUN(empty_tables);
+    RUN(sentinel_lookalikes);
+    RUN(unicode);
+    RUN(stack_balance);
+    return test_summary();
+}
