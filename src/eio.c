@@ -1,0 +1,772 @@
+/* eio: see eio.h.
+ * A session has one current transport (a held polling GET or a WebSocket) and, during an upgrade,
+ * a probe WebSocket. Its memory is held by `refs`: one for being open, one per attached
+ * WebSocket (whose on_close comes later), one per dispatch loop in progress. */
+#include "eio.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "eio_packet.h"
+#include "log.h"
+#include "ws.h"
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+typedef enum { S_OPEN = 0, S_CLOSING, S_CLOSED } sstate_t;
+
+struct eio_session {
+    struct eio_session *hnext; /* hash chain */
+    eio_server_t *srv;
+    char id[21];
+    uint8_t transport;         /* EIO_T_* */
+    uint8_t state;             /* sstate_t */
+    uint8_t probed;            /* the probe answered 2probe: a held GET gets noops */
+    uint32_t refs;
+    http_req_t *poll;          /* held polling GET, or NULL */
+    ws_conn_t *ws;             /* WebSocket transport, or NULL */
+    ws_conn_t *probe;          /* WebSocket being upgraded to, or NULL */
+    rbuf_t **q;                /* packets waiting for the next GET (polling only) */
+    uint32_t nq, capq;
+    size_t qbytes;
+    tq_entry_t hb;             /* in q_ping (waiting to ping) or q_pong (waiting for a pong) */
+    tq_entry_t upg;            /* in q_upgrade while probing */
+    uint64_t last_packet;      /* loop time of the last packet from the client */
+    void *data;                /* upper layer */
+    eio_handshake_t hs;        /* copy of the opening request */
+    char *hs_mem;              /* storage of hs */
+};
+
+/* ---------------------------------------------------------------- errors */
+
+const char *eio_error_message(eio_error_t code)
+{
+    static const char *const msgs[] = {"Transport unknown", "Session ID unknown",     "Bad handshake method",
+                                       "Bad request",       "Forbidden",              "Unsupported protocol version"};
+    return (unsigned)code < sizeof(msgs) / sizeof(msgs[0]) ? msgs[code] : "Bad request";
+}
+
+/* The reference answers plain requests with JSON and upgrade requests with a text/html body. */
+static void abort_request(eio_server_t *srv, http_req_t *req, eio_error_t code, const char *message)
+{
+    http_hdr_t hdrs[8];
+    size_t n;
+    const char *msg = message ? message : eio_error_message(code);
+    log_debug("eio: refused %.*s: %s", (int)req->url.len, req->url.ptr, msg);
+    if (req->upgrade) {
+        hdrs[0] = (http_hdr_t){"Content-type", "text/html"};
+        http_respond(req, 400, hdrs, 1, msg, strlen(msg));
+        return;
+    }
+    n = eio_cors_headers(srv->cfg, req, hdrs);
+    http_respond_json_error(req, code == EIO_ERR_FORBIDDEN ? 403 : 400, hdrs, n, (int)code, msg);
+}
+
+/* ---------------------------------------------------------------- CORS (as the npm cors package) */
+
+/* The configured origin equal to the request's, or NULL. */
+static const char *origin_allowed(const eio_cors_t *c, slice_t origin)
+{
+    for (size_t i = 0; origin.ptr != NULL && i < c->norigins; i++)
+        if (slice_eq(origin, c->origins[i]))
+            return c->origins[i];
+    return NULL;
+}
+
+size_t eio_cors_headers(const eio_config_t *cfg, const http_req_t *req, http_hdr_t *hdrs)
+{
+    const eio_cors_t *c = &cfg->cors;
+    size_t n = 0;
+    if (!c->origin_any && c->norigins == 0)
+        return 0;
+    if (c->origin_any) {
+        hdrs[n++] = (http_hdr_t){"Access-Control-Allow-Origin", "*"};
+    } else if (c->norigins == 1) {
+        /* a single origin is sent whatever the request's origin (the cors package: isString) */
+        hdrs[n++] = (http_hdr_t){"Access-Control-Allow-Origin", c->origins[0]};
+        hdrs[n++] = (http_hdr_t){"Vary", "Origin"};
+    } else {
+        /* a list: the request's origin is echoed when it is in the list */
+        const char *o = origin_allowed(c, http_header(req, "Origin"));
+        if (o != NULL)
+            hdrs[n++] = (http_hdr_t){"Access-Control-Allow-Origin", o};
+        hdrs[n++] = (http_hdr_t){"Vary", "Origin"};
+    }
+    if (c->credentials)
+        hdrs[n++] = (http_hdr_t){"Access-Control-Allow-Credentials", "true"};
+    return n;
+}
+
+/* ---------------------------------------------------------------- session table */
+
+static uint32_t hash_sid(const char *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 16777619u;
+    return h;
+}
+
+static eio_session_t *find_session(eio_server_t *srv, const char *sid, size_t n)
+{
+    if (n != 20 || srv->nbuckets == 0)
+        return NULL;
+    for (eio_session_t *s = srv->buckets[hash_sid(sid, n) & (srv->nbuckets - 1)]; s; s = s->hnext)
+        if (memcmp(s->id, sid, 20) == 0)
+            return s;
+    return NULL;
+}
+
+static void table_insert(eio_server_t *srv, eio_session_t *s)
+{
+    if (srv->nsessions + 1 > srv->nbuckets) {
+        size_t nb = srv->nbuckets ? srv->nbuckets * 2 : 64;
+        eio_session_t **b = xcalloc(nb, sizeof(*b));
+        for (size_t i = 0; i < srv->nbuckets; i++) {
+            eio_session_t *e = srv->buckets[i], *next;
+            for (; e; e = next) {
+                next = e->hnext;
+                uint32_t h = hash_sid(e->id, 20) & (nb - 1);
+                e->hnext = b[h];
+                b[h] = e;
+            }
+        }
+        free(srv->buckets);
+        srv->buckets = b;
+        srv->nbuckets = nb;
+    }
+    uint32_t h = hash_sid(s->id, 20) & (srv->nbuckets - 1);
+    s->hnext = srv->buckets[h];
+    srv->buckets[h] = s;
+    srv->nsessions++;
+}
+
+static void table_remove(eio_server_t *srv, eio_session_t *s)
+{
+    eio_session_t **pp = &srv->buckets[hash_sid(s->id, 20) & (srv->nbuckets - 1)];
+    for (; *pp; pp = &(*pp)->hnext)
+        if (*pp == s) {
+            *pp = s->hnext;
+            srv->nsessions--;
+            return;
+        }
+}
+
+void eio_generate_id(char out[21])
+{
+    unsigned char raw[15];
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        fprintf(stderr, "siolua: RAND_bytes failed\n");
+        abort();
+    }
+    for (int i = 0, o = 0; i < 15; i += 3) {
+        uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
+        out[o++] = alphabet[(v >> 18) & 63];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+        out[o++] = alphabet[v & 63];
+    }
+    out[20] = '\0';
+}
+
+/* ---------------------------------------------------------------- lifetime */
+
+static void session_unref(eio_session_t *s)
+{
+    if (--s->refs > 0)
+        return;
+    for (uint32_t i = 0; i < s->nq; i++)
+        rbuf_unref(s->q[i]);
+    free(s->q);
+    free(s->hs_mem);
+    free(s);
+}
+
+static void on_poll_abort(http_req_t *req, void *data);
+static void respond_poll(eio_session_t *s, int close_packet);
+
+/* The single place where a session closes. Safe to call from inside any callback. */
+static void session_closed(eio_session_t *s, const char *reason)
+{
+    eio_server_t *srv = s->srv;
+    if (s->state == S_CLOSED)
+        return;
+    s->state = S_CLOSED;
+    table_remove(srv, s);
+    tq_remove(&s->hb);
+    tq_remove(&s->upg);
+    if (s->poll != NULL)
+        respond_poll(s, 1); /* the reference answers a held GET with a close packet */
+    if (s->probe != NULL)
+        ws_abort(s->probe);
+    if (s->ws != NULL)
+        ws_close(s->ws, 1000, "");
+    log_debug("eio: session %s closed: %s", s->id, reason);
+    srv->h->on_close(s, reason, srv->ud);
+    session_unref(s); /* the "open" reference; attached transports hold theirs */
+}
+
+/* ---------------------------------------------------------------- heartbeat */
+
+static void on_ping_due(tq_t *q, tq_entry_t *e)
+{
+    eio_session_t *s = container_of(e, eio_session_t, hb);
+    eio_server_t *srv = q->data;
+    rbuf_t *ping = eio_packet_new(EIO_PING, NULL, 0);
+    tq_add(&srv->q_pong, &s->hb);
+    eio_send(s, ping);
+    rbuf_unref(ping);
+}
+
+static void on_pong_due(tq_t *q, tq_entry_t *e)
+{
+    eio_session_t *s = container_of(e, eio_session_t, hb);
+    eio_server_t *srv = q->data;
+    if (s->state == S_CLOSING) {
+        /* a polling session waited for a GET to carry its last packets: give up */
+        session_closed(s, "forced close");
+        return;
+    }
+    /* as the reference: any packet received within the timeout counts as a sign of life */
+    if (s->last_packet + srv->cfg->ping_timeout > uv_now(srv->loop) + 1) {
+        tq_add(&srv->q_pong, &s->hb);
+        return;
+    }
+    session_closed(s, "ping timeout");
+}
+
+/* ---------------------------------------------------------------- output */
+
+static void respond_poll(eio_session_t *s, int close_packet)
+{
+    http_req_t *req = s->poll;
+    buf_t body = BUF_INIT;
+    http_hdr_t hdrs[8];
+    size_t n;
+    s->poll = NULL;
+    req->on_abort = NULL;
+    for (uint32_t i = 0; i < s->nq; i++) {
+        eio_payload_append(&body, s->q[i]);
+        rbuf_unref(s->q[i]);
+    }
+    s->nq = 0;
+    s->qbytes = 0;
+    if (close_packet) {
+        rbuf_t *c = eio_packet_new(EIO_CLOSE, NULL, 0);
+        eio_payload_append(&body, c);
+        rbuf_unref(c);
+    }
+    hdrs[0] = (http_hdr_t){"Content-Type", "text/plain; charset=UTF-8"};
+    hdrs[1] = (http_hdr_t){"cache-control", "no-store"};
+    n = 2 + eio_cors_headers(s->srv->cfg, req, hdrs + 2);
+    http_respond(req, 200, hdrs, n, body.base, body.len);
+    buf_free(&body);
+}
+
+void eio_send(eio_session_t *s, rbuf_t *pkt)
+{
+    if (s->state != S_OPEN)
+        return;
+    if (s->transport == EIO_T_WEBSOCKET) {
+        ws_send(s->ws, pkt);
+        return;
+    }
+    if (s->qbytes + pkt->len > s->srv->cfg->max_buffered && s->srv->cfg->max_buffered) {
+        log_warn("eio: session %s: more than %zu bytes waiting for a poll, closing", s->id,
+                 s->srv->cfg->max_buffered);
+        session_closed(s, "transport error");
+        return;
+    }
+    if (s->nq == s->capq) {
+        s->capq = s->capq ? s->capq * 2 : 4;
+        s->q = xrealloc(s->q, s->capq * sizeof(*s->q));
+    }
+    s->q[s->nq++] = rbuf_ref(pkt);
+    s->qbytes += pkt->len;
+    if (s->poll != NULL)
+        respond_poll(s, 0);
+}
+
+void eio_close(eio_session_t *s)
+{
+    if (s->state != S_OPEN)
+        return;
+    if (s->transport == EIO_T_POLLING && s->poll == NULL && s->nq > 0) {
+        /* Let the next GET carry what is queued, then the close packet (bounded by pingTimeout). */
+        s->state = S_CLOSING;
+        tq_add(&s->srv->q_pong, &s->hb);
+        return;
+    }
+    session_closed(s, "forced close");
+}
+
+/* ---------------------------------------------------------------- input */
+
+static void on_packet(eio_session_t *s, const eio_packet_t *p)
+{
+    eio_server_t *srv = s->srv;
+    s->last_packet = uv_now(srv->loop);
+    switch (p->type) {
+    case EIO_PONG:
+        if (s->state == S_OPEN)
+            tq_add(&srv->q_ping, &s->hb);
+        break;
+    case EIO_PING:
+        /* protocol v4: the server pings, never the client */
+        session_closed(s, "transport error");
+        break;
+    case EIO_MESSAGE:
+        if (s->state == S_OPEN)
+            srv->h->on_message(s, p->binary, p->data.ptr, p->data.len, srv->ud);
+        break;
+    case EIO_CLOSE:
+        session_closed(s, "transport close");
+        break;
+    case EIO_UPGRADE:
+    case EIO_NOOP:
+    case EIO_OPEN:
+        /* upgrade is only valid on a probe; noop and open are ignored, as the reference does */
+        break;
+    }
+}
+
+static void handle_post(eio_session_t *s, http_req_t *req)
+{
+    eio_payload_iter_t it;
+    eio_packet_t p;
+    int rc;
+    http_hdr_t hdrs[8];
+    size_t n;
+    slice_t ctype = http_header(req, "Content-Type");
+
+    if (req->too_large) {
+        http_respond(req, 413, NULL, 0, NULL, 0);
+        session_closed(s, "transport error");
+        return;
+    }
+    if (ctype.ptr != NULL && slice_caseeq(ctype, "application/octet-stream")) {
+        /* protocol v4 sends binary as base64 text */
+        http_respond(req, 400, NULL, 0, NULL, 0);
+        session_closed(s, "transport error");
+        return;
+    }
+    s->refs++; /* the callbacks below may close the session */
+    eio_payload_init(&it, req->body.base, req->body.len, s->srv->cfg->max_packets_per_post);
+    while (s->state != S_CLOSED && (rc = eio_payload_next(&it, &p)) != 0) {
+        if (rc < 0) {
+            log_debug("eio: session %s: invalid polling payload (%d): %.*s", s->id, rc,
+                      (int)(req->body.len > 64 ? 64 : req->body.len), req->body.base ? req->body.base : "");
+            session_closed(s, "parse error");
+            break;
+        }
+        on_packet(s, &p);
+    }
+    eio_payload_free(&it);
+    /* answered after the packets, as the reference does (the body lives in req until then) */
+    hdrs[0] = (http_hdr_t){"Content-Type", "text/html"};
+    hdrs[1] = (http_hdr_t){"cache-control", "no-store"};
+    n = 2 + eio_cors_headers(s->srv->cfg, req, hdrs + 2);
+    http_respond(req, 200, hdrs, n, "ok", 2);
+    session_unref(s);
+}
+
+static void on_poll_abort(http_req_t *req, void *data)
+{
+    eio_session_t *s = data;
+    (void)req;
+    s->poll = NULL;
+    session_closed(s, "transport error"); /* the reference: "poll connection closed prematurely" */
+}
+
+static void handle_get(eio_session_t *s, http_req_t *req)
+{
+    if (s->poll != NULL) {
+        /* a second concurrent GET: the reference answers 400 and closes the session */
+        http_respond(req, 400, NULL, 0, NULL, 0);
+        session_closed(s, "transport error");
+        return;
+    }
+    s->poll = req;
+    req->on_abort = on_poll_abort;
+    req->abort_data = s;
+    if (s->nq > 0 || s->state == S_CLOSING) {
+        respond_poll(s, s->state == S_CLOSING);
+        if (s->state == S_CLOSING)
+            session_closed(s, "forced close");
+    } else if (s->probed) {
+        /* an upgrade is under way: release this GET at once so the client can pause polling */
+        rbuf_t *noop = eio_packet_new(EIO_NOOP, NULL, 0);
+        eio_send(s, noop);
+        rbuf_unref(noop);
+    }
+}
+
+/* ---------------------------------------------------------------- websocket */
+
+static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t len, void *ud)
+{
+    eio_session_t *s = ud;
+    eio_packet_t p;
+    eio_server_t *srv = s->srv;
+
+    if (s->state == S_CLOSED)
+        return;
+    if (eio_decode_ws(binary, data, len, &p) != EIO_PKT_OK) {
+        if (ws == s->ws)
+            session_closed(s, "parse error");
+        else
+            ws_abort(ws);
+        return;
+    }
+    if (ws == s->probe) {
+        if (p.type == EIO_PING && slice_eq(p.data, "probe")) {
+            rbuf_t *pong = eio_packet_new(EIO_PONG, "probe", 5);
+            ws_send(ws, pong);
+            rbuf_unref(pong);
+            /* release a held GET so the client can pause polling */
+            s->probed = 1;
+            if (s->poll != NULL) {
+                rbuf_t *noop = eio_packet_new(EIO_NOOP, NULL, 0);
+                eio_send(s, noop);
+                rbuf_unref(noop);
+            }
+        } else if (p.type == EIO_UPGRADE && s->state == S_OPEN) {
+            tq_remove(&s->upg);
+            if (s->poll != NULL) {
+                /* a GET still held: release it (with anything queued) before switching */
+                rbuf_t *noop = eio_packet_new(EIO_NOOP, NULL, 0);
+                eio_send(s, noop);
+                rbuf_unref(noop);
+            }
+            s->probe = NULL;
+            s->ws = ws;
+            s->transport = EIO_T_WEBSOCKET;
+            s->probed = 0;
+            /* what waited for a GET now goes over the WebSocket, in order */
+            for (uint32_t i = 0; i < s->nq; i++) {
+                ws_send(ws, s->q[i]);
+                rbuf_unref(s->q[i]);
+            }
+            s->nq = 0;
+            s->qbytes = 0;
+            log_debug("eio: session %s upgraded to websocket", s->id);
+            if (srv->h->on_upgrade)
+                srv->h->on_upgrade(s, srv->ud);
+        } else {
+            tq_remove(&s->upg);
+            s->probe = NULL;
+            s->probed = 0;
+            ws_abort(ws);
+        }
+        return;
+    }
+    s->refs++;
+    on_packet(s, &p);
+    session_unref(s);
+}
+
+static void ws_on_close(ws_conn_t *ws, ws_close_reason_t why, void *ud)
+{
+    eio_session_t *s = ud;
+    if (ws == s->probe) {
+        tq_remove(&s->upg);
+        s->probe = NULL;
+        s->probed = 0;
+    } else if (ws == s->ws) {
+        s->ws = NULL;
+        session_closed(s, why == WS_CLOSED_ERROR ? "transport error" : "transport close");
+    }
+    session_unref(s);
+}
+
+static const ws_handler_t ws_handler = {ws_on_message, ws_on_close};
+
+static void on_upgrade_due(tq_t *q, tq_entry_t *e)
+{
+    eio_session_t *s = container_of(e, eio_session_t, upg);
+    (void)q;
+    if (s->probe != NULL) {
+        ws_conn_t *probe = s->probe;
+        s->probe = NULL;
+        s->probed = 0;
+        ws_abort(probe);
+    }
+}
+
+/* ---------------------------------------------------------------- handshake */
+
+static void copy_handshake(eio_session_t *s, const http_req_t *req)
+{
+    size_t need = req->url.len + 1 + strlen(http_peer(req)) + 1;
+    char *p;
+    for (size_t i = 0; i < req->nheaders; i++)
+        need += req->names[i].len + req->values[i].len + 2;
+    need += req->nheaders * 2 * sizeof(slice_t);
+    s->hs_mem = xmalloc(need);
+    slice_t *names = (slice_t *)s->hs_mem, *values = names + req->nheaders;
+    p = (char *)(values + req->nheaders);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        memcpy(p, req->names[i].ptr, req->names[i].len);
+        names[i] = (slice_t){p, req->names[i].len};
+        p += req->names[i].len + 1;
+        memcpy(p, req->values[i].ptr, req->values[i].len);
+        values[i] = (slice_t){p, req->values[i].len};
+        p += req->values[i].len + 1;
+    }
+    memcpy(p, req->url.ptr, req->url.len);
+    s->hs.url = (slice_t){p, req->url.len};
+    s->hs.query = (slice_t){p + (req->query.ptr - req->url.ptr), req->query.len};
+    if (req->query.len == 0)
+        s->hs.query = (slice_t){p + req->url.len, 0};
+    p += req->url.len + 1;
+    strcpy(p, http_peer(req));
+    s->hs.address = p;
+    s->hs.nheaders = req->nheaders;
+    s->hs.names = names;
+    s->hs.values = values;
+    {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        s->hs.issued = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+    }
+}
+
+static rbuf_t *open_packet(eio_session_t *s, int transport)
+{
+    const eio_config_t *cfg = s->srv->cfg;
+    buf_t b = BUF_INIT;
+    char num[32];
+    rbuf_t *pkt;
+    int upgrade = transport == EIO_T_POLLING && cfg->allow_upgrades && (cfg->transports & EIO_T_WEBSOCKET);
+    /* Every field is a server-made token (a base64url id, integers): nothing needs escaping. */
+    buf_appendstr(&b, "{\"sid\":\"");
+    buf_appendstr(&b, s->id);
+    buf_appendstr(&b, upgrade ? "\",\"upgrades\":[\"websocket\"]" : "\",\"upgrades\":[]");
+    snprintf(num, sizeof(num), ",\"pingInterval\":%llu", (unsigned long long)cfg->ping_interval);
+    buf_appendstr(&b, num);
+    snprintf(num, sizeof(num), ",\"pingTimeout\":%llu", (unsigned long long)cfg->ping_timeout);
+    buf_appendstr(&b, num);
+    snprintf(num, sizeof(num), ",\"maxPayload\":%zu}", cfg->max_payload);
+    buf_appendstr(&b, num);
+    pkt = eio_packet_new(EIO_OPEN, b.base, b.len);
+    buf_free(&b);
+    return pkt;
+}
+
+static eio_session_t *session_new(eio_server_t *srv, const http_req_t *req, int transport)
+{
+    eio_session_t *s = xcalloc(1, sizeof(*s));
+    s->srv = srv;
+    s->refs = 1;
+    s->transport = (uint8_t)transport;
+    do
+        eio_generate_id(s->id);
+    while (find_session(srv, s->id, 20) != NULL);
+    copy_handshake(s, req);
+    s->last_packet = uv_now(srv->loop);
+    table_insert(srv, s);
+    return s;
+}
+
+static void open_session(eio_session_t *s)
+{
+    eio_server_t *srv = s->srv;
+    rbuf_t *open = open_packet(s, s->transport);
+    eio_send(s, open);
+    rbuf_unref(open);
+    tq_add(&srv->q_ping, &s->hb);
+    srv->h->on_open(s, srv->ud);
+}
+
+static void handshake(eio_server_t *srv, http_req_t *req, int transport, buf_t *tmp)
+{
+    eio_session_t *s;
+    if (http_query(req, "EIO", tmp) != 0 || tmp->len != 1 || tmp->base[0] != '4') {
+        abort_request(srv, req, EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION, NULL);
+        return;
+    }
+    if (transport == EIO_T_WEBSOCKET) {
+        const char *err;
+        http_hdr_t hdrs[8];
+        size_t n;
+        if (ws_check_request(req, &err) != 0) {
+            abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL);
+            return;
+        }
+        s = session_new(srv, req, transport);
+        n = eio_cors_headers(srv->cfg, req, hdrs);
+        ws_limits_t lim = {srv->cfg->max_payload};
+        s->ws = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
+        s->refs++; /* held by the WebSocket until its on_close */
+        open_session(s);
+        s->refs++;
+        ws_start(s->ws);
+        session_unref(s);
+        return;
+    }
+    s = session_new(srv, req, transport);
+    s->poll = req;
+    req->on_abort = on_poll_abort;
+    req->abort_data = s;
+    open_session(s); /* the open packet answers this GET */
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static int parse_transport(const buf_t *v)
+{
+    if (v->len == 7 && memcmp(v->base, "polling", 7) == 0)
+        return EIO_T_POLLING;
+    if (v->len == 9 && memcmp(v->base, "websocket", 9) == 0)
+        return EIO_T_WEBSOCKET;
+    return 0;
+}
+
+static int origin_invalid(const http_req_t *req)
+{
+    slice_t o = http_header(req, "Origin");
+    if (o.ptr == NULL)
+        return 0;
+    for (size_t i = 0; i < o.len; i++) {
+        unsigned char c = (unsigned char)o.ptr[i];
+        if ((c < 32 && c != '\t') || c == 127)
+            return 1;
+    }
+    return 0;
+}
+
+static void preflight(eio_server_t *srv, http_req_t *req)
+{
+    const eio_cors_t *c = &srv->cfg->cors;
+    http_hdr_t hdrs[10];
+    size_t n = eio_cors_headers(srv->cfg, req, hdrs);
+    char *allow_headers = NULL;
+    hdrs[n++] = (http_hdr_t){"Access-Control-Allow-Methods", c->methods ? c->methods : "GET,HEAD,PUT,PATCH,POST,DELETE"};
+    if (c->allowed_headers) {
+        hdrs[n++] = (http_hdr_t){"Access-Control-Allow-Headers", c->allowed_headers};
+    } else {
+        slice_t rh = http_header(req, "Access-Control-Request-Headers");
+        if (rh.ptr != NULL) {
+            allow_headers = xstrndup(rh.ptr, rh.len);
+            hdrs[n++] = (http_hdr_t){"Access-Control-Allow-Headers", allow_headers};
+            hdrs[n++] = (http_hdr_t){"Vary", "Access-Control-Request-Headers"};
+        }
+    }
+    http_respond(req, 204, hdrs, n, NULL, 0);
+    free(allow_headers);
+}
+
+void eio_handle_request(eio_server_t *srv, http_req_t *req)
+{
+    const eio_config_t *cfg = srv->cfg;
+    buf_t v = BUF_INIT;
+    eio_session_t *s;
+    int transport;
+
+    if (req->method == HTTP_M_OPTIONS && (cfg->cors.origin_any || cfg->cors.norigins)) {
+        preflight(srv, req); /* the cors middleware answers preflights before Engine.IO sees them */
+        return;
+    }
+    transport = http_query(req, "transport", &v) == 0 ? parse_transport(&v) : 0;
+    if (transport == 0 || !(cfg->transports & transport)) {
+        abort_request(srv, req, EIO_ERR_UNKNOWN_TRANSPORT, NULL);
+        goto done;
+    }
+    if (origin_invalid(req)) {
+        abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL);
+        goto done;
+    }
+    if (http_query(req, "sid", &v) == 0) {
+        s = find_session(srv, v.base, v.len);
+        if (s == NULL || s->state == S_CLOSED) {
+            abort_request(srv, req, EIO_ERR_UNKNOWN_SID, NULL);
+            goto done;
+        }
+        if (!req->upgrade && s->transport != transport) {
+            abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL);
+            goto done;
+        }
+        if (req->upgrade) {
+            const char *err;
+            if (transport != EIO_T_WEBSOCKET || s->transport != EIO_T_POLLING || s->probe != NULL ||
+                s->state != S_OPEN || !cfg->allow_upgrades || ws_check_request(req, &err) != 0) {
+                abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL);
+                goto done;
+            }
+            http_hdr_t hdrs[8];
+            size_t n = eio_cors_headers(cfg, req, hdrs);
+            ws_limits_t lim = {cfg->max_payload};
+            s->probe = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
+            s->refs++; /* held by the probe until its on_close */
+            tq_add(&srv->q_upgrade, &s->upg);
+            ws_start(s->probe);
+            goto done;
+        }
+        if (req->method == HTTP_M_GET)
+            handle_get(s, req);
+        else if (req->method == HTTP_M_POST)
+            handle_post(s, req);
+        else
+            http_respond(req, 500, NULL, 0, NULL, 0);
+        goto done;
+    }
+    if (req->method != HTTP_M_GET) {
+        abort_request(srv, req, EIO_ERR_BAD_HANDSHAKE_METHOD, NULL);
+        goto done;
+    }
+    if (transport == EIO_T_WEBSOCKET && !req->upgrade) {
+        abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL);
+        goto done;
+    }
+    if (srv->allow_request != NULL) {
+        const char *message = NULL;
+        if (!srv->allow_request(req, &message, srv->allow_ud)) {
+            abort_request(srv, req, EIO_ERR_FORBIDDEN, message);
+            goto done;
+        }
+    }
+    handshake(srv, req, transport, &v);
+done:
+    buf_free(&v);
+}
+
+/* ---------------------------------------------------------------- server */
+
+void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg, const http_limits_t *lim,
+                     const eio_handler_t *h, void *ud)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->loop = loop;
+    srv->cfg = cfg;
+    srv->http_limits = lim;
+    srv->h = h;
+    srv->ud = ud;
+    tq_init(&srv->q_ping, loop, cfg->ping_interval, on_ping_due, srv);
+    tq_init(&srv->q_pong, loop, cfg->ping_timeout, on_pong_due, srv);
+    tq_init(&srv->q_upgrade, loop, cfg->upgrade_timeout, on_upgrade_due, srv);
+}
+
+void eio_server_close(eio_server_t *srv, const char *reason)
+{
+    for (size_t i = 0; i < srv->nbuckets; i++)
+        while (srv->buckets[i] != NULL)
+            session_closed(srv->buckets[i], reason);
+    free(srv->buckets);
+    srv->buckets = NULL;
+    srv->nbuckets = 0;
+    tq_close(&srv->q_ping);
+    tq_close(&srv->q_pong);
+    tq_close(&srv->q_upgrade);
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+const char *eio_session_id(const eio_session_t *s) { return s->id; }
+int eio_session_transport(const eio_session_t *s) { return s->transport; }
+const eio_handshake_t *eio_session_handshake(const eio_session_t *s) { return &s->hs; }
+void *eio_session_data(const eio_session_t *s) { return s->data; }
+void eio_session_set_data(eio_session_t *s, void *data) { s->data = data; }

@@ -1,0 +1,127 @@
+/* eio: Engine.IO v4 server side - sessions, the polling and websocket transports, the upgrade from
+ * one to the other, heartbeats, and the protocol's error answers.
+ * The upper layer (sio) sees a session as an ordered, reliable message pipe: on_open, on_message,
+ * eio_send(), eio_close(), on_close. Everything below (HTTP requests, WebSocket frames, which
+ * transport carries the session right now) is hidden here.
+ * Lifetime: eio owns sessions. A session is freed after on_close has returned and every transport
+ * attached to it is gone; the pointer must not be used after on_close. */
+#ifndef SL_EIO_H
+#define SL_EIO_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "http.h"
+#include "tq.h"
+
+typedef struct eio_server eio_server_t;
+typedef struct eio_session eio_session_t;
+
+enum { EIO_T_POLLING = 1, EIO_T_WEBSOCKET = 2 };
+
+/* Engine.IO's error table (the reference's Server.errors / errorMessages). */
+typedef enum {
+    EIO_ERR_UNKNOWN_TRANSPORT = 0,
+    EIO_ERR_UNKNOWN_SID = 1,
+    EIO_ERR_BAD_HANDSHAKE_METHOD = 2,
+    EIO_ERR_BAD_REQUEST = 3,
+    EIO_ERR_FORBIDDEN = 4,
+    EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION = 5,
+} eio_error_t;
+const char *eio_error_message(eio_error_t code);
+
+typedef struct {
+    char **origins;     /* allowed origins: one is always sent, several are matched against Origin;
+                           none with origin_any = 0 means CORS is off */
+    size_t norigins;
+    int origin_any;     /* "*" */
+    char *methods;      /* "GET,POST" (the reference's cors default: GET,HEAD,PUT,PATCH,POST,DELETE) */
+    char *allowed_headers; /* NULL: reflect Access-Control-Request-Headers */
+    int credentials;
+} eio_cors_t;
+
+typedef struct {
+    uint64_t ping_interval;     /* ms, 25000 */
+    uint64_t ping_timeout;      /* ms, 20000 */
+    uint64_t upgrade_timeout;   /* ms, 10000 */
+    size_t max_payload;         /* maxHttpBufferSize, 1e6 */
+    int transports;             /* EIO_T_* bits, both */
+    int allow_upgrades;         /* 1 */
+    size_t max_packets_per_post;/* packets in one polling POST, 0 = unlimited */
+    size_t max_buffered;        /* bytes queued for a polling client between two GETs */
+    eio_cors_t cors;
+} eio_config_t;
+
+/* What the upper layer can know of the request that opened a session (socket.handshake). */
+typedef struct {
+    slice_t url;           /* raw request target */
+    slice_t query;         /* raw query string */
+    size_t nheaders;
+    const slice_t *names;
+    const slice_t *values;
+    const char *address;   /* peer IP */
+    uint64_t issued;       /* ms since the epoch */
+} eio_handshake_t;
+
+typedef struct {
+    /* A new session is open (the open packet is on its way). */
+    void (*on_open)(eio_session_t *s, void *ud);
+    /* A message packet. data is borrowed. May close the session inside. */
+    void (*on_message)(eio_session_t *s, int binary, const char *data, size_t len, void *ud);
+    /* The session closed (reason as the reference: "transport close", "transport error",
+     * "ping timeout", "parse error", "forced close"). Last call for s. */
+    void (*on_close)(eio_session_t *s, const char *reason, void *ud);
+    /* The session moved to WebSocket. Optional. */
+    void (*on_upgrade)(eio_session_t *s, void *ud);
+} eio_handler_t;
+
+/* allowRequest: return 1 to accept a handshake, 0 to refuse it (403 Forbidden; *message may be
+ * set to a string that stays valid until the next call). */
+typedef int (*eio_allow_cb)(const http_req_t *req, const char **message, void *ud);
+
+struct eio_server {
+    uv_loop_t *loop;
+    const eio_config_t *cfg;
+    const eio_handler_t *h;
+    void *ud;
+    const http_limits_t *http_limits;
+    eio_allow_cb allow_request;   /* optional, set by the owner after init */
+    void *allow_ud;
+    struct eio_session **buckets; /* sid -> session hash, chained */
+    size_t nbuckets;
+    size_t nsessions;
+    tq_t q_ping;     /* sessions waiting to send the next ping (pingInterval) */
+    tq_t q_pong;     /* sessions waiting for a pong (pingTimeout); also closing polling sessions */
+    tq_t q_upgrade;  /* WebSocket probes waiting for the upgrade packet (upgradeTimeout) */
+};
+
+void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg, const http_limits_t *lim,
+                     const eio_handler_t *h, void *ud);
+/* Closes every session with `reason` and releases the timers. */
+void eio_server_close(eio_server_t *srv, const char *reason);
+
+/* Handles a request whose path is the Engine.IO path: handshake, poll, post, upgrade, preflight,
+ * or the error answer. Always answers (or takes) req. */
+void eio_handle_request(eio_server_t *srv, http_req_t *req);
+/* Adds the CORS headers for req to hdrs (at most 5 entries, pointing into static or req memory).
+ * Returns the number added. Used for every answer on the Engine.IO path. */
+size_t eio_cors_headers(const eio_config_t *cfg, const http_req_t *req, http_hdr_t *hdrs);
+
+/* Queues a packet (an rbuf as described in eio_packet.h) for the session; takes a reference.
+ * A no-op once the session is closing. */
+void eio_send(eio_session_t *s, rbuf_t *pkt);
+/* Closes the session: pending packets are flushed first where the transport allows, then
+ * on_close(s, "forced close") follows (possibly synchronously). */
+void eio_close(eio_session_t *s);
+
+const char *eio_session_id(const eio_session_t *s);
+int eio_session_transport(const eio_session_t *s); /* EIO_T_* */
+const eio_handshake_t *eio_session_handshake(const eio_session_t *s);
+void *eio_session_data(const eio_session_t *s);
+void eio_session_set_data(eio_session_t *s, void *data);
+
+/* A new random id: 20 characters of base64url from 15 bytes of OpenSSL RAND_bytes. */
+void eio_generate_id(char out[21]);
+
+#endif

@@ -1,0 +1,67 @@
+/* lhost: the Lua host - the VM, the one protected-call path into Lua, print() into the log, and
+ * the app's loading. It implements sio's handler (connection, events, acks, disconnect) on top of
+ * the bindings in lserver.c (the global `io`, namespaces, options) and lsocket.c (socket handles).
+ * Ownership: C owns every socket; Lua holds handles (userdata "siolua.socket") that C keeps alive
+ * with a registry ref while the socket lives and turns into "closed" handles when it dies: their
+ * methods become no-ops (emit returns false) instead of touching freed memory. */
+#ifndef SL_LHOST_H
+#define SL_LHOST_H
+
+#include <lua.h>
+
+#include "server.h"
+#include "sio.h"
+
+typedef struct lhost {
+    lua_State *L;
+    sl_server_t *srv;
+    char allow_msg[128]; /* allowRequest's refusal message, until eio has answered */
+} lhost_t;
+
+/* Creates the VM with the standard libraries, `siolua`, `io` and the prelude. NULL on failure. */
+lhost_t *lhost_new(sl_server_t *srv);
+void lhost_free(lhost_t *h);
+/* Runs the app file. Returns 0, or -1 with the error (file:line: message + traceback) logged. */
+int lhost_run_app(lhost_t *h, const char *path);
+
+/* The handler sio calls into (ud = lhost_t *). */
+extern const sio_handler_t lhost_sio_handler;
+/* allowRequest, for eio (ud = lhost_t *). */
+int lhost_allow_request(const http_req_t *req, const char **message, void *ud);
+
+/* ---- for the binding files (lserver.c, lsocket.c) ---- */
+
+/* The lhost_t of a state. [-0, +0, -] */
+lhost_t *lhost_get(lua_State *L);
+/* Calls the function at stack[-nargs-1] with nargs arguments, protected, with a traceback.
+ * On error logs "what: traceback" and returns -1; else 0. Pops function and args, pushes nothing.
+ * Never raises. */
+int lhost_call(lua_State *L, int nargs, const char *what);
+/* If stack[1] is `self` (a colon call), removes it, so obj.m(x) and obj:m(x) both work. */
+void lhost_selfcall(lua_State *L, int self_idx);
+
+/* lserver.c: registers `io` (the main namespace + server) and `siolua`. [-0, +0, e] */
+void lserver_open(lua_State *L);
+/* Pushes the namespace object for nsp (created on first use). [-0, +1, e] */
+void lserver_push_nsp(lua_State *L, sio_nsp_t *nsp);
+/* Calls the nsp's handlers for `event` with the value at the top of the stack (popped). */
+void lserver_emit_local(lua_State *L, sio_nsp_t *nsp, const char *event);
+
+/* lsocket.c */
+void lsocket_open(lua_State *L);
+/* Creates the handle of s (stored in s->handle_ref) and pushes it. [-0, +1, e] */
+void lsocket_push_new(lua_State *L, sio_socket_t *s);
+/* Pushes the existing handle of s. [-0, +1, -] */
+void lsocket_push(lua_State *L, sio_socket_t *s);
+/* Calls s's handlers for an incoming packet; returns -1 for an invalid payload. */
+int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, size_t natt);
+/* Fires "disconnect" (reason) then turns the handle into a closed one and drops the ref. */
+void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason);
+/* Turns the handle into a closed one and drops the ref (no events). */
+void lsocket_release(lua_State *L, sio_socket_t *s);
+/* Encodes [event, args...] from stack[first..top] (ack function excluded by caller) into a
+ * packet for nsp with ack id (-1 = none). Returns the packet; attachments in att/natt. [-0,+0,e] */
+rbuf_t *lsocket_encode(lua_State *L, int first, const char *nsp, sio_type_t type, int64_t id, rbuf_t **att,
+                       int *natt);
+
+#endif

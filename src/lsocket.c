@@ -1,0 +1,576 @@
+/* lsocket: the Lua handle of a Socket.IO socket (userdata "siolua.socket").
+ * The userdata holds the C pointer (NULL once the socket is gone) and a copy of the id; its user
+ * value is a table { events = {name -> {fn...}}, acks = {id -> fn}, data = {}, props = {},
+ * auth = ..., handshake = (built on first use) }, collected with the handle.
+ * socket.x(...) and socket:x(...) both work: methods are returned bound to their socket. */
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "eio.h"
+#include "lhost.h"
+#include "log.h"
+#include "lvalue.h"
+
+#define SOCKET_MT "siolua.socket"
+#define BROADCAST_MT "siolua.broadcast"
+#define MAX_ATT 64
+
+typedef struct {
+    sio_socket_t *s; /* NULL once the socket is closed */
+    char id[21];
+} lsock_t;
+
+/* The reference's reserved event names: neither a client nor the app may emit them. */
+static int reserved(const char *ev)
+{
+    static const char *const names[] = {"connect", "connect_error", "disconnect", "disconnecting",
+                                        "newListener", "removeListener", NULL};
+    for (int i = 0; names[i]; i++)
+        if (strcmp(ev, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static lsock_t *check(lua_State *L, int idx)
+{
+    return luaL_checkudata(L, idx, SOCKET_MT);
+}
+
+/* Pushes field `k` of the handle's user value table. [-0, +1, -] */
+static void uv_field(lua_State *L, int ud, const char *k)
+{
+    lua_getiuservalue(L, ud, 1);
+    lua_getfield(L, -1, k);
+    lua_remove(L, -2);
+}
+
+/* ---------------------------------------------------------------- encoding and sending */
+
+rbuf_t *lsocket_encode(lua_State *L, int first, const char *nsp, sio_type_t type, int64_t id, rbuf_t **att,
+                       int *natt)
+{
+    lhost_t *h = lhost_get(L);
+    int n = lua_gettop(L) - first + 1;
+    size_t len;
+    const char *json;
+    rbuf_t *pkt;
+    *natt = lvalue_encode_args(L, first, n, att, MAX_ATT, h->srv->cfg.max_json_depth);
+    json = lua_tolstring(L, -1, &len);
+    if (*natt > 0)
+        type = type == SIO_ACK ? SIO_BINARY_ACK : SIO_BINARY_EVENT;
+    sio_packet_t p = {type, (uint32_t)*natt, {nsp, strlen(nsp)}, id, {json, len}};
+    pkt = sio_encode(&p); /* never raises: nothing to leak from here on */
+    lua_pop(L, 1);
+    return pkt;
+}
+
+static void release_all(rbuf_t *pkt, rbuf_t **att, int natt)
+{
+    rbuf_unref(pkt);
+    for (int i = 0; i < natt; i++)
+        rbuf_unref(att[i]);
+}
+
+/* emit(event, ...[, ack]) on the socket at upvalue 1. */
+static int m_emit(lua_State *L)
+{
+    lsock_t *h = check(L, lua_upvalueindex(1));
+    const char *ev;
+    int64_t id = -1;
+    int natt;
+    rbuf_t *att[MAX_ATT], *pkt;
+    lhost_selfcall(L, lua_upvalueindex(1));
+    ev = luaL_checkstring(L, 1);
+    if (reserved(ev))
+        return luaL_error(L, "\"%s\" is a reserved event name", ev);
+    if (h->s == NULL || h->s->state != SIO_S_CONNECTED) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (lua_gettop(L) >= 2 && lua_isfunction(L, -1)) {
+        id = h->s->next_ack++;
+        uv_field(L, lua_upvalueindex(1), "acks");
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, id);
+        lua_pop(L, 2); /* acks table, function */
+    }
+    pkt = lsocket_encode(L, 1, h->s->nsp->name, SIO_EVENT, id, att, &natt);
+    sio_socket_send(h->s, pkt, att, (size_t)natt);
+    release_all(pkt, att, natt);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* socket.broadcast.emit(...): everyone in the namespace but this socket. */
+static int b_emit(lua_State *L)
+{
+    lsock_t *h;
+    const char *ev;
+    int natt;
+    rbuf_t *att[MAX_ATT], *pkt;
+    lhost_selfcall(L, lua_upvalueindex(1));
+    lua_getfield(L, lua_upvalueindex(1), "socket");
+    h = check(L, -1);
+    lua_pop(L, 1);
+    ev = luaL_checkstring(L, 1);
+    if (reserved(ev))
+        return luaL_error(L, "\"%s\" is a reserved event name", ev);
+    if (lua_gettop(L) >= 2 && lua_isfunction(L, -1))
+        return luaL_error(L, "acknowledgements are not supported when broadcasting");
+    if (h->s == NULL || h->s->state != SIO_S_CONNECTED) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    pkt = lsocket_encode(L, 1, h->s->nsp->name, SIO_EVENT, -1, att, &natt);
+    sio_broadcast(h->s->nsp, h->s, pkt, att, (size_t)natt);
+    release_all(pkt, att, natt);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int b_index(lua_State *L)
+{
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "emit") == 0) {
+        lua_pushvalue(L, 1);
+        lua_pushcclosure(L, b_emit, 1);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- listeners */
+
+/* on(event, fn) / once(event, fn): appends fn to the event's list. */
+static int add_listener(lua_State *L, int once)
+{
+    const char *ev;
+    lhost_selfcall(L, lua_upvalueindex(1));
+    ev = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    uv_field(L, lua_upvalueindex(1), "events");
+    if (lua_getfield(L, -1, ev) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, ev);
+    }
+    if (once) {
+        /* a wrapper table {fn = f, once = true} marks one-shot listeners */
+        lua_createtable(L, 0, 2);
+        lua_pushvalue(L, 2);
+        lua_setfield(L, -2, "fn");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "once");
+    } else {
+        lua_pushvalue(L, 2);
+    }
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    return 1;
+}
+
+static int m_on(lua_State *L) { return add_listener(L, 0); }
+static int m_once(lua_State *L) { return add_listener(L, 1); }
+
+/* off(event[, fn]): removes fn, or every listener of event. */
+static int m_off(lua_State *L)
+{
+    const char *ev;
+    lhost_selfcall(L, lua_upvalueindex(1));
+    ev = luaL_checkstring(L, 1);
+    uv_field(L, lua_upvalueindex(1), "events");
+    if (lua_isnoneornil(L, 2)) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, ev);
+    } else if (lua_getfield(L, -1, ev) == LUA_TTABLE) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            if (lua_istable(L, -1)) {
+                lua_getfield(L, -1, "fn");
+                lua_remove(L, -2);
+            }
+            int same = lua_rawequal(L, -1, 2);
+            lua_pop(L, 1);
+            if (same) {
+                for (lua_Integer j = i; j < n; j++) {
+                    lua_rawgeti(L, -1, j + 1);
+                    lua_rawseti(L, -2, j);
+                }
+                lua_pushnil(L);
+                lua_rawseti(L, -2, n);
+                break;
+            }
+        }
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    return 1;
+}
+
+/* Calls every listener of `ev` on the handle at `ud` with the nargs values on top of the stack
+ * (popped). Listeners run from a copy of the list (they may add or remove listeners); one-shot
+ * listeners are removed from the list before any of them runs. */
+static void fire(lua_State *L, int ud, const char *ev, int nargs, const char *what)
+{
+    int args = lua_gettop(L) - nargs + 1, list, copy;
+    lua_Integer n, k = 0;
+    uv_field(L, ud, "events");
+    if (lua_getfield(L, -1, ev) != LUA_TTABLE) {
+        lua_settop(L, args - 1);
+        return;
+    }
+    list = lua_gettop(L);
+    n = (lua_Integer)lua_rawlen(L, list);
+    lua_createtable(L, (int)n, 0);
+    copy = lua_gettop(L);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, copy, i);
+        if (lua_istable(L, -1))
+            lua_pop(L, 1);             /* once: dropped from the list */
+        else
+            lua_rawseti(L, list, ++k); /* kept, compacted in place (k <= i) */
+    }
+    for (lua_Integer i = k + 1; i <= n; i++) {
+        lua_pushnil(L);
+        lua_rawseti(L, list, i);
+    }
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, copy, i);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "fn");
+            lua_remove(L, -2);
+        }
+        for (int a = 0; a < nargs; a++)
+            lua_pushvalue(L, args + a);
+        lhost_call(L, nargs, what);
+    }
+    lua_settop(L, args - 1);
+}
+
+/* ---------------------------------------------------------------- acks */
+
+/* The callable ack given to a handler: upvalues (handle, id, sent). Sends once. */
+static int ack_call(lua_State *L)
+{
+    lsock_t *h = check(L, lua_upvalueindex(1));
+    int natt;
+    rbuf_t *att[MAX_ATT], *pkt;
+    if (lua_toboolean(L, lua_upvalueindex(3)) || h->s == NULL || h->s->state != SIO_S_CONNECTED)
+        return 0;
+    lua_pushboolean(L, 1);
+    lua_replace(L, lua_upvalueindex(3));
+    pkt = lsocket_encode(L, 1, h->s->nsp->name, SIO_ACK, lua_tointeger(L, lua_upvalueindex(2)), att, &natt);
+    sio_socket_send(h->s, pkt, att, (size_t)natt);
+    release_all(pkt, att, natt);
+    return 0;
+}
+
+int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, size_t natt)
+{
+    lhost_t *host = lhost_get(L);
+    int ud, t, n;
+    char what[128];
+    lsocket_push(L, s);
+    ud = lua_gettop(L);
+    lvalue_push_json(L, p->data.ptr, p->data.len, att, natt, host->srv->cfg.max_json_depth);
+    t = lua_gettop(L);
+    if (!lua_istable(L, t))
+        return -1;
+    n = (int)lua_rawlen(L, t);
+    if (p->type == SIO_ACK || p->type == SIO_BINARY_ACK) {
+        uv_field(L, ud, "acks");
+        lua_rawgeti(L, -1, p->id);
+        if (!lua_isfunction(L, -1))
+            return 0; /* unknown or already answered: ignored, as the reference does */
+        lua_pushnil(L);
+        lua_rawseti(L, -3, p->id);
+        luaL_checkstack(L, n, "too many ack arguments");
+        for (int i = 1; i <= n; i++)
+            lua_rawgeti(L, t, i);
+        snprintf(what, sizeof(what), "ack callback of socket %s", s->id);
+        lhost_call(L, n, what);
+        return 0;
+    }
+    /* EVENT: [name, args...], name a string (or a number) that is not reserved */
+    if (n < 1)
+        return -1;
+    lua_rawgeti(L, t, 1);
+    if (lua_type(L, -1) == LUA_TNUMBER)
+        lua_tostring(L, -1);
+    if (lua_type(L, -1) != LUA_TSTRING || reserved(lua_tostring(L, -1)))
+        return -1;
+    const char *ev = lua_tostring(L, -1); /* kept alive on the stack */
+    luaL_checkstack(L, n + 2, "too many event arguments");
+    for (int i = 2; i <= n; i++)
+        lua_rawgeti(L, t, i);
+    if (p->id >= 0) {
+        lua_pushvalue(L, ud);
+        lua_pushinteger(L, p->id);
+        lua_pushboolean(L, 0);
+        lua_pushcclosure(L, ack_call, 3);
+    }
+    snprintf(what, sizeof(what), "handler for \"%.40s\" of socket %s", ev, s->id);
+    fire(L, ud, ev, n - 1 + (p->id >= 0), what);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- lifetime */
+
+void lsocket_push_new(lua_State *L, sio_socket_t *s)
+{
+    lsock_t *h = lua_newuserdatauv(L, sizeof(*h), 1);
+    h->s = s;
+    memcpy(h->id, s->id, sizeof(h->id));
+    luaL_setmetatable(L, SOCKET_MT);
+    lua_createtable(L, 0, 6);
+    lua_newtable(L);
+    lua_setfield(L, -2, "events");
+    lua_newtable(L);
+    lua_setfield(L, -2, "acks");
+    lua_newtable(L);
+    lua_setfield(L, -2, "data");
+    lua_newtable(L);
+    lua_setfield(L, -2, "props");
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, -1);
+    s->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void lsocket_push(lua_State *L, sio_socket_t *s)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->handle_ref);
+}
+
+void lsocket_release(lua_State *L, sio_socket_t *s)
+{
+    if (s->handle_ref == LUA_NOREF || s->handle_ref == 0)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->handle_ref);
+    lsock_t *h = lua_touserdata(L, -1);
+    if (h != NULL)
+        h->s = NULL;
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->handle_ref);
+    s->handle_ref = LUA_NOREF;
+}
+
+void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason)
+{
+    char what[96];
+    int ud;
+    lsocket_push(L, s);
+    ud = lua_gettop(L);
+    snprintf(what, sizeof(what), "disconnect handler of socket %s", s->id);
+    /* the handle reads as disconnected inside the handler, as in the reference */
+    lua_pushstring(L, reason);
+    fire(L, ud, "disconnect", 1, what);
+    lsocket_release(L, s);
+    lua_settop(L, ud - 1);
+}
+
+/* ---------------------------------------------------------------- metamethods */
+
+static int m_disconnect(lua_State *L)
+{
+    lsock_t *h = check(L, lua_upvalueindex(1));
+    lhost_selfcall(L, lua_upvalueindex(1));
+    if (h->s != NULL) {
+        sio_socket_t *s = h->s;
+        sio_socket_ref(s);
+        sio_socket_disconnect(s, lua_toboolean(L, 1));
+        sio_socket_unref(s);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    return 1;
+}
+
+/* socket.handshake, built once from the Engine.IO session's copy of the opening request. */
+static void push_handshake(lua_State *L, int ud, lsock_t *h)
+{
+    uv_field(L, ud, "handshake");
+    if (!lua_isnil(L, -1) || h->s == NULL || sio_socket_session(h->s) == NULL)
+        return;
+    lua_pop(L, 1);
+    const eio_handshake_t *hs = eio_session_handshake(sio_socket_session(h->s));
+    lua_createtable(L, 0, 9);
+    lua_createtable(L, 0, (int)hs->nheaders);
+    for (size_t i = 0; i < hs->nheaders; i++) {
+        /* Node lower-cases header names */
+        luaL_Buffer b;
+        char *p = luaL_buffinitsize(L, &b, hs->names[i].len);
+        for (size_t j = 0; j < hs->names[i].len; j++) {
+            char c = hs->names[i].ptr[j];
+            p[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+        luaL_pushresultsize(&b, hs->names[i].len);
+        lua_pushlstring(L, hs->values[i].ptr, hs->values[i].len);
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+    /* query: decoded key/value pairs */
+    lua_newtable(L);
+    {
+        const char *p = hs->query.ptr, *end = p + hs->query.len;
+        while (p < end) {
+            const char *amp = memchr(p, '&', (size_t)(end - p));
+            const char *e = amp ? amp : end;
+            const char *eq = memchr(p, '=', (size_t)(e - p));
+            luaL_Buffer kb;
+            for (int part = 0; part < 2; part++) {
+                const char *a = part == 0 ? p : (eq ? eq + 1 : e);
+                const char *z = part == 0 ? (eq ? eq : e) : e;
+                luaL_buffinit(L, &kb);
+                for (; a < z; a++) {
+                    if (*a == '+')
+                        luaL_addchar(&kb, ' ');
+                    else if (*a == '%' && z - a >= 3 && strchr("0123456789abcdefABCDEF", a[1]) &&
+                             strchr("0123456789abcdefABCDEF", a[2]) && a[1] && a[2]) {
+                        char hx[3] = {a[1], a[2], 0};
+                        luaL_addchar(&kb, (char)strtol(hx, NULL, 16));
+                        a += 2;
+                    } else
+                        luaL_addchar(&kb, *a);
+                }
+                luaL_pushresult(&kb);
+            }
+            if (lua_rawlen(L, -2) > 0)
+                lua_rawset(L, -3);
+            else
+                lua_pop(L, 2);
+            p = e + 1;
+        }
+    }
+    lua_setfield(L, -2, "query");
+    uv_field(L, ud, "auth");
+    lua_setfield(L, -2, "auth");
+    lua_pushstring(L, hs->address);
+    lua_setfield(L, -2, "address");
+    lua_pushlstring(L, hs->url.ptr, hs->url.len);
+    lua_setfield(L, -2, "url");
+    lua_pushinteger(L, (lua_Integer)hs->issued);
+    lua_setfield(L, -2, "issued");
+    {
+        /* time: the date as the reference's new Date().toString() would show it, in UTC */
+        char tbuf[64];
+        time_t t = (time_t)(hs->issued / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(tbuf, sizeof(tbuf), "%a %b %d %Y %H:%M:%S GMT+0000 (Coordinated Universal Time)", &tm);
+        lua_pushstring(L, tbuf);
+        lua_setfield(L, -2, "time");
+    }
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "secure");
+    {
+        slice_t host = {0, 0}, origin = {0, 0};
+        for (size_t i = 0; i < hs->nheaders; i++) {
+            if (slice_caseeq(hs->names[i], "host"))
+                host = hs->values[i];
+            else if (slice_caseeq(hs->names[i], "origin"))
+                origin = hs->values[i];
+        }
+        /* xdomain: an Origin header that is not this host (as the reference compares) */
+        int xdomain = origin.ptr != NULL;
+        if (origin.ptr && host.ptr) {
+            const char *o = memchr(origin.ptr, '/', origin.len);
+            if (o && (size_t)(origin.ptr + origin.len - o) > 2) {
+                o += 2;
+                xdomain = !((size_t)(origin.ptr + origin.len - o) == host.len && memcmp(o, host.ptr, host.len) == 0);
+            }
+        }
+        lua_pushboolean(L, xdomain);
+        lua_setfield(L, -2, "xdomain");
+    }
+    lua_getiuservalue(L, ud, 1);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "handshake");
+    lua_pop(L, 1);
+}
+
+static const luaL_Reg methods[] = {
+    {"emit", m_emit}, {"on", m_on}, {"once", m_once}, {"off", m_off}, {"disconnect", m_disconnect}, {NULL, NULL}};
+
+static int s_index(lua_State *L)
+{
+    lsock_t *h = check(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    for (const luaL_Reg *m = methods; m->name; m++)
+        if (strcmp(k, m->name) == 0) {
+            lua_pushvalue(L, 1);
+            lua_pushcclosure(L, m->func, 1);
+            return 1;
+        }
+    if (strcmp(k, "id") == 0) {
+        lua_pushstring(L, h->id);
+    } else if (strcmp(k, "connected") == 0) {
+        lua_pushboolean(L, h->s != NULL && h->s->state == SIO_S_CONNECTED);
+    } else if (strcmp(k, "disconnected") == 0) {
+        lua_pushboolean(L, !(h->s != NULL && h->s->state == SIO_S_CONNECTED));
+    } else if (strcmp(k, "data") == 0) {
+        uv_field(L, 1, "data");
+    } else if (strcmp(k, "handshake") == 0) {
+        push_handshake(L, 1, h);
+    } else if (strcmp(k, "broadcast") == 0) {
+        lua_createtable(L, 0, 1);
+        lua_pushvalue(L, 1);
+        lua_setfield(L, -2, "socket");
+        luaL_setmetatable(L, BROADCAST_MT);
+    } else if (strcmp(k, "nsp") == 0) {
+        if (h->s == NULL)
+            return 0;
+        lserver_push_nsp(L, h->s->nsp);
+    } else {
+        uv_field(L, 1, "props");
+        lua_getfield(L, -1, k);
+    }
+    return 1;
+}
+
+static int s_newindex(lua_State *L)
+{
+    check(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    static const char *const ro[] = {"id", "connected", "disconnected", "handshake", "broadcast", "nsp",
+                                     "emit", "on", "once", "off", "disconnect", NULL};
+    for (int i = 0; ro[i]; i++)
+        if (strcmp(k, ro[i]) == 0)
+            return luaL_error(L, "socket.%s cannot be assigned", k);
+    lua_getiuservalue(L, 1, 1);
+    if (strcmp(k, "data") == 0) {
+        lua_pushvalue(L, 3);
+        lua_setfield(L, -2, "data");
+        return 0;
+    }
+    lua_getfield(L, -1, "props");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, -2, k);
+    return 0;
+}
+
+static int s_tostring(lua_State *L)
+{
+    lsock_t *h = check(L, 1);
+    lua_pushfstring(L, "siolua.socket(%s%s)", h->id, h->s ? "" : ", closed");
+    return 1;
+}
+
+void lsocket_open(lua_State *L)
+{
+    luaL_newmetatable(L, SOCKET_MT);
+    lua_pushcfunction(L, s_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, s_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, s_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, BROADCAST_MT);
+    lua_pushcfunction(L, b_index);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}

@@ -1,0 +1,243 @@
+/* main: the command line. Parses flags into the configuration (flags win over io.options in the
+ * script), starts the server and runs the loop. Exit codes: 0 after a clean shutdown, 1 when the
+ * app fails to load or the port cannot be bound, 2 for usage errors. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+
+#define SIOLUA_VERSION "0.1.0"
+
+static void usage(FILE *out)
+{
+    fputs("Usage: siolua APP.lua [options]\n"
+          "\n"
+          "Runs a Socket.IO v4 server whose handlers are written in Lua (see README.md).\n"
+          "\n"
+          "Options (flags win over io.options{} in the script):\n"
+          "  --host HOST                 address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+          "  --port N                    port (default 3000; 0 picks a free one)\n"
+          "  --path PATH                 Socket.IO path (default /socket.io/)\n"
+          "  --static DIR                serve DIR at / (default: public/ next to APP.lua, if present)\n"
+          "  --ping-interval MS          heartbeat interval (default 25000)\n"
+          "  --ping-timeout MS           heartbeat timeout (default 20000)\n"
+          "  --upgrade-timeout MS        time to finish a transport upgrade (default 10000)\n"
+          "  --connect-timeout MS        time for a client to join a namespace (default 45000)\n"
+          "  --max-http-buffer-size N    largest message or polling body in bytes (default 1000000)\n"
+          "  --transports LIST           polling,websocket (default both)\n"
+          "  --no-upgrades               do not upgrade polling sessions to WebSocket\n"
+          "  --cors-origin ORIGIN        allowed origin, repeatable; * for any (default: no CORS)\n"
+          "  --cors-methods LIST         methods for preflight answers (default GET,HEAD,PUT,PATCH,POST,DELETE)\n"
+          "  --cors-credentials          send Access-Control-Allow-Credentials: true\n"
+          "  --no-serve-client           do not serve /socket.io/socket.io.js\n"
+          "  --log-level LEVEL           error, warn, info (default) or debug\n"
+          "  -h, --help                  this help\n"
+          "  -v, --version               print the version\n",
+          out);
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    if (s == NULL || *s == '\0' || *s == '-')
+        return -1;
+    v = strtoull(s, &end, 10);
+    if (*end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+enum {
+    OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_STATIC, OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_UPGRADE_TIMEOUT,
+    OPT_CONNECT_TIMEOUT, OPT_MAX_BUFFER, OPT_TRANSPORTS, OPT_NO_UPGRADES, OPT_CORS_ORIGIN, OPT_CORS_METHODS,
+    OPT_CORS_CREDENTIALS, OPT_NO_SERVE_CLIENT, OPT_LOG_LEVEL,
+};
+
+static int parse_args(int argc, char **argv, sl_config_t *cfg)
+{
+    static const struct option opts[] = {
+        {"host", required_argument, 0, OPT_HOST},
+        {"port", required_argument, 0, OPT_PORT},
+        {"path", required_argument, 0, OPT_PATH},
+        {"static", required_argument, 0, OPT_STATIC},
+        {"ping-interval", required_argument, 0, OPT_PING_INTERVAL},
+        {"ping-timeout", required_argument, 0, OPT_PING_TIMEOUT},
+        {"upgrade-timeout", required_argument, 0, OPT_UPGRADE_TIMEOUT},
+        {"connect-timeout", required_argument, 0, OPT_CONNECT_TIMEOUT},
+        {"max-http-buffer-size", required_argument, 0, OPT_MAX_BUFFER},
+        {"transports", required_argument, 0, OPT_TRANSPORTS},
+        {"no-upgrades", no_argument, 0, OPT_NO_UPGRADES},
+        {"cors-origin", required_argument, 0, OPT_CORS_ORIGIN},
+        {"cors-methods", required_argument, 0, OPT_CORS_METHODS},
+        {"cors-credentials", no_argument, 0, OPT_CORS_CREDENTIALS},
+        {"no-serve-client", no_argument, 0, OPT_NO_SERVE_CLIENT},
+        {"log-level", required_argument, 0, OPT_LOG_LEVEL},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'v'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    uint64_t v;
+    eio_cors_t *cors = &cfg->eio.cors;
+    while ((c = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case 'v':
+            printf("siolua %s\n", SIOLUA_VERSION);
+            exit(0);
+        case OPT_HOST:
+            free(cfg->host);
+            cfg->host = strdup(optarg);
+            cfg->cli_set |= CFG_HOST;
+            break;
+        case OPT_PORT:
+            if (parse_u64(optarg, &v) != 0 || v > 65535)
+                goto bad;
+            cfg->port = (int)v;
+            cfg->cli_set |= CFG_PORT;
+            break;
+        case OPT_PATH: {
+            size_t n = strlen(optarg);
+            free(cfg->path);
+            cfg->path = malloc(n + 3);
+            snprintf(cfg->path, n + 3, "%s%s%s", optarg[0] == '/' ? "" : "/", optarg,
+                     n > 0 && optarg[n - 1] == '/' ? "" : "/");
+            cfg->cli_set |= CFG_PATH;
+            break;
+        }
+        case OPT_STATIC:
+            free(cfg->static_dir);
+            cfg->static_dir = strdup(optarg);
+            cfg->cli_set |= CFG_STATIC;
+            break;
+        case OPT_PING_INTERVAL:
+            if (parse_u64(optarg, &v) != 0)
+                goto bad;
+            cfg->eio.ping_interval = v;
+            cfg->cli_set |= CFG_PING_INTERVAL;
+            break;
+        case OPT_PING_TIMEOUT:
+            if (parse_u64(optarg, &v) != 0)
+                goto bad;
+            cfg->eio.ping_timeout = v;
+            cfg->cli_set |= CFG_PING_TIMEOUT;
+            break;
+        case OPT_UPGRADE_TIMEOUT:
+            if (parse_u64(optarg, &v) != 0)
+                goto bad;
+            cfg->eio.upgrade_timeout = v;
+            cfg->cli_set |= CFG_UPGRADE_TIMEOUT;
+            break;
+        case OPT_CONNECT_TIMEOUT:
+            if (parse_u64(optarg, &v) != 0)
+                goto bad;
+            cfg->sio.connect_timeout = v;
+            cfg->cli_set |= CFG_CONNECT_TIMEOUT;
+            break;
+        case OPT_MAX_BUFFER:
+            if (parse_u64(optarg, &v) != 0 || v == 0 || v > (1u << 30))
+                goto bad;
+            cfg->eio.max_payload = cfg->http.max_body = (size_t)v;
+            cfg->cli_set |= CFG_MAX_BUFFER;
+            break;
+        case OPT_TRANSPORTS: {
+            int t = 0;
+            char *list = strdup(optarg), *save = NULL;
+            for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (strcmp(tok, "polling") == 0)
+                    t |= EIO_T_POLLING;
+                else if (strcmp(tok, "websocket") == 0)
+                    t |= EIO_T_WEBSOCKET;
+                else {
+                    free(list);
+                    goto bad;
+                }
+            }
+            free(list);
+            if (t == 0)
+                goto bad;
+            cfg->eio.transports = t;
+            cfg->cli_set |= CFG_TRANSPORTS;
+            break;
+        }
+        case OPT_NO_UPGRADES:
+            cfg->eio.allow_upgrades = 0;
+            cfg->cli_set |= CFG_ALLOW_UPGRADES;
+            break;
+        case OPT_CORS_ORIGIN:
+            if (strcmp(optarg, "*") == 0) {
+                cors->origin_any = 1;
+            } else {
+                cors->origins = realloc(cors->origins, (cors->norigins + 1) * sizeof(char *));
+                cors->origins[cors->norigins++] = strdup(optarg);
+            }
+            cfg->cli_set |= CFG_CORS;
+            break;
+        case OPT_CORS_METHODS:
+            free(cors->methods);
+            cors->methods = strdup(optarg);
+            cfg->cli_set |= CFG_CORS;
+            break;
+        case OPT_CORS_CREDENTIALS:
+            cors->credentials = 1;
+            cfg->cli_set |= CFG_CORS;
+            break;
+        case OPT_NO_SERVE_CLIENT:
+            cfg->serve_client = 0;
+            cfg->cli_set |= CFG_SERVE_CLIENT;
+            break;
+        case OPT_LOG_LEVEL:
+            if (strcmp(optarg, "error") == 0)
+                log_level = LOG_ERROR;
+            else if (strcmp(optarg, "warn") == 0)
+                log_level = LOG_WARN;
+            else if (strcmp(optarg, "info") == 0)
+                log_level = LOG_INFO;
+            else if (strcmp(optarg, "debug") == 0)
+                log_level = LOG_DEBUG;
+            else
+                goto bad;
+            break;
+        default:
+            usage(stderr);
+            return -1;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "siolua: invalid value for --%s: %s\n", opts[c - OPT_HOST].name, optarg);
+        return -1;
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, optind >= argc ? "siolua: missing APP.lua\n" : "siolua: one APP.lua expected\n");
+        usage(stderr);
+        return -1;
+    }
+    cfg->app = strdup(argv[optind]);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    sl_server_t srv;
+    uv_loop_t *loop = uv_default_loop();
+    int rc;
+    memset(&srv, 0, sizeof(srv));
+    sl_config_defaults(&srv.cfg);
+    if (parse_args(argc, argv, &srv.cfg) != 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stderr, NULL, _IOLBF, 0);
+    rc = sl_server_start(&srv, loop);
+    if (rc == 0)
+        uv_run(loop, UV_RUN_DEFAULT);
+    sl_server_free(&srv);
+    return rc == 0 ? 0 : 1;
+}

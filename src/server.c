@@ -1,0 +1,317 @@
+/* server: see server.h. Request routing, in the reference's order: the client bundle
+ * (/socket.io/socket.io.js ...), then the Engine.IO path, then the static folder, else 404. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "embed.h"
+#include "lhost.h"
+#include "log.h"
+
+#define MAX_STATIC_FILE (64u << 20) /* static files are read whole: keep them reasonable */
+
+void sl_config_defaults(sl_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->host = xstrndup("127.0.0.1", 9);
+    cfg->port = 3000;
+    cfg->path = xstrndup("/socket.io/", 11);
+    cfg->serve_client = 1;
+    cfg->eio.ping_interval = 25000;
+    cfg->eio.ping_timeout = 20000;
+    cfg->eio.upgrade_timeout = 10000;
+    cfg->eio.max_payload = 1000000;
+    cfg->eio.transports = EIO_T_POLLING | EIO_T_WEBSOCKET;
+    cfg->eio.allow_upgrades = 1;
+    cfg->eio.max_packets_per_post = 1000;
+    cfg->eio.max_buffered = 16u << 20;
+    cfg->sio.connect_timeout = 45000;
+    cfg->sio.limits.max_attachments = 10;
+    cfg->sio.limits.max_nsp = 256;
+    cfg->http.max_head = 16384;
+    cfg->http.max_headers = 100;
+    cfg->http.max_url = 8192;
+    cfg->http.max_body = cfg->eio.max_payload;
+    cfg->max_write_queue = 16u << 20;
+    cfg->max_json_depth = 64;
+}
+
+/* ---------------------------------------------------------------- client bundle and static files */
+
+static const char *mime_type(const char *path)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {{".html", "text/html; charset=utf-8"},  {".js", "application/javascript; charset=utf-8"},
+                 {".mjs", "application/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+                 {".json", "application/json; charset=utf-8"}, {".map", "application/json; charset=utf-8"},
+                 {".svg", "image/svg+xml"},                   {".png", "image/png"},
+                 {".jpg", "image/jpeg"},                      {".ico", "image/x-icon"},
+                 {".txt", "text/plain; charset=utf-8"},       {".wasm", "application/wasm"}};
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof(types) / sizeof(types[0]); i++)
+        if (strcmp(dot, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+static void respond_text(http_req_t *req, int status, const char *text)
+{
+    http_hdr_t h = {"Content-Type", "text/plain; charset=utf-8"};
+    http_respond(req, status, &h, 1, text, strlen(text));
+}
+
+/* /socket.io/socket.io.js and friends: the reference's serve(), with its ETag and 304. */
+static int serve_client(sl_server_t *srv, http_req_t *req)
+{
+    size_t plen = strlen(srv->cfg.path);
+    const embed_file_t *f;
+    if (!srv->cfg.serve_client || req->path.len <= plen || memcmp(req->path.ptr, srv->cfg.path, plen) != 0)
+        return 0;
+    f = embed_find(embed_client, req->path.ptr + plen, req->path.len - plen);
+    if (f == NULL)
+        return 0;
+    if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD)
+        return 0;
+    slice_t inm = http_header(req, "If-None-Match");
+    if (inm.ptr != NULL && (slice_eq(inm, srv->client_etag) ||
+                            (inm.len == strlen(srv->client_etag) + 2 && memcmp(inm.ptr, "W/", 2) == 0 &&
+                             memcmp(inm.ptr + 2, srv->client_etag, inm.len - 2) == 0))) {
+        http_hdr_t h304[1] = {{"ETag", srv->client_etag}};
+        http_respond(req, 304, h304, 1, NULL, 0);
+        return 1;
+    }
+    http_hdr_t hdrs[] = {{"Content-Type", mime_type(f->name)}, {"Cache-Control", "public, max-age=0"},
+                         {"ETag", srv->client_etag}};
+    http_respond(req, 200, hdrs, 3, f->data, f->len);
+    return 1;
+}
+
+/* Percent-decodes the path and refuses anything that could leave the folder. */
+static int safe_path(slice_t p, buf_t *out)
+{
+    out->len = 0;
+    for (size_t i = 0; i < p.len; i++) {
+        char c = p.ptr[i];
+        if (c == '%') {
+            if (i + 2 >= p.len)
+                return -1;
+            char hx[3] = {p.ptr[i + 1], p.ptr[i + 2], 0};
+            char *end;
+            long v = strtol(hx, &end, 16);
+            if (*end != '\0' || v == 0)
+                return -1;
+            c = (char)v;
+            i += 2;
+        }
+        if (c == '\0' || c == '\\')
+            return -1;
+        buf_appendc(out, c);
+    }
+    buf_appendc(out, '\0');
+    out->len--;
+    /* no "." or ".." segment, no hidden files */
+    for (size_t i = 0; i < out->len; i++)
+        if (out->base[i] == '/' && i + 1 < out->len && out->base[i + 1] == '.')
+            return -1;
+    return out->len > 0 && out->base[0] == '/' ? 0 : -1;
+}
+
+static void serve_static(sl_server_t *srv, http_req_t *req)
+{
+    buf_t rel = BUF_INIT, full = BUF_INIT, body = BUF_INIT;
+    struct stat st;
+    int fd = -1;
+    if (srv->cfg.static_dir == NULL || (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD)) {
+        respond_text(req, 404, "Not Found");
+        return;
+    }
+    if (safe_path(req->path, &rel) != 0) {
+        respond_text(req, 404, "Not Found");
+        goto done;
+    }
+    buf_appendstr(&full, srv->cfg.static_dir);
+    buf_append(&full, rel.base, rel.len);
+    if (rel.base[rel.len - 1] == '/')
+        buf_appendstr(&full, "index.html");
+    buf_appendc(&full, '\0');
+    fd = open(full.base, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_STATIC_FILE) {
+        respond_text(req, 404, "Not Found");
+        goto done;
+    }
+    /* static files are small (the app's page); a blocking read keeps this simple */
+    buf_reserve(&body, (size_t)st.st_size + 1);
+    while (body.len < (size_t)st.st_size) {
+        ssize_t n = read(fd, body.base + body.len, (size_t)st.st_size - body.len);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            break;
+        }
+        body.len += (size_t)n;
+    }
+    {
+        http_hdr_t h[] = {{"Content-Type", mime_type(full.base)}, {"Cache-Control", "no-cache"}};
+        http_respond(req, 200, h, 2, body.base, body.len);
+    }
+done:
+    if (fd >= 0)
+        close(fd);
+    buf_free(&rel);
+    buf_free(&full);
+    buf_free(&body);
+}
+
+static void on_request(http_req_t *req, void *data)
+{
+    sl_server_t *srv = data;
+    size_t plen = strlen(srv->cfg.path);
+    if (srv->closing) {
+        respond_text(req, 503, "Service Unavailable");
+        return;
+    }
+    if (serve_client(srv, req))
+        return;
+    /* the reference matches the Engine.IO path as a prefix of the URL */
+    if (req->url.len >= plen && memcmp(req->url.ptr, srv->cfg.path, plen) == 0) {
+        eio_handle_request(&srv->eio, req);
+        return;
+    }
+    if (req->upgrade) {
+        respond_text(req, 400, "Bad Request");
+        return;
+    }
+    serve_static(srv, req);
+}
+
+static const http_handler_t http_handler = {on_request};
+
+static void on_accept(net_conn_t *c, void *data)
+{
+    sl_server_t *srv = data;
+    http_conn_new(c, &http_handler, &srv->cfg.http, srv);
+}
+
+/* ---------------------------------------------------------------- signals and lifecycle */
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    sl_server_t *srv = sig->data;
+    log_info("siolua: %s received, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    sl_server_close(srv);
+}
+
+static void client_version(sl_server_t *srv)
+{
+    /* the bundle's banner: "Socket.IO v4.8.1" */
+    const embed_file_t *f = embed_find(embed_client, "socket.io.js", 12);
+    const char *v = f ? strstr(f->data, "Socket.IO v") : NULL;
+    size_t n = 0;
+    if (v != NULL) {
+        v += 11;
+        while (n < 20 && v[n] && v[n] != ' ' && v[n] != '\n' && v[n] != '\r' && v[n] != '*')
+            n++;
+    }
+    snprintf(srv->client_etag, sizeof(srv->client_etag), "\"%.*s\"", (int)(n ? n : 1), n ? v : "0");
+}
+
+int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
+{
+    const char *err = NULL;
+    int rc;
+    struct stat st;
+    srv->loop = loop;
+    sio_server_init(&srv->sio, loop, &srv->cfg.sio, &lhost_sio_handler, NULL);
+    srv->lua = lhost_new(srv);
+    if (srv->lua == NULL)
+        return -1;
+    srv->sio.ud = srv->lua;
+    if (lhost_run_app(srv->lua, srv->cfg.app) != 0)
+        return -1;
+    /* the app may have changed timeouts with io.options: they apply from here on */
+    srv->sio.q_connect.timeout = srv->cfg.sio.connect_timeout;
+    srv->cfg.http.max_body = srv->cfg.eio.max_payload;
+    if (srv->cfg.static_dir == NULL && !(srv->cfg.cli_set & CFG_STATIC)) {
+        const char *slash = strrchr(srv->cfg.app, '/');
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%.*s%spublic", slash ? (int)(slash - srv->cfg.app) : 0, srv->cfg.app,
+                 slash ? "/" : "");
+        if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+            srv->cfg.static_dir = xstrndup(dir, strlen(dir));
+    }
+    client_version(srv);
+    eio_server_init(&srv->eio, loop, &srv->cfg.eio, &srv->cfg.http, &sio_eio_handler, &srv->sio);
+    srv->eio.allow_request = lhost_allow_request;
+    srv->eio.allow_ud = srv->lua;
+    srv->net.max_queued = srv->cfg.max_write_queue;
+    rc = net_listen(&srv->net, loop, srv->cfg.host, srv->cfg.port, on_accept, srv, &err);
+    if (rc != 0) {
+        log_error("siolua: cannot listen on %s:%d: %s (%s)", srv->cfg.host, srv->cfg.port, uv_strerror(rc),
+                  err ? err : "listen");
+        return -1;
+    }
+    uv_signal_init(loop, &srv->sigint);
+    uv_signal_init(loop, &srv->sigterm);
+    srv->sigint.data = srv->sigterm.data = srv;
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    log_info("siolua listening on http://%s:%d", srv->cfg.host, net_port(&srv->net));
+    if (srv->cfg.static_dir)
+        log_info("siolua: serving %s at /", srv->cfg.static_dir);
+    return 0;
+}
+
+static void on_shutdown_tick(uv_timer_t *t)
+{
+    sl_server_t *srv = t->data;
+    if (srv->net.nconns == 0 || uv_now(srv->loop) - srv->closing_since > 2000)
+        uv_stop(srv->loop);
+}
+
+void sl_server_close(sl_server_t *srv)
+{
+    if (srv->closing)
+        return;
+    srv->closing = 1;
+    srv->closing_since = uv_now(srv->loop);
+    net_stop(&srv->net);
+    sio_server_close(&srv->sio, "server shutting down");
+    eio_server_close(&srv->eio, "forced close");
+    uv_close((uv_handle_t *)&srv->sio.q_connect.timer, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    /* Keep-alive HTTP connections and closing WebSockets may linger: give them a moment, then
+     * stop the loop. */
+    uv_timer_init(srv->loop, &srv->shutdown);
+    srv->shutdown.data = srv;
+    uv_timer_start(&srv->shutdown, on_shutdown_tick, 50, 50);
+}
+
+void sl_server_free(sl_server_t *srv)
+{
+    eio_cors_t *c = &srv->cfg.eio.cors;
+    lhost_free(srv->lua);
+    srv->lua = NULL;
+    while (srv->sio.nsps != NULL) {
+        sio_nsp_t *n = srv->sio.nsps;
+        srv->sio.nsps = n->next;
+        free(n->name);
+        free(n);
+    }
+    for (size_t i = 0; i < c->norigins; i++)
+        free(c->origins[i]);
+    free(c->origins);
+    free(c->methods);
+    free(c->allowed_headers);
+    free(srv->cfg.host);
+    free(srv->cfg.path);
+    free(srv->cfg.static_dir);
+    free(srv->cfg.app);
+}

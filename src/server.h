@@ -1,0 +1,66 @@
+/* server: the root object. One sl_server_t holds the loop, the configuration (every limit), the
+ * listener, the Engine.IO and Socket.IO layers and the Lua host; everything is reachable from it
+ * and it is passed explicitly, never global. It also routes HTTP requests: the Socket.IO client
+ * bundle, the Engine.IO path, and the static folder. */
+#ifndef SL_SERVER_H
+#define SL_SERVER_H
+
+#include <uv.h>
+
+#include "eio.h"
+#include "http.h"
+#include "net.h"
+#include "sio.h"
+
+struct lhost;
+
+/* Options set on the command line: io.options() in the script does not override them. */
+enum {
+    CFG_HOST = 1 << 0, CFG_PORT = 1 << 1, CFG_PATH = 1 << 2, CFG_STATIC = 1 << 3,
+    CFG_PING_INTERVAL = 1 << 4, CFG_PING_TIMEOUT = 1 << 5, CFG_UPGRADE_TIMEOUT = 1 << 6,
+    CFG_CONNECT_TIMEOUT = 1 << 7, CFG_MAX_BUFFER = 1 << 8, CFG_TRANSPORTS = 1 << 9,
+    CFG_ALLOW_UPGRADES = 1 << 10, CFG_CORS = 1 << 11, CFG_SERVE_CLIENT = 1 << 12,
+};
+
+typedef struct {
+    char *app;                 /* path of app.lua */
+    char *host;                /* "127.0.0.1" */
+    int port;                  /* 3000; 0 = any free port */
+    char *path;                /* "/socket.io/" (always ends with '/') */
+    char *static_dir;          /* NULL = no static files */
+    int serve_client;          /* serve /socket.io/socket.io.js, 1 */
+    unsigned cli_set;          /* CFG_* bits given on the command line */
+    eio_config_t eio;          /* pingInterval, pingTimeout, maxHttpBufferSize, transports, cors, ... */
+    sio_config_t sio;          /* connectTimeout, parser limits */
+    http_limits_t http;        /* request head/url/body limits */
+    size_t max_write_queue;    /* output bytes per connection before it is closed as a slow reader */
+    int max_json_depth;        /* JSON nesting accepted from clients */
+} sl_config_t;
+
+typedef struct sl_server {
+    uv_loop_t *loop;
+    sl_config_t cfg;
+    net_ctx_t net;
+    eio_server_t eio;
+    sio_server_t sio;
+    struct lhost *lua;
+    uv_signal_t sigint, sigterm;
+    char client_etag[64];      /* "\"<socket.io-client version>\"" */
+    uv_timer_t shutdown;       /* after close: stops the loop once connections are gone (or 2 s) */
+    uint64_t closing_since;    /* loop time of sl_server_close */
+    int closing;
+} sl_server_t;
+
+/* Fills cfg with the reference's defaults. */
+void sl_config_defaults(sl_config_t *cfg);
+
+/* Creates the Lua host, runs the app (io.options may change cfg), then listens.
+ * Returns 0, or -1 with the reason already logged. */
+int sl_server_start(sl_server_t *srv, uv_loop_t *loop);
+/* io.close() / SIGINT / SIGTERM: stop accepting, disconnect every socket ("server shutting
+ * down"), close sessions and the listener; the loop then ends. */
+void sl_server_close(sl_server_t *srv);
+/* Frees what start allocated (after the loop ended). */
+void sl_server_free(sl_server_t *srv);
+
+#endif

@@ -1,0 +1,394 @@
+/* sio: see sio.h.
+ * A client is the Socket.IO view of one Engine.IO session: the sockets it opened (one per
+ * namespace), the packet being reassembled from its binary attachments, and the connect timeout.
+ * Clients and sockets are refcounted so that a Lua handler closing them mid-dispatch is safe. */
+#include "sio.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+
+struct sio_client {
+    sio_server_t *srv;
+    eio_session_t *session;   /* NULL once the session closed */
+    sio_socket_t *sockets;    /* sockets of this client, linked by cnext */
+    uint32_t refs;            /* 1 while open + 1 per dispatch in progress */
+    tq_entry_t ct;            /* connect timeout, queued until the first CONNECT */
+    /* binary reassembly: the packet waiting for its attachments */
+    char *pending;            /* copy of the packet text, NULL when none */
+    size_t pending_len;
+    rbuf_t **att;
+    uint32_t natt, want;
+};
+
+static const char invalid_nsp_json[] = "{\"message\":\"Invalid namespace\"}";
+
+/* ---------------------------------------------------------------- sockets */
+
+static void client_unref(sio_client_t *c)
+{
+    if (--c->refs > 0)
+        return;
+    free(c);
+}
+
+void sio_socket_unref(sio_socket_t *s)
+{
+    if (--s->refs == 0)
+        free(s);
+}
+
+eio_session_t *sio_socket_session(const sio_socket_t *s)
+{
+    return s->client ? s->client->session : NULL;
+}
+
+static sio_socket_t *client_socket(sio_client_t *c, slice_t nsp)
+{
+    for (sio_socket_t *s = c->sockets; s; s = s->cnext)
+        if (slice_eq(nsp, s->nsp->name))
+            return s;
+    return NULL;
+}
+
+/* The one place a socket closes: unlinks it everywhere, tells the upper layer, drops the
+ * client's reference. */
+static void socket_close(sio_socket_t *s, const char *reason)
+{
+    sio_server_t *srv;
+    sio_client_t *c = s->client;
+    sio_state_t was = s->state;
+    if (was == SIO_S_CLOSED)
+        return;
+    srv = c->srv;
+    s->state = SIO_S_CLOSED;
+    if (was == SIO_S_CONNECTED) {
+        s->nprev->nnext = s->nnext;
+        s->nnext->nprev = s->nprev;
+        s->nprev = s->nnext = NULL;
+        s->nsp->nsockets--;
+    }
+    for (sio_socket_t **pp = &c->sockets; *pp; pp = &(*pp)->cnext)
+        if (*pp == s) {
+            *pp = s->cnext;
+            break;
+        }
+    s->refs++; /* the handlers below may drop the last other reference */
+    if (was == SIO_S_CONNECTED)
+        srv->h->on_disconnect(s, reason, srv->ud);
+    else
+        srv->h->on_release(s, srv->ud);
+    s->client = NULL;
+    s->refs--;             /* the client's */
+    sio_socket_unref(s);   /* the guard above */
+}
+
+/* Sends a packet that carries no payload for the application (CONNECT, DISCONNECT, CONNECT_ERROR). */
+static void send_control(sio_client_t *c, sio_type_t type, slice_t nsp, const char *json, size_t len)
+{
+    sio_packet_t p = {type, 0, nsp, -1, {json, len}};
+    rbuf_t *b;
+    if (c->session == NULL)
+        return;
+    b = sio_encode(&p);
+    eio_send(c->session, b);
+    rbuf_unref(b);
+}
+
+void sio_socket_accept(sio_socket_t *s)
+{
+    sio_nsp_t *nsp = s->nsp;
+    char json[40];
+    if (s->state != SIO_S_CONNECTING || s->client == NULL || s->client->session == NULL)
+        return;
+    s->state = SIO_S_CONNECTED;
+    s->nprev = nsp->head.nprev;
+    s->nnext = &nsp->head;
+    nsp->head.nprev->nnext = s;
+    nsp->head.nprev = s;
+    nsp->nsockets++;
+    /* {"sid":"<id>"}: the id is base64url, nothing to escape */
+    memcpy(json, "{\"sid\":\"", 8);
+    memcpy(json + 8, s->id, 20);
+    memcpy(json + 28, "\"}", 2);
+    send_control(s->client, SIO_CONNECT, (slice_t){nsp->name, strlen(nsp->name)}, json, 30);
+}
+
+void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len)
+{
+    if (s->state != SIO_S_CONNECTING || s->client == NULL)
+        return;
+    send_control(s->client, SIO_CONNECT_ERROR, (slice_t){s->nsp->name, strlen(s->nsp->name)}, json, len);
+    socket_close(s, "connect error");
+}
+
+static void send_all(eio_session_t *session, rbuf_t *pkt, rbuf_t *const *att, size_t natt)
+{
+    eio_send(session, pkt);
+    for (size_t i = 0; i < natt; i++)
+        eio_send(session, att[i]);
+}
+
+void sio_socket_send(sio_socket_t *s, rbuf_t *pkt, rbuf_t *const *att, size_t natt)
+{
+    if (s->state == SIO_S_CLOSED || s->client == NULL || s->client->session == NULL)
+        return;
+    send_all(s->client->session, pkt, att, natt);
+}
+
+void sio_broadcast(sio_nsp_t *nsp, const sio_socket_t *except, rbuf_t *pkt, rbuf_t *const *att, size_t natt)
+{
+    sio_socket_t *s, *next;
+    /* Sending never enters Lua, and can only close the recipient's own session (which holds one
+     * socket per namespace), so keeping `next` before the send is enough. */
+    for (s = nsp->head.nnext; s != &nsp->head; s = next) {
+        next = s->nnext;
+        if (s != except && s->client != NULL && s->client->session != NULL)
+            send_all(s->client->session, pkt, att, natt);
+    }
+}
+
+static void client_close(sio_client_t *c)
+{
+    if (c->session != NULL)
+        eio_close(c->session); /* on_close follows, now or once queued packets are out */
+}
+
+void sio_socket_disconnect(sio_socket_t *s, int close)
+{
+    sio_client_t *c = s->client;
+    if (s->state != SIO_S_CONNECTED || c == NULL)
+        return;
+    if (close) {
+        /* every socket of the client leaves, then the connection closes (the reference's
+         * client._disconnect) */
+        c->refs++;
+        while (c->sockets != NULL) {
+            sio_socket_t *o = c->sockets;
+            if (o->state == SIO_S_CONNECTED) {
+                send_control(c, SIO_DISCONNECT, (slice_t){o->nsp->name, strlen(o->nsp->name)}, NULL, 0);
+                socket_close(o, "server namespace disconnect");
+            } else {
+                socket_close(o, "server namespace disconnect");
+            }
+        }
+        client_close(c);
+        client_unref(c);
+        return;
+    }
+    send_control(c, SIO_DISCONNECT, (slice_t){s->nsp->name, strlen(s->nsp->name)}, NULL, 0);
+    socket_close(s, "server namespace disconnect");
+}
+
+/* ---------------------------------------------------------------- clients */
+
+static void clear_pending(sio_client_t *c)
+{
+    free(c->pending);
+    c->pending = NULL;
+    for (uint32_t i = 0; i < c->natt; i++)
+        rbuf_unref(c->att[i]);
+    free(c->att);
+    c->att = NULL;
+    c->natt = c->want = 0;
+}
+
+static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
+{
+    sio_server_t *srv = c->srv;
+    sio_nsp_t *nsp = sio_nsp_find(srv, p->nsp.ptr, p->nsp.len);
+    sio_socket_t *s;
+    if (nsp == NULL) {
+        send_control(c, SIO_CONNECT_ERROR, p->nsp, invalid_nsp_json, sizeof(invalid_nsp_json) - 1);
+        return;
+    }
+    if (client_socket(c, p->nsp) != NULL)
+        return; /* already connected (or connecting) to that namespace */
+    tq_remove(&c->ct);
+    s = xcalloc(1, sizeof(*s));
+    eio_generate_id(s->id);
+    s->state = SIO_S_CONNECTING;
+    s->refs = 1; /* the client's */
+    s->nsp = nsp;
+    s->client = c;
+    s->cnext = c->sockets;
+    c->sockets = s;
+    srv->h->on_connect(s, p->data, srv->ud);
+}
+
+/* A complete packet (attachments gathered). Returns -1 when the client must be closed. */
+static int dispatch(sio_client_t *c, const sio_packet_t *p, rbuf_t *const *att, size_t natt)
+{
+    sio_server_t *srv = c->srv;
+    sio_socket_t *s;
+    int rc = 0;
+    switch (p->type) {
+    case SIO_CONNECT:
+        on_connect_packet(c, p);
+        return 0;
+    case SIO_DISCONNECT:
+        s = client_socket(c, p->nsp);
+        if (s != NULL)
+            socket_close(s, "client namespace disconnect");
+        return 0;
+    case SIO_EVENT:
+    case SIO_BINARY_EVENT:
+    case SIO_ACK:
+    case SIO_BINARY_ACK:
+        s = client_socket(c, p->nsp);
+        if (s == NULL || s->state != SIO_S_CONNECTED)
+            return 0; /* no socket for that namespace: ignored, as the reference does */
+        s->refs++;
+        rc = srv->h->on_packet(s, p, att, natt, srv->ud);
+        sio_socket_unref(s);
+        return rc;
+    case SIO_CONNECT_ERROR:
+        return 0;
+    }
+    return -1;
+}
+
+static void on_text(sio_client_t *c, const char *data, size_t len)
+{
+    sio_packet_t p;
+    int rc;
+    if (c->pending != NULL) {
+        log_debug("sio: text packet while reassembling a binary packet");
+        client_close(c);
+        return;
+    }
+    rc = sio_decode(data, len, &c->srv->cfg->limits, &p);
+    if (rc != SIO_PKT_OK) {
+        log_debug("sio: invalid packet from %s: %s", eio_session_id(c->session), sio_strerror(rc));
+        client_close(c);
+        return;
+    }
+    if ((p.type == SIO_BINARY_EVENT || p.type == SIO_BINARY_ACK) && p.attachments > 0) {
+        c->pending = xmalloc(len);
+        memcpy(c->pending, data, len);
+        c->pending_len = len;
+        c->want = p.attachments;
+        c->att = xcalloc(p.attachments, sizeof(*c->att));
+        return;
+    }
+    if (dispatch(c, &p, NULL, 0) < 0)
+        client_close(c);
+}
+
+static void on_binary(sio_client_t *c, const char *data, size_t len)
+{
+    sio_packet_t p;
+    int rc;
+    if (c->pending == NULL) {
+        log_debug("sio: binary data outside of a binary packet");
+        client_close(c);
+        return;
+    }
+    c->att[c->natt++] = rbuf_from(data, len);
+    if (c->natt < c->want)
+        return;
+    rc = sio_decode(c->pending, c->pending_len, &c->srv->cfg->limits, &p);
+    if (rc == SIO_PKT_OK)
+        rc = dispatch(c, &p, c->att, c->natt);
+    clear_pending(c);
+    if (rc < 0)
+        client_close(c);
+}
+
+static void on_connect_due(tq_t *q, tq_entry_t *e)
+{
+    sio_client_t *c = container_of(e, sio_client_t, ct);
+    (void)q;
+    if (c->sockets == NULL) {
+        log_debug("sio: session %s joined no namespace in time", eio_session_id(c->session));
+        client_close(c);
+    }
+}
+
+/* ---------------------------------------------------------------- Engine.IO handler */
+
+static void eh_open(eio_session_t *session, void *ud)
+{
+    sio_server_t *srv = ud;
+    sio_client_t *c = xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    c->session = session;
+    c->refs = 1;
+    eio_session_set_data(session, c);
+    tq_add(&srv->q_connect, &c->ct);
+    srv->nclients++;
+}
+
+static void eh_message(eio_session_t *session, int binary, const char *data, size_t len, void *ud)
+{
+    sio_client_t *c = eio_session_data(session);
+    (void)ud;
+    c->refs++;
+    if (binary)
+        on_binary(c, data, len);
+    else
+        on_text(c, data, len);
+    client_unref(c);
+}
+
+static void eh_close(eio_session_t *session, const char *reason, void *ud)
+{
+    sio_server_t *srv = ud;
+    sio_client_t *c = eio_session_data(session);
+    c->refs++;
+    c->session = NULL;
+    tq_remove(&c->ct);
+    while (c->sockets != NULL)
+        socket_close(c->sockets, reason);
+    clear_pending(c);
+    srv->nclients--;
+    c->refs--;       /* the session's */
+    client_unref(c); /* the dispatch guard */
+}
+
+const eio_handler_t sio_eio_handler = {eh_open, eh_message, eh_close, NULL};
+
+/* ---------------------------------------------------------------- server */
+
+sio_nsp_t *sio_nsp_find(sio_server_t *srv, const char *name, size_t len)
+{
+    for (sio_nsp_t *n = srv->nsps; n; n = n->next)
+        if (strlen(n->name) == len && memcmp(n->name, name, len) == 0)
+            return n;
+    return NULL;
+}
+
+sio_nsp_t *sio_nsp_create(sio_server_t *srv, const char *name, size_t len)
+{
+    sio_nsp_t *n = sio_nsp_find(srv, name, len), **pp;
+    if (n != NULL)
+        return n;
+    n = xcalloc(1, sizeof(*n));
+    n->name = xstrndup(name, len);
+    n->head.nprev = n->head.nnext = &n->head;
+    for (pp = &srv->nsps; *pp; pp = &(*pp)->next)
+        ;
+    *pp = n;
+    return n;
+}
+
+void sio_server_init(sio_server_t *srv, uv_loop_t *loop, const sio_config_t *cfg, const sio_handler_t *h,
+                     void *ud)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->cfg = cfg;
+    srv->h = h;
+    srv->ud = ud;
+    tq_init(&srv->q_connect, loop, cfg->connect_timeout, on_connect_due, srv);
+    sio_nsp_create(srv, "/", 1);
+}
+
+void sio_server_close(sio_server_t *srv, const char *reason)
+{
+    for (sio_nsp_t *n = srv->nsps; n; n = n->next)
+        while (n->head.nnext != &n->head)
+            socket_close(n->head.nnext, reason);
+}

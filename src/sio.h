@@ -1,0 +1,99 @@
+/* sio: Socket.IO v5 server side - clients (one per Engine.IO session), namespaces, sockets,
+ * binary reassembly, connect timeout, broadcast.
+ * The upper layer (the Lua host) decides whether a CONNECT is accepted and what events mean; sio
+ * only moves packets. Packets are encoded once (sio_encode) and the same rbufs are queued on every
+ * recipient. Lifetime: sio owns clients and sockets; a socket's memory outlives its closing while
+ * its refs are held (sio_socket_ref), so C code that called into Lua can re-check s->state. */
+#ifndef SL_SIO_H
+#define SL_SIO_H
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "eio.h"
+#include "sio_packet.h"
+#include "tq.h"
+
+typedef struct sio_server sio_server_t;
+typedef struct sio_nsp sio_nsp_t;
+typedef struct sio_socket sio_socket_t;
+typedef struct sio_client sio_client_t;
+
+typedef enum { SIO_S_CONNECTING = 0, SIO_S_CONNECTED, SIO_S_CLOSED } sio_state_t;
+
+struct sio_socket {
+    char id[21];
+    sio_state_t state;
+    uint32_t refs;                     /* holders; the socket is freed when closed and refs == 0 */
+    sio_nsp_t *nsp;
+    sio_client_t *client;              /* NULL once closed */
+    struct sio_socket *nprev, *nnext;  /* namespace list (connected sockets) */
+    struct sio_socket *cnext;          /* client's socket list */
+    int64_t next_ack;                  /* next ack id for server->client emits */
+    int handle_ref;                    /* upper layer: the Lua registry ref of its handle */
+    void *data;                        /* upper layer */
+};
+
+struct sio_nsp {
+    char *name;                        /* "/", "/admin" */
+    size_t nsockets;                   /* connected sockets */
+    sio_socket_t head;                 /* sentinel of the connected-socket list */
+    struct sio_nsp *next;              /* server's namespace list */
+    void *data;                        /* upper layer (Lua handlers) */
+};
+
+typedef struct {
+    /* CONNECT to an existing namespace: the upper layer must answer with sio_socket_accept() or
+     * sio_socket_refuse(), now or later. auth is the raw JSON ("" when absent). */
+    void (*on_connect)(sio_socket_t *s, slice_t auth, void *ud);
+    /* EVENT/ACK (binary ones complete with their attachments) for a connected socket.
+     * Return 0, or -1 if the payload is invalid (the client is then closed: "forced close"). */
+    int (*on_packet)(sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, size_t natt, void *ud);
+    /* The socket left (reason as the reference). Called once, for connected sockets only. */
+    void (*on_disconnect)(sio_socket_t *s, const char *reason, void *ud);
+    /* A client was refused (connect_error) or its socket closed before accept: release s->data. */
+    void (*on_release)(sio_socket_t *s, void *ud);
+} sio_handler_t;
+
+typedef struct {
+    uint64_t connect_timeout;  /* ms before a session that joined no namespace is closed, 45000 */
+    sio_limits_t limits;       /* attachments per packet, namespace length */
+} sio_config_t;
+
+struct sio_server {
+    const sio_config_t *cfg;
+    const sio_handler_t *h;
+    void *ud;
+    sio_nsp_t *nsps;           /* namespaces; "/" first */
+    tq_t q_connect;            /* clients waiting for their first CONNECT */
+    size_t nclients;
+};
+
+void sio_server_init(sio_server_t *srv, uv_loop_t *loop, const sio_config_t *cfg, const sio_handler_t *h,
+                     void *ud);
+/* The Engine.IO handler that feeds sio; pass it to eio_server_init with ud = srv. */
+extern const eio_handler_t sio_eio_handler;
+
+sio_nsp_t *sio_nsp_find(sio_server_t *srv, const char *name, size_t len);
+sio_nsp_t *sio_nsp_create(sio_server_t *srv, const char *name, size_t len);
+
+/* Answers a pending CONNECT: sends CONNECT {"sid":id} and adds s to its namespace. */
+void sio_socket_accept(sio_socket_t *s);
+/* Answers a pending CONNECT with CONNECT_ERROR carrying json (an object text {"message":...}). */
+void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len);
+
+/* Sends one packet (from sio_encode) and its attachments to s; takes references. */
+void sio_socket_send(sio_socket_t *s, rbuf_t *pkt, rbuf_t *const *att, size_t natt);
+/* Sends to every connected socket of nsp except `except` (may be NULL). One encoding, shared. */
+void sio_broadcast(sio_nsp_t *nsp, const sio_socket_t *except, rbuf_t *pkt, rbuf_t *const *att, size_t natt);
+/* Server-side disconnect: sends DISCONNECT, on_disconnect("server namespace disconnect");
+ * with close, the whole client (every namespace and the connection) is closed too. */
+void sio_socket_disconnect(sio_socket_t *s, int close);
+/* Closes every client: sockets get on_disconnect(reason). */
+void sio_server_close(sio_server_t *srv, const char *reason);
+
+static inline void sio_socket_ref(sio_socket_t *s) { s->refs++; }
+void sio_socket_unref(sio_socket_t *s);
+eio_session_t *sio_socket_session(const sio_socket_t *s); /* NULL once closed */
+
+#endif
