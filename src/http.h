@@ -1,0 +1,92 @@
+/* http: HTTP/1.1 server connections on llhttp (strict: no lenient flags).
+ * Assembles one request at a time per connection, head and body bounded by http_limits_t, hands it
+ * up complete, and writes responses. A request stays valid until it is answered with
+ * http_respond() or taken over with http_detach() (WebSocket upgrade). While a request is
+ * outstanding (a long-polling GET can wait for seconds), later pipelined bytes are kept, bounded,
+ * and parsed once it is answered. The parser state exists only while the connection is open. */
+#ifndef SL_HTTP_H
+#define SL_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "net.h"
+
+typedef struct http_conn http_conn_t;
+typedef struct http_req http_req_t;
+
+typedef struct {
+    size_t max_head;    /* request line + header bytes; over it: 431 (default 16384) */
+    size_t max_headers; /* header lines; over it: 431 (default 100) */
+    size_t max_url;     /* URL bytes; over it: 414 (default 8192) */
+    size_t max_body;    /* body bytes (maxHttpBufferSize, default 1e6): see http_req.too_large */
+} http_limits_t;
+
+typedef struct {
+    /* A complete request arrived (head + whole body, or head only when too_large is set).
+     * The handler must answer it, now or later, with http_respond(), or take the connection with
+     * http_detach(). `data` is the pointer given to http_conn_new(). */
+    void (*on_request)(http_req_t *req, void *data);
+} http_handler_t;
+
+/* HTTP methods we route on (others arrive as HTTP_M_OTHER). */
+enum { HTTP_M_OTHER = 0, HTTP_M_GET, HTTP_M_POST, HTTP_M_OPTIONS, HTTP_M_HEAD };
+
+struct http_req {
+    http_conn_t *conn;
+    uint8_t method;         /* HTTP_M_* */
+    uint8_t keep_alive;     /* the connection may serve another request after this one */
+    uint8_t upgrade;        /* the client asked for a protocol upgrade (Upgrade + Connection: upgrade) */
+    uint8_t too_large;      /* the body went over max_body: body is empty, answer 413 (the
+                               connection closes after the answer) */
+    slice_t url;            /* raw request target, e.g. "/socket.io/?EIO=4&transport=polling" */
+    slice_t path;           /* url up to '?' (raw, not decoded) */
+    slice_t query;          /* after '?' (raw), empty if none */
+    size_t nheaders;
+    const slice_t *names;   /* nheaders names, as sent */
+    const slice_t *values;  /* nheaders values, surrounding whitespace trimmed */
+    buf_t body;             /* the whole body */
+    /* Set by a handler that keeps the request (long-polling): called if the connection dies before
+     * the answer. The request is invalid after it returns. */
+    void (*on_abort)(http_req_t *req, void *data);
+    void *abort_data;
+};
+
+/* Makes c an HTTP connection (owner of c) and starts reading. `data` is passed to the handler. */
+http_conn_t *http_conn_new(net_conn_t *c, const http_handler_t *h, const http_limits_t *lim, void *data);
+
+/* First header named `name` (ASCII case-insensitive); ptr == NULL if absent. */
+slice_t http_header(const http_req_t *req, const char *name);
+/* Query parameter `name`, percent-decoded into *out (out->len reset first).
+ * Returns 0 if present (possibly empty), -1 if absent. */
+int http_query(const http_req_t *req, const char *name, buf_t *out);
+/* The peer address ("127.0.0.1"). */
+const char *http_peer(const http_req_t *req);
+
+typedef struct {
+    const char *name;
+    const char *value; /* NUL-terminated */
+} http_hdr_t;
+
+/* Answers req: status line, the given headers, Content-Length, Connection (keep-alive or close),
+ * then body. Ends the request: req must not be used after. Never calls back synchronously.
+ * Content-Length/Connection in hdrs are ignored (ours are authoritative). The connection closes
+ * after the answer if the request was not keep-alive, was too_large, or was an upgrade. */
+void http_respond(http_req_t *req, int status, const http_hdr_t *hdrs, size_t nhdrs, const void *body,
+                  size_t len);
+/* Same as http_respond with a JSON body {"code":code,"message":msg} and
+ * Content-Type: application/json (Engine.IO's error answer). */
+void http_respond_json_error(http_req_t *req, int status, const http_hdr_t *hdrs, size_t nhdrs, int code,
+                             const char *msg);
+
+/* Ends HTTP on this connection (WebSocket upgrade): the request is released and the caller becomes
+ * the owner of the returned connection (net_set_owner). Bytes the client sent after the request
+ * head are copied into *rest (caller frees with buf_free). The connection comes back with no owner
+ * and paused: set the owner, then net_resume() when ready to read. */
+net_conn_t *http_detach(http_req_t *req, buf_t *rest);
+
+/* The standard reason phrase of a status ("Bad Request"). */
+const char *http_status_text(int status);
+
+#endif

@@ -1,0 +1,338 @@
+/* net: see net.h.
+ * Reading: one loop-wide 64 KiB buffer. libuv calls alloc_cb, read(2) and read_cb in sequence for one
+ * stream on the loop thread and the owner consumes the bytes before read_cb returns, so no connection
+ * ever needs a read buffer of its own.
+ * Writing: uv_try_write first (the common case: the socket buffer has room, nothing is queued, no
+ * reference is kept); whatever is left is queued as (rbuf, off, len) items and sent by ONE uv_write at
+ * a time that gathers up to NET_WRITE_MAX items. The pending array exists only while items wait. */
+#include "net.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+#define NET_WRITE_MAX 64 /* items gathered by one uv_write */
+#define NET_BACKLOG 511
+
+/* Private flag bits, next to the public NET_F_* of net.h. */
+enum {
+    NET_F_READING = 4, /* uv_read_start is active */
+    NET_F_PAUSED = 8,  /* the owner asked net_pause(): accept must not start reading */
+};
+
+typedef struct net_witem {
+    rbuf_t *b;    /* one reference held while queued */
+    uint32_t off; /* from b->data (headroom included) */
+    uint32_t len;
+} net_witem_t;
+
+typedef struct net_wreq {
+    uv_write_t req;
+    net_conn_t *c;
+    size_t bytes;        /* counted in c->queued */
+    uint32_t n;          /* items */
+    net_witem_t items[]; /* references released in write_cb */
+} net_wreq_t;
+
+static void close_why(net_conn_t *c, net_close_reason_t why);
+static void start_write(net_conn_t *c);
+
+/* ---------------------------------------------------------------- close protocol */
+
+static void close_cb(uv_handle_t *h)
+{
+    net_conn_t *c = container_of(h, net_conn_t, tcp);
+    /* libuv has already run the write callbacks (UV_ECANCELED) of the in-flight write, so only
+     * items that never reached uv_write are left. */
+    for (uint32_t i = 0; i < c->npending; i++)
+        rbuf_unref(c->pending[i].b);
+    free(c->pending);
+    c->ctx->nconns--;
+    if (c->ops != NULL && c->ops->on_close != NULL)
+        c->ops->on_close(c, (net_close_reason_t)c->why);
+    free(c);
+}
+
+static void close_why(net_conn_t *c, net_close_reason_t why)
+{
+    if (c->flags & NET_F_CLOSING)
+        return;
+    c->flags |= NET_F_CLOSING;
+    c->why = (uint8_t)why;
+    if (c->flags & NET_F_READING)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    c->flags &= (uint8_t)~NET_F_READING;
+    uv_close((uv_handle_t *)&c->tcp, close_cb);
+}
+
+void net_close(net_conn_t *c)
+{
+    close_why(c, NET_CLOSE_LOCAL);
+}
+
+void net_close_after_write(net_conn_t *c)
+{
+    if (c->flags & NET_F_CLOSING)
+        return;
+    if (c->queued == 0)
+        close_why(c, NET_CLOSE_LOCAL);
+    else
+        c->flags |= NET_F_CLOSE_AFTER;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    net_conn_t *c = container_of(h, net_conn_t, tcp);
+    buf->base = c->ctx->readbuf;
+    buf->len = sizeof(c->ctx->readbuf);
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    net_conn_t *c = container_of(s, net_conn_t, tcp);
+    if (nread > 0) {
+        if (!(c->flags & NET_F_CLOSING) && c->ops != NULL && c->ops->on_read != NULL)
+            c->ops->on_read(c, c->ctx->readbuf, (size_t)nread);
+    } else if (nread == UV_EOF) {
+        close_why(c, NET_CLOSE_EOF);
+    } else if (nread < 0) {
+        close_why(c, NET_CLOSE_ERROR);
+    }
+}
+
+static void start_reading(net_conn_t *c)
+{
+    if (c->flags & (NET_F_CLOSING | NET_F_READING))
+        return;
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
+        close_why(c, NET_CLOSE_ERROR);
+        return;
+    }
+    c->flags |= NET_F_READING;
+}
+
+void net_pause(net_conn_t *c)
+{
+    c->flags |= NET_F_PAUSED;
+    if (c->flags & NET_F_READING) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->flags &= (uint8_t)~NET_F_READING;
+    }
+}
+
+void net_resume(net_conn_t *c)
+{
+    c->flags &= (uint8_t)~NET_F_PAUSED;
+    start_reading(c);
+}
+
+void net_set_owner(net_conn_t *c, const net_ops_t *ops, void *owner)
+{
+    c->ops = ops;
+    c->owner = owner;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static void write_cb(uv_write_t *req, int status)
+{
+    net_wreq_t *w = container_of(req, net_wreq_t, req);
+    net_conn_t *c = w->c;
+    for (uint32_t i = 0; i < w->n; i++)
+        rbuf_unref(w->items[i].b);
+    c->queued -= w->bytes;
+    c->inflight = NULL;
+    free(w);
+    if (c->flags & NET_F_CLOSING)
+        return; /* UV_ECANCELED from uv_close, or a write that finished as we closed */
+    if (status < 0) {
+        close_why(c, NET_CLOSE_ERROR);
+        return;
+    }
+    if (c->npending > 0) {
+        start_write(c);
+        return;
+    }
+    if (c->flags & NET_F_CLOSE_AFTER)
+        close_why(c, NET_CLOSE_LOCAL);
+    else if (c->ops != NULL && c->ops->on_drain != NULL)
+        c->ops->on_drain(c);
+}
+
+/* Hands the first NET_WRITE_MAX pending items to one uv_write. */
+static void start_write(net_conn_t *c)
+{
+    uint32_t n = c->npending < NET_WRITE_MAX ? c->npending : NET_WRITE_MAX;
+    net_wreq_t *w = xmalloc(sizeof(*w) + n * sizeof(net_witem_t));
+    uv_buf_t bufs[NET_WRITE_MAX];
+    w->c = c;
+    w->n = n;
+    w->bytes = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        net_witem_t *it = &c->pending[i];
+        w->items[i] = *it;
+        w->bytes += it->len;
+        bufs[i] = uv_buf_init(it->b->data + it->off, it->len);
+    }
+    c->npending -= n;
+    if (c->npending > 0) {
+        memmove(c->pending, c->pending + n, c->npending * sizeof(net_witem_t));
+    } else {
+        free(c->pending); /* no idle per-connection buffers */
+        c->pending = NULL;
+        c->cap_pending = 0;
+    }
+    c->inflight = w;
+    int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, write_cb);
+    if (r != 0) {
+        for (uint32_t i = 0; i < n; i++)
+            rbuf_unref(w->items[i].b);
+        c->queued -= w->bytes;
+        c->inflight = NULL;
+        free(w);
+        close_why(c, NET_CLOSE_ERROR);
+    }
+}
+
+/* Queues [off, off+len) of b, whose reference the queue now owns. */
+static void enqueue(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
+{
+    if (c->npending == c->cap_pending) {
+        c->cap_pending = c->cap_pending ? c->cap_pending * 2 : 4;
+        c->pending = xrealloc(c->pending, c->cap_pending * sizeof(net_witem_t));
+    }
+    c->pending[c->npending++] = (net_witem_t){b, (uint32_t)off, (uint32_t)len};
+    c->queued += len;
+    if (c->ctx->max_queued != 0 && c->queued > c->ctx->max_queued) {
+        close_why(c, NET_CLOSE_OVERFLOW);
+        return;
+    }
+    if (c->inflight == NULL)
+        start_write(c);
+}
+
+/* Tries to write p[0..len) at once when nothing is queued (order must be kept).
+ * Returns the bytes written, or -1 if the connection failed (and is now closing). */
+static ssize_t try_now(net_conn_t *c, const char *p, size_t len)
+{
+    if (c->inflight != NULL || c->npending > 0)
+        return 0;
+    uv_buf_t ub = uv_buf_init((char *)p, (unsigned)len);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+    if (r >= 0)
+        return r;
+    if (r == UV_EAGAIN || r == UV_ENOSYS)
+        return 0;
+    close_why(c, NET_CLOSE_ERROR);
+    return -1;
+}
+
+void net_write(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
+{
+    if ((c->flags & NET_F_CLOSING) || len == 0)
+        return;
+    ssize_t n = try_now(c, b->data + off, len);
+    if (n < 0 || (size_t)n == len)
+        return;
+    enqueue(c, rbuf_ref(b), off + (size_t)n, len - (size_t)n);
+}
+
+void net_write_copy(net_conn_t *c, const void *p, size_t len)
+{
+    if ((c->flags & NET_F_CLOSING) || len == 0)
+        return;
+    ssize_t n = try_now(c, p, len);
+    if (n < 0 || (size_t)n == len)
+        return;
+    rbuf_t *b = rbuf_from((const char *)p + n, len - (size_t)n);
+    enqueue(c, b, RBUF_HEADROOM, b->len);
+}
+
+/* ---------------------------------------------------------------- listener */
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    net_ctx_t *ctx = container_of(server, net_ctx_t, listener);
+    if (status < 0) {
+        log_warn("net: accept: %s", uv_strerror(status));
+        return;
+    }
+    net_conn_t *c = xcalloc(1, sizeof(*c));
+    c->ctx = ctx;
+    uv_tcp_init(ctx->loop, &c->tcp);
+    ctx->nconns++; /* decremented in close_cb, which every path below ends in */
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        close_why(c, NET_CLOSE_ERROR);
+        return;
+    }
+    if (ctx->max_conns != 0 && ctx->nconns > ctx->max_conns) {
+        close_why(c, NET_CLOSE_LOCAL); /* no owner: nobody is told */
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((const struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
+        else if (ss.ss_family == AF_INET)
+            uv_ip4_name((const struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+    }
+    ctx->on_accept(c, ctx->data);
+    if (!(c->flags & NET_F_PAUSED))
+        start_reading(c);
+}
+
+int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_accept_cb cb, void *data,
+               const char **err)
+{
+    struct sockaddr_storage ss;
+    int r;
+    ctx->loop = loop;
+    ctx->on_accept = cb;
+    ctx->data = data;
+    if (strchr(host, ':') != NULL)
+        r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+    else
+        r = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+    if (r != 0) {
+        *err = "bad listen address";
+        return r;
+    }
+    if ((r = uv_tcp_init(loop, &ctx->listener)) != 0) {
+        *err = "uv_tcp_init";
+        return r;
+    }
+    if ((r = uv_tcp_bind(&ctx->listener, (const struct sockaddr *)&ss, 0)) != 0)
+        *err = "bind";
+    else if ((r = uv_listen((uv_stream_t *)&ctx->listener, NET_BACKLOG, on_connection)) != 0)
+        *err = "listen";
+    if (r != 0)
+        uv_close((uv_handle_t *)&ctx->listener, NULL);
+    return r;
+}
+
+int net_port(net_ctx_t *ctx)
+{
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getsockname(&ctx->listener, (struct sockaddr *)&ss, &sl) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void net_stop(net_ctx_t *ctx)
+{
+    if (ctx->loop != NULL && !uv_is_closing((uv_handle_t *)&ctx->listener))
+        uv_close((uv_handle_t *)&ctx->listener, NULL);
+}

@@ -1,0 +1,100 @@
+/* net: TCP listener and connections on libuv.
+ * A connection embeds its uv_tcp_t, reads into one loop-wide buffer (no per-connection read
+ * buffer), writes through a bounded queue of rbuf references, and closes by request: net_close()
+ * only marks it; memory is freed in libuv's close_cb, after every callback for it has returned. */
+#ifndef SL_NET_H
+#define SL_NET_H
+
+#include <uv.h>
+
+#include "buf.h"
+
+typedef struct net_conn net_conn_t;
+typedef struct net_ctx net_ctx_t;
+
+/* Why a connection closed, as given to on_close. */
+typedef enum {
+    NET_CLOSE_LOCAL = 0, /* net_close() by us */
+    NET_CLOSE_EOF,       /* the peer closed its side */
+    NET_CLOSE_ERROR,     /* read/write error (reset, ...) */
+    NET_CLOSE_OVERFLOW,  /* our output queue for it went over net_ctx.max_queued: a slow reader */
+} net_close_reason_t;
+
+/* Owner's callbacks. The owner (http, then ws after an upgrade) may change with net_set_owner(). */
+typedef struct {
+    /* Bytes arrived. `data` is borrowed from the loop-wide buffer: use or copy it before returning.
+     * Not called once the connection is closing. */
+    void (*on_read)(net_conn_t *c, const char *data, size_t len);
+    /* The connection is gone (libuv close_cb). Last call for c; c is freed right after it returns.
+     * Called for every connection, whoever closed it. */
+    void (*on_close)(net_conn_t *c, net_close_reason_t why);
+    /* Optional: the output queue became empty. */
+    void (*on_drain)(net_conn_t *c);
+} net_ops_t;
+
+struct net_wreq;
+
+enum {
+    NET_F_CLOSING = 1,     /* uv_close() has been called */
+    NET_F_CLOSE_AFTER = 2, /* close once the output queue has drained */
+};
+
+struct net_conn {
+    uv_tcp_t tcp;              /* embedded handle; container_of gives the conn */
+    net_ctx_t *ctx;            /* loop-wide context */
+    const net_ops_t *ops;      /* owner's callbacks */
+    void *owner;               /* owner's object (http_conn_t, ws_conn_t) */
+    struct net_wreq *inflight; /* the uv_write in progress, or NULL */
+    struct net_witem *pending; /* queued items not yet handed to uv_write (NULL when none) */
+    uint32_t npending;         /* items in pending */
+    uint32_t cap_pending;      /* allocated items in pending */
+    size_t queued;             /* bytes in inflight + pending */
+    uint8_t flags;             /* NET_F_* */
+    uint8_t why;               /* net_close_reason_t once closing */
+    char peer[48];             /* "ip" of the peer, for logs and handshake.address */
+};
+
+typedef void (*net_accept_cb)(net_conn_t *c, void *data);
+
+struct net_ctx {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    net_accept_cb on_accept;  /* the new conn has no owner yet: set one before returning */
+    void *data;
+    size_t max_queued;        /* output bytes per connection before it is closed as a slow reader */
+    size_t nconns;            /* open connections (for tests and limits) */
+    size_t max_conns;         /* refuse (close at once) beyond this; 0 = unlimited */
+    char readbuf[65536];      /* the loop-wide read buffer */
+};
+
+/* Binds and listens on host:port (port 0 picks one; net_port() tells which).
+ * Returns 0 or a UV_E* code; on error *err names the failed step. */
+int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_accept_cb cb, void *data,
+               const char **err);
+int net_port(net_ctx_t *ctx);
+/* Stops accepting; open connections are not touched. */
+void net_stop(net_ctx_t *ctx);
+
+void net_set_owner(net_conn_t *c, const net_ops_t *ops, void *owner);
+
+/* Queues b's bytes [off, off+len) for writing; takes its own reference when it must keep them.
+ * off counts from b->data, headroom included (a payload starts at RBUF_HEADROOM, a ws frame at
+ * RBUF_HEADROOM - b->hdr).
+ * Writes synchronously with uv_try_write when nothing is queued. A no-op on a closing connection.
+ * If the queue goes over ctx->max_queued the connection is closed with NET_CLOSE_OVERFLOW. */
+void net_write(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
+/* Same for bytes the caller keeps: copied only if they cannot be written at once. */
+void net_write_copy(net_conn_t *c, const void *p, size_t len);
+
+/* Requests the close. Deferred: on_close and the free happen in libuv's close_cb. Idempotent. */
+void net_close(net_conn_t *c);
+/* Closes once every queued byte has been written (or at once if nothing is queued). */
+void net_close_after_write(net_conn_t *c);
+static inline int net_closing(const net_conn_t *c) { return (c->flags & NET_F_CLOSING) != 0; }
+
+/* Stops / resumes reading from the peer (backpressure). A connection paused inside on_accept is
+ * not started by the listener; reading begins at net_resume(). */
+void net_pause(net_conn_t *c);
+void net_resume(net_conn_t *c);
+
+#endif

@@ -1,0 +1,498 @@
+/* ws over a real loopback connection: http accepts the upgrade, the client is a plain socket that
+ * sends masked frames and parses the server's frames. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "net.h"
+#include "test.h"
+#include "ws.h"
+
+typedef struct {
+    uv_loop_t loop;
+    net_ctx_t net;
+    http_limits_t lim;
+    http_handler_t h;
+    ws_handler_t wh;
+    ws_limits_t wlim;
+    ws_conn_t *ws[4];
+    int nws;
+    int echo;       /* echo messages back */
+    int close_on;   /* ws_close() when a message arrives */
+    int nmsg;
+    int nclosed;
+    int why;        /* last ws_close_reason_t */
+    buf_t log;      /* "T:msg\n" / "B:msg\n" */
+} srv_t;
+
+static void on_message(ws_conn_t *ws, int binary, const char *data, size_t len, void *ud)
+{
+    srv_t *s = ud;
+    s->nmsg++;
+    buf_appendstr(&s->log, binary ? "B:" : "T:");
+    buf_append(&s->log, data, len);
+    buf_appendc(&s->log, '\n');
+    if (s->echo) {
+        rbuf_t *b = rbuf_from(data, len);
+        if (binary)
+            b->flags |= RBUF_BINARY;
+        ws_send(ws, b);
+        rbuf_unref(b);
+    }
+    if (s->close_on)
+        ws_close(ws, 4000, "bye");
+}
+
+static void on_wsclose(ws_conn_t *ws, ws_close_reason_t why, void *ud)
+{
+    srv_t *s = ud;
+    s->nclosed++;
+    s->why = (int)why;
+    for (int i = 0; i < s->nws; i++)
+        if (s->ws[i] == ws)
+            s->ws[i] = NULL;
+}
+
+static void on_request(http_req_t *req, void *data)
+{
+    srv_t *s = data;
+    const char *err;
+    if (ws_check_request(req, &err) != 0) {
+        http_respond(req, 400, NULL, 0, err, strlen(err));
+        return;
+    }
+    http_hdr_t extra[] = {{"X-Extra", "1"}};
+    ws_conn_t *ws = ws_accept(req, extra, 1, &s->wh, &s->wlim, s);
+    s->ws[s->nws++] = ws;
+    ws_start(ws);
+}
+
+static void on_accept(net_conn_t *c, void *data)
+{
+    srv_t *s = data;
+    http_conn_new(c, &s->h, &s->lim, s);
+}
+
+static void srv_start(srv_t *s)
+{
+    const char *err;
+    memset(s, 0, sizeof(*s));
+    uv_loop_init(&s->loop);
+    s->lim = (http_limits_t){.max_head = 4096, .max_headers = 32, .max_url = 256, .max_body = 1000};
+    s->h.on_request = on_request;
+    s->wh.on_message = on_message;
+    s->wh.on_close = on_wsclose;
+    s->wlim.max_message = 300;
+    CHECK_EQ_INT(net_listen(&s->net, &s->loop, "127.0.0.1", 0, on_accept, s, &err), 0);
+}
+
+static void send_all(int fd, const void *pv, size_t n)
+{
+    const char *p = pv;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EAGAIN) {
+            struct pollfd pf = {fd, POLLOUT, 0};
+            poll(&pf, 1, 10);
+            continue;
+        }
+        if (w <= 0)
+            return;
+        p += w, n -= (size_t)w;
+    }
+}
+
+/* Runs the loop and reads until `in` holds want bytes (or EOF when want == 0). 1 on EOF. */
+static int pump(srv_t *s, int fd, buf_t *in, size_t want)
+{
+    for (int i = 0; i < 2000; i++) {
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        char tmp[65536];
+        ssize_t r = read(fd, tmp, sizeof(tmp));
+        if (r > 0)
+            buf_append(in, tmp, (size_t)r);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            return 1;
+        if (want && in->len >= want)
+            return 0;
+        if (r < 0) {
+            struct pollfd pf = {fd, POLLIN, 0};
+            poll(&pf, 1, 1);
+        }
+    }
+    return 0;
+}
+
+static void settle(srv_t *s)
+{
+    for (int i = 0; i < 20; i++) {
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        usleep(200);
+    }
+}
+
+static void srv_stop(srv_t *s)
+{
+    for (int i = 0; i < 2000 && s->net.nconns > 0; i++) {
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        usleep(500);
+    }
+    CHECK_EQ_INT(s->net.nconns, 0);
+    net_stop(&s->net);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&s->loop), 0);
+    buf_free(&s->log);
+}
+
+#define HANDSHAKE                                                                                            \
+    "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"               \
+    "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n"                                       \
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+#define RESP101                                                                                              \
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"                       \
+    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Extra: 1\r\n\r\n"
+
+/* Connects and completes the handshake; `extra` bytes are sent in the same write. */
+static int ws_client(srv_t *s, const void *extra, size_t nextra)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(&s->net))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        perror("connect");
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    buf_t out = BUF_INIT, in = BUF_INIT;
+    buf_appendstr(&out, HANDSHAKE);
+    buf_append(&out, extra, nextra);
+    send_all(fd, out.base, out.len);
+    pump(s, fd, &in, sizeof(RESP101) - 1);
+    CHECK_EQ_MEM(in.base, in.len, RESP101);
+    buf_free(&out);
+    buf_free(&in);
+    return fd;
+}
+
+/* A client frame: masked with a fixed key. */
+static void frame(buf_t *b, int fin, int op, const void *payload, size_t len)
+{
+    static const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+    buf_appendc(b, (char)((fin ? 0x80 : 0) | op));
+    if (len < 126) {
+        buf_appendc(b, (char)(0x80 | len));
+    } else if (len < 65536) {
+        buf_appendc(b, (char)(0x80 | 126));
+        buf_appendc(b, (char)(len >> 8));
+        buf_appendc(b, (char)len);
+    } else {
+        buf_appendc(b, (char)(0x80 | 127));
+        for (int i = 0; i < 8; i++)
+            buf_appendc(b, (char)((uint64_t)len >> (56 - 8 * i)));
+    }
+    buf_append(b, key, 4);
+    for (size_t i = 0; i < len; i++)
+        buf_appendc(b, (char)(((const uint8_t *)payload)[i] ^ key[i % 4]));
+}
+
+static void send_frame(int fd, int fin, int op, const void *payload, size_t len)
+{
+    buf_t b = BUF_INIT;
+    frame(&b, fin, op, payload, len);
+    send_all(fd, b.base, b.len);
+    buf_free(&b);
+}
+
+/* Reads one server frame (unmasked, payload < 64 KiB here). Returns the opcode, or -1. */
+static int read_frame(srv_t *s, int fd, buf_t *payload)
+{
+    buf_t in = BUF_INIT;
+    int op = -1;
+    payload->len = 0;
+    pump(s, fd, &in, 2);
+    if (in.len >= 2) {
+        size_t len = (uint8_t)in.base[1] & 0x7f, hdr = 2;
+        if (len == 126) {
+            pump(s, fd, &in, 4);
+            len = (size_t)((uint8_t)in.base[2] << 8 | (uint8_t)in.base[3]);
+            hdr = 4;
+        }
+        CHECK(((uint8_t)in.base[1] & 0x80) == 0); /* server frames are not masked */
+        pump(s, fd, &in, hdr + len);
+        if (in.len >= hdr + len) {
+            op = (uint8_t)in.base[0];
+            buf_append(payload, in.base + hdr, len);
+        }
+        CHECK_EQ_INT(in.len, hdr + len); /* nothing more than one frame was sent */
+    }
+    buf_free(&in);
+    return op;
+}
+
+TEST(accept_key)
+{
+    char out[29];
+    ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, out);
+    CHECK(strcmp(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") == 0);
+}
+
+TEST(frame_headers)
+{
+    static const struct {
+        size_t len;
+        int binary;
+        uint8_t hdr;
+        uint8_t bytes[10];
+    } v[] = {
+        {0, 0, 2, {0x81, 0}},
+        {125, 1, 2, {0x82, 125}},
+        {126, 0, 4, {0x81, 126, 0, 126}},
+        {65535, 0, 4, {0x81, 126, 0xff, 0xff}},
+        {65536, 1, 10, {0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0}},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        rbuf_t *b = rbuf_new(v[i].len);
+        if (v[i].binary)
+            b->flags |= RBUF_BINARY;
+        CHECK(ws_frame(b) == b);
+        CHECK_EQ_INT(b->hdr, v[i].hdr);
+        CHECK(b->flags & RBUF_FRAMED);
+        CHECK(memcmp(b->data + RBUF_HEADROOM - b->hdr, v[i].bytes, v[i].hdr) == 0);
+        ws_frame(b); /* once: a second call changes nothing */
+        CHECK_EQ_INT(b->hdr, v[i].hdr);
+        rbuf_unref(b);
+    }
+}
+
+TEST(messages_and_idle_context)
+{
+    srv_t s;
+    srv_start(&s);
+    s.echo = 1;
+    int fd = ws_client(&s, NULL, 0);
+    buf_t p = BUF_INIT;
+    CHECK_EQ_INT(s.nws, 1);
+    CHECK(!ws_has_ctx(s.ws[0]));
+    send_frame(fd, 1, 1, "hello", 5);
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0x81);
+    CHECK_EQ_MEM(p.base, p.len, "hello");
+    CHECK(!ws_has_ctx(s.ws[0])); /* released after a whole message */
+    send_frame(fd, 1, 2, "\x00\x01\xff", 3);
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0x82);
+    CHECK_EQ_MEM(p.base, p.len, "\x00\x01\xff");
+    CHECK(!ws_has_ctx(s.ws[0]));
+    /* a 200-byte message (16-bit length) cut at every byte: the context lives while it is partial */
+    char m[200];
+    memset(m, 'm', sizeof(m));
+    buf_t f = BUF_INIT;
+    frame(&f, 1, 1, m, sizeof(m));
+    for (size_t i = 0; i < f.len; i++) {
+        send_all(fd, f.base + i, 1);
+        for (int k = 0; k < 3; k++) {
+            usleep(100);
+            uv_run(&s.loop, UV_RUN_NOWAIT);
+        }
+        if (i + 1 < f.len)
+            CHECK(ws_has_ctx(s.ws[0]));
+    }
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0x81);
+    CHECK_EQ_INT(p.len, sizeof(m));
+    CHECK(!ws_has_ctx(s.ws[0]));
+    CHECK_EQ_INT(s.nmsg, 3);
+    /* an empty text message */
+    send_frame(fd, 1, 1, "", 0);
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0x81);
+    CHECK_EQ_INT(p.len, 0);
+    close(fd);
+    srv_stop(&s);
+    CHECK_EQ_INT(s.nclosed, 1);
+    CHECK_EQ_INT(s.why, WS_CLOSED_PEER);
+    buf_free(&p);
+    buf_free(&f);
+}
+
+TEST(fragments_and_ping)
+{
+    srv_t s;
+    srv_start(&s);
+    int fd = ws_client(&s, NULL, 0);
+    buf_t p = BUF_INIT;
+    send_frame(fd, 0, 1, "Hel", 3);
+    settle(&s);
+    CHECK(ws_has_ctx(s.ws[0])); /* a fragmented message is in progress */
+    CHECK_EQ_INT(s.nmsg, 0);
+    send_frame(fd, 1, 9, "pp", 2); /* a ping between fragments */
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0x8a);
+    CHECK_EQ_MEM(p.base, p.len, "pp");
+    CHECK(ws_has_ctx(s.ws[0]));
+    send_frame(fd, 1, 0, "lo", 2);
+    settle(&s);
+    CHECK_EQ_INT(s.nmsg, 1);
+    CHECK_EQ_MEM(s.log.base, s.log.len, "T:Hello\n");
+    CHECK(!ws_has_ctx(s.ws[0]));
+    /* a lone ping: pong, and nothing kept */
+    send_frame(fd, 1, 9, "", 0);
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0x8a);
+    CHECK(!ws_has_ctx(s.ws[0]));
+    close(fd);
+    srv_stop(&s);
+    buf_free(&p);
+}
+
+TEST(handshake_with_frames)
+{
+    srv_t s;
+    srv_start(&s);
+    buf_t f = BUF_INIT;
+    frame(&f, 1, 1, "early", 5);
+    frame(&f, 1, 1, "bird", 4);
+    int fd = ws_client(&s, f.base, f.len);
+    settle(&s);
+    CHECK_EQ_MEM(s.log.base, s.log.len, "T:early\nT:bird\n");
+    close(fd);
+    srv_stop(&s);
+    buf_free(&f);
+}
+
+/* Sends `frames`, expects one close frame with `code` back, then EOF, and the given reason. */
+static void expect_ws_close(const void *frames, size_t n, int code, int why)
+{
+    srv_t s;
+    srv_start(&s);
+    int fd = ws_client(&s, NULL, 0);
+    buf_t p = BUF_INIT, in = BUF_INIT;
+    send_all(fd, frames, n);
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0x88);
+    CHECK(p.len >= 2);
+    if (p.len >= 2)
+        CHECK_EQ_INT((uint8_t)p.base[0] << 8 | (uint8_t)p.base[1], code);
+    CHECK(pump(&s, fd, &in, 0)); /* then the server closes */
+    CHECK_EQ_INT(in.len, 0);
+    close(fd);
+    srv_stop(&s);
+    CHECK_EQ_INT(s.nclosed, 1);
+    CHECK_EQ_INT(s.why, why);
+    buf_free(&p);
+    buf_free(&in);
+}
+
+TEST(close_handshake)
+{
+    buf_t f = BUF_INIT;
+    frame(&f, 1, 8, "\x03\xe8" "done", 6);
+    expect_ws_close(f.base, f.len, 1000, WS_CLOSED_PEER);
+    buf_free(&f);
+}
+
+TEST(protocol_errors)
+{
+    buf_t f = BUF_INIT;
+    char big[301];
+    memset(big, 'x', sizeof(big));
+    frame(&f, 1, 1, big, sizeof(big)); /* over max_message (300) */
+    expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 0, 1, big, 160);
+    frame(&f, 1, 0, big, 160); /* 320 bytes in two fragments */
+    expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 1, 1, "\xc3\x28", 2); /* invalid UTF-8 */
+    expect_ws_close(f.base, f.len, 1007, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 1, 1, "ab", 2);
+    f.base[1] &= 0x7f; /* unmasked client frame */
+    buf_t g = BUF_INIT;
+    buf_append(&g, f.base, 2);
+    buf_append(&g, "ab", 2);
+    expect_ws_close(g.base, g.len, 1002, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 1, 0, "x", 1); /* continuation with nothing to continue */
+    expect_ws_close(f.base, f.len, 1002, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 0, 9, "x", 1); /* fragmented ping */
+    expect_ws_close(f.base, f.len, 1002, WS_CLOSED_ERROR);
+    buf_free(&f);
+    buf_free(&g);
+}
+
+TEST(server_close_and_shared_buffer)
+{
+    srv_t s;
+    srv_start(&s);
+    int a = ws_client(&s, NULL, 0), b = ws_client(&s, NULL, 0);
+    buf_t p = BUF_INIT, in = BUF_INIT;
+    CHECK_EQ_INT(s.nws, 2);
+    /* encode once, send to both */
+    rbuf_t *m = rbuf_from("broadcast", 9);
+    ws_send(s.ws[0], m);
+    ws_send(s.ws[1], m);
+    CHECK_EQ_INT(m->refs, 1); /* written at once: no reference kept */
+    CHECK_EQ_INT(read_frame(&s, a, &p), 0x81);
+    CHECK_EQ_MEM(p.base, p.len, "broadcast");
+    CHECK_EQ_INT(read_frame(&s, b, &p), 0x81);
+    CHECK_EQ_MEM(p.base, p.len, "broadcast");
+    rbuf_unref(m);
+    /* the handler closes: close frame with code and reason, then EOF */
+    s.close_on = 1;
+    send_frame(a, 1, 1, "x", 1);
+    CHECK_EQ_INT(read_frame(&s, a, &p), 0x88);
+    CHECK_EQ_MEM(p.base, p.len, "\x0f\xa0" "bye");
+    CHECK(pump(&s, a, &in, 0));
+    CHECK_EQ_INT(s.nclosed, 1);
+    CHECK_EQ_INT(s.why, WS_CLOSED_LOCAL);
+    CHECK(s.ws[0] == NULL);
+    /* ws_abort: no close frame */
+    ws_abort(s.ws[1]);
+    in.len = 0;
+    CHECK(pump(&s, b, &in, 0));
+    CHECK_EQ_INT(in.len, 0);
+    close(a);
+    close(b);
+    srv_stop(&s);
+    CHECK_EQ_INT(s.nclosed, 2);
+    buf_free(&p);
+    buf_free(&in);
+}
+
+TEST(bad_handshake)
+{
+    srv_t s;
+    srv_start(&s);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(&s.net))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    const char *req = "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    send_all(fd, req, strlen(req));
+    buf_t in = BUF_INIT;
+    CHECK(pump(&s, fd, &in, 0)); /* answered, then closed: an unanswered upgrade cannot go on */
+    buf_appendc(&in, '\0');
+    CHECK(strncmp(in.base, "HTTP/1.1 400 Bad Request\r\n", 26) == 0);
+    CHECK(strstr(in.base, "unsupported Sec-WebSocket-Version") != NULL);
+    close(fd);
+    srv_stop(&s);
+    CHECK_EQ_INT(s.nws, 0);
+    buf_free(&in);
+}
+
+int main(void)
+{
+    RUN(accept_key);
+    RUN(frame_headers);
+    RUN(messages_and_idle_context);
+    RUN(fragments_and_ping);
+    RUN(handshake_with_frames);
+    RUN(close_handshake);
+    RUN(protocol_errors);
+    RUN(server_close_and_shared_buffer);
+    RUN(bad_handshake);
+    return test_summary();
+}
