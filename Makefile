@@ -86,6 +86,11 @@ test: setup
 	$(MAKE) asan
 	SIOLUA_BIN=./build/asan/siolua sh tests/integration/run.sh
 
+# Benchmarks (not part of make test): siolua side by side with the Node reference.
+bench: setup
+	$(MAKE) siolua
+	sh bench/run.sh
+
 format:
 	clang-format -i src/*.c src/*.h tests/unit/*.c tests/unit/*.h
 

@@ -766,6 +766,13 @@ void eio_server_close(eio_server_t *srv, const char *reason)
 /* ---------------------------------------------------------------- accessors */
 
 const char *eio_session_id(const eio_session_t *s) { return s->id; }
+
+int eio_session_writable(const eio_session_t *s)
+{
+    if (s->state != S_OPEN)
+        return 0;
+    return s->transport == EIO_T_WEBSOCKET ? ws_queued(s->ws) == 0 : s->poll != NULL;
+}
 int eio_session_transport(const eio_session_t *s) { return s->transport; }
 const eio_handshake_t *eio_session_handshake(const eio_session_t *s) { return &s->hs; }
 void *eio_session_data(const eio_session_t *s) { return s->data; }

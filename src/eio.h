@@ -116,6 +116,9 @@ void eio_send(eio_session_t *s, rbuf_t *pkt);
 void eio_close(eio_session_t *s);
 
 const char *eio_session_id(const eio_session_t *s);
+/* 1 if a packet sent now would go out at once (a GET is held, or the WebSocket has nothing
+ * queued): volatile packets are only sent then. */
+int eio_session_writable(const eio_session_t *s);
 int eio_session_transport(const eio_session_t *s); /* EIO_T_* */
 const eio_handshake_t *eio_session_handshake(const eio_session_t *s);
 void *eio_session_data(const eio_session_t *s);

@@ -13,6 +13,8 @@
 #include "lvalue.h"
 
 static const char LHOST_KEY = 'h'; /* registry key (its address) of the lhost_t pointer */
+static const char POOL_KEY = 'p';  /* registry: finished coroutines, reused for the next handler */
+static const char HOOKS_KEY = 'k'; /* registry: siolua._hooks, the prelude's entry points */
 
 int luaopen_cjson(lua_State *L); /* from Debian's lua-cjson (liblua5.4-cjson), no header */
 
@@ -27,7 +29,107 @@ lhost_t *lhost_get(lua_State *L)
     return h;
 }
 
-/* Message handler: the error plus a traceback (lua.c's msghandler). */
+lua_State *lhost_state(lhost_t *h)
+{
+    return h->cur != NULL ? h->cur : h->L;
+}
+
+/* A coroutine to run a handler in: from the pool of finished ones, or new. [-0, +1, m] */
+static lua_State *thread_get(lua_State *L)
+{
+    lua_Integer n;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &POOL_KEY);
+    n = (lua_Integer)lua_rawlen(L, -1);
+    if (n > 0) {
+        lua_rawgeti(L, -1, n);
+        lua_pushnil(L);
+        lua_rawseti(L, -3, n);
+        lua_remove(L, -2);
+        return lua_tothread(L, -1);
+    }
+    lua_pop(L, 1);
+    return lua_newthread(L);
+}
+
+/* Returns the finished coroutine at the top of L to the pool (bounded). [-1, +0, -] */
+static void thread_put(lua_State *L)
+{
+    lua_Integer n;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &POOL_KEY);
+    n = (lua_Integer)lua_rawlen(L, -1);
+    if (n < 64) {
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, n + 1);
+    }
+    lua_pop(L, 2);
+}
+
+/* Resumes co (its stack holds the function and nargs arguments, or nargs values when it was
+ * suspended) and handles the outcome: a finished coroutine goes back to the pool, a suspended one
+ * lives on through whatever will resume it (the ack callback that holds it), an error is logged
+ * with co's traceback. co is at the top of L and is popped. */
+static int run(lua_State *L, lua_State *co, int nargs, const char *what)
+{
+    lhost_t *h = lhost_get(L);
+    lua_State *prev = h->cur;
+    int nres, rc;
+    h->cur = co;
+    rc = lua_resume(co, L, nargs, &nres);
+    h->cur = prev;
+    if (rc == LUA_OK) {
+        lua_pop(co, nres);
+        thread_put(L);
+        return 0;
+    }
+    if (rc == LUA_YIELD) {
+        lua_pop(co, nres);
+        lua_pop(L, 1);
+        return 0;
+    }
+    {
+        const char *msg = lua_tostring(co, -1);
+        luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
+        log_error("error in %s: %s", what, lua_tostring(L, -1));
+        lua_pop(L, 2); /* traceback, thread (not reused) */
+    }
+    return -1;
+}
+
+int lhost_call(lua_State *L, int nargs, const char *what)
+{
+    int fn = lua_gettop(L) - nargs;
+    lua_State *co;
+    luaL_checkstack(L, 4, "lhost_call");
+    co = thread_get(L);
+    lua_insert(L, fn); /* the thread below the function */
+    lua_xmove(L, co, nargs + 1);
+    return run(L, co, nargs, what);
+}
+
+/* core.resume(co, ...): continues a handler suspended in emitWithAck. */
+static int l_resume(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    int n = lua_gettop(L) - 1;
+    if (co == NULL || lua_status(co) != LUA_YIELD)
+        return 0;
+    lua_xmove(L, co, n);
+    run(L, co, n, "a resumed handler");
+    return 0;
+}
+
+/* core.call(fn, what, ...): runs fn like a handler (own coroutine, errors logged, not raised). */
+static int l_call(lua_State *L)
+{
+    char what[96];
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    snprintf(what, sizeof(what), "%s handler", luaL_optstring(L, 2, "a"));
+    lua_remove(L, 2);
+    lhost_call(L, lua_gettop(L) - 1, what);
+    return 0;
+}
+
+/* Message handler of lhost_protect: the error plus a traceback (lua.c's msghandler). */
 static int traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
@@ -40,18 +142,22 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-int lhost_call(lua_State *L, int nargs, const char *what)
+int lhost_protect(lhost_t *h, lua_CFunction fn, void *arg, const char *what)
 {
-    int base = lua_gettop(L) - nargs; /* the function's index */
-    int rc;
-    lua_pushcfunction(L, traceback);
-    lua_insert(L, base);
-    rc = lua_pcall(L, nargs, 0, base);
-    if (rc != LUA_OK) {
-        log_error("error in %s: %s", what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
-        lua_pop(L, 1);
+    lua_State *L = lhost_state(h);
+    int base, rc;
+    if (!lua_checkstack(L, 4)) {
+        log_error("error in %s: Lua stack exhausted", what);
+        return -1;
     }
-    lua_remove(L, base);
+    base = lua_gettop(L);
+    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, arg);
+    rc = lua_pcall(L, 1, 0, base + 1);
+    if (rc != LUA_OK)
+        log_error("error in %s: %s", what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    lua_settop(L, base);
     return rc == LUA_OK ? 0 : -1;
 }
 
@@ -59,6 +165,13 @@ void lhost_selfcall(lua_State *L, int self_idx)
 {
     if (lua_gettop(L) >= 1 && lua_rawequal(L, 1, self_idx))
         lua_remove(L, 1);
+}
+
+void lhost_push_hook(lua_State *L, const char *name)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &HOOKS_KEY);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
 }
 
 /* ---------------------------------------------------------------- print and the VM */
@@ -83,21 +196,23 @@ static int l_print(lua_State *L)
     return 0;
 }
 
+static const luaL_Reg core_funcs[] = {{"resume", l_resume}, {"call", l_call}, {NULL, NULL}};
+
 /* [-0, +0, e] Runs in protected mode from lhost_new. */
 static int open_all(lua_State *L)
 {
     lhost_t *h = lua_touserdata(L, 1);
     luaL_openlibs(L);
-    lua_pushlightuserdata(L, h);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &LHOST_KEY);
     lua_pushcfunction(L, l_print);
     lua_setglobal(L, "print");
 
-    /* siolua module: cjson instance + value helpers; also package.loaded.siolua */
+    /* the siolua module (also package.loaded.siolua), with siolua._core for the prelude */
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
     lua_pop(L, 1);
     lua_newtable(L);
     lvalue_open(L);
+    luaL_newlib(L, core_funcs);
+    lua_setfield(L, -2, "_core");
     lua_pushvalue(L, -1);
     lua_setglobal(L, "siolua");
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -105,6 +220,7 @@ static int open_all(lua_State *L)
     lua_setfield(L, -2, "siolua");
     lua_pop(L, 2);
 
+    ltimer_open(L);
     lsocket_open(L);
     lserver_open(L);
 
@@ -113,6 +229,14 @@ static int open_all(lua_State *L)
             return lua_error(L);
         lua_call(L, 0, 0);
     }
+    /* the prelude's entry points, kept where the app cannot replace them */
+    lua_getglobal(L, "siolua");
+    lua_getfield(L, -1, "_hooks");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &HOOKS_KEY);
+    lsocket_bind_prelude(L);
+    lserver_bind_prelude(L);
+    lua_pop(L, 1);
+    (void)h;
     return 0;
 }
 
@@ -125,9 +249,11 @@ lhost_t *lhost_new(sl_server_t *srv)
         free(h);
         return NULL;
     }
-    lua_pushcfunction(h->L, open_all);
     lua_pushlightuserdata(h->L, h);
-    if (lhost_call(h->L, 1, "siolua's Lua set-up") != 0) {
+    lua_rawsetp(h->L, LUA_REGISTRYINDEX, &LHOST_KEY);
+    lua_newtable(h->L);
+    lua_rawsetp(h->L, LUA_REGISTRYINDEX, &POOL_KEY);
+    if (lhost_protect(h, open_all, h, "siolua's Lua set-up") != 0) {
         lua_close(h->L);
         free(h);
         return NULL;
@@ -176,29 +302,31 @@ typedef struct {
     rbuf_t *const *att;
     size_t natt;
     slice_t auth;
+    slice_t name;
+    sio_nsp_t *nsp;
     const char *reason;
     int rc;
 } call_args_t;
 
-/* CONNECT: make the handle, accept, run the namespace's "connection" handlers. */
+/* CONNECT: make the handle with handshake.auth, then the prelude's hooks.connect runs the
+ * middlewares, accepts and fires "connection". */
 static int connect_k(lua_State *L)
 {
     call_args_t *a = lua_touserdata(L, 1);
     sio_socket_t *s = a->s;
     lua_settop(L, 0);
     lsocket_push_new(L, s); /* 1: the handle */
-    /* handshake.auth: the CONNECT payload, an object or nothing */
+    lua_getiuservalue(L, 1, 1);
     if (a->auth.len > 0)
         lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
     else
         lua_newtable(L);
-    lua_getiuservalue(L, 1, 1);
-    lua_insert(L, -2);
     lua_setfield(L, -2, "auth");
     lua_pop(L, 1);
-    sio_socket_accept(s);
+    lhost_push_hook(L, "connect");
+    lserver_push_nsp(L, s->nsp);
     lua_pushvalue(L, 1);
-    lserver_emit_local(L, s->nsp, "connection");
+    lua_call(L, 2, 0);
     return 0;
 }
 
@@ -207,13 +335,37 @@ static void h_connect(sio_socket_t *s, slice_t auth, void *ud)
     lhost_t *h = ud;
     call_args_t a = {.s = s, .auth = auth};
     sio_socket_ref(s);
-    lua_pushcfunction(h->L, connect_k);
-    lua_pushlightuserdata(h->L, &a);
-    if (lhost_call(h->L, 1, "connect") != 0 && s->state == SIO_S_CONNECTING) {
+    if (lhost_protect(h, connect_k, &a, "connect") != 0 && s->state == SIO_S_CONNECTING) {
         static const char err[] = "{\"message\":\"Invalid payload\"}";
         sio_socket_refuse(s, err, sizeof(err) - 1);
     }
     sio_socket_unref(s);
+}
+
+/* CONNECT to a namespace that does not exist: the prelude's dynamic namespaces may create it. */
+static int resolve_k(lua_State *L)
+{
+    call_args_t *a = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lhost_push_hook(L, "resolve");
+    lua_pushlstring(L, a->name.ptr, a->name.len);
+    if (a->auth.len > 0)
+        lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
+    else
+        lua_newtable(L);
+    lua_call(L, 2, 1);
+    if (!lua_isnil(L, -1))
+        a->nsp = lserver_check_nsp(L, -1);
+    return 0;
+}
+
+static sio_nsp_t *h_resolve(slice_t name, slice_t auth, void *ud)
+{
+    lhost_t *h = ud;
+    call_args_t a = {.name = name, .auth = auth};
+    if (lhost_protect(h, resolve_k, &a, "dynamic namespace") != 0)
+        return NULL;
+    return a.nsp;
 }
 
 static int packet_k(lua_State *L)
@@ -230,9 +382,7 @@ static int h_packet(sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, 
     call_args_t a = {.s = s, .p = p, .att = att, .natt = natt, .rc = -1};
     char what[96];
     snprintf(what, sizeof(what), "packet from socket %s", s->id);
-    lua_pushcfunction(h->L, packet_k);
-    lua_pushlightuserdata(h->L, &a);
-    if (lhost_call(h->L, 1, what) != 0)
+    if (lhost_protect(h, packet_k, &a, what) != 0)
         return -1;
     return a.rc;
 }
@@ -249,18 +399,14 @@ static void h_disconnect(sio_socket_t *s, const char *reason, void *ud)
 {
     lhost_t *h = ud;
     call_args_t a = {.s = s, .reason = reason};
-    lua_pushcfunction(h->L, disconnect_k);
-    lua_pushlightuserdata(h->L, &a);
-    if (lhost_call(h->L, 1, "disconnect") != 0) {
-        /* whatever failed, the handle must not outlive the socket */
-        lsocket_release(h->L, s);
-    }
+    if (lhost_protect(h, disconnect_k, &a, "disconnect") != 0)
+        lsocket_release(lhost_state(h), s); /* the handle must not outlive the socket */
 }
 
 static void h_release(sio_socket_t *s, void *ud)
 {
     lhost_t *h = ud;
-    lsocket_release(h->L, s);
+    lsocket_release(lhost_state(h), s);
 }
 
-const sio_handler_t lhost_sio_handler = {h_connect, h_packet, h_disconnect, h_release};
+const sio_handler_t lhost_sio_handler = {h_connect, h_packet, h_disconnect, h_release, h_resolve};

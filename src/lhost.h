@@ -13,7 +13,8 @@
 #include "sio.h"
 
 typedef struct lhost {
-    lua_State *L;
+    lua_State *L;       /* the main thread */
+    lua_State *cur;     /* the coroutine running now (NULL: none; C callbacks then use L) */
     sl_server_t *srv;
     char allow_msg[128]; /* allowRequest's refusal message, until eio has answered */
 } lhost_t;
@@ -33,22 +34,40 @@ int lhost_allow_request(const http_req_t *req, const char **message, void *ud);
 
 /* The lhost_t of a state. [-0, +0, -] */
 lhost_t *lhost_get(lua_State *L);
-/* Calls the function at stack[-nargs-1] with nargs arguments, protected, with a traceback.
- * On error logs "what: traceback" and returns -1; else 0. Pops function and args, pushes nothing.
- * Never raises. */
+/* The thread C callbacks must use now: the running coroutine, or the main thread. */
+lua_State *lhost_state(lhost_t *h);
+/* Runs an application function (a handler): the function at stack[-nargs-1] with nargs arguments,
+ * in a coroutine of its own (from a pool), so it may suspend in emitWithAck. On error logs
+ * "what: message + traceback" and returns -1; else 0 (also when it suspended). Pops function and
+ * args, pushes nothing. Raises only on memory errors. */
 int lhost_call(lua_State *L, int nargs, const char *what);
+/* The one way C enters Lua from a libuv or sio callback: calls fn(arg) under lua_pcall with a
+ * traceback handler, on the current thread. Returns 0, or -1 after logging "what: traceback". */
+int lhost_protect(lhost_t *h, lua_CFunction fn, void *arg, const char *what);
+/* Pushes the prelude's entry point siolua._hooks[name]. [-0, +1, -] */
+void lhost_push_hook(lua_State *L, const char *name);
 /* If stack[1] is `self` (a colon call), removes it, so obj.m(x) and obj:m(x) both work. */
 void lhost_selfcall(lua_State *L, int self_idx);
 
-/* lserver.c: registers `io` (the main namespace + server) and `siolua`. [-0, +0, e] */
+/* lserver.c: registers `io` (the main namespace + server) and the namespace primitives of
+ * siolua._core. [-0, +0, e] */
 void lserver_open(lua_State *L);
+/* After the prelude ran: takes its namespace methods for the namespace metatable. [-0, +0, e] */
+void lserver_bind_prelude(lua_State *L);
 /* Pushes the namespace object for nsp (created on first use). [-0, +1, e] */
 void lserver_push_nsp(lua_State *L, sio_nsp_t *nsp);
-/* Calls the nsp's handlers for `event` with the value at the top of the stack (popped). */
-void lserver_emit_local(lua_State *L, sio_nsp_t *nsp, const char *event);
+/* The C namespace of the namespace object at idx (raises if it is not one). */
+sio_nsp_t *lserver_check_nsp(lua_State *L, int idx);
+
+/* ltimer.c: setTimeout, setInterval, clearTimeout, clearInterval (global and in siolua). */
+void ltimer_open(lua_State *L);
+/* Stops every timer of this VM (shutdown, reload). */
+void ltimer_close_all(lhost_t *h);
 
 /* lsocket.c */
 void lsocket_open(lua_State *L);
+/* After the prelude ran: takes its socket methods and properties. [-0, +0, e] */
+void lsocket_bind_prelude(lua_State *L);
 /* Creates the handle of s (stored in s->handle_ref) and pushes it. [-0, +1, e] */
 void lsocket_push_new(lua_State *L, sio_socket_t *s);
 /* Pushes the existing handle of s. [-0, +1, -] */

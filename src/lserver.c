@@ -55,11 +55,9 @@ void lserver_push_nsp(lua_State *L, sio_nsp_t *nsp)
     /* state */
     lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
     lua_pushvalue(L, -2);
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 1);
     lua_pushlightuserdata(L, nsp);
     lua_setfield(L, -2, "ptr");
-    lua_newtable(L);
-    lua_setfield(L, -2, "events");
     lua_rawset(L, -3);
     lua_pop(L, 1);
     lua_pushvalue(L, -1);
@@ -67,76 +65,142 @@ void lserver_push_nsp(lua_State *L, sio_nsp_t *nsp)
     lua_remove(L, -2);
 }
 
-void lserver_emit_local(lua_State *L, sio_nsp_t *nsp, const char *event)
+sio_nsp_t *lserver_check_nsp(lua_State *L, int idx)
 {
-    int val = lua_gettop(L);
-    lua_Integer n;
-    char what[96];
-    lserver_push_nsp(L, nsp);
-    push_state(L, -1);
-    lua_getfield(L, -1, "events");
-    if (lua_getfield(L, -1, event) != LUA_TTABLE) {
-        lua_settop(L, val - 1);
-        return;
-    }
-    n = (lua_Integer)lua_rawlen(L, -1);
-    snprintf(what, sizeof(what), "\"%s\" handler of namespace %s", event, nsp->name);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, i);
-        lua_pushvalue(L, val);
-        lhost_call(L, 1, what);
-    }
-    lua_settop(L, val - 1);
+    return check_nsp(L, idx);
 }
 
 /* ---------------------------------------------------------------- namespace methods */
 
-/* on(event, fn): "connection" (alias "connect") listeners. */
-static int n_on(lua_State *L)
+/* Reads an optional array of room names at idx into slices borrowed from the Lua strings (the
+ * table keeps them alive). The slice array is a userdata pushed on the stack, so an error leaks
+ * nothing. [-0, +1, e] */
+static size_t rooms_arg(lua_State *L, int idx, slice_t **out)
 {
-    const char *ev;
-    lhost_selfcall(L, lua_upvalueindex(1));
-    ev = luaL_checkstring(L, 1);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    if (strcmp(ev, "connect") == 0)
-        ev = "connection";
-    push_state(L, lua_upvalueindex(1));
-    lua_getfield(L, -1, "events");
-    if (lua_getfield(L, -1, ev) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, ev);
+    size_t n = 0;
+    if (!lua_isnoneornil(L, idx)) {
+        luaL_checktype(L, idx, LUA_TTABLE);
+        n = lua_rawlen(L, idx);
     }
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    return 1;
+    *out = lua_newuserdatauv(L, (n ? n : 1) * sizeof(slice_t), 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "room names must be strings");
+        (*out)[i].ptr = lua_tolstring(L, -1, &(*out)[i].len);
+        lua_pop(L, 1);
+    }
+    return n;
 }
 
-/* emit(event, ...): to every socket of the namespace. */
-static int n_emit(lua_State *L)
+/* Boxes a selection so that a Lua error while it is held releases it (__gc / __close). */
+typedef struct {
+    sio_socket_t **v;
+    size_t n;
+} selection_t;
+
+static int selection_gc(lua_State *L)
 {
-    sio_nsp_t *nsp = check_nsp(L, lua_upvalueindex(1));
-    const char *ev;
+    selection_t *sel = lua_touserdata(L, 1);
+    sio_release(sel->v, sel->n);
+    sel->v = NULL;
+    sel->n = 0;
+    return 0;
+}
+
+/* [-0, +1, e] Selects the sockets for core.broadcast / core.select, boxed. */
+static selection_t *select_boxed(lua_State *L, sio_nsp_t *nsp, int rooms_idx, int except_idx)
+{
+    lhost_t *h = lhost_get(L);
+    slice_t *rooms, *except;
+    sio_target_t t;
+    selection_t *sel;
+    t.nrooms = rooms_arg(L, rooms_idx, &rooms);
+    t.nexcept = rooms_arg(L, except_idx, &except);
+    t.rooms = rooms;
+    t.except = except;
+    sel = lua_newuserdatauv(L, sizeof(*sel), 0);
+    sel->v = NULL;
+    sel->n = 0;
+    if (luaL_newmetatable(L, "siolua.selection")) {
+        lua_pushcfunction(L, selection_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    sel->n = sio_select(&h->srv->sio, nsp, &t, &sel->v);
+    lua_replace(L, -3); /* drop the two slice arrays, keep the box */
+    lua_pop(L, 1);
+    return sel;
+}
+
+/* core.broadcast(nsp, rooms|nil, except|nil, volatile, ack|nil, ev, ...): sends one encoded
+ * packet to the selected sockets. With ack, every recipient's acks get it under one id. Returns
+ * how many sockets it was sent to. */
+static int c_broadcast(lua_State *L)
+{
+    sio_nsp_t *nsp = check_nsp(L, 1);
+    int volatile_ = lua_toboolean(L, 4);
+    int with_ack = !lua_isnil(L, 5);
+    int64_t id = -1;
+    const char *ev = luaL_checkstring(L, 6);
     rbuf_t *att[MAX_ATT], *pkt;
     int natt;
-    lhost_selfcall(L, lua_upvalueindex(1));
-    ev = luaL_checkstring(L, 1);
+    selection_t *sel;
+    size_t sent;
     lua_getglobal(L, "siolua");
     lua_getfield(L, -1, "_reserved");
     lua_getfield(L, -1, ev);
     if (lua_toboolean(L, -1))
         return luaL_error(L, "\"%s\" is a reserved event name", ev);
     lua_pop(L, 3);
-    if (lua_gettop(L) >= 2 && lua_isfunction(L, -1))
-        return luaL_error(L, "acknowledgements are not supported when broadcasting");
-    pkt = lsocket_encode(L, 1, nsp->name, SIO_EVENT, -1, att, &natt);
-    sio_broadcast(nsp, NULL, pkt, att, (size_t)natt);
+    if (with_ack)
+        luaL_checktype(L, 5, LUA_TFUNCTION);
+    sel = select_boxed(L, nsp, 2, 3);
+    int selidx = lua_gettop(L);
+    if (with_ack) {
+        id = nsp->next_ack++;
+        for (size_t i = 0; i < sel->n; i++) {
+            sio_socket_t *s = sel->v[i];
+            if (s->state != SIO_S_CONNECTED)
+                continue;
+            lsocket_push(L, s);
+            lua_getiuservalue(L, -1, 1);
+            lua_getfield(L, -1, "acks");
+            lua_pushvalue(L, 5);
+            lua_rawseti(L, -2, id);
+            lua_pop(L, 3);
+        }
+    }
+    lua_pushvalue(L, 6);
+    for (int i = 7; i < selidx; i++)
+        lua_pushvalue(L, i);
+    pkt = lsocket_encode(L, selidx + 1, nsp->name, SIO_EVENT, id, att, &natt);
+    sent = sio_send_many(sel->v, sel->n, volatile_, pkt, att, (size_t)natt);
     rbuf_unref(pkt);
     for (int i = 0; i < natt; i++)
         rbuf_unref(att[i]);
-    lua_pushboolean(L, 1);
+    sio_release(sel->v, sel->n);
+    sel->v = NULL;
+    sel->n = 0;
+    lua_pushinteger(L, (lua_Integer)sent);
+    return 1;
+}
+
+/* core.select(nsp, rooms|nil, except|nil): the selected sockets' handles, in a sequence. */
+static int c_select(lua_State *L)
+{
+    sio_nsp_t *nsp = check_nsp(L, 1);
+    selection_t *sel = select_boxed(L, nsp, 2, 3);
+    lua_createtable(L, (int)sel->n, 0);
+    for (size_t i = 0, k = 0; i < sel->n; i++) {
+        if (sel->v[i]->state != SIO_S_CONNECTED)
+            continue;
+        lsocket_push(L, sel->v[i]);
+        lua_rawseti(L, -2, (lua_Integer)++k);
+    }
+    sio_release(sel->v, sel->n);
+    sel->v = NULL;
+    sel->n = 0;
     return 1;
 }
 
@@ -147,12 +211,31 @@ static int n_of(lua_State *L)
     size_t len;
     const char *name;
     lhost_selfcall(L, lua_upvalueindex(1));
+    if (lua_isfunction(L, 1) || (lua_type(L, 1) == LUA_TSTRING && lua_tostring(L, 1)[0] == '^')) {
+        /* a dynamic namespace: a function, or a Lua pattern (a string starting with ^) */
+        lua_getglobal(L, "siolua");
+        lua_getfield(L, -1, "_of_dynamic");
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 1);
+        return 1;
+    }
     name = luaL_checklstring(L, 1, &len);
     if (len == 0 || name[0] != '/')
         lua_pushfstring(L, "/%s", name), name = lua_tolstring(L, -1, &len);
     if (memchr(name, ',', len) != NULL || len > h->srv->cfg.sio.limits.max_nsp)
         return luaL_error(L, "invalid namespace name \"%s\"", name);
+    int created = sio_nsp_find(&h->srv->sio, name, len) == NULL;
     lserver_push_nsp(L, sio_nsp_create(&h->srv->sio, name, len));
+    if (created) {
+        /* io.on("new_namespace", fn) listeners */
+        lua_getglobal(L, "siolua");
+        lua_getfield(L, -1, "_fire");
+        lua_getglobal(L, "io");
+        lua_pushstring(L, "new_namespace");
+        lua_pushvalue(L, -5);
+        lua_call(L, 3, 0);
+        lua_pop(L, 1);
+    }
     return 1;
 }
 
@@ -419,7 +502,10 @@ int lhost_allow_request(const http_req_t *req, const char **message, void *ud)
 
 /* ---------------------------------------------------------------- metatable */
 
-static const luaL_Reg nsp_methods[] = {{"on", n_on}, {"emit", n_emit}, {NULL, NULL}};
+static const char PROPS_KEY = 'P';   /* registry: the prelude's namespace properties */
+static const char METHODS_KEY = 'M'; /* registry: the prelude's namespace methods */
+static const char BIND_KEY = 'B';    /* registry: the prelude's bind(self, fn) */
+
 static const luaL_Reg io_methods[] = {{"of", n_of}, {"options", n_options}, {"close", n_close}, {NULL, NULL}};
 
 static int nsp_index(lua_State *L)
@@ -428,12 +514,21 @@ static int nsp_index(lua_State *L)
     int is_io;
     if (k == NULL)
         return 0;
-    for (const luaL_Reg *m = nsp_methods; m->name; m++)
-        if (strcmp(k, m->name) == 0) {
-            lua_pushvalue(L, 1);
-            lua_pushcclosure(L, m->func, 1);
-            return 1;
-        }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
+    if (lua_getfield(L, -1, k) == LUA_TFUNCTION) {
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 1);
+        return 1;
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
+    if (lua_getfield(L, -1, k) == LUA_TFUNCTION) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &BIND_KEY);
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, -3);
+        lua_call(L, 2, 1);
+        return 1;
+    }
+    lua_settop(L, 2);
     lua_getglobal(L, "io");
     is_io = lua_rawequal(L, 1, -1);
     lua_pop(L, 1);
@@ -445,15 +540,25 @@ static int nsp_index(lua_State *L)
             lua_pushcclosure(L, m->func, 1);
             return 1;
         }
-    if (strcmp(k, "sockets") == 0) { /* io.sockets is the main namespace, as in the reference */
-        lua_pushvalue(L, 1);
-        return 1;
-    }
     /* Lua's io library */
     lua_rawgetp(L, LUA_REGISTRYINDEX, &LUAIO_KEY);
     lua_getfield(L, -1, k);
     return 1;
 }
+
+void lserver_bind_prelude(lua_State *L)
+{
+    lua_getglobal(L, "siolua");
+    lua_getfield(L, -1, "_nsp_props");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
+    lua_getfield(L, -1, "_nsp_methods");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
+    lua_getfield(L, -1, "_bind");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BIND_KEY);
+    lua_pop(L, 1);
+}
+
+static const luaL_Reg core_funcs[] = {{"broadcast", c_broadcast}, {"select", c_select}, {NULL, NULL}};
 
 void lserver_open(lua_State *L)
 {
@@ -471,6 +576,10 @@ void lserver_open(lua_State *L)
     lua_pushcfunction(L, nsp_index);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
 
     lua_getglobal(L, "siolua");
     lua_newtable(L);
@@ -479,7 +588,9 @@ void lserver_open(lua_State *L)
         lua_setfield(L, -2, reserved[i]);
     }
     lua_setfield(L, -2, "_reserved");
-    lua_pop(L, 1);
+    lua_getfield(L, -1, "_core");
+    luaL_setfuncs(L, core_funcs, 0);
+    lua_pop(L, 2);
 
     lserver_push_nsp(L, h->srv->sio.nsps); /* "/" */
     lua_setglobal(L, "io");

@@ -14,12 +14,12 @@
 #include "lvalue.h"
 
 #define SOCKET_MT "siolua.socket"
-#define BROADCAST_MT "siolua.broadcast"
 #define MAX_ATT 64
 
 typedef struct {
     sio_socket_t *s; /* NULL once the socket is closed */
     char id[21];
+    uint8_t leaving; /* 1 while "disconnecting" runs (rooms still readable), 2 from "disconnect" on */
 } lsock_t;
 
 /* The reference's reserved event names: neither a client nor the app may emit them. */
@@ -73,72 +73,142 @@ static void release_all(rbuf_t *pkt, rbuf_t **att, int natt)
         rbuf_unref(att[i]);
 }
 
-/* emit(event, ...[, ack]) on the socket at upvalue 1. */
-static int m_emit(lua_State *L)
+/* Sends [ev, args...] = stack[first..top] to the socket of handle `ud`; a function at the top asks
+ * for an ack (stored in the handle's acks under a new namespace-wide id). Calls onAnyOutgoing
+ * listeners first. Returns the ack id or -1; -2 when nothing was sent (closed, or volatile and
+ * busy). [-(top-first+1), +0, e] */
+static int64_t emit_from(lua_State *L, int ud, int first, int volatile_)
 {
-    lsock_t *h = check(L, lua_upvalueindex(1));
-    const char *ev;
+    lsock_t *h = check(L, ud);
+    sio_socket_t *s = h->s;
+    const char *ev = luaL_checkstring(L, first);
     int64_t id = -1;
     int natt;
     rbuf_t *att[MAX_ATT], *pkt;
-    lhost_selfcall(L, lua_upvalueindex(1));
-    ev = luaL_checkstring(L, 1);
     if (reserved(ev))
-        return luaL_error(L, "\"%s\" is a reserved event name", ev);
-    if (h->s == NULL || h->s->state != SIO_S_CONNECTED) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    if (lua_gettop(L) >= 2 && lua_isfunction(L, -1)) {
-        id = h->s->next_ack++;
-        uv_field(L, lua_upvalueindex(1), "acks");
+        luaL_error(L, "\"%s\" is a reserved event name", ev);
+    if (s == NULL || s->state != SIO_S_CONNECTED)
+        return -2;
+    if (volatile_ && (sio_socket_session(s) == NULL || !eio_session_writable(sio_socket_session(s))))
+        return -2;
+    if (lua_gettop(L) > first && lua_isfunction(L, -1)) {
+        id = s->nsp->next_ack++;
+        uv_field(L, ud, "acks");
         lua_pushvalue(L, -2);
         lua_rawseti(L, -2, id);
         lua_pop(L, 2); /* acks table, function */
     }
-    pkt = lsocket_encode(L, 1, h->s->nsp->name, SIO_EVENT, id, att, &natt);
-    sio_socket_send(h->s, pkt, att, (size_t)natt);
+    uv_field(L, ud, "anyout");
+    if (!lua_isnil(L, -1)) {
+        int top = lua_gettop(L) - 1;
+        lua_pop(L, 1);
+        lhost_push_hook(L, "outgoing");
+        lua_pushvalue(L, ud);
+        for (int i = first; i <= top; i++)
+            lua_pushvalue(L, i);
+        lua_call(L, top - first + 2, 0);
+        if (h->s == NULL || h->s->state != SIO_S_CONNECTED)
+            return -2; /* a listener disconnected it */
+    } else {
+        lua_pop(L, 1);
+    }
+    pkt = lsocket_encode(L, first, s->nsp->name, SIO_EVENT, id, att, &natt);
+    sio_socket_send(s, pkt, att, (size_t)natt);
     release_all(pkt, att, natt);
-    lua_pushboolean(L, 1);
-    return 1;
+    return id;
 }
 
-/* socket.broadcast.emit(...): everyone in the namespace but this socket. */
-static int b_emit(lua_State *L)
+/* emit(event, ...[, ack]) on the socket at upvalue 1: true (false if the socket is gone). */
+static int m_emit(lua_State *L)
 {
-    lsock_t *h;
-    const char *ev;
-    int natt;
-    rbuf_t *att[MAX_ATT], *pkt;
     lhost_selfcall(L, lua_upvalueindex(1));
-    lua_getfield(L, lua_upvalueindex(1), "socket");
-    h = check(L, -1);
-    lua_pop(L, 1);
-    ev = luaL_checkstring(L, 1);
-    if (reserved(ev))
-        return luaL_error(L, "\"%s\" is a reserved event name", ev);
-    if (lua_gettop(L) >= 2 && lua_isfunction(L, -1))
-        return luaL_error(L, "acknowledgements are not supported when broadcasting");
-    if (h->s == NULL || h->s->state != SIO_S_CONNECTED) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    pkt = lsocket_encode(L, 1, h->s->nsp->name, SIO_EVENT, -1, att, &natt);
-    sio_broadcast(h->s->nsp, h->s, pkt, att, (size_t)natt);
-    release_all(pkt, att, natt);
-    lua_pushboolean(L, 1);
+    lua_pushboolean(L, emit_from(L, lua_upvalueindex(1), 1, 0) != -2);
     return 1;
 }
 
-static int b_index(lua_State *L)
+/* core.emit(socket, volatile, ev, ack|nil, ...): sent, ack id (for socket.timeout/volatile). */
+static int c_emit(lua_State *L)
 {
-    const char *k = luaL_checkstring(L, 2);
-    if (strcmp(k, "emit") == 0) {
-        lua_pushvalue(L, 1);
-        lua_pushcclosure(L, b_emit, 1);
-        return 1;
+    int volatile_ = lua_toboolean(L, 2);
+    int64_t id;
+    check(L, 1);
+    if (lua_isnil(L, 4)) {
+        lua_remove(L, 4);
+    } else {
+        luaL_checktype(L, 4, LUA_TFUNCTION);
+        lua_pushvalue(L, 4);
+        lua_remove(L, 4);
     }
+    id = emit_from(L, 1, 3, volatile_);
+    lua_pushboolean(L, id != -2);
+    if (id >= 0)
+        lua_pushinteger(L, id);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
+/* core.cancel_ack(socket, id): forgets a pending ack (its timeout fired). */
+static int c_cancel_ack(lua_State *L)
+{
+    check(L, 1);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    uv_field(L, 1, "acks");
+    lua_pushnil(L);
+    lua_rawseti(L, -2, id);
     return 0;
+}
+
+/* join(room | {rooms}) */
+static int m_join(lua_State *L)
+{
+    lsock_t *h = check(L, lua_upvalueindex(1));
+    lhost_selfcall(L, lua_upvalueindex(1));
+    if (h->s != NULL) {
+        if (lua_istable(L, 1)) {
+            for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, 1); i++) {
+                size_t len;
+                lua_rawgeti(L, 1, i);
+                const char *r = luaL_tolstring(L, -1, &len);
+                sio_socket_join(h->s, r, len);
+                lua_pop(L, 2);
+            }
+        } else {
+            size_t len;
+            const char *r = luaL_tolstring(L, 1, &len);
+            sio_socket_join(h->s, r, len);
+        }
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    return 1;
+}
+
+/* leave(room) */
+static int m_leave(lua_State *L)
+{
+    lsock_t *h = check(L, lua_upvalueindex(1));
+    size_t len;
+    lhost_selfcall(L, lua_upvalueindex(1));
+    const char *r = luaL_tolstring(L, 1, &len);
+    if (h->s != NULL)
+        sio_socket_leave(h->s, r, len);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    return 1;
+}
+
+/* socket.rooms: a set {room = true}, its own id included (empty once disconnected). */
+static void push_rooms(lua_State *L, lsock_t *h)
+{
+    lua_newtable(L);
+    if (h->s == NULL || h->leaving == 2 || (h->s->state != SIO_S_CONNECTED && h->leaving != 1))
+        return;
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, h->id);
+    for (room_member_t *m = h->s->rooms; m; m = m->snext) {
+        lua_pushlstring(L, m->room->name, m->room->len);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+    }
 }
 
 /* ---------------------------------------------------------------- listeners */
@@ -305,6 +375,7 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
     if (lua_type(L, -1) != LUA_TSTRING || reserved(lua_tostring(L, -1)))
         return -1;
     const char *ev = lua_tostring(L, -1); /* kept alive on the stack */
+    int evidx = lua_gettop(L);
     luaL_checkstack(L, n + 2, "too many event arguments");
     for (int i = 2; i <= n; i++)
         lua_rawgeti(L, t, i);
@@ -313,6 +384,23 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
         lua_pushinteger(L, p->id);
         lua_pushboolean(L, 0);
         lua_pushcclosure(L, ack_call, 3);
+    }
+    uv_field(L, ud, "mw");
+    int hooked = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    uv_field(L, ud, "any");
+    hooked |= !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (hooked) {
+        /* socket.use middlewares or onAny listeners: the prelude's dispatch(socket, ev, args...,
+         * ack) runs them, then the listeners */
+        int top = lua_gettop(L);
+        lhost_push_hook(L, "dispatch");
+        lua_pushvalue(L, ud);
+        for (int i = evidx; i <= top; i++)
+            lua_pushvalue(L, i);
+        lua_call(L, top - evidx + 2, 0);
+        return 0;
     }
     snprintf(what, sizeof(what), "handler for \"%.40s\" of socket %s", ev, s->id);
     fire(L, ud, ev, n - 1 + (p->id >= 0), what);
@@ -325,6 +413,7 @@ void lsocket_push_new(lua_State *L, sio_socket_t *s)
 {
     lsock_t *h = lua_newuserdatauv(L, sizeof(*h), 1);
     h->s = s;
+    h->leaving = 0;
     memcpy(h->id, s->id, sizeof(h->id));
     luaL_setmetatable(L, SOCKET_MT);
     lua_createtable(L, 0, 6);
@@ -365,12 +454,87 @@ void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason)
     int ud;
     lsocket_push(L, s);
     ud = lua_gettop(L);
+    /* as the reference: "disconnecting" while rooms are readable, then leave them, "disconnect" */
+    lsock_t *h = lua_touserdata(L, ud);
+    h->leaving = 1;
+    snprintf(what, sizeof(what), "disconnecting handler of socket %s", s->id);
+    lua_pushstring(L, reason);
+    fire(L, ud, "disconnecting", 1, what);
+    sio_socket_leave_all(s);
+    h->leaving = 2;
     snprintf(what, sizeof(what), "disconnect handler of socket %s", s->id);
-    /* the handle reads as disconnected inside the handler, as in the reference */
     lua_pushstring(L, reason);
     fire(L, ud, "disconnect", 1, what);
     lsocket_release(L, s);
     lua_settop(L, ud - 1);
+}
+
+/* ---------------------------------------------------------------- primitives for the prelude */
+
+/* core.fire(socket, ev, ...): the socket's listeners for ev (after socket.use and onAny). */
+static int c_fire(lua_State *L)
+{
+    char what[96];
+    lsock_t *h = check(L, 1);
+    const char *ev = luaL_checkstring(L, 2);
+    snprintf(what, sizeof(what), "handler for \"%.40s\" of socket %s", ev, h->id);
+    fire(L, 1, ev, lua_gettop(L) - 2, what);
+    return 0;
+}
+
+/* core.uv(socket): the handle's private table (listeners, acks, middlewares...). */
+static int c_uv(lua_State *L)
+{
+    check(L, 1);
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+}
+
+/* core.nsp(socket): its namespace object (nil once closed). */
+static int c_nsp(lua_State *L)
+{
+    lsock_t *h = check(L, 1);
+    if (h->s == NULL)
+        return 0;
+    lserver_push_nsp(L, h->s->nsp);
+    return 1;
+}
+
+/* core.accept(socket): answers the CONNECT; false if the client went away meanwhile. */
+static int c_accept(lua_State *L)
+{
+    lsock_t *h = check(L, 1);
+    if (h->s == NULL || h->s->state != SIO_S_CONNECTING) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    sio_socket_accept(h->s);
+    lua_pushboolean(L, h->s != NULL && h->s->state == SIO_S_CONNECTED);
+    return 1;
+}
+
+/* core.refuse(socket, message, data): CONNECT_ERROR {"message":..., "data":...}. */
+static int c_refuse(lua_State *L)
+{
+    lsock_t *h = check(L, 1);
+    luaL_checkstring(L, 2);
+    if (h->s == NULL || h->s->state != SIO_S_CONNECTING)
+        return 0;
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "message");
+    if (!lua_isnoneornil(L, 3)) {
+        lua_pushvalue(L, 3);
+        lua_setfield(L, -2, "data");
+    }
+    lvalue_encode_value(L, -1, lhost_get(L)->srv->cfg.max_json_depth);
+    size_t len;
+    const char *json = lua_tolstring(L, -1, &len);
+    sio_socket_t *s = h->s;
+    sio_socket_ref(s);
+    sio_socket_refuse(s, json, len);
+    sio_socket_unref(s);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- metamethods */
@@ -492,8 +656,13 @@ static void push_handshake(lua_State *L, int ud, lsock_t *h)
     lua_pop(L, 1);
 }
 
-static const luaL_Reg methods[] = {
-    {"emit", m_emit}, {"on", m_on}, {"once", m_once}, {"off", m_off}, {"disconnect", m_disconnect}, {NULL, NULL}};
+static const luaL_Reg methods[] = {{"emit", m_emit},       {"on", m_on},       {"once", m_once},
+                                   {"off", m_off},         {"join", m_join},   {"leave", m_leave},
+                                   {"disconnect", m_disconnect}, {NULL, NULL}};
+
+static const char PROPS_KEY = 'p';   /* registry: the prelude's socket properties */
+static const char METHODS_KEY = 'm'; /* registry: the prelude's socket methods */
+static const char BIND_KEY = 'b';    /* registry: the prelude's bind(self, fn) */
 
 static int s_index(lua_State *L)
 {
@@ -515,16 +684,42 @@ static int s_index(lua_State *L)
         uv_field(L, 1, "data");
     } else if (strcmp(k, "handshake") == 0) {
         push_handshake(L, 1, h);
-    } else if (strcmp(k, "broadcast") == 0) {
+    } else if (strcmp(k, "rooms") == 0) {
+        push_rooms(L, h);
+    } else if (strcmp(k, "conn") == 0) {
+        /* socket.conn.transport.name, as the reference's Engine.IO socket */
+        eio_session_t *es = h->s ? sio_socket_session(h->s) : NULL;
+        lua_createtable(L, 0, 2);
         lua_createtable(L, 0, 1);
-        lua_pushvalue(L, 1);
-        lua_setfield(L, -2, "socket");
-        luaL_setmetatable(L, BROADCAST_MT);
+        if (es != NULL) {
+            lua_pushstring(L, eio_session_transport(es) == EIO_T_WEBSOCKET ? "websocket" : "polling");
+            lua_setfield(L, -2, "name");
+        }
+        lua_setfield(L, -2, "transport");
+        if (es != NULL) {
+            lua_pushstring(L, eio_session_id(es));
+            lua_setfield(L, -2, "id");
+        }
     } else if (strcmp(k, "nsp") == 0) {
         if (h->s == NULL)
             return 0;
         lserver_push_nsp(L, h->s->nsp);
     } else {
+        /* the prelude's properties and methods, then the app's own fields */
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
+        if (lua_getfield(L, -1, k) == LUA_TFUNCTION) {
+            lua_pushvalue(L, 1);
+            lua_call(L, 1, 1);
+            return 1;
+        }
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
+        if (lua_getfield(L, -1, k) == LUA_TFUNCTION) {
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &BIND_KEY);
+            lua_pushvalue(L, 1);
+            lua_pushvalue(L, -3);
+            lua_call(L, 2, 1);
+            return 1;
+        }
         uv_field(L, 1, "props");
         lua_getfield(L, -1, k);
     }
@@ -535,8 +730,8 @@ static int s_newindex(lua_State *L)
 {
     check(L, 1);
     const char *k = luaL_checkstring(L, 2);
-    static const char *const ro[] = {"id", "connected", "disconnected", "handshake", "broadcast", "nsp",
-                                     "emit", "on", "once", "off", "disconnect", NULL};
+    static const char *const ro[] = {"id", "connected", "disconnected", "handshake", "rooms", "nsp", "conn",
+                                     "emit", "on", "once", "off", "join", "leave", "disconnect", NULL};
     for (int i = 0; ro[i]; i++)
         if (strcmp(k, ro[i]) == 0)
             return luaL_error(L, "socket.%s cannot be assigned", k);
@@ -559,6 +754,10 @@ static int s_tostring(lua_State *L)
     return 1;
 }
 
+static const luaL_Reg core_funcs[] = {{"emit", c_emit},     {"cancel_ack", c_cancel_ack}, {"fire", c_fire},
+                                      {"uv", c_uv},         {"nsp", c_nsp},               {"accept", c_accept},
+                                      {"refuse", c_refuse}, {NULL, NULL}};
+
 void lsocket_open(lua_State *L)
 {
     luaL_newmetatable(L, SOCKET_MT);
@@ -569,8 +768,25 @@ void lsocket_open(lua_State *L)
     lua_pushcfunction(L, s_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
-    luaL_newmetatable(L, BROADCAST_MT);
-    lua_pushcfunction(L, b_index);
-    lua_setfield(L, -2, "__index");
+    lua_getglobal(L, "siolua");
+    lua_getfield(L, -1, "_core");
+    luaL_setfuncs(L, core_funcs, 0);
+    lua_pop(L, 2);
+    /* until the prelude provides them: no extra properties or methods */
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
+}
+
+void lsocket_bind_prelude(lua_State *L)
+{
+    lua_getglobal(L, "siolua");
+    lua_getfield(L, -1, "_socket_props");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
+    lua_getfield(L, -1, "_socket_methods");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
+    lua_getfield(L, -1, "_bind");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &BIND_KEY);
     lua_pop(L, 1);
 }

@@ -283,6 +283,8 @@ void sl_server_close(sl_server_t *srv)
     srv->closing_since = uv_now(srv->loop);
     net_stop(&srv->net);
     sio_server_close(&srv->sio, "server shutting down");
+    if (srv->lua != NULL)
+        ltimer_close_all(srv->lua);
     eio_server_close(&srv->eio, "forced close");
     uv_close((uv_handle_t *)&srv->sio.q_connect.timer, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -302,6 +304,7 @@ void sl_server_free(sl_server_t *srv)
     while (srv->sio.nsps != NULL) {
         sio_nsp_t *n = srv->sio.nsps;
         srv->sio.nsps = n->next;
+        room_index_free(&n->rooms);
         free(n->name);
         free(n);
     }

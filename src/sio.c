@@ -65,22 +65,25 @@ static void socket_close(sio_socket_t *s, const char *reason)
         return;
     srv = c->srv;
     s->state = SIO_S_CLOSED;
-    if (was == SIO_S_CONNECTED) {
-        s->nprev->nnext = s->nnext;
-        s->nnext->nprev = s->nprev;
-        s->nprev = s->nnext = NULL;
-        s->nsp->nsockets--;
-    }
     for (sio_socket_t **pp = &c->sockets; *pp; pp = &(*pp)->cnext)
         if (*pp == s) {
             *pp = s->cnext;
             break;
         }
     s->refs++; /* the handlers below may drop the last other reference */
-    if (was == SIO_S_CONNECTED)
+    if (was == SIO_S_CONNECTED) {
+        /* rooms are still readable in the handlers ("disconnecting"); the upper layer may leave
+         * them itself before "disconnect", as the reference does */
         srv->h->on_disconnect(s, reason, srv->ud);
-    else
+        room_leave_all(&s->nsp->rooms, s);
+        room_remove_id(&s->nsp->rooms, s);
+        s->nprev->nnext = s->nnext;
+        s->nnext->nprev = s->nprev;
+        s->nprev = s->nnext = NULL;
+        s->nsp->nsockets--;
+    } else {
         srv->h->on_release(s, srv->ud);
+    }
     s->client = NULL;
     s->refs--;             /* the client's */
     sio_socket_unref(s);   /* the guard above */
@@ -110,6 +113,7 @@ void sio_socket_accept(sio_socket_t *s)
     nsp->head.nprev->nnext = s;
     nsp->head.nprev = s;
     nsp->nsockets++;
+    room_add_id(&nsp->rooms, s);
     /* {"sid":"<id>"}: the id is base64url, nothing to escape */
     memcpy(json, "{\"sid\":\"", 8);
     memcpy(json + 8, s->id, 20);
@@ -149,6 +153,113 @@ void sio_broadcast(sio_nsp_t *nsp, const sio_socket_t *except, rbuf_t *pkt, rbuf
         if (s != except && s->client != NULL && s->client->session != NULL)
             send_all(s->client->session, pkt, att, natt);
     }
+}
+
+/* ---------------------------------------------------------------- selection */
+
+static void mark_name(sio_nsp_t *nsp, slice_t name, uint32_t epoch, sio_socket_t ***v, size_t *n, size_t *cap)
+{
+    room_t *r = room_find(&nsp->rooms, name.ptr, name.len);
+    sio_socket_t *one = r ? NULL : room_find_id(&nsp->rooms, name.ptr, name.len);
+    room_member_t *m = r ? r->head.rnext : NULL;
+    for (;;) {
+        sio_socket_t *s;
+        if (r != NULL) {
+            if (m == &r->head)
+                break;
+            s = m->socket;
+            m = m->rnext;
+        } else {
+            if (one == NULL)
+                break;
+            s = one;
+            one = NULL;
+        }
+        if (s->mark == epoch)
+            continue;
+        s->mark = epoch;
+        if (v == NULL)
+            continue;
+        if (*n == *cap) {
+            *cap = *cap ? *cap * 2 : 16;
+            *v = xrealloc(*v, *cap * sizeof(**v));
+        }
+        s->refs++;
+        (*v)[(*n)++] = s;
+    }
+}
+
+size_t sio_select(sio_server_t *srv, sio_nsp_t *nsp, const sio_target_t *t, sio_socket_t ***out)
+{
+    sio_socket_t **v = NULL;
+    size_t n = 0, cap = 0;
+    uint32_t epoch = ++srv->epoch;
+    if (epoch == 0) {
+        /* the counter wrapped: forget every old mark */
+        for (sio_nsp_t *x = srv->nsps; x; x = x->next)
+            for (sio_socket_t *s = x->head.nnext; s != &x->head; s = s->nnext)
+                s->mark = 0;
+        epoch = srv->epoch = 1;
+    }
+    /* excluded sockets are marked first, so the inclusion pass skips them */
+    for (size_t i = 0; i < t->nexcept; i++)
+        mark_name(nsp, t->except[i], epoch, NULL, NULL, NULL);
+    if (t->nrooms == 0) {
+        cap = nsp->nsockets;
+        v = xmalloc((cap ? cap : 1) * sizeof(*v));
+        for (sio_socket_t *s = nsp->head.nnext; s != &nsp->head; s = s->nnext)
+            if (s->mark != epoch) {
+                s->mark = epoch;
+                s->refs++;
+                v[n++] = s;
+            }
+    } else {
+        for (size_t i = 0; i < t->nrooms; i++)
+            mark_name(nsp, t->rooms[i], epoch, &v, &n, &cap);
+    }
+    *out = v;
+    return n;
+}
+
+void sio_release(sio_socket_t **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sio_socket_unref(v[i]);
+    free(v);
+}
+
+size_t sio_send_many(sio_socket_t **v, size_t n, int volatile_, rbuf_t *pkt, rbuf_t *const *att, size_t natt)
+{
+    size_t sent = 0;
+    for (size_t i = 0; i < n; i++) {
+        sio_socket_t *s = v[i];
+        if (s->state != SIO_S_CONNECTED || s->client == NULL || s->client->session == NULL)
+            continue;
+        if (volatile_ && !eio_session_writable(s->client->session))
+            continue;
+        send_all(s->client->session, pkt, att, natt);
+        sent++;
+    }
+    return sent;
+}
+
+int sio_socket_join(sio_socket_t *s, const char *room, size_t len)
+{
+    if (s->state != SIO_S_CONNECTED)
+        return 0;
+    return room_join(&s->nsp->rooms, s, room, len);
+}
+
+int sio_socket_leave(sio_socket_t *s, const char *room, size_t len)
+{
+    if (s->state != SIO_S_CONNECTED && s->rooms == NULL)
+        return 0;
+    return room_leave(&s->nsp->rooms, s, room, len);
+}
+
+void sio_socket_leave_all(sio_socket_t *s)
+{
+    room_leave_all(&s->nsp->rooms, s);
 }
 
 static void client_close(sio_client_t *c)
@@ -201,6 +312,12 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
     sio_server_t *srv = c->srv;
     sio_nsp_t *nsp = sio_nsp_find(srv, p->nsp.ptr, p->nsp.len);
     sio_socket_t *s;
+    if (nsp == NULL && srv->h->resolve != NULL) {
+        /* eh_message holds a reference on c: it survives even if the hook closes it */
+        nsp = srv->h->resolve(p->nsp, p->data, srv->ud);
+        if (c->session == NULL)
+            return;
+    }
     if (nsp == NULL) {
         send_control(c, SIO_CONNECT_ERROR, p->nsp, invalid_nsp_json, sizeof(invalid_nsp_json) - 1);
         return;

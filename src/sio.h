@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "eio.h"
+#include "rooms.h"
 #include "sio_packet.h"
 #include "tq.h"
 
@@ -29,7 +30,9 @@ struct sio_socket {
     sio_client_t *client;              /* NULL once closed */
     struct sio_socket *nprev, *nnext;  /* namespace list (connected sockets) */
     struct sio_socket *cnext;          /* client's socket list */
-    int64_t next_ack;                  /* next ack id for server->client emits */
+    struct sio_socket *idnext;         /* namespace id table chain (rooms.c) */
+    room_member_t *rooms;              /* rooms joined (its own id is implicit) */
+    uint32_t mark;                     /* selection epoch that last visited it (dedup) */
     int handle_ref;                    /* upper layer: the Lua registry ref of its handle */
     void *data;                        /* upper layer */
 };
@@ -38,6 +41,8 @@ struct sio_nsp {
     char *name;                        /* "/", "/admin" */
     size_t nsockets;                   /* connected sockets */
     sio_socket_t head;                 /* sentinel of the connected-socket list */
+    room_index_t rooms;                /* rooms and socket ids of this namespace */
+    int64_t next_ack;                  /* ack ids, per namespace as in the reference */
     struct sio_nsp *next;              /* server's namespace list */
     void *data;                        /* upper layer (Lua handlers) */
 };
@@ -53,6 +58,9 @@ typedef struct {
     void (*on_disconnect)(sio_socket_t *s, const char *reason, void *ud);
     /* A client was refused (connect_error) or its socket closed before accept: release s->data. */
     void (*on_release)(sio_socket_t *s, void *ud);
+    /* CONNECT to a namespace that does not exist: return one to use (dynamic namespaces), or NULL
+     * for CONNECT_ERROR "Invalid namespace". Optional. */
+    sio_nsp_t *(*resolve)(slice_t name, slice_t auth, void *ud);
 } sio_handler_t;
 
 typedef struct {
@@ -62,6 +70,7 @@ typedef struct {
 
 struct sio_server {
     const sio_config_t *cfg;
+    uint32_t epoch;            /* selection counter (sio_select) */
     const sio_handler_t *h;
     void *ud;
     sio_nsp_t *nsps;           /* namespaces; "/" first */
@@ -86,6 +95,29 @@ void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len);
 void sio_socket_send(sio_socket_t *s, rbuf_t *pkt, rbuf_t *const *att, size_t natt);
 /* Sends to every connected socket of nsp except `except` (may be NULL). One encoding, shared. */
 void sio_broadcast(sio_nsp_t *nsp, const sio_socket_t *except, rbuf_t *pkt, rbuf_t *const *att, size_t natt);
+
+/* Which sockets of a namespace an operation is for (the reference's BroadcastOptions): members of
+ * any of `rooms` (every socket when nrooms is 0), minus members of any of `except`. A socket id
+ * names that socket's own room. Each socket is selected once. */
+typedef struct {
+    const slice_t *rooms;
+    size_t nrooms;
+    const slice_t *except;
+    size_t nexcept;
+} sio_target_t;
+
+/* A snapshot of the selected connected sockets, each with a reference held (so the caller may call
+ * into Lua while using it). Returns the count; *out is freed by sio_release(). */
+size_t sio_select(sio_server_t *srv, sio_nsp_t *nsp, const sio_target_t *t, sio_socket_t ***out);
+void sio_release(sio_socket_t **v, size_t n);
+/* Sends to each socket of v still connected. With `volatile_`, sockets whose transport is busy
+ * are skipped (the packet is dropped for them). Returns how many were sent to. */
+size_t sio_send_many(sio_socket_t **v, size_t n, int volatile_, rbuf_t *pkt, rbuf_t *const *att, size_t natt);
+
+/* Rooms of a connected socket. join/leave return 1 when something changed. */
+int sio_socket_join(sio_socket_t *s, const char *room, size_t len);
+int sio_socket_leave(sio_socket_t *s, const char *room, size_t len);
+void sio_socket_leave_all(sio_socket_t *s);
 /* Server-side disconnect: sends DISCONNECT, on_disconnect("server namespace disconnect");
  * with close, the whole client (every namespace and the connection) is closed too. */
 void sio_socket_disconnect(sio_socket_t *s, int close);

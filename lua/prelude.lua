@@ -1,0 +1,452 @@
+-- siolua's Lua-side prelude: the parts of the server API that are sugar over the C primitives in
+-- siolua._core (broadcast operators, middlewares, catch-all listeners, namespaces' listeners,
+-- dynamic namespaces, acknowledgements with timeouts, emitWithAck). It runs once per Lua VM,
+-- before app.lua. The hot paths (packet decoding, listener calls, encoding, fan-out) stay in C.
+local siolua = siolua
+local core = siolua._core
+local hooks = {}
+siolua._hooks = hooks
+
+local null = siolua.null
+local pack, unpack = table.pack, table.unpack
+local TIMEOUT = "operation has timed out"
+
+-- Objects whose methods work both as obj.m(x) and obj:m(x): the method is returned bound.
+local function bind(self, m)
+  return function(first, ...)
+    if rawequal(first, self) then return m(self, ...) end
+    return m(self, first, ...)
+  end
+end
+
+siolua._bind = bind
+
+local function list(v)
+  if v == nil then return {} end
+  if type(v) == "table" then
+    local out = {}
+    for i = 1, #v do out[i] = tostring(v[i]) end
+    return out
+  end
+  return { tostring(v) }
+end
+
+local function concat(a, b)
+  local out = {}
+  for i = 1, #a do out[#out + 1] = a[i] end
+  for i = 1, #b do out[#out + 1] = b[i] end
+  return out
+end
+
+local function check_event(ev)
+  if type(ev) ~= "string" then error("event name must be a string", 3) end
+  if siolua._reserved[ev] then error('"' .. ev .. '" is a reserved event name', 3) end
+end
+
+-- An error value the app can test: a table with .message, printed as its message.
+local Error = { __tostring = function(e) return e.message end }
+local function new_error(message, data)
+  return setmetatable({ message = message, data = data }, Error)
+end
+siolua.Error = new_error
+
+---------------------------------------------------------------------------- timers used below
+
+local function after(ms, fn)
+  return siolua.setTimeout(fn, ms)
+end
+
+---------------------------------------------------------------------------- acknowledgements
+
+-- Collects the replies of a broadcast with an ack: callback(err, replies) once every recipient
+-- answered, or with err = "operation has timed out" (and the replies so far) at the timeout.
+local function collector(expected, timeout, callback)
+  local replies, done, timer = {}, false, nil
+  local function finish(err)
+    if done then return end
+    done = true
+    if timer then siolua.clearTimeout(timer) end
+    callback(err and new_error(err) or nil, replies)
+  end
+  if timeout then timer = after(timeout, function() finish(TIMEOUT) end) end
+  local function on_reply(first, ...)
+    if done then return end
+    -- the reference collects the first argument of each reply
+    replies[#replies + 1] = first
+    if #replies >= expected then finish(nil) end
+  end
+  if expected == 0 then finish(nil) end
+  return on_reply
+end
+
+-- Runs fn(callback) and suspends the calling handler until callback fires; returns what it got.
+-- A reply of the form (err, ...) where err is set raises err, as the reference's promise rejects.
+local function await(fn, raise_first)
+  local co, main = coroutine.running()
+  if main then error("emitWithAck must be called from a handler (a coroutine), not at the top level", 3) end
+  local result, ready = nil, false
+  fn(function(...)
+    if ready then return end
+    ready = true
+    result = pack(...)
+    if coroutine.status(co) == "suspended" then core.resume(co) end
+  end)
+  if not ready then coroutine.yield() end
+  if raise_first then
+    if result[1] ~= nil then error(result[1], 2) end
+    return unpack(result, 2, result.n)
+  end
+  return unpack(result, 1, result.n)
+end
+
+---------------------------------------------------------------------------- broadcast operators
+
+-- An operator is immutable, as the reference's BroadcastOperator: every modifier returns a new one.
+local Operator = {}
+local op_methods, op_props = {}, {}
+
+local function new_op(nsp, rooms, except, flags, socket)
+  return setmetatable({ _nsp = nsp, _rooms = rooms or {}, _except = except or {}, _flags = flags or {},
+    _socket = socket }, Operator)
+end
+
+local function with(op, changes)
+  local flags = {}
+  for k, v in pairs(op._flags) do flags[k] = v end
+  for k, v in pairs(changes.flags or {}) do flags[k] = v end
+  local socket, except = op._socket, changes.except or op._except
+  if socket and (changes.rooms or changes.except) then
+    -- socket.volatile.to(room): a broadcast from the socket, which excludes itself
+    except = concat({ socket.id }, except)
+    socket = nil
+  end
+  return new_op(op._nsp, changes.rooms or op._rooms, except, flags, socket)
+end
+
+Operator.__index = function(self, k)
+  local p = op_props[k]
+  if p then return p(self) end
+  local m = op_methods[k]
+  if m then return bind(self, m) end
+end
+Operator.__name = "siolua.operator"
+
+function op_methods.to(self, room) return with(self, { rooms = concat(self._rooms, list(room)) }) end
+op_methods["in"] = op_methods.to
+function op_methods.except(self, room) return with(self, { except = concat(self._except, list(room)) }) end
+function op_methods.compress(self, on) return with(self, { flags = { compress = on ~= false } }) end
+function op_methods.timeout(self, ms) return with(self, { flags = { timeout = ms } }) end
+function op_props.volatile(self) return with(self, { flags = { volatile = true } }) end
+op_props["local"] = function(self) return with(self, { flags = { ["local"] = true } }) end
+function op_props.broadcast(self) return self end
+
+local function rooms_arg(t) if #t == 0 then return nil end return t end
+
+function op_methods.emit(self, ev, ...)
+  check_event(ev)
+  local args = pack(...)
+  local cb = args.n > 0 and type(args[args.n]) == "function" and args[args.n] or nil
+  if cb then args.n = args.n - 1 end
+  if self._socket then
+    -- socket-level: socket.timeout(ms).emit / socket.volatile.emit
+    local socket, timeout = self._socket, self._flags.timeout
+    if cb and timeout then
+      local id, done, timer
+      local user = cb
+      timer = after(timeout, function()
+        if done then return end
+        done = true
+        core.cancel_ack(socket, id)
+        user(new_error(TIMEOUT))
+      end)
+      cb = function(...)
+        if done then return end
+        done = true
+        siolua.clearTimeout(timer)
+        user(nil, ...)
+      end
+      local sent
+      sent, id = core.emit(socket, self._flags.volatile or false, ev, cb, unpack(args, 1, args.n))
+      return sent
+    end
+    return (core.emit(socket, self._flags.volatile or false, ev, cb, unpack(args, 1, args.n)))
+  end
+  if cb then
+    local on_reply
+    local count = core.broadcast(self._nsp, rooms_arg(self._rooms), rooms_arg(self._except),
+      self._flags.volatile or false, function(...) return on_reply(...) end, ev, unpack(args, 1, args.n))
+    on_reply = collector(count, self._flags.timeout, cb)
+    return true
+  end
+  core.broadcast(self._nsp, rooms_arg(self._rooms), rooms_arg(self._except), self._flags.volatile or false,
+    nil, ev, unpack(args, 1, args.n))
+  return true
+end
+
+-- Suspends the calling handler until the ack comes: returns the reply (a socket) or the list of
+-- replies (a broadcast); raises "operation has timed out" at the timeout, as the promise rejects.
+function op_methods.emitWithAck(self, ev, ...)
+  local args = pack(...)
+  -- broadcasts and timed emits answer (err, ...); a plain socket emit answers (...)
+  local err_first = self._flags.timeout ~= nil or self._socket == nil
+  return await(function(done)
+    args[args.n + 1] = err_first and done or function(...) done(nil, ...) end
+    op_methods.emit(self, ev, unpack(args, 1, args.n + 1))
+  end, true)
+end
+
+function op_methods.send(self, ...) return op_methods.emit(self, "message", ...) end
+
+function op_methods.fetchSockets(self)
+  return core.select(self._nsp, rooms_arg(self._rooms), rooms_arg(self._except))
+end
+
+function op_methods.socketsJoin(self, room)
+  for _, s in ipairs(op_methods.fetchSockets(self)) do s.join(room) end
+end
+
+function op_methods.socketsLeave(self, room)
+  for _, s in ipairs(op_methods.fetchSockets(self)) do s.leave(room) end
+end
+
+function op_methods.disconnectSockets(self, close)
+  for _, s in ipairs(op_methods.fetchSockets(self)) do s.disconnect(close) end
+end
+
+siolua._new_op = new_op
+
+---------------------------------------------------------------------------- namespaces
+
+-- Per-namespace state of the Lua side: listeners, middlewares, children of a parent namespace.
+local nsp_state = setmetatable({}, { __mode = "k" })
+local function state(nsp)
+  local st = nsp_state[nsp]
+  if not st then
+    st = { listeners = {}, middlewares = {} }
+    nsp_state[nsp] = st
+  end
+  return st
+end
+siolua._nsp_state = state
+
+local nsp_methods, nsp_props = {}, {}
+siolua._nsp_methods, siolua._nsp_props = nsp_methods, nsp_props
+
+function nsp_methods.on(self, ev, fn)
+  if type(fn) ~= "function" then error("listener must be a function", 2) end
+  if ev == "connect" then ev = "connection" end
+  local l = state(self).listeners
+  l[ev] = l[ev] or {}
+  table.insert(l[ev], fn)
+  return self
+end
+
+function nsp_methods.off(self, ev, fn)
+  if ev == "connect" then ev = "connection" end
+  local l = state(self).listeners[ev]
+  if not l then return self end
+  for i = #l, 1, -1 do
+    if fn == nil or l[i] == fn then table.remove(l, i) end
+  end
+  return self
+end
+
+function nsp_methods.use(self, fn)
+  if type(fn) ~= "function" then error("middleware must be a function", 2) end
+  table.insert(state(self).middlewares, fn)
+  return self
+end
+
+-- Calls the namespace's listeners for ev (and its parent's, for a child of a dynamic namespace).
+local function fire(nsp, ev, ...)
+  local st = state(nsp)
+  local ls = st.listeners[ev]
+  if ls then
+    for _, fn in ipairs({ table.unpack(ls) }) do core.call(fn, ev, ...) end
+  end
+  if st.parent then fire(st.parent, ev, ...) end
+end
+siolua._fire = fire
+
+for _, name in ipairs({ "to", "in", "except", "compress", "timeout", "emit", "emitWithAck", "send",
+  "fetchSockets", "socketsJoin", "socketsLeave", "disconnectSockets" }) do
+  nsp_methods[name] = function(self, ...) return op_methods[name](new_op(self), ...) end
+end
+function nsp_props.volatile(self) return new_op(self, nil, nil, { volatile = true }) end
+nsp_props["local"] = function(self) return new_op(self, nil, nil, { ["local"] = true }) end
+function nsp_props.sockets(self)
+  if rawequal(self, io) then return self end -- io.sockets is the main namespace, as in the reference
+  local out = {}
+  for _, s in ipairs(core.select(self)) do out[s.id] = s end
+  return out
+end
+
+-- Dynamic namespaces: io.of(pattern or function). A pattern is a Lua pattern string starting with
+-- "^" (a namespace name always starts with "/", so it cannot be mistaken for one).
+local dynamic = {}
+function siolua._of_dynamic(spec)
+  local parent = setmetatable({ name = type(spec) == "string" and spec or "<function>" }, getmetatable(io))
+  nsp_state[parent] = { listeners = {}, middlewares = {}, children = {}, matcher = spec }
+  table.insert(dynamic, parent)
+  return parent
+end
+
+-- Called by C when a client CONNECTs to a namespace that does not exist: returns the new child
+-- namespace object if a dynamic parent accepts the name, else nil ("Invalid namespace").
+function hooks.resolve(name, auth)
+  for _, parent in ipairs(dynamic) do
+    local st = nsp_state[parent]
+    local ok = false
+    if type(st.matcher) == "string" then
+      ok = string.find(name, st.matcher) ~= nil
+    else
+      local answered = false
+      st.matcher(name, auth, function(err, allow)
+        answered = true
+        ok = err == nil and allow == true
+      end)
+      if not answered then
+        print("siolua: a dynamic namespace function must call next() before returning; " .. name .. " refused")
+      end
+    end
+    if ok then
+      local child = io.of(name)
+      local cst = state(child)
+      cst.parent = parent
+      st.children[name] = child
+      return child
+    end
+  end
+  return nil
+end
+
+---------------------------------------------------------------------------- connection
+
+-- Called by C for every CONNECT to an existing namespace: runs the middlewares (parent's first),
+-- each of which calls next() or next(err), now or later; then accepts and fires "connection".
+function hooks.connect(nsp, socket)
+  local chain = {}
+  local st = state(nsp)
+  if st.parent then
+    for _, m in ipairs(state(st.parent).middlewares) do chain[#chain + 1] = m end
+  end
+  for _, m in ipairs(st.middlewares) do chain[#chain + 1] = m end
+  local i = 0
+  local function step(err)
+    if err ~= nil then
+      local message, data
+      if type(err) == "table" then
+        message, data = err.message, err.data
+      else
+        message = tostring(err)
+      end
+      core.refuse(socket, tostring(message or "error"), data)
+      return
+    end
+    i = i + 1
+    local m = chain[i]
+    if m == nil then
+      if core.accept(socket) then fire(nsp, "connection", socket) end
+      return
+    end
+    local called = false
+    core.call(m, "middleware", socket, function(e)
+      if called then return end
+      called = true
+      step(e)
+    end)
+  end
+  step(nil)
+end
+
+---------------------------------------------------------------------------- sockets
+
+local socket_methods, socket_props = {}, {}
+siolua._socket_methods, siolua._socket_props = socket_methods, socket_props
+
+function socket_props.broadcast(self) return new_op(core.nsp(self), nil, { self.id }) end
+function socket_methods.to(self, room) return new_op(core.nsp(self), list(room), { self.id }) end
+socket_methods["in"] = socket_methods.to
+function socket_methods.except(self, room)
+  return new_op(core.nsp(self), nil, concat({ self.id }, list(room)))
+end
+function socket_props.volatile(self) return new_op(core.nsp(self), nil, nil, { volatile = true }, self) end
+socket_props["local"] = function(self) return new_op(core.nsp(self), nil, { self.id }, { ["local"] = true }) end
+function socket_methods.timeout(self, ms) return new_op(core.nsp(self), nil, nil, { timeout = ms }, self) end
+function socket_methods.compress(self, on) return new_op(core.nsp(self), nil, nil, { compress = on ~= false }, self) end
+
+function socket_methods.emitWithAck(self, ev, ...)
+  return op_methods.emitWithAck(new_op(core.nsp(self), nil, nil, {}, self), ev, ...)
+end
+
+function socket_methods.send(self, ...) return self.emit("message", ...) end
+function socket_methods.write(self, ...) return self.emit("message", ...) end
+
+-- socket.use(function(packet, next) ... end): packet is { event, args... } (as the reference's
+-- array); next(err) drops the packet and emits "error" on the socket with err.
+function socket_methods.use(self, fn)
+  local uv = core.uv(self)
+  uv.mw = uv.mw or {}
+  table.insert(uv.mw, fn)
+  return self
+end
+
+local function any_list(self, key)
+  local uv = core.uv(self)
+  uv[key] = uv[key] or {}
+  return uv[key]
+end
+function socket_methods.onAny(self, fn) table.insert(any_list(self, "any"), fn) return self end
+function socket_methods.prependAny(self, fn) table.insert(any_list(self, "any"), 1, fn) return self end
+function socket_methods.offAny(self, fn)
+  local l = any_list(self, "any")
+  for i = #l, 1, -1 do if fn == nil or l[i] == fn then table.remove(l, i) end end
+  if #l == 0 then core.uv(self).any = nil end
+  return self
+end
+function socket_methods.listenersAny(self) return { table.unpack(core.uv(self).any or {}) } end
+function socket_methods.onAnyOutgoing(self, fn) table.insert(any_list(self, "anyout"), fn) return self end
+function socket_methods.prependAnyOutgoing(self, fn) table.insert(any_list(self, "anyout"), 1, fn) return self end
+function socket_methods.offAnyOutgoing(self, fn)
+  local l = any_list(self, "anyout")
+  for i = #l, 1, -1 do if fn == nil or l[i] == fn then table.remove(l, i) end end
+  if #l == 0 then core.uv(self).anyout = nil end
+  return self
+end
+function socket_methods.listenersAnyOutgoing(self) return { table.unpack(core.uv(self).anyout or {}) } end
+
+-- Called by C for an incoming event when the socket has middlewares or catch-all listeners.
+function hooks.dispatch(socket, ev, ...)
+  local uv = core.uv(socket)
+  local args = pack(ev, ...)
+  local function deliver()
+    for _, fn in ipairs({ table.unpack(uv.any or {}) }) do core.call(fn, "onAny", unpack(args, 1, args.n)) end
+    core.fire(socket, unpack(args, 1, args.n))
+  end
+  local mw = uv.mw
+  if not mw or #mw == 0 then return deliver() end
+  local i = 0
+  local function step(err)
+    if err ~= nil then
+      core.fire(socket, "error", err)
+      return
+    end
+    i = i + 1
+    local m = mw[i]
+    if m == nil then return deliver() end
+    local called = false
+    core.call(m, "socket middleware", args, function(e)
+      if called then return end
+      called = true
+      step(e)
+    end)
+  end
+  step(nil)
+end
+
+-- Called by C before an outgoing event when the socket has onAnyOutgoing listeners.
+function hooks.outgoing(socket, ...)
+  for _, fn in ipairs({ table.unpack(core.uv(socket).anyout or {}) }) do core.call(fn, "onAnyOutgoing", ...) end
+end
+
+return nil
