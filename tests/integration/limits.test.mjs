@@ -1,0 +1,125 @@
+// Heartbeats and size limits, on a server started with short timers and a small buffer:
+// --ping-interval 200 --ping-timeout 300 --max-http-buffer-size 1000 --connect-timeout 500.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import WebSocket from "ws";
+import { startServer, connect, closeAll, waitGone, request, withTimeout, sleep } from "./helpers.mjs";
+
+let srv, observer;
+before(async () => {
+  srv = await startServer("main", ["--ping-interval", "200", "--ping-timeout", "300", "--max-http-buffer-size", "1000", "--connect-timeout", "500"]);
+  observer = await connect(srv.url, { transports: ["websocket"] });
+});
+after(async () => { closeAll(); await srv?.stop(); });
+
+const BIG = "a".repeat(1500);
+
+test("the handshake advertises the configured timers and maxPayload", async () => {
+  const res = await fetch(`${srv.url}/socket.io/?EIO=4&transport=polling`);
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "text/plain; charset=UTF-8");
+  const body = await res.text();
+  assert.equal(body[0], "0");
+  const open = JSON.parse(body.slice(1));
+  assert.equal(typeof open.sid, "string");
+  assert.deepEqual(open.upgrades, ["websocket"]);
+  assert.equal(open.pingInterval, 200);
+  assert.equal(open.pingTimeout, 300);
+  assert.equal(open.maxPayload, 1000);
+});
+
+test("socket.io-client keeps a connection alive across many ping periods", async () => {
+  const s = await connect(srv.url, { transports: ["polling"] });
+  await sleep(1200); // > 2 x (pingInterval + pingTimeout)
+  assert.equal(s.connected, true);
+  assert.deepEqual(await request(s, "echo", "still"), ["still"]);
+  s.disconnect();
+});
+
+test("a raw websocket client that stops answering pings: \"ping timeout\"", async () => {
+  const ws = new WebSocket(srv.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
+  const frames = [];
+  const sid = await withTimeout(new Promise((resolve, reject) => {
+    ws.on("error", reject);
+    ws.on("message", (d) => {
+      d = d.toString();
+      frames.push(d);
+      if (d[0] === "0") ws.send("40");
+      else if (d.startsWith("40")) resolve(JSON.parse(d.slice(2)).sid);
+      // "2" (ping) is never answered
+    });
+  }), 5000, "raw websocket connect");
+  const closed = new Promise((resolve) => ws.on("close", resolve));
+  const t0 = Date.now();
+  assert.equal(await waitGone(observer, sid, 3000), "ping timeout");
+  const elapsed = Date.now() - t0;
+  await withTimeout(closed, 2000, "the server to close the websocket");
+  assert.ok(frames.includes("2"), `a ping was sent: ${JSON.stringify(frames)}`);
+  // reference: ~500 ms (pingInterval + pingTimeout) after the open packet
+  assert.ok(elapsed >= 300 && elapsed < 2500, `ping timeout after ${elapsed} ms`);
+});
+
+test("a raw polling client that stops answering pings: \"ping timeout\"", async () => {
+  const base = `${srv.url}/socket.io/?EIO=4&transport=polling`;
+  const open = JSON.parse((await (await fetch(base)).text()).slice(1));
+  const url = `${base}&sid=${open.sid}`;
+  assert.equal((await fetch(url, { method: "POST", body: "40" })).status, 200);
+  const connectPkt = (await (await fetch(url)).text()).split("\x1e")[0];
+  assert.match(connectPkt, /^40\{"sid":"[^"]+"\}$/);
+  const sid = JSON.parse(connectPkt.slice(2)).sid;
+  assert.equal(await waitGone(observer, sid, 3000), "ping timeout");
+  // the session is gone
+  const res = await fetch(url);
+  assert.equal(res.status, 400);
+  assert.equal(await res.text(), '{"code":1,"message":"Session ID unknown"}');
+});
+
+test("an oversized polling POST is refused with 413, others keep working", async () => {
+  const base = `${srv.url}/socket.io/?EIO=4&transport=polling`;
+  const open = JSON.parse((await (await fetch(base)).text()).slice(1));
+  const url = `${base}&sid=${open.sid}`;
+  assert.equal((await fetch(url, { method: "POST", body: "40" })).status, 200);
+  const res = await fetch(url, { method: "POST", body: "42" + JSON.stringify(["echo", BIG]) });
+  // reference (engine.io 6.6.12): 413 with an empty body; the session itself is not closed
+  assert.equal(res.status, 413);
+  await res.arrayBuffer();
+  assert.deepEqual(await request(observer, "echo", "after 413"), ["after 413"]);
+});
+
+test("an oversized websocket message: close 1009, \"transport error\", others keep working", async () => {
+  const ws = new WebSocket(srv.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
+  const sid = await withTimeout(new Promise((resolve, reject) => {
+    ws.on("error", reject);
+    ws.on("message", (d) => {
+      d = d.toString();
+      if (d[0] === "0") ws.send("40");
+      else if (d.startsWith("40")) resolve(JSON.parse(d.slice(2)).sid);
+      else if (d === "2") ws.send("3");
+    });
+  }), 5000, "raw websocket connect");
+  const closed = new Promise((resolve) => ws.on("close", (code) => resolve(code)));
+  const gone = waitGone(observer, sid, 3000);
+  ws.send("42" + JSON.stringify(["echo", BIG]));
+  assert.equal(await withTimeout(closed, 3000, "the websocket close"), 1009);
+  assert.equal(await gone, "transport error");
+  assert.deepEqual(await request(observer, "echo", "after 1009"), ["after 1009"]);
+});
+
+test("a socket.io-client emitting an oversized message is disconnected, others keep working", async () => {
+  const s = await connect(srv.url, { transports: ["websocket"] });
+  const id = s.id;
+  const gone = waitGone(observer, id, 3000);
+  s.emit("echo", BIG, () => {});
+  assert.equal(await gone, "transport error");
+  assert.deepEqual(await request(observer, "echo", "still fine"), ["still fine"]);
+});
+
+test("a session that never joins a namespace is closed after --connect-timeout", async () => {
+  const ws = new WebSocket(srv.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
+  const t0 = Date.now();
+  ws.on("message", (d) => { if (d.toString() === "2") ws.send("3"); }); // alive, but no "40"
+  const closed = new Promise((resolve, reject) => { ws.on("close", resolve); ws.on("error", reject); });
+  await withTimeout(closed, 3000, "the server to close a session without a namespace");
+  const elapsed = Date.now() - t0;
+  assert.ok(elapsed >= 400, `closed after ${elapsed} ms`);
+});

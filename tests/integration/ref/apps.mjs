@@ -1,0 +1,93 @@
+// Node twins of tests/integration/apps/*.lua, run by ref/server.mjs (the reference socket.io),
+// so the integration tests can be checked against the reference: SIOLUA_REF=1 sh run.sh.
+
+function describe(v) {
+  if (v === null) return "null";
+  if (Buffer.isBuffer(v)) return "binary:" + v.length;
+  if (typeof v === "number") return (Number.isInteger(v) ? "integer:" : "float:") + v;
+  if (typeof v === "string" || typeof v === "boolean") return typeof v + ":" + v;
+  if (Array.isArray(v)) return v.map(describe);
+  if (typeof v === "object") {
+    const out = {};
+    for (const k of Object.keys(v)) out[k] = describe(v[k]);
+    return out;
+  }
+  return typeof v;
+}
+
+export const apps = {
+  main: {
+    options: {},
+    setup(io) {
+      io.on("connection", (socket) => {
+        console.error("connected " + socket.id);
+        socket.on("echo", (...args) => {
+          const ack = args.pop();
+          ack(...args);
+        });
+        socket.on("describe", (v, ack) => ack(describe(v)));
+        socket.on("whoami", (ack) => {
+          const h = socket.handshake;
+          ack({
+            id: socket.id,
+            connected: socket.connected,
+            auth: h.auth,
+            query: h.query,
+            address: h.address,
+            url: h.url,
+            ua: h.headers["user-agent"],
+            time: typeof h.time,
+            issued: typeof h.issued,
+          });
+        });
+        socket.on("ask", (question) => {
+          socket.emit("question", question, (...answer) => socket.emit("answered", ...answer));
+        });
+        socket.on("make-binary", (ack) => {
+          ack({ data: Buffer.from("\0\x01\x02hello", "latin1"), list: [Buffer.from("xyz"), 7] }, Buffer.from("top"));
+        });
+        socket.on("shout", (msg) => socket.broadcast.emit("shout", msg, socket.id));
+        socket.on("announce", (msg) => io.emit("announcement", msg));
+        socket.on("kick", (close) => socket.disconnect(close === true));
+        socket.on("boom", () => {
+          // Node would crash the process on a throwing handler; siolua logs it. Log only here.
+          console.error("main.lua:0: kaboom\nstack traceback: (reference)");
+        });
+        socket.on("luaio", (text, ack) => ack(text, "function", "function"));
+        socket.on("disconnect", (reason) => {
+          console.error("disconnect " + socket.id + " " + reason);
+          io.emit("gone", socket.id, reason);
+        });
+      });
+    },
+  },
+  options: {
+    options: {
+      cors: { origin: "http://allowed.test", methods: ["GET", "POST"], credentials: true },
+      allowRequest: (req, callback) => {
+        const denied = req.url.includes("deny=1");
+        console.error(`allowRequest ${req.method} ${req.url} ${!denied}`);
+        callback(null, !denied);
+      },
+    },
+    setup(io) {
+      io.on("connection", (socket) => {
+        socket.on("echo", (msg, ack) => ack(msg));
+      });
+    },
+  },
+  app: {
+    // examples/chat/app.lua
+    options: {},
+    setup(io) {
+      io.on("connection", (socket) => {
+        console.error("user connected: " + socket.id);
+        socket.on("message", (data) => {
+          console.error("message received:", data);
+          socket.broadcast.emit("message", data);
+        });
+        socket.on("disconnect", (reason) => console.error("user disconnected: " + socket.id, reason));
+      });
+    },
+  },
+};

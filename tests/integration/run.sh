@@ -1,0 +1,92 @@
+#!/bin/sh
+# Runs every integration test against the siolua binary in $SIOLUA_BIN (default ./siolua):
+#   node     tests/integration/*.test.mjs       (node --test, npm socket.io-client and raw HTTP/WS)
+#   python   tests/integration/python_client.py (Debian's python3-socketio, /usr/bin/python3)
+#   browser  tests/integration/browser/*.test.mjs (headless /usr/bin/chromium via playwright-core)
+# and ends with one line: "integration: N passed, N failed" (exit 1 if anything failed).
+# SIOLUA_REF=1 runs the same tests against the Node socket.io reference (tests/integration/ref/),
+# to check the tests themselves.
+set -u
+
+cd "$(dirname "$0")/../.." || exit 1
+SIOLUA_BIN=${SIOLUA_BIN:-./siolua}
+export SIOLUA_BIN
+
+passed=0
+failed=0
+tmp=$(mktemp -d)
+# Every server the tests start is listed here; any still alive at the end is killed by PID
+# (a test process killed by a timeout cannot stop its own).
+SIOLUA_PIDFILE="$tmp/pids"
+export SIOLUA_PIDFILE
+: > "$SIOLUA_PIDFILE"
+cleanup() {
+  while read -r pid; do
+    if grep -qa -e siolua -e ref/server.mjs "/proc/$pid/cmdline" 2>/dev/null; then
+      echo "integration: killing server $pid left running"
+      kill -KILL "$pid" 2>/dev/null
+    fi
+  done < "$SIOLUA_PIDFILE"
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Adds the "# pass N" / "# fail N" (and "# cancelled N", counted as failed) of a TAP file to the
+# totals; a runner that left no summary (crashed, timed out) counts as one failure.
+count() { # name tapfile status
+  p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$2" 2>/dev/null | tail -n 1)
+  f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$2" 2>/dev/null | tail -n 1)
+  c=$(sed -n 's/^# cancelled \([0-9]*\)$/\1/p' "$2" 2>/dev/null | tail -n 1)
+  if [ -z "$p" ] || [ -z "$f" ]; then
+    echo "$1: no test summary (exit status $3): counted as 1 failure"
+    failed=$((failed + 1))
+    return
+  fi
+  f=$((f + ${c:-0}))
+  if [ "$3" -ne 0 ] && [ "$f" -eq 0 ]; then
+    echo "$1: exit status $3 with no failed test: counted as 1 failure"
+    f=1
+  fi
+  echo "$1: pass $p, fail $f"
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+if [ "${SIOLUA_REF:-0}" = 1 ]; then
+  echo "integration: against the Node reference (SIOLUA_REF=1)"
+elif [ ! -x "$SIOLUA_BIN" ]; then
+  echo "integration: no executable at $SIOLUA_BIN (build it with 'make siolua')"
+  echo "integration: 0 passed, 1 failed"
+  exit 1
+fi
+if [ ! -d node_modules/socket.io-client ] || [ ! -d node_modules/playwright-core ]; then
+  echo "integration: npm packages missing (run 'make setup')"
+  echo "integration: 0 passed, 1 failed"
+  exit 1
+fi
+
+# Spec output for people, TAP to a file for the counts. Each file starts its own server(s).
+echo "== node tests"
+timeout -k 5 150 node --test --test-timeout=60000 \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$tmp/node.tap" \
+  tests/integration/*.test.mjs
+count node "$tmp/node.tap" $?
+
+echo "== python-socketio client"
+timeout -k 5 60 node tests/integration/with-server.mjs main -- \
+  /usr/bin/python3 tests/integration/python_client.py "{url}" > "$tmp/python.tap" 2>&1
+st=$?
+cat "$tmp/python.tap"
+count python "$tmp/python.tap" $st
+
+echo "== browser (headless chromium)"
+timeout -k 5 90 node --test --test-timeout=60000 \
+  --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$tmp/browser.tap" \
+  tests/integration/browser/*.test.mjs
+count browser "$tmp/browser.tap" $?
+
+echo "integration: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
