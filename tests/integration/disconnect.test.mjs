@@ -33,7 +33,7 @@ for (const transport of ["websocket", "polling"]) {
     assert.equal(await server, "server namespace disconnect");
   });
 
-  test(`[${transport}] socket.disconnect(true) also closes the connection`, async () => {
+  test(`[${transport}] socket.disconnect(true): the same reasons (the closed connection is checked with a raw client below)`, async () => {
     const s = await connect(srv.url, { transports: [transport] });
     const server = waitGone(observer, s.id);
     const client = once(s, "disconnect");
