@@ -5,6 +5,8 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdio.h>
+#include <uv.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +36,17 @@ lua_State *lhost_state(lhost_t *h)
     return h->cur != NULL ? h->cur : h->L;
 }
 
+/* The instruction-count hook of every handler coroutine: a handler that runs past its budget
+ * (`while true do end`) is aborted with an error, so one bad handler cannot freeze the server. */
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    lhost_t *h = lhost_get(L);
+    (void)ar;
+    if (h->deadline != 0 && uv_hrtime() > h->deadline)
+        luaL_error(L, "handler aborted: it ran longer than %d ms (--handler-timeout)",
+                   (int)(h->budget_ns / 1000000));
+}
+
 /* A coroutine to run a handler in: from the pool of finished ones, or new. [-0, +1, m] */
 static lua_State *thread_get(lua_State *L)
 {
@@ -48,7 +61,10 @@ static lua_State *thread_get(lua_State *L)
         return lua_tothread(L, -1);
     }
     lua_pop(L, 1);
-    return lua_newthread(L);
+    lua_State *co = lua_newthread(L);
+    if (lhost_get(L)->budget_ns != 0)
+        lua_sethook(co, budget_hook, LUA_MASKCOUNT, 10000);
+    return co;
 }
 
 /* Returns the finished coroutine at the top of L to the pool (bounded). [-1, +0, -] */
@@ -74,7 +90,11 @@ static int run(lua_State *L, lua_State *co, int nargs, const char *what)
     lua_State *prev = h->cur;
     int nres, rc;
     h->cur = co;
+    if (h->depth++ == 0 && h->budget_ns != 0)
+        h->deadline = uv_hrtime() + h->budget_ns; /* the whole call, nested handlers included */
     rc = lua_resume(co, L, nargs, &nres);
+    if (--h->depth == 0)
+        h->deadline = 0;
     h->cur = prev;
     if (rc == LUA_OK) {
         lua_pop(co, nres);
@@ -240,11 +260,41 @@ static int open_all(lua_State *L)
     return 0;
 }
 
+/* The VM's allocator: counts what Lua holds and refuses to go past the limit (Lua then runs an
+ * emergency collection and, if that is not enough, raises "not enough memory" in the handler). */
+static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    lhost_t *h = ud;
+    if (ptr == NULL)
+        osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        h->mem_used -= osize;
+        return NULL;
+    }
+    if (h->mem_limit != 0 && nsize > osize && h->mem_used + (nsize - osize) > h->mem_limit)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p != NULL)
+        h->mem_used = h->mem_used - osize + nsize;
+    return p;
+}
+
+static int panic(lua_State *L)
+{
+    log_error("siolua: unprotected Lua error: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    abort();
+}
+
 lhost_t *lhost_new(sl_server_t *srv)
 {
     lhost_t *h = xcalloc(1, sizeof(*h));
     h->srv = srv;
-    h->L = luaL_newstate();
+    h->mem_limit = srv->cfg.lua_memory_limit;
+    h->budget_ns = srv->cfg.handler_timeout * 1000000ull;
+    h->L = lua_newstate(lalloc, h);
+    if (h->L != NULL)
+        lua_atpanic(h->L, panic);
     if (h->L == NULL) {
         free(h);
         return NULL;

@@ -8,6 +8,7 @@
 #define SL_LHOST_H
 
 #include <lua.h>
+#include <stdint.h>
 
 #include "server.h"
 #include "sio.h"
@@ -17,6 +18,11 @@ typedef struct lhost {
     lua_State *cur;     /* the coroutine running now (NULL: none; C callbacks then use L) */
     sl_server_t *srv;
     char allow_msg[128]; /* allowRequest's refusal message, until eio has answered */
+    size_t mem_used;     /* bytes the VM holds (its allocator counts them) */
+    size_t mem_limit;    /* cap on mem_used, 0 = none: allocations beyond fail ("not enough memory") */
+    uint64_t budget_ns;  /* a handler call may run this long (0 = forever), see lhost_call */
+    uint64_t deadline;   /* uv_hrtime() after which the running handler is aborted (0 = none) */
+    int depth;           /* nesting of run(): the outermost call sets the deadline */
 } lhost_t;
 
 /* Creates the VM with the standard libraries, `siolua`, `io` and the prelude. NULL on failure. */

@@ -34,6 +34,8 @@ static void usage(FILE *out)
           "  --cors-methods LIST         methods for preflight answers (default GET,HEAD,PUT,PATCH,POST,DELETE)\n"
           "  --cors-credentials          send Access-Control-Allow-Credentials: true\n"
           "  --no-serve-client           do not serve /socket.io/socket.io.js\n"
+          "  --lua-memory-limit BYTES    memory the Lua VM may use (default 536870912; 0: no limit)\n"
+          "  --handler-timeout MS        longest a handler may run before it is aborted (default 2000; 0: none)\n"
           "  --log-level LEVEL           error, warn, info (default) or debug\n"
           "  -h, --help                  this help\n"
           "  -v, --version               print the version\n",
@@ -56,7 +58,7 @@ static int parse_u64(const char *s, uint64_t *out)
 enum {
     OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_STATIC, OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_UPGRADE_TIMEOUT,
     OPT_CONNECT_TIMEOUT, OPT_MAX_BUFFER, OPT_TRANSPORTS, OPT_NO_UPGRADES, OPT_CORS_ORIGIN, OPT_CORS_METHODS,
-    OPT_CORS_CREDENTIALS, OPT_NO_SERVE_CLIENT, OPT_LOG_LEVEL,
+    OPT_CORS_CREDENTIALS, OPT_NO_SERVE_CLIENT, OPT_LOG_LEVEL, OPT_LUA_MEMORY, OPT_HANDLER_TIMEOUT,
 };
 
 static int parse_args(int argc, char **argv, sl_config_t *cfg)
@@ -78,6 +80,8 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         {"cors-credentials", no_argument, 0, OPT_CORS_CREDENTIALS},
         {"no-serve-client", no_argument, 0, OPT_NO_SERVE_CLIENT},
         {"log-level", required_argument, 0, OPT_LOG_LEVEL},
+        {"lua-memory-limit", required_argument, 0, OPT_LUA_MEMORY},
+        {"handler-timeout", required_argument, 0, OPT_HANDLER_TIMEOUT},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
@@ -205,6 +209,16 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
                 log_level = LOG_DEBUG;
             else
                 goto bad;
+            break;
+        case OPT_LUA_MEMORY:
+            if (parse_u64(optarg, &v) != 0)
+                goto bad;
+            cfg->lua_memory_limit = (size_t)v;
+            break;
+        case OPT_HANDLER_TIMEOUT:
+            if (parse_u64(optarg, &v) != 0)
+                goto bad;
+            cfg->handler_timeout = v;
             break;
         default:
             usage(stderr);

@@ -40,6 +40,8 @@ void sl_config_defaults(sl_config_t *cfg)
     cfg->http.max_body = cfg->eio.max_payload;
     cfg->max_write_queue = 16u << 20;
     cfg->max_json_depth = 64;
+    cfg->lua_memory_limit = (size_t)512 << 20;
+    cfg->handler_timeout = 2000;
 }
 
 /* ---------------------------------------------------------------- client bundle and static files */

@@ -35,6 +35,8 @@ typedef struct {
     http_limits_t http;        /* request head/url/body limits */
     size_t max_write_queue;    /* output bytes per connection before it is closed as a slow reader */
     int max_json_depth;        /* JSON nesting accepted from clients */
+    size_t lua_memory_limit;   /* bytes the Lua VM may hold (0 = no limit) */
+    uint64_t handler_timeout;  /* ms one handler call may run before it is aborted (0 = no limit) */
 } sl_config_t;
 
 typedef struct sl_server {
