@@ -453,10 +453,25 @@ static void h_disconnect(sio_socket_t *s, const char *reason, void *ud)
         lsocket_release(lhost_state(h), s); /* the handle must not outlive the socket */
 }
 
+static int upgrade_k(lua_State *L)
+{
+    call_args_t *a = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lsocket_on_upgrade(L, a->s);
+    return 0;
+}
+
+static void h_upgrade(sio_socket_t *s, void *ud)
+{
+    lhost_t *h = ud;
+    call_args_t a = {.s = s};
+    lhost_protect(h, upgrade_k, &a, "upgrade");
+}
+
 static void h_release(sio_socket_t *s, void *ud)
 {
     lhost_t *h = ud;
     lsocket_release(lhost_state(h), s);
 }
 
-const sio_handler_t lhost_sio_handler = {h_connect, h_packet, h_disconnect, h_release, h_resolve};
+const sio_handler_t lhost_sio_handler = {h_connect, h_packet, h_disconnect, h_release, h_resolve, h_upgrade};

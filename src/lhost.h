@@ -82,6 +82,8 @@ void lsocket_push(lua_State *L, sio_socket_t *s);
 int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, size_t natt);
 /* Fires "disconnect" (reason) then turns the handle into a closed one and drops the ref. */
 void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason);
+/* The session moved to WebSocket: fires socket.conn's "upgrade" listeners. */
+void lsocket_on_upgrade(lua_State *L, sio_socket_t *s);
 /* Turns the handle into a closed one and drops the ref (no events). */
 void lsocket_release(lua_State *L, sio_socket_t *s);
 /* Encodes [event, args...] from stack[first..top] (ack function excluded by caller) into a

@@ -435,6 +435,17 @@ void lsocket_push(lua_State *L, sio_socket_t *s)
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->handle_ref);
 }
 
+void lsocket_on_upgrade(lua_State *L, sio_socket_t *s)
+{
+    int ud;
+    lsocket_push(L, s);
+    ud = lua_gettop(L);
+    lhost_push_hook(L, "upgrade");
+    lua_pushvalue(L, ud);
+    lua_call(L, 1, 0);
+    lua_settop(L, ud - 1);
+}
+
 void lsocket_release(lua_State *L, sio_socket_t *s)
 {
     if (s->handle_ref == LUA_NOREF || s->handle_ref == 0)
@@ -488,6 +499,18 @@ static int c_uv(lua_State *L)
     check(L, 1);
     lua_getiuservalue(L, 1, 1);
     return 1;
+}
+
+/* core.transport(socket): "websocket" or "polling" (nil once closed), and the Engine.IO id. */
+static int c_transport(lua_State *L)
+{
+    lsock_t *h = check(L, 1);
+    eio_session_t *es = h->s ? sio_socket_session(h->s) : NULL;
+    if (es == NULL)
+        return 0;
+    lua_pushstring(L, eio_session_transport(es) == EIO_T_WEBSOCKET ? "websocket" : "polling");
+    lua_pushstring(L, eio_session_id(es));
+    return 2;
 }
 
 /* core.nsp(socket): its namespace object (nil once closed). */
@@ -686,20 +709,6 @@ static int s_index(lua_State *L)
         push_handshake(L, 1, h);
     } else if (strcmp(k, "rooms") == 0) {
         push_rooms(L, h);
-    } else if (strcmp(k, "conn") == 0) {
-        /* socket.conn.transport.name, as the reference's Engine.IO socket */
-        eio_session_t *es = h->s ? sio_socket_session(h->s) : NULL;
-        lua_createtable(L, 0, 2);
-        lua_createtable(L, 0, 1);
-        if (es != NULL) {
-            lua_pushstring(L, eio_session_transport(es) == EIO_T_WEBSOCKET ? "websocket" : "polling");
-            lua_setfield(L, -2, "name");
-        }
-        lua_setfield(L, -2, "transport");
-        if (es != NULL) {
-            lua_pushstring(L, eio_session_id(es));
-            lua_setfield(L, -2, "id");
-        }
     } else if (strcmp(k, "nsp") == 0) {
         if (h->s == NULL)
             return 0;
@@ -756,7 +765,8 @@ static int s_tostring(lua_State *L)
 
 static const luaL_Reg core_funcs[] = {{"emit", c_emit},     {"cancel_ack", c_cancel_ack}, {"fire", c_fire},
                                       {"uv", c_uv},         {"nsp", c_nsp},               {"accept", c_accept},
-                                      {"refuse", c_refuse}, {NULL, NULL}};
+                                      {"refuse", c_refuse}, {"transport", c_transport},
+                                      {NULL, NULL}};
 
 void lsocket_open(lua_State *L)
 {
