@@ -317,7 +317,69 @@ function hooks.resolve(name, auth)
       return child
     end
   end
-  return nil
+  ---------------------------------------------------------------------------- hot reload
+
+-- siolua.stash survives reloads (its JSON-able values): keep module-level state there.
+siolua.stash = {}
+
+-- A copy of v with only what JSON carries (nil for the rest): what survives a reload.
+local function jsonable(v, seen)
+  local t = type(v)
+  if t == "string" or t == "boolean" or v == null then return v end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return nil end
+    return v
+  end
+  if t ~= "table" or getmetatable(v) ~= nil and getmetatable(v) ~= getmetatable(siolua.array()) then return nil end
+  seen = seen or {}
+  if seen[v] then return nil end
+  seen[v] = true
+  local out = {}
+  for k, x in pairs(v) do
+    if type(k) == "string" or math.type(k) == "integer" then out[k] = jsonable(x, seen) end
+  end
+  seen[v] = nil
+  return out
+end
+
+function hooks.export(socket)
+  local uv = core.uv(socket)
+  local props = jsonable(uv.props) or {}
+  props.reloaded = nil
+  return core.json_encode({ data = jsonable(uv.data) or {}, props = props, auth = jsonable(uv.auth) or {} })
+end
+
+function hooks.adopt(socket, json)
+  local t = core.json_decode(json)
+  local uv = core.uv(socket)
+  uv.data, uv.props, uv.auth = t.data, t.props, t.auth
+  uv.props.reloaded = true
+end
+
+function hooks.export_stash()
+  return core.json_encode(jsonable(siolua.stash) or {})
+end
+
+function hooks.import_stash(json)
+  siolua.stash = core.json_decode(json)
+end
+
+-- A re-bound socket: its namespace's "connection" listeners (and a dynamic parent's) run again.
+function hooks.reconnect(nsp, socket)
+  local st = state(nsp)
+  if not st.parent and nsp.name ~= "/" and #dynamic > 0 and next(st.listeners) == nil then
+    -- a child of a dynamic namespace: find its parent in the new code
+    local child = hooks.resolve(nsp.name, socket.handshake.auth or {})
+    if child == nil then return end
+  end
+  fire(nsp, "connection", socket)
+end
+
+function hooks.reload(generation)
+  fire(io, "reload", generation)
+end
+
+return nil
 end
 
 ---------------------------------------------------------------------------- connection
@@ -480,6 +542,68 @@ end
 -- Called by C before an outgoing event when the socket has onAnyOutgoing listeners.
 function hooks.outgoing(socket, ...)
   for _, fn in ipairs({ table.unpack(core.uv(socket).anyout or {}) }) do core.call(fn, "onAnyOutgoing", ...) end
+end
+
+---------------------------------------------------------------------------- hot reload
+
+-- siolua.stash survives reloads (its JSON-able values): keep module-level state there.
+siolua.stash = {}
+
+-- A copy of v with only what JSON carries (nil for the rest): what survives a reload.
+local function jsonable(v, seen)
+  local t = type(v)
+  if t == "string" or t == "boolean" or v == null then return v end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return nil end
+    return v
+  end
+  if t ~= "table" or getmetatable(v) ~= nil and getmetatable(v) ~= getmetatable(siolua.array()) then return nil end
+  seen = seen or {}
+  if seen[v] then return nil end
+  seen[v] = true
+  local out = {}
+  for k, x in pairs(v) do
+    if type(k) == "string" or math.type(k) == "integer" then out[k] = jsonable(x, seen) end
+  end
+  seen[v] = nil
+  return out
+end
+
+function hooks.export(socket)
+  local uv = core.uv(socket)
+  local props = jsonable(uv.props) or {}
+  props.reloaded = nil
+  return core.json_encode({ data = jsonable(uv.data) or {}, props = props, auth = jsonable(uv.auth) or {} })
+end
+
+function hooks.adopt(socket, json)
+  local t = core.json_decode(json)
+  local uv = core.uv(socket)
+  uv.data, uv.props, uv.auth = t.data, t.props, t.auth
+  uv.props.reloaded = true
+end
+
+function hooks.export_stash()
+  return core.json_encode(jsonable(siolua.stash) or {})
+end
+
+function hooks.import_stash(json)
+  siolua.stash = core.json_decode(json)
+end
+
+-- A re-bound socket: its namespace's "connection" listeners (and a dynamic parent's) run again.
+function hooks.reconnect(nsp, socket)
+  local st = state(nsp)
+  if not st.parent and nsp.name ~= "/" and #dynamic > 0 and next(st.listeners) == nil then
+    -- a child of a dynamic namespace: find its parent in the new code
+    local child = hooks.resolve(nsp.name, socket.handshake.auth or {})
+    if child == nil then return end
+  end
+  fire(nsp, "connection", socket)
+end
+
+function hooks.reload(generation)
+  fire(io, "reload", generation)
 end
 
 return nil

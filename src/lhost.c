@@ -216,7 +216,26 @@ static int l_print(lua_State *L)
     return 0;
 }
 
-static const luaL_Reg core_funcs[] = {{"resume", l_resume}, {"call", l_call}, {NULL, NULL}};
+/* core.json_encode(v) / core.json_decode(s): lua-cjson with siolua's value mapping. */
+static int l_json_encode(lua_State *L)
+{
+    lvalue_encode_value(L, 1, lhost_get(L)->srv->cfg.max_json_depth);
+    return 1;
+}
+
+static int l_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lvalue_push_json(L, s, len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
+    return 1;
+}
+
+static const luaL_Reg core_funcs[] = {{"resume", l_resume},
+                                      {"call", l_call},
+                                      {"json_encode", l_json_encode},
+                                      {"json_decode", l_json_decode},
+                                      {NULL, NULL}};
 
 /* [-0, +0, e] Runs in protected mode from lhost_new. */
 static int open_all(lua_State *L)

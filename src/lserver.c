@@ -322,11 +322,16 @@ static int n_options(lua_State *L)
     sl_config_t *cfg = &h->srv->cfg;
     lhost_selfcall(L, lua_upvalueindex(1));
     luaL_checktype(L, 1, LUA_TTABLE);
-    if (h->srv->net.loop != NULL)
-        return luaL_error(L, "io.options must be called while app.lua loads (the server is listening already)");
+    /* A reloaded app: the server is listening, its options are set; only allowRequest (code, not
+     * configuration) is taken from the new app. */
+    int reloaded = h->srv->net.loop != NULL;
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        if (reloaded && strcmp(k, "allowRequest") != 0) {
+            lua_pop(L, 1);
+            continue;
+        }
         if (strcmp(k, "pingInterval") == 0) {
             uint64_t v = opt_ms(L, k);
             if (!(cfg->cli_set & CFG_PING_INTERVAL))

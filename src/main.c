@@ -34,6 +34,7 @@ static void usage(FILE *out)
           "  --cors-methods LIST         methods for preflight answers (default GET,HEAD,PUT,PATCH,POST,DELETE)\n"
           "  --cors-credentials          send Access-Control-Allow-Credentials: true\n"
           "  --no-serve-client           do not serve /socket.io/socket.io.js\n"
+          "  --no-watch                  do not reload when app.lua or its modules change (SIGHUP still does)\n"
           "  --lua-memory-limit BYTES    memory the Lua VM may use (default 536870912; 0: no limit)\n"
           "  --handler-timeout MS        longest a handler may run before it is aborted (default 2000; 0: none)\n"
           "  --log-level LEVEL           error, warn, info (default) or debug\n"
@@ -59,6 +60,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_STATIC, OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_UPGRADE_TIMEOUT,
     OPT_CONNECT_TIMEOUT, OPT_MAX_BUFFER, OPT_TRANSPORTS, OPT_NO_UPGRADES, OPT_CORS_ORIGIN, OPT_CORS_METHODS,
     OPT_CORS_CREDENTIALS, OPT_NO_SERVE_CLIENT, OPT_LOG_LEVEL, OPT_LUA_MEMORY, OPT_HANDLER_TIMEOUT,
+    OPT_NO_WATCH,
 };
 
 static int parse_args(int argc, char **argv, sl_config_t *cfg)
@@ -82,6 +84,7 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         {"log-level", required_argument, 0, OPT_LOG_LEVEL},
         {"lua-memory-limit", required_argument, 0, OPT_LUA_MEMORY},
         {"handler-timeout", required_argument, 0, OPT_HANDLER_TIMEOUT},
+        {"no-watch", no_argument, 0, OPT_NO_WATCH},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
@@ -210,6 +213,9 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
             else
                 goto bad;
             break;
+        case OPT_NO_WATCH:
+            cfg->watch = 0;
+            break;
         case OPT_LUA_MEMORY:
             if (parse_u64(optarg, &v) != 0)
                 goto bad;
@@ -226,7 +232,9 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         }
         continue;
     bad:
-        fprintf(stderr, "siolua: invalid value for --%s: %s\n", opts[c - OPT_HOST].name, optarg);
+        for (const struct option *o = opts; o->name; o++)
+            if (o->val == c)
+                fprintf(stderr, "siolua: invalid value for --%s: %s\n", o->name, optarg);
         return -1;
     }
     if (optind != argc - 1) {

@@ -41,6 +41,7 @@ void sl_config_defaults(sl_config_t *cfg)
     cfg->max_write_queue = 16u << 20;
     cfg->max_json_depth = 64;
     cfg->lua_memory_limit = (size_t)512 << 20;
+    cfg->watch = 1;
     cfg->handler_timeout = 2000;
 }
 
@@ -264,6 +265,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     srv->sigint.data = srv->sigterm.data = srv;
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    reload_init(&srv->reload, srv, srv->cfg.watch);
     log_info("siolua listening on http://%s:%d", srv->cfg.host, net_port(&srv->net));
     if (srv->cfg.static_dir)
         log_info("siolua: serving %s at /", srv->cfg.static_dir);
@@ -284,6 +286,7 @@ void sl_server_close(sl_server_t *srv)
     srv->closing = 1;
     srv->closing_since = uv_now(srv->loop);
     net_stop(&srv->net);
+    reload_close(&srv->reload);
     sio_server_close(&srv->sio, "server shutting down");
     if (srv->lua != NULL)
         ltimer_close_all(srv->lua);

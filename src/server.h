@@ -10,6 +10,7 @@
 #include "eio.h"
 #include "http.h"
 #include "net.h"
+#include "reload.h"
 #include "sio.h"
 
 struct lhost;
@@ -36,6 +37,7 @@ typedef struct {
     size_t max_write_queue;    /* output bytes per connection before it is closed as a slow reader */
     int max_json_depth;        /* JSON nesting accepted from clients */
     size_t lua_memory_limit;   /* bytes the Lua VM may hold (0 = no limit) */
+    int watch;                 /* reload when app.lua or its modules change (--no-watch: 0) */
     uint64_t handler_timeout;  /* ms one handler call may run before it is aborted (0 = no limit) */
 } sl_config_t;
 
@@ -45,7 +47,8 @@ typedef struct sl_server {
     net_ctx_t net;
     eio_server_t eio;
     sio_server_t sio;
-    struct lhost *lua;
+    struct lhost *lua;         /* the current Lua VM (replaced by each hot reload) */
+    reload_t reload;
     uv_signal_t sigint, sigterm;
     char client_etag[64];      /* "\"<socket.io-client version>\"" */
     uv_timer_t shutdown;       /* after close: stops the loop once connections are gone (or 2 s) */

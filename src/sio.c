@@ -13,6 +13,7 @@
 
 struct sio_client {
     sio_server_t *srv;
+    struct sio_client *prev, *next; /* the server's client list */
     eio_session_t *session;   /* NULL once the session closed */
     sio_socket_t *sockets;    /* sockets of this client, linked by cnext */
     uint32_t refs;            /* 1 while open + 1 per dispatch in progress */
@@ -217,6 +218,23 @@ size_t sio_select(sio_server_t *srv, sio_nsp_t *nsp, const sio_target_t *t, sio_
         for (size_t i = 0; i < t->nrooms; i++)
             mark_name(nsp, t->rooms[i], epoch, &v, &n, &cap);
     }
+    *out = v;
+    return n;
+}
+
+size_t sio_all_sockets(sio_server_t *srv, sio_socket_t ***out)
+{
+    sio_socket_t **v = NULL;
+    size_t n = 0, cap = 0;
+    for (sio_client_t *c = srv->clients; c; c = c->next)
+        for (sio_socket_t *s = c->sockets; s; s = s->cnext) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                v = xrealloc(v, cap * sizeof(*v));
+            }
+            s->refs++;
+            v[n++] = s;
+        }
     *out = v;
     return n;
 }
@@ -437,6 +455,10 @@ static void eh_open(eio_session_t *session, void *ud)
     eio_session_set_data(session, c);
     tq_add(&srv->q_connect, &c->ct);
     srv->nclients++;
+    c->next = srv->clients;
+    if (srv->clients)
+        srv->clients->prev = c;
+    srv->clients = c;
 }
 
 static void eh_message(eio_session_t *session, int binary, const char *data, size_t len, void *ud)
@@ -462,6 +484,13 @@ static void eh_close(eio_session_t *session, const char *reason, void *ud)
         socket_close(c->sockets, reason);
     clear_pending(c);
     srv->nclients--;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
     c->refs--;       /* the session's */
     client_unref(c); /* the dispatch guard */
 }

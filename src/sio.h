@@ -78,6 +78,7 @@ struct sio_server {
     sio_nsp_t *nsps;           /* namespaces; "/" first */
     tq_t q_connect;            /* clients waiting for their first CONNECT */
     size_t nclients;
+    struct sio_client *clients; /* every open client */
 };
 
 void sio_server_init(sio_server_t *srv, uv_loop_t *loop, const sio_config_t *cfg, const sio_handler_t *h,
@@ -112,6 +113,8 @@ typedef struct {
  * into Lua while using it). Returns the count; *out is freed by sio_release(). */
 size_t sio_select(sio_server_t *srv, sio_nsp_t *nsp, const sio_target_t *t, sio_socket_t ***out);
 void sio_release(sio_socket_t **v, size_t n);
+/* Every socket of every client (connecting ones too), referenced as sio_select's. */
+size_t sio_all_sockets(sio_server_t *srv, sio_socket_t ***out);
 /* Sends to each socket of v still connected. With `volatile_`, sockets whose transport is busy
  * are skipped (the packet is dropped for them). Returns how many were sent to. */
 size_t sio_send_many(sio_socket_t **v, size_t n, int volatile_, rbuf_t *pkt, rbuf_t *const *att, size_t natt);
