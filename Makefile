@@ -16,7 +16,8 @@ CPPFLAGS += -Isrc -Ibuild/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC)
 LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lcrypto -lm
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c))
-LUA_SRC := $(wildcard lua/*.lua)
+# prelude.lua runs first; the other lua/*.lua files (extensions of it) after, in name order
+LUA_SRC := lua/prelude.lua $(filter-out lua/prelude.lua,$(sort $(wildcard lua/*.lua)))
 
 # Build variants: build/ (normal) and build/asan/ (AddressSanitizer + UndefinedBehaviorSanitizer).
 OUT      ?= build

@@ -214,6 +214,7 @@ function op_methods.disconnectSockets(self, close)
 end
 
 siolua._new_op = new_op
+siolua._op_methods, siolua._op_props = op_methods, op_props
 
 ---------------------------------------------------------------------------- namespaces
 
