@@ -353,7 +353,7 @@ end
 function hooks.adopt(socket, json)
   local t = core.json_decode(json)
   local uv = core.uv(socket)
-  uv.data, uv.props, uv.auth = t.data, t.props, t.auth
+  uv.data, uv.props, uv.auth = t.data, t.props or {}, t.auth
   uv.props.reloaded = true
 end
 
@@ -580,7 +580,7 @@ end
 function hooks.adopt(socket, json)
   local t = core.json_decode(json)
   local uv = core.uv(socket)
-  uv.data, uv.props, uv.auth = t.data, t.props, t.auth
+  uv.data, uv.props, uv.auth = t.data, t.props or {}, t.auth
   uv.props.reloaded = true
 end
 

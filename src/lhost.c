@@ -262,6 +262,8 @@ static int open_all(lua_State *L)
     ltimer_open(L);
     lsocket_open(L);
     lserver_open(L);
+    lengine_open(L); /* io.engine, siolua.engine */
+    adapter_redis_open(L); /* core.redis_*, core.msgpack_* for lua/cluster.lua */
 
     for (const embed_file_t *f = embed_prelude; f->name != NULL; f++) {
         if (luaL_loadbufferx(L, f->data, f->len, f->name, "t") != LUA_OK)
@@ -312,8 +314,12 @@ lhost_t *lhost_new(sl_server_t *srv)
     h->mem_limit = srv->cfg.lua_memory_limit;
     h->budget_ns = srv->cfg.handler_timeout * 1000000ull;
     h->L = lua_newstate(lalloc, h);
-    if (h->L != NULL)
+    if (h->L != NULL) {
         lua_atpanic(h->L, panic);
+        /* generational mode: the short-lived garbage of each packet is collected young, which
+         * keeps the heap close to the live data (a few hundred bytes per idle socket) */
+        lua_gc(h->L, LUA_GCGEN, 0, 0);
+    }
     if (h->L == NULL) {
         free(h);
         return NULL;
@@ -334,6 +340,7 @@ void lhost_free(lhost_t *h)
 {
     if (h == NULL)
         return;
+    lengine_free(h); /* raw Engine.IO handles, before the VM goes */
     lua_close(h->L);
     free(h);
 }
@@ -385,13 +392,12 @@ static int connect_k(lua_State *L)
     sio_socket_t *s = a->s;
     lua_settop(L, 0);
     lsocket_push_new(L, s); /* 1: the handle */
-    lua_getiuservalue(L, 1, 1);
-    if (a->auth.len > 0)
+    if (a->auth.len > 0) { /* kept for socket.handshake.auth */
+        lua_getiuservalue(L, 1, 1);
         lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
-    else
-        lua_newtable(L);
-    lua_setfield(L, -2, "auth");
-    lua_pop(L, 1);
+        lua_setfield(L, -2, "auth");
+        lua_pop(L, 1);
+    }
     lhost_push_hook(L, "connect");
     lserver_push_nsp(L, s->nsp);
     lua_pushvalue(L, 1);

@@ -46,6 +46,21 @@ static void uv_field(lua_State *L, int ud, const char *k)
     lua_remove(L, -2);
 }
 
+/* Pushes field `k` of the handle's user value table, creating an empty table there first if it
+ * has none: the sub-tables (events, acks, data, props) exist only once used, so an idle socket
+ * holds one small table. [-0, +1, m] */
+static void uv_table(lua_State *L, int ud, const char *k)
+{
+    lua_getiuservalue(L, ud, 1);
+    if (lua_getfield(L, -1, k) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, k);
+    }
+    lua_remove(L, -2);
+}
+
 /* ---------------------------------------------------------------- encoding and sending */
 
 rbuf_t *lsocket_encode(lua_State *L, int first, const char *nsp, sio_type_t type, int64_t id, rbuf_t **att,
@@ -93,7 +108,7 @@ static int64_t emit_from(lua_State *L, int ud, int first, int volatile_)
         return -2;
     if (lua_gettop(L) > first && lua_isfunction(L, -1)) {
         id = s->nsp->next_ack++;
-        uv_field(L, ud, "acks");
+        uv_table(L, ud, "acks");
         lua_pushvalue(L, -2);
         lua_rawseti(L, -2, id);
         lua_pop(L, 2); /* acks table, function */
@@ -153,7 +168,7 @@ static int c_cancel_ack(lua_State *L)
 {
     check(L, 1);
     lua_Integer id = luaL_checkinteger(L, 2);
-    uv_field(L, 1, "acks");
+    uv_table(L, 1, "acks");
     lua_pushnil(L);
     lua_rawseti(L, -2, id);
     return 0;
@@ -220,7 +235,7 @@ static int add_listener(lua_State *L, int once)
     lhost_selfcall(L, lua_upvalueindex(1));
     ev = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    uv_field(L, lua_upvalueindex(1), "events");
+    uv_table(L, lua_upvalueindex(1), "events");
     if (lua_getfield(L, -1, ev) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_newtable(L);
@@ -251,7 +266,7 @@ static int m_off(lua_State *L)
     const char *ev;
     lhost_selfcall(L, lua_upvalueindex(1));
     ev = luaL_checkstring(L, 1);
-    uv_field(L, lua_upvalueindex(1), "events");
+    uv_table(L, lua_upvalueindex(1), "events");
     if (lua_isnoneornil(L, 2)) {
         lua_pushnil(L);
         lua_setfield(L, -2, ev);
@@ -287,7 +302,7 @@ static void fire(lua_State *L, int ud, const char *ev, int nargs, const char *wh
 {
     int args = lua_gettop(L) - nargs + 1, list, copy;
     lua_Integer n, k = 0;
-    uv_field(L, ud, "events");
+    uv_table(L, ud, "events");
     if (lua_getfield(L, -1, ev) != LUA_TTABLE) {
         lua_settop(L, args - 1);
         return;
@@ -353,7 +368,7 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
         return -1;
     n = (int)lua_rawlen(L, t);
     if (p->type == SIO_ACK || p->type == SIO_BINARY_ACK) {
-        uv_field(L, ud, "acks");
+        uv_table(L, ud, "acks");
         lua_rawgeti(L, -1, p->id);
         if (!lua_isfunction(L, -1))
             return 0; /* unknown or already answered: ignored, as the reference does */
@@ -416,15 +431,7 @@ void lsocket_push_new(lua_State *L, sio_socket_t *s)
     h->leaving = 0;
     memcpy(h->id, s->id, sizeof(h->id));
     luaL_setmetatable(L, SOCKET_MT);
-    lua_createtable(L, 0, 6);
-    lua_newtable(L);
-    lua_setfield(L, -2, "events");
-    lua_newtable(L);
-    lua_setfield(L, -2, "acks");
-    lua_newtable(L);
-    lua_setfield(L, -2, "data");
-    lua_newtable(L);
-    lua_setfield(L, -2, "props");
+    lua_createtable(L, 0, 2); /* sub-tables are created on first use (uv_table) */
     lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, -1);
     s->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -634,6 +641,10 @@ static void push_handshake(lua_State *L, int ud, lsock_t *h)
     }
     lua_setfield(L, -2, "query");
     uv_field(L, ud, "auth");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L); /* no auth payload: {} as in the reference */
+    }
     lua_setfield(L, -2, "auth");
     lua_pushstring(L, hs->address);
     lua_setfield(L, -2, "address");
@@ -704,7 +715,7 @@ static int s_index(lua_State *L)
     } else if (strcmp(k, "disconnected") == 0) {
         lua_pushboolean(L, !(h->s != NULL && h->s->state == SIO_S_CONNECTED));
     } else if (strcmp(k, "data") == 0) {
-        uv_field(L, 1, "data");
+        uv_table(L, 1, "data");
     } else if (strcmp(k, "handshake") == 0) {
         push_handshake(L, 1, h);
     } else if (strcmp(k, "rooms") == 0) {
@@ -730,6 +741,8 @@ static int s_index(lua_State *L)
             return 1;
         }
         uv_field(L, 1, "props");
+        if (lua_isnil(L, -1))
+            return 1;
         lua_getfield(L, -1, k);
     }
     return 1;
@@ -750,7 +763,7 @@ static int s_newindex(lua_State *L)
         lua_setfield(L, -2, "data");
         return 0;
     }
-    lua_getfield(L, -1, "props");
+    uv_table(L, 1, "props");
     lua_pushvalue(L, 3);
     lua_setfield(L, -2, k);
     return 0;
