@@ -144,16 +144,6 @@ void sio_socket_send(sio_socket_t *s, rbuf_t *pkt, rbuf_t *const *att, size_t na
     send_all(s->client->session, pkt, att, natt);
 }
 
-void sio_broadcast(sio_nsp_t *nsp, const sio_socket_t *except, rbuf_t *pkt, rbuf_t *const *att, size_t natt)
-{
-    sio_socket_t *s, *next;
-    /* Sending never enters Lua, and can only close the recipient's own session (which holds one
-     * socket per namespace), so keeping `next` before the send is enough. */
-    for (s = nsp->head.nnext; s != &nsp->head; s = next) {
-        next = s->nnext;
-        if (s != except && s->client != NULL && s->client->session != NULL)
-            send_all(s->client->session, pkt, att, natt);
-    }
 }
 
 /* ---------------------------------------------------------------- selection */

@@ -96,8 +96,6 @@ void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len);
 
 /* Sends one packet (from sio_encode) and its attachments to s; takes references. */
 void sio_socket_send(sio_socket_t *s, rbuf_t *pkt, rbuf_t *const *att, size_t natt);
-/* Sends to every connected socket of nsp except `except` (may be NULL). One encoding, shared. */
-void sio_broadcast(sio_nsp_t *nsp, const sio_socket_t *except, rbuf_t *pkt, rbuf_t *const *att, size_t natt);
 
 /* Which sockets of a namespace an operation is for (the reference's BroadcastOptions): members of
  * any of `rooms` (every socket when nrooms is 0), minus members of any of `except`. A socket id
