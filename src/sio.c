@@ -144,8 +144,6 @@ void sio_socket_send(sio_socket_t *s, rbuf_t *pkt, rbuf_t *const *att, size_t na
     send_all(s->client->session, pkt, att, natt);
 }
 
-}
-
 /* ---------------------------------------------------------------- selection */
 
 static void mark_name(sio_nsp_t *nsp, slice_t name, uint32_t epoch, sio_socket_t ***v, size_t *n, size_t *cap)
