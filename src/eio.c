@@ -1,9 +1,14 @@
 /* eio: see eio.h.
  * A session has one current transport (a held polling GET or a WebSocket) and, during an upgrade,
  * a probe WebSocket. Its memory is held by `refs`: one for being open, one per attached
- * WebSocket (whose on_close comes later), one per dispatch loop in progress. */
+ * WebSocket (whose on_close comes later), one per dispatch loop or observer call in progress.
+ * When the last one goes the session is not freed at once but parked on the server's zombie list
+ * and freed from an idle callback: an upper layer that still holds the pointer on its stack (sio
+ * sending a packet and its attachments, when the first send closed the session) finds a closed
+ * session, never freed memory. */
 #include "eio.h"
 
+#include <assert.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,8 @@ struct eio_session {
     uint8_t transport;         /* EIO_T_* */
     uint8_t state;             /* sstate_t */
     uint8_t probed;            /* the probe answered 2probe: a held GET gets noops */
+    uint8_t opening;           /* the handshake answer is being written (initial_headers) */
+    uint8_t upgraded;          /* moved from polling to WebSocket */
     uint32_t refs;
     http_req_t *poll;          /* held polling GET, or NULL */
     ws_conn_t *ws;             /* WebSocket transport, or NULL */
@@ -36,6 +43,7 @@ struct eio_session {
     tq_entry_t upg;            /* in q_upgrade while probing */
     uint64_t last_packet;      /* loop time of the last packet from the client */
     void *data;                /* upper layer */
+    void *obs_data;            /* observer (eio_observer_t) */
     eio_handshake_t hs;        /* copy of the opening request */
     char *hs_mem;              /* storage of hs */
 };
@@ -49,13 +57,17 @@ const char *eio_error_message(eio_error_t code)
     return (unsigned)code < sizeof(msgs) / sizeof(msgs[0]) ? msgs[code] : "Bad request";
 }
 
-/* The reference answers plain requests with JSON and upgrade requests with a text/html body. */
-static void abort_request(eio_server_t *srv, http_req_t *req, eio_error_t code, const char *message)
+/* The reference answers plain requests with JSON and upgrade requests with a text/html body, and
+ * tells its "connection_error" listeners first (name: the reference's context.name, or NULL). */
+static void abort_request(eio_server_t *srv, http_req_t *req, eio_error_t code, const char *message,
+                          const char *name)
 {
     http_hdr_t hdrs[8];
     size_t n;
     const char *msg = message ? message : eio_error_message(code);
     log_debug("eio: refused %.*s: %s", (int)req->url.len, req->url.ptr, msg);
+    if (srv->obs != NULL && srv->obs->on_error != NULL)
+        srv->obs->on_error(req, code, message, name, srv->obs_ud);
     if (req->upgrade) {
         hdrs[0] = (http_hdr_t){"Content-type", "text/html"};
         http_respond(req, 400, hdrs, 1, msg, strlen(msg));
@@ -98,6 +110,17 @@ size_t eio_cors_headers(const eio_config_t *cfg, const http_req_t *req, http_hdr
     if (c->credentials)
         hdrs[n++] = (http_hdr_t){"Access-Control-Allow-Credentials", "true"};
     return n;
+}
+
+/* The headers of a successful answer: eio's own hdrs[0..n), the observer's changes ("headers",
+ * "initial_headers"), then CORS. hdrs has room for ANSWER_HDRS entries. Returns the count.
+ * The observer may call into Lua: callers hold a session reference across this. */
+#define ANSWER_HDRS (4 + EIO_MAX_EXTRA_HEADERS + 6)
+static size_t answer_headers(eio_server_t *srv, const http_req_t *req, int initial, http_hdr_t *hdrs, size_t n)
+{
+    if (srv->obs != NULL && srv->obs->on_headers != NULL)
+        n = srv->obs->on_headers(req, initial, hdrs, n, n + EIO_MAX_EXTRA_HEADERS, srv->obs_ud);
+    return n + eio_cors_headers(srv->cfg, req, hdrs + n);
 }
 
 /* ---------------------------------------------------------------- session table */
@@ -175,15 +198,57 @@ void eio_generate_id(char out[21])
 
 /* ---------------------------------------------------------------- lifetime */
 
-static void session_unref(eio_session_t *s)
+static void session_free(eio_session_t *s)
 {
-    if (--s->refs > 0)
-        return;
+    eio_server_t *srv = s->srv;
     for (uint32_t i = 0; i < s->nq; i++)
         rbuf_unref(s->q[i]);
     free(s->q);
     free(s->hs_mem);
     free(s);
+    srv->nalive--;
+}
+
+static void maybe_freed(eio_server_t *srv)
+{
+    if (srv->shutting && srv->ntimers == 0 && srv->nalive == 0 && srv->on_freed != NULL) {
+        void (*cb)(eio_server_t *) = srv->on_freed;
+        srv->on_freed = NULL;
+        cb(srv);
+    }
+}
+
+static void reap(eio_server_t *srv)
+{
+    while (srv->zombies != NULL) {
+        eio_session_t *s = srv->zombies;
+        srv->zombies = s->hnext;
+        session_free(s);
+    }
+}
+
+static void on_reap(uv_idle_t *idle)
+{
+    eio_server_t *srv = idle->data;
+    uv_idle_stop(idle);
+    reap(srv);
+}
+
+static void session_unref(eio_session_t *s)
+{
+    eio_server_t *srv = s->srv;
+    if (--s->refs > 0)
+        return;
+    if (srv->shutting && srv->ntimers == 0) {
+        /* the server is gone (its reaper too): this is a transport's late close callback */
+        session_free(s);
+        maybe_freed(srv);
+        return;
+    }
+    s->hnext = srv->zombies;
+    srv->zombies = s;
+    if (!srv->shutting)
+        uv_idle_start(&srv->reaper, on_reap);
 }
 
 static void on_poll_abort(http_req_t *req, void *data);
@@ -207,6 +272,8 @@ static void session_closed(eio_session_t *s, const char *reason)
         ws_close(s->ws, 1000, "");
     log_debug("eio: session %s closed: %s", s->id, reason);
     srv->h->on_close(s, reason, srv->ud);
+    if (srv->obs != NULL && srv->obs->on_close != NULL)
+        srv->obs->on_close(s, reason, srv->obs_ud);
     session_unref(s); /* the "open" reference; attached transports hold theirs */
 }
 
@@ -244,8 +311,9 @@ static void on_pong_due(tq_t *q, tq_entry_t *e)
 static void respond_poll(eio_session_t *s, int close_packet)
 {
     http_req_t *req = s->poll;
+    eio_server_t *srv = s->srv;
     buf_t body = BUF_INIT;
-    http_hdr_t hdrs[8];
+    http_hdr_t hdrs[ANSWER_HDRS];
     size_t n;
     s->poll = NULL;
     req->on_abort = NULL;
@@ -262,9 +330,13 @@ static void respond_poll(eio_session_t *s, int close_packet)
     }
     hdrs[0] = (http_hdr_t){"Content-Type", "text/plain; charset=UTF-8"};
     hdrs[1] = (http_hdr_t){"cache-control", "no-store"};
-    n = 2 + eio_cors_headers(s->srv->cfg, req, hdrs + 2);
+    /* the observer may run Lua that sends or closes: s is not used past this point (the packets
+     * it queues wait for the next GET), and the reference keeps s alive meanwhile */
+    s->refs++;
+    n = answer_headers(srv, req, s->opening, hdrs, 2);
     http_respond(req, 200, hdrs, n, body.base, body.len);
     buf_free(&body);
+    session_unref(s);
 }
 
 void eio_send(eio_session_t *s, rbuf_t *pkt)
@@ -310,6 +382,12 @@ static void on_packet(eio_session_t *s, const eio_packet_t *p)
 {
     eio_server_t *srv = s->srv;
     s->last_packet = uv_now(srv->loop);
+    if (srv->obs != NULL && srv->obs->on_packet != NULL && s->state == S_OPEN) {
+        /* the caller holds a reference; the observer may close s */
+        srv->obs->on_packet(s, p, srv->obs_ud);
+        if (s->state == S_CLOSED)
+            return;
+    }
     switch (p->type) {
     case EIO_PONG:
         if (s->state == S_OPEN)
@@ -322,6 +400,8 @@ static void on_packet(eio_session_t *s, const eio_packet_t *p)
     case EIO_MESSAGE:
         if (s->state == S_OPEN)
             srv->h->on_message(s, p->binary, p->data.ptr, p->data.len, srv->ud);
+        if (srv->obs != NULL && srv->obs->on_message != NULL && s->state != S_CLOSED)
+            srv->obs->on_message(s, p->binary, p->data.ptr, p->data.len, srv->obs_ud);
         break;
     case EIO_CLOSE:
         session_closed(s, "transport close");
@@ -339,11 +419,12 @@ static void handle_post(eio_session_t *s, http_req_t *req)
     eio_payload_iter_t it;
     eio_packet_t p;
     int rc;
-    http_hdr_t hdrs[8];
+    http_hdr_t hdrs[ANSWER_HDRS];
     size_t n;
     slice_t ctype = http_header(req, "Content-Type");
 
-    if (req->too_large) {
+    if (req->too_large || req->body.len > s->srv->cfg->max_payload) {
+        /* (the HTTP limit is the largest of every endpoint's maxHttpBufferSize) */
         http_respond(req, 413, NULL, 0, NULL, 0);
         session_closed(s, "transport error");
         return;
@@ -369,7 +450,7 @@ static void handle_post(eio_session_t *s, http_req_t *req)
     /* answered after the packets, as the reference does (the body lives in req until then) */
     hdrs[0] = (http_hdr_t){"Content-Type", "text/html"};
     hdrs[1] = (http_hdr_t){"cache-control", "no-store"};
-    n = 2 + eio_cors_headers(s->srv->cfg, req, hdrs + 2);
+    n = answer_headers(s->srv, req, 0, hdrs, 2);
     http_respond(req, 200, hdrs, n, "ok", 2);
     session_unref(s);
 }
@@ -393,10 +474,18 @@ static void handle_get(eio_session_t *s, http_req_t *req)
     s->poll = req;
     req->on_abort = on_poll_abort;
     req->abort_data = s;
-    if (s->nq > 0 || s->state == S_CLOSING) {
-        respond_poll(s, s->state == S_CLOSING);
-        if (s->state == S_CLOSING)
+    if (s->state == S_CLOSING) {
+        /* The last packets go alone; the close packet waits for the next GET, as the reference
+         * does: socket.io-client handles a payload's messages a tick later than a close packet
+         * in the same payload, so "41" + "1" together would lose "io server disconnect". */
+        if (s->nq > 0) {
+            respond_poll(s, 0);
+        } else {
+            respond_poll(s, 1);
             session_closed(s, "forced close");
+        }
+    } else if (s->nq > 0) {
+        respond_poll(s, 0);
     } else if (s->probed) {
         /* an upgrade is under way: release this GET at once so the client can pause polling */
         rbuf_t *noop = eio_packet_new(EIO_NOOP, NULL, 0);
@@ -453,9 +542,14 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
             }
             s->nq = 0;
             s->qbytes = 0;
+            s->upgraded = 1;
             log_debug("eio: session %s upgraded to websocket", s->id);
+            s->refs++;
             if (srv->h->on_upgrade)
                 srv->h->on_upgrade(s, srv->ud);
+            if (srv->obs != NULL && srv->obs->on_upgrade != NULL && s->state == S_OPEN)
+                srv->obs->on_upgrade(s, srv->obs_ud);
+            session_unref(s);
         } else {
             tq_remove(&s->upg);
             s->probe = NULL;
@@ -569,6 +663,7 @@ static eio_session_t *session_new(eio_server_t *srv, const http_req_t *req, int 
     copy_handshake(s, req);
     s->last_packet = uv_now(srv->loop);
     table_insert(srv, s);
+    srv->nalive++;
     return s;
 }
 
@@ -576,29 +671,42 @@ static void open_session(eio_session_t *s)
 {
     eio_server_t *srv = s->srv;
     rbuf_t *open = open_packet(s, s->transport);
+    s->refs++; /* the observers below may close s */
+    s->opening = 1;
     eio_send(s, open);
+    s->opening = 0;
     rbuf_unref(open);
-    tq_add(&srv->q_ping, &s->hb);
-    srv->h->on_open(s, srv->ud);
+    if (s->state == S_OPEN) {
+        tq_add(&srv->q_ping, &s->hb);
+        srv->h->on_open(s, srv->ud);
+    }
+    if (srv->obs != NULL && srv->obs->on_connection != NULL && s->state == S_OPEN)
+        srv->obs->on_connection(s, srv->obs_ud);
+    session_unref(s);
 }
 
 static void handshake(eio_server_t *srv, http_req_t *req, int transport, buf_t *tmp)
 {
     eio_session_t *s;
     if (http_query(req, "EIO", tmp) != 0 || tmp->len != 1 || tmp->base[0] != '4') {
-        abort_request(srv, req, EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION, NULL);
+        abort_request(srv, req, EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION, NULL, NULL);
         return;
     }
     if (transport == EIO_T_WEBSOCKET) {
         const char *err;
-        http_hdr_t hdrs[8];
+        http_hdr_t hdrs[ANSWER_HDRS];
         size_t n;
         if (ws_check_request(req, &err) != 0) {
-            abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL);
+            abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_HANDSHAKE_ERROR");
+            return;
+        }
+        /* the observer's "initial_headers" run before the session exists, as the reference's */
+        n = answer_headers(srv, req, 1, hdrs, 0);
+        if (srv->shutting) {
+            http_respond(req, 503, NULL, 0, NULL, 0); /* a listener closed the server */
             return;
         }
         s = session_new(srv, req, transport);
-        n = eio_cors_headers(srv->cfg, req, hdrs);
         ws_limits_t lim = {srv->cfg->max_payload};
         s->ws = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
         s->refs++; /* held by the WebSocket until its on_close */
@@ -673,32 +781,39 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
     }
     transport = http_query(req, "transport", &v) == 0 ? parse_transport(&v) : 0;
     if (transport == 0 || !(cfg->transports & transport)) {
-        abort_request(srv, req, EIO_ERR_UNKNOWN_TRANSPORT, NULL);
+        abort_request(srv, req, EIO_ERR_UNKNOWN_TRANSPORT, NULL, NULL);
         goto done;
     }
     if (origin_invalid(req)) {
-        abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL);
+        abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "INVALID_ORIGIN");
         goto done;
     }
     if (http_query(req, "sid", &v) == 0) {
         s = find_session(srv, v.base, v.len);
         if (s == NULL || s->state == S_CLOSED) {
-            abort_request(srv, req, EIO_ERR_UNKNOWN_SID, NULL);
+            abort_request(srv, req, EIO_ERR_UNKNOWN_SID, NULL, NULL);
             goto done;
         }
         if (!req->upgrade && s->transport != transport) {
-            abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL);
+            abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_MISMATCH");
             goto done;
         }
         if (req->upgrade) {
             const char *err;
             if (transport != EIO_T_WEBSOCKET || s->transport != EIO_T_POLLING || s->probe != NULL ||
                 s->state != S_OPEN || !cfg->allow_upgrades || ws_check_request(req, &err) != 0) {
-                abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL);
+                abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_MISMATCH");
                 goto done;
             }
-            http_hdr_t hdrs[8];
-            size_t n = eio_cors_headers(cfg, req, hdrs);
+            http_hdr_t hdrs[ANSWER_HDRS];
+            s->refs++; /* the observer may close s */
+            size_t n = answer_headers(srv, req, 0, hdrs, 0);
+            if (s->state != S_OPEN || s->probe != NULL) {
+                http_respond(req, 400, NULL, 0, NULL, 0);
+                session_unref(s);
+                goto done;
+            }
+            session_unref(s); /* still open: the table's reference keeps it */
             ws_limits_t lim = {cfg->max_payload};
             s->probe = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
             s->refs++; /* held by the probe until its on_close */
@@ -715,19 +830,23 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
         goto done;
     }
     if (req->method != HTTP_M_GET) {
-        abort_request(srv, req, EIO_ERR_BAD_HANDSHAKE_METHOD, NULL);
+        abort_request(srv, req, EIO_ERR_BAD_HANDSHAKE_METHOD, NULL, NULL);
         goto done;
     }
     if (transport == EIO_T_WEBSOCKET && !req->upgrade) {
-        abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL);
+        abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_HANDSHAKE_ERROR");
         goto done;
     }
     if (srv->allow_request != NULL) {
         const char *message = NULL;
         if (!srv->allow_request(req, &message, srv->allow_ud)) {
-            abort_request(srv, req, EIO_ERR_FORBIDDEN, message);
+            abort_request(srv, req, EIO_ERR_FORBIDDEN, message, NULL);
             goto done;
         }
+    }
+    if (srv->shutting) { /* allowRequest closed the server */
+        http_respond(req, 503, NULL, 0, NULL, 0);
+        goto done;
     }
     handshake(srv, req, transport, &v);
 done:
@@ -748,19 +867,67 @@ void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg
     tq_init(&srv->q_ping, loop, cfg->ping_interval, on_ping_due, srv);
     tq_init(&srv->q_pong, loop, cfg->ping_timeout, on_pong_due, srv);
     tq_init(&srv->q_upgrade, loop, cfg->upgrade_timeout, on_upgrade_due, srv);
+    uv_idle_init(loop, &srv->reaper);
+    srv->reaper.data = srv;
+    srv->ntimers = 4;
 }
 
-void eio_server_close(eio_server_t *srv, const char *reason)
+/* Close callback of the timers and the reaper. */
+static void on_handle_closed(uv_handle_t *h)
 {
+    eio_server_t *srv = h->data;
+    if (--srv->ntimers == 0) {
+        reap(srv);
+        maybe_freed(srv);
+    }
+}
+
+void eio_server_shutdown(eio_server_t *srv, const char *reason, void (*on_freed)(eio_server_t *srv))
+{
+    tq_t *qs[3] = {&srv->q_ping, &srv->q_pong, &srv->q_upgrade};
+    if (srv->shutting)
+        return;
+    srv->shutting = 1;
+    srv->on_freed = on_freed;
     for (size_t i = 0; i < srv->nbuckets; i++)
         while (srv->buckets[i] != NULL)
             session_closed(srv->buckets[i], reason);
     free(srv->buckets);
     srv->buckets = NULL;
     srv->nbuckets = 0;
-    tq_close(&srv->q_ping);
-    tq_close(&srv->q_pong);
-    tq_close(&srv->q_upgrade);
+    /* tq_close's handles, closed here with a callback so that srv's memory outlives them */
+    for (int i = 0; i < 3; i++) {
+        assert(qs[i]->head.next == &qs[i]->head);
+        qs[i]->timer.data = srv;
+        uv_close((uv_handle_t *)&qs[i]->timer, on_handle_closed);
+    }
+    uv_close((uv_handle_t *)&srv->reaper, on_handle_closed);
+}
+
+void eio_server_close(eio_server_t *srv, const char *reason)
+{
+    eio_server_shutdown(srv, reason, NULL);
+}
+
+size_t eio_server_sessions(eio_server_t *srv, eio_session_t ***out)
+{
+    size_t n = 0;
+    eio_session_t **v = xmalloc((srv->nsessions ? srv->nsessions : 1) * sizeof(*v));
+    for (size_t i = 0; i < srv->nbuckets; i++)
+        for (eio_session_t *s = srv->buckets[i]; s; s = s->hnext)
+            if (s->state == S_OPEN) {
+                s->refs++;
+                v[n++] = s;
+            }
+    *out = v;
+    return n;
+}
+
+void eio_sessions_release(eio_session_t **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        session_unref(v[i]);
+    free(v);
 }
 
 /* ---------------------------------------------------------------- accessors */
@@ -777,3 +944,8 @@ int eio_session_transport(const eio_session_t *s) { return s->transport; }
 const eio_handshake_t *eio_session_handshake(const eio_session_t *s) { return &s->hs; }
 void *eio_session_data(const eio_session_t *s) { return s->data; }
 void eio_session_set_data(eio_session_t *s, void *data) { s->data = data; }
+void *eio_session_obs_data(const eio_session_t *s) { return s->obs_data; }
+void eio_session_set_obs_data(eio_session_t *s, void *data) { s->obs_data = data; }
+int eio_session_is_open(const eio_session_t *s) { return s->state == S_OPEN; }
+int eio_session_upgraded(const eio_session_t *s) { return s->upgraded; }
+eio_server_t *eio_session_server(const eio_session_t *s) { return s->srv; }

@@ -4,7 +4,9 @@
  * eio_send(), eio_close(), on_close. Everything below (HTTP requests, WebSocket frames, which
  * transport carries the session right now) is hidden here.
  * Lifetime: eio owns sessions. A session is freed after on_close has returned and every transport
- * attached to it is gone; the pointer must not be used after on_close. */
+ * attached to it is gone, and then only from the loop (an idle callback), never inside an eio call:
+ * a caller holding the pointer across eio_send() finds a closed session, not freed memory. The
+ * pointer must not be kept after on_close. */
 #ifndef SL_EIO_H
 #define SL_EIO_H
 
@@ -12,6 +14,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "eio_packet.h"
 #include "http.h"
 #include "tq.h"
 
@@ -76,6 +79,36 @@ typedef struct {
     void (*on_upgrade)(eio_session_t *s, void *ud);
 } eio_handler_t;
 
+/* Observers: the reference's engine events (io.engine.on(...)), for a layer that watches sessions
+ * it does not own. Every field is optional. They may call into Lua: eio holds a reference on the
+ * session across each call and re-checks its state afterwards. */
+typedef struct {
+    /* A session opened ("connection"), after h->on_open and after the open packet was answered. */
+    void (*on_connection)(eio_session_t *s, void *ud);
+    /* A packet from the client ("packet"), before eio acts on it; p->data is borrowed. Only for
+     * open sessions; probe packets of an upgrade are not reported (as the reference). */
+    void (*on_packet)(eio_session_t *s, const eio_packet_t *p, void *ud);
+    /* A message ("message"), after h->on_message, unless that closed the session. data borrowed. */
+    void (*on_message)(eio_session_t *s, int binary, const char *data, size_t len, void *ud);
+    /* The session moved to WebSocket ("upgrade"), after h->on_upgrade. */
+    void (*on_upgrade)(eio_session_t *s, void *ud);
+    /* The session closed, after h->on_close (s is still valid during the call). */
+    void (*on_close)(eio_session_t *s, const char *reason, void *ud);
+    /* A request was refused from the error table ("connection_error"), before the answer. The
+     * event's message is the table's (eio_error_message(code)); context is the refusal's own
+     * message (allowRequest's, which the answer carries) or NULL; name is the reference's
+     * context.name ("INVALID_ORIGIN", "TRANSPORT_MISMATCH", ...) or NULL. */
+    void (*on_error)(const http_req_t *req, eio_error_t code, const char *context, const char *name, void *ud);
+    /* The headers of a 200 polling answer or a 101 ("headers"; also "initial_headers" when
+     * `initial`, the handshake). hdrs[0..n) are eio's own (Content-Type, cache-control); the
+     * observer may replace values, remove entries and append up to cap - n, and returns the new
+     * count. Its strings must stay valid until its next call. CORS headers are added after. */
+    size_t (*on_headers)(const http_req_t *req, int initial, http_hdr_t *hdrs, size_t n, size_t cap, void *ud);
+} eio_observer_t;
+
+/* Headers an observer may add to one answer. */
+#define EIO_MAX_EXTRA_HEADERS 16
+
 /* allowRequest: return 1 to accept a handshake, 0 to refuse it (403 Forbidden; *message may be
  * set to a string that stays valid until the next call). */
 typedef int (*eio_allow_cb)(const http_req_t *req, const char **message, void *ud);
@@ -88,6 +121,14 @@ struct eio_server {
     const http_limits_t *http_limits;
     eio_allow_cb allow_request;   /* optional, set by the owner after init */
     void *allow_ud;
+    const eio_observer_t *obs;    /* optional, set by the owner after init */
+    void *obs_ud;
+    void (*on_freed)(eio_server_t *srv); /* see eio_server_shutdown */
+    int shutting;                 /* eio_server_shutdown was called */
+    int ntimers;                  /* handles not yet closed (3 timers + the reaper) */
+    size_t nalive;                /* sessions not yet freed (closed ones included) */
+    struct eio_session *zombies;  /* closed sessions freed by the reaper (deferred free) */
+    uv_idle_t reaper;
     struct eio_session **buckets; /* sid -> session hash, chained */
     size_t nbuckets;
     size_t nsessions;
@@ -100,6 +141,13 @@ void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg
                      const eio_handler_t *h, void *ud);
 /* Closes every session with `reason` and releases the timers. */
 void eio_server_close(eio_server_t *srv, const char *reason);
+/* The same, then calls on_freed(srv) from the loop once the timers are closed, so that srv's
+ * memory (if it was allocated) can be freed there. Never calls on_freed synchronously. */
+void eio_server_shutdown(eio_server_t *srv, const char *reason, void (*on_freed)(eio_server_t *srv));
+/* A snapshot of the open sessions, each with a reference held (so the caller may call into Lua
+ * while walking it). Returns the count; release with eio_sessions_release(). */
+size_t eio_server_sessions(eio_server_t *srv, eio_session_t ***out);
+void eio_sessions_release(eio_session_t **v, size_t n);
 
 /* Handles a request whose path is the Engine.IO path: handshake, poll, post, upgrade, preflight,
  * or the error answer. Always answers (or takes) req. */
@@ -123,6 +171,15 @@ int eio_session_transport(const eio_session_t *s); /* EIO_T_* */
 const eio_handshake_t *eio_session_handshake(const eio_session_t *s);
 void *eio_session_data(const eio_session_t *s);
 void eio_session_set_data(eio_session_t *s, void *data);
+/* A second slot for the observer (eio_observer_t), independent of the owner's. */
+void *eio_session_obs_data(const eio_session_t *s);
+void eio_session_set_obs_data(eio_session_t *s, void *data);
+/* 1 while the session is open (not closing or closed). */
+int eio_session_is_open(const eio_session_t *s);
+/* 1 once the session has moved from polling to WebSocket (the reference's socket.upgraded). */
+int eio_session_upgraded(const eio_session_t *s);
+/* The eio server the session belongs to. */
+eio_server_t *eio_session_server(const eio_session_t *s);
 
 /* A new random id: 20 characters of base64url from 15 bytes of OpenSSL RAND_bytes. */
 void eio_generate_id(char out[21]);

@@ -499,4 +499,24 @@ static void h_release(sio_socket_t *s, void *ud)
     lsocket_release(lhost_state(h), s);
 }
 
-const sio_handler_t lhost_sio_handler = {h_connect, h_packet, h_disconnect, h_release, h_resolve, h_upgrade};
+static int nsp_free_k(lua_State *L)
+{
+    call_args_t *a = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lhost_push_hook(L, "nsp_free");
+    lserver_push_nsp(L, a->nsp);
+    lua_call(L, 1, 0);
+    lserver_forget_nsp(L, a->nsp);
+    return 0;
+}
+
+static void h_nsp_free(sio_nsp_t *nsp, void *ud)
+{
+    lhost_t *h = ud;
+    call_args_t a = {.nsp = nsp};
+    if (lhost_protect(h, nsp_free_k, &a, "namespace cleanup") != 0)
+        lserver_forget_nsp(lhost_state(h), nsp); /* never leave a pointer to freed memory in Lua */
+}
+
+const sio_handler_t lhost_sio_handler = {h_connect, h_packet,  h_disconnect, h_release,
+                                         h_resolve, h_upgrade, h_nsp_free};

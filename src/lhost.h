@@ -62,15 +62,33 @@ void lserver_open(lua_State *L);
 void lserver_bind_prelude(lua_State *L);
 /* Pushes the namespace object for nsp (created on first use). [-0, +1, e] */
 void lserver_push_nsp(lua_State *L, sio_nsp_t *nsp);
-/* The C namespace of the namespace object at idx (raises if it is not one). */
+/* The C namespace of the namespace object at idx (raises if it is not one, or was removed). */
 sio_nsp_t *lserver_check_nsp(lua_State *L, int idx);
+/* nsp is being freed: its object no longer reaches it (methods raise), and io.of(name) makes a
+ * new one. Never raises. */
+void lserver_forget_nsp(lua_State *L, sio_nsp_t *nsp);
 
 /* ltimer.c: setTimeout, setInterval, clearTimeout, clearInterval (global and in siolua). */
 void ltimer_open(lua_State *L);
 /* Stops every timer of this VM (shutdown, reload). */
 void ltimer_close_all(lhost_t *h);
 
+/* ---- lengine.c: raw Engine.IO (io.engine and siolua.engine endpoints) ---- */
+/* Registers siolua.engine and sets io.engine (after lserver_open). [-0, +0, e] */
+void lengine_open(lua_State *L);
+/* The server listens (after eio_server_init): io.engine observes srv->eio, endpoints mount. */
+void lengine_start(lhost_t *h);
+/* The Engine.IO endpoint whose path prefixes req's URL, or NULL. */
+eio_server_t *lengine_route(lhost_t *h, const http_req_t *req);
+/* Server shutdown: closes every endpoint's sessions ("forced close", events run). */
+void lengine_close(lhost_t *h);
+/* Before the VM closes (lhost_free): its handles are released without running Lua; on a
+ * successful hot reload the current VM (srv->lua) takes over endpoints and sessions. */
+void lengine_free(lhost_t *h);
+/* ---- end of lengine.c ---- */
+
 /* lsocket.c */
+#define LSOCKET_F_OUTGOING 1 /* sio_socket.upper_flags: the socket has onAnyOutgoing listeners */
 void lsocket_open(lua_State *L);
 /* After the prelude ran: takes its socket methods and properties. [-0, +0, e] */
 void lsocket_bind_prelude(lua_State *L);
