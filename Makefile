@@ -13,7 +13,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwri
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(EXTRA_CFLAGS)
 CPPFLAGS += -Isrc -Ibuild/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC)
-LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lcrypto -lm
+LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lcrypto -lm -lhiredis -lmsgpackc
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c))
 # prelude.lua runs first; the other lua/*.lua files (extensions of it) after, in name order
@@ -97,3 +97,33 @@ format:
 
 clean:
 	rm -rf build siolua
+
+# ---------------------------------------------------------------- fuzzing (tests/fuzz/README.md)
+# `make fuzz` runs each libFuzzer harness for FUZZ_TIME seconds (60), `make fuzz-ci` for 20. clang
+# (Debian's clang, installed by scripts/setup.sh) builds them with ASan and UBSan.
+FUZZ_CC    ?= clang
+FUZZ_TIME  ?= 60
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Isrc -I/usr/include/lua5.4 -I$(LLHTTP_INC) -g -O1 \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_NAMES := eio_payload sio_packet lvalue http ws
+LLHTTP_C   := $(wildcard $(LLHTTP_DIR)/*.c)
+NET_C      := src/net.c src/tq.c src/buf.c src/log.c
+
+build/fuzz/fuzz_eio_payload: tests/fuzz/fuzz_eio_payload.c src/eio_packet.c src/buf.c | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lcrypto
+build/fuzz/fuzz_sio_packet: tests/fuzz/fuzz_sio_packet.c src/sio_packet.c src/buf.c | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+build/fuzz/fuzz_lvalue: tests/fuzz/fuzz_lvalue.c src/lvalue.c src/buf.c | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -llua5.4-cjson -lm
+build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv
+build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lwslay -lcrypto
+build/fuzz:
+	mkdir -p $@
+
+.PHONY: fuzz fuzz-ci
+fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_NAMES))
+	@sh tests/fuzz/run.sh $(FUZZ_TIME) $(FUZZ_NAMES)
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_TIME=20

@@ -142,6 +142,18 @@ function op_props.broadcast(self) return self end
 
 local function rooms_arg(t) if #t == 0 then return nil end return t end
 
+-- The namespaces an operation applies to: a dynamic namespace's parent means all its children.
+local nsp_state_of -- set below
+local function targets(nsp)
+  local st = nsp_state_of(nsp)
+  if st and st.children then
+    local out = {}
+    for _, child in pairs(st.children) do out[#out + 1] = child end
+    return out
+  end
+  return { nsp }
+end
+
 function op_methods.emit(self, ev, ...)
   check_event(ev)
   local args = pack(...)
@@ -173,13 +185,18 @@ function op_methods.emit(self, ev, ...)
   end
   if cb then
     local on_reply
-    local count = core.broadcast(self._nsp, rooms_arg(self._rooms), rooms_arg(self._except),
-      self._flags.volatile or false, function(...) return on_reply(...) end, ev, unpack(args, 1, args.n))
+    local count = 0
+    for _, nsp in ipairs(targets(self._nsp)) do
+      count = count + core.broadcast(nsp, rooms_arg(self._rooms), rooms_arg(self._except),
+        self._flags.volatile or false, function(...) return on_reply(...) end, ev, unpack(args, 1, args.n))
+    end
     on_reply = collector(count, self._flags.timeout, cb)
     return true
   end
-  core.broadcast(self._nsp, rooms_arg(self._rooms), rooms_arg(self._except), self._flags.volatile or false,
-    nil, ev, unpack(args, 1, args.n))
+  for _, nsp in ipairs(targets(self._nsp)) do
+    core.broadcast(nsp, rooms_arg(self._rooms), rooms_arg(self._except), self._flags.volatile or false,
+      nil, ev, unpack(args, 1, args.n))
+  end
   return true
 end
 
@@ -198,7 +215,11 @@ end
 function op_methods.send(self, ...) return op_methods.emit(self, "message", ...) end
 
 function op_methods.fetchSockets(self)
-  return core.select(self._nsp, rooms_arg(self._rooms), rooms_arg(self._except))
+  local out = {}
+  for _, nsp in ipairs(targets(self._nsp)) do
+    for _, s in ipairs(core.select(nsp, rooms_arg(self._rooms), rooms_arg(self._except))) do out[#out + 1] = s end
+  end
+  return out
 end
 
 function op_methods.socketsJoin(self, room)
@@ -229,6 +250,7 @@ local function state(nsp)
   return st
 end
 siolua._nsp_state = state
+nsp_state_of = function(nsp) return nsp_state[nsp] end
 
 local nsp_methods, nsp_props = {}, {}
 siolua._nsp_methods, siolua._nsp_props = nsp_methods, nsp_props
@@ -315,72 +337,21 @@ function hooks.resolve(name, auth)
       local cst = state(child)
       cst.parent = parent
       st.children[name] = child
+      core.mark_child(child)
       return child
     end
   end
-  ---------------------------------------------------------------------------- hot reload
+  return nil
+end
 
--- siolua.stash survives reloads (its JSON-able values): keep module-level state there.
-siolua.stash = {}
-
--- A copy of v with only what JSON carries (nil for the rest): what survives a reload.
-local function jsonable(v, seen)
-  local t = type(v)
-  if t == "string" or t == "boolean" or v == null then return v end
-  if t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then return nil end
-    return v
+-- Called by C when an empty child namespace is removed (cleanupEmptyChildNamespaces).
+function hooks.nsp_free(nsp)
+  local st = nsp_state[nsp]
+  if st and st.parent then
+    local pst = nsp_state[st.parent]
+    if pst and pst.children then pst.children[nsp.name] = nil end
   end
-  if t ~= "table" or getmetatable(v) ~= nil and getmetatable(v) ~= getmetatable(siolua.array()) then return nil end
-  seen = seen or {}
-  if seen[v] then return nil end
-  seen[v] = true
-  local out = {}
-  for k, x in pairs(v) do
-    if type(k) == "string" or math.type(k) == "integer" then out[k] = jsonable(x, seen) end
-  end
-  seen[v] = nil
-  return out
-end
-
-function hooks.export(socket)
-  local uv = core.uv(socket)
-  local props = jsonable(uv.props) or {}
-  props.reloaded = nil
-  return core.json_encode({ data = jsonable(uv.data) or {}, props = props, auth = jsonable(uv.auth) or {} })
-end
-
-function hooks.adopt(socket, json)
-  local t = core.json_decode(json)
-  local uv = core.uv(socket)
-  uv.data, uv.props, uv.auth = t.data, t.props or {}, t.auth
-  uv.props.reloaded = true
-end
-
-function hooks.export_stash()
-  return core.json_encode(jsonable(siolua.stash) or {})
-end
-
-function hooks.import_stash(json)
-  siolua.stash = core.json_decode(json)
-end
-
--- A re-bound socket: its namespace's "connection" listeners (and a dynamic parent's) run again.
-function hooks.reconnect(nsp, socket)
-  local st = state(nsp)
-  if not st.parent and nsp.name ~= "/" and #dynamic > 0 and next(st.listeners) == nil then
-    -- a child of a dynamic namespace: find its parent in the new code
-    local child = hooks.resolve(nsp.name, socket.handshake.auth or {})
-    if child == nil then return end
-  end
-  fire(nsp, "connection", socket)
-end
-
-function hooks.reload(generation)
-  fire(io, "reload", generation)
-end
-
-return nil
+  nsp_state[nsp] = nil
 end
 
 ---------------------------------------------------------------------------- connection
@@ -501,12 +472,23 @@ function socket_methods.offAny(self, fn)
   return self
 end
 function socket_methods.listenersAny(self) return { table.unpack(core.uv(self).any or {}) } end
-function socket_methods.onAnyOutgoing(self, fn) table.insert(any_list(self, "anyout"), fn) return self end
-function socket_methods.prependAnyOutgoing(self, fn) table.insert(any_list(self, "anyout"), 1, fn) return self end
+function socket_methods.onAnyOutgoing(self, fn)
+  table.insert(any_list(self, "anyout"), fn)
+  core.watch_outgoing(self, true)
+  return self
+end
+function socket_methods.prependAnyOutgoing(self, fn)
+  table.insert(any_list(self, "anyout"), 1, fn)
+  core.watch_outgoing(self, true)
+  return self
+end
 function socket_methods.offAnyOutgoing(self, fn)
   local l = any_list(self, "anyout")
   for i = #l, 1, -1 do if fn == nil or l[i] == fn then table.remove(l, i) end end
-  if #l == 0 then core.uv(self).anyout = nil end
+  if #l == 0 then
+    core.uv(self).anyout = nil
+    core.watch_outgoing(self, false)
+  end
   return self
 end
 function socket_methods.listenersAnyOutgoing(self) return { table.unpack(core.uv(self).anyout or {}) } end

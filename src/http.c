@@ -9,7 +9,10 @@
  * Resuming after http_respond() is deferred to a one-shot uv_idle handle (the "kick", allocated
  * only when pipelined bytes are waiting) because http_respond must not call back synchronously:
  * parsing the next request would call on_request from inside the handler's own call.
- * Limits are enforced as bytes arrive, before anything is allocated for them. */
+ * Limits are enforced as bytes arrive, before anything is allocated for them.
+ * Timeouts: one net deadline per connection, whose meaning follows the state (c->tmode): HEAD from
+ * the connect or a request's first byte, BODY after the head, none while the handler holds the
+ * request, SEND while an answer is being written, IDLE between keep-alive requests. */
 #include "http.h"
 
 #include <llhttp.h>
@@ -18,10 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 enum { ST_PARSE = 0, ST_HELD, ST_DONE, ST_DETACHED };
 enum { CUR_NONE = 0, CUR_FIELD, CUR_VALUE };
+enum { TM_NONE = 0, TM_HEAD, TM_BODY, TM_IDLE, TM_SEND };
 
 /* A header's place in c->head while the head is being assembled. */
 typedef struct {
@@ -54,6 +60,8 @@ struct http_conn {
     uint8_t in_deliver;   /* inside handler->on_request: http_detach must not free c */
     uint8_t msg_done;     /* on_message_complete ran */
     uint8_t in_head;      /* a message has begun and its head is not complete */
+    uint8_t tmode;        /* TM_*: what the armed net deadline means */
+    size_t pipelined;     /* requests in a row that arrived before the previous one was answered */
 };
 
 static void parse(http_conn_t *c, const char *p, size_t n, int from_pending);
@@ -70,6 +78,21 @@ static void drop_pending(http_conn_t *c)
 {
     buf_free(&c->pending);
     c->poff = 0;
+}
+
+/* Arms the connection's deadline for `mode` (TM_NONE disarms it). */
+static void arm(http_conn_t *c, uint8_t mode)
+{
+    uint64_t ms = 0;
+    switch (mode) {
+    case TM_HEAD: ms = c->lim.header_timeout; break;
+    case TM_BODY: ms = c->lim.body_timeout; break;
+    case TM_IDLE: ms = c->lim.keepalive_timeout; break;
+    case TM_SEND: ms = c->lim.send_timeout; break;
+    default: break;
+    }
+    c->tmode = mode;
+    net_set_timeout(c->net, ms);
 }
 
 /* Releases everything a request holds; c->req is blank after. */
@@ -129,6 +152,8 @@ static int on_message_begin(llhttp_t *p)
     c->msg_done = 0;
     c->err_status = 0;
     c->in_head = 1;
+    if (c->tmode != TM_HEAD) /* a fresh connection's clock runs from the connect */
+        arm(c, TM_HEAD);
     return 0;
 }
 
@@ -188,6 +213,23 @@ static int is_ows(char ch)
     return ch == ' ' || ch == '\t';
 }
 
+/* RFC 9110 5.6.2: a field name is a token. llhttp 8 lets "Host : x" through as the name "Host "
+ * and accepts an empty name; RFC 9112 5.1 says to answer 400 (a name with a space is how a
+ * Transfer-Encoding hides from one parser and not another). */
+static int is_token(slice_t s)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (s.len == 0)
+        return 0;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char ch = (unsigned char)s.ptr[i];
+        if (!((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+              (ch != 0 && strchr(extra, ch) != NULL)))
+            return 0;
+    }
+    return 1;
+}
+
 static uint8_t map_method(uint8_t m)
 {
     switch (m) {
@@ -219,6 +261,11 @@ static int on_headers_complete(llhttp_t *p)
     }
     r->names = c->slices;
     r->values = c->slices + n;
+    for (size_t i = 0; i < n; i++)
+        if (!is_token(r->names[i])) {
+            c->err_status = 400;
+            return -1;
+        }
     r->url = (slice_t){c->head.base ? c->head.base : "", c->url_len};
     const char *q = memchr(r->url.ptr, '?', r->url.len);
     if (q != NULL) {
@@ -236,6 +283,7 @@ static int on_headers_complete(llhttp_t *p)
     }
     if (p->content_length > 0)
         buf_reserve(&r->body, (size_t)p->content_length);
+    arm(c, TM_BODY); /* disarmed at once by deliver() when there is no body */
     /* curl and others wait for this before sending a body (Node answers it too). */
     slice_t expect = http_header(r, "expect");
     if (expect.ptr != NULL && slice_caseeq(expect, "100-continue") && p->http_major == 1 && p->http_minor >= 1)
@@ -357,6 +405,7 @@ static void reply_error(http_conn_t *c, int status)
     drop_pending(c);
     write_response(c, status, NULL, 0, "text/plain", text, strlen(text), 0, 1);
     net_close_after_write(c->net);
+    arm(c, TM_SEND);
 }
 
 static void respond(http_req_t *req, int status, const http_hdr_t *hdrs, size_t nhdrs, const char *ctype,
@@ -373,9 +422,11 @@ static void respond(http_req_t *req, int status, const http_hdr_t *hdrs, size_t 
         c->state = ST_DONE;
         drop_pending(c);
         net_close_after_write(c->net);
+        arm(c, TM_SEND);
         return;
     }
     c->state = ST_PARSE;
+    arm(c, c->net->queued > 0 ? TM_SEND : TM_IDLE); /* on_drain turns SEND into IDLE */
     llhttp_resume(&c->parser);
     if (pending_len(c) > 0 && c->kick == NULL && !net_closing(c->net)) {
         http_kick_t *k = xmalloc(sizeof(*k));
@@ -423,6 +474,7 @@ void http_respond_json_error(http_req_t *req, int status, const http_hdr_t *hdrs
 /* Hands the complete request to the handler. c may be gone when this returns (http_detach). */
 static void deliver(http_conn_t *c)
 {
+    arm(c, TM_NONE); /* the handler decides how long it holds the request */
     c->state = ST_HELD;
     c->msg_done = 0;
     c->in_deliver = 1;
@@ -450,6 +502,11 @@ static void parse(http_conn_t *c, const char *p, size_t n, int from_pending)
             buf_append(&c->pending, pos, n - used); /* pending was empty: at most one read */
         if (pending_len(c) == 0)
             drop_pending(c);
+        /* Pipelining is bounded: the request that reaches max_pipelined closes the connection
+         * after its answer (the client retries what was not answered, as HTTP/1.1 says). */
+        c->pipelined = from_pending ? c->pipelined + 1 : 0;
+        if (c->pipelined >= c->lim.max_pipelined)
+            c->req.keep_alive = 0;
         deliver(c);
         return;
     }
@@ -527,7 +584,30 @@ static void on_close(net_conn_t *nc, net_close_reason_t why)
     conn_free(c);
 }
 
-static const net_ops_t http_ops = {.on_read = on_read, .on_close = on_close, .on_drain = NULL};
+/* The answer has been written: the connection now idles until the next request. */
+static void on_drain(net_conn_t *nc)
+{
+    http_conn_t *c = nc->owner;
+    if (c->state == ST_PARSE && c->tmode == TM_SEND)
+        arm(c, TM_IDLE);
+}
+
+static void on_timeout(net_conn_t *nc)
+{
+    http_conn_t *c = nc->owner;
+    uint8_t mode = c->tmode;
+    c->tmode = TM_NONE;
+    if ((mode == TM_HEAD || mode == TM_BODY) && c->state == ST_PARSE) {
+        log_debug("http: %s: request %s not complete in time: 408", nc->peer, mode == TM_HEAD ? "head" : "body");
+        reply_error(c, 408);
+        return;
+    }
+    /* IDLE: a keep-alive connection closes without a word; SEND: the peer does not read */
+    net_close(nc);
+}
+
+static const net_ops_t http_ops = {
+    .on_read = on_read, .on_close = on_close, .on_drain = on_drain, .on_timeout = on_timeout};
 
 /* ---------------------------------------------------------------- public */
 
@@ -546,10 +626,37 @@ http_conn_t *http_conn_new(net_conn_t *nc, const http_handler_t *h, const http_l
         c->lim.max_url = 8192;
     if (c->lim.max_body == 0)
         c->lim.max_body = 1000000;
+    if (c->lim.max_pipelined == 0)
+        c->lim.max_pipelined = 16;
+    if (c->lim.header_timeout == 0)
+        c->lim.header_timeout = 10000;
+    if (c->lim.body_timeout == 0)
+        c->lim.body_timeout = 30000;
+    if (c->lim.keepalive_timeout == 0)
+        c->lim.keepalive_timeout = 5000;
+    if (c->lim.send_timeout == 0)
+        c->lim.send_timeout = 10000;
+    if (c->lim.ws_max_fragments == 0)
+        c->lim.ws_max_fragments = 1024;
+    if (c->lim.ws_pause_bytes == 0)
+        c->lim.ws_pause_bytes = 65536;
+    if (c->lim.ws_close_timeout == 0)
+        c->lim.ws_close_timeout = 5000;
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
     c->req.conn = c;
     net_set_owner(nc, &http_ops, c);
+    if ((c->lim.max_conns != 0 && nc->ctx->nconns > c->lim.max_conns) ||
+        (c->lim.max_conns_per_ip != 0 && net_peer_conns(nc) > c->lim.max_conns_per_ip)) {
+        /* Refused at once, with a word (nginx limit_conn and Node's maxConnections differ: one
+         * answers 503, the other drops; an answer tells a real client why). Input is dropped. */
+        log_debug("http: %s: connection refused (%zu open, %zu from this IP)", nc->peer, nc->ctx->nconns,
+                  net_peer_conns(nc));
+        reply_error(c, 503);
+        net_resume(nc);
+        return c;
+    }
+    arm(c, TM_HEAD);
     net_resume(nc);
     return c;
 }
@@ -619,6 +726,11 @@ const char *http_peer(const http_req_t *req)
     return req->conn->net->peer;
 }
 
+const http_limits_t *http_limits(const http_req_t *req)
+{
+    return &req->conn->lim;
+}
+
 net_conn_t *http_detach(http_req_t *req, buf_t *rest)
 {
     http_conn_t *c = req->conn;
@@ -628,6 +740,7 @@ net_conn_t *http_detach(http_req_t *req, buf_t *rest)
         buf_append(rest, c->pending.base + c->poff, pending_len(c));
     /* Paused and ownerless until the new owner takes it (net_set_owner + net_resume). */
     net_pause(nc);
+    arm(c, TM_NONE);
     net_set_owner(nc, NULL, NULL);
     c->state = ST_DETACHED;
     if (!c->in_deliver)

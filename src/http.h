@@ -16,11 +16,34 @@
 typedef struct http_conn http_conn_t;
 typedef struct http_req http_req_t;
 
+/* Limits of one client connection. Every connection begins as HTTP, so the connection-wide ones
+ * (counts, and the WebSocket ones that apply after an upgrade: ws_accept reads them from here)
+ * live here too. 0 in a field means its default, except where "0 = off" is said. */
 typedef struct {
     size_t max_head;    /* request line + header bytes; over it: 431 (default 16384) */
     size_t max_headers; /* header lines; over it: 431 (default 100) */
     size_t max_url;     /* URL bytes; over it: 414 (default 8192) */
     size_t max_body;    /* body bytes (maxHttpBufferSize, default 1e6): see http_req.too_large */
+    size_t max_pipelined;        /* requests sent before the previous one was answered: the one that
+                                    reaches it is answered with Connection: close and the bytes after
+                                    it are dropped (default 16) */
+    uint64_t header_timeout;     /* ms from the connect or a request's first byte to the end of its
+                                    head; over: 408 and close (slowloris; default 10000) */
+    uint64_t body_timeout;       /* ms from the end of the head to the end of the body; over: 408 and
+                                    close (default 30000) */
+    uint64_t keepalive_timeout;  /* ms a keep-alive connection may idle between requests, then it
+                                    is closed without a word (default 5000) */
+    uint64_t send_timeout;       /* ms an answer may take to be written out once queued (a reader
+                                    that never reads); then the connection is closed (default 10000) */
+    size_t max_conns;            /* open connections (WebSockets included); a new one over it gets
+                                    503 and is closed (0 = off; default 10000) */
+    size_t max_conns_per_ip;     /* the same per client IP (0 = off, the default) */
+    size_t ws_max_fragments;     /* WebSocket frames in one message; over: close 1009 (default 1024) */
+    size_t ws_pause_bytes;       /* a WebSocket stops reading while more output than this is queued,
+                                    so a client that pings but never reads cannot grow the pong
+                                    queue (default 65536) */
+    uint64_t ws_close_timeout;   /* ms a WebSocket close (our close frame, or our answer to the
+                                    peer's) may take to be written; then TCP is closed (default 5000) */
 } http_limits_t;
 
 typedef struct {
@@ -63,6 +86,8 @@ slice_t http_header(const http_req_t *req, const char *name);
 int http_query(const http_req_t *req, const char *name, buf_t *out);
 /* The peer address ("127.0.0.1"). */
 const char *http_peer(const http_req_t *req);
+/* The limits of req's connection, defaults filled in (for ws_accept). */
+const http_limits_t *http_limits(const http_req_t *req);
 
 typedef struct {
     const char *name;

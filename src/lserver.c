@@ -37,6 +37,8 @@ static sio_nsp_t *check_nsp(lua_State *L, int idx)
     lua_getfield(L, -1, "ptr");
     nsp = lua_touserdata(L, -1);
     lua_pop(L, 2);
+    if (nsp == NULL)
+        luaL_error(L, "this namespace was removed (cleanupEmptyChildNamespaces); use io.of(name) again");
     return nsp;
 }
 
@@ -68,6 +70,32 @@ void lserver_push_nsp(lua_State *L, sio_nsp_t *nsp)
 sio_nsp_t *lserver_check_nsp(lua_State *L, int idx)
 {
     return check_nsp(L, idx);
+}
+
+void lserver_forget_nsp(lua_State *L, sio_nsp_t *nsp)
+{
+    if (!lua_checkstack(L, 4))
+        return;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &OBJS_KEY);
+    if (lua_getfield(L, -1, nsp->name) == LUA_TTABLE) {
+        push_state(L, -1);
+        if (lua_istable(L, -1)) {
+            lua_pushnil(L);
+            lua_setfield(L, -2, "ptr"); /* existing key: no allocation */
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_setfield(L, -2, nsp->name);
+    lua_pop(L, 1);
+}
+
+/* core.mark_child(nsp): a dynamic namespace's child, freed once empty (cleanupEmptyChildNamespaces). */
+static int c_mark_child(lua_State *L)
+{
+    check_nsp(L, 1)->removable = 1;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- namespace methods */
@@ -165,11 +193,27 @@ static int c_broadcast(lua_State *L)
                 continue;
             lsocket_push(L, s);
             lua_getiuservalue(L, -1, 1);
-            lua_getfield(L, -1, "acks");
+            if (lua_getfield(L, -1, "acks") != LUA_TTABLE) { /* created on first use */
+                lua_pop(L, 1);
+                lua_newtable(L);
+                lua_pushvalue(L, -1);
+                lua_setfield(L, -3, "acks");
+            }
             lua_pushvalue(L, 5);
             lua_rawseti(L, -2, id);
             lua_pop(L, 3);
         }
+    }
+    /* onAnyOutgoing listeners of the recipients (flagged, so others cost nothing here) */
+    for (size_t i = 0; i < sel->n; i++) {
+        sio_socket_t *s = sel->v[i];
+        if (!(s->upper_flags & LSOCKET_F_OUTGOING) || s->state != SIO_S_CONNECTED)
+            continue;
+        lhost_push_hook(L, "outgoing");
+        lsocket_push(L, s);
+        for (int a = 6; a < selidx; a++)
+            lua_pushvalue(L, a);
+        lua_call(L, selidx - 6 + 1, 0);
     }
     lua_pushvalue(L, 6);
     for (int i = 7; i < selidx; i++)
@@ -410,6 +454,10 @@ static int n_options(lua_State *L)
                     set_origins(L, c, -1);
                 }
             }
+        } else if (strcmp(k, "adapter") == 0) { /* the Redis adapter (adapter_redis.h) */
+            adapter_redis_options(L, -1, &cfg->redis, (cfg->cli_set & CFG_REDIS) != 0);
+        } else if (strcmp(k, "cleanupEmptyChildNamespaces") == 0) {
+            cfg->sio.cleanup_empty_children = lua_toboolean(L, -1);
         } else if (strcmp(k, "allowRequest") == 0) {
             luaL_checktype(L, -1, LUA_TFUNCTION);
             lua_pushvalue(L, -1);
@@ -563,7 +611,8 @@ void lserver_bind_prelude(lua_State *L)
     lua_pop(L, 1);
 }
 
-static const luaL_Reg core_funcs[] = {{"broadcast", c_broadcast}, {"select", c_select}, {NULL, NULL}};
+static const luaL_Reg core_funcs[] = {
+    {"broadcast", c_broadcast}, {"select", c_select}, {"mark_child", c_mark_child}, {NULL, NULL}};
 
 void lserver_open(lua_State *L)
 {

@@ -508,6 +508,19 @@ static int c_uv(lua_State *L)
     return 1;
 }
 
+/* core.watch_outgoing(socket, on): broadcasts call the socket's onAnyOutgoing listeners. */
+static int c_watch_outgoing(lua_State *L)
+{
+    lsock_t *h = check(L, 1);
+    if (h->s != NULL) {
+        if (lua_toboolean(L, 2))
+            h->s->upper_flags |= LSOCKET_F_OUTGOING;
+        else
+            h->s->upper_flags &= (uint8_t)~LSOCKET_F_OUTGOING;
+    }
+    return 0;
+}
+
 /* core.transport(socket): "websocket" or "polling" (nil once closed), and the Engine.IO id. */
 static int c_transport(lua_State *L)
 {
@@ -711,9 +724,10 @@ static int s_index(lua_State *L)
     if (strcmp(k, "id") == 0) {
         lua_pushstring(L, h->id);
     } else if (strcmp(k, "connected") == 0) {
-        lua_pushboolean(L, h->s != NULL && h->s->state == SIO_S_CONNECTED);
+        /* still connected while "disconnecting" runs, as in the reference */
+        lua_pushboolean(L, h->s != NULL && (h->s->state == SIO_S_CONNECTED || h->leaving == 1));
     } else if (strcmp(k, "disconnected") == 0) {
-        lua_pushboolean(L, !(h->s != NULL && h->s->state == SIO_S_CONNECTED));
+        lua_pushboolean(L, !(h->s != NULL && (h->s->state == SIO_S_CONNECTED || h->leaving == 1)));
     } else if (strcmp(k, "data") == 0) {
         uv_table(L, 1, "data");
     } else if (strcmp(k, "handshake") == 0) {
@@ -779,6 +793,7 @@ static int s_tostring(lua_State *L)
 static const luaL_Reg core_funcs[] = {{"emit", c_emit},     {"cancel_ack", c_cancel_ack}, {"fire", c_fire},
                                       {"uv", c_uv},         {"nsp", c_nsp},               {"accept", c_accept},
                                       {"refuse", c_refuse}, {"transport", c_transport},
+                                      {"watch_outgoing", c_watch_outgoing},
                                       {NULL, NULL}};
 
 void lsocket_open(lua_State *L)

@@ -37,6 +37,18 @@ static void usage(FILE *out)
           "  --no-watch                  do not reload when app.lua or its modules change (SIGHUP still does)\n"
           "  --lua-memory-limit BYTES    memory the Lua VM may use (default 536870912; 0: no limit)\n"
           "  --handler-timeout MS        longest a handler may run before it is aborted (default 2000; 0: none)\n"
+          "  --redis URL                 Redis adapter: share broadcasts and rooms with other nodes\n"
+          "                              (redis://[:password@]host[:port]; see README \"Scaling out\")\n"
+          "  --header-timeout MS         time to send a request head, from the connect or its first byte (default 10000)\n"
+          "  --body-timeout MS           time to send a request body after its head (default 30000)\n"
+          "  --keepalive-timeout MS      idle time allowed between keep-alive requests (default 5000)\n"
+          "  --send-timeout MS           time for an answer to be written out to a non-reading client (default 10000)\n"
+          "  --max-pipelined N           requests sent ahead of their answers before the connection closes (default 16)\n"
+          "  --max-connections N         open connections; more get 503 (default 10000; 0: no limit)\n"
+          "  --max-connections-per-ip N  open connections from one IP; more get 503 (default 0: no limit)\n"
+          "  --ws-max-fragments N        WebSocket frames in one message; more: close 1009 (default 1024)\n"
+          "  --ws-pause-bytes N          stop reading a WebSocket while this much output waits (default 65536)\n"
+          "  --ws-close-timeout MS       time for a WebSocket close to be written (default 5000)\n"
           "  --log-level LEVEL           error, warn, info (default) or debug\n"
           "  -h, --help                  this help\n"
           "  -v, --version               print the version\n",
@@ -61,6 +73,10 @@ enum {
     OPT_CONNECT_TIMEOUT, OPT_MAX_BUFFER, OPT_TRANSPORTS, OPT_NO_UPGRADES, OPT_CORS_ORIGIN, OPT_CORS_METHODS,
     OPT_CORS_CREDENTIALS, OPT_NO_SERVE_CLIENT, OPT_LOG_LEVEL, OPT_LUA_MEMORY, OPT_HANDLER_TIMEOUT,
     OPT_NO_WATCH,
+    OPT_REDIS, /* the Redis adapter */
+    /* transport limits */
+    OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT, OPT_KEEPALIVE_TIMEOUT, OPT_SEND_TIMEOUT, OPT_MAX_PIPELINED,
+    OPT_MAX_CONNS, OPT_MAX_CONNS_PER_IP, OPT_WS_MAX_FRAGMENTS, OPT_WS_PAUSE_BYTES, OPT_WS_CLOSE_TIMEOUT,
 };
 
 static int parse_args(int argc, char **argv, sl_config_t *cfg)
@@ -84,7 +100,18 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         {"log-level", required_argument, 0, OPT_LOG_LEVEL},
         {"lua-memory-limit", required_argument, 0, OPT_LUA_MEMORY},
         {"handler-timeout", required_argument, 0, OPT_HANDLER_TIMEOUT},
+        {"header-timeout", required_argument, 0, OPT_HEADER_TIMEOUT},
+        {"body-timeout", required_argument, 0, OPT_BODY_TIMEOUT},
+        {"keepalive-timeout", required_argument, 0, OPT_KEEPALIVE_TIMEOUT},
+        {"send-timeout", required_argument, 0, OPT_SEND_TIMEOUT},
+        {"max-pipelined", required_argument, 0, OPT_MAX_PIPELINED},
+        {"max-connections", required_argument, 0, OPT_MAX_CONNS},
+        {"max-connections-per-ip", required_argument, 0, OPT_MAX_CONNS_PER_IP},
+        {"ws-max-fragments", required_argument, 0, OPT_WS_MAX_FRAGMENTS},
+        {"ws-pause-bytes", required_argument, 0, OPT_WS_PAUSE_BYTES},
+        {"ws-close-timeout", required_argument, 0, OPT_WS_CLOSE_TIMEOUT},
         {"no-watch", no_argument, 0, OPT_NO_WATCH},
+        {"redis", required_argument, 0, OPT_REDIS},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
@@ -216,6 +243,13 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         case OPT_NO_WATCH:
             cfg->watch = 0;
             break;
+        case OPT_REDIS: /* the Redis adapter */
+            if (strncmp(optarg, "redis://", 8) != 0)
+                goto bad;
+            free(cfg->redis.url);
+            cfg->redis.url = strdup(optarg);
+            cfg->cli_set |= CFG_REDIS;
+            break;
         case OPT_LUA_MEMORY:
             if (parse_u64(optarg, &v) != 0)
                 goto bad;
@@ -225,6 +259,35 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
             if (parse_u64(optarg, &v) != 0)
                 goto bad;
             cfg->handler_timeout = v;
+            break;
+        /* transport limits (http_limits_t); timeouts of 0 are refused: 0 would mean the default */
+        case OPT_HEADER_TIMEOUT:
+        case OPT_BODY_TIMEOUT:
+        case OPT_KEEPALIVE_TIMEOUT:
+        case OPT_SEND_TIMEOUT:
+        case OPT_WS_CLOSE_TIMEOUT:
+            if (parse_u64(optarg, &v) != 0 || v == 0 || v > 86400000)
+                goto bad;
+            *(c == OPT_HEADER_TIMEOUT      ? &cfg->http.header_timeout
+              : c == OPT_BODY_TIMEOUT      ? &cfg->http.body_timeout
+              : c == OPT_KEEPALIVE_TIMEOUT ? &cfg->http.keepalive_timeout
+              : c == OPT_SEND_TIMEOUT      ? &cfg->http.send_timeout
+                                           : &cfg->http.ws_close_timeout) = v;
+            break;
+        case OPT_MAX_PIPELINED:
+        case OPT_WS_MAX_FRAGMENTS:
+        case OPT_WS_PAUSE_BYTES:
+            if (parse_u64(optarg, &v) != 0 || v == 0 || v > (1u << 30))
+                goto bad;
+            *(c == OPT_MAX_PIPELINED     ? &cfg->http.max_pipelined
+              : c == OPT_WS_MAX_FRAGMENTS ? &cfg->http.ws_max_fragments
+                                          : &cfg->http.ws_pause_bytes) = (size_t)v;
+            break;
+        case OPT_MAX_CONNS:
+        case OPT_MAX_CONNS_PER_IP:
+            if (parse_u64(optarg, &v) != 0 || v > (1u << 30))
+                goto bad;
+            *(c == OPT_MAX_CONNS ? &cfg->http.max_conns : &cfg->http.max_conns_per_ip) = (size_t)v;
             break;
         default:
             usage(stderr);

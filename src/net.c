@@ -4,7 +4,9 @@
  * ever needs a read buffer of its own.
  * Writing: uv_try_write first (the common case: the socket buffer has room, nothing is queued, no
  * reference is kept); whatever is left is queued as (rbuf, off, len) items and sent by ONE uv_write at
- * a time that gathers up to NET_WRITE_MAX items. The pending array exists only while items wait. */
+ * a time that gathers up to NET_WRITE_MAX items. The pending array exists only while items wait.
+ * Deadlines: tq.h queues, one per distinct duration, shared by every connection (O(1) per arm).
+ * Peers: a small hash of open connections per IP, so the first owner can apply per-IP limits. */
 #include "net.h"
 
 #include <stddef.h>
@@ -21,7 +23,6 @@
 /* Private flag bits, next to the public NET_F_* of net.h. */
 enum {
     NET_F_READING = 4, /* uv_read_start is active */
-    NET_F_PAUSED = 8,  /* the owner asked net_pause(): accept must not start reading */
 };
 
 typedef struct net_witem {
@@ -41,6 +42,135 @@ typedef struct net_wreq {
 static void close_why(net_conn_t *c, net_close_reason_t why);
 static void start_write(net_conn_t *c);
 
+/* ---------------------------------------------------------------- peers (connections per IP) */
+
+typedef struct net_peer {
+    struct net_peer *next;
+    size_t n;       /* open connections from this IP */
+    char ip[48];
+} net_peer_t;
+
+static uint32_t hash_ip(const char *p)
+{
+    uint32_t h = 2166136261u;
+    for (; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h;
+}
+
+static void peer_add(net_conn_t *c)
+{
+    net_ctx_t *ctx = c->ctx;
+    if (c->peer[0] == '\0')
+        return;
+    net_peer_t **pp = &ctx->peers[hash_ip(c->peer) % NET_PEER_BUCKETS];
+    net_peer_t *e = *pp;
+    while (e != NULL && strcmp(e->ip, c->peer) != 0)
+        e = e->next;
+    if (e == NULL) {
+        e = xcalloc(1, sizeof(*e));
+        memcpy(e->ip, c->peer, sizeof(e->ip));
+        e->next = *pp;
+        *pp = e;
+        ctx->npeers++;
+    }
+    e->n++;
+    c->peer_ent = e;
+}
+
+static void peer_remove(net_conn_t *c)
+{
+    net_ctx_t *ctx = c->ctx;
+    net_peer_t *e = c->peer_ent;
+    c->peer_ent = NULL;
+    if (e == NULL || --e->n > 0)
+        return;
+    for (net_peer_t **pp = &ctx->peers[hash_ip(e->ip) % NET_PEER_BUCKETS]; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            break;
+        }
+    free(e);
+    ctx->npeers--;
+}
+
+size_t net_peer_conns(const net_conn_t *c)
+{
+    return c->peer_ent ? c->peer_ent->n : 0;
+}
+
+/* ---------------------------------------------------------------- deadlines */
+
+static void on_deadline(tq_t *q, tq_entry_t *e)
+{
+    (void)q;
+    net_conn_t *c = container_of(e, net_conn_t, deadline);
+    if (c->flags & NET_F_CLOSING)
+        return;
+    if (c->ops != NULL && c->ops->on_timeout != NULL)
+        c->ops->on_timeout(c);
+    else
+        close_why(c, NET_CLOSE_TIMEOUT);
+}
+
+/* The queue for `ms`: an existing one of that duration, a new one, or (all NET_MAX_TQ in use)
+ * the shortest one longer than ms, else the longest: a deadline may come late, never never. */
+static tq_t *queue_for(net_ctx_t *ctx, uint64_t ms)
+{
+    tq_t *best = NULL;
+    for (uint8_t i = 0; i < ctx->ntq; i++)
+        if (ctx->tq[i].timeout == ms)
+            return &ctx->tq[i];
+    if (ctx->ntq < NET_MAX_TQ) {
+        tq_t *q = &ctx->tq[ctx->ntq++];
+        tq_init(q, ctx->loop, ms, on_deadline, ctx);
+        return q;
+    }
+    for (uint8_t i = 0; i < ctx->ntq; i++) { /* shortest of those >= ms */
+        tq_t *q = &ctx->tq[i];
+        if (q->timeout >= ms && (best == NULL || q->timeout < best->timeout))
+            best = q;
+    }
+    if (best != NULL)
+        return best;
+    best = &ctx->tq[0]; /* none: the longest */
+    for (uint8_t i = 1; i < ctx->ntq; i++)
+        if (ctx->tq[i].timeout > best->timeout)
+            best = &ctx->tq[i];
+    return best;
+}
+
+/* Removes c's deadline; a queue left empty stops its timer, so that an idle loop has no timer
+ * to wake up for (and uv_run() can return when nothing else is active). */
+static void disarm(net_conn_t *c)
+{
+    net_ctx_t *ctx = c->ctx;
+    if (!tq_queued(&c->deadline))
+        return;
+    tq_remove(&c->deadline);
+    for (uint8_t i = 0; i < ctx->ntq; i++)
+        if (ctx->tq[i].head.next == &ctx->tq[i].head)
+            uv_timer_stop(&ctx->tq[i].timer);
+}
+
+void net_set_timeout(net_conn_t *c, uint64_t ms)
+{
+    disarm(c);
+    if (ms == 0 || (c->flags & NET_F_CLOSING) || c->ctx->stopped > 1)
+        return;
+    tq_add(queue_for(c->ctx, ms), &c->deadline);
+}
+
+/* After net_stop(), once the last connection is gone: the timer handles go too. */
+static void close_queues(net_ctx_t *ctx)
+{
+    if (ctx->stopped != 1 || ctx->nconns != 0)
+        return;
+    ctx->stopped = 2;
+    for (uint8_t i = 0; i < ctx->ntq; i++)
+        tq_close(&ctx->tq[i]);
+}
+
 /* ---------------------------------------------------------------- close protocol */
 
 static void close_cb(uv_handle_t *h)
@@ -48,13 +178,17 @@ static void close_cb(uv_handle_t *h)
     net_conn_t *c = container_of(h, net_conn_t, tcp);
     /* libuv has already run the write callbacks (UV_ECANCELED) of the in-flight write, so only
      * items that never reached uv_write are left. */
+    net_ctx_t *ctx = c->ctx;
     for (uint32_t i = 0; i < c->npending; i++)
         rbuf_unref(c->pending[i].b);
     free(c->pending);
-    c->ctx->nconns--;
+    disarm(c); /* an owner's on_close below cannot re-arm it: the conn is closing */
+    peer_remove(c);
+    ctx->nconns--;
     if (c->ops != NULL && c->ops->on_close != NULL)
         c->ops->on_close(c, (net_close_reason_t)c->why);
     free(c);
+    close_queues(ctx);
 }
 
 static void close_why(net_conn_t *c, net_close_reason_t why)
@@ -63,6 +197,7 @@ static void close_why(net_conn_t *c, net_close_reason_t why)
         return;
     c->flags |= NET_F_CLOSING;
     c->why = (uint8_t)why;
+    disarm(c);
     if (c->flags & NET_F_READING)
         uv_read_stop((uv_stream_t *)&c->tcp);
     c->flags &= (uint8_t)~NET_F_READING;
@@ -262,7 +397,13 @@ static void on_connection(uv_stream_t *server, int status)
 {
     net_ctx_t *ctx = container_of(server, net_ctx_t, listener);
     if (status < 0) {
-        log_warn("net: accept: %s", uv_strerror(status));
+        /* EMFILE/ENFILE: libuv has already accepted and dropped the waiting connection (its
+         * reserve-fd trick), so this does not spin; log at most once a second. */
+        uint64_t now = uv_now(ctx->loop);
+        if (ctx->accept_warned == 0 || now - ctx->accept_warned >= 1000) {
+            ctx->accept_warned = now ? now : 1;
+            log_warn("net: accept: %s (%zu connections open)", uv_strerror(status), ctx->nconns);
+        }
         return;
     }
     net_conn_t *c = xcalloc(1, sizeof(*c));
@@ -286,6 +427,7 @@ static void on_connection(uv_stream_t *server, int status)
         else if (ss.ss_family == AF_INET)
             uv_ip4_name((const struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
     }
+    peer_add(c);
     ctx->on_accept(c, ctx->data);
     if (!(c->flags & NET_F_PAUSED))
         start_reading(c);
@@ -335,4 +477,7 @@ void net_stop(net_ctx_t *ctx)
 {
     if (ctx->loop != NULL && !uv_is_closing((uv_handle_t *)&ctx->listener))
         uv_close((uv_handle_t *)&ctx->listener, NULL);
+    if (ctx->stopped == 0)
+        ctx->stopped = 1;
+    close_queues(ctx);
 }

@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "tq.h"
 
 typedef struct net_conn net_conn_t;
 typedef struct net_ctx net_ctx_t;
@@ -18,6 +19,7 @@ typedef enum {
     NET_CLOSE_EOF,       /* the peer closed its side */
     NET_CLOSE_ERROR,     /* read/write error (reset, ...) */
     NET_CLOSE_OVERFLOW,  /* our output queue for it went over net_ctx.max_queued: a slow reader */
+    NET_CLOSE_TIMEOUT,   /* its deadline (net_set_timeout) passed and the owner has no on_timeout */
 } net_close_reason_t;
 
 /* Owner's callbacks. The owner (http, then ws after an upgrade) may change with net_set_owner(). */
@@ -30,6 +32,10 @@ typedef struct {
     void (*on_close)(net_conn_t *c, net_close_reason_t why);
     /* Optional: the output queue became empty. */
     void (*on_drain)(net_conn_t *c);
+    /* Optional: the deadline set with net_set_timeout() passed (it is disarmed now). NULL: the
+     * connection is closed with NET_CLOSE_TIMEOUT. Called from a timer, never from inside a call
+     * of the owner. */
+    void (*on_timeout)(net_conn_t *c);
 } net_ops_t;
 
 struct net_wreq;
@@ -37,6 +43,7 @@ struct net_wreq;
 enum {
     NET_F_CLOSING = 1,     /* uv_close() has been called */
     NET_F_CLOSE_AFTER = 2, /* close once the output queue has drained */
+    NET_F_PAUSED = 8,      /* net_pause() is in force (4 is private to net.c) */
 };
 
 struct net_conn {
@@ -51,10 +58,15 @@ struct net_conn {
     size_t queued;             /* bytes in inflight + pending */
     uint8_t flags;             /* NET_F_* */
     uint8_t why;               /* net_close_reason_t once closing */
+    tq_entry_t deadline;       /* in one of ctx->tq while a deadline is armed */
+    struct net_peer *peer_ent; /* this IP's entry in ctx->peers (NULL if not counted) */
     char peer[48];             /* "ip" of the peer, for logs and handshake.address */
 };
 
 typedef void (*net_accept_cb)(net_conn_t *c, void *data);
+
+#define NET_MAX_TQ 8           /* distinct deadline durations with a timer queue of their own */
+#define NET_PEER_BUCKETS 1024  /* buckets of the per-IP table */
 
 struct net_ctx {
     uv_loop_t *loop;
@@ -64,6 +76,17 @@ struct net_ctx {
     size_t max_queued;        /* output bytes per connection before it is closed as a slow reader */
     size_t nconns;            /* open connections (for tests and limits) */
     size_t max_conns;         /* refuse (close at once) beyond this; 0 = unlimited */
+    /* Deadlines: one timeout queue (one uv_timer) per distinct duration in use, made on first
+     * use; a connection is in at most one. Beyond NET_MAX_TQ durations, the closest longer one
+     * is used. Closed by net_stop() once no connection is left. */
+    tq_t tq[NET_MAX_TQ];
+    uint8_t ntq;
+    uint8_t stopped;          /* net_stop() was called: close the queues with the last conn */
+    /* Open connections per peer IP (for limits): a chained hash whose buckets live here, so that
+     * nothing of it is left unreachable if the process exits with connections open. */
+    struct net_peer *peers[NET_PEER_BUCKETS];
+    size_t npeers;            /* distinct IPs connected */
+    uint64_t accept_warned;   /* loop time of the last accept error logged (EMFILE floods) */
     char readbuf[65536];      /* the loop-wide read buffer */
 };
 
@@ -96,5 +119,13 @@ static inline int net_closing(const net_conn_t *c) { return (c->flags & NET_F_CL
  * not started by the listener; reading begins at net_resume(). */
 void net_pause(net_conn_t *c);
 void net_resume(net_conn_t *c);
+static inline int net_paused(const net_conn_t *c) { return (c->flags & NET_F_PAUSED) != 0; }
+
+/* Arms c's one deadline `ms` from now, replacing any earlier one; ms == 0 disarms it. When it
+ * passes, ops->on_timeout(c) runs (or c closes). O(1): no per-connection timer. A no-op on a
+ * closing connection. */
+void net_set_timeout(net_conn_t *c, uint64_t ms);
+/* Open connections from c's peer IP, c included (0 if c was never counted). */
+size_t net_peer_conns(const net_conn_t *c);
 
 #endif

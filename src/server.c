@@ -38,6 +38,16 @@ void sl_config_defaults(sl_config_t *cfg)
     cfg->http.max_headers = 100;
     cfg->http.max_url = 8192;
     cfg->http.max_body = cfg->eio.max_payload;
+    cfg->http.max_pipelined = 16;
+    cfg->http.header_timeout = 10000;
+    cfg->http.body_timeout = 30000;
+    cfg->http.keepalive_timeout = 5000;
+    cfg->http.send_timeout = 10000;
+    cfg->http.max_conns = 10000;
+    cfg->http.max_conns_per_ip = 0;
+    cfg->http.ws_max_fragments = 1024;
+    cfg->http.ws_pause_bytes = 65536;
+    cfg->http.ws_close_timeout = 5000;
     cfg->max_write_queue = 16u << 20;
     cfg->max_json_depth = 64;
     cfg->lua_memory_limit = (size_t)512 << 20;
@@ -187,6 +197,14 @@ static void on_request(http_req_t *req, void *data)
         eio_handle_request(&srv->eio, req);
         return;
     }
+    {
+        /* Engine.IO-only endpoints of the app (siolua.engine), on their own paths */
+        eio_server_t *raw = lengine_route(srv->lua, req);
+        if (raw != NULL) {
+            eio_handle_request(raw, req);
+            return;
+        }
+    }
     if (req->upgrade) {
         respond_text(req, 400, "Bad Request");
         return;
@@ -253,6 +271,10 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     eio_server_init(&srv->eio, loop, &srv->cfg.eio, &srv->cfg.http, &sio_eio_handler, &srv->sio);
     srv->eio.allow_request = lhost_allow_request;
     srv->eio.allow_ud = srv->lua;
+    lengine_start(srv->lua); /* io.engine events, siolua.engine endpoints */
+    /* Redis adapter (adapter_redis.h): connects in the background, survives reloads */
+    if (srv->cfg.redis.url != NULL && adapter_redis_start(srv) != 0)
+        return -1;
     srv->net.max_queued = srv->cfg.max_write_queue;
     rc = net_listen(&srv->net, loop, srv->cfg.host, srv->cfg.port, on_accept, srv, &err);
     if (rc != 0) {
@@ -288,9 +310,11 @@ void sl_server_close(sl_server_t *srv)
     net_stop(&srv->net);
     reload_close(&srv->reload);
     sio_server_close(&srv->sio, "server shutting down");
+    adapter_redis_close(srv->redis); /* after the disconnect handlers: their publishes are flushed */
     if (srv->lua != NULL)
         ltimer_close_all(srv->lua);
     eio_server_close(&srv->eio, "forced close");
+    lengine_close(srv->lua); /* siolua.engine endpoints */
     uv_close((uv_handle_t *)&srv->sio.q_connect.timer, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
@@ -304,6 +328,8 @@ void sl_server_close(sl_server_t *srv)
 void sl_server_free(sl_server_t *srv)
 {
     eio_cors_t *c = &srv->cfg.eio.cors;
+    adapter_redis_free(srv->redis); /* Redis adapter */
+    srv->redis = NULL;
     lhost_free(srv->lua);
     srv->lua = NULL;
     while (srv->sio.nsps != NULL) {
@@ -322,4 +348,6 @@ void sl_server_free(sl_server_t *srv)
     free(srv->cfg.path);
     free(srv->cfg.static_dir);
     free(srv->cfg.app);
+    free(srv->cfg.redis.url); /* Redis adapter */
+    free(srv->cfg.redis.key);
 }

@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include "adapter_redis.h"
 #include "eio.h"
 #include "http.h"
 #include "net.h"
@@ -21,6 +22,7 @@ enum {
     CFG_PING_INTERVAL = 1 << 4, CFG_PING_TIMEOUT = 1 << 5, CFG_UPGRADE_TIMEOUT = 1 << 6,
     CFG_CONNECT_TIMEOUT = 1 << 7, CFG_MAX_BUFFER = 1 << 8, CFG_TRANSPORTS = 1 << 9,
     CFG_ALLOW_UPGRADES = 1 << 10, CFG_CORS = 1 << 11, CFG_SERVE_CLIENT = 1 << 12,
+    CFG_REDIS = 1 << 20, /* --redis (the Redis adapter) */
 };
 
 typedef struct {
@@ -39,6 +41,7 @@ typedef struct {
     size_t lua_memory_limit;   /* bytes the Lua VM may hold (0 = no limit) */
     int watch;                 /* reload when app.lua or its modules change (--no-watch: 0) */
     uint64_t handler_timeout;  /* ms one handler call may run before it is aborted (0 = no limit) */
+    adapter_redis_config_t redis; /* --redis / io.options{adapter = ...}: the Redis adapter (url NULL: none) */
 } sl_config_t;
 
 typedef struct sl_server {
@@ -48,6 +51,7 @@ typedef struct sl_server {
     eio_server_t eio;
     sio_server_t sio;
     struct lhost *lua;         /* the current Lua VM (replaced by each hot reload) */
+    struct adapter_redis *redis; /* the Redis adapter (NULL: in-memory); outlives hot reloads */
     reload_t reload;
     uv_signal_t sigint, sigterm;
     char client_etag[64];      /* "\"<socket.io-client version>\"" */

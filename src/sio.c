@@ -36,10 +36,18 @@ static void client_unref(sio_client_t *c)
     free(c);
 }
 
+static void nsp_free(sio_server_t *srv, sio_nsp_t *nsp);
+
 void sio_socket_unref(sio_socket_t *s)
 {
-    if (--s->refs == 0)
-        free(s);
+    sio_nsp_t *nsp;
+    if (--s->refs > 0)
+        return;
+    nsp = s->nsp;
+    free(s);
+    /* the last socket of a removable namespace is gone: the namespace goes too */
+    if (--nsp->nrefs == 0 && nsp->removable && nsp->srv->cfg->cleanup_empty_children)
+        nsp_free(nsp->srv, nsp);
 }
 
 eio_session_t *sio_socket_session(const sio_socket_t *s)
@@ -336,6 +344,7 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
     s->state = SIO_S_CONNECTING;
     s->refs = 1; /* the client's */
     s->nsp = nsp;
+    nsp->nrefs++;
     s->client = c;
     s->cnext = c->sockets;
     c->sockets = s;
@@ -526,12 +535,27 @@ sio_nsp_t *sio_nsp_create(sio_server_t *srv, const char *name, size_t len)
     if (n != NULL)
         return n;
     n = xcalloc(1, sizeof(*n));
+    n->srv = srv;
     n->name = xstrndup(name, len);
     n->head.nprev = n->head.nnext = &n->head;
     for (pp = &srv->nsps; *pp; pp = &(*pp)->next)
         ;
     *pp = n;
     return n;
+}
+
+static void nsp_free(sio_server_t *srv, sio_nsp_t *nsp)
+{
+    if (srv->h->on_nsp_free != NULL)
+        srv->h->on_nsp_free(nsp, srv->ud);
+    for (sio_nsp_t **pp = &srv->nsps; *pp; pp = &(*pp)->next)
+        if (*pp == nsp) {
+            *pp = nsp->next;
+            break;
+        }
+    room_index_free(&nsp->rooms);
+    free(nsp->name);
+    free(nsp);
 }
 
 void sio_server_init(sio_server_t *srv, uv_loop_t *loop, const sio_config_t *cfg, const sio_handler_t *h,

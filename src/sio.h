@@ -33,6 +33,7 @@ struct sio_socket {
     struct sio_socket *idnext;         /* namespace id table chain (rooms.c) */
     room_member_t *rooms;              /* rooms joined (its own id is implicit) */
     uint32_t mark;                     /* selection epoch that last visited it (dedup) */
+    uint8_t upper_flags;               /* bits of the upper layer (LSOCKET_F_*) */
     int handle_ref;                    /* upper layer: the Lua registry ref of its handle */
     void *data;                        /* upper layer */
 };
@@ -44,6 +45,10 @@ struct sio_nsp {
     room_index_t rooms;                /* rooms and socket ids of this namespace */
     int64_t next_ack;                  /* ack ids, per namespace as in the reference */
     struct sio_nsp *next;              /* server's namespace list */
+    struct sio_server *srv;
+    uint32_t nrefs;                    /* sockets (any state, until freed) that point to it */
+    uint8_t removable;                 /* a dynamic namespace's child: freed once empty if the
+                                          server's cleanup_empty_children is on */
     void *data;                        /* upper layer (Lua handlers) */
 };
 
@@ -63,11 +68,15 @@ typedef struct {
     sio_nsp_t *(*resolve)(slice_t name, slice_t auth, void *ud);
     /* The client's connection moved to WebSocket: called for each of its connected sockets. */
     void (*on_upgrade)(sio_socket_t *s, void *ud);
+    /* A removable namespace lost its last socket and is about to be freed (cleanupEmptyChild-
+     * Namespaces): the upper layer forgets it. Optional. */
+    void (*on_nsp_free)(sio_nsp_t *nsp, void *ud);
 } sio_handler_t;
 
 typedef struct {
     uint64_t connect_timeout;  /* ms before a session that joined no namespace is closed, 45000 */
     sio_limits_t limits;       /* attachments per packet, namespace length */
+    int cleanup_empty_children;/* cleanupEmptyChildNamespaces: free removable namespaces once empty */
 } sio_config_t;
 
 struct sio_server {

@@ -8,7 +8,11 @@
  * the payload length). Idle means accounted == fed, the last data frame had FIN, nothing queued.
  * Output bypasses wslay: ws_frame() writes the server frame header into the rbuf's headroom once and
  * the same bytes are queued on every recipient (wslay would copy each message per connection).
- * Only the control frames wslay queues by itself (pong, close reply) go through wslay_event_send. */
+ * Only the control frames wslay queues by itself (pong, close reply) go through wslay_event_send.
+ * Bounds: fragments per message are counted as frames start (wslay keeps ~100 bytes per fragment);
+ * reading stops while the output queue is over pause_bytes (a client that pings without reading
+ * cannot grow the pong queue) and resumes when it drains; every close is given close_timeout to
+ * write its last bytes. */
 #include "ws.h"
 
 #include <openssl/evp.h>
@@ -24,6 +28,13 @@ struct ws_conn {
     const ws_handler_t *h;
     void *ud;
     uint64_t max_message;
+    size_t max_fragments;
+    size_t pause_bytes;
+    uint64_t close_timeout;
+    size_t nfrags;                /* frames of the data message in progress */
+    uint16_t violation;           /* a close code decided inside a wslay callback, sent after it */
+    uint8_t out_paused;           /* reading stopped until the output drains */
+    buf_t ctl;                    /* control frames from one wslay_event_send, written at once */
     wslay_event_context_ptr wctx; /* NULL when idle */
     const char *in;               /* bytes being fed to wslay_event_recv */
     size_t inlen;
@@ -51,7 +62,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
 {
     (void)flags;
     ws_conn_t *ws = ud;
-    if (ws->inlen == 0 || ws->closing) {
+    if (ws->inlen == 0 || ws->closing || ws->violation) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -67,8 +78,19 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 {
     (void)ctx, (void)flags;
     ws_conn_t *ws = ud;
-    net_write_copy(ws->net, data, len); /* control frames only: small and rare */
+    buf_append(&ws->ctl, data, len); /* control frames only; flush_ctl() writes them in one go */
     return (ssize_t)len;
+}
+
+/* Sends what wslay has queued (pongs, a close reply) with one write: a burst of pings read in
+ * one go is answered with one syscall, not one per pong. */
+static void flush_ctl(ws_conn_t *ws)
+{
+    if (ws->wctx != NULL && wslay_event_want_write(ws->wctx))
+        wslay_event_send(ws->wctx);
+    if (ws->ctl.len > 0)
+        net_write_copy(ws->net, ws->ctl.base, ws->ctl.len);
+    buf_free(&ws->ctl);
 }
 
 static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg,
@@ -78,19 +100,33 @@ static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event
     ws_conn_t *ws = ud;
     uint64_t n = arg->payload_length;
     ws->accounted += 2 + (n < 126 ? 0 : n < 65536 ? 2 : 8) + 4 + n;
-    if (arg->opcode < 0x8) /* data or continuation; control frames can come between fragments */
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && n == 1)
+        ws->violation = 1002; /* RFC 6455 5.5.1: a close body starts with a 2-byte code; wslay
+                                 would answer it as an empty close */
+    if (arg->opcode < 0x8) { /* data or continuation; control frames can come between fragments */
         ws->frag = !arg->fin;
+        ws->nfrags = arg->opcode != 0 ? 1 : ws->nfrags + 1;
+        if (ws->nfrags > ws->max_fragments)
+            ws->violation = 1009; /* recv_cb now stops wslay; feed() closes */
+    }
 }
 
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *ud)
 {
-    (void)ctx;
     ws_conn_t *ws = ud;
     if (ws->closing)
         return;
-    if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
-        ws->h->on_message(ws, arg->opcode == WSLAY_BINARY_FRAME, arg->msg ? (const char *)arg->msg : "",
-                          arg->msg_length, ws->ud);
+    if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
+        return;
+    /* Pongs for pings that came before this message go out before any answer to it: our data
+     * frames bypass wslay's queue, so without this a pong sent between fragments would follow
+     * the echo of the message. */
+    (void)ctx;
+    flush_ctl(ws);
+    if (net_closing(ws->net)) /* the pong write failed */
+        return;
+    ws->h->on_message(ws, arg->opcode == WSLAY_BINARY_FRAME, arg->msg ? (const char *)arg->msg : "",
+                      arg->msg_length, ws->ud);
 }
 
 static const struct wslay_event_callbacks ws_callbacks = {
@@ -149,6 +185,23 @@ static void write_close_frame(ws_conn_t *ws, uint16_t code, const char *reason)
     net_write_copy(ws->net, f, 4 + rl);
 }
 
+/* Closes once what is queued is written, within close_timeout. */
+static void close_after_write(ws_conn_t *ws)
+{
+    ws->closing = 1;
+    net_close_after_write(ws->net);
+    net_set_timeout(ws->net, ws->close_timeout); /* no on_timeout: net closes it */
+}
+
+/* A protocol violation: close frame with `code`, then close. */
+static void fail(ws_conn_t *ws, uint16_t code)
+{
+    ws->closing = 1;
+    set_why(ws, WS_CLOSED_ERROR);
+    write_close_frame(ws, code, NULL);
+    close_after_write(ws);
+}
+
 void ws_close(ws_conn_t *ws, uint16_t code, const char *reason)
 {
     if (ws->closing)
@@ -156,7 +209,7 @@ void ws_close(ws_conn_t *ws, uint16_t code, const char *reason)
     ws->closing = 1;
     set_why(ws, WS_CLOSED_LOCAL);
     write_close_frame(ws, code, reason);
-    net_close_after_write(ws->net);
+    close_after_write(ws);
 }
 
 void ws_abort(ws_conn_t *ws)
@@ -195,6 +248,7 @@ static void feed(ws_conn_t *ws, const char *data, size_t len)
         wslay_event_config_set_max_recv_msg_length(ws->wctx, ws->max_message);
         ws->fed = ws->accounted = 0;
         ws->frag = 0;
+        ws->nfrags = 0;
     }
     ws->in = data;
     ws->inlen = len;
@@ -203,21 +257,26 @@ static void feed(ws_conn_t *ws, const char *data, size_t len)
     ws->inlen = 0;
     if (ws->closing) /* the handler closed it: send nothing more from wslay */
         return;
+    if (ws->violation) {
+        fail(ws, ws->violation);
+        return;
+    }
     if (r != 0) {
         /* A frame-level violation (bad length encoding, fragmented control frame, ...). wslay
          * queued a close without a status code; say 1002 instead. */
-        ws->closing = 1;
-        set_why(ws, WS_CLOSED_ERROR);
-        write_close_frame(ws, 1002, NULL);
-        net_close_after_write(ws->net);
+        fail(ws, 1002);
         return;
     }
-    wslay_event_send(ws->wctx); /* pong, close reply, or wslay's 1002/1007/1009 close */
+    flush_ctl(ws); /* pong, close reply, or wslay's 1002/1007/1009 close */
     if (!wslay_event_get_read_enabled(ws->wctx)) {
-        ws->closing = 1;
         set_why(ws, wslay_event_get_close_received(ws->wctx) ? WS_CLOSED_PEER : WS_CLOSED_ERROR);
-        net_close_after_write(ws->net);
+        close_after_write(ws);
         return;
+    }
+    if (ws->net->queued > ws->pause_bytes && !ws->out_paused) {
+        /* the peer sends faster than it reads our answers: wait until they are written */
+        ws->out_paused = 1;
+        net_pause(ws->net);
     }
     if (ws->accounted == ws->fed && !ws->frag && wslay_event_get_queued_msg_count(ws->wctx) == 0) {
         wslay_event_context_free(ws->wctx); /* idle: keep no per-connection buffers */
@@ -243,10 +302,20 @@ static void on_close(net_conn_t *c, net_close_reason_t why)
     if (ws->wctx != NULL)
         wslay_event_context_free(ws->wctx);
     buf_free(&ws->rest);
+    buf_free(&ws->ctl);
     free(ws);
 }
 
-static const net_ops_t ws_ops = {.on_read = on_read, .on_close = on_close, .on_drain = NULL};
+static void on_drain(net_conn_t *c)
+{
+    ws_conn_t *ws = c->owner;
+    if (ws->out_paused && !ws->closing) {
+        ws->out_paused = 0;
+        net_resume(c);
+    }
+}
+
+static const net_ops_t ws_ops = {.on_read = on_read, .on_close = on_close, .on_drain = on_drain};
 
 /* ---------------------------------------------------------------- handshake */
 
@@ -326,9 +395,13 @@ ws_conn_t *ws_accept(http_req_t *req, const http_hdr_t *extra, size_t nextra, co
     buf_append(&resp, "\r\n", 2);
 
     ws_conn_t *ws = xcalloc(1, sizeof(*ws));
+    const http_limits_t *hl = http_limits(req);
     ws->h = h;
     ws->ud = ud;
     ws->max_message = lim->max_message ? lim->max_message : 1000000;
+    ws->max_fragments = hl->ws_max_fragments;
+    ws->pause_bytes = hl->ws_pause_bytes;
+    ws->close_timeout = hl->ws_close_timeout;
     ws->net = http_detach(req, &ws->rest); /* req is gone after this; the conn comes back paused */
     net_set_owner(ws->net, &ws_ops, ws);
     net_write_copy(ws->net, resp.base, resp.len);
@@ -347,6 +420,6 @@ void ws_start(ws_conn_t *ws)
         feed(ws, rest.base, rest.len);
         buf_free(&rest);
     }
-    if (!ws->closing)
+    if (!ws->closing && !ws->out_paused)
         net_resume(ws->net);
 }

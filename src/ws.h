@@ -30,6 +30,9 @@ typedef struct {
     void (*on_close)(ws_conn_t *ws, ws_close_reason_t why, void *ud);
 } ws_handler_t;
 
+/* The other WebSocket limits (fragments per message, output backpressure, close timeout) are the
+ * connection's: ws_accept takes them from http_limits(req) (ws_max_fragments, ws_pause_bytes,
+ * ws_close_timeout). */
 typedef struct {
     uint64_t max_message;   /* bytes per message (maxHttpBufferSize); over it: close 1009 */
 } ws_limits_t;

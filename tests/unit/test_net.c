@@ -44,7 +44,7 @@ static void on_drain(net_conn_t *c)
     ((srv_t *)c->owner)->ndrain++;
 }
 
-static const net_ops_t ops = {on_read, on_close, on_drain};
+static const net_ops_t ops = {.on_read = on_read, .on_close = on_close, .on_drain = on_drain};
 
 static void on_accept(net_conn_t *c, void *data)
 {

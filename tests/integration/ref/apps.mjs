@@ -91,3 +91,7 @@ export const apps = {
     },
   },
 };
+
+// the server API tests' twins (api_*.lua) live in their own file
+import { apiApps } from "./api_apps.mjs";
+Object.assign(apps, apiApps);

@@ -1,0 +1,41 @@
+// The benchmark's Node reference (bench/run.sh): npm socket.io from the repository's node_modules,
+// the same events as bench/app.lua. Usage: node bench/node/server.js --port N
+//   [--ping-interval MS] [--ping-timeout MS]; BENCH_ROOMS=1 uses rooms for join/bcast.
+"use strict";
+const http = require("http");
+const { Server } = require("socket.io");
+
+const opt = { port: 3000, pingInterval: 25000, pingTimeout: 20000 };
+for (let i = 2; i < process.argv.length; i += 2) {
+  const k = process.argv[i], v = Number(process.argv[i + 1]);
+  if (k === "--port") opt.port = v;
+  else if (k === "--ping-interval") opt.pingInterval = v;
+  else if (k === "--ping-timeout") opt.pingTimeout = v;
+  else { console.error("unknown option " + k); process.exit(2); }
+}
+const rooms = process.env.BENCH_ROOMS === "1";
+
+const httpServer = http.createServer();
+const io = new Server(httpServer, {
+  pingInterval: opt.pingInterval,
+  pingTimeout: opt.pingTimeout,
+  serveClient: false,
+});
+
+io.on("connection", (socket) => {
+  socket.on("echo", (x, ack) => ack(x));
+  socket.on("join", (room, ack) => {
+    if (rooms) socket.join(room);
+    if (typeof ack === "function") ack();
+  });
+  socket.on("bcast", (room, payload) => {
+    if (rooms) socket.to(room).emit("bcast", payload);
+    else socket.broadcast.emit("bcast", payload);
+  });
+  socket.on("disconnect", () => {});
+});
+
+httpServer.listen(opt.port, "127.0.0.1", () => {
+  console.error(`node socket.io ${require("socket.io/package.json").version} listening on http://127.0.0.1:${httpServer.address().port}`);
+});
+for (const sig of ["SIGTERM", "SIGINT"]) process.on(sig, () => process.exit(0));

@@ -1,0 +1,623 @@
+-- cluster.lua: the Redis adapter's protocol, wire-compatible with the Node @socket.io/redis-adapter
+-- (8.x) and @socket.io/redis-emitter, so siolua nodes and Node servers can share one cluster.
+-- It runs after prelude.lua in every VM and wraps the prelude's operator and namespace methods;
+-- without a Redis adapter (core.redis_enabled() false) every wrapper falls through to the local
+-- behaviour. The C half (src/adapter_redis.c) owns the connections and the subscriptions.
+--
+-- Channels, for a namespace NSP and the prefix KEY ("socket.io"), as the Node adapter names them:
+--   KEY#NSP#            broadcasts: msgpack [uid, packet, {rooms, except, flags}]
+--   KEY#NSP#ROOM#       the same, when exactly one room is targeted (PSUBSCRIBE KEY#NSP#*)
+--   KEY-request#NSP#    requests: JSON, or msgpack for BROADCAST (the one with acks);
+--                       its subscriber count (PUBSUB NUMSUB) is the server count
+--   KEY-response#NSP#   responses (and KEY-response#NSP#UID# with publishOnSpecificResponseChannel)
+local siolua = siolua
+local core = siolua._core
+local hooks = siolua._hooks
+local op_methods, nsp_methods = siolua._op_methods, siolua._nsp_methods
+local new_op, bind = siolua._new_op, siolua._bind
+local reserved = siolua._reserved
+local null = siolua.null
+local pack, unpack = table.pack, table.unpack
+local json_encode, json_decode = core.json_encode, core.json_decode
+local mp_encode, mp_decode = core.msgpack_encode, core.msgpack_decode
+local io_ = io
+local TIMEOUT = "operation has timed out"
+
+-- The request types of the Node adapter (lib/index.ts RequestType).
+local SOCKETS, ALL_ROOMS, REMOTE_JOIN, REMOTE_LEAVE, REMOTE_DISCONNECT, REMOTE_FETCH, SERVER_SIDE_EMIT,
+  BROADCAST, BROADCAST_CLIENT_COUNT, BROADCAST_ACK = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+
+local enabled = false      -- a Redis adapter is configured (its connection may be down)
+local cfg, uid             -- core.redis_config(), this node's uid
+local requests = {}        -- requestId -> pending request of ours (fetchSockets, serverSideEmit)
+local ack_requests = {}    -- requestId -> {client_count, ack} of our broadcasts with acks
+local pending = {}         -- core.redis_command id -> function(reply, err)
+local known = { ["/"] = true } -- namespaces seen, subscribed when the adapter starts
+
+local cluster = {}
+siolua.cluster = cluster
+
+---------------------------------------------------------------------------- helpers
+
+local function val(v) if v == null then return nil end return v end
+
+-- A list of room names (strings, deduplicated) as an array, from a table, a value or nil.
+local function strlist(t)
+  local out = siolua.array()
+  if t == nil or t == null then return out end
+  if type(t) ~= "table" then t = { t } end
+  if #t == 0 then return out end
+  local seen = {}
+  for i = 1, #t do
+    local v = t[i]
+    if v ~= nil and v ~= null then
+      v = tostring(v)
+      if not seen[v] then
+        seen[v] = true
+        out[#out + 1] = v
+      end
+    end
+  end
+  return out
+end
+
+local function nonempty(t) if #t == 0 then return nil end return t end
+
+-- {ev, args...}, nil arguments as null (an array keeps its length on the wire).
+local function event_data(ev, args)
+  local data = { ev }
+  for i = 1, args.n do
+    local v = args[i]
+    if v == nil then v = null end
+    data[i + 1] = v
+  end
+  return data
+end
+
+-- A copy of v with only what JSON carries (handshake, socket.data in fetchSockets answers).
+local function jsonable(v, depth)
+  local t = type(v)
+  if t == "string" or t == "boolean" or v == null then return v end
+  if t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return nil end
+    return v
+  end
+  if t ~= "table" or (depth or 0) > 32 then return nil end
+  local out = {}
+  for k, x in pairs(v) do
+    if type(k) == "string" or math.type(k) == "integer" then out[k] = jsonable(x, (depth or 0) + 1) end
+  end
+  return out
+end
+
+local pre_broadcast, pre_request, pre_response, own_prefix -- channel prefixes, our messages' first bytes
+
+local function setup()
+  cfg = core.redis_config()
+  uid = core.redis_uid()
+  pre_broadcast, pre_request, pre_response = cfg.key .. "#", cfg.key .. "-request#", cfg.key .. "-response#"
+  -- a broadcast of ours starts with msgpack fixarray(3), fixstr(6) uid: skipped without decoding
+  own_prefix = "\x93\xa6" .. uid
+end
+
+local function ch_broadcast(nsp) return cfg.key .. "#" .. nsp .. "#" end
+local function ch_request(nsp) return cfg.key .. "-request#" .. nsp .. "#" end
+local function ch_response(nsp) return cfg.key .. "-response#" .. nsp .. "#" end
+
+local function publish(channel, bytes) return core.redis_publish(channel, bytes) end
+
+local function publish_response(nspname, req, body)
+  local channel = ch_response(nspname)
+  if cfg.publishOnSpecificResponseChannel and type(req.uid) == "string" then
+    channel = channel .. req.uid .. "#"
+  end
+  publish(channel, body)
+end
+
+local nsp_cache = {}
+local function nsp_obj(name)
+  local o = nsp_cache[name]
+  if o == nil then
+    o = io_.of(name)
+    nsp_cache[name] = o
+  end
+  return o
+end
+
+-- Runs fn(done) and suspends the calling handler until done(...) is called; returns its values
+-- packed. Must run in a handler (every handler is a coroutine).
+local function await(what, fn)
+  local co, main = coroutine.running()
+  if main then error(what .. " must be called from a handler (a coroutine), not at the top level", 3) end
+  local result, ready, waiting = nil, false, false
+  fn(function(...)
+    if ready then return end
+    ready = true
+    result = pack(...)
+    if waiting then core.resume(co) end
+  end)
+  if not ready then
+    waiting = true
+    coroutine.yield()
+  end
+  return result
+end
+
+-- The number of servers of the cluster (subscribers of the namespace's request channel, this one
+-- included), given to cb; 1 when Redis cannot tell (down): the operation is then local only.
+local function server_count(nspname, cb)
+  local id = core.redis_command({ "PUBSUB", "NUMSUB", ch_request(nspname) })
+  if not id then return cb(1) end
+  pending[id] = function(reply)
+    local n = type(reply) == "table" and math.tointeger(reply[2]) or 1
+    cb(n > 0 and n or 1)
+  end
+end
+
+function hooks.redis_reply(id, reply, err)
+  local f = pending[id]
+  if f == nil then return end
+  pending[id] = nil
+  f(reply, err)
+end
+
+---------------------------------------------------------------------------- subscriptions
+
+local function subscribe_nsp(name)
+  core.redis_psubscribe(ch_broadcast(name) .. "*")
+  core.redis_subscribe(ch_request(name))
+  core.redis_subscribe(ch_response(name))
+  core.redis_subscribe(ch_response(name) .. uid .. "#")
+end
+
+-- New namespaces (io.of, dynamic children) get their channels, as the Node adapter makes one
+-- adapter per namespace. n_of announces them through siolua._fire(io, "new_namespace", nsp).
+local orig_fire = siolua._fire
+siolua._fire = function(nsp, ev, ...)
+  if ev == "new_namespace" and rawequal(nsp, io_) then
+    local child = ...
+    local name = type(child) == "table" and rawget(child, "name") or nil
+    if type(name) == "string" then
+      known[name] = true
+      if enabled then subscribe_nsp(name) end
+    end
+  end
+  return orig_fire(nsp, ev, ...)
+end
+
+-- Called by C once the adapter started (a VM made by a hot reload finds it enabled at load time).
+function hooks.cluster_start()
+  enabled = true
+  setup()
+  for name in pairs(known) do subscribe_nsp(name) end
+end
+
+if core.redis_enabled() then
+  enabled = true
+  setup()
+  subscribe_nsp("/") -- already subscribed by the previous VM: C ignores the repeat
+end
+
+function cluster.enabled() return enabled end
+function cluster.connected() return enabled and core.redis_connected() end
+function cluster.uid() return uid end
+
+---------------------------------------------------------------------------- broadcasts
+
+local function wire_flags(flags)
+  local f = {}
+  if flags.volatile then f.volatile = true end
+  if flags.compress ~= nil then f.compress = flags.compress end
+  if flags.timeout ~= nil then f.timeout = flags.timeout end
+  return f
+end
+
+local function publish_broadcast(nspname, rooms, except, flags, data)
+  local msg = mp_encode({ uid, { type = 2, data = data, nsp = nspname },
+    { rooms = rooms, except = except, flags = wire_flags(flags) } })
+  local channel = ch_broadcast(nspname)
+  if #rooms == 1 then channel = channel .. rooms[1] .. "#" end
+  publish(channel, msg)
+end
+
+-- A broadcast with an ack across the cluster (the reference's BroadcastOperator.emit with
+-- broadcastWithAck): every server reports how many clients it sent to, then each client's ack
+-- comes back; callback(err, replies) when all replied, or at the timeout with what came.
+local function broadcast_with_ack(self, rooms, except, ev, args, cb)
+  local nspname = self._nsp.name
+  local timeout = self._flags.timeout
+  local responses = siolua.array()
+  local done, timer = false, nil
+  local expected_servers, actual_servers, expected_clients = -1, 0, 0
+  local function finish(err)
+    if done then return end
+    done = true
+    if timer then siolua.clearTimeout(timer) end
+    core.call(cb, "broadcast ack callback", err, responses)
+  end
+  local function check()
+    if not done and expected_servers == actual_servers and #responses == expected_clients then finish(nil) end
+  end
+  local function client_count(n)
+    expected_clients = expected_clients + n
+    actual_servers = actual_servers + 1
+    check()
+  end
+  local function on_ack(first)
+    if done then return end
+    if first == nil then first = null end
+    responses[#responses + 1] = first
+    check()
+  end
+  if timeout then timer = siolua.setTimeout(function() finish(siolua.Error(TIMEOUT)) end, timeout) end
+  local data = event_data(ev, args)
+  local rid = core.redis_id()
+  ack_requests[rid] = { client_count = client_count, ack = on_ack }
+  publish(ch_request(nspname), mp_encode({ uid = uid, requestId = rid, type = BROADCAST,
+    packet = { type = 2, data = data, nsp = nspname },
+    opts = { rooms = rooms, except = except, flags = wire_flags(self._flags) } }))
+  siolua.setTimeout(function() ack_requests[rid] = nil end, timeout or cfg.requestsTimeout)
+  local count = core.broadcast(self._nsp, nonempty(rooms), nonempty(except), self._flags.volatile or false,
+    function(first) on_ack(first) end, ev, unpack(args, 1, args.n))
+  client_count(count)
+  server_count(nspname, function(n)
+    expected_servers = n
+    check()
+  end)
+  return true
+end
+
+local orig_emit = op_methods.emit
+function op_methods.emit(self, ev, ...)
+  if not enabled or self._socket ~= nil or self._flags["local"] then return orig_emit(self, ev, ...) end
+  if type(ev) ~= "string" then error("event name must be a string", 2) end
+  if reserved[ev] then error('"' .. ev .. '" is a reserved event name', 2) end
+  local args = pack(...)
+  local cb = args.n > 0 and type(args[args.n]) == "function" and args[args.n] or nil
+  if cb then args.n = args.n - 1 end
+  local rooms, except = strlist(self._rooms), strlist(self._except)
+  if cb then return broadcast_with_ack(self, rooms, except, ev, args, cb) end
+  core.broadcast(self._nsp, nonempty(rooms), nonempty(except), self._flags.volatile or false, nil, ev,
+    unpack(args, 1, args.n))
+  publish_broadcast(self._nsp.name, rooms, except, self._flags, event_data(ev, args))
+  return true
+end
+
+local function on_broadcast(nspname, payload)
+  if payload:sub(1, 8) == own_prefix then return end -- our own, back from Redis
+  local msg = mp_decode(payload)
+  if type(msg) ~= "table" then return end
+  local from, packet, opts = msg[1], msg[2], msg[3]
+  if from == uid or type(packet) ~= "table" then return end
+  local pn = val(packet.nsp) or "/"
+  if pn ~= nspname or (packet.type ~= 2 and packet.type ~= 5) then return end
+  local data = packet.data
+  if type(data) ~= "table" or type(data[1]) ~= "string" or reserved[data[1]] then return end
+  if type(opts) ~= "table" then opts = {} end
+  local flags = type(opts.flags) == "table" and opts.flags or {}
+  core.broadcast(nsp_obj(nspname), nonempty(strlist(opts.rooms)), nonempty(strlist(opts.except)),
+    flags.volatile == true, nil, unpack(data, 1, #data))
+end
+
+---------------------------------------------------------------------------- remote sockets
+
+-- What fetchSockets gives for a socket of another node: id, handshake, rooms (a set, like a local
+-- socket's), data, and emit/join/leave/disconnect/timeout that go through the cluster.
+local Remote = { __name = "siolua.remote_socket" }
+local remote_methods = {}
+Remote.__index = function(self, k)
+  local m = remote_methods[k]
+  if m then return bind(self, m) end
+end
+Remote.__tostring = function(self) return "siolua.remote_socket(" .. self.id .. ")" end
+
+local function to_self(self) return new_op(self._nsp, { self.id }) end
+function remote_methods.emit(self, ev, ...) return op_methods.emit(to_self(self), ev, ...) end
+function remote_methods.join(self, room) return op_methods.socketsJoin(to_self(self), room) end
+function remote_methods.leave(self, room) return op_methods.socketsLeave(to_self(self), room) end
+function remote_methods.disconnect(self, close) return op_methods.disconnectSockets(to_self(self), close) end
+function remote_methods.timeout(self, ms) return new_op(self._nsp, { self.id }, nil, { timeout = ms }) end
+
+local function remote_socket(nsp, s)
+  local rooms = {}
+  if type(s.rooms) == "table" then
+    for _, r in ipairs(s.rooms) do rooms[tostring(r)] = true end
+  end
+  local data = val(s.data)
+  if data == nil then data = {} end
+  return setmetatable({ id = s.id, handshake = type(s.handshake) == "table" and s.handshake or {},
+    rooms = rooms, data = data, remote = true, _nsp = nsp }, Remote)
+end
+
+local function describe_socket(s)
+  local rooms = siolua.array()
+  for r in pairs(s.rooms) do rooms[#rooms + 1] = r end
+  return { id = s.id, handshake = jsonable(s.handshake) or {}, rooms = rooms, data = jsonable(s.data) or {} }
+end
+
+---------------------------------------------------------------------------- requests of ours
+
+local function finish_request(rid, ...)
+  local r = requests[rid]
+  if r == nil then return end
+  requests[rid] = nil
+  if r.timer then siolua.clearTimeout(r.timer) end
+  r.resolve(...)
+end
+
+local orig_fetch = op_methods.fetchSockets
+function op_methods.fetchSockets(self)
+  local sockets = orig_fetch(self)
+  if not enabled or self._flags["local"] then return sockets end
+  local nspname, nsp = self._nsp.name, self._nsp
+  local rooms, except = strlist(self._rooms), strlist(self._except)
+  local r = await("fetchSockets", function(done)
+    server_count(nspname, function(n)
+      if n <= 1 then return done(nil, sockets) end
+      local rid = core.redis_id()
+      requests[rid] = {
+        type = REMOTE_FETCH, numSub = n, msgCount = 1, resolve = done, result = sockets,
+        add = function(s)
+          if type(s) == "table" and type(s.id) == "string" then sockets[#sockets + 1] = remote_socket(nsp, s) end
+        end,
+        timer = siolua.setTimeout(function()
+          finish_request(rid, siolua.Error("timeout reached while waiting for fetchSockets response"))
+        end, cfg.requestsTimeout),
+      }
+      if not publish(ch_request(nspname), json_encode({ uid = uid, requestId = rid, type = REMOTE_FETCH,
+        opts = { rooms = rooms, except = except } })) then
+        finish_request(rid, nil, sockets) -- Redis just went down: what this node has
+      end
+    end)
+  end)
+  if r[1] ~= nil then error(r[1], 2) end
+  return r[2]
+end
+
+-- socketsJoin / socketsLeave / disconnectSockets: applied here at once, and published for the
+-- other nodes (which apply them to their own sockets; we ignore our own request when it comes back).
+local function remote_apply(self, rtype, extra, fn)
+  local rooms, except = strlist(self._rooms), strlist(self._except)
+  for _, s in ipairs(core.select(self._nsp, nonempty(rooms), nonempty(except))) do fn(s) end
+  if enabled and not self._flags["local"] then
+    local req = { uid = uid, type = rtype, opts = { rooms = rooms, except = except } }
+    for k, v in pairs(extra) do req[k] = v end
+    publish(ch_request(self._nsp.name), json_encode(req))
+  end
+end
+
+function op_methods.socketsJoin(self, room)
+  local list = strlist(room)
+  remote_apply(self, REMOTE_JOIN, { rooms = list }, function(s) s.join(list) end)
+end
+
+function op_methods.socketsLeave(self, room)
+  local list = strlist(room)
+  remote_apply(self, REMOTE_LEAVE, { rooms = list }, function(s)
+    for _, r in ipairs(list) do s.leave(r) end
+  end)
+end
+
+function op_methods.disconnectSockets(self, close)
+  remote_apply(self, REMOTE_DISCONNECT, { close = close == true }, function(s) s.disconnect(close == true) end)
+end
+
+local nsp_reserved = { connect = true, connection = true, new_namespace = true }
+
+-- io.serverSideEmit(ev, args...[, function(err, responses) end]): the other servers' namespace
+-- listeners io.on(ev, function(args...[, callback]) end) get it (never this server's).
+function nsp_methods.serverSideEmit(self, ev, ...)
+  if type(ev) ~= "string" then error("event name must be a string", 2) end
+  if nsp_reserved[ev] then error('"' .. ev .. '" is a reserved event name', 2) end
+  local args = pack(...)
+  local cb = args.n > 0 and type(args[args.n]) == "function" and args[args.n] or nil
+  if cb then args.n = args.n - 1 end
+  local nspname = self.name
+  local function resolve(err, responses) core.call(cb, "serverSideEmit callback", err, responses) end
+  if not enabled then
+    if cb then resolve(nil, siolua.array()) end
+    return true
+  end
+  local data = event_data(ev, args)
+  if not cb then
+    publish(ch_request(nspname), json_encode({ uid = uid, type = SERVER_SIDE_EMIT, data = data }))
+    return true
+  end
+  json_encode(data) -- raises here, in the caller, for what JSON cannot carry
+  server_count(nspname, function(n)
+    local numSub = n - 1 -- ignore self
+    if numSub <= 0 then return resolve(nil, siolua.array()) end
+    local rid = core.redis_id()
+    local req = { type = SERVER_SIDE_EMIT, numSub = numSub, responses = siolua.array(), resolve = resolve }
+    req.timer = siolua.setTimeout(function()
+      finish_request(rid, siolua.Error(("timeout reached: only %d responses received out of %d")
+        :format(#req.responses, numSub)), req.responses)
+    end, cfg.requestsTimeout)
+    requests[rid] = req
+    if not publish(ch_request(nspname), json_encode({ uid = uid, requestId = rid, type = SERVER_SIDE_EMIT,
+      data = data })) then
+      finish_request(rid, siolua.Error("not connected to Redis"), req.responses)
+    end
+  end)
+  return true
+end
+
+-- Suspends the handler until every other server answered: returns the responses, raises on timeout.
+function nsp_methods.serverSideEmitWithAck(self, ev, ...)
+  local args = pack(...)
+  local r = await("serverSideEmitWithAck", function(done)
+    args.n = args.n + 1
+    args[args.n] = done
+    nsp_methods.serverSideEmit(self, ev, unpack(args, 1, args.n))
+  end)
+  if r[1] ~= nil then error(r[1], 2) end
+  return r[2]
+end
+
+-- io.serverCount(): how many servers the cluster has (1 without Redis); suspends the handler.
+function nsp_methods.serverCount(self)
+  if not enabled then return 1 end
+  local r = await("serverCount", function(done) server_count(self.name, done) end)
+  return r[1]
+end
+
+---------------------------------------------------------------------------- requests of others
+
+local function decode_any(payload)
+  if payload:byte(1) == 123 then -- "{": JSON, as the Node adapter tells them apart
+    local ok, v = pcall(json_decode, payload)
+    if ok then return v end
+    return nil
+  end
+  return (mp_decode(payload))
+end
+
+local function select_opts(nsp, opts)
+  if type(opts) ~= "table" then opts = {} end
+  return core.select(nsp, nonempty(strlist(opts.rooms)), nonempty(strlist(opts.except)))
+end
+
+local function on_request(nspname, payload)
+  local req = decode_any(payload)
+  if type(req) ~= "table" then return end
+  local t, rid = req.type, val(req.requestId)
+  local nsp = nsp_obj(nspname)
+  if t == REMOTE_JOIN or t == REMOTE_LEAVE or t == REMOTE_DISCONNECT then
+    if req.uid == uid then return end -- ours: applied when sent
+    local opts = val(req.opts)
+    local sel
+    if type(opts) == "table" then
+      sel = select_opts(nsp, opts)
+    elseif type(req.sid) == "string" then
+      sel = core.select(nsp, { req.sid }) -- the older one-socket form, answered below
+    else
+      return
+    end
+    local rooms = strlist(val(req.rooms) or val(req.room))
+    for _, s in ipairs(sel) do
+      if t == REMOTE_JOIN then
+        s.join(rooms)
+      elseif t == REMOTE_LEAVE then
+        for _, r in ipairs(rooms) do s.leave(r) end
+      else
+        s.disconnect(req.close == true)
+      end
+    end
+    if opts == nil and #sel > 0 and rid ~= nil then publish_response(nspname, req, json_encode({ requestId = rid })) end
+  elseif t == REMOTE_FETCH then
+    if rid == nil or requests[rid] then return end
+    local out = siolua.array()
+    for _, s in ipairs(select_opts(nsp, val(req.opts))) do out[#out + 1] = describe_socket(s) end
+    publish_response(nspname, req, json_encode({ requestId = rid, sockets = out }))
+  elseif t == SERVER_SIDE_EMIT then
+    if req.uid == uid then return end
+    local data = val(req.data)
+    if type(data) ~= "table" or type(data[1]) ~= "string" or nsp_reserved[data[1]] then return end
+    local n = #data
+    if rid ~= nil then
+      local called = false
+      n = n + 1
+      data[n] = function(arg)
+        if called then return end
+        called = true
+        publish(ch_response(nspname), json_encode({ type = SERVER_SIDE_EMIT, requestId = rid, data = arg }))
+      end
+    end
+    siolua._fire(nsp, unpack(data, 1, n))
+  elseif t == BROADCAST then
+    if rid == nil or ack_requests[rid] or req.uid == uid then return end
+    local packet, opts = val(req.packet), val(req.opts)
+    if type(packet) ~= "table" or type(packet.data) ~= "table" then return end
+    local data = packet.data
+    if type(data[1]) ~= "string" or reserved[data[1]] then return end
+    if type(opts) ~= "table" then opts = {} end
+    local flags = type(opts.flags) == "table" and opts.flags or {}
+    local count = core.broadcast(nsp, nonempty(strlist(opts.rooms)), nonempty(strlist(opts.except)),
+      flags.volatile == true, function(first)
+        if first == nil then first = null end
+        publish_response(nspname, req, mp_encode({ type = BROADCAST_ACK, requestId = rid, packet = first }))
+      end, unpack(data, 1, #data))
+    publish_response(nspname, req, json_encode({ type = BROADCAST_CLIENT_COUNT, requestId = rid, clientCount = count }))
+  elseif t == SOCKETS then
+    if rid == nil or requests[rid] then return end
+    local ids = siolua.array()
+    for _, s in ipairs(core.select(nsp, nonempty(strlist(val(req.rooms))))) do ids[#ids + 1] = s.id end
+    publish_response(nspname, req, json_encode({ requestId = rid, sockets = ids }))
+  elseif t == ALL_ROOMS then
+    if rid == nil or requests[rid] then return end
+    local set, rooms = {}, siolua.array()
+    for _, s in ipairs(core.select(nsp)) do
+      for r in pairs(s.rooms) do
+        if not set[r] then
+          set[r] = true
+          rooms[#rooms + 1] = r
+        end
+      end
+    end
+    publish_response(nspname, req, json_encode({ requestId = rid, rooms = rooms }))
+  end
+end
+
+local function on_response(payload)
+  local res = decode_any(payload)
+  if type(res) ~= "table" then return end
+  local rid = val(res.requestId)
+  if rid == nil then return end
+  local ar = ack_requests[rid]
+  if ar then
+    if res.type == BROADCAST_CLIENT_COUNT then
+      ar.client_count(math.tointeger(res.clientCount) or 0)
+    elseif res.type == BROADCAST_ACK then
+      ar.ack(res.packet)
+    end
+    return
+  end
+  local r = requests[rid]
+  if r == nil then return end
+  if r.type == REMOTE_FETCH then
+    r.msgCount = r.msgCount + 1
+    if type(res.sockets) == "table" then
+      for _, s in ipairs(res.sockets) do r.add(s) end
+    end
+    if r.msgCount >= r.numSub then finish_request(rid, nil, r.result) end
+  elseif r.type == SERVER_SIDE_EMIT then
+    local d = res.data
+    if d == nil then d = null end
+    r.responses[#r.responses + 1] = d
+    if #r.responses >= r.numSub then finish_request(rid, nil, r.responses) end
+  end
+end
+
+---------------------------------------------------------------------------- incoming messages
+
+-- Which namespace and kind a message is for, from its channel (or the pattern that matched).
+local function classify(channel, pattern)
+  if pattern then
+    local pre = pre_broadcast
+    if pattern:sub(1, #pre) == pre and pattern:sub(-2) == "#*" then return "broadcast", pattern:sub(#pre + 1, -3) end
+    return nil
+  end
+  local req = pre_request
+  if channel:sub(1, #req) == req then return "request", channel:sub(#req + 1, -2) end
+  local res = pre_response
+  if channel:sub(1, #res) == res then
+    local rest, tail = channel:sub(#res + 1), "#" .. uid .. "#"
+    if #rest > #tail and rest:sub(-#tail) == tail then return "response", rest:sub(1, -#tail - 1) end
+    return "response", rest:sub(1, -2)
+  end
+end
+
+-- Called by C for every message of a subscribed channel.
+function hooks.redis_message(channel, payload, pattern)
+  if not enabled then return end
+  local kind, nspname = classify(channel, pattern)
+  if kind == "broadcast" then
+    on_broadcast(nspname, payload)
+  elseif kind == "request" then
+    on_request(nspname, payload)
+  elseif kind == "response" then
+    on_response(payload)
+  end
+end
+
+return nil

@@ -1,0 +1,1055 @@
+/* adapter_redis: see adapter_redis.h.
+ *
+ * Two connections, as the Node adapter's pubClient/subClient: `pub` sends PUBLISH and the
+ * occasional command (PUBSUB NUMSUB for the server count); `sub` is in subscribe mode and receives.
+ * Each is a conn_t that owns at most one hiredis async context at a time. When a context dies
+ * (connect failure, lost connection) hiredis frees it after calling us, we forget it and a retry
+ * timer makes a new one, with a backoff of 100 ms doubling up to 5 s. The subscriptions are kept
+ * here (not in Lua) so that reconnections and hot reloads (a new VM) keep them.
+ *
+ * msgpack <-> Lua (the Node adapter's notepack.io encoding):
+ *   nil, siolua.null <-> nil            boolean <-> boolean        string <-> str
+ *   integer, integral float within 2^53 -> int, other floats -> float64; int/float -> number
+ *   siolua.binary <-> bin (a Node Buffer)
+ *   sequence table, siolua.array() -> array; other tables -> map (integer keys written as
+ *   strings, as JS object keys are); an empty plain table is an empty map, as in JSON.
+ *   Decoding: an empty array gets siolua.array()'s mark so it encodes back as []; notepack's
+ *   `undefined` (fixext 1, type 0) and other ext values decode to nil (a map drops the key).
+ * Nesting is bounded (cfg.max_json_depth on encoding, msgpack-c's own stack on decoding). */
+#include "adapter_redis.h"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/sds.h>
+#include <lauxlib.h>
+#include <math.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lhost.h"
+#include "log.h"
+#include "lvalue.h"
+#include "server.h"
+
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 5000
+#define CONNECT_TIMEOUT_MS 3000     /* a connect that neither succeeds nor fails (packets dropped) */
+#define MAX_SUBSCRIPTIONS 4096      /* channels + patterns (namespaces x 4): dynamic namespaces are bounded */
+#define MAX_PENDING_OUT (64u << 20) /* bytes queued to Redis before publishes are dropped */
+#define MAX_REPLY_DEPTH 8           /* command replies converted to Lua (PUBSUB answers are flat) */
+#define DEFAULT_DEPTH 64
+
+enum { C_IDLE = 0, C_CONNECTING, C_CONNECTED };
+
+typedef struct conn {
+    struct adapter_redis *r;
+    redisAsyncContext *ac; /* NULL while down (hiredis frees it after the disconnect callback) */
+    int state;             /* C_* */
+    const char *name;      /* "publish" / "subscribe", for the log */
+} conn_t;
+
+typedef struct {
+    char *name;
+    int pattern; /* PSUBSCRIBE instead of SUBSCRIBE */
+} sub_t;
+
+struct adapter_redis {
+    sl_server_t *srv;
+    char *host;
+    int port;
+    char *password;          /* NULL: no AUTH */
+    char uid[7];             /* this node's uid in every message, as uid2(6) */
+    conn_t pub, sub;
+    sub_t *subs;             /* every subscription, re-sent on each (re)connection */
+    size_t nsubs;
+    size_t unconfirmed;      /* subscriptions sent but not yet confirmed on the current connection */
+    uv_timer_t retry;        /* reconnects the connections that are down */
+    uv_timer_t connect_timer; /* gives up on connects still pending after CONNECT_TIMEOUT_MS */
+    uint64_t delay;          /* next retry delay (ms) */
+    uint64_t down_since;     /* loop time when the cluster link went down (0: up or never up) */
+    uint64_t dropped;        /* publishes dropped during the current outage */
+    int64_t next_cmd;        /* ids of core.redis_command */
+    int was_ready;           /* the cluster link was complete once (later: "reconnected") */
+    int ready_logged;        /* "ready" logged for the current connection */
+    int closing;
+};
+
+/* ---------------------------------------------------------------- ids and URL */
+
+/* Random [A-Za-z0-9]{n} into out (n + 1 bytes), like the Node adapter's uid2. */
+static void random_id(char *out, size_t n)
+{
+    static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char rnd[32];
+    if (n > sizeof(rnd))
+        n = sizeof(rnd);
+    if (uv_random(NULL, NULL, rnd, n, 0, NULL) != 0) {
+        /* never expected on Linux; ids then only need to differ between nodes of one cluster */
+        uint64_t t = uv_hrtime();
+        for (size_t i = 0; i < n; i++)
+            rnd[i] = (unsigned char)(t >> (i % 8 * 8)) ^ (unsigned char)(i * 37);
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = chars[rnd[i] % (sizeof(chars) - 1)];
+    out[n] = '\0';
+}
+
+/* redis://[[user]:password@]host[:port][/db]. Returns 0 or -1 with *err set. */
+static int parse_url(const char *url, char **host, int *port, char **password, const char **err)
+{
+    const char *p = url, *at, *end, *colon;
+    size_t hlen;
+    *host = *password = NULL;
+    *port = 6379;
+    if (strncmp(p, "redis://", 8) != 0) {
+        *err = "the URL must start with redis://";
+        return -1;
+    }
+    p += 8;
+    end = p + strcspn(p, "/?#");
+    at = memchr(p, '@', (size_t)(end - p));
+    if (at != NULL) {
+        const char *c = memchr(p, ':', (size_t)(at - p));
+        if (c != NULL && at - c > 1)
+            *password = xstrndup(c + 1, (size_t)(at - c - 1));
+        p = at + 1;
+    }
+    colon = memchr(p, ':', (size_t)(end - p));
+    hlen = (size_t)((colon ? colon : end) - p);
+    if (colon != NULL) {
+        char *e;
+        long v = strtol(colon + 1, &e, 10);
+        if (e != end || v <= 0 || v > 65535) {
+            free(*password);
+            *password = NULL;
+            *err = "bad port";
+            return -1;
+        }
+        *port = (int)v;
+    }
+    *host = hlen > 0 ? xstrndup(p, hlen) : xstrndup("127.0.0.1", 9);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- calls into the current VM */
+
+typedef struct {
+    const char *channel, *payload, *pattern;
+    size_t clen, plen, patlen;
+    int64_t id;
+    redisReply *reply;
+    const char *err;
+} call_t;
+
+static int can_call_lua(adapter_redis_t *r)
+{
+    return !r->closing && r->srv->lua != NULL;
+}
+
+/* [-0, +1, e] A command reply as a Lua value (errors are handled by the caller). */
+static void push_reply(lua_State *L, const redisReply *rep, int depth)
+{
+    luaL_checkstack(L, 3, "redis reply");
+    switch (rep->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        lua_pushlstring(L, rep->str, rep->len);
+        break;
+    case REDIS_REPLY_INTEGER:
+        lua_pushinteger(L, (lua_Integer)rep->integer);
+        break;
+    case REDIS_REPLY_ARRAY:
+        lua_createtable(L, (int)(rep->elements < 1024 ? rep->elements : 0), 0);
+        for (size_t i = 0; depth < MAX_REPLY_DEPTH && i < rep->elements; i++) {
+            push_reply(L, rep->element[i], depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    default:
+        lua_pushnil(L);
+    }
+}
+
+static int message_k(lua_State *L)
+{
+    call_t *a = lua_touserdata(L, 1);
+    lhost_push_hook(L, "redis_message");
+    if (!lua_isfunction(L, -1))
+        return 0;
+    lua_pushlstring(L, a->channel, a->clen);
+    lua_pushlstring(L, a->payload, a->plen);
+    if (a->pattern != NULL)
+        lua_pushlstring(L, a->pattern, a->patlen);
+    else
+        lua_pushnil(L);
+    lua_call(L, 3, 0);
+    return 0;
+}
+
+static int reply_k(lua_State *L)
+{
+    call_t *a = lua_touserdata(L, 1);
+    lhost_push_hook(L, "redis_reply");
+    if (!lua_isfunction(L, -1))
+        return 0;
+    lua_pushinteger(L, (lua_Integer)a->id);
+    if (a->reply != NULL && a->reply->type != REDIS_REPLY_ERROR)
+        push_reply(L, a->reply, 0);
+    else
+        lua_pushnil(L);
+    if (a->err != NULL)
+        lua_pushstring(L, a->err);
+    else
+        lua_pushnil(L);
+    lua_call(L, 3, 0);
+    return 0;
+}
+
+static int start_k(lua_State *L)
+{
+    (void)lua_touserdata(L, 1);
+    lhost_push_hook(L, "cluster_start");
+    if (lua_isfunction(L, -1))
+        lua_call(L, 0, 0);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- hiredis on the libuv loop */
+
+/* hiredis's own adapters/libuv.h in Debian's 0.14 returns early when libuv reports a poll error
+ * (status != 0): a refused connect or a reset connection then hangs forever. This is the same glue
+ * with the fix hiredis 1.0 made (on an error, run the registered handlers: hiredis's read/write
+ * then sees the socket error and tears the context down). */
+typedef struct {
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up (the handle is closing) */
+    uv_poll_t poll;
+    int events;
+} evglue_t;
+
+static void glue_poll(uv_poll_t *h, int status, int events)
+{
+    evglue_t *g = h->data;
+    int ev = status != 0 ? g->events : events;
+    if (g->ac != NULL && (ev & UV_READABLE))
+        redisAsyncHandleRead(g->ac);
+    if (g->ac != NULL && (ev & UV_WRITABLE))
+        redisAsyncHandleWrite(g->ac);
+}
+
+static void glue_update(evglue_t *g, int events)
+{
+    g->events = events;
+    if (events != 0)
+        uv_poll_start(&g->poll, events, glue_poll);
+    else
+        uv_poll_stop(&g->poll);
+}
+
+static void glue_add_read(void *p) { glue_update(p, ((evglue_t *)p)->events | UV_READABLE); }
+static void glue_del_read(void *p) { glue_update(p, ((evglue_t *)p)->events & ~UV_READABLE); }
+static void glue_add_write(void *p) { glue_update(p, ((evglue_t *)p)->events | UV_WRITABLE); }
+static void glue_del_write(void *p) { glue_update(p, ((evglue_t *)p)->events & ~UV_WRITABLE); }
+
+static void glue_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void glue_cleanup(void *p)
+{
+    evglue_t *g = p;
+    g->ac = NULL;
+    uv_close((uv_handle_t *)&g->poll, glue_closed);
+}
+
+static int glue_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    evglue_t *g;
+    if (ac->ev.data != NULL)
+        return REDIS_ERR;
+    g = xcalloc(1, sizeof(*g));
+    if (uv_poll_init(loop, &g->poll, ac->c.fd) != 0) {
+        free(g);
+        return REDIS_ERR;
+    }
+    g->ac = ac;
+    g->poll.data = g;
+    ac->ev.addRead = glue_add_read;
+    ac->ev.delRead = glue_del_read;
+    ac->ev.addWrite = glue_add_write;
+    ac->ev.delWrite = glue_del_write;
+    ac->ev.cleanup = glue_cleanup;
+    ac->ev.data = g;
+    return REDIS_OK;
+}
+
+/* ---------------------------------------------------------------- connections */
+
+static void connect_conn(conn_t *c);
+
+static void on_retry(uv_timer_t *t)
+{
+    adapter_redis_t *r = t->data;
+    if (r->closing)
+        return;
+    if (r->pub.state == C_IDLE)
+        connect_conn(&r->pub);
+    if (r->sub.state == C_IDLE)
+        connect_conn(&r->sub);
+}
+
+/* A connection failed or went down: forget its context, log, retry later. */
+static void conn_down(conn_t *c, const char *why, int was_connected)
+{
+    adapter_redis_t *r = c->r;
+    c->ac = NULL;
+    c->state = C_IDLE;
+    if (c == &r->sub)
+        r->unconfirmed = 0;
+    r->ready_logged = 0;
+    if (r->closing)
+        return;
+    if (r->down_since == 0) {
+        r->down_since = uv_now(r->srv->loop);
+        r->dropped = 0;
+    }
+    if (was_connected)
+        r->delay = RETRY_MIN_MS;
+    if (uv_is_active((uv_handle_t *)&r->retry)) {
+        /* the other connection already scheduled this round's retry */
+        if (was_connected)
+            log_warn("siolua: redis adapter: %s connection to %s:%d lost (%s)", c->name, r->host, r->port,
+                     why ? why : "closed");
+        return;
+    }
+    uint64_t d = r->delay;
+    uv_timer_start(&r->retry, on_retry, d, 0);
+    r->delay = d * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d * 2;
+    if (was_connected)
+        log_warn("siolua: redis adapter: %s connection to %s:%d lost (%s): cluster messages are dropped until it "
+                 "is back, local traffic goes on; reconnecting in %llu ms",
+                 c->name, r->host, r->port, why ? why : "closed", (unsigned long long)d);
+    else
+        log_warn("siolua: redis adapter: cannot connect to %s:%d (%s); retrying in %llu ms", r->host, r->port,
+                 why ? why : "error", (unsigned long long)d);
+}
+
+/* Both connections up and every subscription confirmed: the node is part of the cluster again. */
+static void check_ready(adapter_redis_t *r)
+{
+    if (r->ready_logged || r->pub.state != C_CONNECTED || r->sub.state != C_CONNECTED || r->unconfirmed > 0)
+        return;
+    r->ready_logged = 1;
+    r->delay = RETRY_MIN_MS;
+    if (r->was_ready && r->down_since != 0)
+        log_info("siolua: redis adapter: reconnected to %s:%d after %.1f s (%llu cluster messages dropped "
+                 "meanwhile); %zu subscriptions restored",
+                 r->host, r->port, (double)(uv_now(r->srv->loop) - r->down_since) / 1000.0,
+                 (unsigned long long)r->dropped, r->nsubs);
+    else
+        log_info("siolua: redis adapter: ready (%s:%d, node uid %s, %zu subscriptions)", r->host, r->port, r->uid,
+                 r->nsubs);
+    r->was_ready = 1;
+    r->down_since = 0;
+    r->dropped = 0;
+}
+
+static void send_subscription(adapter_redis_t *r, const sub_t *s);
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    conn_t *c = ac->data;
+    if (c == NULL || c->ac != ac)
+        return;
+    if (status != REDIS_OK) {
+        conn_down(c, ac->errstr, 0); /* hiredis frees ac after this callback */
+        return;
+    }
+    c->state = C_CONNECTED;
+    if (c == &c->r->sub)
+        for (size_t i = 0; i < c->r->nsubs; i++)
+            send_subscription(c->r, &c->r->subs[i]);
+    check_ready(c->r);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    conn_t *c = ac->data;
+    if (c == NULL || c->ac != ac)
+        return;
+    conn_down(c, status == REDIS_OK ? "closed by the server" : ac->errstr, c->state == C_CONNECTED);
+}
+
+static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply *rep = reply;
+    (void)privdata;
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+        log_error("siolua: redis adapter: AUTH refused: %.*s", (int)rep->len, rep->str);
+    (void)ac;
+}
+
+static void drop_conn(conn_t *c, int graceful);
+
+static void on_connect_timeout(uv_timer_t *t)
+{
+    adapter_redis_t *r = t->data;
+    conn_t *cs[2] = {&r->pub, &r->sub};
+    for (int i = 0; i < 2; i++)
+        if (cs[i]->state == C_CONNECTING) {
+            drop_conn(cs[i], 0);
+            conn_down(cs[i], "connect timed out", 0);
+        }
+}
+
+static void connect_conn(conn_t *c)
+{
+    adapter_redis_t *r = c->r;
+    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    if (ac == NULL) {
+        conn_down(c, "out of memory", 0);
+        return;
+    }
+    if (ac->err) {
+        char why[128];
+        snprintf(why, sizeof(why), "%s", ac->errstr);
+        redisAsyncFree(ac); /* nothing attached to the loop yet */
+        conn_down(c, why, 0);
+        return;
+    }
+    ac->data = c;
+    if (glue_attach(ac, r->srv->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        conn_down(c, "cannot attach to the loop", 0);
+        return;
+    }
+    c->ac = ac;
+    c->state = C_CONNECTING;
+    uv_timer_start(&r->connect_timer, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    /* after the attach: hiredis arms the write event that detects the connection here */
+    redisAsyncSetConnectCallback(ac, on_connect);
+    if (r->password != NULL) {
+        const char *argv[2] = {"AUTH", r->password};
+        size_t lens[2] = {4, strlen(r->password)};
+        redisAsyncCommandArgv(ac, on_auth, NULL, 2, argv, lens);
+    }
+}
+
+/* ---------------------------------------------------------------- subscriptions */
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    adapter_redis_t *r = privdata;
+    redisReply *rep = reply;
+    (void)ac;
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING)
+        return; /* NULL: the context is being freed */
+    const char *kind = rep->element[0]->str;
+    if (strcmp(kind, "subscribe") == 0 || strcmp(kind, "psubscribe") == 0) {
+        if (r->unconfirmed > 0)
+            r->unconfirmed--;
+        check_ready(r);
+        return;
+    }
+    int pm = strcmp(kind, "pmessage") == 0;
+    if (!(pm || strcmp(kind, "message") == 0) || rep->elements < (size_t)(pm ? 4 : 3) || !can_call_lua(r))
+        return;
+    redisReply *ch = rep->element[pm ? 2 : 1], *pl = rep->element[pm ? 3 : 2], *pat = pm ? rep->element[1] : NULL;
+    if (ch->type != REDIS_REPLY_STRING || pl->type != REDIS_REPLY_STRING)
+        return;
+    call_t a = {.channel = ch->str, .clen = ch->len, .payload = pl->str, .plen = pl->len};
+    if (pat != NULL && pat->type == REDIS_REPLY_STRING) {
+        a.pattern = pat->str;
+        a.patlen = pat->len;
+    }
+    lhost_protect(r->srv->lua, message_k, &a, "redis adapter message");
+}
+
+static void send_subscription(adapter_redis_t *r, const sub_t *s)
+{
+    const char *argv[2] = {s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE", s->name};
+    size_t lens[2] = {strlen(argv[0]), strlen(s->name)};
+    if (r->sub.state != C_CONNECTED)
+        return;
+    if (redisAsyncCommandArgv(r->sub.ac, on_sub_reply, r, 2, argv, lens) == REDIS_OK)
+        r->unconfirmed++;
+}
+
+/* Adds a subscription (once) and sends it if connected. Returns 0, or -1 over the limit. */
+static int subscribe(adapter_redis_t *r, const char *name, size_t len, int pattern)
+{
+    for (size_t i = 0; i < r->nsubs; i++)
+        if (r->subs[i].pattern == pattern && strlen(r->subs[i].name) == len && memcmp(r->subs[i].name, name, len) == 0)
+            return 0;
+    if (r->nsubs >= MAX_SUBSCRIPTIONS)
+        return -1;
+    r->subs = xrealloc(r->subs, (r->nsubs + 1) * sizeof(sub_t));
+    r->subs[r->nsubs].name = xstrndup(name, len);
+    r->subs[r->nsubs].pattern = pattern;
+    r->nsubs++;
+    send_subscription(r, &r->subs[r->nsubs - 1]);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    conn_t *c = ac->data;
+    adapter_redis_t *r = c != NULL ? c->r : NULL;
+    redisReply *rep = reply;
+    call_t a = {.id = (int64_t)(intptr_t)privdata, .reply = rep};
+    if (r == NULL || !can_call_lua(r))
+        return;
+    if (rep == NULL)
+        a.err = "connection lost";
+    else if (rep->type == REDIS_REPLY_ERROR)
+        a.err = rep->str;
+    lhost_protect(r->srv->lua, reply_k, &a, "redis adapter reply");
+}
+
+/* Bytes waiting in the publishing connection's output buffer (bounded by MAX_PENDING_OUT). */
+static size_t pending_out(const conn_t *c)
+{
+    return c->ac != NULL && c->ac->c.obuf != NULL ? sdslen(c->ac->c.obuf) : 0;
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+int adapter_redis_start(sl_server_t *srv)
+{
+    const adapter_redis_config_t *cfg = &srv->cfg.redis;
+    const char *err = NULL;
+    adapter_redis_t *r = xcalloc(1, sizeof(*r));
+    if (parse_url(cfg->url, &r->host, &r->port, &r->password, &err) != 0) {
+        log_error("siolua: redis adapter: bad URL %s: %s", cfg->url, err);
+        free(r);
+        return -1;
+    }
+    r->srv = srv;
+    random_id(r->uid, 6);
+    r->pub = (conn_t){.r = r, .name = "publish"};
+    r->sub = (conn_t){.r = r, .name = "subscribe"};
+    r->delay = RETRY_MIN_MS;
+    uv_timer_init(srv->loop, &r->retry);
+    r->retry.data = r;
+    uv_timer_init(srv->loop, &r->connect_timer);
+    r->connect_timer.data = r;
+    srv->redis = r;
+    log_info("siolua: redis adapter: connecting to %s:%d (key \"%s\", node uid %s)", r->host, r->port,
+             cfg->key ? cfg->key : "socket.io", r->uid);
+    /* the Lua side subscribes its namespaces' channels (kept here until the connection is up) */
+    lhost_protect(srv->lua, start_k, NULL, "redis adapter start");
+    connect_conn(&r->pub);
+    connect_conn(&r->sub);
+    return 0;
+}
+
+static void drop_conn(conn_t *c, int graceful)
+{
+    redisAsyncContext *ac = c->ac;
+    if (ac == NULL)
+        return;
+    c->ac = NULL;
+    c->state = C_IDLE;
+    ac->data = NULL; /* callbacks that still come see no conn */
+    if (graceful)
+        redisAsyncDisconnect(ac); /* queued publishes are written first */
+    else
+        redisAsyncFree(ac);
+}
+
+void adapter_redis_close(adapter_redis_t *r)
+{
+    if (r == NULL || r->closing)
+        return;
+    r->closing = 1;
+    drop_conn(&r->sub, 0);
+    drop_conn(&r->pub, 1);
+    uv_timer_stop(&r->retry);
+    uv_close((uv_handle_t *)&r->retry, NULL);
+    uv_close((uv_handle_t *)&r->connect_timer, NULL);
+    log_info("siolua: redis adapter: disconnected");
+}
+
+void adapter_redis_free(adapter_redis_t *r)
+{
+    if (r == NULL)
+        return;
+    if (!r->closing) {
+        /* start succeeded but the server never ran its loop: close, then let libuv finish */
+        adapter_redis_close(r);
+        uv_run(r->srv->loop, UV_RUN_NOWAIT);
+    }
+    for (size_t i = 0; i < r->nsubs; i++)
+        free(r->subs[i].name);
+    free(r->subs);
+    free(r->host);
+    free(r->password);
+    free(r);
+}
+
+/* ---------------------------------------------------------------- options */
+
+void adapter_redis_options(lua_State *L, int idx, adapter_redis_config_t *cfg, int keep_url)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        if (!keep_url) {
+            free(cfg->url);
+            cfg->url = xstrndup(lua_tostring(L, idx), lua_rawlen(L, idx));
+        }
+        return;
+    }
+    if (!lua_istable(L, idx))
+        luaL_error(L, "io.options: adapter must be a table {redis = \"redis://host:port\", ...} or a URL");
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        if (strcmp(k, "redis") == 0 || strcmp(k, "url") == 0) {
+            size_t n;
+            const char *u = luaL_checklstring(L, -1, &n);
+            if (!keep_url) {
+                free(cfg->url);
+                cfg->url = xstrndup(u, n);
+            }
+        } else if (strcmp(k, "key") == 0) {
+            size_t n;
+            const char *u = luaL_checklstring(L, -1, &n);
+            if (n == 0 || n > 200)
+                luaL_error(L, "io.options: adapter.key must be 1 to 200 bytes");
+            free(cfg->key);
+            cfg->key = xstrndup(u, n);
+        } else if (strcmp(k, "requestsTimeout") == 0) {
+            lua_Integer v = luaL_checkinteger(L, -1);
+            if (v <= 0)
+                luaL_error(L, "io.options: adapter.requestsTimeout must be positive");
+            cfg->requests_timeout = (uint64_t)v;
+        } else if (strcmp(k, "publishOnSpecificResponseChannel") == 0) {
+            cfg->specific_response = lua_toboolean(L, -1);
+        } else {
+            luaL_error(L, "io.options: unknown adapter option \"%s\"", k);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* ---------------------------------------------------------------- msgpack encoding */
+
+typedef struct {
+    buf_t b;
+} box_t;
+
+static int box_gc(lua_State *L)
+{
+    box_t *box = lua_touserdata(L, 1);
+    buf_free(&box->b);
+    return 0;
+}
+
+/* A userdata that owns a buf_t (freed by __gc, so a raise while encoding leaks nothing). [-0,+1,m] */
+static box_t *new_box(lua_State *L)
+{
+    box_t *box = lua_newuserdatauv(L, sizeof(*box), 0);
+    box->b = (buf_t)BUF_INIT;
+    if (luaL_newmetatable(L, "siolua.msgpack_buffer")) {
+        lua_pushcfunction(L, box_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return box;
+}
+
+static int box_write(void *data, const char *p, size_t n)
+{
+    buf_append(&((box_t *)data)->b, p, n);
+    return 0;
+}
+
+static int max_depth(lua_State *L)
+{
+    lhost_t *h = lhost_get(L);
+    return h != NULL && h->srv != NULL && h->srv->cfg.max_json_depth > 0 ? h->srv->cfg.max_json_depth : DEFAULT_DEPTH;
+}
+
+static int has_mt(lua_State *L, int idx, const char *name)
+{
+    int r;
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    luaL_getmetatable(L, name);
+    r = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return r;
+}
+
+/* Packs stack[idx]. Raises on functions, threads, other userdata, too deep (cycles). */
+static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth, int maxd)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        msgpack_pack_nil(pk);
+        return;
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx))
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        return;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            msgpack_pack_int64(pk, (int64_t)lua_tointeger(L, idx));
+        } else {
+            double d = lua_tonumber(L, idx);
+            if (d == floor(d) && fabs(d) <= 9007199254740992.0)
+                msgpack_pack_int64(pk, (int64_t)d);
+            else
+                msgpack_pack_double(pk, d);
+        }
+        return;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        msgpack_pack_str(pk, n);
+        msgpack_pack_str_body(pk, s, n);
+        return;
+    }
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) { /* siolua.null */
+            msgpack_pack_nil(pk);
+            return;
+        }
+        break;
+    case LUA_TUSERDATA: {
+        size_t n;
+        const char *p = lvalue_tobinary(L, idx, &n);
+        if (p != NULL) {
+            msgpack_pack_bin(pk, n);
+            msgpack_pack_bin_body(pk, p, n);
+            return;
+        }
+        break;
+    }
+    case LUA_TTABLE: {
+        lua_Unsigned n = lua_rawlen(L, idx);
+        lua_Unsigned count = 0;
+        if (depth >= maxd)
+            luaL_error(L, "value too deep to encode (max depth %d)", maxd);
+        luaL_checkstack(L, 4, "msgpack");
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            count++;
+            lua_pop(L, 1);
+        }
+        if ((n > 0 && count == n) || (count == 0 && has_mt(L, idx, LVALUE_ARRAY_MT))) {
+            if (n > UINT32_MAX)
+                luaL_error(L, "array too long to encode");
+            msgpack_pack_array(pk, (size_t)n);
+            for (lua_Unsigned i = 1; i <= n; i++) {
+                lua_rawgeti(L, idx, (lua_Integer)i);
+                pack_value(L, pk, -1, depth + 1, maxd);
+                lua_pop(L, 1);
+            }
+            return;
+        }
+        if (count > UINT32_MAX)
+            luaL_error(L, "table too large to encode");
+        msgpack_pack_map(pk, (size_t)count);
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            int kt = lua_type(L, -2);
+            if (kt == LUA_TSTRING) {
+                pack_value(L, pk, -2, depth + 1, maxd);
+            } else if (kt == LUA_TNUMBER) {
+                /* JS object keys are strings */
+                lua_pushvalue(L, -2);
+                size_t kn;
+                const char *ks = lua_tolstring(L, -1, &kn);
+                msgpack_pack_str(pk, kn);
+                msgpack_pack_str_body(pk, ks, kn);
+                lua_pop(L, 1);
+            } else {
+                luaL_error(L, "cannot encode a table key of type %s", luaL_typename(L, -2));
+            }
+            pack_value(L, pk, -1, depth + 1, maxd);
+            lua_pop(L, 1);
+        }
+        return;
+    }
+    default:
+        break;
+    }
+    luaL_error(L, "cannot encode a %s value in a cluster message", luaL_typename(L, idx));
+}
+
+/* core.msgpack_encode(v): the msgpack bytes of v, as a string. */
+static int c_msgpack_encode(lua_State *L)
+{
+    msgpack_packer pk;
+    box_t *box;
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    box = new_box(L);
+    msgpack_packer_init(&pk, box, box_write);
+    pack_value(L, &pk, 1, 0, max_depth(L));
+    lua_pushlstring(L, box->b.base ? box->b.base : "", box->b.len);
+    buf_free(&box->b);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- msgpack decoding */
+
+typedef struct {
+    msgpack_unpacked u;
+    int live;
+} unpacked_box_t;
+
+static int unpacked_gc(lua_State *L)
+{
+    unpacked_box_t *b = lua_touserdata(L, 1);
+    if (b->live)
+        msgpack_unpacked_destroy(&b->u);
+    b->live = 0;
+    return 0;
+}
+
+/* Pushes the Lua value of o; ext values push nothing and return 0 (1 otherwise). [-0, +(0|1), m] */
+static int push_object(lua_State *L, const msgpack_object *o)
+{
+    luaL_checkstack(L, 4, "msgpack value too deep");
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        lua_pushlightuserdata(L, NULL); /* siolua.null */
+        return 1;
+    case MSGPACK_OBJECT_BOOLEAN:
+        lua_pushboolean(L, o->via.boolean);
+        return 1;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (o->via.u64 > (uint64_t)INT64_MAX)
+            lua_pushnumber(L, (lua_Number)o->via.u64);
+        else
+            lua_pushinteger(L, (lua_Integer)o->via.u64);
+        return 1;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        lua_pushinteger(L, (lua_Integer)o->via.i64);
+        return 1;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: {
+        double d = o->via.f64;
+        /* the JSON mapping's rule: integral values within 2^53 are integers */
+        if (d == floor(d) && fabs(d) <= 9007199254740992.0)
+            lua_pushinteger(L, (lua_Integer)d);
+        else
+            lua_pushnumber(L, d);
+        return 1;
+    }
+    case MSGPACK_OBJECT_STR:
+        lua_pushlstring(L, o->via.str.ptr, o->via.str.size);
+        return 1;
+    case MSGPACK_OBJECT_BIN:
+        lvalue_push_binary(L, o->via.bin.ptr, o->via.bin.size);
+        return 1;
+    case MSGPACK_OBJECT_ARRAY:
+        lua_createtable(L, (int)(o->via.array.size < 4096 ? o->via.array.size : 4096), 0);
+        for (uint32_t i = 0; i < o->via.array.size; i++) {
+            if (!push_object(L, &o->via.array.ptr[i]))
+                lua_pushlightuserdata(L, NULL); /* undefined inside an array: null, as JSON has it */
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        if (o->via.array.size == 0) {
+            luaL_getmetatable(L, LVALUE_ARRAY_MT);
+            lua_setmetatable(L, -2);
+        }
+        return 1;
+    case MSGPACK_OBJECT_MAP:
+        lua_createtable(L, 0, (int)(o->via.map.size < 4096 ? o->via.map.size : 4096));
+        for (uint32_t i = 0; i < o->via.map.size; i++) {
+            const msgpack_object_kv *kv = &o->via.map.ptr[i];
+            if (kv->key.type != MSGPACK_OBJECT_STR && kv->key.type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
+                kv->key.type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
+                continue;
+            if (!push_object(L, &kv->key))
+                continue;
+            if (!push_object(L, &kv->val)) {
+                lua_pop(L, 1); /* key: undefined drops it, as JSON.stringify does */
+                continue;
+            }
+            lua_rawset(L, -3);
+        }
+        return 1;
+    default:
+        return 0; /* ext: notepack's undefined (type 0) or something we do not map */
+    }
+}
+
+/* core.msgpack_decode(bytes): the value, or nil + error for invalid input. */
+static int c_msgpack_decode(lua_State *L)
+{
+    size_t len, off = 0;
+    const char *s = luaL_checklstring(L, 1, &len);
+    unpacked_box_t *b = lua_newuserdatauv(L, sizeof(*b), 0);
+    b->live = 0;
+    if (luaL_newmetatable(L, "siolua.msgpack_unpacked")) {
+        lua_pushcfunction(L, unpacked_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    msgpack_unpacked_init(&b->u);
+    b->live = 1;
+    msgpack_unpack_return rc = msgpack_unpack_next(&b->u, s, len, &off);
+    if (rc != MSGPACK_UNPACK_SUCCESS || off != len) {
+        msgpack_unpacked_destroy(&b->u);
+        b->live = 0;
+        lua_pushnil(L);
+        lua_pushstring(L, rc == MSGPACK_UNPACK_SUCCESS ? "trailing bytes after the msgpack value"
+                                                       : "invalid or truncated msgpack");
+        return 2;
+    }
+    if (!push_object(L, &b->u.data))
+        lua_pushnil(L);
+    msgpack_unpacked_destroy(&b->u);
+    b->live = 0;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- primitives for cluster.lua */
+
+static adapter_redis_t *get(lua_State *L)
+{
+    lhost_t *h = lhost_get(L);
+    return h != NULL && h->srv != NULL ? h->srv->redis : NULL;
+}
+
+static int c_enabled(lua_State *L)
+{
+    lua_pushboolean(L, get(L) != NULL);
+    return 1;
+}
+
+static int c_connected(lua_State *L)
+{
+    adapter_redis_t *r = get(L);
+    lua_pushboolean(L, r != NULL && r->pub.state == C_CONNECTED && r->sub.state == C_CONNECTED);
+    return 1;
+}
+
+static int c_config(lua_State *L)
+{
+    lhost_t *h = lhost_get(L);
+    const adapter_redis_config_t *cfg = h != NULL && h->srv != NULL ? &h->srv->cfg.redis : NULL;
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, cfg != NULL && cfg->key != NULL ? cfg->key : "socket.io");
+    lua_setfield(L, -2, "key");
+    lua_pushinteger(L, cfg != NULL && cfg->requests_timeout > 0 ? (lua_Integer)cfg->requests_timeout : 5000);
+    lua_setfield(L, -2, "requestsTimeout");
+    lua_pushboolean(L, cfg != NULL && cfg->specific_response);
+    lua_setfield(L, -2, "publishOnSpecificResponseChannel");
+    return 1;
+}
+
+static int c_uid(lua_State *L)
+{
+    adapter_redis_t *r = get(L);
+    if (r == NULL)
+        return 0;
+    lua_pushstring(L, r->uid);
+    return 1;
+}
+
+static int c_id(lua_State *L)
+{
+    char id[7];
+    random_id(id, 6);
+    lua_pushstring(L, id);
+    return 1;
+}
+
+static int c_publish(lua_State *L)
+{
+    adapter_redis_t *r = get(L);
+    size_t clen, plen;
+    const char *ch = luaL_checklstring(L, 1, &clen);
+    const char *pl = luaL_checklstring(L, 2, &plen);
+    int ok = 0;
+    if (r != NULL && !r->closing && r->pub.state == C_CONNECTED && pending_out(&r->pub) < MAX_PENDING_OUT) {
+        const char *argv[3] = {"PUBLISH", ch, pl};
+        size_t lens[3] = {7, clen, plen};
+        ok = redisAsyncCommandArgv(r->pub.ac, NULL, NULL, 3, argv, lens) == REDIS_OK;
+    }
+    if (!ok && r != NULL) {
+        if (r->dropped++ == 0 && r->was_ready)
+            log_warn("siolua: redis adapter: not connected: dropping cluster messages until Redis is back");
+    }
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
+static int do_subscribe(lua_State *L, int pattern)
+{
+    adapter_redis_t *r = get(L);
+    size_t n;
+    const char *name = luaL_checklstring(L, 1, &n);
+    if (r == NULL) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (subscribe(r, name, n, pattern) != 0) {
+        log_warn("siolua: redis adapter: more than %d subscriptions: %s not subscribed", MAX_SUBSCRIPTIONS, name);
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int c_subscribe(lua_State *L) { return do_subscribe(L, 0); }
+static int c_psubscribe(lua_State *L) { return do_subscribe(L, 1); }
+
+/* core.redis_command({argv...}): id, or nil + err. At most 16 arguments. */
+static int c_command(lua_State *L)
+{
+    adapter_redis_t *r = get(L);
+    const char *argv[16];
+    size_t lens[16];
+    int argc;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    argc = (int)lua_rawlen(L, 1);
+    luaL_argcheck(L, argc > 0 && argc <= 16, 1, "1 to 16 arguments");
+    for (int i = 0; i < argc; i++) {
+        lua_rawgeti(L, 1, i + 1);
+        argv[i] = luaL_checklstring(L, -1, &lens[i]); /* the table keeps the strings alive */
+        lua_pop(L, 1);
+    }
+    if (r == NULL || r->closing || r->pub.state != C_CONNECTED) {
+        lua_pushnil(L);
+        lua_pushstring(L, "not connected to Redis");
+        return 2;
+    }
+    int64_t id = ++r->next_cmd;
+    if (redisAsyncCommandArgv(r->pub.ac, on_cmd_reply, (void *)(intptr_t)id, argc, argv, lens) != REDIS_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, "cannot send the command");
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+    {"redis_enabled", c_enabled},   {"redis_connected", c_connected}, {"redis_config", c_config},
+    {"redis_uid", c_uid},           {"redis_id", c_id},               {"redis_publish", c_publish},
+    {"redis_subscribe", c_subscribe}, {"redis_psubscribe", c_psubscribe}, {"redis_command", c_command},
+    {"msgpack_encode", c_msgpack_encode}, {"msgpack_decode", c_msgpack_decode}, {NULL, NULL},
+};
+
+void adapter_redis_open(lua_State *L)
+{
+    lua_getglobal(L, "siolua");
+    lua_getfield(L, -1, "_core");
+    luaL_setfuncs(L, core_funcs, 0);
+    lua_pop(L, 2);
+}

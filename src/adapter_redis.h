@@ -1,0 +1,54 @@
+/* adapter_redis: the Redis adapter's C half - two hiredis connections (publish/commands and
+ * subscribe) on the libuv loop, reconnection with backoff, and msgpack <-> Lua values. The
+ * protocol itself (channels, uid, requests, responses), wire-compatible with the Node
+ * @socket.io/redis-adapter and @socket.io/redis-emitter, is in lua/cluster.lua on top of the
+ * siolua._core primitives registered here:
+ *   core.redis_enabled()              true once the server runs with a Redis adapter
+ *   core.redis_connected()            true while the publishing connection is up
+ *   core.redis_config()               {key =, requestsTimeout =, publishOnSpecificResponseChannel =}
+ *   core.redis_uid()                  this node's uid (6 characters, fixed for the process)
+ *   core.redis_id()                   a new random id (6 characters) for requests
+ *   core.redis_publish(channel, s)    true if queued, false if dropped (not connected, over limit)
+ *   core.redis_subscribe(channel)     core.redis_psubscribe(pattern): idempotent, kept across
+ *                                     reconnections and hot reloads
+ *   core.redis_command({argv...})     id, or nil + error; the reply comes to hooks.redis_reply(id,
+ *                                     reply|nil, err|nil)
+ *   core.msgpack_encode(v)            bytes; core.msgpack_decode(bytes): value (see adapter_redis.c)
+ * Messages go to the CURRENT VM (srv->lua, replaced by hot reloads) through lhost_protect:
+ * hooks.redis_message(channel, payload, pattern|nil). The connections live in sl_server_t, so a
+ * reload keeps them and their subscriptions. */
+#ifndef SL_ADAPTER_REDIS_H
+#define SL_ADAPTER_REDIS_H
+
+#include <stdint.h>
+
+struct lua_State;
+struct sl_server;
+
+typedef struct {
+    char *url;                 /* redis://[:password@]host[:port][/db]; NULL = in-memory adapter */
+    char *key;                 /* channel prefix, the Node adapter's `key`; NULL = "socket.io" */
+    uint64_t requests_timeout; /* ms to wait for the other nodes' answers (`requestsTimeout`); 0 = 5000 */
+    int specific_response;     /* answer on key-response#nsp#uid# (`publishOnSpecificResponseChannel`) */
+} adapter_redis_config_t;
+
+typedef struct adapter_redis adapter_redis_t;
+
+/* Reads io.options{adapter = ...} at stack[idx]: a URL string, or a table {redis = URL, key = ...,
+ * requestsTimeout = ..., publishOnSpecificResponseChannel = ...}. With keep_url (the command line
+ * gave --redis) the URL is not replaced. Raises on a bad value. [-0, +0, e] */
+void adapter_redis_options(struct lua_State *L, int idx, adapter_redis_config_t *cfg, int keep_url);
+
+/* Starts the adapter of srv (srv->cfg.redis.url set, srv->lua running): connects in the background
+ * and calls hooks.cluster_start() in the VM. Returns 0, or -1 (bad URL, logged). srv->redis is set. */
+int adapter_redis_start(struct sl_server *srv);
+/* Shutdown (inside the loop): no more calls into Lua, disconnects (queued publishes are flushed),
+ * stops the retry timer. NULL is a no-op. */
+void adapter_redis_close(adapter_redis_t *r);
+/* After the loop ended: frees what is left. NULL is a no-op. */
+void adapter_redis_free(adapter_redis_t *r);
+
+/* Registers the primitives above in siolua._core (every VM, before the prelude). [-0, +0, e] */
+void adapter_redis_open(struct lua_State *L);
+
+#endif

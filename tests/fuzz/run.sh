@@ -1,0 +1,25 @@
+#!/bin/sh
+# Runs each libFuzzer harness for a bounded time: sh tests/fuzz/run.sh SECONDS NAME...
+# (build/fuzz/fuzz_NAME, built by `make fuzz`). The working corpus is build/fuzz/corpus/NAME, seeded
+# from tests/fuzz/corpus/NAME; a crash leaves build/fuzz/crash-* (replay: build/fuzz/fuzz_NAME FILE).
+# Ends with one line: "fuzz: N passed, N failed".
+secs=$1
+shift
+cd "$(dirname "$0")/../.." || exit 1
+pass=0
+fail=0
+for name in "$@"; do
+  mkdir -p "build/fuzz/corpus/$name"
+  log="build/fuzz/$name.log"
+  if "build/fuzz/fuzz_$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      -artifact_prefix=build/fuzz/ "build/fuzz/corpus/$name" "tests/fuzz/corpus/$name" > "$log" 2>&1; then
+    echo "ok fuzz_$name: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" | tail -n 1)"
+    pass=$((pass + 1))
+  else
+    echo "not ok fuzz_$name (see $log):"
+    grep -E 'ERROR|SUMMARY|runtime error|Test unit written' "$log" | head -n 8 | sed 's/^/  /'
+    fail=$((fail + 1))
+  fi
+done
+echo "fuzz: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

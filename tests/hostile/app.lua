@@ -1,0 +1,55 @@
+-- The hostile suite's app (tests/hostile/hostile.py): an echo with ack for the health check, the
+-- counts the suite compares with its baseline, and handlers that misbehave on purpose.
+local count = 0        -- sockets connected, kept by the connection/disconnect handlers
+local gone = {}        -- sockets that disconnected, kept to emit on them later
+
+io.on("connection", function(socket)
+  count = count + 1
+
+  socket.on("echo", function(...)
+    local args = table.pack(...)
+    local ack = args[args.n]
+    if type(ack) == "function" then ack(table.unpack(args, 1, args.n - 1)) end
+  end)
+
+  -- The counts: both must be 1 (the health checker itself) once an attacker is gone.
+  socket.on("stats", function(ack)
+    ack({ sockets = count, fetched = #io.fetchSockets(), gone = #gone })
+  end)
+
+  socket.on("boom", function() error("kaboom") end)
+  socket.on("spin", function() while true do end end)
+  socket.on("bomb", function()
+    local t, s = {}, string.rep("x", 1 << 20)
+    for i = 1, 1 << 20 do t[i] = s .. i end
+  end)
+  socket.on("bytecode", function(ack)
+    local f, err = load(string.dump(function() return 1 end))
+    ack(f == nil, tostring(err))
+  end)
+  -- API misuse: emitting on a socket this handler has just closed, acking after it.
+  socket.on("emit-after-close", function(ack)
+    socket.disconnect(true)
+    local ok = socket.emit("late", 1)
+    if ack then ack(ok) end
+  end)
+  socket.on("self-disconnect", function(ack)
+    socket.disconnect()
+    socket.disconnect()
+    if ack then ack("after") end
+  end)
+  socket.on("reserved", function() socket.emit("disconnect", "x") end)
+  socket.on("bad-arg", function() socket.emit(nil) end)
+
+  socket.on("disconnect", function()
+    count = count - 1
+    gone[#gone + 1] = socket
+    if #gone > 50 then table.remove(gone, 1) end
+    -- emit on a dead socket from a timer too
+    setTimeout(function() socket.emit("late", "timer") end, 10)
+  end)
+end)
+
+io.of("/admin").on("connection", function(socket)
+  socket.on("echo", function(x, ack) if type(ack) == "function" then ack(x) end end)
+end)

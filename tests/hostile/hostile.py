@@ -1,0 +1,1217 @@
+#!/usr/bin/python3
+"""The hostile-input suite: raw-socket attacks on a running siolua (the ASan/UBSan build by
+default), grouped tcp / http / static / ws / rfc6455 / eio / sio / lua.
+
+After every case: the server is alive, its sockets are back to the baseline (the listener only),
+a separate client (from 127.0.0.2) completes connect -> emit -> ack, the app's socket counts are
+back to 1 (that client alone), and no sanitizer report appeared in the server log. The server
+runs with short timeouts so that the timeout cases take about a second each.
+
+  SIOLUA_BIN=build/asan/siolua /usr/bin/python3 tests/hostile/hostile.py [-k SUBSTRING] [-v]
+
+Ends with one line: "hostile: N passed, N failed". Server logs go to build/hostile/."""
+
+import json
+import os
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import *  # noqa: E402,F401,F403
+import lib  # noqa: E402
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+BIN = os.environ.get("SIOLUA_BIN", os.path.join(ROOT, "build/asan/siolua"))
+APP = os.path.join(ROOT, "tests/hostile/app.lua")
+LOGDIR = os.path.join(ROOT, "build/hostile")
+
+# Short timers: every timeout case below takes about a second.
+TIMEOUTS = dict(header=800, body=800, keepalive=800, send=1000, ws_close=800, ping_interval=700,
+                ping_timeout=700, upgrade=700, connect=800, handler=300)
+MAX_BUFFER = 100000
+PER_IP = 100
+WS_FRAGMENTS = 100
+
+
+def server_args(static_dir):
+    t = TIMEOUTS
+    return ["--static", static_dir, "--no-watch",
+            "--header-timeout", str(t["header"]), "--body-timeout", str(t["body"]),
+            "--keepalive-timeout", str(t["keepalive"]), "--send-timeout", str(t["send"]),
+            "--ws-close-timeout", str(t["ws_close"]), "--ping-interval", str(t["ping_interval"]),
+            "--ping-timeout", str(t["ping_timeout"]), "--upgrade-timeout", str(t["upgrade"]),
+            "--connect-timeout", str(t["connect"]), "--handler-timeout", str(t["handler"]),
+            "--max-http-buffer-size", str(MAX_BUFFER), "--lua-memory-limit", str(64 << 20),
+            "--max-connections-per-ip", str(PER_IP), "--ws-max-fragments", str(WS_FRAGMENTS)]
+
+
+CASES = []
+
+
+def case(group, name):
+    def deco(fn):
+        CASES.append((group, name, fn))
+        return fn
+    return deco
+
+
+def wait_for(pred, timeout, step=0.02):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def wait_log(srv, n0, needle, timeout=3.0):
+    return wait_for(lambda: any(needle in l for l in srv.lines_since(n0)), timeout)
+
+
+def timed(fn):
+    t0 = time.monotonic()
+    r = fn()
+    return r, time.monotonic() - t0
+
+
+def expect_closed_with(srv, raw, statuses, timeout=3.0):
+    """raw on a fresh connection gets one of `statuses` and the connection closes."""
+    if isinstance(statuses, int):
+        statuses = (statuses,)
+    resps, how, data = http(srv, raw, timeout)
+    check(resps and resps[0][0] in statuses, "expected %s, got %r" % (statuses, data[:160]))
+    check(how in ("eof", "reset"), "the connection was not closed (%s)" % how)
+    return resps[0]
+
+
+# ==================================================================================== tcp
+
+@case("tcp", "an idle connect gets 408 and is closed after the header timeout")
+def _(srv):
+    s = connect(srv)
+    (data, how), dt = timed(lambda: read_until_close(s, 3))
+    s.close()
+    check(how in ("eof", "reset"), "still open after 3 s")
+    check(data.startswith(b"HTTP/1.1 408 "), "expected 408, got %r" % data[:40])
+    check(0.5 < dt < 2.5, "closed after %.2f s, header timeout is 0.8 s" % dt)
+
+
+@case("tcp", "60 idle connections are all closed by the header timeout")
+def _(srv):
+    socks = [connect(srv) for _ in range(60)]
+    check(wait_for(lambda: srv.socket_fds() >= 61, 2), "the server did not accept them all")
+    for s in socks:
+        data, how = read_until_close(s, 3)
+        check(how in ("eof", "reset"), "one is still open")
+        s.close()
+
+
+@case("tcp", "half-open client: a partial head then silence gets 408")
+def _(srv):
+    s = connect(srv)
+    s.sendall(b"GET /socket.io/?EIO=4&transport=pol")
+    data, how = read_until_close(s, 3)
+    s.close()
+    check(data.startswith(b"HTTP/1.1 408 ") and how in ("eof", "reset"), "got %r (%s)" % (data[:40], how))
+
+
+@case("tcp", "a client that half-closes after its request is still answered")
+def _(srv):
+    s = connect(srv)
+    s.sendall(get("/index.html"))
+    s.shutdown(socket.SHUT_WR)
+    data, how = read_until_close(s, 3)
+    s.close()
+    r = parse_responses(data)
+    check(r and r[0][0] == 200 and b"hostile" in r[0][2], "got %r" % data[:80])
+
+
+@case("tcp", "reset in the middle of a request head")
+def _(srv):
+    s = connect(srv)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: aaaa")
+    time.sleep(0.05)
+    reset(s)
+
+
+@case("tcp", "reset in the middle of a POST body")
+def _(srv):
+    sid = poll_handshake(srv)
+    s = connect(srv)
+    s.sendall(post_raw(sid, "Content-Length: 1000\r\n", "4hello"))
+    time.sleep(0.05)
+    reset(s)
+
+
+@case("tcp", "reset while a long-polling GET is held closes the session")
+def _(srv):
+    sid = poll_handshake(srv)
+    n0 = srv.nlines()
+    s = connect(srv)
+    s.sendall(get("/socket.io/?EIO=4&transport=polling&sid=" + sid))
+    time.sleep(0.1)
+    reset(s)
+    check(wait_log(srv, n0, "session %s closed" % sid, 2), "the session did not close")
+
+
+@case("tcp", "reset right after a WebSocket handshake request")
+def _(srv):
+    s = connect(srv)
+    s.sendall(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              b"Sec-WebSocket-Version: 13\r\n\r\n\x81\x85")
+    reset(s)
+
+
+@case("tcp", "slow reader: pipelined downloads it never reads are cut after the send timeout")
+def _(srv):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((HOST, srv.port))
+    rss0 = srv.rss_kb()
+    s.sendall(get("/socket.io/socket.io.js") * 16)
+    time.sleep(TIMEOUTS["send"] / 1000 + 0.8)
+    data, how = read_until_close(s, 2)
+    s.close()
+    check(how in ("eof", "reset"), "still open after the send timeout (%s)" % how)
+    check(srv.rss_kb() - rss0 < 64 << 10, "RSS grew by %d KiB" % (srv.rss_kb() - rss0))
+
+
+def flood_unread(srv, ws, blob, window=3.0):
+    """Sends blob without ever reading, until the server stops reading: its socket then keeps a
+    constant, non-zero backlog of unread bytes. Returns (bytes sent, backlog) or fails."""
+    ws.s.settimeout(0.05)
+    sent = 0
+    end = time.monotonic() + window
+    last = None
+    while time.monotonic() < end:
+        try:
+            sent += ws.s.send(blob[sent % len(blob):sent % len(blob) + 65536])
+            continue
+        except socket.timeout:
+            pass
+        rx = server_rx_queue(srv, ws.s)
+        if rx > 0 and rx == last:
+            return sent, rx
+        last = rx
+        time.sleep(0.05)
+    raise Fail("the server kept reading for %.1f s (%d bytes sent, %s unread)" % (window, sent, last))
+
+
+def quiet_server(name):
+    """A server of its own with heartbeats too slow to interfere with a flood."""
+    return Server(BIN, APP, ["--no-watch", "--ping-interval", "10000", "--ping-timeout", "10000"],
+                  os.path.join(LOGDIR, name + ".log"))
+
+
+def stop_clean(other):
+    rc = other.stop()
+    check(rc == 0, "exit status %s" % rc)
+    check(not other.sanitizer_reports(), "sanitizer: %s" % other.sanitizer_reports()[:1])
+
+
+@case("tcp", "slow reader on a WebSocket: a client that asks for echoes and never reads stops being read")
+def _(srv):
+    other = quiet_server("slow-reader")
+    try:
+        ws = sio_ws(other)
+        ws.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        rss0 = other.rss_kb()
+        msg = b"".join(frame(OP_TEXT, '42%d["echo","%s"]' % (i, "x" * 2000)) for i in range(1000))
+        flood_unread(other, ws, msg)
+        check(other.rss_kb() - rss0 < 32 << 10, "RSS grew by %d KiB" % (other.rss_kb() - rss0))
+        ws.close()
+    finally:
+        stop_clean(other)
+
+
+@case("tcp", "a WebSocket client that stops reading is closed by the heartbeat and the close timeout")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    msg = b"".join(frame(OP_TEXT, '42%d["echo","%s"]' % (i, "x" * 2000)) for i in range(1000))
+    ws.s.settimeout(0.5)
+    try:
+        ws.s.sendall(msg)
+    except (socket.timeout, OSError):
+        pass
+    t = TIMEOUTS
+    limit = (t["ping_interval"] + t["ping_timeout"] + t["ws_close"]) / 1000 + 1.0
+    # our socket stays open (and unread): the server must let go of its end by itself
+    ok = wait_for(lambda: srv.socket_fds() <= 1, limit)
+    ws.close()
+    check(ok, "the server still holds the connection after %.1f s" % limit)
+
+
+@case("tcp", "per-IP limit: connections over --max-connections-per-ip get 503, other IPs do not")
+def _(srv):
+    socks = [connect(srv, "127.0.0.5") for _ in range(PER_IP)]
+    check(wait_for(lambda: srv.socket_fds() >= PER_IP + 1, 2), "not all accepted")
+    r = http(srv, get("/index.html"), src="127.0.0.5")
+    check(r[0] and r[0][0][0] == 503 and r[1] in ("eof", "reset"), "expected 503, got %r" % r[2][:60])
+    st = http_one(srv, get("/index.html"), src="127.0.0.6")
+    check(st[0] == 200, "another IP was refused: %r" % (st,))
+    for s in socks:
+        s.close()
+    check(wait_for(lambda: srv.socket_fds() <= 2, 3), "not released")
+    st = http_one(srv, get("/index.html"), src="127.0.0.5")
+    check(st[0] == 200, "the IP was not let in again: %r" % (st,))
+
+
+@case("tcp", "--max-connections: the connection over the total gets 503, a freed slot is reused")
+def _(srv):
+    other = Server(BIN, APP, ["--max-connections", "5", "--no-watch"], os.path.join(LOGDIR, "maxconns.log"))
+    try:
+        socks = [connect(other) for _ in range(5)]
+        check(wait_for(lambda: other.socket_fds() >= 6, 2), "not all accepted")
+        r = http(other, get("/socket.io/?EIO=4&transport=polling"))
+        check(r[0] and r[0][0][0] == 503, "expected 503, got %r" % r[2][:60])
+        socks.pop().close()
+        check(wait_for(lambda: other.socket_fds() <= 5, 2), "not released")
+        st = http_one(other, get("/socket.io/?EIO=4&transport=polling"))
+        check(st[0] == 200, "a freed slot was not reused: %r" % (st,))
+        for s in socks:
+            s.close()
+    finally:
+        rc = other.stop()
+    check(rc == 0, "exit status %s" % rc)
+    check(not other.sanitizer_reports(), "sanitizer: %s" % other.sanitizer_reports()[:1])
+
+
+@case("tcp", "EMFILE: out of descriptors, the server neither spins nor dies, and recovers")
+def _(srv):
+    other = Server(BIN, APP, ["--no-watch", "--header-timeout", "20000"], os.path.join(LOGDIR, "emfile.log"),
+                   rlimit_nofile=48)
+    try:
+        socks = []
+        for _ in range(80):
+            try:
+                socks.append(connect(other))
+            except OSError:
+                break
+        time.sleep(0.3)
+        c0 = other.cpu_ticks()
+        time.sleep(1.0)
+        used = other.cpu_ticks() - c0
+        check(other.alive(), "died")
+        check(used < 50, "%d ticks of CPU in 1 s at EMFILE: spinning" % used)
+        for s in socks:
+            s.close()
+        check(wait_for(lambda: other.socket_fds() <= 1, 3), "connections not released")
+        st = http_one(other, get("/socket.io/?EIO=4&transport=polling"))
+        check(st[0] == 200, "no recovery: %r" % (st,))
+        warns = [l for l in other.lines if "accept" in l]
+        check(len(warns) <= 5, "%d accept warnings in ~2 s" % len(warns))
+    finally:
+        rc = other.stop()
+    check(rc == 0, "exit status %s" % rc)
+    check(not other.sanitizer_reports(), "sanitizer: %s" % other.sanitizer_reports()[:1])
+
+
+# ==================================================================================== http
+
+BAD_HTTP = [
+    ("not HTTP at all", b"BLAH\r\n\r\n", 400),
+    ("unknown method", b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("lower-case method", b"get / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("HTTP/9.9", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", (400, 505)),
+    ("header without a colon", b"GET / HTTP/1.1\r\nHost x\r\n\r\n", 400),
+    ("space before the colon", b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+    ("NUL in a header value", b"GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400),
+    ("control byte in the URL", b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    # RFC 9112 5.2: reject, or replace the fold with a space (llhttp 8 does the latter)
+    ("obs-fold continuation line", b"GET / HTTP/1.1\r\nX: a\r\n b\r\nConnection: close\r\n\r\n", (400, 200)),
+    ("bare LF line ends", b"GET / HTTP/1.1\nHost: x\n\n", 400),
+    ("two spaces in the request line", b"GET  / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", (400, 200)),
+    ("an empty header name", b"GET / HTTP/1.1\r\n: x\r\n\r\n", 400),
+    ("a tab before the colon", b"GET / HTTP/1.1\r\nHost\t: x\r\n\r\n", 400),
+    ("smuggling: Content-Length and Transfer-Encoding",
+     b"POST /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\n\r\n", 400),
+    ("smuggling: two different Content-Lengths",
+     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 40\r\n\r\nabc", 400),
+    ("smuggling: Transfer-Encoding chunked then gzip",
+     b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 400),
+    ("smuggling: Transfer-Encoding with a space before the colon",
+     b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400),
+    ("negative Content-Length", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+    ("Content-Length that is not a number", b"POST / HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n", 400),
+    ("bad chunk size", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n", 400),
+    ("chunk size overflow",
+     b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\nab\r\n", (400, 413)),
+    ("head over 16 KiB", b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431),
+    ("150 header lines", b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 150 + b"\r\n", 431),
+    ("URL of 10 KiB", b"GET /" + b"a" * 10240 + b" HTTP/1.1\r\n\r\n", 414),
+    ("CONNECT (no tunnel)", b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n", 400),
+    ("Upgrade: h2c on a static path",
+     b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+     b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", 400),
+]
+
+for _name, _raw, _st in BAD_HTTP:
+    def _mk(raw, st):
+        return lambda srv: expect_closed_with(srv, raw, st)
+    case("http", _name)(_mk(_raw, _st))
+
+
+@case("http", "a body over maxHttpBufferSize gets 413 before it is sent")
+def _(srv):
+    sid = poll_handshake(srv)
+    raw = post_raw(sid, "Content-Length: 1000000000\r\n", "")
+    expect_closed_with(srv, raw, 413)
+
+
+@case("http", "Expect: 100-continue with a body over the limit gets 413, not 100")
+def _(srv):
+    sid = poll_handshake(srv)
+    raw = post_raw(sid, "Expect: 100-continue\r\nContent-Length: 200000\r\n", "")
+    expect_closed_with(srv, raw, 413)
+
+
+@case("http", "a chunked body that grows over the limit gets 413")
+def _(srv):
+    sid = poll_handshake(srv)
+    chunk = b"%x\r\n" % 60000 + b"3" * 60000 + b"\r\n"
+    raw = (b"POST /socket.io/?EIO=4&transport=polling&sid=" + sid.encode() +
+           b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 2)
+    expect_closed_with(srv, raw, 413)
+
+
+@case("http", "pipelining: 40 requests in one write get 1 + 16 answers, the last with Connection: close")
+def _(srv):
+    raw = get("/socket.io/?EIO=4&transport=polling&sid=nope") * 40
+    resps, how, data = http(srv, raw)
+    check(len(resps) == 17, "%d answers" % len(resps))
+    check(all(r[0] == 400 for r in resps), "statuses %r" % [r[0] for r in resps])
+    check(resps[-1][1].get("connection") == "close", "last: %r" % resps[-1][1])
+    check(how in ("eof", "reset"), "not closed")
+
+
+@case("http", "slowloris: a head sent a byte at a time still gets 408 at the header timeout")
+def _(srv):
+    s = connect(srv)
+    raw = b"GET /index.html HTTP/1.1\r\n" + b"X-Slow: " + b"a" * 200
+    t0 = time.monotonic()
+    data = b""
+    for i in range(len(raw)):
+        try:
+            s.sendall(raw[i:i + 1])
+        except OSError:
+            break
+        s.settimeout(0.1)
+        try:
+            b = s.recv(4096)
+            data += b
+            if not b or b" 408 " in data:
+                break
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            break
+    dt = time.monotonic() - t0
+    s.close()
+    check(data.startswith(b"HTTP/1.1 408 "), "got %r" % data[:40])
+    check(dt < 2.0, "took %.2f s" % dt)
+
+
+@case("http", "slow body: a body that does not arrive within the body timeout gets 408")
+def _(srv):
+    sid = poll_handshake(srv)
+    s = connect(srv)
+    s.sendall(post_raw(sid, "Content-Length: 50\r\n", "4hel"))
+    t0 = time.monotonic()
+    data, how = read_until_close(s, 3)
+    s.close()
+    check(data.startswith(b"HTTP/1.1 408 "), "got %r" % data[:40])
+    check(time.monotonic() - t0 < 2.0, "late")
+
+
+@case("http", "an idle keep-alive connection is closed without a word")
+def _(srv):
+    s = connect(srv)
+    s.sendall(get("/index.html"))
+    r = read_response(s)
+    check(r[0] == 200 and r[1].get("connection") == "keep-alive", "got %r" % (r[:2],))
+    (data, how), dt = timed(lambda: read_until_close(s, 3))
+    s.close()
+    check(how in ("eof", "reset") and data == b"", "got %r (%s)" % (data[:40], how))
+    check(0.5 < dt < 2.5, "closed after %.2f s" % dt)
+
+
+@case("http", "HTTP/1.0 gets its answer and the connection closes")
+def _(srv):
+    resps, how, data = http(srv, b"GET /index.html HTTP/1.0\r\n\r\n")
+    check(resps and resps[0][0] == 200 and how == "eof", "got %r" % data[:60])
+
+
+@case("http", "absolute-form URL pointing at the Engine.IO path is not routed")
+def _(srv):
+    r = http_one(srv, get("http://evil.example/socket.io/?EIO=4&transport=polling"))
+    check(r[0] in (400, 404), "got %r" % (r[:2],))
+
+
+BAD_QUERIES = [
+    ("sid with bad percent escapes", "EIO=4&transport=polling&sid=%zz%", 400, 1),
+    ("sid of 5000 characters", "EIO=4&transport=polling&sid=" + "A" * 5000, 400, 1),
+    ("sid with a NUL", "EIO=4&transport=polling&sid=%00AAAAAAAAAAAAAAAAAAA", 400, 1),
+    ("EIO=%00", "EIO=%00&transport=polling", 400, 5),
+    ("EIO=3", "EIO=3&transport=polling", 400, 5),
+    ("EIO missing", "transport=polling", 400, 5),
+    ("transport=flash", "EIO=4&transport=flash", 400, 0),
+    ("transport with a NUL", "EIO=4&transport=polling%00", 400, 0),
+    ("no parameters, only separators", "&&&=&==&", 400, 0),
+    ("duplicate transport parameters", "EIO=4&transport=websocket&transport=polling", 400, 3),
+]
+
+for _name, _q, _st, _code in BAD_QUERIES:
+    def _mk(q, st, code):
+        def fn(srv):
+            r = http_one(srv, get("/socket.io/?" + q))
+            status, body = eio_error(r)
+            check(status == st and isinstance(body, dict) and body.get("code") == code,
+                  "got %d %r" % (status, body))
+        return fn
+    case("http", "query: " + _name)(_mk(_q, _st, _code))
+
+
+@case("http", "query: 5000 empty parameters before a valid handshake")
+def _(srv):
+    r = http_one(srv, get("/socket.io/?" + "&" * 5000 + "EIO=4&transport=polling"))
+    check(r[0] == 200 and r[2][:1] == b"0", "got %r" % (r[:2],))
+
+
+@case("http", "query: percent-encoded parameter names")
+def _(srv):
+    r = http_one(srv, get("/socket.io/?%45IO=4&%74ransport=polling"))
+    check(r[0] == 200 and r[2][:1] == b"0", "got %r" % (r[:2],))
+
+
+# ==================================================================================== static (path traversal)
+
+TRAVERSALS = ["/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E/secret.txt", "/%2e%2e%2fsecret.txt",
+              "/..%2fsecret.txt", "/.%2e/secret.txt", "/%2e./secret.txt", "/sub/../../secret.txt",
+              "/sub/%2e%2e/%2e%2e/secret.txt", "/%2e%2e%5csecret.txt", "/..\\secret.txt",
+              "//../secret.txt", "/%252e%252e/secret.txt", "/link.txt", "/index.html%00.txt",
+              "/.hidden", "/%2ehidden", "/sub/..%2f..%2fsecret.txt", "/%c0%ae%c0%ae/secret.txt"]
+
+for _p in TRAVERSALS:
+    def _mk(p):
+        def fn(srv):
+            r = http_one(srv, get(p))
+            check(b"TOPSECRET" not in r[2], "leaked the file outside the static folder")
+            check(r[0] in (400, 404), "got %d" % r[0])
+        return fn
+    case("static", "traversal " + _p)(_mk(_p))
+
+
+@case("static", "the static folder itself is served (sanity)")
+def _(srv):
+    r = http_one(srv, get("/"))
+    check(r[0] == 200 and b"hostile" in r[2], "got %r" % (r[:2],))
+    resps, how, data = http(srv, b"HEAD /index.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    check(resps and resps[0][0] == 200 and resps[0][2] == b"" and data.endswith(b"\r\n\r\n"),
+          "HEAD: %r" % data)
+
+
+# ==================================================================================== ws (attacks)
+
+WS_PATH = "/socket.io/?EIO=4&transport=websocket"
+
+
+def ws_refused(srv, headers, method="GET", path=WS_PATH):
+    ws = WS(srv, path, headers=headers, expect=None)
+    st = ws.status
+    ws.close()
+    check(st == 400, "answered %d" % st)
+
+
+@case("ws", "handshake without Sec-WebSocket-Key")
+def _(srv):
+    ws_refused(srv, {"Sec-WebSocket-Key": None})
+
+
+@case("ws", "handshake with a short Sec-WebSocket-Key")
+def _(srv):
+    ws_refused(srv, {"Sec-WebSocket-Key": "abc"})
+
+
+@case("ws", "handshake with Sec-WebSocket-Version: 8")
+def _(srv):
+    ws_refused(srv, {"Sec-WebSocket-Version": "8"})
+
+
+@case("ws", "handshake without Connection: Upgrade")
+def _(srv):
+    ws_refused(srv, {"Connection": "keep-alive"})
+
+
+@case("ws", "upgrade as a POST")
+def _(srv):
+    raw = (b"POST /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n")
+    expect_closed_with(srv, raw, 400)
+
+
+@case("ws", "upgrade request for a static path")
+def _(srv):
+    ws_refused(srv, {}, path="/index.html")
+
+
+@case("ws", "huge declared length (2^63-1) is refused at once, nothing allocated")
+def _(srv):
+    ws, _ = eio_ws(srv)
+    rss0 = srv.rss_kb()
+    ws.send(frame(OP_TEXT, b"", length=(1 << 63) - 1) + b"abcd")
+    code = ws.recv_close()
+    check(code in (1009, 1002), "close code %r" % code)
+    check(srv.rss_kb() - rss0 < 16 << 10, "RSS grew by %d KiB" % (srv.rss_kb() - rss0))
+    ws.close()
+
+
+@case("ws", "a message over maxHttpBufferSize: close 1009")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.text('42["echo","%s"]' % ("x" * MAX_BUFFER))
+    check(ws.recv_close() == 1009, "expected 1009")
+    ws.close()
+
+
+@case("ws", "fragment flood: more than --ws-max-fragments frames in one message: close 1009")
+def _(srv):
+    ws = sio_ws(srv)
+    frames = [frame(OP_TEXT, b"4", fin=False)] + [frame(OP_CONT, b"2", fin=False)] * (WS_FRAGMENTS + 50)
+    try:
+        ws.send(b"".join(frames))
+    except OSError:
+        pass
+    check(ws.recv_close() == 1009, "expected 1009")
+    ws.close()
+
+
+@case("ws", "100000 one-byte fragments sent as fast as possible: closed, memory flat")
+def _(srv):
+    ws = sio_ws(srv)
+    rss0 = srv.rss_kb()
+    blob = frame(OP_TEXT, b"4", fin=False) + frame(OP_CONT, b"x", fin=False) * 100000
+    ws.s.settimeout(3)
+    try:
+        ws.send(blob)
+    except OSError:
+        pass
+    ws.expect_eof(3)
+    check(srv.rss_kb() - rss0 < 32 << 10, "RSS grew by %d KiB" % (srv.rss_kb() - rss0))
+    ws.close()
+
+
+@case("ws", "ping flood from a client that never reads: reading stops, memory stays flat")
+def _(srv):
+    other = quiet_server("ping-flood")
+    try:
+        ws = sio_ws(other)
+        ws.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        rss0 = other.rss_kb()
+        flood_unread(other, ws, frame(OP_PING, b"p" * 125) * 8000)
+        grown = other.rss_kb() - rss0
+        check(grown < 32 << 10, "RSS grew by %d KiB" % grown)
+        ws.close()
+    finally:
+        stop_clean(other)
+
+
+@case("ws", "unsolicited WebSocket pongs (10000) are ignored")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.send(frame(OP_PONG, b"x" * 20) * 10000)
+    check(sio_call(ws, 7, "echo", "still") == ["still"], "no echo")
+    ws.close()
+
+
+@case("ws", "Engine.IO pong flood over WebSocket (5000 '3') is harmless")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.send(frame(OP_TEXT, b"3") * 5000)
+    check(sio_call(ws, 8, "echo", "still") == ["still"], "no echo")
+    ws.close()
+
+
+# ==================================================================================== eio
+
+def poll_get(srv, sid, timeout=3.0, src=None):
+    return http_one(srv, get("/socket.io/?EIO=4&transport=polling&sid=" + sid), timeout, src)
+
+
+def eio_code(r):
+    status, body = eio_error(r)
+    return status, body.get("code") if isinstance(body, dict) else body
+
+
+@case("eio", "unknown sid on GET and POST: 400 Session ID unknown")
+def _(srv):
+    r = poll_get(srv, "AAAAAAAAAAAAAAAAAAAA")
+    check(eio_error(r) == (400, {"code": 1, "message": "Session ID unknown"}), "GET: %r" % (r,))
+    r = http_one(srv, post("AAAAAAAAAAAAAAAAAAAA", "4x"))
+    check(eio_code(r) == (400, 1), "POST: %r" % (r,))
+
+
+@case("eio", "POST handshake: 400 Bad handshake method")
+def _(srv):
+    r = http_one(srv, b"POST /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nContent-Length: 2\r\n\r\n40")
+    check(eio_code(r) == (400, 2), "got %r" % (r,))
+
+
+@case("eio", "PUT on a session: refused, the session survives")
+def _(srv):
+    sid = poll_handshake(srv)
+    r = http_one(srv, b"PUT /socket.io/?EIO=4&transport=polling&sid=" + sid.encode() +
+                 b" HTTP/1.1\r\nContent-Length: 2\r\n\r\n40")
+    check(r[0] in (400, 405, 500), "got %r" % (r,))
+    r = http_one(srv, post(sid, "40"))
+    check(r[0] == 200, "the session died: %r" % (r,))
+
+
+@case("eio", "concurrent polls: the second GET gets 400 and the session closes")
+def _(srv):
+    sid = poll_handshake(srv)
+    a = connect(srv)
+    a.sendall(get("/socket.io/?EIO=4&transport=polling&sid=" + sid))
+    time.sleep(0.1)
+    r = poll_get(srv, sid)
+    check(r[0] == 400, "second GET: %r" % (r,))
+    ra = read_response(a)
+    a.close()
+    check(ra[0] == 200 and b"1" in ra[2], "first GET: %r" % (ra,))
+    check(eio_code(poll_get(srv, sid)) == (400, 1), "the session is still there")
+
+
+@case("eio", "client ping over polling (wrong heartbeat direction) closes the session")
+def _(srv):
+    sid = poll_handshake(srv)
+    http_one(srv, post(sid, "2"))
+    check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), 2), "the session survived")
+
+
+@case("eio", "client ping over WebSocket (wrong heartbeat direction) closes the session")
+def _(srv):
+    ws, _ = eio_ws(srv)
+    ws.text("2")
+    ws.expect_eof(3)
+    ws.close()
+
+
+@case("eio", "open, upgrade and noop packets from the client over polling are ignored")
+def _(srv):
+    sid = poll_handshake(srv)
+    r = http_one(srv, post(sid, "0\x1e5\x1e6\x1e0{}"))
+    check(r[0] == 200, "POST: %r" % (r,))
+    r = http_one(srv, post(sid, "40"))
+    check(r[0] == 200, "POST 40: %r" % (r,))
+    r = poll_get(srv, sid)
+    check(r[0] == 200 and r[2].startswith(b"40{"), "GET: %r" % (r,))
+
+
+@case("eio", "a close packet over polling ends the session")
+def _(srv):
+    sid = poll_handshake(srv)
+    http_one(srv, post(sid, "1"))
+    check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), 2), "the session survived")
+
+
+@case("eio", "invalid polling payloads close the session (parse error)")
+def _(srv):
+    for body in ["x", "\x1e\x1e", "4\x1e", "b!!!notbase64", "9"]:
+        sid = poll_handshake(srv)
+        http_one(srv, post(sid, body))
+        check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), 2), "survived %r" % body)
+
+
+@case("eio", "a binary Content-Type on a polling POST is refused")
+def _(srv):
+    sid = poll_handshake(srv)
+    raw = (b"POST /socket.io/?EIO=4&transport=polling&sid=" + sid.encode() +
+           b" HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: 3\r\n\r\n\x04ab")
+    r = http_one(srv, raw)
+    check(r[0] == 400, "got %r" % (r,))
+
+
+@case("eio", "1500 packets in one POST (over the per-POST cap) close the session")
+def _(srv):
+    sid = poll_handshake(srv)
+    http_one(srv, post(sid, "\x1e".join(["3"] * 1500)))
+    check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), 2), "the session survived")
+
+
+@case("eio", "pong flood over polling: 500 pongs in one POST are accepted")
+def _(srv):
+    sid = poll_handshake(srv)
+    r = http_one(srv, post(sid, "\x1e".join(["3"] * 500)))
+    check(r[0] == 200, "got %r" % (r,))
+
+
+@case("eio", "250 polling sessions that never join a namespace are all reaped")
+def _(srv):
+    n0 = srv.nlines()
+    sids = [poll_handshake(srv) for _ in range(250)]
+    t = TIMEOUTS
+    ok = wait_for(lambda: sum(1 for l in srv.lines_since(n0) if "closed" in l and "session" in l) >= 250,
+                  (t["connect"] + t["ping_interval"] + t["ping_timeout"]) / 1000 + 2)
+    check(ok, "not all sessions closed")
+    check(eio_code(poll_get(srv, sids[0])) == (400, 1), "first session still there")
+
+
+@case("eio", "200 WebSocket sessions opened and dropped at once")
+def _(srv):
+    for _ in range(200):
+        ws = WS(srv, WS_PATH)
+        ws.close()
+
+
+def probe(srv, sid):
+    ws = WS(srv, "/socket.io/?EIO=4&transport=websocket&sid=" + sid)
+    return ws
+
+
+@case("eio", "upgrade: probe, 3probe, held GET released with a noop, 5, then polling is refused")
+def _(srv):
+    sid = poll_handshake(srv)
+    g = connect(srv)
+    g.sendall(get("/socket.io/?EIO=4&transport=polling&sid=" + sid))
+    time.sleep(0.05)
+    ws = probe(srv, sid)
+    ws.text("2probe")
+    f = ws.recv_frame()
+    check(f and f[2] == b"3probe", "probe answer %r" % (f,))
+    rg = read_response(g)
+    g.close()
+    check(rg[0] == 200 and rg[2] == b"6", "held GET: %r" % (rg,))
+    ws.text("5")
+    time.sleep(0.05)
+    r = poll_get(srv, sid)
+    check(eio_code(r) == (400, 3), "polling after the upgrade: %r" % (r,))
+    ws.text("40")
+    expect_msg(ws, lambda t: t.startswith("40{"))
+    ws.close()
+
+
+@case("eio", "two probes at once for one session: the second is refused")
+def _(srv):
+    sid = poll_handshake(srv)
+    a = probe(srv, sid)
+    b = WS(srv, "/socket.io/?EIO=4&transport=websocket&sid=" + sid, expect=None)
+    check(b.status == 400, "second probe answered %d" % b.status)
+    a.close()
+    b.close()
+
+
+@case("eio", "a probe that never sends 5 is dropped after the upgrade timeout; polling goes on")
+def _(srv):
+    sid = poll_handshake(srv)
+    ws = probe(srv, sid)
+    ws.text("2probe")
+    ws.expect_eof(TIMEOUTS["upgrade"] / 1000 + 1.5)
+    ws.close()
+    r = http_one(srv, post(sid, "40"))
+    check(r[0] == 200, "polling broken: %r" % (r,))
+
+
+@case("eio", "a probe that sends a message instead of 2probe/5 is dropped")
+def _(srv):
+    sid = poll_handshake(srv)
+    ws = probe(srv, sid)
+    ws.text("4hello")
+    ws.expect_eof(2)
+    ws.close()
+
+
+@case("eio", "upgrade requests for a WebSocket session and for an unknown sid are refused")
+def _(srv):
+    ws, op = eio_ws(srv)
+    b = WS(srv, "/socket.io/?EIO=4&transport=websocket&sid=" + op["sid"], expect=None)
+    check(b.status == 400, "WebSocket sid: %d" % b.status)
+    c = WS(srv, "/socket.io/?EIO=4&transport=websocket&sid=BBBBBBBBBBBBBBBBBBBB", expect=None)
+    check(c.status == 400, "unknown sid: %d" % c.status)
+    for x in (ws, b, c):
+        x.close()
+
+
+@case("eio", "upgrade race: the polling connection resets during the probe")
+def _(srv):
+    sid = poll_handshake(srv)
+    g = connect(srv)
+    g.sendall(get("/socket.io/?EIO=4&transport=polling&sid=" + sid))
+    ws = probe(srv, sid)
+    reset(g)
+    try:
+        ws.text("2probe")
+        ws.text("5")
+        time.sleep(0.2)
+    except OSError:
+        pass  # the session closed with its polling connection, and the probe with it
+    ws.close()
+
+
+@case("eio", "upgrade race: 5 twice, then 5 on an upgraded socket")
+def _(srv):
+    sid = poll_handshake(srv)
+    ws = probe(srv, sid)
+    ws.text("2probe")
+    ws.text("5")
+    ws.text("5")
+    ws.text("40")
+    expect_msg(ws, lambda t: t.startswith("40{"))
+    ws.close()
+
+
+# ==================================================================================== sio
+
+def sio_raw(srv):
+    ws, _ = eio_ws(srv)
+    return ws
+
+
+def closes_or_answers(ws, timeout=2.0):
+    """Waits for the server to close ws, or for it to stay usable; returns 'closed' or 'open'."""
+    try:
+        f = ws.recv_frame(timeout)
+    except socket.timeout:
+        return "open"
+    while f is not None:
+        if f[1] == OP_CLOSE:
+            return "closed"
+        try:
+            f = ws.recv_frame(timeout)
+        except socket.timeout:
+            return "open"
+    return "closed"
+
+
+@case("sio", "an EVENT before CONNECT is not delivered, and CONNECT still works after")
+def _(srv):
+    ws = sio_raw(srv)
+    ws.text('421["echo","early"]')
+    ws.text("40")
+    t = expect_msg(ws, lambda t: t.startswith("40") or t.startswith("43") or t.startswith("44"))
+    check(t.startswith("40{"), "got %r" % t)
+    ws.close()
+
+
+@case("sio", "CONNECT to an unknown namespace: connect_error Invalid namespace")
+def _(srv):
+    ws = sio_raw(srv)
+    ws.text("40/nope,")
+    t = expect_msg(ws, lambda t: t.startswith("44"))
+    check(t == '44/nope,{"message":"Invalid namespace"}', "got %r" % t)
+    ws.close()
+
+
+ODD_NSPS = ["/" + "a" * 5000 + ",", "/\u0000,", "/ü,", "/..,", "//,", "/admin/../,", "admin,", "/,", "/%2f,",
+            "/admin"]
+
+for _n in ODD_NSPS:
+    def _mk(n):
+        def fn(srv):
+            ws = sio_raw(srv)
+            ws.text("40" + n)
+            try:
+                op, p = next_msg(ws)
+                t = p.decode("utf-8", "replace")
+                check(t[:2] in ("40", "44"), "got %r" % t[:80])
+            except Fail as e:  # a close is an answer too (the reference: parse error)
+                check("closed" in str(e), str(e))
+            ws.close()
+        return fn
+    case("sio", "odd namespace name %r" % (_n[:12] + ("..." if len(_n) > 12 else "")))(_mk(_n))
+
+
+@case("sio", "300 CONNECTs to unknown namespaces and 50 to /admin on one connection")
+def _(srv):
+    ws = sio_raw(srv)
+    ws.send(b"".join(frame(OP_TEXT, "40/n%d," % i) for i in range(300)))
+    ws.send(b"".join(frame(OP_TEXT, "40/admin,") for _ in range(50)))
+    ws.text("40")
+    expect_msg(ws, lambda t: t.startswith("40{"), 5)
+    ws.close()
+
+
+BAD_SIO = ["7", "9", "4", "4x", "42", "42[]", "42{}", '42"x"', "42null", "42[1]", "42[null]", '42["echo",',
+           '42["echo",NaN]', '4299999999999999999999["echo",1]', '42-1["echo",1]', '429007199254740993["echo",1]',
+           '42["echo",1e999]', '42["echo","\\ud800"]', "42" + "[" * 100000, '42["echo",' + '{"a":' * 1000 + "1" +
+           "}" * 1000 + "]", "41/nope,", "4399[1]", '40[1]', '40"str"', "40{bad", "45", "45-", "451",
+           '4511-["echo",{"_placeholder":true,"num":0}]', '45-1-["echo"]', '45999999999999999999-["echo"]']
+
+for _p in BAD_SIO:
+    def _mk(p):
+        def fn(srv):
+            ws = sio_ws(srv)
+            ws.text(p)
+            st = closes_or_answers(ws, 0.3)
+            if st == "open":  # still usable: the packet was ignored, the socket must still work
+                check(sio_call(ws, 5, "echo", "after") == ["after"], "socket broken")
+            ws.close()
+        return fn
+    case("sio", "invalid packet %r" % (_p[:24] + ("..." if len(_p) > 24 else "")))(_mk(_p))
+
+
+def binary_then(ws, header, frames):
+    ws.text(header)
+    for f in frames:
+        ws.send(f)
+
+
+@case("sio", "attachments: a text packet where a binary one is expected")
+def _(srv):
+    ws = sio_ws(srv)
+    binary_then(ws, '451-["echo",{"_placeholder":true,"num":0}]', [frame(OP_TEXT, '42["echo"]')])
+    check(closes_or_answers(ws) == "closed", "not closed")
+    ws.close()
+
+
+@case("sio", "attachments: more binary frames than announced")
+def _(srv):
+    ws = sio_ws(srv)
+    binary_then(ws, '451-["x",{"_placeholder":true,"num":0}]', [frame(OP_BIN, b"a"), frame(OP_BIN, b"b")])
+    check(closes_or_answers(ws) == "closed", "not closed")
+    ws.close()
+
+
+@case("sio", "attachments: a binary frame with no binary packet")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.send(frame(OP_BIN, b"\x01\x02"))
+    check(closes_or_answers(ws) == "closed", "not closed")
+    ws.close()
+
+
+@case("sio", "attachments: a placeholder number out of range")
+def _(srv):
+    ws = sio_ws(srv)
+    binary_then(ws, '451-9["echo",{"_placeholder":true,"num":5}]', [frame(OP_BIN, b"a")])
+    st = closes_or_answers(ws, 0.5)
+    if st == "open":
+        check(sio_call(ws, 5, "echo", "after") == ["after"], "socket broken")
+    ws.close()
+
+
+@case("sio", "attachments: 11 announced (the cap is 10)")
+def _(srv):
+    ws = sio_ws(srv)
+    ph = ",".join('{"_placeholder":true,"num":%d}' % i for i in range(11))
+    binary_then(ws, '4511-["echo",%s]' % ph, [frame(OP_BIN, b"z")] * 11)
+    check(closes_or_answers(ws) == "closed", "not closed")
+    ws.close()
+
+
+@case("sio", "binary event echoed with its attachment, the attachment fragmented in 3 frames")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.text('451-3["echo",{"_placeholder":true,"num":0}]')
+    ws.send(frame(OP_BIN, b"\x00\x01", fin=False) + frame(OP_CONT, b"\x02", fin=False) + frame(OP_CONT, b"\xff"))
+    t = expect_msg(ws, lambda t: isinstance(t, str) and t.startswith("461-3"))
+    check(t == '461-3[{"_placeholder":true,"num":0}]', "got %r" % t)
+    op, p = next_msg(ws)
+    check(op == OP_BIN and p == b"\x00\x01\x02\xff", "attachment %r" % p)
+    ws.close()
+
+
+@case("sio", "JSON nested 50 deep is echoed (under the depth limit)")
+def _(srv):
+    ws = sio_ws(srv)
+    v = 1
+    for _ in range(50):
+        v = [v]
+    check(sio_call(ws, 3, "echo", v) == [v], "not echoed")
+    ws.close()
+
+
+@case("sio", "a client EVENT named disconnect does not run the disconnect handler")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.text('42["disconnect","forged"]')
+    st = closes_or_answers(ws, 0.3)
+    if st == "open":
+        s = sio_call(ws, 4, "stats")[0]
+        check(s["sockets"] == s["fetched"], "the app's count was forged: %r" % s)
+    ws.close()
+
+
+# ==================================================================================== lua
+
+@case("lua", "a handler that raises: logged with a traceback, the socket keeps working")
+def _(srv):
+    n0 = srv.nlines()
+    ws = sio_ws(srv)
+    ws.text('42["boom"]')
+    check(sio_call(ws, 1, "echo", "after") == ["after"], "socket broken")
+    check(wait_log(srv, n0, "kaboom", 1), "the error was not logged")
+    ws.close()
+
+
+@case("lua", "while true do end in a handler is aborted; other clients keep their latency")
+def _(srv):
+    n0 = srv.nlines()
+    ws = sio_ws(srv)
+    other = sio_ws(srv, CHECKER_IP)
+    ws.text('42["spin"]')
+    time.sleep(0.05)
+    (r, dt) = timed(lambda: sio_call(other, 1, "echo", "meanwhile"))
+    check(r == ["meanwhile"], "no echo")
+    check(dt < TIMEOUTS["handler"] / 1000 + 0.7, "other client waited %.2f s" % dt)
+    check(sio_call(ws, 2, "echo", "after") == ["after"], "the spinning socket is broken")
+    check(wait_for(lambda: len(srv.lines_since(n0)) > 0, 1), "nothing logged")
+    ws.close()
+    other.close()
+
+
+@case("lua", "a memory bomb is stopped by the Lua memory cap")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.text('42["bomb"]')
+    check(sio_call(ws, 1, "echo", "after", timeout=10) == ["after"], "socket broken")
+    ws.close()
+
+
+@case("lua", "bytecode cannot be loaded")
+def _(srv):
+    ws = sio_ws(srv)
+    r = sio_call(ws, 1, "bytecode")
+    check(r[0] is True, "string.dump output was loaded: %r" % r)
+    ws.close()
+
+
+@case("lua", "emitting on a socket the handler has just closed (and from a timer later)")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.text('421["emit-after-close"]')
+    ws.expect_eof(2)
+    ws.close()
+
+
+@case("lua", "disconnecting yourself (twice) inside your own handler, then acking")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.text('421["self-disconnect"]')
+    t = expect_msg(ws, lambda t: t.startswith("41") or t.startswith("43"))
+    check(t.startswith("41"), "expected the DISCONNECT packet first, got %r" % t)
+    ws.close()
+
+
+@case("lua", "emitting a reserved event name or a bad argument from Lua raises, contained")
+def _(srv):
+    ws = sio_ws(srv)
+    ws.text('42["reserved"]')
+    ws.text('42["bad-arg"]')
+    check(sio_call(ws, 1, "echo", "after") == ["after"], "socket broken")
+    ws.close()
+
+
+# ==================================================================================== runner
+
+def health(srv, base_fds):
+    if not srv.alive():
+        return "the server died (exit status %s)" % srv.proc.returncode
+    if not wait_for(lambda: srv.socket_fds() <= base_fds, 8, 0.05):
+        return "server sockets %d, baseline %d" % (srv.socket_fds(), base_fds)
+    try:
+        ws = sio_ws(srv, CHECKER_IP)
+        try:
+            r = sio_call(ws, 1, "echo", "health", {"n": 1})
+            if r != ["health", {"n": 1}]:
+                return "health echo: %r" % r
+            end = time.monotonic() + 8
+            while True:
+                st = sio_call(ws, 2, "stats")[0]
+                if st["sockets"] == 1 and st["fetched"] == 1:
+                    break
+                if time.monotonic() > end:
+                    return "app counts not back to baseline: %r" % st
+                time.sleep(0.1)
+        finally:
+            ws.close()
+    except (Fail, OSError, EOFError, ValueError) as e:
+        return "health check: %s" % e
+    return None
+
+
+def main():
+    import rfc6455
+    rfc6455.register(case)
+    args = sys.argv[1:]
+    verbose = "-v" in args
+    only = args[args.index("-k") + 1] if "-k" in args else None
+    os.makedirs(LOGDIR, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="siolua-hostile-")
+    pub = os.path.join(tmp, "public")
+    os.makedirs(os.path.join(pub, "sub"))
+    with open(os.path.join(pub, "index.html"), "w") as f:
+        f.write("<p>hostile</p>\n")
+    with open(os.path.join(pub, ".hidden"), "w") as f:
+        f.write("TOPSECRET hidden\n")
+    with open(os.path.join(tmp, "secret.txt"), "w") as f:
+        f.write("TOPSECRET\n")
+    os.symlink("../secret.txt", os.path.join(pub, "link.txt"))
+
+    cases = [c for c in CASES if only is None or only in "%s: %s" % (c[0], c[1])]
+    passed = failed = 0
+    t_start = time.monotonic()
+    srv = Server(BIN, APP, server_args(pub), os.path.join(LOGDIR, "server.log"))
+    rss_start = srv.rss_kb()
+    base_fds = 1  # the listener
+    err = health(srv, base_fds)
+    if err:
+        print("hostile: the server is not healthy before any case: %s" % err)
+    for i, (group, name, fn) in enumerate(cases, 1):
+        n0 = srv.nlines()
+        t0 = time.monotonic()
+        err = None
+        try:
+            fn(srv)
+        except Fail as e:
+            err = str(e)
+        except Exception as e:  # a crash of the case itself is a failure too
+            err = "%s: %s" % (type(e).__name__, e)
+        err2 = health(srv, base_fds)
+        if err2:
+            err = (err + "; " if err else "") + err2
+        san = srv.sanitizer_reports(n0)
+        if san:
+            err = (err + "; " if err else "") + "sanitizer: " + san[0]
+        dt = time.monotonic() - t0
+        label = "%s: %s" % (group, name)
+        if err:
+            failed += 1
+            print("not ok %d - %s (%.2fs)\n  # %s" % (i, label, dt, err))
+        else:
+            passed += 1
+            if verbose:
+                print("ok %d - %s (%.2fs)" % (i, label, dt))
+            else:
+                print("ok %d - %s" % (i, label))
+        sys.stdout.flush()
+        if not srv.alive():
+            tail = srv.lines_since(max(0, srv.nlines() - 30))
+            print("  # server log tail:\n  # " + "\n  # ".join(tail))
+            srv.stop()
+            srv = Server(BIN, APP, server_args(pub), os.path.join(LOGDIR, "server-%d.log" % i))
+    rss_end = srv.rss_kb()
+    n0 = srv.nlines()
+    rc = srv.stop()
+    label = "shutdown: SIGTERM exits 0 with no sanitizer (leak) report"
+    san = srv.sanitizer_reports(0)
+    if rc != 0 or san:
+        failed += 1
+        print("not ok %d - %s\n  # exit status %s; %s" % (len(cases) + 1, label, rc, san[:3]))
+    else:
+        passed += 1
+        print("ok %d - %s" % (len(cases) + 1, label))
+    print("# %.1f s; server RSS %d KiB at the start, %d KiB at the end; logs in %s" %
+          (time.monotonic() - t_start, rss_start, rss_end, LOGDIR))
+    print("hostile: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

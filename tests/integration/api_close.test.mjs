@@ -1,0 +1,36 @@
+// The server API (issue 3), io.close() from the app: every socket of every namespace gets
+// "server shutting down" (clients see their transport close), the process exits with status 0.
+// App: apps/api_close.lua (twin: ref/api_apps.mjs).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, connect, once, closeAll, withTimeout } from "./helpers.mjs";
+
+test("io.close(): every socket gets \"server shutting down\", the process exits 0", async () => {
+  const srv = await startServer("api_close");
+  try {
+    const a = await connect(srv.url, { transports: ["websocket"] });
+    const b = await connect(srv.url, { transports: ["polling"] });
+    const c = await connect(srv.url + "/admin", { transports: ["websocket"] });
+    const lines = [["/", a.id], ["/", b.id], ["/admin", c.id]];
+    const ds = [a, b, c].map((s) => once(s, "disconnect"));
+    a.emit("close-server");
+    const [da, db, dc] = await Promise.all(ds);
+    assert.equal(da[0], "transport close");
+    assert.equal(dc[0], "transport close");
+    // polling: the pending GET is answered with a close packet or dropped (see disconnect.test.mjs)
+    assert.ok(["transport close", "transport error"].includes(db[0]), db[0]);
+    for (const [nsp, id] of lines) await srv.waitLog(new RegExp(`disconnect ${nsp} ${id} server shutting down`));
+    // the process ends by itself
+    const st = await withTimeout(new Promise((resolve) => {
+      if (srv.exited()) return resolve(srv.exited());
+      srv.proc.once("exit", (code, signal) => resolve({ code, signal }));
+    }), 5000, "the server process to exit after io.close()");
+    assert.deepEqual(st, { code: 0, signal: null });
+    assert.doesNotMatch(srv.log(), /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/);
+    // nothing listens any more
+    await assert.rejects(connect(srv.url, { transports: ["websocket"] }, 2000));
+  } finally {
+    closeAll();
+    if (!srv.exited()) await srv.stop();
+  }
+});

@@ -1,0 +1,169 @@
+// Helpers of the Redis adapter tests: a private redis-server on a free loopback port (no
+// persistence, its own folder), the Node peer (redis_peer.mjs), and siolua nodes on one Redis.
+// Every process started here is stopped by PID at the end of its test file; their PIDs also go to
+// SIOLUA_PIDFILE, and their command lines contain "siolua", so run.sh kills any left over.
+import { spawn } from "node:child_process";
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { ROOT, startServer, withTimeout } from "./helpers.mjs";
+
+const procs = new Set();
+process.on("exit", () => {
+  for (const p of procs) p.kill("SIGKILL");
+});
+
+function track(proc) {
+  procs.add(proc);
+  proc.on("exit", () => procs.delete(proc));
+  if (process.env.SIOLUA_PIDFILE && proc.pid) appendFileSync(process.env.SIOLUA_PIDFILE, proc.pid + "\n");
+}
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Spawns cmd, resolves once its output matches re; returns { proc, log(), waitLog(re), stop() }. */
+function spawnWatched(cmd, args, re, what, env = process.env) {
+  const proc = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env });
+  track(proc);
+  let log = "";
+  let exited = null;
+  const waiters = new Set();
+  const onData = (c) => {
+    log += c.toString();
+    for (const w of waiters) w();
+  };
+  proc.stdout.on("data", onData);
+  proc.stderr.on("data", onData);
+  const exitP = new Promise((resolve) =>
+    proc.on("exit", (code, signal) => {
+      exited = { code, signal };
+      for (const w of waiters) w();
+      resolve(exited);
+    }),
+  );
+  const waitLog = (r, ms = 5000) =>
+    withTimeout(
+      new Promise((resolve, reject) => {
+        const check = () => {
+          const m = log.match(r);
+          if (m) {
+            waiters.delete(check);
+            resolve(m);
+          } else if (exited) {
+            waiters.delete(check);
+            reject(new Error(`${what} exited (${JSON.stringify(exited)}) before logging ${r}; log:\n${log}`));
+          }
+        };
+        waiters.add(check);
+        check();
+      }),
+      ms,
+      `${what} to log ${r}; log so far:\n${log}`,
+    );
+  const stop = async (grace = 3000) => {
+    if (!exited) {
+      proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), grace);
+      await exitP;
+      clearTimeout(t);
+    }
+    return exited;
+  };
+  return { proc, log: () => log, waitLog, stop, ready: waitLog(re, 10000), exited: () => exited };
+}
+
+/**
+ * Starts redis-server on a free port (or `port`, to restart one on the same address).
+ * Resolves to { port, url, stop() } once it accepts connections.
+ */
+export async function startRedis(port) {
+  port = port || (await freePort());
+  const dir = mkdtempSync(path.join(os.tmpdir(), "siolua-redis-"));
+  const r = spawnWatched(
+    "redis-server",
+    [
+      "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+      // redis rewrites its command line: keep "siolua" in it for run.sh's clean-up
+      "--proc-title-template", "{title} {listen-addr} siolua-test",
+    ],
+    /Ready to accept connections/,
+    "redis-server",
+  );
+  await r.ready;
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    log: r.log,
+    async stop() {
+      await r.stop(2000);
+      rmSync(dir, { recursive: true, force: true });
+    },
+    /** SIGKILL: Redis gone without a goodbye. */
+    async kill() {
+      r.proc.kill("SIGKILL");
+      await withTimeout(new Promise((res) => (r.exited() ? res() : r.proc.once("exit", res))), 3000, "redis exit");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A siolua node on redis (by --redis, or through io.options with `viaOptions`), ready in the cluster. */
+export async function startNode(redis, { name = "siolua", viaOptions = false, app = "redis" } = {}) {
+  const prev = { ...process.env };
+  process.env.SIOLUA_NODE_NAME = name;
+  if (viaOptions) process.env.SIOLUA_TEST_REDIS = redis.url;
+  else delete process.env.SIOLUA_TEST_REDIS;
+  let srv;
+  try {
+    srv = await startServer(app, viaOptions ? [] : ["--redis", redis.url]);
+  } finally {
+    process.env.SIOLUA_NODE_NAME = prev.SIOLUA_NODE_NAME;
+    if (prev.SIOLUA_NODE_NAME === undefined) delete process.env.SIOLUA_NODE_NAME;
+    if (prev.SIOLUA_TEST_REDIS === undefined) delete process.env.SIOLUA_TEST_REDIS;
+    else process.env.SIOLUA_TEST_REDIS = prev.SIOLUA_TEST_REDIS;
+  }
+  await srv.waitLog(/redis adapter: ready/, 5000);
+  srv.name = name;
+  return srv;
+}
+
+/** The Node peer (socket.io + @socket.io/redis-adapter) on redis. */
+export async function startPeer(redis, name = "node") {
+  const p = spawnWatched(
+    process.execPath,
+    [path.join(ROOT, "tests/integration/redis_peer.mjs"), "--siolua-peer", "--port", "0", "--redis", redis.url, "--name", name],
+    /siolua listening on http:\/\/127\.0\.0\.1:(\d+)/,
+    "node peer",
+  );
+  const m = await p.ready;
+  return { name, port: Number(m[1]), url: `http://127.0.0.1:${m[1]}`, log: p.log, stop: p.stop };
+}
+
+/** Resolves once `n` servers are subscribed to the main namespace's request channel. */
+export async function waitServers(redisPort, n, ms = 5000) {
+  const { createClient } = await import("redis");
+  const c = createClient({ url: `redis://127.0.0.1:${redisPort}` });
+  await c.connect();
+  try {
+    const t0 = Date.now();
+    for (;;) {
+      const r = await c.sendCommand(["PUBSUB", "NUMSUB", "socket.io-request#/#"]);
+      if (Number(r[1]) >= n) return;
+      if (Date.now() - t0 > ms) throw new Error(`only ${r[1]} servers subscribed, expected ${n}`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  } finally {
+    await c.quit();
+  }
+}

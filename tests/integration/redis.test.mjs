@@ -1,0 +1,275 @@
+// The Redis adapter between siolua nodes (apps/redis.lua): broadcasts (io.emit, to/except, socket
+// broadcast, local), fetchSockets, socketsJoin/Leave, disconnectSockets, serverSideEmit with acks,
+// broadcast acks and the server count across 2 and 3 nodes; the wire format as the Node adapter
+// writes it; Redis killed and restarted. Each describe has its own redis-server.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { REF, closeAll, collect, connect, once, request, sleep, withTimeout } from "./helpers.mjs";
+import { startNode, startRedis, waitServers } from "./redis.helpers.mjs";
+
+const require = createRequire(import.meta.url);
+const skip = REF ? "the Redis adapter tests drive siolua nodes (redis-interop covers the Node side)" : false;
+
+/** Polls fn until it returns a truthy value (cluster operations without an answer). */
+async function until(fn, what, ms = 3000) {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+async function stopAll(...servers) {
+  closeAll();
+  const errors = [];
+  for (const s of servers) {
+    if (!s) continue;
+    try {
+      await s.stop();
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  if (errors.length) throw errors[0];
+}
+
+describe("redis adapter: two and three siolua nodes", { skip }, () => {
+  let redis, a, b, c;
+  let ca, cb;
+  before(async () => {
+    redis = await startRedis();
+    // one node gets the URL from --redis, the other from io.options{adapter = {redis = ...}}
+    a = await startNode(redis, { name: "a" });
+    b = await startNode(redis, { name: "b", viaOptions: true });
+    await waitServers(redis.port, 2);
+    ca = await connect(a.url, { auth: { name: "ca" } });
+    cb = await connect(b.url, { auth: { name: "cb" }, transports: ["websocket"] });
+    await request(cb, "join", "r1");
+  });
+  after(async () => {
+    await stopAll(a, b, c);
+    await redis?.stop();
+  });
+
+  test("io.emit and to(room) reach the other node's clients, values and binaries intact", async () => {
+    const args = [1, "two", Buffer.from([1, 2, 3]), { k: [true, null], f: 1.5, nested: { bin: Buffer.from("x") } }];
+    const got = Promise.all([once(ca, "msg"), once(cb, "msg")]);
+    ca.emit("bcast", ...args);
+    const [ga, gb] = await got;
+    assert.deepEqual(ga, args);
+    assert.deepEqual(gb, args);
+
+    const seenA = collect(ca, "msg");
+    const toRoom = once(cb, "msg");
+    ca.emit("room", "r1", "to r1");
+    assert.deepEqual(await toRoom, ["to r1"]);
+    // a sentinel after it: Redis keeps the order, so anything ca would have got came before
+    const end = Promise.all([once(ca, "msg"), once(cb, "msg")]);
+    ca.emit("bcast", "end");
+    await end;
+    assert.deepEqual(seenA, [["end"]]);
+    ca.off("msg");
+  });
+
+  test("except, socket.broadcast, local and two rooms follow the reference's semantics across nodes", async () => {
+    const seenA = collect(ca, "msg");
+    const seenB = collect(cb, "msg");
+    await request(ca, "join", "r2");
+    ca.emit("except", "r1", "not r1");       // ca (not in r1) only
+    ca.emit("broadcast", "not the sender"); // cb only
+    ca.emit("local", "only a's node");      // ca only
+    cb.emit("rooms2", "r1", "r2", "r1 or r2"); // both, once each
+    const end = Promise.all([once(ca, "msg"), once(cb, "msg")]);
+    await sleep(50);
+    ca.emit("bcast", "end");
+    await end;
+    await sleep(20);
+    assert.deepEqual(seenA.map((x) => x[0]).sort(), ["end", "not r1", "only a's node", "r1 or r2"].sort());
+    assert.deepEqual(seenB.map((x) => x[0]).sort(), ["end", "not the sender", "r1 or r2"].sort());
+    await request(ca, "leave", "r2");
+    ca.off("msg");
+    cb.off("msg");
+  });
+
+  test("fetchSockets and serverCount see every node's sockets, with rooms and data", async () => {
+    const [count] = await request(ca, "count");
+    assert.equal(count, 2);
+    const [all] = await request(cb, "fetch", null);
+    const byId = Object.fromEntries(all.map((s) => [s.id, s]));
+    assert.equal(all.length, 2);
+    assert.deepEqual(byId[ca.id], { id: ca.id, remote: true, rooms: [ca.id], name: "ca" });
+    assert.deepEqual(byId[cb.id], { id: cb.id, remote: false, rooms: [cb.id, "r1"].sort(), name: "cb" });
+    const [inR1] = await request(ca, "fetch", "r1");
+    assert.deepEqual(inR1.map((s) => [s.id, s.remote]), [[cb.id, true]]);
+  });
+
+  test("socketsJoin/Leave, a remote socket's emit and join, and disconnectSockets act on the other node", async () => {
+    await request(ca, "socketsJoin", null, "everyone");
+    await until(async () => (await request(cb, "rooms"))[0].includes("everyone"), "cb to join everyone");
+    assert.ok((await request(ca, "rooms"))[0].includes("everyone"));
+    await request(ca, "socketsLeave", "r1", "everyone");
+    await until(async () => !(await request(cb, "rooms"))[0].includes("everyone"), "cb to leave everyone");
+
+    const direct = once(cb, "msg");
+    const [found] = await request(ca, "remoteEmit", cb.id);
+    assert.equal(found, true);
+    assert.deepEqual(await direct, ["direct from a"]);
+    await until(async () => (await request(cb, "rooms"))[0].includes("picked"), "cb to join picked");
+  });
+
+  test("serverSideEmit reaches the other nodes' listeners, acks come back", async () => {
+    assert.deepEqual(await request(ca, "sse", 7), [null, ["pong-7-b"]]);
+    assert.deepEqual(await request(cb, "ssewithack", 8), [null, ["pong-8-a"]]);
+    const seenA = collect(ca, "noted");
+    const noted = once(cb, "noted");
+    ca.emit("note", "hello");
+    assert.deepEqual(await noted, ["hello", "b"]);
+    await sleep(100);
+    assert.deepEqual(seenA, []); // never the sender's own server
+  });
+
+  test("broadcast with an ack collects one reply per client of every node", async () => {
+    ca.on("question", (ack) => ack("from ca"));
+    cb.on("question", (ack) => ack("from cb"));
+    assert.deepEqual(await request(ca, "ackall", null), [null, ["from ca", "from cb"]]);
+    assert.deepEqual(await request(cb, "ackall", "r1"), [null, ["from cb"]]);
+  });
+
+  test("a third node joins: counts, broadcasts, fetchSockets, serverSideEmit and acks span all three", async () => {
+    c = await startNode(redis, { name: "c" });
+    await waitServers(redis.port, 3);
+    const cc = await connect(c.url, { auth: { name: "cc" } });
+    cc.on("question", (ack) => ack("from cc"));
+    assert.deepEqual(await request(cb, "count"), [3]);
+    const got = Promise.all([ca, cb, cc].map((s) => once(s, "msg")));
+    cc.emit("bcast", "three");
+    assert.deepEqual(await got, [["three"], ["three"], ["three"]]);
+    const [all] = await request(ca, "fetch", null);
+    assert.deepEqual(all.map((s) => s.name).sort(), ["ca", "cb", "cc"]);
+    assert.deepEqual(await request(cc, "sse", 9), [null, ["pong-9-a", "pong-9-b"]]);
+    assert.deepEqual(await request(ca, "ackall", null), [null, ["from ca", "from cb", "from cc"]]);
+    // disconnectSockets from c closes cb on b
+    const gone = once(cb, "disconnect");
+    await request(cc, "disconnectSockets", "r1");
+    await gone;
+  });
+
+  test("namespaces have their own channels: /admin broadcasts cross, / clients do not get them", async () => {
+    const xa = await connect(a.url + "/admin");
+    const xb = await connect(b.url + "/admin");
+    assert.deepEqual(await request(xa, "count"), [3]);
+    const seenRoot = collect(ca, "amsg");
+    const got = Promise.all([once(xa, "amsg"), once(xb, "amsg")]);
+    xb.emit("bcast", "admins only");
+    assert.deepEqual(await got, [["admins only"], ["admins only"]]);
+    assert.deepEqual(seenRoot, []);
+  });
+
+  test("a hot reload (SIGHUP) keeps the node in the cluster: same connections, subscriptions, uid", async () => {
+    const before = (await b.log().match(/node uid (\w+)/))[1];
+    b.proc.kill("SIGHUP");
+    await b.waitLog(/reloaded .*generation 2/, 5000);
+    assert.deepEqual(await request(ca, "count"), [3]);
+    const x1 = await connect(a.url);
+    const x2 = await connect(b.url);
+    let got = Promise.all([once(x1, "msg"), once(x2, "msg")]);
+    x1.emit("bcast", "after reload, from a");
+    assert.deepEqual(await got, [["after reload, from a"], ["after reload, from a"]]);
+    got = Promise.all([once(x1, "msg"), once(x2, "msg")]);
+    x2.emit("bcast", "after reload, from b");
+    assert.deepEqual(await got, [["after reload, from b"], ["after reload, from b"]]);
+    assert.deepEqual(await request(x1, "sse", 5), [null, ["pong-5-b", "pong-5-c"]]);
+    assert.equal(before.length, 6);
+    assert.doesNotMatch(b.log(), /redis adapter: connecting.*\n(.|\n)*redis adapter: connecting/);
+  });
+
+  test("the messages are the Node adapter's: msgpack [uid, packet, {rooms, except, flags}] on socket.io#/#[room#]", async () => {
+    const { createClient } = require("redis");
+    const msgpack = require("notepack.io");
+    const sub = createClient({ url: redis.url });
+    await sub.connect();
+    const got = [];
+    await sub.pSubscribe("socket.io#/#*", (msg, channel) => got.push([channel, msgpack.decode(msg)]), true);
+    try {
+      const x = await connect(a.url);
+      await request(x, "join", "wire");
+      x.emit("bcast", 1, Buffer.from([7]));
+      x.emit("room", "wire", "w");
+      x.emit("volatile", "v");
+      await until(() => got.length >= 3, "three published messages");
+      const [[ch1, m1], [ch2, m2], [ch3, m3]] = got.map(([ch, m]) => [ch.toString(), m]);
+      assert.equal(ch1, "socket.io#/#");
+      assert.equal(typeof m1[0], "string");
+      assert.equal(m1[0].length, 6);
+      assert.deepEqual(m1.slice(1), [{ type: 2, data: ["msg", 1, Buffer.from([7])], nsp: "/" }, { rooms: [], except: [], flags: {} }]);
+      assert.equal(ch2, "socket.io#/#wire#");
+      assert.deepEqual(m2[2], { rooms: ["wire"], except: [], flags: {} });
+      assert.equal(ch3, "socket.io#/#");
+      assert.deepEqual(m3[2].flags, { volatile: true });
+    } finally {
+      await sub.quit();
+    }
+  });
+});
+
+describe("redis adapter: Redis killed and restarted", { skip }, () => {
+  let redis, a, b;
+  before(async () => {
+    redis = await startRedis();
+    a = await startNode(redis, { name: "a" });
+    b = await startNode(redis, { name: "b" });
+    await waitServers(redis.port, 2);
+  });
+  after(async () => {
+    await stopAll(a, b);
+    await redis?.stop();
+  });
+
+  test("local traffic keeps flowing, cluster traffic resumes after the reconnect, the log says so", async () => {
+    const ca = await connect(a.url, { auth: { name: "ca" } });
+    const cb = await connect(b.url, { auth: { name: "cb" } });
+    let crossed = Promise.all([once(ca, "msg"), once(cb, "msg")]);
+    ca.emit("bcast", "before");
+    await crossed;
+
+    const port = redis.port;
+    await redis.kill();
+    await Promise.all([a.waitLog(/redis adapter: \w+ connection to .* lost/), b.waitLog(/redis adapter: \w+ connection to .* lost/)]);
+    // local traffic: a's own clients still get a's broadcasts; requests answer with what a has
+    const seenB = collect(cb, "msg");
+    const local = once(ca, "msg");
+    ca.emit("bcast", "during");
+    assert.deepEqual(await local, ["during"]);
+    assert.deepEqual(await request(ca, "count"), [1]);
+    const [all] = await request(ca, "fetch", null);
+    assert.deepEqual(all.map((s) => s.id), [ca.id]);
+    assert.deepEqual(await request(ca, "sse", 1), [null, []]);
+    await a.waitLog(/redis adapter: cannot connect to .*retrying in \d+ ms/, 3000);
+
+    redis = await startRedis(port);
+    await Promise.all([a.waitLog(/redis adapter: reconnected to .* after [\d.]+ s/, 8000), b.waitLog(/redis adapter: reconnected/, 8000)]);
+    await waitServers(redis.port, 2);
+    assert.deepEqual(seenB, []);
+    crossed = Promise.all([once(ca, "msg"), once(cb, "msg")]);
+    ca.emit("bcast", "after");
+    assert.deepEqual(await crossed, [["after"], ["after"]]);
+    assert.deepEqual(await request(cb, "count"), [2]);
+    assert.ok(a.exited() === null && b.exited() === null, "both nodes still running");
+  });
+});
+
+describe("redis adapter: configuration", { skip }, () => {
+  test("a bad --redis URL is refused at start-up", async () => {
+    const { spawn } = await import("node:child_process");
+    const { ROOT } = await import("./helpers.mjs");
+    const p = spawn(process.env.SIOLUA_BIN || "./siolua", ["tests/integration/apps/redis.lua", "--port", "0", "--redis", "http://x"], { cwd: ROOT });
+    let err = "";
+    p.stderr.on("data", (d) => (err += d));
+    const [code] = await withTimeout(new Promise((r) => p.on("exit", (...x) => r(x))), 5000, "exit");
+    assert.notEqual(code, 0); // 2 (usage); LeakSanitizer's exit code in the ASan build
+    assert.match(err, /invalid value for --redis/);
+  });
+});
