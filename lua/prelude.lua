@@ -532,7 +532,9 @@ end
 -- siolua.stash survives reloads (its JSON-able values): keep module-level state there.
 siolua.stash = {}
 
--- A copy of v with only what JSON carries (nil for the rest): what survives a reload.
+-- A copy of v with only what JSON carries (nil for the rest): what survives a reload. A sparse
+-- array (integer keys with large holes, which JSON cannot carry) becomes an object whose keys are
+-- the numbers as strings.
 local function jsonable(v, seen)
   local t = type(v)
   if t == "string" or t == "boolean" or v == null then return v end
@@ -544,26 +546,56 @@ local function jsonable(v, seen)
   seen = seen or {}
   if seen[v] then return nil end
   seen[v] = true
-  local out = {}
+  local out, n, max, ints = {}, 0, 0, true
   for k, x in pairs(v) do
+    if math.type(k) == "integer" and k > 0 then
+      n = n + 1
+      if k > max then max = k end
+    else
+      ints = false
+    end
     if type(k) == "string" or math.type(k) == "integer" then out[k] = jsonable(x, seen) end
   end
   seen[v] = nil
+  if ints and max > 10 and max > 2 * n then
+    local obj = {}
+    for k, x in pairs(out) do obj[tostring(k)] = x end
+    out = obj
+  end
   return out
 end
 
-function hooks.export(socket)
-  local uv = core.uv(socket)
-  local props = jsonable(uv.props) or {}
-  props.reloaded = nil
-  return core.json_encode({ data = jsonable(uv.data) or {}, props = props, auth = jsonable(uv.auth) or {} })
+-- Reload, old VM: what each socket keeps (nil when it has nothing, the common case).
+function hooks.export_all(sockets)
+  local out = {}
+  for i, socket in ipairs(sockets) do
+    local uv = core.uv(socket)
+    if uv.data ~= nil and next(uv.data) ~= nil or uv.props ~= nil and next(uv.props) ~= nil or uv.auth ~= nil then
+      local props = jsonable(uv.props) or {}
+      props.reloaded = nil
+      local ok, json = pcall(core.json_encode, { data = jsonable(uv.data) or {}, props = props, auth = jsonable(uv.auth) })
+      if ok then
+        out[i] = json
+      else
+        print("siolua: reload: socket " .. socket.id .. "'s data could not be kept: " .. tostring(json))
+      end
+    end
+  end
+  return out
 end
 
-function hooks.adopt(socket, json)
-  local t = core.json_decode(json)
+-- Reload, new VM: the socket's new handle gets what it kept; reloaded is true for the sockets the
+-- old code had admitted (not for those still in the middlewares).
+function hooks.adopt(socket, json, admitted)
   local uv = core.uv(socket)
-  uv.data, uv.props, uv.auth = t.data, t.props or {}, t.auth
-  uv.props.reloaded = true
+  if json then
+    local t = core.json_decode(json)
+    uv.data, uv.props, uv.auth = t.data, t.props, t.auth
+  end
+  if admitted then
+    uv.props = uv.props or {}
+    uv.props.reloaded = true
+  end
 end
 
 function hooks.export_stash()

@@ -368,11 +368,12 @@ static int n_options(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     /* A reloaded app: the server is listening, its options are set; only allowRequest (code, not
      * configuration) is taken from the new app. */
-    int reloaded = h->srv->net.loop != NULL;
+    int reloaded = h->srv->net.loop != NULL, ignored = 0;
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
         if (reloaded && strcmp(k, "allowRequest") != 0) {
+            ignored++;
             lua_pop(L, 1);
             continue;
         }
@@ -467,6 +468,9 @@ static int n_options(lua_State *L)
         }
         lua_pop(L, 1);
     }
+    if (ignored > 0)
+        log_info("siolua: io.options is read at start-up: %d option(s) of the reloaded app ignored "
+                 "(allowRequest excepted); restart siolua to apply them", ignored);
     lua_pushvalue(L, lua_upvalueindex(1));
     return 1;
 }

@@ -49,32 +49,70 @@ static int import_stash_k(lua_State *L)
     return 0;
 }
 
-static int export_socket_k(lua_State *L)
+/* A batch of sockets for the swap: one protected call per VM instead of several per socket. */
+typedef struct {
+    sio_socket_t **v;
+    size_t n;
+    char **json; /* per socket: what it keeps (malloc'd JSON), or NULL */
+} batch_t;
+
+static int export_all_k(lua_State *L)
 {
-    rl_args_t *a = lua_touserdata(L, 1);
-    lhost_push_hook(L, "export");
-    lsocket_push(L, a->s);
+    batch_t *b = lua_touserdata(L, 1);
+    lhost_push_hook(L, "export_all");
+    lua_createtable(L, (int)b->n, 0);
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->v[i]->state == SIO_S_CLOSED)
+            continue;
+        lsocket_push(L, b->v[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
     lua_call(L, 1, 1);
-    take_string(L, a);
+    for (size_t i = 0; i < b->n; i++) {
+        size_t len;
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        const char *s = lua_tolstring(L, -1, &len);
+        if (s != NULL)
+            b->json[i] = xstrndup(s, len);
+        lua_pop(L, 1);
+    }
     return 0;
 }
 
-static int release_socket_k(lua_State *L)
+static int release_all_k(lua_State *L)
 {
-    rl_args_t *a = lua_touserdata(L, 1);
-    lsocket_release(L, a->s);
+    batch_t *b = lua_touserdata(L, 1);
+    for (size_t i = 0; i < b->n; i++)
+        lsocket_release(L, b->v[i]);
     return 0;
 }
 
-/* In the new VM: a new handle for the socket, with what survived. */
-static int adopt_socket_k(lua_State *L)
+/* In the new VM: every socket gets its handle first (so none is left without one, whatever a
+ * hook does), then what it kept. */
+static int adopt_all_k(lua_State *L)
 {
-    rl_args_t *a = lua_touserdata(L, 1);
-    lsocket_push_new(L, a->s);
-    lhost_push_hook(L, "adopt");
-    lua_pushvalue(L, -2);
-    lua_pushstring(L, a->json ? a->json : "{}");
-    lua_call(L, 2, 0);
+    batch_t *b = lua_touserdata(L, 1);
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->v[i]->state == SIO_S_CLOSED)
+            continue;
+        lsocket_push_new(L, b->v[i]);
+        lua_pop(L, 1);
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->v[i]->state == SIO_S_CLOSED)
+            continue;
+        lhost_push_hook(L, "adopt");
+        lsocket_push(L, b->v[i]);
+        if (b->json[i] != NULL)
+            lua_pushstring(L, b->json[i]);
+        else
+            lua_pushnil(L);
+        lua_pushboolean(L, b->v[i]->state == SIO_S_CONNECTED);
+        if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+            log_error("siolua: reload: socket %s: %s", b->v[i]->id, lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
     return 0;
 }
 
@@ -281,16 +319,19 @@ int reload_now(reload_t *r, const char *why)
         log_error("siolua: reload failed: the old code keeps running (fix %s and save again)", srv->cfg.app);
         return -1;
     }
-    /* 3. the swap: every socket gets a handle in the new VM */
+    /* 3. the swap: every socket gets a handle in the new VM (the collectors wait meanwhile) */
     n = sio_all_sockets(&srv->sio, &v);
-    for (size_t i = 0; i < n; i++) {
-        rl_args_t sa = {.s = v[i]};
-        if (v[i]->state == SIO_S_CLOSED)
-            continue;
-        lhost_protect(old, export_socket_k, &sa, "exporting a socket");
-        lhost_protect(old, release_socket_k, &sa, "releasing a socket");
-        lhost_protect(nw, adopt_socket_k, &sa, "re-binding a socket");
-        free(sa.json);
+    {
+        batch_t b = {v, n, xcalloc(n ? n : 1, sizeof(char *))};
+        lua_gc(old->L, LUA_GCSTOP);
+        lua_gc(nw->L, LUA_GCSTOP);
+        lhost_protect(old, export_all_k, &b, "exporting the sockets");
+        lhost_protect(old, release_all_k, &b, "releasing the sockets");
+        lhost_protect(nw, adopt_all_k, &b, "re-binding the sockets");
+        for (size_t i = 0; i < n; i++)
+            free(b.json[i]);
+        free(b.json);
+        lua_gc(nw->L, LUA_GCRESTART);
     }
     srv->lua = nw;
     srv->sio.ud = nw;

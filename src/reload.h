@@ -11,7 +11,8 @@
  *      serving untouched, and the error is logged with file:line;
  *   3. else every connected socket is re-bound to the new VM in one step: it keeps its id, rooms,
  *      handshake and Engine.IO session, gets a new handle with socket.reloaded == true and the old
- *      handle's socket.data (JSON-able values: tables, strings, numbers, booleans, siolua.null), and
+ *      handle's socket.data and fields (JSON-able values: tables, strings, numbers, booleans,
+ *      siolua.null; a sparse array becomes an object with string keys), and
  *      its namespace's "connection" listeners run again for it (middlewares do not: the socket was
  *      admitted already). Then io's "reload" listeners run with the generation number, and the old
  *      VM is closed.
@@ -20,7 +21,9 @@
  * acknowledgement callbacks are dropped (a late ACK from a client is ignored, as an unknown id is),
  * and handlers suspended in emitWithAck are abandoned. Socket listeners registered by the old code
  * are gone: the new "connection" listener registers the new ones.
- * io.options{} is read at start-up only; a reloaded app's io.options call is ignored (logged). */
+ * io.options{} is read at start-up only: a reloaded app's io.options call only takes allowRequest
+ * (code, not configuration) and ignores the rest, with a log line. A socket that was still in the
+ * middlewares runs the new code's middlewares, then "connection" (with socket.reloaded == false). */
 #ifndef SL_RELOAD_H
 #define SL_RELOAD_H
 
