@@ -89,6 +89,8 @@ test: setup
 	$(MAKE) siolua unit
 	$(MAKE) asan
 	SIOLUA_BIN=./build/asan/siolua sh tests/integration/run.sh
+	SIOLUA_BIN=./build/asan/siolua sh tests/hostile/run.sh
+	$(MAKE) fuzz FUZZ_TIME=10
 
 # Benchmarks (not part of make test): siolua side by side with the Node reference.
 bench: setup

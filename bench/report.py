@@ -232,7 +232,8 @@ def main():
     out.extend(cmds)
     w("```")
     w("")
-    w("Raw JSON lines: " + ", ".join(f"`{p}`" for p in a.results) + " (build/ is not committed).")
+    w("Raw JSON lines: " + ", ".join(f"`{p}`" for p in a.results) + ". Regenerate this file with `python3 bench/report.py "
+      "--meta bench/results.meta --out bench/RESULTS.md bench/results.jsonl`.")
     w("")
     notes = os.path.join(here, "notes.md")
     if os.path.exists(notes):

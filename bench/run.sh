@@ -13,7 +13,8 @@
 # floor, then again). The server's CPU (utime+stime) and RSS are sampled by the loadgen from
 # /proc/PID at the edges of the measured phase. One JSON line per scenario, target and run goes to
 # stdout and to build/bench/results-*.jsonl; bench/report.py turns them into Markdown: a full run of
-# every scenario writes bench/RESULTS.md, anything else build/bench/RESULTS-partial.md.
+# every scenario writes bench/RESULTS.md (and its raw lines to bench/results.jsonl), anything else
+# build/bench/RESULTS-partial.md.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -117,10 +118,10 @@ stop_server() {
 
 # The machine is shared (other sessions run their tests on it): before each measurement, wait up
 # to 30 s for half a second in which the other processes use less than 15% of one core; at most
-# QUIET_BUDGET seconds of waiting in all (default 180), then measure regardless (the JSON lines
+# QUIET_BUDGET seconds of waiting in all (default 90), then measure regardless (the JSON lines
 # carry other_cpu_cores, and the report lists the noisy runs).
 busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
-QUIET_BUDGET=${QUIET_BUDGET:-180}
+QUIET_BUDGET=${QUIET_BUDGET:-90}
 quiet_wait() {
     i=0
     while [ $i -lt 60 ] && [ $((WAITED / 2)) -lt $QUIET_BUDGET ]; do
@@ -266,6 +267,12 @@ T1=$(date +%s)
 
 if [ $MODE = full ] && [ "$SCEN" = "$ALL" ]; then
     REPORT=bench/RESULTS.md
+    # the raw lines and the run's description behind RESULTS.md (build/ is not kept)
+    cp "$RES" bench/results.jsonl
+    cp "$META" bench/results.meta
+    cp "$META.cmds" bench/results.meta.cmds
+    RES=bench/results.jsonl
+    META=bench/results.meta
 else
     REPORT=$OUT/RESULTS-partial.md
 fi

@@ -23,7 +23,7 @@
 
 #include "log.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 enum { ST_PARSE = 0, ST_HELD, ST_DONE, ST_DETACHED };
 enum { CUR_NONE = 0, CUR_FIELD, CUR_VALUE };
@@ -42,26 +42,26 @@ typedef struct http_kick {
 struct http_conn {
     net_conn_t *net;
     const http_handler_t *h;
-    void *data;           /* handler's context */
+    void *data; /* handler's context */
     http_limits_t lim;
     llhttp_t parser;
-    http_req_t req;       /* the request being received or held */
-    buf_t head;           /* url, then header names and values, as received */
-    hdr_off_t *hoff;      /* req.nheaders entries (hcap allocated) */
+    http_req_t req;  /* the request being received or held */
+    buf_t head;      /* url, then header names and values, as received */
+    hdr_off_t *hoff; /* req.nheaders entries (hcap allocated) */
     size_t hcap;
-    slice_t *slices;      /* names then values, built when the head is complete */
-    size_t url_len;       /* url bytes at the start of head */
-    buf_t pending;        /* received, not yet parsed: pipelined requests, upgrade leftovers */
-    size_t poff;          /* bytes of pending already parsed */
-    http_kick_t *kick;    /* scheduled resume, or NULL */
-    uint16_t err_status;  /* 414/431 decided by a callback */
-    uint8_t state;        /* ST_* */
-    uint8_t cur;          /* CUR_*: which head item the last piece belonged to */
-    uint8_t in_deliver;   /* inside handler->on_request: http_detach must not free c */
-    uint8_t msg_done;     /* on_message_complete ran */
-    uint8_t in_head;      /* a message has begun and its head is not complete */
-    uint8_t tmode;        /* TM_*: what the armed net deadline means */
-    size_t pipelined;     /* requests in a row that arrived before the previous one was answered */
+    slice_t *slices;     /* names then values, built when the head is complete */
+    size_t url_len;      /* url bytes at the start of head */
+    buf_t pending;       /* received, not yet parsed: pipelined requests, upgrade leftovers */
+    size_t poff;         /* bytes of pending already parsed */
+    http_kick_t *kick;   /* scheduled resume, or NULL */
+    uint16_t err_status; /* 414/431 decided by a callback */
+    uint8_t state;       /* ST_* */
+    uint8_t cur;         /* CUR_*: which head item the last piece belonged to */
+    uint8_t in_deliver;  /* inside handler->on_request: http_detach must not free c */
+    uint8_t msg_done;    /* on_message_complete ran */
+    uint8_t in_head;     /* a message has begun and its head is not complete */
+    uint8_t tmode;       /* TM_*: what the armed net deadline means */
+    size_t pipelined;    /* requests in a row that arrived before the previous one was answered */
 };
 
 static void parse(http_conn_t *c, const char *p, size_t n, int from_pending);
@@ -85,11 +85,20 @@ static void arm(http_conn_t *c, uint8_t mode)
 {
     uint64_t ms = 0;
     switch (mode) {
-    case TM_HEAD: ms = c->lim.header_timeout; break;
-    case TM_BODY: ms = c->lim.body_timeout; break;
-    case TM_IDLE: ms = c->lim.keepalive_timeout; break;
-    case TM_SEND: ms = c->lim.send_timeout; break;
-    default: break;
+    case TM_HEAD:
+        ms = c->lim.header_timeout;
+        break;
+    case TM_BODY:
+        ms = c->lim.body_timeout;
+        break;
+    case TM_IDLE:
+        ms = c->lim.keepalive_timeout;
+        break;
+    case TM_SEND:
+        ms = c->lim.send_timeout;
+        break;
+    default:
+        break;
     }
     c->tmode = mode;
     net_set_timeout(c->net, ms);
@@ -233,11 +242,16 @@ static int is_token(slice_t s)
 static uint8_t map_method(uint8_t m)
 {
     switch (m) {
-    case HTTP_GET: return HTTP_M_GET;
-    case HTTP_POST: return HTTP_M_POST;
-    case HTTP_OPTIONS: return HTTP_M_OPTIONS;
-    case HTTP_HEAD: return HTTP_M_HEAD;
-    default: return HTTP_M_OTHER;
+    case HTTP_GET:
+        return HTTP_M_GET;
+    case HTTP_POST:
+        return HTTP_M_POST;
+    case HTTP_OPTIONS:
+        return HTTP_M_OPTIONS;
+    case HTTP_HEAD:
+        return HTTP_M_HEAD;
+    default:
+        return HTTP_M_OTHER;
     }
 }
 
@@ -327,33 +341,60 @@ static const llhttp_settings_t settings = {
 const char *http_status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -437,8 +478,7 @@ static void respond(http_req_t *req, int status, const http_hdr_t *hdrs, size_t 
     }
 }
 
-void http_respond(http_req_t *req, int status, const http_hdr_t *hdrs, size_t nhdrs, const void *body,
-                  size_t len)
+void http_respond(http_req_t *req, int status, const http_hdr_t *hdrs, size_t nhdrs, const void *body, size_t len)
 {
     respond(req, status, hdrs, nhdrs, NULL, body, len);
 }

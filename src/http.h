@@ -20,30 +20,30 @@ typedef struct http_req http_req_t;
  * (counts, and the WebSocket ones that apply after an upgrade: ws_accept reads them from here)
  * live here too. 0 in a field means its default, except where "0 = off" is said. */
 typedef struct {
-    size_t max_head;    /* request line + header bytes; over it: 431 (default 16384) */
-    size_t max_headers; /* header lines; over it: 431 (default 100) */
-    size_t max_url;     /* URL bytes; over it: 414 (default 8192) */
-    size_t max_body;    /* body bytes (maxHttpBufferSize, default 1e6): see http_req.too_large */
-    size_t max_pipelined;        /* requests sent before the previous one was answered: the one that
-                                    reaches it is answered with Connection: close and the bytes after
-                                    it are dropped (default 16) */
-    uint64_t header_timeout;     /* ms from the connect or a request's first byte to the end of its
-                                    head; over: 408 and close (slowloris; default 10000) */
-    uint64_t body_timeout;       /* ms from the end of the head to the end of the body; over: 408 and
-                                    close (default 30000) */
-    uint64_t keepalive_timeout;  /* ms a keep-alive connection may idle between requests, then it
-                                    is closed without a word (default 5000) */
-    uint64_t send_timeout;       /* ms an answer may take to be written out once queued (a reader
-                                    that never reads); then the connection is closed (default 10000) */
-    size_t max_conns;            /* open connections (WebSockets included); a new one over it gets
-                                    503 and is closed (0 = off; default 10000) */
-    size_t max_conns_per_ip;     /* the same per client IP (0 = off, the default) */
-    size_t ws_max_fragments;     /* WebSocket frames in one message; over: close 1009 (default 1024) */
-    size_t ws_pause_bytes;       /* a WebSocket stops reading while more output than this is queued,
-                                    so a client that pings but never reads cannot grow the pong
-                                    queue (default 65536) */
-    uint64_t ws_close_timeout;   /* ms a WebSocket close (our close frame, or our answer to the
-                                    peer's) may take to be written; then TCP is closed (default 5000) */
+    size_t max_head;            /* request line + header bytes; over it: 431 (default 16384) */
+    size_t max_headers;         /* header lines; over it: 431 (default 100) */
+    size_t max_url;             /* URL bytes; over it: 414 (default 8192) */
+    size_t max_body;            /* body bytes (maxHttpBufferSize, default 1e6): see http_req.too_large */
+    size_t max_pipelined;       /* requests sent before the previous one was answered: the one that
+                                   reaches it is answered with Connection: close and the bytes after
+                                   it are dropped (default 16) */
+    uint64_t header_timeout;    /* ms from the connect or a request's first byte to the end of its
+                                   head; over: 408 and close (slowloris; default 10000) */
+    uint64_t body_timeout;      /* ms from the end of the head to the end of the body; over: 408 and
+                                   close (default 30000) */
+    uint64_t keepalive_timeout; /* ms a keep-alive connection may idle between requests, then it
+                                   is closed without a word (default 5000) */
+    uint64_t send_timeout;      /* ms an answer may take to be written out once queued (a reader
+                                   that never reads); then the connection is closed (default 10000) */
+    size_t max_conns;           /* open connections (WebSockets included); a new one over it gets
+                                   503 and is closed (0 = off; default 10000) */
+    size_t max_conns_per_ip;    /* the same per client IP (0 = off, the default) */
+    size_t ws_max_fragments;    /* WebSocket frames in one message; over: close 1009 (default 1024) */
+    size_t ws_pause_bytes;      /* a WebSocket stops reading while more output than this is queued,
+                                   so a client that pings but never reads cannot grow the pong
+                                   queue (default 65536) */
+    uint64_t ws_close_timeout;  /* ms a WebSocket close (our close frame, or our answer to the
+                                   peer's) may take to be written; then TCP is closed (default 5000) */
 } http_limits_t;
 
 typedef struct {
@@ -58,18 +58,18 @@ enum { HTTP_M_OTHER = 0, HTTP_M_GET, HTTP_M_POST, HTTP_M_OPTIONS, HTTP_M_HEAD };
 
 struct http_req {
     http_conn_t *conn;
-    uint8_t method;         /* HTTP_M_* */
-    uint8_t keep_alive;     /* the connection may serve another request after this one */
-    uint8_t upgrade;        /* the client asked for a protocol upgrade (Upgrade + Connection: upgrade) */
-    uint8_t too_large;      /* the body went over max_body: body is empty, answer 413 (the
-                               connection closes after the answer) */
-    slice_t url;            /* raw request target, e.g. "/socket.io/?EIO=4&transport=polling" */
-    slice_t path;           /* url up to '?' (raw, not decoded) */
-    slice_t query;          /* after '?' (raw), empty if none */
+    uint8_t method;     /* HTTP_M_* */
+    uint8_t keep_alive; /* the connection may serve another request after this one */
+    uint8_t upgrade;    /* the client asked for a protocol upgrade (Upgrade + Connection: upgrade) */
+    uint8_t too_large;  /* the body went over max_body: body is empty, answer 413 (the
+                           connection closes after the answer) */
+    slice_t url;        /* raw request target, e.g. "/socket.io/?EIO=4&transport=polling" */
+    slice_t path;       /* url up to '?' (raw, not decoded) */
+    slice_t query;      /* after '?' (raw), empty if none */
     size_t nheaders;
-    const slice_t *names;   /* nheaders names, as sent */
-    const slice_t *values;  /* nheaders values, surrounding whitespace trimmed */
-    buf_t body;             /* the whole body */
+    const slice_t *names;  /* nheaders names, as sent */
+    const slice_t *values; /* nheaders values, surrounding whitespace trimmed */
+    buf_t body;            /* the whole body */
     /* Set by a handler that keeps the request (long-polling): called if the connection dies before
      * the answer. The request is invalid after it returns. */
     void (*on_abort)(http_req_t *req, void *data);
@@ -98,8 +98,7 @@ typedef struct {
  * then body. Ends the request: req must not be used after. Never calls back synchronously.
  * Content-Length/Connection in hdrs are ignored (ours are authoritative). The connection closes
  * after the answer if the request was not keep-alive, was too_large, or was an upgrade. */
-void http_respond(http_req_t *req, int status, const http_hdr_t *hdrs, size_t nhdrs, const void *body,
-                  size_t len);
+void http_respond(http_req_t *req, int status, const http_hdr_t *hdrs, size_t nhdrs, const void *body, size_t len);
 /* Same as http_respond with a JSON body {"code":code,"message":msg} and
  * Content-Type: application/json (Engine.IO's error answer). */
 void http_respond_json_error(http_req_t *req, int status, const http_hdr_t *hdrs, size_t nhdrs, int code,

@@ -84,7 +84,7 @@ static void thread_put(lua_State *L)
  * suspended) and handles the outcome: a finished coroutine goes back to the pool, a suspended one
  * lives on through whatever will resume it (the ack callback that holds it), an error is logged
  * with co's traceback. co is at the top of L and is popped. */
-static int run(lua_State *L, lua_State *co, int nargs, const char *what)
+static int run(lua_State *L, lua_State *co, int nargs, const char *fmt, const char *a, const char *b)
 {
     lhost_t *h = lhost_get(L);
     lua_State *prev = h->cur;
@@ -108,14 +108,16 @@ static int run(lua_State *L, lua_State *co, int nargs, const char *what)
     }
     {
         const char *msg = lua_tostring(co, -1);
+        char what[160];
         luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
+        snprintf(what, sizeof(what), fmt, a, b); /* only now: the common case never formats */
         log_error("error in %s: %s", what, lua_tostring(L, -1));
         lua_pop(L, 2); /* traceback, thread (not reused) */
     }
     return -1;
 }
 
-int lhost_call(lua_State *L, int nargs, const char *what)
+int lhost_callf(lua_State *L, int nargs, const char *fmt, const char *a, const char *b)
 {
     int fn = lua_gettop(L) - nargs;
     lua_State *co;
@@ -123,7 +125,12 @@ int lhost_call(lua_State *L, int nargs, const char *what)
     co = thread_get(L);
     lua_insert(L, fn); /* the thread below the function */
     lua_xmove(L, co, nargs + 1);
-    return run(L, co, nargs, what);
+    return run(L, co, nargs, fmt, a, b);
+}
+
+int lhost_call(lua_State *L, int nargs, const char *what)
+{
+    return lhost_callf(L, nargs, "%s%s", what, "");
 }
 
 /* core.resume(co, ...): continues a handler suspended in emitWithAck. */
@@ -134,18 +141,22 @@ static int l_resume(lua_State *L)
     if (co == NULL || lua_status(co) != LUA_YIELD)
         return 0;
     lua_xmove(L, co, n);
-    run(L, co, n, "a resumed handler");
+    run(L, co, n, "%s%s", "a resumed handler", "");
     return 0;
 }
 
 /* core.call(fn, what, ...): runs fn like a handler (own coroutine, errors logged, not raised). */
 static int l_call(lua_State *L)
 {
-    char what[96];
     luaL_checktype(L, 1, LUA_TFUNCTION);
-    snprintf(what, sizeof(what), "%s handler", luaL_optstring(L, 2, "a"));
+    if (lua_type(L, 2) != LUA_TSTRING) {
+        lua_pushliteral(L, "a");
+        lua_replace(L, 2);
+    }
+    lua_pushvalue(L, 2);
     lua_remove(L, 2);
-    lhost_call(L, lua_gettop(L) - 1, what);
+    lua_insert(L, 1); /* [name, fn, args...]: the name stays alive below the call */
+    lhost_callf(L, lua_gettop(L) - 2, "%s handler%s", lua_tostring(L, 1), "");
     return 0;
 }
 
@@ -162,12 +173,12 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-int lhost_protect(lhost_t *h, lua_CFunction fn, void *arg, const char *what)
+int lhost_protectf(lhost_t *h, lua_CFunction fn, void *arg, const char *fmt, const char *a)
 {
     lua_State *L = lhost_state(h);
     int base, rc;
     if (!lua_checkstack(L, 4)) {
-        log_error("error in %s: Lua stack exhausted", what);
+        log_error("error in %s: Lua stack exhausted", fmt);
         return -1;
     }
     base = lua_gettop(L);
@@ -175,10 +186,18 @@ int lhost_protect(lhost_t *h, lua_CFunction fn, void *arg, const char *what)
     lua_pushcfunction(L, fn);
     lua_pushlightuserdata(L, arg);
     rc = lua_pcall(L, 1, 0, base + 1);
-    if (rc != LUA_OK)
+    if (rc != LUA_OK) {
+        char what[160];
+        snprintf(what, sizeof(what), fmt, a);
         log_error("error in %s: %s", what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    }
     lua_settop(L, base);
     return rc == LUA_OK ? 0 : -1;
+}
+
+int lhost_protect(lhost_t *h, lua_CFunction fn, void *arg, const char *what)
+{
+    return lhost_protectf(h, fn, arg, "%s", what);
 }
 
 void lhost_selfcall(lua_State *L, int self_idx)
@@ -231,6 +250,90 @@ static int l_json_decode(lua_State *L)
     return 1;
 }
 
+/* ---------------------------------------------------------------- source only */
+
+/* load(chunk [, name [, mode [, env]]]) of the base library, but text only: bytecode can break
+ * the VM's safety (Lua does not verify it), so no app code may load it. */
+static int l_load_text(lua_State *L)
+{
+    lua_settop(L, 4);
+    if (!lua_isnil(L, 3) && strchr(luaL_checkstring(L, 3), 't') == NULL)
+        return luaL_error(L, "siolua loads source code only (mode \"t\")");
+    lua_pushliteral(L, "t");
+    lua_replace(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the original load */
+    lua_insert(L, 1);
+    lua_call(L, 4, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int l_loadfile_text(lua_State *L)
+{
+    const char *name = luaL_optstring(L, 1, NULL);
+    int env = !lua_isnone(L, 3) ? 3 : 0;
+    if (luaL_loadfilex(L, name, "t") != LUA_OK) {
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (env != 0) {
+        lua_pushvalue(L, env);
+        if (!lua_setupvalue(L, -2, 1))
+            lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int l_dofile_text(lua_State *L)
+{
+    const char *name = luaL_optstring(L, 1, NULL);
+    lua_settop(L, 1);
+    if (luaL_loadfilex(L, name, "t") != LUA_OK)
+        return lua_error(L);
+    lua_call(L, 0, LUA_MULTRET);
+    return lua_gettop(L) - 1;
+}
+
+/* package.searchers[2], text only: finds name on package.path and loads it as source. */
+static int l_searcher_text(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *path;
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushvalue(L, 1);
+    lua_getfield(L, -3, "path");
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2))
+        return 1; /* the error message */
+    lua_pop(L, 1);
+    path = lua_tostring(L, -1);
+    if (luaL_loadfilex(L, path, "t") != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, path, lua_tostring(L, -1));
+    lua_pushstring(L, path);
+    return 2;
+}
+
+static void source_only(lua_State *L)
+{
+    lua_getglobal(L, "load");
+    lua_pushcclosure(L, l_load_text, 1);
+    lua_setglobal(L, "load");
+    lua_pushcfunction(L, l_loadfile_text);
+    lua_setglobal(L, "loadfile");
+    lua_pushcfunction(L, l_dofile_text);
+    lua_setglobal(L, "dofile");
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    lua_pushcfunction(L, l_searcher_text);
+    lua_rawseti(L, -2, 2);
+    lua_pushnil(L); /* C modules (searchers 3 and 4) are not for apps either */
+    lua_rawseti(L, -2, 4);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, 3);
+    lua_pop(L, 2);
+}
+
 static const luaL_Reg core_funcs[] = {{"resume", l_resume},
                                       {"call", l_call},
                                       {"json_encode", l_json_encode},
@@ -242,6 +345,7 @@ static int open_all(lua_State *L)
 {
     lhost_t *h = lua_touserdata(L, 1);
     luaL_openlibs(L);
+    source_only(L);
     lua_pushcfunction(L, l_print);
     lua_setglobal(L, "print");
 
@@ -351,15 +455,17 @@ int lhost_run_app(lhost_t *h, const char *path)
     const char *slash = strrchr(path, '/');
     /* require() finds the app's own modules next to it */
     lua_getglobal(L, "package");
-    if (slash != NULL)
-        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_pushlstring(L, path, (size_t)(slash - path)),
-                        lua_tostring(L, -1));
-    else
+    if (slash != NULL) {
+        const char *dir = lua_pushlstring(L, path, (size_t)(slash - path));
+        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
+        lua_remove(L, -2);
+    } else {
         lua_pushstring(L, "./?.lua;./?/init.lua;");
-    lua_getfield(L, -3, "path");
+    }
+    lua_getfield(L, -2, "path");
     lua_concat(L, 2);
-    lua_setfield(L, -3, "path");
-    lua_pop(L, slash != NULL ? 2 : 1);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
 
     /* source only ("t"): bytecode is never loaded */
     if (luaL_loadfilex(L, path, "t") != LUA_OK) {
@@ -455,9 +561,7 @@ static int h_packet(sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, 
 {
     lhost_t *h = ud;
     call_args_t a = {.s = s, .p = p, .att = att, .natt = natt, .rc = -1};
-    char what[96];
-    snprintf(what, sizeof(what), "packet from socket %s", s->id);
-    if (lhost_protect(h, packet_k, &a, what) != 0)
+    if (lhost_protectf(h, packet_k, &a, "packet from socket %s", s->id) != 0)
         return -1;
     return a.rc;
 }

@@ -47,9 +47,13 @@ lua_State *lhost_state(lhost_t *h);
  * "what: message + traceback" and returns -1; else 0 (also when it suspended). Pops function and
  * args, pushes nothing. Raises only on memory errors. */
 int lhost_call(lua_State *L, int nargs, const char *what);
+/* Same, with the description formatted (fmt with two %s) only if an error is logged. */
+int lhost_callf(lua_State *L, int nargs, const char *fmt, const char *a, const char *b);
 /* The one way C enters Lua from a libuv or sio callback: calls fn(arg) under lua_pcall with a
  * traceback handler, on the current thread. Returns 0, or -1 after logging "what: traceback". */
 int lhost_protect(lhost_t *h, lua_CFunction fn, void *arg, const char *what);
+/* Same, with the description formatted (fmt with one %s) only if an error is logged. */
+int lhost_protectf(lhost_t *h, lua_CFunction fn, void *arg, const char *fmt, const char *a);
 /* Pushes the prelude's entry point siolua._hooks[name]. [-0, +1, -] */
 void lhost_push_hook(lua_State *L, const char *name);
 /* If stack[1] is `self` (a colon call), removes it, so obj.m(x) and obj:m(x) both work. */

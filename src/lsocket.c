@@ -298,7 +298,7 @@ static int m_off(lua_State *L)
 /* Calls every listener of `ev` on the handle at `ud` with the nargs values on top of the stack
  * (popped). Listeners run from a copy of the list (they may add or remove listeners); one-shot
  * listeners are removed from the list before any of them runs. */
-static void fire(lua_State *L, int ud, const char *ev, int nargs, const char *what)
+static void fire(lua_State *L, int ud, const char *ev, int nargs)
 {
     int args = lua_gettop(L) - nargs + 1, list, copy;
     lua_Integer n, k = 0;
@@ -332,7 +332,7 @@ static void fire(lua_State *L, int ud, const char *ev, int nargs, const char *wh
         }
         for (int a = 0; a < nargs; a++)
             lua_pushvalue(L, args + a);
-        lhost_call(L, nargs, what);
+        lhost_callf(L, nargs, "handler for \"%s\" of socket %s", ev, ((lsock_t *)lua_touserdata(L, ud))->id);
     }
     lua_settop(L, args - 1);
 }
@@ -359,7 +359,6 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
 {
     lhost_t *host = lhost_get(L);
     int ud, t, n;
-    char what[128];
     lsocket_push(L, s);
     ud = lua_gettop(L);
     lvalue_push_json(L, p->data.ptr, p->data.len, att, natt, host->srv->cfg.max_json_depth);
@@ -377,8 +376,7 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
         luaL_checkstack(L, n, "too many ack arguments");
         for (int i = 1; i <= n; i++)
             lua_rawgeti(L, t, i);
-        snprintf(what, sizeof(what), "ack callback of socket %s", s->id);
-        lhost_call(L, n, what);
+        lhost_callf(L, n, "ack callback of socket %s%s", s->id, "");
         return 0;
     }
     /* EVENT: [name, args...], name a string (or a number) that is not reserved */
@@ -417,8 +415,7 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
         lua_call(L, top - evidx + 2, 0);
         return 0;
     }
-    snprintf(what, sizeof(what), "handler for \"%.40s\" of socket %s", ev, s->id);
-    fire(L, ud, ev, n - 1 + (p->id >= 0), what);
+    fire(L, ud, ev, n - 1 + (p->id >= 0));
     return 0;
 }
 
@@ -468,21 +465,18 @@ void lsocket_release(lua_State *L, sio_socket_t *s)
 
 void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason)
 {
-    char what[96];
     int ud;
     lsocket_push(L, s);
     ud = lua_gettop(L);
     /* as the reference: "disconnecting" while rooms are readable, then leave them, "disconnect" */
     lsock_t *h = lua_touserdata(L, ud);
     h->leaving = 1;
-    snprintf(what, sizeof(what), "disconnecting handler of socket %s", s->id);
     lua_pushstring(L, reason);
-    fire(L, ud, "disconnecting", 1, what);
+    fire(L, ud, "disconnecting", 1);
     sio_socket_leave_all(s);
     h->leaving = 2;
-    snprintf(what, sizeof(what), "disconnect handler of socket %s", s->id);
     lua_pushstring(L, reason);
-    fire(L, ud, "disconnect", 1, what);
+    fire(L, ud, "disconnect", 1);
     lsocket_release(L, s);
     lua_settop(L, ud - 1);
 }
@@ -492,11 +486,10 @@ void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason)
 /* core.fire(socket, ev, ...): the socket's listeners for ev (after socket.use and onAny). */
 static int c_fire(lua_State *L)
 {
-    char what[96];
-    lsock_t *h = check(L, 1);
-    const char *ev = luaL_checkstring(L, 2);
-    snprintf(what, sizeof(what), "handler for \"%.40s\" of socket %s", ev, h->id);
-    fire(L, 1, ev, lua_gettop(L) - 2, what);
+    const char *ev;
+    check(L, 1);
+    ev = luaL_checkstring(L, 2);
+    fire(L, 1, ev, lua_gettop(L) - 2);
     return 0;
 }
 

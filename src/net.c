@@ -15,10 +15,10 @@
 
 #include "log.h"
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 #define NET_WRITE_MAX 64 /* items gathered by one uv_write */
-#define NET_BACKLOG 511
+#define NET_BACKLOG   511
 
 /* Private flag bits, next to the public NET_F_* of net.h. */
 enum {
@@ -46,7 +46,7 @@ static void start_write(net_conn_t *c);
 
 typedef struct net_peer {
     struct net_peer *next;
-    size_t n;       /* open connections from this IP */
+    size_t n; /* open connections from this IP */
     char ip[48];
 } net_peer_t;
 

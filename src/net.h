@@ -65,29 +65,29 @@ struct net_conn {
 
 typedef void (*net_accept_cb)(net_conn_t *c, void *data);
 
-#define NET_MAX_TQ 8           /* distinct deadline durations with a timer queue of their own */
-#define NET_PEER_BUCKETS 1024  /* buckets of the per-IP table */
+#define NET_MAX_TQ       8    /* distinct deadline durations with a timer queue of their own */
+#define NET_PEER_BUCKETS 1024 /* buckets of the per-IP table */
 
 struct net_ctx {
     uv_loop_t *loop;
     uv_tcp_t listener;
-    net_accept_cb on_accept;  /* the new conn has no owner yet: set one before returning */
+    net_accept_cb on_accept; /* the new conn has no owner yet: set one before returning */
     void *data;
-    size_t max_queued;        /* output bytes per connection before it is closed as a slow reader */
-    size_t nconns;            /* open connections (for tests and limits) */
-    size_t max_conns;         /* refuse (close at once) beyond this; 0 = unlimited */
+    size_t max_queued; /* output bytes per connection before it is closed as a slow reader */
+    size_t nconns;     /* open connections (for tests and limits) */
+    size_t max_conns;  /* refuse (close at once) beyond this; 0 = unlimited */
     /* Deadlines: one timeout queue (one uv_timer) per distinct duration in use, made on first
      * use; a connection is in at most one. Beyond NET_MAX_TQ durations, the closest longer one
      * is used. Closed by net_stop() once no connection is left. */
     tq_t tq[NET_MAX_TQ];
     uint8_t ntq;
-    uint8_t stopped;          /* net_stop() was called: close the queues with the last conn */
+    uint8_t stopped; /* net_stop() was called: close the queues with the last conn */
     /* Open connections per peer IP (for limits): a chained hash whose buckets live here, so that
      * nothing of it is left unreachable if the process exits with connections open. */
     struct net_peer *peers[NET_PEER_BUCKETS];
-    size_t npeers;            /* distinct IPs connected */
-    uint64_t accept_warned;   /* loop time of the last accept error logged (EMFILE floods) */
-    char readbuf[65536];      /* the loop-wide read buffer */
+    size_t npeers;          /* distinct IPs connected */
+    uint64_t accept_warned; /* loop time of the last accept error logged (EMFILE floods) */
+    char readbuf[65536];    /* the loop-wide read buffer */
 };
 
 /* Binds and listens on host:port (port 0 picks one; net_port() tells which).
@@ -113,13 +113,19 @@ void net_write_copy(net_conn_t *c, const void *p, size_t len);
 void net_close(net_conn_t *c);
 /* Closes once every queued byte has been written (or at once if nothing is queued). */
 void net_close_after_write(net_conn_t *c);
-static inline int net_closing(const net_conn_t *c) { return (c->flags & NET_F_CLOSING) != 0; }
+static inline int net_closing(const net_conn_t *c)
+{
+    return (c->flags & NET_F_CLOSING) != 0;
+}
 
 /* Stops / resumes reading from the peer (backpressure). A connection paused inside on_accept is
  * not started by the listener; reading begins at net_resume(). */
 void net_pause(net_conn_t *c);
 void net_resume(net_conn_t *c);
-static inline int net_paused(const net_conn_t *c) { return (c->flags & NET_F_PAUSED) != 0; }
+static inline int net_paused(const net_conn_t *c)
+{
+    return (c->flags & NET_F_PAUSED) != 0;
+}
 
 /* Arms c's one deadline `ms` from now, replacing any earlier one; ms == 0 disarms it. When it
  * passes, ops->on_timeout(c) runs (or c closes). O(1): no per-connection timer. A no-op on a

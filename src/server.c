@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -43,7 +44,14 @@ void sl_config_defaults(sl_config_t *cfg)
     cfg->http.body_timeout = 30000;
     cfg->http.keepalive_timeout = 5000;
     cfg->http.send_timeout = 10000;
-    cfg->http.max_conns = 10000;
+    {
+        /* as many connections as file descriptors allow, less a reserve for files, Redis, the
+         * listener: past that, accept() would fail with EMFILE anyway */
+        struct rlimit rl;
+        cfg->http.max_conns = 10000;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 128)
+            cfg->http.max_conns = (size_t)rl.rlim_cur - 64;
+    }
     cfg->http.max_conns_per_ip = 0;
     cfg->http.ws_max_fragments = 1024;
     cfg->http.ws_pause_bytes = 65536;

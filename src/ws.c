@@ -38,12 +38,12 @@ struct ws_conn {
     wslay_event_context_ptr wctx; /* NULL when idle */
     const char *in;               /* bytes being fed to wslay_event_recv */
     size_t inlen;
-    uint64_t fed;                 /* bytes given to wctx */
-    uint64_t accounted;           /* bytes of the frames wctx has started */
-    buf_t rest;                   /* bytes that came with the handshake, until ws_start */
-    uint8_t frag;                 /* a fragmented data message is in progress */
-    uint8_t closing;              /* closing requested: input ignored, wslay no longer flushed */
-    uint8_t why;                  /* ws_close_reason_t, valid if why_set */
+    uint64_t fed;       /* bytes given to wctx */
+    uint64_t accounted; /* bytes of the frames wctx has started */
+    buf_t rest;         /* bytes that came with the handshake, until ws_start */
+    uint8_t frag;       /* a fragmented data message is in progress */
+    uint8_t closing;    /* closing requested: input ignored, wslay no longer flushed */
+    uint8_t why;        /* ws_close_reason_t, valid if why_set */
     uint8_t why_set;
     uint8_t started;
 };
@@ -93,8 +93,7 @@ static void flush_ctl(ws_conn_t *ws)
     buf_free(&ws->ctl);
 }
 
-static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg,
-                           void *ud)
+static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg, void *ud)
 {
     (void)ctx;
     ws_conn_t *ws = ud;
@@ -103,7 +102,7 @@ static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event
     if (arg->opcode == WSLAY_CONNECTION_CLOSE && n == 1)
         ws->violation = 1002; /* RFC 6455 5.5.1: a close body starts with a 2-byte code; wslay
                                  would answer it as an empty close */
-    if (arg->opcode < 0x8) { /* data or continuation; control frames can come between fragments */
+    if (arg->opcode < 0x8) {  /* data or continuation; control frames can come between fragments */
         ws->frag = !arg->fin;
         ws->nfrags = arg->opcode != 0 ? 1 : ws->nfrags + 1;
         if (ws->nfrags > ws->max_fragments)
@@ -125,8 +124,8 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     flush_ctl(ws);
     if (net_closing(ws->net)) /* the pong write failed */
         return;
-    ws->h->on_message(ws, arg->opcode == WSLAY_BINARY_FRAME, arg->msg ? (const char *)arg->msg : "",
-                      arg->msg_length, ws->ud);
+    ws->h->on_message(ws, arg->opcode == WSLAY_BINARY_FRAME, arg->msg ? (const char *)arg->msg : "", arg->msg_length,
+                      ws->ud);
 }
 
 static const struct wslay_event_callbacks ws_callbacks = {

@@ -34,7 +34,7 @@ typedef struct {
  * connection's: ws_accept takes them from http_limits(req) (ws_max_fragments, ws_pause_bytes,
  * ws_close_timeout). */
 typedef struct {
-    uint64_t max_message;   /* bytes per message (maxHttpBufferSize); over it: close 1009 */
+    uint64_t max_message; /* bytes per message (maxHttpBufferSize); over it: close 1009 */
 } ws_limits_t;
 
 /* 0 if req is a valid WebSocket upgrade (GET, Upgrade: websocket, Connection: upgrade,

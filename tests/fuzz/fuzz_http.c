@@ -2,7 +2,7 @@
  * fed in two reads cut where its first byte says, through a real net connection on one end of a
  * socketpair (responses go to the other end, unread); every request is answered at once.
  * clang -std=c11 -D_GNU_SOURCE -Isrc -I/usr/share/include/llhttp -g -O1 -fsanitize=fuzzer,address,undefined
- *   tests/fuzz/fuzz_http.c src/http.c src/net.c src/buf.c src/log.c /usr/share/llhttp/[a-z]*.c -luv -o build/fuzz_http */
+ *   tests/fuzz/fuzz_http.c src/http.c src/net.c src/tq.c src/buf.c src/log.c /usr/share/llhttp/[a-z]*.c -luv -o build/fuzz/fuzz_http */
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>

@@ -6,12 +6,12 @@
  * clang -std=c11 -D_GNU_SOURCE -Isrc -I/usr/share/include/llhttp -g -O1 -fsanitize=fuzzer,address,undefined
  *   tests/fuzz/fuzz_ws.c src/ws.c src/http.c src/net.c src/tq.c src/buf.c src/log.c
  *   /usr/share/llhttp/[a-z]*.c -luv -lwslay -lcrypto -o build/fuzz/fuzz_ws */
+#include "http.h"
+#include "ws.h"
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include "http.h"
-#include "ws.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

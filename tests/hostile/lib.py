@@ -134,8 +134,16 @@ class Server:
 
 # ------------------------------------------------------------------------------------ TCP / HTTP
 
-def connect(srv, src=None, timeout=3.0):
-    s = socket.create_connection((HOST, srv.port), timeout, source_address=(src, 0) if src else None)
+def connect(srv, src=None, timeout=3.0, rcvbuf=None):
+    """rcvbuf: a small receive buffer set before connecting, so that the window the server sees is
+    small from the start (a client that does not read then really stops the server's output)."""
+    s = socket.socket()
+    s.settimeout(timeout)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if src:
+        s.bind((src, 0))
+    s.connect((HOST, srv.port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -276,8 +284,8 @@ class WS:
     EOF; every wait is bounded."""
 
     def __init__(self, srv, path="/socket.io/?EIO=4&transport=websocket", headers=None, src=None,
-                 timeout=3.0, expect=101):
-        self.s = connect(srv, src, timeout)
+                 timeout=3.0, expect=101, rcvbuf=None):
+        self.s = connect(srv, src, timeout, rcvbuf)
         key = base64.b64encode(os.urandom(16)).decode()
         hdrs = {"Host": "x", "Upgrade": "websocket", "Connection": "Upgrade",
                 "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
@@ -382,9 +390,9 @@ class WS:
 
 # ------------------------------------------------------------------------------------ Engine.IO / Socket.IO
 
-def eio_ws(srv, src=None, path="/socket.io/?EIO=4&transport=websocket"):
+def eio_ws(srv, src=None, path="/socket.io/?EIO=4&transport=websocket", rcvbuf=None):
     """A WebSocket Engine.IO session: returns (ws, open packet)."""
-    ws = WS(srv, path, src=src)
+    ws = WS(srv, path, src=src, rcvbuf=rcvbuf)
     f = ws.recv_frame()
     check(f is not None and f[1] == OP_TEXT and f[2][:1] == b"0", "no open packet: %r" % (f,))
     return ws, json.loads(f[2][1:])
@@ -427,9 +435,9 @@ def expect_msg(ws, pred, timeout=3.0):
             return t
 
 
-def sio_ws(srv, src=None, nsp="/"):
+def sio_ws(srv, src=None, nsp="/", rcvbuf=None):
     """A Socket.IO client over WebSocket connected to nsp; returns ws."""
-    ws, _ = eio_ws(srv, src)
+    ws, _ = eio_ws(srv, src, rcvbuf=rcvbuf)
     ws.text("40" if nsp == "/" else "40%s," % nsp)
     prefix = "40{" if nsp == "/" else "40%s,{" % nsp
     expect_msg(ws, lambda t: isinstance(t, str) and t.startswith(prefix))

@@ -20,12 +20,12 @@ typedef struct {
     http_limits_t lim;
     http_handler_t h;
     int nreq;
-    int hold;            /* keep requests instead of answering */
+    int hold; /* keep requests instead of answering */
     http_req_t *held[8];
     int nheld;
     int aborted;
-    buf_t log;           /* what the handler saw */
-    buf_t rest;          /* from http_detach */
+    buf_t log;  /* what the handler saw */
+    buf_t rest; /* from http_detach */
     net_conn_t *detached;
 } srv_t;
 
@@ -181,7 +181,7 @@ static void srv_stop(srv_t *s)
     buf_free(&s->rest);
 }
 
-#define RESP200(body) \
+#define RESP200(body)                                                                                                  \
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " #body "\r\nConnection: keep-alive\r\n\r\n"
 
 #define EXPECT(in, lit) CHECK_EQ_MEM((in).base, (in).len, lit)
@@ -196,8 +196,9 @@ TEST(get_with_query)
     const char *want = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
                        "Connection: keep-alive\r\n\r\n/q";
     pump(&s, fd, &in, strlen(want));
-    CHECK_EQ_MEM(in.base, in.len, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
-                                  "Connection: keep-alive\r\n\r\n/q");
+    CHECK_EQ_MEM(in.base, in.len,
+                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+                 "Connection: keep-alive\r\n\r\n/q");
     EXPECT(s.log, "/q|x y z,A%zz%4,,-,v  1|\n");
     close(fd);
     srv_stop(&s);
@@ -315,8 +316,8 @@ TEST(limits)
     snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nX-Big: %01100d\r\n\r\n", 0);
     expect_error(&s, big, 431, "Request Header Fields Too Large");
     /* 431: more than max_headers (8) lines */
-    expect_error(&s, "GET / HTTP/1.1\r\nA: 1\r\nA: 2\r\nA: 3\r\nA: 4\r\nA: 5\r\nA: 6\r\nA: 7\r\nA: 8\r\nA: 9\r\n\r\n", 431,
-                 "Request Header Fields Too Large");
+    expect_error(&s, "GET / HTTP/1.1\r\nA: 1\r\nA: 2\r\nA: 3\r\nA: 4\r\nA: 5\r\nA: 6\r\nA: 7\r\nA: 8\r\nA: 9\r\n\r\n",
+                 431, "Request Header Fields Too Large");
     /* exactly max_headers is fine */
     {
         int fd = client(&s);
@@ -334,7 +335,8 @@ TEST(limits)
     expect_close(&s, "POST /big HTTP/1.1\r\nContent-Length: 101\r\n\r\n",
                  "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     /* 413: a chunked body that grows over it */
-    snprintf(big, sizeof(big), "POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n%064d\r\n40\r\n%064d\r\n", 0, 0);
+    snprintf(big, sizeof(big), "POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n%064d\r\n40\r\n%064d\r\n",
+             0, 0);
     expect_close(&s, big, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     /* 400: not HTTP, bad header name, both Content-Length and chunked */
     expect_error(&s, "BLAH\r\n\r\n", 400, "Bad Request");
@@ -403,6 +405,90 @@ TEST(abort_and_detach)
     srv_stop(&s);
 }
 
+TEST(timeouts)
+{
+    srv_t s;
+    srv_start(&s);
+    s.lim.header_timeout = s.lim.body_timeout = s.lim.keepalive_timeout = s.lim.send_timeout = 50;
+    /* slowloris: nothing, or a head that never ends, or a body that never ends: 408 and close */
+    expect_error(&s, "", 408, "Request Timeout");
+    expect_error(&s, "GET /slow HTTP/1.1\r\nHost: x\r\nX-A: aaa", 408, "Request Timeout");
+    expect_error(&s, "POST /slow HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 408, "Request Timeout");
+    CHECK_EQ_INT(s.nreq, 0);
+    /* keep-alive: an idle connection after an answer is closed without a word */
+    int fd = client(&s);
+    buf_t in = BUF_INIT;
+    sends(fd, "GET /k HTTP/1.1\r\n\r\n");
+    pump(&s, fd, &in, sizeof(RESP200(2)) - 1 + 2);
+    EXPECT(in, RESP200(2) "/k");
+    in.len = 0;
+    CHECK(pump(&s, fd, &in, 0));
+    CHECK_EQ_INT(in.len, 0);
+    close(fd);
+    /* a held request (long-polling) has no HTTP deadline: its handler decides */
+    s.hold = 1;
+    fd = client(&s);
+    sends(fd, "GET /held HTTP/1.1\r\n\r\n");
+    for (int i = 0; i < 40; i++) { /* ~ 4 header timeouts */
+        uv_run(&s.loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    CHECK_EQ_INT(s.nheld, 1);
+    CHECK_EQ_INT(s.aborted, 0);
+    http_respond(s.held[0], 204, NULL, 0, NULL, 0);
+    close(fd);
+    srv_stop(&s);
+    buf_free(&in);
+}
+
+TEST(pipelining_cap)
+{
+    srv_t s;
+    srv_start(&s);
+    s.lim.max_pipelined = 2;
+    /* 1 + 2 pipelined requests are answered, the last with Connection: close; the rest dropped */
+    expect_close(
+        &s, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\nGET /4 HTTP/1.1\r\n\r\n",
+        RESP200(2) "/1" RESP200(
+            2) "/2"
+               "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n/3");
+    CHECK_EQ_INT(s.nreq, 3);
+    srv_stop(&s);
+}
+
+TEST(connection_limits)
+{
+    srv_t s;
+    srv_start(&s);
+    s.lim.max_conns = 1;
+    int a = client(&s);
+    settle(&s);
+    expect_error(&s, "GET / HTTP/1.1\r\n\r\n", 503, "Service Unavailable");
+    close(a);
+    settle(&s);
+    s.lim.max_conns = 0;
+    s.lim.max_conns_per_ip = 1;
+    a = client(&s);
+    settle(&s);
+    expect_error(&s, "GET / HTTP/1.1\r\n\r\n", 503, "Service Unavailable");
+    close(a);
+    settle(&s);
+    CHECK_EQ_INT(s.nreq, 0);
+    srv_stop(&s);
+}
+
+TEST(header_names)
+{
+    srv_t s;
+    srv_start(&s);
+    /* RFC 9112 5.1: whitespace between a name and the colon, an empty name: 400 */
+    expect_error(&s, "GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, "Bad Request");
+    expect_error(&s, "GET / HTTP/1.1\r\n: x\r\n\r\n", 400, "Bad Request");
+    expect_error(&s, "POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400, "Bad Request");
+    CHECK_EQ_INT(s.nreq, 0);
+    srv_stop(&s);
+}
+
 TEST(status_text)
 {
     CHECK(strcmp(http_status_text(404), "Not Found") == 0);
@@ -419,6 +505,10 @@ int main(void)
     RUN(limits);
     RUN(keep_alive_and_close);
     RUN(abort_and_detach);
+    RUN(timeouts);
+    RUN(pipelining_cap);
+    RUN(connection_limits);
+    RUN(header_names);
     RUN(status_text);
     return test_summary();
 }

@@ -20,6 +20,7 @@ typedef struct {
     int ndrain;
     size_t nread;
     int pause_on_accept;
+    int ntimeout;
 } srv_t;
 
 static void on_read(net_conn_t *c, const char *data, size_t len)
@@ -44,7 +45,13 @@ static void on_drain(net_conn_t *c)
     ((srv_t *)c->owner)->ndrain++;
 }
 
+static void on_timeout(net_conn_t *c)
+{
+    ((srv_t *)c->owner)->ntimeout++;
+}
+
 static const net_ops_t ops = {.on_read = on_read, .on_close = on_close, .on_drain = on_drain};
+static const net_ops_t ops_to = {.on_read = on_read, .on_close = on_close, .on_timeout = on_timeout};
 
 static void on_accept(net_conn_t *c, void *data)
 {
@@ -238,10 +245,75 @@ TEST(max_conns)
     int b = client(&s);
     size_t total = 0;
     CHECK(drain_client(&s, b, &total)); /* refused: closed at once */
-    CHECK_EQ_INT(s.nconn, 1);            /* the owner never saw it */
+    CHECK_EQ_INT(s.nconn, 1);           /* the owner never saw it */
     CHECK_EQ_INT(s.net.nconns, 1);
     close(a);
     close(b);
+    srv_stop(&s);
+}
+
+/* Runs the loop for about ms milliseconds. */
+static void run_for(srv_t *s, int ms)
+{
+    uint64_t end = uv_now(&s->loop) + (uint64_t)ms;
+    while (uv_now(&s->loop) < end) {
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+        uv_update_time(&s->loop);
+    }
+}
+
+TEST(deadlines)
+{
+    srv_t s;
+    srv_start(&s);
+    int a = client(&s), b = client(&s);
+    settle(&s);
+    CHECK_EQ_INT(s.nconn, 2);
+    net_set_owner(s.conn[0], &ops_to, &s);
+    /* armed, re-armed, then fires once; the owner's on_timeout decides (the conn stays open) */
+    net_set_timeout(s.conn[0], 30);
+    net_set_timeout(s.conn[0], 40);
+    run_for(&s, 80);
+    CHECK_EQ_INT(s.ntimeout, 1);
+    CHECK(!net_closing(s.conn[0]));
+    /* disarmed: never fires; and the queue's timer is stopped, so the loop has nothing armed */
+    net_set_timeout(s.conn[0], 30);
+    net_set_timeout(s.conn[0], 0);
+    run_for(&s, 60);
+    CHECK_EQ_INT(s.ntimeout, 1);
+    CHECK(!uv_is_active((uv_handle_t *)&s.net.tq[0].timer));
+    /* no on_timeout: the connection closes with NET_CLOSE_TIMEOUT */
+    net_set_timeout(s.conn[1], 20);
+    run_for(&s, 60);
+    CHECK_EQ_INT(s.nclosed, 1);
+    CHECK_EQ_INT(s.why, NET_CLOSE_TIMEOUT);
+    /* more durations than queues: each still fires (in the closest longer queue) */
+    for (int i = 0; i < NET_MAX_TQ + 3; i++) {
+        net_set_timeout(s.conn[0], 10 + (uint64_t)i);
+        run_for(&s, 40);
+    }
+    CHECK_EQ_INT(s.net.ntq, NET_MAX_TQ);
+    CHECK_EQ_INT(s.ntimeout, 1 + NET_MAX_TQ + 3);
+    close(a);
+    close(b);
+    srv_stop(&s); /* net_stop closes every queue's timer: uv_loop_close() succeeds */
+}
+
+TEST(peer_counts)
+{
+    srv_t s;
+    srv_start(&s);
+    int a = client(&s), b = client(&s);
+    settle(&s);
+    CHECK_EQ_INT(net_peer_conns(s.conn[0]), 2);
+    CHECK_EQ_INT(s.net.npeers, 1);
+    close(a);
+    settle(&s);
+    CHECK_EQ_INT(net_peer_conns(s.conn[1]), 1);
+    close(b);
+    settle(&s);
+    CHECK_EQ_INT(s.net.npeers, 0);
     srv_stop(&s);
 }
 
@@ -253,5 +325,7 @@ int main(void)
     RUN(drain_callback);
     RUN(slow_reader_overflow);
     RUN(max_conns);
+    RUN(deadlines);
+    RUN(peer_counts);
     return test_summary();
 }

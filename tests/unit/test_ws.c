@@ -23,12 +23,12 @@ typedef struct {
     ws_limits_t wlim;
     ws_conn_t *ws[4];
     int nws;
-    int echo;       /* echo messages back */
-    int close_on;   /* ws_close() when a message arrives */
+    int echo;     /* echo messages back */
+    int close_on; /* ws_close() when a message arrives */
     int nmsg;
     int nclosed;
-    int why;        /* last ws_close_reason_t */
-    buf_t log;      /* "T:msg\n" / "B:msg\n" */
+    int why;   /* last ws_close_reason_t */
+    buf_t log; /* "T:msg\n" / "B:msg\n" */
 } srv_t;
 
 static void on_message(ws_conn_t *ws, int binary, const char *data, size_t len, void *ud)
@@ -150,12 +150,12 @@ static void srv_stop(srv_t *s)
     buf_free(&s->log);
 }
 
-#define HANDSHAKE                                                                                            \
-    "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"               \
-    "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n"                                       \
+#define HANDSHAKE                                                                                                      \
+    "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"                          \
+    "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n"                                                 \
     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-#define RESP101                                                                                              \
-    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"                       \
+#define RESP101                                                                                                        \
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"                                \
     "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Extra: 1\r\n\r\n"
 
 /* Connects and completes the handshake; `extra` bytes are sent in the same write. */
@@ -385,7 +385,10 @@ static void expect_ws_close(const void *frames, size_t n, int code, int why)
 TEST(close_handshake)
 {
     buf_t f = BUF_INIT;
-    frame(&f, 1, 8, "\x03\xe8" "done", 6);
+    frame(&f, 1, 8,
+          "\x03\xe8"
+          "done",
+          6);
     expect_ws_close(f.base, f.len, 1000, WS_CLOSED_PEER);
     buf_free(&f);
 }
@@ -417,8 +420,117 @@ TEST(protocol_errors)
     f.len = 0;
     frame(&f, 0, 9, "x", 1); /* fragmented ping */
     expect_ws_close(f.base, f.len, 1002, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 1, 8, "\x03", 1); /* a close body of 1 byte: no room for a code (wslay would answer
+                                  it as an empty close) */
+    expect_ws_close(f.base, f.len, 1002, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 0, 1, "4", 1); /* fragments over ws_max_fragments (default 1024), bytes under max */
+    for (int i = 0; i < 1100; i++)
+        frame(&f, 0, 0, "", 0);
+    expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
     buf_free(&f);
     buf_free(&g);
+}
+
+TEST(pong_before_answer)
+{
+    srv_t s;
+    srv_start(&s);
+    s.echo = 1;
+    buf_t f = BUF_INIT, p = BUF_INIT;
+    frame(&f, 0, 1, "ab", 2);
+    frame(&f, 1, 9, "p", 1); /* a ping between the fragments */
+    frame(&f, 1, 0, "cd", 2);
+    int fd = ws_client(&s, NULL, 0);
+    send_all(fd, f.base, f.len);
+    pump(&s, fd, &p, 9);
+    CHECK_EQ_MEM(p.base, p.len,
+                 "\x8a\x01p"
+                 "\x81\x04"
+                 "abcd"); /* the pong, then the echo */
+    close(fd);
+    srv_stop(&s);
+    buf_free(&f);
+    buf_free(&p);
+}
+
+/* Sends 60 KB messages (echoed) without reading until the server stops reading (the client
+ * cannot write for a while). Returns 1 if it stopped; *maxq is the largest output queue seen. */
+static int flood(srv_t *s, int fd, ws_conn_t *ws, size_t *maxq)
+{
+    static char msg[60000];
+    buf_t all = BUF_INIT;
+    memset(msg, 'm', sizeof(msg));
+    for (int i = 0; i < 400; i++) /* 24 MB: more than the socket buffers of both ends hold */
+        frame(&all, 1, 2, msg, sizeof(msg));
+    size_t off = 0;
+    int idle = 0;
+    while (off < all.len && idle < 300) {
+        ssize_t w = write(fd, all.base + off, all.len - off);
+        if (w > 0) {
+            off += (size_t)w;
+            idle = 0;
+        } else {
+            idle++;
+            usleep(500);
+        }
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        if (s->nws > 0 && s->ws[s->nws - 1] == ws && ws_queued(ws) > *maxq)
+            *maxq = ws_queued(ws);
+    }
+    int stopped = off < all.len;
+    buf_free(&all);
+    return stopped;
+}
+
+TEST(backpressure_and_close_timeout)
+{
+    srv_t s;
+    srv_start(&s);
+    s.echo = 1;
+    s.wlim.max_message = 70000;
+    s.lim.ws_pause_bytes = 4096;
+    s.lim.ws_close_timeout = 50;
+    int fd = ws_client(&s, NULL, 0);
+    size_t maxq = 0;
+    /* a client that sends and never reads: the server stops reading, its queue stays bounded
+     * (the threshold plus what one read can produce) */
+    CHECK(flood(&s, fd, s.ws[0], &maxq));
+    CHECK(maxq > 0);
+    CHECK(maxq < 4096 + 2 * 65536 + 64);
+    int before = s.nmsg;
+    for (int i = 0; i < 50; i++) {
+        uv_run(&s.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    CHECK_EQ_INT(s.nmsg, before); /* paused: nothing more is read */
+    /* once the client reads, the queue drains and reading resumes */
+    char tmp[65536];
+    for (int i = 0; i < 4000 && s.nmsg < before + 10; i++) {
+        uv_run(&s.loop, UV_RUN_NOWAIT);
+        if (read(fd, tmp, sizeof(tmp)) <= 0)
+            usleep(200);
+    }
+    CHECK(s.nmsg >= before + 10);
+    close(fd);
+    settle(&s);
+    /* a close whose frame cannot be written (the client does not read) ends at the close timeout */
+    fd = ws_client(&s, NULL, 0);
+    maxq = 0;
+    CHECK(flood(&s, fd, s.ws[1], &maxq));
+    CHECK(s.ws[1] != NULL && ws_queued(s.ws[1]) > 0);
+    int closed = s.nclosed;
+    if (s.ws[1] != NULL)
+        ws_close(s.ws[1], 1000, "");
+    for (int i = 0; i < 200 && s.nclosed == closed; i++) {
+        uv_run(&s.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    CHECK_EQ_INT(s.nclosed, closed + 1);
+    CHECK_EQ_INT(s.why, WS_CLOSED_LOCAL);
+    close(fd);
+    srv_stop(&s);
 }
 
 TEST(server_close_and_shared_buffer)
@@ -442,7 +554,9 @@ TEST(server_close_and_shared_buffer)
     s.close_on = 1;
     send_frame(a, 1, 1, "x", 1);
     CHECK_EQ_INT(read_frame(&s, a, &p), 0x88);
-    CHECK_EQ_MEM(p.base, p.len, "\x0f\xa0" "bye");
+    CHECK_EQ_MEM(p.base, p.len,
+                 "\x0f\xa0"
+                 "bye");
     CHECK(pump(&s, a, &in, 0));
     CHECK_EQ_INT(s.nclosed, 1);
     CHECK_EQ_INT(s.why, WS_CLOSED_LOCAL);
@@ -494,5 +608,7 @@ int main(void)
     RUN(protocol_errors);
     RUN(server_close_and_shared_buffer);
     RUN(bad_handshake);
+    RUN(pong_before_answer);
+    RUN(backpressure_and_close_timeout);
     return test_summary();
 }
