@@ -169,9 +169,16 @@ static void close_queues(net_ctx_t *ctx)
     ctx->stopped = 2;
     for (uint8_t i = 0; i < ctx->ntq; i++)
         tq_close(&ctx->tq[i]);
+    if (ctx->flush_ready) {
+        uv_close((uv_handle_t *)&ctx->flush_prepare, NULL);
+        uv_close((uv_handle_t *)&ctx->flush_check, NULL);
+        ctx->flush_ready = 0;
+    }
 }
 
 /* ---------------------------------------------------------------- close protocol */
+
+static void unlink_dirty(net_conn_t *c);
 
 static void close_cb(uv_handle_t *h)
 {
@@ -179,6 +186,7 @@ static void close_cb(uv_handle_t *h)
     /* libuv has already run the write callbacks (UV_ECANCELED) of the in-flight write, so only
      * items that never reached uv_write are left. */
     net_ctx_t *ctx = c->ctx;
+    unlink_dirty(c);
     for (uint32_t i = 0; i < c->npending; i++)
         rbuf_unref(c->pending[i].b);
     free(c->pending);
@@ -277,6 +285,112 @@ void net_set_owner(net_conn_t *c, const net_ops_t *ops, void *owner)
 
 /* ---------------------------------------------------------------- writing */
 
+#define NET_F_DIRTY 16 /* on ctx->dirty */
+
+static void start_write(net_conn_t *c);
+
+static void unlink_dirty(net_conn_t *c)
+{
+    if (!(c->flags & NET_F_DIRTY))
+        return;
+    for (net_conn_t **pp = &c->ctx->dirty; *pp; pp = &(*pp)->dirty_next)
+        if (*pp == c) {
+            *pp = c->dirty_next;
+            break;
+        }
+    c->dirty_next = NULL;
+    c->flags &= (uint8_t)~NET_F_DIRTY;
+}
+
+/* Writes what c has queued: as much as the kernel takes now (one writev), the rest by uv_write. */
+static void flush_conn(net_conn_t *c)
+{
+    while (c->npending > 0 && c->inflight == NULL && !(c->flags & NET_F_CLOSING)) {
+        uint32_t n = c->npending < NET_WRITE_MAX ? c->npending : NET_WRITE_MAX;
+        uv_buf_t bufs[NET_WRITE_MAX];
+        size_t total = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            bufs[i] = uv_buf_init(c->pending[i].b->data + c->pending[i].off, c->pending[i].len);
+            total += c->pending[i].len;
+        }
+        int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+        if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+            close_why(c, NET_CLOSE_ERROR);
+            return;
+        }
+        size_t done = r > 0 ? (size_t)r : 0, k = 0;
+        c->queued -= done;
+        while (k < c->npending && done >= c->pending[k].len) { /* fully written items */
+            done -= c->pending[k].len;
+            rbuf_unref(c->pending[k].b);
+            k++;
+        }
+        if (k < c->npending && done > 0) { /* a partly written one */
+            c->pending[k].off += (uint32_t)done;
+            c->pending[k].len -= (uint32_t)done;
+        }
+        c->npending -= (uint32_t)k;
+        memmove(c->pending, c->pending + k, c->npending * sizeof(net_witem_t));
+        if ((size_t)(r > 0 ? r : 0) < total) {
+            start_write(c); /* the kernel's buffer is full: libuv writes the rest when it can */
+            return;
+        }
+    }
+    if (c->npending == 0 && c->inflight == NULL && !(c->flags & NET_F_CLOSING)) {
+        free(c->pending); /* no idle per-connection buffers */
+        c->pending = NULL;
+        c->cap_pending = 0;
+        if (c->flags & NET_F_CLOSE_AFTER)
+            close_why(c, NET_CLOSE_LOCAL);
+        else if (c->ops != NULL && c->ops->on_drain != NULL)
+            c->ops->on_drain(c);
+    }
+}
+
+static void flush_all(net_ctx_t *ctx)
+{
+    net_conn_t *c;
+    /* flush_conn may queue more output (on_drain) or close connections: pop one at a time */
+    while ((c = ctx->dirty) != NULL) {
+        ctx->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->flags &= (uint8_t)~NET_F_DIRTY;
+        if (c->inflight == NULL)
+            flush_conn(c); /* else write_cb continues with the rest */
+    }
+}
+
+static void on_flush_prepare(uv_prepare_t *h)
+{
+    flush_all(h->data);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    flush_all(h->data);
+}
+
+/* Puts c on the flush list (the handles are made on first use, and never keep the loop alive). */
+static void mark_dirty(net_conn_t *c)
+{
+    net_ctx_t *ctx = c->ctx;
+    if (c->flags & NET_F_DIRTY)
+        return;
+    if (!ctx->flush_ready && ctx->stopped != 2) {
+        uv_prepare_init(c->tcp.loop, &ctx->flush_prepare);
+        uv_check_init(c->tcp.loop, &ctx->flush_check);
+        ctx->flush_prepare.data = ctx->flush_check.data = ctx;
+        uv_prepare_start(&ctx->flush_prepare, on_flush_prepare);
+        uv_check_start(&ctx->flush_check, on_flush_check);
+        uv_unref((uv_handle_t *)&ctx->flush_prepare);
+        uv_unref((uv_handle_t *)&ctx->flush_check);
+        ctx->flush_ready = 1;
+    }
+    c->flags |= NET_F_DIRTY;
+    c->dirty_next = ctx->dirty;
+    ctx->dirty = c;
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
     net_wreq_t *w = container_of(req, net_wreq_t, req);
@@ -351,43 +465,22 @@ static void enqueue(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
         return;
     }
     if (c->inflight == NULL)
-        start_write(c);
+        mark_dirty(c); /* written at the end of this loop turn, with whatever else comes */
 }
 
-/* Tries to write p[0..len) at once when nothing is queued (order must be kept).
- * Returns the bytes written, or -1 if the connection failed (and is now closing). */
-static ssize_t try_now(net_conn_t *c, const char *p, size_t len)
-{
-    if (c->inflight != NULL || c->npending > 0)
-        return 0;
-    uv_buf_t ub = uv_buf_init((char *)p, (unsigned)len);
-    int r = uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
-    if (r >= 0)
-        return r;
-    if (r == UV_EAGAIN || r == UV_ENOSYS)
-        return 0;
-    close_why(c, NET_CLOSE_ERROR);
-    return -1;
-}
 
 void net_write(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
 {
     if ((c->flags & NET_F_CLOSING) || len == 0)
         return;
-    ssize_t n = try_now(c, b->data + off, len);
-    if (n < 0 || (size_t)n == len)
-        return;
-    enqueue(c, rbuf_ref(b), off + (size_t)n, len - (size_t)n);
+    enqueue(c, rbuf_ref(b), off, len);
 }
 
 void net_write_copy(net_conn_t *c, const void *p, size_t len)
 {
     if ((c->flags & NET_F_CLOSING) || len == 0)
         return;
-    ssize_t n = try_now(c, p, len);
-    if (n < 0 || (size_t)n == len)
-        return;
-    rbuf_t *b = rbuf_from((const char *)p + n, len - (size_t)n);
+    rbuf_t *b = rbuf_from(p, len);
     enqueue(c, b, RBUF_HEADROOM, b->len);
 }
 

@@ -59,6 +59,7 @@ struct net_conn {
     uint8_t flags;             /* NET_F_* */
     uint8_t why;               /* net_close_reason_t once closing */
     tq_entry_t deadline;       /* in one of ctx->tq while a deadline is armed */
+    struct net_conn *dirty_next; /* ctx->dirty list: has output waiting for the end-of-turn flush */
     struct net_peer *peer_ent; /* this IP's entry in ctx->peers (NULL if not counted) */
     char peer[48];             /* "ip" of the peer, for logs and handshake.address */
 };
@@ -87,6 +88,14 @@ struct net_ctx {
     struct net_peer *peers[NET_PEER_BUCKETS];
     size_t npeers;          /* distinct IPs connected */
     uint64_t accept_warned; /* loop time of the last accept error logged (EMFILE floods) */
+    /* Output is corked for one loop turn: writes queue references, and the connections with
+     * output are flushed once, before the loop polls again (prepare) and after the I/O callbacks
+     * of the turn (check), with one writev each. A burst of packets to one peer (a broadcast of
+     * several messages, an ack and an event) costs one syscall instead of one per packet. */
+    struct net_conn *dirty;
+    uv_prepare_t flush_prepare;
+    uv_check_t flush_check;
+    uint8_t flush_ready;
     char readbuf[65536];    /* the loop-wide read buffer */
 };
 
