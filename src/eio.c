@@ -115,12 +115,37 @@ size_t eio_cors_headers(const eio_config_t *cfg, const http_req_t *req, http_hdr
 /* The headers of a successful answer: eio's own hdrs[0..n), the observer's changes ("headers",
  * "initial_headers"), then CORS. hdrs has room for ANSWER_HDRS entries. Returns the count.
  * The observer may call into Lua: callers hold a session reference across this. */
-#define ANSWER_HDRS (4 + EIO_MAX_EXTRA_HEADERS + 6)
+#define ANSWER_HDRS (4 + EIO_MAX_EXTRA_HEADERS + 7) /* + CORS (at most 4) + the cookie */
 static size_t answer_headers(eio_server_t *srv, const http_req_t *req, int initial, http_hdr_t *hdrs, size_t n)
 {
     if (srv->obs != NULL && srv->obs->on_headers != NULL)
         n = srv->obs->on_headers(req, initial, hdrs, n, n + EIO_MAX_EXTRA_HEADERS, srv->obs_ud);
     return n + eio_cors_headers(srv->cfg, req, hdrs + n);
+}
+
+/* Adds the cookie option's Set-Cookie (the `cookie` npm package's serialization) for session sid.
+ * The value lives in srv->cookie_buf until the answer is written, which copies it. */
+static size_t add_cookie(eio_server_t *srv, const char *sid, http_hdr_t *hdrs, size_t n)
+{
+    const eio_cookie_t *c = &srv->cfg->cookie;
+    char *p = srv->cookie_buf, *end = srv->cookie_buf + sizeof(srv->cookie_buf);
+    if (c->name == NULL)
+        return n;
+    p += snprintf(p, (size_t)(end - p), "%s=%s", c->name, sid);
+    if (c->max_age >= 0 && p < end)
+        p += snprintf(p, (size_t)(end - p), "; Max-Age=%ld", c->max_age);
+    if (c->domain != NULL && p < end)
+        p += snprintf(p, (size_t)(end - p), "; Domain=%s", c->domain);
+    if (c->path != NULL && p < end)
+        p += snprintf(p, (size_t)(end - p), "; Path=%s", c->path);
+    if (c->http_only && p < end)
+        p += snprintf(p, (size_t)(end - p), "; HttpOnly");
+    if (c->same_site != NULL && p < end)
+        p += snprintf(p, (size_t)(end - p), "; SameSite=%s", c->same_site);
+    if (c->secure && p < end)
+        snprintf(p, (size_t)(end - p), "; Secure");
+    hdrs[n++] = (http_hdr_t){"Set-Cookie", srv->cookie_buf};
+    return n;
 }
 
 /* ---------------------------------------------------------------- session table */
@@ -334,6 +359,8 @@ static void respond_poll(eio_session_t *s, int close_packet)
      * it queues wait for the next GET), and the reference keeps s alive meanwhile */
     s->refs++;
     n = answer_headers(srv, req, s->opening, hdrs, 2);
+    if (s->opening)
+        n = add_cookie(srv, s->id, hdrs, n);
     http_respond(req, 200, hdrs, n, body.base, body.len);
     buf_free(&body);
     session_unref(s);
@@ -707,6 +734,7 @@ static void handshake(eio_server_t *srv, http_req_t *req, int transport, buf_t *
             return;
         }
         s = session_new(srv, req, transport);
+        n = add_cookie(srv, s->id, hdrs, n);
         ws_limits_t lim = {srv->cfg->max_payload};
         s->ws = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
         s->refs++; /* held by the WebSocket until its on_close */

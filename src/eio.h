@@ -44,6 +44,18 @@ typedef struct {
     int credentials;
 } eio_cors_t;
 
+/* The reference's `cookie` option: a Set-Cookie with the session id on the handshake answer, for
+ * load balancers that route on it (sticky sessions). name == NULL: no cookie (the default). */
+typedef struct {
+    char *name;                 /* "io" */
+    char *path;                 /* "/" (NULL: no Path attribute) */
+    char *domain;               /* NULL: none */
+    char *same_site;            /* "Lax" (NULL: none) */
+    long max_age;               /* seconds; < 0: none (a session cookie) */
+    int http_only;              /* 1 */
+    int secure;                 /* 0 */
+} eio_cookie_t;
+
 typedef struct {
     uint64_t ping_interval;     /* ms, 25000 */
     uint64_t ping_timeout;      /* ms, 20000 */
@@ -54,6 +66,7 @@ typedef struct {
     size_t max_packets_per_post;/* packets in one polling POST, 0 = unlimited */
     size_t max_buffered;        /* bytes queued for a polling client between two GETs */
     eio_cors_t cors;
+    eio_cookie_t cookie;
 } eio_config_t;
 
 /* What the upper layer can know of the request that opened a session (socket.handshake). */
@@ -125,6 +138,7 @@ struct eio_server {
     void *obs_ud;
     void (*on_freed)(eio_server_t *srv); /* see eio_server_shutdown */
     int shutting;                 /* eio_server_shutdown was called */
+    char cookie_buf[512];         /* the Set-Cookie being written (cookie option) */
     int ntimers;                  /* handles not yet closed (3 timers + the reaper) */
     size_t nalive;                /* sessions not yet freed (closed ones included) */
     struct eio_session *zombies;  /* closed sessions freed by the reaper (deferred free) */

@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lhost.h"
 #include "log.h"
@@ -348,6 +349,73 @@ static char *join_list(lua_State *L, int idx)
     return r;
 }
 
+/* cookie = true | false | { name, path, domain, httpOnly, secure, sameSite, maxAge }, with the
+ * reference's defaults: name "io", path "/", httpOnly unless path is false, sameSite "lax". */
+static void set_cookie(lua_State *L, eio_cookie_t *c, int idx)
+{
+    free(c->name);
+    free(c->path);
+    free(c->domain);
+    free(c->same_site);
+    memset(c, 0, sizeof(*c));
+    c->max_age = -1;
+    if (!lua_toboolean(L, idx))
+        return;
+    c->name = xstrndup("io", 2);
+    c->path = xstrndup("/", 1);
+    c->same_site = xstrndup("Lax", 3);
+    c->http_only = 1;
+    if (!lua_istable(L, idx))
+        return;
+    if (lua_getfield(L, idx, "name") == LUA_TSTRING) {
+        free(c->name);
+        c->name = dup_field_string(L, -1);
+    }
+    lua_pop(L, 1);
+    int t = lua_getfield(L, idx, "path");
+    if (t == LUA_TSTRING) {
+        free(c->path);
+        c->path = dup_field_string(L, -1);
+    } else if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+        free(c->path);
+        c->path = NULL;
+        c->http_only = 0;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "domain") == LUA_TSTRING)
+        c->domain = dup_field_string(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "httpOnly") != LUA_TNIL)
+        c->http_only = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "secure") != LUA_TNIL)
+        c->secure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    t = lua_getfield(L, idx, "sameSite");
+    if (t == LUA_TSTRING || t == LUA_TBOOLEAN) {
+        const char *v = t == LUA_TSTRING ? lua_tostring(L, -1) : (lua_toboolean(L, -1) ? "strict" : NULL);
+        free(c->same_site);
+        c->same_site = NULL;
+        if (v != NULL) {
+            /* as the cookie package writes them: Strict, Lax, None */
+            const char *canon = strcasecmp(v, "strict") == 0 ? "Strict"
+                                : strcasecmp(v, "lax") == 0  ? "Lax"
+                                : strcasecmp(v, "none") == 0 ? "None"
+                                                             : NULL;
+            if (canon == NULL)
+                luaL_error(L, "io.options: cookie.sameSite must be \"strict\", \"lax\" or \"none\"");
+            c->same_site = xstrndup(canon, strlen(canon));
+        }
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "maxAge") != LUA_TNIL)
+        c->max_age = (long)luaL_checkinteger(L, -1) / 1000; /* the reference's maxAge is in ms */
+    lua_pop(L, 1);
+    for (const char *p = c->name; *p; p++)
+        if (*p <= ' ' || *p == '=' || *p == ';' || *p == ',' || (unsigned char)*p >= 127)
+            luaL_error(L, "io.options: invalid cookie name");
+}
+
 static uint64_t opt_ms(lua_State *L, const char *name)
 {
     lua_Integer v;
@@ -457,6 +525,8 @@ static int n_options(lua_State *L)
             }
         } else if (strcmp(k, "adapter") == 0) { /* the Redis adapter (adapter_redis.h) */
             adapter_redis_options(L, -1, &cfg->redis, (cfg->cli_set & CFG_REDIS) != 0);
+        } else if (strcmp(k, "cookie") == 0) {
+            set_cookie(L, &cfg->eio.cookie, lua_gettop(L));
         } else if (strcmp(k, "cleanupEmptyChildNamespaces") == 0) {
             cfg->sio.cleanup_empty_children = lua_toboolean(L, -1);
         } else if (strcmp(k, "allowRequest") == 0) {

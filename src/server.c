@@ -30,6 +30,7 @@ void sl_config_defaults(sl_config_t *cfg)
     cfg->eio.max_payload = 1000000;
     cfg->eio.transports = EIO_T_POLLING | EIO_T_WEBSOCKET;
     cfg->eio.allow_upgrades = 1;
+    cfg->eio.cookie.max_age = -1;
     cfg->eio.max_packets_per_post = 1000;
     cfg->eio.max_buffered = 16u << 20;
     cfg->sio.connect_timeout = 45000;
@@ -352,6 +353,10 @@ void sl_server_free(sl_server_t *srv)
     free(c->origins);
     free(c->methods);
     free(c->allowed_headers);
+    free(srv->cfg.eio.cookie.name);
+    free(srv->cfg.eio.cookie.path);
+    free(srv->cfg.eio.cookie.domain);
+    free(srv->cfg.eio.cookie.same_site);
     free(srv->cfg.host);
     free(srv->cfg.path);
     free(srv->cfg.static_dir);
