@@ -34,7 +34,7 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
 
 CLIENT_DIST := node_modules/socket.io-client/dist
 
-.PHONY: all setup run test unit integration asan clean format fuzz bench
+.PHONY: all setup run test unit integration asan clean format fuzz bench valgrind soak
 
 all: siolua
 
@@ -91,6 +91,16 @@ test: setup
 	SIOLUA_BIN=./build/asan/siolua sh tests/integration/run.sh
 	SIOLUA_BIN=./build/asan/siolua sh tests/hostile/run.sh
 	$(MAKE) fuzz FUZZ_TIME=10
+
+# On demand: a soak run (minutes of clients connecting, chatting and leaving; RSS and fds flat).
+soak: setup
+	$(MAKE) siolua
+	sh bench/soak.sh $(SOAK_SECS)
+
+# On demand: the integration suite against the normal build under valgrind's memcheck.
+valgrind: setup
+	$(MAKE) siolua
+	SIOLUA_BIN=./scripts/valgrind-siolua.sh sh tests/integration/run.sh
 
 # Benchmarks (not part of make test): siolua side by side with the Node reference.
 bench: setup

@@ -36,6 +36,7 @@ void sl_config_defaults(sl_config_t *cfg)
     cfg->sio.connect_timeout = 45000;
     cfg->sio.limits.max_attachments = 10;
     cfg->sio.limits.max_nsp = 256;
+    cfg->sio.max_nsps_per_client = 100;
     cfg->http.max_head = 16384;
     cfg->http.max_headers = 100;
     cfg->http.max_url = 8192;

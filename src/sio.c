@@ -338,6 +338,17 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
     }
     if (client_socket(c, p->nsp) != NULL)
         return; /* already connected (or connecting) to that namespace */
+    if (srv->cfg->max_nsps_per_client != 0) {
+        uint32_t n = 0;
+        for (sio_socket_t *o = c->sockets; o; o = o->cnext)
+            n++;
+        if (n >= srv->cfg->max_nsps_per_client) {
+            /* one connection cannot pile up sockets (dynamic namespaces make that cheap) */
+            static const char too_many[] = "{\"message\":\"Too many namespaces\"}";
+            send_control(c, SIO_CONNECT_ERROR, p->nsp, too_many, sizeof(too_many) - 1);
+            return;
+        }
+    }
     tq_remove(&c->ct);
     s = xcalloc(1, sizeof(*s));
     eio_generate_id(s->id);

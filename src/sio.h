@@ -77,6 +77,7 @@ typedef struct {
     uint64_t connect_timeout;  /* ms before a session that joined no namespace is closed, 45000 */
     sio_limits_t limits;       /* attachments per packet, namespace length */
     int cleanup_empty_children;/* cleanupEmptyChildNamespaces: free removable namespaces once empty */
+    uint32_t max_nsps_per_client; /* namespaces one connection may join (0 = no limit), 100 */
 } sio_config_t;
 
 struct sio_server {

@@ -15,7 +15,8 @@ const BIN = path.resolve(ROOT, process.env.SIOLUA_BIN || "./siolua");
 // Servers still running when this process ends are killed, also when the test runner ends it
 // with a signal (a file-level timeout). run.sh also gets their PIDs through SIOLUA_PIDFILE and
 // kills any left over, in case this process itself was SIGKILLed.
-const SANITIZER = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer/;
+// sanitizer reports, and valgrind's (make valgrind runs the suite under memcheck)
+const SANITIZER = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer|==\d+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised|Syscall param|Mismatched free)|definitely lost in/;
 const running = new Set();
 const killAll = () => {
   for (const p of running) p.kill("SIGKILL");
