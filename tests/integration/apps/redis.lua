@@ -25,6 +25,7 @@ end
 io.on("connection", function(socket)
   socket.data.name = socket.handshake.auth.name
   socket.on("join", function(room, ack) socket.join(room); ack(true) end)
+  socket.on("whoami", function(ack) ack({ node = NAME }) end) -- which node holds this session (sticky.test.mjs)
   socket.on("leave", function(room, ack) socket.leave(room); ack(true) end)
   socket.on("rooms", function(ack)
     local rooms = siolua.array()

@@ -1,0 +1,128 @@
+// Two siolua nodes on one Redis, behind nginx (Debian's nginx-light), the way issue 7 and the
+// README's recipe deploy them. HTTP long-polling needs sticky sessions: every request of a session
+// must reach the node that holds it. With `hash ... consistent` on a client key (the ip_hash
+// recipe, keyed here on a header so one machine can play two clients) polling clients connect
+// and broadcasts cross the nodes through Redis; with round-robin (the control) polling fails.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, rmSync, existsSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { io } from "socket.io-client";
+import { withTimeout, REF } from "./helpers.mjs";
+import { freePort, startRedis, startNode, waitServers } from "./redis.helpers.mjs";
+
+const NGINX = "/usr/sbin/nginx";
+
+async function startNginx(upstreamLines, ports) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "siolua-nginx-"));
+  const port = await freePort();
+  writeFileSync(path.join(dir, "nginx.conf"), `
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+worker_processes 1;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream siolua {
+    ${upstreamLines}
+    ${ports.map((p) => `server 127.0.0.1:${p};`).join("\n    ")}
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location /socket.io/ {
+      proxy_pass http://siolua;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host $host;
+    }
+  }
+}
+`);
+  const proc = spawn(NGINX, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { stdio: ["ignore", "pipe", "pipe"] });
+  // ready once it accepts connections
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/socket.io/?EIO=4&transport=polling`);
+      break;
+    } catch {
+      if (Date.now() - t0 > 5000) throw new Error("nginx did not start");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      proc.kill("SIGTERM");
+      await withTimeout(new Promise((r) => (proc.exitCode !== null ? r() : proc.once("exit", r))), 3000, "nginx exit");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const client = (url, key, name) =>
+  io(url, { transports: ["polling"], forceNew: true, reconnection: false, extraHeaders: { "x-sticky": key }, auth: { name } });
+
+test("two nodes behind nginx: sticky polling sessions work, broadcasts cross; round-robin breaks polling",
+  { skip: (REF && "siolua cluster") || (!existsSync(NGINX) && "nginx is not installed") }, async () => {
+    const redis = await startRedis();
+    const a = await startNode(redis, { name: "a" }), b = await startNode(redis, { name: "b" });
+    await waitServers(redis.port, 2);
+    const clients = [];
+    try {
+      // sticky: a client key (in the README's recipe, the client's IP) always maps to one node
+      const sticky = await startNginx("hash $http_x_sticky consistent;", [a.port, b.port]);
+      try {
+        // keys chosen so that the two clients land on different nodes
+        const names = {};
+        for (const key of ["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"]) {
+          const c = client(sticky.url, key, key);
+          clients.push(c);
+          await withTimeout(new Promise((r, j) => { c.once("connect", r); c.once("connect_error", j); }), 5000, `sticky connect ${key}`);
+          names[key] = await c.emitWithAck("whoami");
+        }
+        const nodes = new Set(Object.values(names).map((w) => w.node));
+        assert.deepEqual([...nodes].sort(), ["a", "b"], "the clients are spread over both nodes");
+        // a broadcast from a client on one node reaches a client on the other, through Redis
+        const [k1, k2] = Object.keys(names).filter((k, i, all) => names[k].node !== names[all[0]].node || i === 0);
+        const from = clients[Object.keys(names).indexOf(k1)], to = clients[Object.keys(names).indexOf(k2)];
+        const got = withTimeout(new Promise((r) => to.once("msg", (...args) => r(args))), 5000, "cross-node broadcast");
+        from.emit("bcast", "over redis");
+        assert.deepEqual(await got, ["over redis"]);
+      } finally {
+        for (const c of clients.splice(0)) c.close();
+        await sticky.stop();
+      }
+      // the control: without stickiness, the session's next request reaches the other node
+      const rr = await startNginx("", [a.port, b.port]);
+      try {
+        let failures = 0;
+        for (let i = 0; i < 3; i++) {
+          const c = client(rr.url, "any", "rr");
+          clients.push(c);
+          const outcome = await withTimeout(new Promise((r) => {
+            c.once("connect", () => r("connect"));
+            c.once("connect_error", () => r("error"));
+          }), 8000, "round-robin outcome");
+          if (outcome === "error") failures++;
+        }
+        assert.ok(failures >= 2, `polling through round-robin should fail (failed ${failures} of 3)`);
+      } finally {
+        for (const c of clients.splice(0)) c.close();
+        await rr.stop();
+      }
+    } finally {
+      await a.stop();
+      await b.stop();
+      await redis.stop();
+    }
+  });
