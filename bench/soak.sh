@@ -19,7 +19,7 @@ tmp=$(mktemp -d)
 trap 'kill $SRV 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
 cp ./siolua "$tmp/siolua"
 "$tmp/siolua" bench/app.lua --port 0 --ping-interval 2000 --ping-timeout 2000 --max-connections 0 \
-  --log-level warn 2>"$tmp/log" &
+  2>"$tmp/log" &
 SRV=$!
 i=0
 while ! grep -q "listening on" "$tmp/log" 2>/dev/null; do
@@ -60,6 +60,6 @@ first_rss=${first_rss:-$rss}
 ok=1
 [ "$rss" -le $(( first_rss + first_rss / 10 + 1024 )) ] || { echo "soak: RSS grew: $first_rss -> $rss KiB"; ok=0; }
 [ "$fds" -le "$base_fds" ] || { echo "soak: fds not back to baseline: $base_fds -> $fds"; ok=0; }
-if grep -qiE "error|sanitizer" "$tmp/log"; then echo "soak: the server log has errors:"; head -20 "$tmp/log"; ok=0; fi
+if grep -qE "^\[error\]|Sanitizer|runtime error" "$tmp/log"; then echo "soak: the server log has errors:"; head -20 "$tmp/log"; ok=0; fi
 [ $ok -eq 1 ] && echo "soak: flat after $round rounds (RSS $first_rss -> $rss KiB, fds $base_fds -> $fds)"
 [ $ok -eq 1 ]

@@ -476,6 +476,58 @@ int lhost_run_app(lhost_t *h, const char *path)
     return lhost_call(L, 0, path);
 }
 
+/* ---------------------------------------------------------------- request views */
+
+void lhost_push_query(lua_State *L, const char *p, size_t len)
+{
+    const char *end = p + len;
+    lua_newtable(L);
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        for (int part = 0; part < 2; part++) {
+            const char *a = part == 0 ? p : (eq ? eq + 1 : e), *z = part == 0 ? (eq ? eq : e) : e;
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (; a < z; a++) {
+                static const char hex[] = "0123456789abcdef0123456789ABCDEF";
+                const char *h1, *h2;
+                if (*a == '+') {
+                    luaL_addchar(&b, ' ');
+                } else if (*a == '%' && z - a >= 3 && a[1] && a[2] && (h1 = memchr(hex, a[1], 32)) != NULL &&
+                           (h2 = memchr(hex, a[2], 32)) != NULL) {
+                    luaL_addchar(&b, (char)(((h1 - hex) & 15) << 4 | ((h2 - hex) & 15)));
+                    a += 2;
+                } else {
+                    luaL_addchar(&b, *a);
+                }
+            }
+            luaL_pushresult(&b);
+        }
+        if (lua_rawlen(L, -2) > 0)
+            lua_rawset(L, -3);
+        else
+            lua_pop(L, 2);
+        p = e + 1;
+    }
+}
+
+void lhost_push_headers(lua_State *L, size_t n, const slice_t *names, const slice_t *values)
+{
+    lua_createtable(L, 0, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        luaL_Buffer b;
+        char *p = luaL_buffinitsize(L, &b, names[i].len);
+        for (size_t j = 0; j < names[i].len; j++) {
+            char c = names[i].ptr[j];
+            p[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); /* Node lower-cases them */
+        }
+        luaL_pushresultsize(&b, names[i].len);
+        lua_pushlstring(L, values[i].ptr, values[i].len);
+        lua_rawset(L, -3);
+    }
+}
+
 /* ---------------------------------------------------------------- sio handler */
 
 typedef struct {

@@ -54,6 +54,10 @@ int lhost_callf(lua_State *L, int nargs, const char *fmt, const char *a, const c
 int lhost_protect(lhost_t *h, lua_CFunction fn, void *arg, const char *what);
 /* Same, with the description formatted (fmt with one %s) only if an error is logged. */
 int lhost_protectf(lhost_t *h, lua_CFunction fn, void *arg, const char *fmt, const char *a);
+/* Pushes a query string's decoded key/value pairs as a table ('+' and %XX decoded). [-0, +1, m] */
+void lhost_push_query(lua_State *L, const char *p, size_t len);
+/* Pushes headers as a table, names lower-cased as Node does. [-0, +1, m] */
+void lhost_push_headers(lua_State *L, size_t n, const slice_t *names, const slice_t *values);
 /* Pushes the prelude's entry point siolua._hooks[name]. [-0, +1, -] */
 void lhost_push_hook(lua_State *L, const char *name);
 /* If stack[1] is `self` (a colon call), removes it, so obj.m(x) and obj:m(x) both work. */

@@ -578,18 +578,7 @@ static int allow_k(lua_State *L)
     lua_setfield(L, -2, "url");
     lua_pushstring(L, http_peer(req));
     lua_setfield(L, -2, "address");
-    lua_createtable(L, 0, (int)req->nheaders);
-    for (size_t i = 0; i < req->nheaders; i++) {
-        luaL_Buffer b;
-        char *p = luaL_buffinitsize(L, &b, req->names[i].len);
-        for (size_t j = 0; j < req->names[i].len; j++) {
-            char c = req->names[i].ptr[j];
-            p[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-        }
-        luaL_pushresultsize(&b, req->names[i].len);
-        lua_pushlstring(L, req->values[i].ptr, req->values[i].len);
-        lua_rawset(L, -3);
-    }
+    lhost_push_headers(L, req->nheaders, req->names, req->values);
     lua_setfield(L, -2, "headers");
     lua_pushlightuserdata(L, a);
     lua_pushcclosure(L, allow_cb, 1);

@@ -598,53 +598,9 @@ static void push_handshake(lua_State *L, int ud, lsock_t *h)
     lua_pop(L, 1);
     const eio_handshake_t *hs = eio_session_handshake(sio_socket_session(h->s));
     lua_createtable(L, 0, 9);
-    lua_createtable(L, 0, (int)hs->nheaders);
-    for (size_t i = 0; i < hs->nheaders; i++) {
-        /* Node lower-cases header names */
-        luaL_Buffer b;
-        char *p = luaL_buffinitsize(L, &b, hs->names[i].len);
-        for (size_t j = 0; j < hs->names[i].len; j++) {
-            char c = hs->names[i].ptr[j];
-            p[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-        }
-        luaL_pushresultsize(&b, hs->names[i].len);
-        lua_pushlstring(L, hs->values[i].ptr, hs->values[i].len);
-        lua_rawset(L, -3);
-    }
+    lhost_push_headers(L, hs->nheaders, hs->names, hs->values);
     lua_setfield(L, -2, "headers");
-    /* query: decoded key/value pairs */
-    lua_newtable(L);
-    {
-        const char *p = hs->query.ptr, *end = p + hs->query.len;
-        while (p < end) {
-            const char *amp = memchr(p, '&', (size_t)(end - p));
-            const char *e = amp ? amp : end;
-            const char *eq = memchr(p, '=', (size_t)(e - p));
-            luaL_Buffer kb;
-            for (int part = 0; part < 2; part++) {
-                const char *a = part == 0 ? p : (eq ? eq + 1 : e);
-                const char *z = part == 0 ? (eq ? eq : e) : e;
-                luaL_buffinit(L, &kb);
-                for (; a < z; a++) {
-                    if (*a == '+')
-                        luaL_addchar(&kb, ' ');
-                    else if (*a == '%' && z - a >= 3 && strchr("0123456789abcdefABCDEF", a[1]) &&
-                             strchr("0123456789abcdefABCDEF", a[2]) && a[1] && a[2]) {
-                        char hx[3] = {a[1], a[2], 0};
-                        luaL_addchar(&kb, (char)strtol(hx, NULL, 16));
-                        a += 2;
-                    } else
-                        luaL_addchar(&kb, *a);
-                }
-                luaL_pushresult(&kb);
-            }
-            if (lua_rawlen(L, -2) > 0)
-                lua_rawset(L, -3);
-            else
-                lua_pop(L, 2);
-            p = e + 1;
-        }
-    }
+    lhost_push_query(L, hs->query.ptr, hs->query.len);
     lua_setfield(L, -2, "query");
     uv_field(L, ud, "auth");
     if (lua_isnil(L, -1)) {
