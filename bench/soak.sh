@@ -41,11 +41,16 @@ round=0
 first_rss=""
 while [ "$(date +%s)" -lt "$end" ]; do
   round=$((round + 1))
+  pids=""
   timeout 60 "$LG" --scenario churn --port "$PORT" --lanes 16 --warmup 1 --duration 8 >/dev/null 2>&1 &
+  pids="$pids $!"
   timeout 60 "$LG" --scenario echo --port "$PORT" --clients 100 --warmup 1 --duration 8 --rate-duration 1 >/dev/null 2>&1 &
+  pids="$pids $!"
   timeout 60 "$LG" --scenario bcast --port "$PORT" --clients 500 --warmup 1 --duration 8 >/dev/null 2>&1 &
+  pids="$pids $!"
   timeout 60 "$LG" --scenario idle --port "$PORT" --clients 2000 --settle 2 --hold 6 >/dev/null 2>&1 &
-  wait
+  pids="$pids $!"
+  for p in $pids; do wait "$p"; done # not the server, also a child of this shell
   kill -0 $SRV 2>/dev/null || { echo "soak: the server died"; cat "$tmp/log"; exit 1; }
   line=$(sample "round $round")
   echo "$line"

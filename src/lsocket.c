@@ -228,22 +228,38 @@ static void push_rooms(lua_State *L, lsock_t *h)
 
 /* ---------------------------------------------------------------- listeners */
 
-/* on(event, fn) / once(event, fn): appends fn to the event's list. */
+/* Listeners of an event live in the handle's events table as either one function (the common
+ * case: one listener, no list to allocate or copy per event) or a list whose entries are functions
+ * or one-shot wrappers {fn = f, once = true}. */
+
+/* on(event, fn) / once(event, fn): adds fn to the event's listeners. */
 static int add_listener(lua_State *L, int once)
 {
     const char *ev;
+    int t;
     lhost_selfcall(L, lua_upvalueindex(1));
     ev = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     uv_table(L, lua_upvalueindex(1), "events");
-    if (lua_getfield(L, -1, ev) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
+    t = lua_getfield(L, -1, ev);
+    if (t == LUA_TNIL && !once) {
+        lua_pushvalue(L, 2);
+        lua_setfield(L, -3, ev); /* the first plain listener: stored as is */
+        lua_pushvalue(L, lua_upvalueindex(1));
+        return 1;
+    }
+    if (t != LUA_TTABLE) {
+        /* nil (a one-shot first listener) or one function: make a list */
+        lua_createtable(L, 2, 0);
+        if (t == LUA_TFUNCTION) {
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, -2, 1);
+        }
+        lua_remove(L, -2);
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, ev);
     }
     if (once) {
-        /* a wrapper table {fn = f, once = true} marks one-shot listeners */
         lua_createtable(L, 0, 2);
         lua_pushvalue(L, 2);
         lua_setfield(L, -2, "fn");
@@ -270,7 +286,12 @@ static int m_off(lua_State *L)
     if (lua_isnoneornil(L, 2)) {
         lua_pushnil(L);
         lua_setfield(L, -2, ev);
-    } else if (lua_getfield(L, -1, ev) == LUA_TTABLE) {
+    } else if (lua_getfield(L, -1, ev) == LUA_TFUNCTION) {
+        if (lua_rawequal(L, -1, 2)) {
+            lua_pushnil(L);
+            lua_setfield(L, -3, ev);
+        }
+    } else if (lua_istable(L, -1)) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
@@ -300,10 +321,19 @@ static int m_off(lua_State *L)
  * listeners are removed from the list before any of them runs. */
 static void fire(lua_State *L, int ud, const char *ev, int nargs)
 {
-    int args = lua_gettop(L) - nargs + 1, list, copy;
+    int args = lua_gettop(L) - nargs + 1, list, copy, t;
     lua_Integer n, k = 0;
     uv_table(L, ud, "events");
-    if (lua_getfield(L, -1, ev) != LUA_TTABLE) {
+    t = lua_getfield(L, -1, ev);
+    if (t == LUA_TFUNCTION) {
+        /* one listener: call it, no copy */
+        for (int a = 0; a < nargs; a++)
+            lua_pushvalue(L, args + a);
+        lhost_callf(L, nargs, "handler for \"%s\" of socket %s", ev, ((lsock_t *)lua_touserdata(L, ud))->id);
+        lua_settop(L, args - 1);
+        return;
+    }
+    if (t != LUA_TTABLE) {
         lua_settop(L, args - 1);
         return;
     }
