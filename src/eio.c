@@ -620,35 +620,33 @@ static void on_upgrade_due(tq_t *q, tq_entry_t *e)
 
 /* ---------------------------------------------------------------- handshake */
 
+/* One allocation: the packed headers, then the URL, then the address. */
 static void copy_handshake(eio_session_t *s, const http_req_t *req)
 {
     size_t need = req->url.len + 1 + strlen(http_peer(req)) + 1;
     char *p;
     for (size_t i = 0; i < req->nheaders; i++)
         need += req->names[i].len + req->values[i].len + 2;
-    need += req->nheaders * 2 * sizeof(slice_t);
-    s->hs_mem = xmalloc(need);
-    slice_t *names = (slice_t *)s->hs_mem, *values = names + req->nheaders;
-    p = (char *)(values + req->nheaders);
+    s->hs_mem = p = xmalloc(need);
+    s->hs.headers = p;
     for (size_t i = 0; i < req->nheaders; i++) {
         memcpy(p, req->names[i].ptr, req->names[i].len);
-        names[i] = (slice_t){p, req->names[i].len};
-        p += req->names[i].len + 1;
+        p += req->names[i].len;
+        *p++ = '\0';
         memcpy(p, req->values[i].ptr, req->values[i].len);
-        values[i] = (slice_t){p, req->values[i].len};
-        p += req->values[i].len + 1;
+        p += req->values[i].len;
+        *p++ = '\0';
     }
     memcpy(p, req->url.ptr, req->url.len);
     s->hs.url = (slice_t){p, req->url.len};
     s->hs.query = (slice_t){p + (req->query.ptr - req->url.ptr), req->query.len};
     if (req->query.len == 0)
         s->hs.query = (slice_t){p + req->url.len, 0};
+    p[req->url.len] = '\0';
     p += req->url.len + 1;
     strcpy(p, http_peer(req));
     s->hs.address = p;
     s->hs.nheaders = req->nheaders;
-    s->hs.names = names;
-    s->hs.values = values;
     {
         struct timeval tv;
         gettimeofday(&tv, NULL);

@@ -11,6 +11,7 @@
 #define SL_EIO_H
 
 #include <stdint.h>
+#include <string.h>
 #include <uv.h>
 
 #include "buf.h"
@@ -74,11 +75,23 @@ typedef struct {
     slice_t url;           /* raw request target */
     slice_t query;         /* raw query string */
     size_t nheaders;
-    const slice_t *names;
-    const slice_t *values;
+    const char *headers;   /* nheaders "name\0value\0" pairs, packed (no slice arrays: this copy
+                              lives as long as the session); walk them with eio_header_next() */
     const char *address;   /* peer IP */
     uint64_t issued;       /* ms since the epoch */
 } eio_handshake_t;
+
+/* Reads the header at *p (a position in eio_handshake_t.headers) and moves *p to the next one.
+ * Header names and values never hold a NUL: llhttp refuses them. */
+static inline void eio_header_next(const char **p, slice_t *name, slice_t *value)
+{
+    name->ptr = *p;
+    name->len = strlen(*p);
+    *p += name->len + 1;
+    value->ptr = *p;
+    value->len = strlen(*p);
+    *p += value->len + 1;
+}
 
 typedef struct {
     /* A new session is open (the open packet is on its way). */

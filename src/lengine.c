@@ -198,15 +198,19 @@ static void fire(lua_State *L, int obj, const char *ev, int nargs, const char *w
 }
 
 /* Pushes a request table {method, url, headers (lower-case names), address, _query}. [-0,+1,m] */
+/* names/values for a live request, or packed (an Engine.IO handshake's copy) when names is NULL */
 static void push_request(lua_State *L, const char *method, slice_t url, slice_t query, size_t nh,
-                         const slice_t *names, const slice_t *values, const char *address)
+                         const slice_t *names, const slice_t *values, const char *packed, const char *address)
 {
     lua_createtable(L, 0, 5);
     lua_pushstring(L, method);
     lua_setfield(L, -2, "method");
     lua_pushlstring(L, url.ptr, url.len);
     lua_setfield(L, -2, "url");
-    lhost_push_headers(L, nh, names, values);
+    if (names != NULL)
+        lhost_push_headers(L, nh, names, values);
+    else
+        lhost_push_packed_headers(L, nh, packed);
     lua_setfield(L, -2, "headers");
     lua_pushstring(L, address);
     lua_setfield(L, -2, "address");
@@ -221,7 +225,7 @@ static void push_http_request(lua_State *L, const http_req_t *req)
                     : req->method == HTTP_M_OPTIONS ? "OPTIONS"
                     : req->method == HTTP_M_HEAD    ? "HEAD"
                                                     : "OTHER";
-    push_request(L, m, req->url, req->query, req->nheaders, req->names, req->values, http_peer(req));
+    push_request(L, m, req->url, req->query, req->nheaders, req->names, req->values, NULL, http_peer(req));
 }
 
 /* ---------------------------------------------------------------- calls from eio into Lua */
@@ -846,7 +850,7 @@ static void push_conn_request(lua_State *L, int obj, lconn_t *c)
         return;
     lua_pop(L, 1);
     const eio_handshake_t *hs = eio_session_handshake(c->s);
-    push_request(L, "GET", hs->url, hs->query, hs->nheaders, hs->names, hs->values, hs->address);
+    push_request(L, "GET", hs->url, hs->query, hs->nheaders, NULL, NULL, hs->headers, hs->address);
     lua_getiuservalue(L, obj, 1);
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "request");

@@ -512,18 +512,36 @@ void lhost_push_query(lua_State *L, const char *p, size_t len)
     }
 }
 
+/* Pushes a header name lower-cased, as Node does. [-0, +1, m] */
+static void push_lower(lua_State *L, slice_t name)
+{
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, name.len);
+    for (size_t j = 0; j < name.len; j++) {
+        char c = name.ptr[j];
+        p[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    luaL_pushresultsize(&b, name.len);
+}
+
 void lhost_push_headers(lua_State *L, size_t n, const slice_t *names, const slice_t *values)
 {
     lua_createtable(L, 0, (int)n);
     for (size_t i = 0; i < n; i++) {
-        luaL_Buffer b;
-        char *p = luaL_buffinitsize(L, &b, names[i].len);
-        for (size_t j = 0; j < names[i].len; j++) {
-            char c = names[i].ptr[j];
-            p[j] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); /* Node lower-cases them */
-        }
-        luaL_pushresultsize(&b, names[i].len);
+        push_lower(L, names[i]);
         lua_pushlstring(L, values[i].ptr, values[i].len);
+        lua_rawset(L, -3);
+    }
+}
+
+void lhost_push_packed_headers(lua_State *L, size_t n, const char *packed)
+{
+    lua_createtable(L, 0, (int)n);
+    for (size_t i = 0; i < n; i++) {
+        slice_t name, value;
+        eio_header_next(&packed, &name, &value);
+        push_lower(L, name);
+        lua_pushlstring(L, value.ptr, value.len);
         lua_rawset(L, -3);
     }
 }

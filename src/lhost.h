@@ -58,6 +58,8 @@ int lhost_protectf(lhost_t *h, lua_CFunction fn, void *arg, const char *fmt, con
 void lhost_push_query(lua_State *L, const char *p, size_t len);
 /* Pushes headers as a table, names lower-cased as Node does. [-0, +1, m] */
 void lhost_push_headers(lua_State *L, size_t n, const slice_t *names, const slice_t *values);
+/* Same for an Engine.IO handshake's packed headers (eio_handshake_t.headers). [-0, +1, m] */
+void lhost_push_packed_headers(lua_State *L, size_t n, const char *packed);
 /* Pushes the prelude's entry point siolua._hooks[name]. [-0, +1, -] */
 void lhost_push_hook(lua_State *L, const char *name);
 /* If stack[1] is `self` (a colon call), removes it, so obj.m(x) and obj:m(x) both work. */

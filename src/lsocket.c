@@ -628,7 +628,7 @@ static void push_handshake(lua_State *L, int ud, lsock_t *h)
     lua_pop(L, 1);
     const eio_handshake_t *hs = eio_session_handshake(sio_socket_session(h->s));
     lua_createtable(L, 0, 9);
-    lhost_push_headers(L, hs->nheaders, hs->names, hs->values);
+    lhost_push_packed_headers(L, hs->nheaders, hs->headers);
     lua_setfield(L, -2, "headers");
     lhost_push_query(L, hs->query.ptr, hs->query.len);
     lua_setfield(L, -2, "query");
@@ -658,11 +658,14 @@ static void push_handshake(lua_State *L, int ud, lsock_t *h)
     lua_setfield(L, -2, "secure");
     {
         slice_t host = {0, 0}, origin = {0, 0};
+        const char *hp = hs->headers;
         for (size_t i = 0; i < hs->nheaders; i++) {
-            if (slice_caseeq(hs->names[i], "host"))
-                host = hs->values[i];
-            else if (slice_caseeq(hs->names[i], "origin"))
-                origin = hs->values[i];
+            slice_t name, value;
+            eio_header_next(&hp, &name, &value);
+            if (slice_caseeq(name, "host"))
+                host = value;
+            else if (slice_caseeq(name, "origin"))
+                origin = value;
         }
         /* xdomain: an Origin header that is not this host (as the reference compares) */
         int xdomain = origin.ptr != NULL;
