@@ -82,13 +82,18 @@ test("two nodes behind nginx: sticky polling sessions work, broadcasts cross; ro
       // sticky: a client key (in the README's recipe, the client's IP) always maps to one node
       const sticky = await startNginx("hash $http_x_sticky consistent;", [a.port, b.port]);
       try {
-        // keys chosen so that the two clients land on different nodes
+        // client keys until both nodes hold some (where a key lands depends on the nodes' ports,
+        // which change from run to run: keep adding keys, up to 64)
         const names = {};
-        for (const key of ["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"]) {
+        for (let i = 1; i <= 64; i++) {
+          const key = `k${i}`;
           const c = client(sticky.url, key, key);
           clients.push(c);
           await withTimeout(new Promise((r, j) => { c.once("connect", r); c.once("connect_error", j); }), 5000, `sticky connect ${key}`);
           names[key] = await c.emitWithAck("whoami");
+          // the session really is sticky: a few more round trips stay on its node
+          for (let k = 0; k < 3; k++) assert.deepEqual(await c.emitWithAck("whoami"), names[key]);
+          if (i >= 4 && new Set(Object.values(names).map((w) => w.node)).size === 2) break;
         }
         const nodes = new Set(Object.values(names).map((w) => w.node));
         assert.deepEqual([...nodes].sort(), ["a", "b"], "the clients are spread over both nodes");
