@@ -16,6 +16,7 @@
 
 typedef struct {
     sio_socket_t *s;
+    const char *hook; /* take_socket_k: the prelude hook to run for s */
     char *json;       /* in: JSON to import; out: exported JSON (malloc'd) */
     int generation;
     char **files;     /* out: module files */
@@ -116,20 +117,12 @@ static int adopt_all_k(lua_State *L)
     return 0;
 }
 
-static int reconnect_k(lua_State *L)
+/* The new code takes a socket: hooks.reconnect (admitted: "connection" again) or hooks.connect
+ * (still being admitted: the middlewares, then "connection"), named by a->hook. */
+static int take_socket_k(lua_State *L)
 {
     rl_args_t *a = lua_touserdata(L, 1);
-    lhost_push_hook(L, "reconnect");
-    lserver_push_nsp(L, a->s->nsp);
-    lsocket_push(L, a->s);
-    lua_call(L, 2, 0);
-    return 0;
-}
-
-static int connect_again_k(lua_State *L)
-{
-    rl_args_t *a = lua_touserdata(L, 1);
-    lhost_push_hook(L, "connect");
+    lhost_push_hook(L, a->hook);
     lserver_push_nsp(L, a->s->nsp);
     lsocket_push(L, a->s);
     lua_call(L, 2, 0);
@@ -342,11 +335,9 @@ int reload_now(reload_t *r, const char *why)
     /* the new code takes over: connection listeners run again (middlewares only for sockets that
      * were still being admitted) */
     for (size_t i = 0; i < n; i++) {
-        rl_args_t sa = {.s = v[i]};
-        if (v[i]->state == SIO_S_CONNECTED)
-            lhost_protect(nw, reconnect_k, &sa, "connection (reload)");
-        else if (v[i]->state == SIO_S_CONNECTING)
-            lhost_protect(nw, connect_again_k, &sa, "connect (reload)");
+        rl_args_t sa = {.s = v[i], .hook = v[i]->state == SIO_S_CONNECTED ? "reconnect" : "connect"};
+        if (v[i]->state != SIO_S_CLOSED)
+            lhost_protect(nw, take_socket_k, &sa, "connection (reload)");
     }
     sio_release(v, n);
     a.generation = r->generation;
