@@ -10,6 +10,7 @@ siolua._hooks = hooks
 local null = siolua.null
 local pack, unpack = table.pack, table.unpack
 local TIMEOUT = "operation has timed out"
+local run_chain -- defined with the connection code below
 
 -- Objects whose methods work both as obj.m(x) and obj:m(x): the method is returned bound.
 local function bind(self, m)
@@ -20,6 +21,7 @@ local function bind(self, m)
 end
 
 siolua._bind = bind
+hooks.bind = bind
 
 local function list(v)
   if v == nil then return {} end
@@ -356,6 +358,26 @@ end
 
 ---------------------------------------------------------------------------- connection
 
+-- Runs middlewares one after the other: each gets (arg, next) and calls next() to go on or
+-- next(err) to stop, now or later (from a timer, another callback); a second call of the same
+-- next is ignored. done() runs after the last one, refuse(err) at the first error.
+run_chain = function(chain, what, arg, done, refuse)
+  local i = 0
+  local function step(err)
+    if err ~= nil then return refuse(err) end
+    i = i + 1
+    local m = chain[i]
+    if m == nil then return done() end
+    local called = false
+    core.call(m, what, arg, function(e)
+      if called then return end
+      called = true
+      step(e)
+    end)
+  end
+  step(nil)
+end
+
 -- Called by C for every CONNECT to an existing namespace: runs the middlewares (parent's first),
 -- each of which calls next() or next(err), now or later; then accepts and fires "connection".
 function hooks.connect(nsp, socket)
@@ -365,32 +387,17 @@ function hooks.connect(nsp, socket)
     for _, m in ipairs(state(st.parent).middlewares) do chain[#chain + 1] = m end
   end
   for _, m in ipairs(st.middlewares) do chain[#chain + 1] = m end
-  local i = 0
-  local function step(err)
-    if err ~= nil then
-      local message, data
-      if type(err) == "table" then
-        message, data = err.message, err.data
-      else
-        message = tostring(err)
-      end
-      core.refuse(socket, tostring(message or "error"), data)
-      return
+  run_chain(chain, "middleware", socket, function()
+    if core.accept(socket) then fire(nsp, "connection", socket) end
+  end, function(err)
+    local message, data
+    if type(err) == "table" then
+      message, data = err.message, err.data
+    else
+      message = tostring(err)
     end
-    i = i + 1
-    local m = chain[i]
-    if m == nil then
-      if core.accept(socket) then fire(nsp, "connection", socket) end
-      return
-    end
-    local called = false
-    core.call(m, "middleware", socket, function(e)
-      if called then return end
-      called = true
-      step(e)
-    end)
-  end
-  step(nil)
+    core.refuse(socket, tostring(message or "error"), data)
+  end)
 end
 
 ---------------------------------------------------------------------------- sockets
@@ -503,23 +510,7 @@ function hooks.dispatch(socket, ev, ...)
   end
   local mw = uv.mw
   if not mw or #mw == 0 then return deliver() end
-  local i = 0
-  local function step(err)
-    if err ~= nil then
-      core.fire(socket, "error", err)
-      return
-    end
-    i = i + 1
-    local m = mw[i]
-    if m == nil then return deliver() end
-    local called = false
-    core.call(m, "socket middleware", args, function(e)
-      if called then return end
-      called = true
-      step(e)
-    end)
-  end
-  step(nil)
+  run_chain(mw, "socket middleware", args, deliver, function(err) core.fire(socket, "error", err) end)
 end
 
 -- Called by C before an outgoing event when the socket has onAnyOutgoing listeners.

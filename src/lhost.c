@@ -206,6 +206,31 @@ void lhost_selfcall(lua_State *L, int self_idx)
         lua_remove(L, 1);
 }
 
+int lhost_prelude_member(lua_State *L, int obj, const void *props_key, const void *methods_key, const char *k)
+{
+    obj = lua_absindex(L, obj);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, props_key);
+    if (lua_getfield(L, -1, k) == LUA_TFUNCTION) {
+        lua_remove(L, -2);
+        lua_pushvalue(L, obj);
+        lua_call(L, 1, 1);
+        return 1;
+    }
+    lua_pop(L, 2);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, methods_key);
+    if (lua_getfield(L, -1, k) == LUA_TFUNCTION) {
+        lua_remove(L, -2);
+        lhost_push_hook(L, "bind"); /* the prelude's bind(self, fn): works as x.m() and x:m() */
+        lua_pushvalue(L, obj);
+        lua_pushvalue(L, -3);
+        lua_call(L, 2, 1);
+        lua_remove(L, -2);
+        return 1;
+    }
+    lua_pop(L, 2);
+    return 0;
+}
+
 void lhost_push_hook(lua_State *L, const char *name)
 {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &HOOKS_KEY);

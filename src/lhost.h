@@ -60,6 +60,10 @@ void lhost_push_query(lua_State *L, const char *p, size_t len);
 void lhost_push_headers(lua_State *L, size_t n, const slice_t *names, const slice_t *values);
 /* Same for an Engine.IO handshake's packed headers (eio_handshake_t.headers). [-0, +1, m] */
 void lhost_push_packed_headers(lua_State *L, size_t n, const char *packed);
+/* __index helper: if the prelude's table at registry[props_key] has a function k, pushes its
+ * result for the object at obj; else if registry[methods_key] has one, pushes it bound to obj.
+ * Returns 1 when something was pushed, 0 (stack unchanged) otherwise. [-0, +(0|1), e] */
+int lhost_prelude_member(lua_State *L, int obj, const void *props_key, const void *methods_key, const char *k);
 /* Pushes the prelude's entry point siolua._hooks[name]. [-0, +1, -] */
 void lhost_push_hook(lua_State *L, const char *name);
 /* If stack[1] is `self` (a colon call), removes it, so obj.m(x) and obj:m(x) both work. */

@@ -620,7 +620,6 @@ int lhost_allow_request(const http_req_t *req, const char **message, void *ud)
 
 static const char PROPS_KEY = 'P';   /* registry: the prelude's namespace properties */
 static const char METHODS_KEY = 'M'; /* registry: the prelude's namespace methods */
-static const char BIND_KEY = 'B';    /* registry: the prelude's bind(self, fn) */
 
 static const luaL_Reg io_methods[] = {{"of", n_of}, {"options", n_options}, {"close", n_close}, {NULL, NULL}};
 
@@ -630,21 +629,8 @@ static int nsp_index(lua_State *L)
     int is_io;
     if (k == NULL)
         return 0;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
-    if (lua_getfield(L, -1, k) == LUA_TFUNCTION) {
-        lua_pushvalue(L, 1);
-        lua_call(L, 1, 1);
+    if (lhost_prelude_member(L, 1, &PROPS_KEY, &METHODS_KEY, k))
         return 1;
-    }
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
-    if (lua_getfield(L, -1, k) == LUA_TFUNCTION) {
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &BIND_KEY);
-        lua_pushvalue(L, 1);
-        lua_pushvalue(L, -3);
-        lua_call(L, 2, 1);
-        return 1;
-    }
-    lua_settop(L, 2);
     lua_getglobal(L, "io");
     is_io = lua_rawequal(L, 1, -1);
     lua_pop(L, 1);
@@ -669,8 +655,6 @@ void lserver_bind_prelude(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
     lua_getfield(L, -1, "_nsp_methods");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
-    lua_getfield(L, -1, "_bind");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &BIND_KEY);
     lua_pop(L, 1);
 }
 

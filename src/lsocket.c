@@ -691,7 +691,6 @@ static const luaL_Reg methods[] = {{"emit", m_emit},       {"on", m_on},       {
 
 static const char PROPS_KEY = 'p';   /* registry: the prelude's socket properties */
 static const char METHODS_KEY = 'm'; /* registry: the prelude's socket methods */
-static const char BIND_KEY = 'b';    /* registry: the prelude's bind(self, fn) */
 
 static int s_index(lua_State *L)
 {
@@ -722,20 +721,8 @@ static int s_index(lua_State *L)
         lserver_push_nsp(L, h->s->nsp);
     } else {
         /* the prelude's properties and methods, then the app's own fields */
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
-        if (lua_getfield(L, -1, k) == LUA_TFUNCTION) {
-            lua_pushvalue(L, 1);
-            lua_call(L, 1, 1);
+        if (lhost_prelude_member(L, 1, &PROPS_KEY, &METHODS_KEY, k))
             return 1;
-        }
-        lua_rawgetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
-        if (lua_getfield(L, -1, k) == LUA_TFUNCTION) {
-            lua_rawgetp(L, LUA_REGISTRYINDEX, &BIND_KEY);
-            lua_pushvalue(L, 1);
-            lua_pushvalue(L, -3);
-            lua_call(L, 2, 1);
-            return 1;
-        }
         uv_field(L, 1, "props");
         if (lua_isnil(L, -1))
             return 1;
@@ -806,7 +793,5 @@ void lsocket_bind_prelude(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
     lua_getfield(L, -1, "_socket_methods");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
-    lua_getfield(L, -1, "_bind");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &BIND_KEY);
     lua_pop(L, 1);
 }
