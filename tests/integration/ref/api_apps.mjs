@@ -393,7 +393,7 @@ export const apiApps = {
       track(io.of("/admin"));
     },
   },
-  api_pending_socket: {
+  api_outgoing: {
     options: {},
     setup(io) {
       io.on("connection", (socket) => {
@@ -417,7 +417,7 @@ export const apiApps = {
       });
     },
   },
-  api_pending_cleanup: {
+  api_cleanup: {
     options: { cleanupEmptyChildNamespaces: true },
     setup(io) {
       const created = [];
@@ -430,7 +430,7 @@ export const apiApps = {
       });
     },
   },
-  api_pending_engine: {
+  api_engine_endpoint: {
     options: {},
     setup(io) {
       const conns = [];
@@ -464,7 +464,7 @@ export const apiApps = {
       });
     },
   },
-  api_pending_eio: {
+  api_eio_events: {
     options: {},
     setup(io) {
       const engine = engineAttach(io.httpServer, { path: "/engine.io/" });

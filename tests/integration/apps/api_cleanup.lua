@@ -1,7 +1,7 @@
--- Not implemented yet when written (tests/integration/api_pending_socket.test.mjs): the
+-- Not implemented yet when written (tests/integration/api_outgoing.test.mjs): the
 -- cleanupEmptyChildNamespaces option: a child of a dynamic namespace is removed when its last
 -- socket leaves, so the next CONNECT creates it again (new_namespace fires again). Its Node twin
--- is ref/api_apps.mjs `api_pending_cleanup`.
+-- is ref/api_apps.mjs `api_cleanup`.
 io.options{ cleanupEmptyChildNamespaces = true }
 
 local created = siolua.array()

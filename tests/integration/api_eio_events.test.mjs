@@ -1,8 +1,8 @@
-// The server API (issue 3), the raw Engine.IO layer on its own path (not implemented when these
+// The server API (issue 3), the raw Engine.IO layer on its own path (written before it existed;
 // tests were written): an echo server at /engine.io/ beside Socket.IO at /socket.io/, driven by
 // the npm engine.io-client (socket.io-client's own transport layer): text stays text, binary
 // stays binary, on WebSocket, polling and polling upgraded; conn.close(); conn's upgrade event.
-// App: apps/api_pending_eio.lua (twin: ref/api_apps.mjs).
+// App: apps/api_eio_events.lua (twin: ref/api_apps.mjs).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Socket as EioSocket } from "engine.io-client";
@@ -10,7 +10,7 @@ import { startServer, connect, once, closeAll, request, withTimeout } from "./he
 
 let srv;
 const raw = new Set();
-before(async () => { srv = await startServer("api_pending_eio"); });
+before(async () => { srv = await startServer("api_eio_events"); });
 after(async () => {
   for (const s of raw) s.close();
   closeAll();

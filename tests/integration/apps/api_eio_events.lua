@@ -1,8 +1,8 @@
--- Not implemented yet when written (tests/integration/api_pending_eio.test.mjs): an Engine.IO-only
+-- Not implemented yet when written (tests/integration/api_eio_events.test.mjs): an Engine.IO-only
 -- endpoint on its own path beside Socket.IO, like the reference's standalone engine.io package
 -- (`attach(httpServer, { path: "/engine.io/" })`): an echo server where binary stays binary.
 -- In Lua: siolua.engine{ path = ... } (the server is implicit). Its Node twin is ref/api_apps.mjs
--- `api_pending_eio`.
+-- `api_eio_events`.
 local engine = siolua.engine({ path = "/engine.io/" })
 
 engine.on("connection", function(conn)

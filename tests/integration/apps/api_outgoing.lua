@@ -1,7 +1,7 @@
--- Not implemented yet when written (tests/integration/api_pending_socket.test.mjs):
+-- Not implemented yet when written (tests/integration/api_outgoing.test.mjs):
 -- socket.conn.on("upgrade") and the outgoing catch-all listeners on broadcasts (the reference's
 -- adapter calls notifyOutgoingListeners for every recipient of a broadcast). Its Node twin is
--- ref/api_apps.mjs `api_pending_socket`.
+-- ref/api_apps.mjs `api_outgoing`.
 io.on("connection", function(socket)
   socket.on("transport", function(ack) ack(socket.conn.transport.name) end)
   socket.conn.on("upgrade", function(transport)

@@ -1,7 +1,7 @@
-// The server API (issue 3), io.engine (not implemented when these tests were written): its
+// The server API (issue 3), io.engine (written before it existed): its
 // "connection" event with the raw Engine.IO session (id, transport.name, message, packet,
 // upgrade, close), "connection_error" with code and message, "initial_headers" and "headers".
-// App: apps/api_pending_engine.lua (twin: ref/api_apps.mjs), with a short ping interval so that
+// App: apps/api_engine_endpoint.lua (twin: ref/api_apps.mjs), with a short ping interval so that
 // pong packets come.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -9,7 +9,7 @@ import { startServer, connect, closeAll, request, sleep } from "./helpers.mjs";
 
 let srv, observer;
 before(async () => {
-  srv = await startServer("api_pending_engine", ["--ping-interval", "100"]);
+  srv = await startServer("api_engine_endpoint", ["--ping-interval", "100"]);
   observer = await connect(srv.url, { transports: ["websocket"] });
 });
 after(async () => { closeAll(); await srv?.stop(); });

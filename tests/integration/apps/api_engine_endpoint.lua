@@ -1,8 +1,8 @@
--- Not implemented yet when written (tests/integration/api_pending_engine.test.mjs): io.engine,
+-- Not implemented yet when written (tests/integration/api_engine_endpoint.test.mjs): io.engine,
 -- the Engine.IO server under Socket.IO, as the reference's: "connection" with the raw session
 -- (conn.id, conn.transport.name, events message/packet/upgrade/close), "connection_error" with
 -- code and message, "initial_headers" and "headers" to add response headers. Its Node twin is
--- ref/api_apps.mjs `api_pending_engine`.
+-- ref/api_apps.mjs `api_engine_endpoint`.
 local conns, errors = siolua.array(), siolua.array()
 local closes, upgrades, messages, packets = {}, {}, {}, {}
 

@@ -1,7 +1,7 @@
-// The server API (issue 3), parts not implemented when these tests were written:
+// The server API (issue 3), written before these parts existed:
 // socket.conn.on("upgrade"), onAnyOutgoing on broadcasts (notifyOutgoing), and the
-// cleanupEmptyChildNamespaces option. Apps: apps/api_pending_socket.lua and
-// apps/api_pending_cleanup.lua (twins: ref/api_apps.mjs).
+// cleanupEmptyChildNamespaces option. Apps: apps/api_outgoing.lua and
+// apps/api_cleanup.lua (twins: ref/api_apps.mjs).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { io as ioClient } from "socket.io-client";
@@ -19,7 +19,7 @@ after(async () => {
 });
 
 test("socket.conn.on(\"upgrade\") fires when the client upgrades from polling to WebSocket", async () => {
-  const srv = await server("api_pending_socket");
+  const srv = await server("api_outgoing");
   // the listener must be there before the upgrade, which may follow the connection at once
   const s = ioClient(srv.url, { forceNew: true, reconnection: false, transports: ["polling", "websocket"] });
   try {
@@ -33,7 +33,7 @@ test("socket.conn.on(\"upgrade\") fires when the client upgrades from polling to
 });
 
 test("onAnyOutgoing sees the broadcasts a socket receives, not the ones it is left out of", async () => {
-  const srv = await server("api_pending_socket");
+  const srv = await server("api_outgoing");
   const a = await connect(srv.url, { transports: ["websocket"] });
   const b = await connect(srv.url, { transports: ["polling"] });
   const c = await connect(srv.url, { transports: ["websocket"] });
@@ -47,7 +47,7 @@ test("onAnyOutgoing sees the broadcasts a socket receives, not the ones it is le
 });
 
 test("cleanupEmptyChildNamespaces: an empty child of a dynamic namespace is removed, and created again on the next CONNECT", async () => {
-  const srv = await server("api_pending_cleanup");
+  const srv = await server("api_cleanup");
   // one Manager for / and /room-1: its packets reach the server in order
   const main = ioClient(srv.url, { forceNew: true, reconnection: false, transports: ["websocket"] });
   try {
