@@ -1,5 +1,5 @@
-// The server API (issue 3), the raw Engine.IO layer on its own path (written before it existed;
-// tests were written): an echo server at /engine.io/ beside Socket.IO at /socket.io/, driven by
+// The server API (issue 3), the raw Engine.IO layer on its own path (written before it existed):
+// an echo server at /engine.io/ beside Socket.IO at /socket.io/, driven by
 // the npm engine.io-client (socket.io-client's own transport layer): text stays text, binary
 // stays binary, on WebSocket, polling and polling upgraded; conn.close(); conn's upgrade event.
 // App: apps/api_eio_events.lua (twin: ref/api_apps.mjs).
