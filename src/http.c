@@ -775,7 +775,7 @@ net_conn_t *http_detach(http_req_t *req, buf_t *rest)
 {
     http_conn_t *c = req->conn;
     net_conn_t *nc = c->net;
-    *rest = (buf_t)BUF_INIT;
+    rest->len = 0; /* replaced, its storage reused: never dropped (the caller frees it) */
     if (pending_len(c) > 0)
         buf_append(rest, c->pending.base + c->poff, pending_len(c));
     /* Paused and ownerless until the new owner takes it (net_set_owner + net_resume). */

@@ -106,7 +106,8 @@ void http_respond_json_error(http_req_t *req, int status, const http_hdr_t *hdrs
 
 /* Ends HTTP on this connection (WebSocket upgrade): the request is released and the caller becomes
  * the owner of the returned connection (net_set_owner). Bytes the client sent after the request
- * head are copied into *rest (caller frees with buf_free). The connection comes back with no owner
+ * head replace the content of *rest (an initialised buf_t: its storage is reused; the caller frees
+ * it with buf_free). The connection comes back with no owner
  * and paused: set the owner, then net_resume() when ready to read. */
 net_conn_t *http_detach(http_req_t *req, buf_t *rest);
 
