@@ -74,21 +74,8 @@ local function event_data(ev, args)
   return data
 end
 
--- A copy of v with only what JSON carries (handshake, socket.data in fetchSockets answers).
-local function jsonable(v, depth)
-  local t = type(v)
-  if t == "string" or t == "boolean" or v == null then return v end
-  if t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then return nil end
-    return v
-  end
-  if t ~= "table" or (depth or 0) > 32 then return nil end
-  local out = {}
-  for k, x in pairs(v) do
-    if type(k) == "string" or math.type(k) == "integer" then out[k] = jsonable(x, (depth or 0) + 1) end
-  end
-  return out
-end
+-- What JSON carries of a value (handshake, socket.data in fetchSockets answers): the prelude's.
+local jsonable = siolua._jsonable
 
 local pre_broadcast, pre_request, pre_response, own_prefix -- channel prefixes, our messages' first bytes
 

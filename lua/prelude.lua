@@ -523,10 +523,11 @@ end
 -- siolua.stash survives reloads (its JSON-able values): keep module-level state there.
 siolua.stash = {}
 
--- A copy of v with only what JSON carries (nil for the rest): what survives a reload. A sparse
--- array (integer keys with large holes, which JSON cannot carry) becomes an object whose keys are
--- the numbers as strings.
-local function jsonable(v, seen)
+-- A copy of v with only what JSON carries (nil for the rest): what survives a reload, and what
+-- cluster.lua sends of a socket to other nodes. A sparse array (integer keys with large holes,
+-- which JSON cannot carry) becomes an object whose keys are the numbers as strings; a cycle, or
+-- nesting past 64 levels (the JSON encoder's limit), ends in nil.
+local function jsonable(v, seen, depth)
   local t = type(v)
   if t == "string" or t == "boolean" or v == null then return v end
   if t == "number" then
@@ -534,8 +535,8 @@ local function jsonable(v, seen)
     return v
   end
   if t ~= "table" or getmetatable(v) ~= nil and getmetatable(v) ~= getmetatable(siolua.array()) then return nil end
-  seen = seen or {}
-  if seen[v] then return nil end
+  seen, depth = seen or {}, depth or 1
+  if seen[v] or depth > 64 then return nil end
   seen[v] = true
   local out, n, max, ints = {}, 0, 0, true
   for k, x in pairs(v) do
@@ -545,7 +546,7 @@ local function jsonable(v, seen)
     else
       ints = false
     end
-    if type(k) == "string" or math.type(k) == "integer" then out[k] = jsonable(x, seen) end
+    if type(k) == "string" or math.type(k) == "integer" then out[k] = jsonable(x, seen, depth + 1) end
   end
   seen[v] = nil
   if ints and max > 10 and max > 2 * n then
@@ -555,6 +556,7 @@ local function jsonable(v, seen)
   end
   return out
 end
+siolua._jsonable = jsonable
 
 -- Reload, old VM: what each socket keeps (nil when it has nothing, the common case).
 function hooks.export_all(sockets)
