@@ -974,4 +974,3 @@ void *eio_session_obs_data(const eio_session_t *s) { return s->obs_data; }
 void eio_session_set_obs_data(eio_session_t *s, void *data) { s->obs_data = data; }
 int eio_session_is_open(const eio_session_t *s) { return s->state == S_OPEN; }
 int eio_session_upgraded(const eio_session_t *s) { return s->upgraded; }
-eio_server_t *eio_session_server(const eio_session_t *s) { return s->srv; }

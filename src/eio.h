@@ -205,8 +205,6 @@ void eio_session_set_obs_data(eio_session_t *s, void *data);
 int eio_session_is_open(const eio_session_t *s);
 /* 1 once the session has moved from polling to WebSocket (the reference's socket.upgraded). */
 int eio_session_upgraded(const eio_session_t *s);
-/* The eio server the session belongs to. */
-eio_server_t *eio_session_server(const eio_session_t *s);
 
 /* A new random id: 20 characters of base64url from 15 bytes of OpenSSL RAND_bytes. */
 void eio_generate_id(char out[21]);
