@@ -102,6 +102,10 @@ void lengine_free(lhost_t *h);
 /* ---- end of lengine.c ---- */
 
 /* lsocket.c */
+/* The reference's reserved event names (NULL-terminated): neither a client nor the app may emit
+ * them. lsocket_reserved() tells whether ev is one. */
+extern const char *const lsocket_reserved_names[];
+int lsocket_reserved(const char *ev);
 #define LSOCKET_F_OUTGOING 1 /* sio_socket.upper_flags: the socket has onAnyOutgoing listeners */
 void lsocket_open(lua_State *L);
 /* After the prelude ran: takes its socket methods and properties. [-0, +0, e] */

@@ -176,12 +176,8 @@ static int c_broadcast(lua_State *L)
     int natt;
     selection_t *sel;
     size_t sent;
-    lua_getglobal(L, "siolua");
-    lua_getfield(L, -1, "_reserved");
-    lua_getfield(L, -1, ev);
-    if (lua_toboolean(L, -1))
+    if (lsocket_reserved(ev))
         return luaL_error(L, "\"%s\" is a reserved event name", ev);
-    lua_pop(L, 3);
     if (with_ack)
         luaL_checktype(L, 5, LUA_TFUNCTION);
     sel = select_boxed(L, nsp, 2, 3);
@@ -664,8 +660,6 @@ static const luaL_Reg core_funcs[] = {
 void lserver_open(lua_State *L)
 {
     lhost_t *h = lhost_get(L);
-    static const char *const reserved[] = {"connect", "connect_error", "disconnect", "disconnecting",
-                                           "newListener", "removeListener", NULL};
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
     lua_newtable(L);
@@ -684,9 +678,9 @@ void lserver_open(lua_State *L)
 
     lua_getglobal(L, "siolua");
     lua_newtable(L);
-    for (int i = 0; reserved[i]; i++) {
+    for (int i = 0; lsocket_reserved_names[i]; i++) { /* for the prelude's check_event */
         lua_pushboolean(L, 1);
-        lua_setfield(L, -2, reserved[i]);
+        lua_setfield(L, -2, lsocket_reserved_names[i]);
     }
     lua_setfield(L, -2, "_reserved");
     lua_getfield(L, -1, "_core");

@@ -22,13 +22,13 @@ typedef struct {
     uint8_t leaving; /* 1 while "disconnecting" runs (rooms still readable), 2 from "disconnect" on */
 } lsock_t;
 
-/* The reference's reserved event names: neither a client nor the app may emit them. */
-static int reserved(const char *ev)
+const char *const lsocket_reserved_names[] = {"connect",       "connect_error", "disconnect",
+                                              "disconnecting", "newListener",   "removeListener", NULL};
+
+int lsocket_reserved(const char *ev)
 {
-    static const char *const names[] = {"connect", "connect_error", "disconnect", "disconnecting",
-                                        "newListener", "removeListener", NULL};
-    for (int i = 0; names[i]; i++)
-        if (strcmp(ev, names[i]) == 0)
+    for (int i = 0; lsocket_reserved_names[i]; i++)
+        if (strcmp(ev, lsocket_reserved_names[i]) == 0)
             return 1;
     return 0;
 }
@@ -100,7 +100,7 @@ static int64_t emit_from(lua_State *L, int ud, int first, int volatile_)
     int64_t id = -1;
     int natt;
     rbuf_t *att[MAX_ATT], *pkt;
-    if (reserved(ev))
+    if (lsocket_reserved(ev))
         luaL_error(L, "\"%s\" is a reserved event name", ev);
     if (s == NULL || s->state != SIO_S_CONNECTED)
         return -2;
@@ -415,7 +415,7 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
     lua_rawgeti(L, t, 1);
     if (lua_type(L, -1) == LUA_TNUMBER)
         lua_tostring(L, -1);
-    if (lua_type(L, -1) != LUA_TSTRING || reserved(lua_tostring(L, -1)))
+    if (lua_type(L, -1) != LUA_TSTRING || lsocket_reserved(lua_tostring(L, -1)))
         return -1;
     const char *ev = lua_tostring(L, -1); /* kept alive on the stack */
     int evidx = lua_gettop(L);
