@@ -638,7 +638,7 @@ static void on_timeout(net_conn_t *nc)
     uint8_t mode = c->tmode;
     c->tmode = TM_NONE;
     if ((mode == TM_HEAD || mode == TM_BODY) && c->state == ST_PARSE) {
-        log_debug("http: %s: request %s not complete in time: 408", nc->peer, mode == TM_HEAD ? "head" : "body");
+        log_debug("http: %s: request %s not complete in time: 408", net_peer(nc), mode == TM_HEAD ? "head" : "body");
         reply_error(c, 408);
         return;
     }
@@ -690,7 +690,7 @@ http_conn_t *http_conn_new(net_conn_t *nc, const http_handler_t *h, const http_l
         (c->lim.max_conns_per_ip != 0 && net_peer_conns(nc) > c->lim.max_conns_per_ip)) {
         /* Refused at once, with a word (nginx limit_conn and Node's maxConnections differ: one
          * answers 503, the other drops; an answer tells a real client why). Input is dropped. */
-        log_debug("http: %s: connection refused (%zu open, %zu from this IP)", nc->peer, nc->ctx->nconns,
+        log_debug("http: %s: connection refused (%zu open, %zu from this IP)", net_peer(nc), nc->ctx->nconns,
                   net_peer_conns(nc));
         reply_error(c, 503);
         net_resume(nc);
@@ -763,7 +763,7 @@ int http_query(const http_req_t *req, const char *name, buf_t *out)
 
 const char *http_peer(const http_req_t *req)
 {
-    return req->conn->net->peer;
+    return net_peer(req->conn->net);
 }
 
 const http_limits_t *http_limits(const http_req_t *req)

@@ -58,18 +58,20 @@ static uint32_t hash_ip(const char *p)
     return h;
 }
 
-static void peer_add(net_conn_t *c)
+/* Counts c under its IP; the entry also holds the IP's text, shared by its connections (a
+ * connection keeps no copy). Nothing is counted for an unknown address. */
+static void peer_add(net_conn_t *c, const char *ip)
 {
     net_ctx_t *ctx = c->ctx;
-    if (c->peer[0] == '\0')
+    if (ip[0] == '\0')
         return;
-    net_peer_t **pp = &ctx->peers[hash_ip(c->peer) % NET_PEER_BUCKETS];
+    net_peer_t **pp = &ctx->peers[hash_ip(ip) % NET_PEER_BUCKETS];
     net_peer_t *e = *pp;
-    while (e != NULL && strcmp(e->ip, c->peer) != 0)
+    while (e != NULL && strcmp(e->ip, ip) != 0)
         e = e->next;
     if (e == NULL) {
         e = xcalloc(1, sizeof(*e));
-        memcpy(e->ip, c->peer, sizeof(e->ip));
+        snprintf(e->ip, sizeof(e->ip), "%s", ip);
         e->next = *pp;
         *pp = e;
         ctx->npeers++;
@@ -97,6 +99,11 @@ static void peer_remove(net_conn_t *c)
 size_t net_peer_conns(const net_conn_t *c)
 {
     return c->peer_ent ? c->peer_ent->n : 0;
+}
+
+const char *net_peer(const net_conn_t *c)
+{
+    return c->peer_ent ? c->peer_ent->ip : "";
 }
 
 /* ---------------------------------------------------------------- deadlines */
@@ -514,13 +521,14 @@ static void on_connection(uv_stream_t *server, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
+    char ip[48] = "";
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET6)
-            uv_ip6_name((const struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
+            uv_ip6_name((const struct sockaddr_in6 *)&ss, ip, sizeof(ip));
         else if (ss.ss_family == AF_INET)
-            uv_ip4_name((const struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+            uv_ip4_name((const struct sockaddr_in *)&ss, ip, sizeof(ip));
     }
-    peer_add(c);
+    peer_add(c, ip);
     ctx->on_accept(c, ctx->data);
     if (!(c->flags & NET_F_PAUSED))
         start_reading(c);

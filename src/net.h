@@ -60,8 +60,7 @@ struct net_conn {
     uint8_t why;               /* net_close_reason_t once closing */
     tq_entry_t deadline;       /* in one of ctx->tq while a deadline is armed */
     struct net_conn *dirty_next; /* ctx->dirty list: has output waiting for the end-of-turn flush */
-    struct net_peer *peer_ent; /* this IP's entry in ctx->peers (NULL if not counted) */
-    char peer[48];             /* "ip" of the peer, for logs and handshake.address */
+    struct net_peer *peer_ent; /* this IP's entry in ctx->peers (NULL if the address is unknown) */
 };
 
 typedef void (*net_accept_cb)(net_conn_t *c, void *data);
@@ -142,5 +141,8 @@ static inline int net_paused(const net_conn_t *c)
 void net_set_timeout(net_conn_t *c, uint64_t ms);
 /* Open connections from c's peer IP, c included (0 if c was never counted). */
 size_t net_peer_conns(const net_conn_t *c);
+/* The peer's IP as text ("127.0.0.1"), for logs and handshake.address; "" if unknown. Valid while
+ * c is open (the text is shared by the connections from that IP). */
+const char *net_peer(const net_conn_t *c);
 
 #endif

@@ -14,6 +14,7 @@
 #include "embed.h"
 #include "lhost.h"
 #include "log.h"
+#include "ws.h"
 
 #define MAX_STATIC_FILE (64u << 20) /* static files are read whole: keep them reasonable */
 
@@ -286,6 +287,15 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     if (srv->cfg.redis.url != NULL && adapter_redis_start(srv) != 0)
         return -1;
     srv->net.max_queued = srv->cfg.max_write_queue;
+    {
+        /* OpenSSL sets up its default provider (SHA-1, the DRBG) on first use, ~2 MB of library
+         * pages. Do it now rather than inside the first client's handshake: a broken libcrypto
+         * fails here, the first client is not slowed, and that fixed cost is not counted as
+         * memory of whoever connects first. */
+        char id[21], accept[29];
+        eio_generate_id(id);
+        ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, accept);
+    }
     rc = net_listen(&srv->net, loop, srv->cfg.host, srv->cfg.port, on_accept, srv, &err);
     if (rc != 0) {
         log_error("siolua: cannot listen on %s:%d: %s (%s)", srv->cfg.host, srv->cfg.port, uv_strerror(rc),

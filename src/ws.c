@@ -225,7 +225,7 @@ size_t ws_queued(const ws_conn_t *ws)
 
 const char *ws_peer(const ws_conn_t *ws)
 {
-    return ws->net->peer;
+    return net_peer(ws->net);
 }
 
 int ws_has_ctx(const ws_conn_t *ws)

@@ -128,7 +128,7 @@ TEST(read_peer_eof)
     settle(&s);
     CHECK_EQ_INT(s.nconn, 1);
     CHECK_EQ_INT(s.net.nconns, 1);
-    CHECK(strcmp(s.conn[0]->peer, "127.0.0.1") == 0);
+    CHECK(strcmp(net_peer(s.conn[0]), "127.0.0.1") == 0);
     CHECK_EQ_INT(write(fd, "abc", 3), 3);
     settle(&s);
     CHECK_EQ_INT(s.nread, 3);
