@@ -29,24 +29,31 @@ struct eio_session {
     char id[21];
     uint8_t transport;         /* EIO_T_* */
     uint8_t state;             /* sstate_t */
-    uint8_t probed;            /* the probe answered 2probe: a held GET gets noops */
     uint8_t opening;           /* the handshake answer is being written (initial_headers) */
     uint8_t upgraded;          /* moved from polling to WebSocket */
     uint32_t refs;
-    http_req_t *poll;          /* held polling GET, or NULL */
     ws_conn_t *ws;             /* WebSocket transport, or NULL */
-    ws_conn_t *probe;          /* WebSocket being upgraded to, or NULL */
-    rbuf_t **q;                /* packets waiting for the next GET (polling only) */
-    uint32_t nq, capq;
-    size_t qbytes;
+    struct eio_polling *pl;    /* while the transport is polling, else NULL */
     tq_entry_t hb;             /* in q_ping (waiting to ping) or q_pong (waiting for a pong) */
-    tq_entry_t upg;            /* in q_upgrade while probing */
     uint64_t last_packet;      /* loop time of the last packet from the client */
     void *data;                /* upper layer */
     void *obs_data;            /* observer (eio_observer_t) */
-    eio_handshake_t hs;        /* copy of the opening request */
-    char *hs_mem;              /* storage of hs */
+    eio_handshake_t hs;        /* copy of the opening request, stored in mem */
+    char mem[];
 };
+
+/* The state of a polling session, which a WebSocket session does not need: made with a polling
+ * session, freed when the session upgrades (most sessions end on WebSocket). */
+typedef struct eio_polling {
+    eio_session_t *s;
+    http_req_t *poll;  /* held polling GET, or NULL */
+    ws_conn_t *probe;  /* WebSocket being upgraded to, or NULL */
+    rbuf_t **q;        /* packets waiting for the next GET */
+    uint32_t nq, capq;
+    size_t qbytes;
+    tq_entry_t upg;    /* in q_upgrade while probing */
+    uint8_t probed;    /* the probe answered 2probe: a held GET gets noops */
+} eio_polling_t;
 
 /* ---------------------------------------------------------------- errors */
 
@@ -223,13 +230,23 @@ void eio_generate_id(char out[21])
 
 /* ---------------------------------------------------------------- lifetime */
 
+static void polling_free(eio_session_t *s)
+{
+    eio_polling_t *pl = s->pl;
+    if (pl == NULL)
+        return;
+    tq_remove(&pl->upg);
+    for (uint32_t i = 0; i < pl->nq; i++)
+        rbuf_unref(pl->q[i]);
+    free(pl->q);
+    free(pl);
+    s->pl = NULL;
+}
+
 static void session_free(eio_session_t *s)
 {
     eio_server_t *srv = s->srv;
-    for (uint32_t i = 0; i < s->nq; i++)
-        rbuf_unref(s->q[i]);
-    free(s->q);
-    free(s->hs_mem);
+    polling_free(s);
     free(s);
     srv->nalive--;
 }
@@ -288,11 +305,13 @@ static void session_closed(eio_session_t *s, const char *reason)
     s->state = S_CLOSED;
     table_remove(srv, s);
     tq_remove(&s->hb);
-    tq_remove(&s->upg);
-    if (s->poll != NULL)
-        respond_poll(s, 1); /* the reference answers a held GET with a close packet */
-    if (s->probe != NULL)
-        ws_abort(s->probe);
+    if (s->pl != NULL) {
+        tq_remove(&s->pl->upg);
+        if (s->pl->poll != NULL)
+            respond_poll(s, 1); /* the reference answers a held GET with a close packet */
+        if (s->pl->probe != NULL)
+            ws_abort(s->pl->probe);
+    }
     if (s->ws != NULL)
         ws_close(s->ws, 1000, "");
     log_debug("eio: session %s closed: %s", s->id, reason);
@@ -335,19 +354,20 @@ static void on_pong_due(tq_t *q, tq_entry_t *e)
 
 static void respond_poll(eio_session_t *s, int close_packet)
 {
-    http_req_t *req = s->poll;
+    eio_polling_t *pl = s->pl;
+    http_req_t *req = pl->poll;
     eio_server_t *srv = s->srv;
     buf_t body = BUF_INIT;
     http_hdr_t hdrs[ANSWER_HDRS];
     size_t n;
-    s->poll = NULL;
+    pl->poll = NULL;
     req->on_abort = NULL;
-    for (uint32_t i = 0; i < s->nq; i++) {
-        eio_payload_append(&body, s->q[i]);
-        rbuf_unref(s->q[i]);
+    for (uint32_t i = 0; i < pl->nq; i++) {
+        eio_payload_append(&body, pl->q[i]);
+        rbuf_unref(pl->q[i]);
     }
-    s->nq = 0;
-    s->qbytes = 0;
+    pl->nq = 0;
+    pl->qbytes = 0;
     if (close_packet) {
         rbuf_t *c = eio_packet_new(EIO_CLOSE, NULL, 0);
         eio_payload_append(&body, c);
@@ -374,19 +394,20 @@ void eio_send(eio_session_t *s, rbuf_t *pkt)
         ws_send(s->ws, pkt);
         return;
     }
-    if (s->qbytes + pkt->len > s->srv->cfg->max_buffered && s->srv->cfg->max_buffered) {
+    eio_polling_t *pl = s->pl;
+    if (pl->qbytes + pkt->len > s->srv->cfg->max_buffered && s->srv->cfg->max_buffered) {
         log_warn("eio: session %s: more than %zu bytes waiting for a poll, closing", s->id,
                  s->srv->cfg->max_buffered);
         session_closed(s, "transport error");
         return;
     }
-    if (s->nq == s->capq) {
-        s->capq = s->capq ? s->capq * 2 : 4;
-        s->q = xrealloc(s->q, s->capq * sizeof(*s->q));
+    if (pl->nq == pl->capq) {
+        pl->capq = pl->capq ? pl->capq * 2 : 4;
+        pl->q = xrealloc(pl->q, pl->capq * sizeof(*pl->q));
     }
-    s->q[s->nq++] = rbuf_ref(pkt);
-    s->qbytes += pkt->len;
-    if (s->poll != NULL)
+    pl->q[pl->nq++] = rbuf_ref(pkt);
+    pl->qbytes += pkt->len;
+    if (pl->poll != NULL)
         respond_poll(s, 0);
 }
 
@@ -394,7 +415,7 @@ void eio_close(eio_session_t *s)
 {
     if (s->state != S_OPEN)
         return;
-    if (s->transport == EIO_T_POLLING && s->poll == NULL && s->nq > 0) {
+    if (s->transport == EIO_T_POLLING && s->pl->poll == NULL && s->pl->nq > 0) {
         /* Let the next GET carry what is queued, then the close packet (bounded by pingTimeout). */
         s->state = S_CLOSING;
         tq_add(&s->srv->q_pong, &s->hb);
@@ -486,34 +507,35 @@ static void on_poll_abort(http_req_t *req, void *data)
 {
     eio_session_t *s = data;
     (void)req;
-    s->poll = NULL;
+    s->pl->poll = NULL;
     session_closed(s, "transport error"); /* the reference: "poll connection closed prematurely" */
 }
 
 static void handle_get(eio_session_t *s, http_req_t *req)
 {
-    if (s->poll != NULL) {
+    eio_polling_t *pl = s->pl;
+    if (pl->poll != NULL) {
         /* a second concurrent GET: the reference answers 400 and closes the session */
         http_respond(req, 400, NULL, 0, NULL, 0);
         session_closed(s, "transport error");
         return;
     }
-    s->poll = req;
+    pl->poll = req;
     req->on_abort = on_poll_abort;
     req->abort_data = s;
     if (s->state == S_CLOSING) {
         /* The last packets go alone; the close packet waits for the next GET, as the reference
          * does: socket.io-client handles a payload's messages a tick later than a close packet
          * in the same payload, so "41" + "1" together would lose "io server disconnect". */
-        if (s->nq > 0) {
+        if (pl->nq > 0) {
             respond_poll(s, 0);
         } else {
             respond_poll(s, 1);
             session_closed(s, "forced close");
         }
-    } else if (s->nq > 0) {
+    } else if (pl->nq > 0) {
         respond_poll(s, 0);
-    } else if (s->probed) {
+    } else if (pl->probed) {
         /* an upgrade is under way: release this GET at once so the client can pause polling */
         rbuf_t *noop = eio_packet_new(EIO_NOOP, NULL, 0);
         eio_send(s, noop);
@@ -538,37 +560,36 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
             ws_abort(ws);
         return;
     }
-    if (ws == s->probe) {
+    if (s->pl != NULL && ws == s->pl->probe) {
+        eio_polling_t *pl = s->pl;
         if (p.type == EIO_PING && slice_eq(p.data, "probe")) {
             rbuf_t *pong = eio_packet_new(EIO_PONG, "probe", 5);
             ws_send(ws, pong);
             rbuf_unref(pong);
             /* release a held GET so the client can pause polling */
-            s->probed = 1;
-            if (s->poll != NULL) {
+            pl->probed = 1;
+            if (pl->poll != NULL) {
                 rbuf_t *noop = eio_packet_new(EIO_NOOP, NULL, 0);
                 eio_send(s, noop);
                 rbuf_unref(noop);
             }
         } else if (p.type == EIO_UPGRADE && s->state == S_OPEN) {
-            tq_remove(&s->upg);
-            if (s->poll != NULL) {
+            tq_remove(&pl->upg);
+            if (pl->poll != NULL) {
                 /* a GET still held: release it (with anything queued) before switching */
                 rbuf_t *noop = eio_packet_new(EIO_NOOP, NULL, 0);
                 eio_send(s, noop);
                 rbuf_unref(noop);
             }
-            s->probe = NULL;
+            if (s->state != S_OPEN) /* the observer of that answer closed the session */
+                return;
+            pl->probe = NULL;
             s->ws = ws;
             s->transport = EIO_T_WEBSOCKET;
-            s->probed = 0;
             /* what waited for a GET now goes over the WebSocket, in order */
-            for (uint32_t i = 0; i < s->nq; i++) {
-                ws_send(ws, s->q[i]);
-                rbuf_unref(s->q[i]);
-            }
-            s->nq = 0;
-            s->qbytes = 0;
+            for (uint32_t i = 0; i < pl->nq; i++)
+                ws_send(ws, pl->q[i]);
+            polling_free(s);
             s->upgraded = 1;
             log_debug("eio: session %s upgraded to websocket", s->id);
             s->refs++;
@@ -578,9 +599,9 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
                 srv->obs->on_upgrade(s, srv->obs_ud);
             session_unref(s);
         } else {
-            tq_remove(&s->upg);
-            s->probe = NULL;
-            s->probed = 0;
+            tq_remove(&pl->upg);
+            pl->probe = NULL;
+            pl->probed = 0;
             ws_abort(ws);
         }
         return;
@@ -593,10 +614,10 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
 static void ws_on_close(ws_conn_t *ws, ws_close_reason_t why, void *ud)
 {
     eio_session_t *s = ud;
-    if (ws == s->probe) {
-        tq_remove(&s->upg);
-        s->probe = NULL;
-        s->probed = 0;
+    if (s->pl != NULL && ws == s->pl->probe) {
+        tq_remove(&s->pl->upg);
+        s->pl->probe = NULL;
+        s->pl->probed = 0;
     } else if (ws == s->ws) {
         s->ws = NULL;
         session_closed(s, why == WS_CLOSED_ERROR ? "transport error" : "transport close");
@@ -608,26 +629,30 @@ static const ws_handler_t ws_handler = {ws_on_message, ws_on_close};
 
 static void on_upgrade_due(tq_t *q, tq_entry_t *e)
 {
-    eio_session_t *s = container_of(e, eio_session_t, upg);
+    eio_polling_t *pl = container_of(e, eio_polling_t, upg);
     (void)q;
-    if (s->probe != NULL) {
-        ws_conn_t *probe = s->probe;
-        s->probe = NULL;
-        s->probed = 0;
+    if (pl->probe != NULL) {
+        ws_conn_t *probe = pl->probe;
+        pl->probe = NULL;
+        pl->probed = 0;
         ws_abort(probe);
     }
 }
 
 /* ---------------------------------------------------------------- handshake */
 
-/* One allocation: the packed headers, then the URL, then the address. */
-static void copy_handshake(eio_session_t *s, const http_req_t *req)
+/* Bytes copy_handshake() stores after the session: the packed headers, the URL, the address. */
+static size_t handshake_size(const http_req_t *req)
 {
     size_t need = req->url.len + 1 + strlen(http_peer(req)) + 1;
-    char *p;
     for (size_t i = 0; i < req->nheaders; i++)
         need += req->names[i].len + req->values[i].len + 2;
-    s->hs_mem = p = xmalloc(need);
+    return need;
+}
+
+static void copy_handshake(eio_session_t *s, const http_req_t *req)
+{
+    char *p = s->mem;
     s->hs.headers = p;
     for (size_t i = 0; i < req->nheaders; i++) {
         memcpy(p, req->names[i].ptr, req->names[i].len);
@@ -678,10 +703,14 @@ static rbuf_t *open_packet(eio_session_t *s, int transport)
 
 static eio_session_t *session_new(eio_server_t *srv, const http_req_t *req, int transport)
 {
-    eio_session_t *s = xcalloc(1, sizeof(*s));
+    eio_session_t *s = xcalloc(1, sizeof(*s) + handshake_size(req));
     s->srv = srv;
     s->refs = 1;
     s->transport = (uint8_t)transport;
+    if (transport == EIO_T_POLLING) {
+        s->pl = xcalloc(1, sizeof(*s->pl));
+        s->pl->s = s;
+    }
     do
         eio_generate_id(s->id);
     while (find_session(srv, s->id, 20) != NULL);
@@ -743,7 +772,7 @@ static void handshake(eio_server_t *srv, http_req_t *req, int transport, buf_t *
         return;
     }
     s = session_new(srv, req, transport);
-    s->poll = req;
+    s->pl->poll = req;
     req->on_abort = on_poll_abort;
     req->abort_data = s;
     open_session(s); /* the open packet answers this GET */
@@ -826,7 +855,7 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
         }
         if (req->upgrade) {
             const char *err;
-            if (transport != EIO_T_WEBSOCKET || s->transport != EIO_T_POLLING || s->probe != NULL ||
+            if (transport != EIO_T_WEBSOCKET || s->transport != EIO_T_POLLING || s->pl->probe != NULL ||
                 s->state != S_OPEN || !cfg->allow_upgrades || ws_check_request(req, &err) != 0) {
                 abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_MISMATCH");
                 goto done;
@@ -834,20 +863,22 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
             http_hdr_t hdrs[ANSWER_HDRS];
             s->refs++; /* the observer may close s */
             size_t n = answer_headers(srv, req, 0, hdrs, 0);
-            if (s->state != S_OPEN || s->probe != NULL) {
+            if (s->state != S_OPEN || s->pl->probe != NULL) {
                 http_respond(req, 400, NULL, 0, NULL, 0);
                 session_unref(s);
                 goto done;
             }
             session_unref(s); /* still open: the table's reference keeps it */
             ws_limits_t lim = {cfg->max_payload};
-            s->probe = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
+            s->pl->probe = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
             s->refs++; /* held by the probe until its on_close */
-            tq_add(&srv->q_upgrade, &s->upg);
-            ws_start(s->probe);
+            tq_add(&srv->q_upgrade, &s->pl->upg);
+            ws_start(s->pl->probe);
             goto done;
         }
-        if (req->method == HTTP_M_GET)
+        if (s->pl == NULL) /* a WebSocket session: only an upgrade request may name it */
+            abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_MISMATCH");
+        else if (req->method == HTTP_M_GET)
             handle_get(s, req);
         else if (req->method == HTTP_M_POST)
             handle_post(s, req);
@@ -964,7 +995,7 @@ int eio_session_writable(const eio_session_t *s)
 {
     if (s->state != S_OPEN)
         return 0;
-    return s->transport == EIO_T_WEBSOCKET ? ws_queued(s->ws) == 0 : s->poll != NULL;
+    return s->transport == EIO_T_WEBSOCKET ? ws_queued(s->ws) == 0 : s->pl->poll != NULL;
 }
 int eio_session_transport(const eio_session_t *s) { return s->transport; }
 const eio_handshake_t *eio_session_handshake(const eio_session_t *s) { return &s->hs; }

@@ -18,12 +18,16 @@ struct sio_client {
     sio_socket_t *sockets;    /* sockets of this client, linked by cnext */
     uint32_t refs;            /* 1 while open + 1 per dispatch in progress */
     tq_entry_t ct;            /* connect timeout, queued until the first CONNECT */
-    /* binary reassembly: the packet waiting for its attachments */
-    char *pending;            /* copy of the packet text, NULL when none */
-    size_t pending_len;
-    rbuf_t **att;
-    uint32_t natt, want;
+    struct sio_partial *partial; /* a binary packet waiting for its attachments, or NULL */
 };
+
+/* Binary reassembly, one block while it lasts: the attachments' slots, then the packet's text. */
+typedef struct sio_partial {
+    size_t len; /* of text */
+    char *text;
+    uint32_t natt, want;
+    rbuf_t *att[];
+} sio_partial_t;
 
 static const char invalid_nsp_json[] = "{\"message\":\"Invalid namespace\"}";
 
@@ -312,13 +316,13 @@ void sio_socket_disconnect(sio_socket_t *s, int close)
 
 static void clear_pending(sio_client_t *c)
 {
-    free(c->pending);
-    c->pending = NULL;
-    for (uint32_t i = 0; i < c->natt; i++)
-        rbuf_unref(c->att[i]);
-    free(c->att);
-    c->att = NULL;
-    c->natt = c->want = 0;
+    sio_partial_t *pa = c->partial;
+    if (pa == NULL)
+        return;
+    for (uint32_t i = 0; i < pa->natt; i++)
+        rbuf_unref(pa->att[i]);
+    free(pa);
+    c->partial = NULL;
 }
 
 static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
@@ -398,7 +402,7 @@ static void on_text(sio_client_t *c, const char *data, size_t len)
 {
     sio_packet_t p;
     int rc;
-    if (c->pending != NULL) {
+    if (c->partial != NULL) {
         log_debug("sio: text packet while reassembling a binary packet");
         client_close(c);
         return;
@@ -410,11 +414,14 @@ static void on_text(sio_client_t *c, const char *data, size_t len)
         return;
     }
     if ((p.type == SIO_BINARY_EVENT || p.type == SIO_BINARY_ACK) && p.attachments > 0) {
-        c->pending = xmalloc(len);
-        memcpy(c->pending, data, len);
-        c->pending_len = len;
-        c->want = p.attachments;
-        c->att = xcalloc(p.attachments, sizeof(*c->att));
+        /* p.attachments is bounded by the decoder's limits */
+        sio_partial_t *pa = xmalloc(sizeof(*pa) + p.attachments * sizeof(pa->att[0]) + len);
+        pa->len = len;
+        pa->text = (char *)&pa->att[p.attachments];
+        memcpy(pa->text, data, len);
+        pa->natt = 0;
+        pa->want = p.attachments;
+        c->partial = pa;
         return;
     }
     if (dispatch(c, &p, NULL, 0) < 0)
@@ -425,17 +432,18 @@ static void on_binary(sio_client_t *c, const char *data, size_t len)
 {
     sio_packet_t p;
     int rc;
-    if (c->pending == NULL) {
+    sio_partial_t *pa = c->partial;
+    if (pa == NULL) {
         log_debug("sio: binary data outside of a binary packet");
         client_close(c);
         return;
     }
-    c->att[c->natt++] = rbuf_from(data, len);
-    if (c->natt < c->want)
+    pa->att[pa->natt++] = rbuf_from(data, len);
+    if (pa->natt < pa->want)
         return;
-    rc = sio_decode(c->pending, c->pending_len, &c->srv->cfg->limits, &p);
+    rc = sio_decode(pa->text, pa->len, &c->srv->cfg->limits, &p);
     if (rc == SIO_PKT_OK)
-        rc = dispatch(c, &p, c->att, c->natt);
+        rc = dispatch(c, &p, pa->att, pa->natt);
     clear_pending(c);
     if (rc < 0)
         client_close(c);
