@@ -683,6 +683,19 @@ def _(srv):
     check(eio_code(poll_get(srv, sid)) == (400, 1), "the session is still there")
 
 
+@case("eio", "plain HTTP naming a WebSocket session: 400, the session survives")
+def _(srv):
+    ws, op = eio_ws(srv)
+    sid = op["sid"]
+    for req in (get("/socket.io/?EIO=4&transport=websocket&sid=" + sid), post(sid, "4x").replace(b"polling", b"websocket")):
+        r = http_one(srv, req)
+        check(eio_code(r) == (400, 3), "got %r" % (r,))
+    ws.text("40")
+    op, f = next_msg(ws)
+    check(f[:2] == b"40", "the session died: %r" % (f,))
+    ws.close()
+
+
 @case("eio", "client ping over polling (wrong heartbeat direction) closes the session")
 def _(srv):
     sid = poll_handshake(srv)
