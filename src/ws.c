@@ -11,6 +11,8 @@
  * Output bypasses wslay: ws_frame() writes the server frame header into the rbuf's headroom once and
  * the same bytes are queued on every recipient (wslay would copy each message per connection).
  * Only the control frames wslay queues by itself (pong, close reply) go through wslay_event_send.
+ * Memory: an idle connection is struct ws_conn alone (56 bytes): its limits are a shared
+ * refcounted set, the receive state lives with the lent context.
  * Bounds: fragments per message are counted as frames start (wslay keeps ~100 bytes per fragment);
  * reading stops while the output queue is over pause_bytes (a client that pings without reading
  * cannot grow the pong queue) and resumes when it drains; every close is given close_timeout to
@@ -41,16 +43,26 @@ typedef struct {
     uint8_t frag;       /* a fragmented data message is in progress */
 } ws_rx_t;
 
+/* The limits a connection applies after the handshake, kept once per distinct set instead of once
+ * per connection (a server has one set). ws_accept's caller may pass ws_limits_t on its stack, and
+ * http_limits(req) points into the http connection that http_detach frees, so neither can be kept:
+ * ws_accept finds or adds the set in `limsets` and the connection holds a reference. */
+typedef struct ws_limset {
+    uint64_t max_message;   /* bytes per message (wslay's max_recv_msg_length) */
+    uint64_t close_timeout; /* ms */
+    size_t max_fragments;
+    size_t pause_bytes;
+    size_t refs;            /* connections using it; freed at 0 */
+    struct ws_limset *next;
+} ws_limset_t;
+
 struct ws_conn {
     net_conn_t *net;
     const ws_handler_t *h;
     void *ud;
-    uint64_t max_message;
-    size_t max_fragments;
-    size_t pause_bytes;
-    uint64_t close_timeout;
+    ws_limset_t *lim;   /* shared, referenced */
     ws_rx_t *rx;        /* NULL when idle */
-    buf_t rest;         /* bytes that came with the handshake, until ws_start */
+    buf_t *rest;        /* bytes that came with the handshake, until ws_start; NULL if none */
     uint8_t out_paused; /* reading stopped until the output drains */
     uint8_t closing;    /* closing requested: input ignored, wslay no longer flushed */
     uint8_t why;        /* ws_close_reason_t, valid if why_set */
@@ -118,7 +130,7 @@ static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event
     if (arg->opcode < 0x8) {  /* data or continuation; control frames can come between fragments */
         rx->frag = !arg->fin;
         rx->nfrags = arg->opcode != 0 ? 1 : rx->nfrags + 1;
-        if (rx->nfrags > rx->ws->max_fragments)
+        if (rx->nfrags > rx->ws->lim->max_fragments)
             rx->violation = 1009; /* recv_cb now stops wslay; feed() closes */
     }
 }
@@ -203,7 +215,7 @@ static void close_after_write(ws_conn_t *ws)
 {
     ws->closing = 1;
     net_close_after_write(ws->net);
-    net_set_timeout(ws->net, ws->close_timeout); /* no on_timeout: net closes it */
+    net_set_timeout(ws->net, ws->lim->close_timeout); /* no on_timeout: net closes it */
 }
 
 /* A protocol violation: close frame with `code`, then close. */
@@ -292,7 +304,7 @@ static ws_rx_t *rx_take(ws_conn_t *ws)
         }
         rx->ctl = (buf_t)BUF_INIT;
     }
-    wslay_event_config_set_max_recv_msg_length(rx->wctx, ws->max_message);
+    wslay_event_config_set_max_recv_msg_length(rx->wctx, ws->lim->max_message);
     rx->ws = ws;
     rx->in = NULL;
     rx->inlen = 0;
@@ -318,6 +330,43 @@ static void rx_give_back(ws_rx_t *rx)
         spare = rx;
     else
         rx_free(rx);
+}
+
+/* ---------------------------------------------------------------- limit sets */
+
+/* Live limit sets, each referenced by its connections: as few as distinct configurations in use,
+ * and empty once no connection is left. File-scope for the same reason as `spare`. */
+static ws_limset_t *limsets;
+
+static ws_limset_t *limset_ref(uint64_t max_message, const http_limits_t *hl)
+{
+    ws_limset_t *l;
+    for (l = limsets; l != NULL; l = l->next)
+        if (l->max_message == max_message && l->close_timeout == hl->ws_close_timeout &&
+            l->max_fragments == hl->ws_max_fragments && l->pause_bytes == hl->ws_pause_bytes)
+            break;
+    if (l == NULL) {
+        l = xmalloc(sizeof(*l));
+        *l = (ws_limset_t){.max_message = max_message,
+                           .close_timeout = hl->ws_close_timeout,
+                           .max_fragments = hl->ws_max_fragments,
+                           .pause_bytes = hl->ws_pause_bytes,
+                           .next = limsets};
+        limsets = l;
+    }
+    l->refs++;
+    return l;
+}
+
+static void limset_unref(ws_limset_t *l)
+{
+    if (--l->refs > 0)
+        return;
+    ws_limset_t **pp = &limsets;
+    while (*pp != l)
+        pp = &(*pp)->next;
+    *pp = l->next;
+    free(l);
 }
 
 /* ---------------------------------------------------------------- input */
@@ -356,7 +405,7 @@ static void feed(ws_conn_t *ws, const char *data, size_t len)
         close_after_write(ws);
         return;
     }
-    if (ws->net->queued > ws->pause_bytes && !ws->out_paused) {
+    if (ws->net->queued > ws->lim->pause_bytes && !ws->out_paused) {
         /* the peer sends faster than it reads our answers: wait until they are written */
         ws->out_paused = 1;
         net_pause(ws->net);
@@ -384,7 +433,11 @@ static void on_close(net_conn_t *c, net_close_reason_t why)
     ws->h->on_close(ws, (ws_close_reason_t)ws->why, ws->ud);
     if (ws->rx != NULL)
         rx_free(ws->rx); /* cut in the middle of a frame: not kept */
-    buf_free(&ws->rest);
+    if (ws->rest != NULL) {
+        buf_free(ws->rest);
+        free(ws->rest);
+    }
+    limset_unref(ws->lim);
     free(ws);
 }
 
@@ -480,11 +533,15 @@ ws_conn_t *ws_accept(http_req_t *req, const http_hdr_t *extra, size_t nextra, co
     const http_limits_t *hl = http_limits(req);
     ws->h = h;
     ws->ud = ud;
-    ws->max_message = lim->max_message ? lim->max_message : 1000000;
-    ws->max_fragments = hl->ws_max_fragments;
-    ws->pause_bytes = hl->ws_pause_bytes;
-    ws->close_timeout = hl->ws_close_timeout;
-    ws->net = http_detach(req, &ws->rest); /* req is gone after this; the conn comes back paused */
+    ws->lim = limset_ref(lim->max_message ? lim->max_message : 1000000, hl);
+    buf_t rest = BUF_INIT;
+    ws->net = http_detach(req, &rest); /* req and hl are gone after this; the conn comes back paused */
+    if (rest.len > 0) {
+        ws->rest = xmalloc(sizeof(*ws->rest));
+        *ws->rest = rest;
+    } else {
+        buf_free(&rest);
+    }
     net_set_owner(ws->net, &ws_ops, ws);
     net_write_copy(ws->net, resp.base, resp.len);
     buf_free(&resp);
@@ -496,11 +553,12 @@ void ws_start(ws_conn_t *ws)
     if (ws->started)
         return;
     ws->started = 1;
-    if (ws->rest.len > 0) {
-        buf_t rest = ws->rest;
-        ws->rest = (buf_t)BUF_INIT;
-        feed(ws, rest.base, rest.len);
-        buf_free(&rest);
+    if (ws->rest != NULL) {
+        buf_t *rest = ws->rest;
+        ws->rest = NULL;
+        feed(ws, rest->base, rest->len);
+        buf_free(rest);
+        free(rest);
     }
     if (!ws->closing && !ws->out_paused)
         net_resume(ws->net);
