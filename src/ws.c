@@ -32,8 +32,8 @@
  * cannot change a context's user_data), and `ws` says which connection it serves now. */
 typedef struct {
     wslay_event_context_ptr wctx;
-    ws_conn_t *ws;      /* the connection it is lent to */
-    const char *in;     /* bytes being fed to wslay_event_recv */
+    ws_conn_t *ws;  /* the connection it is lent to */
+    const char *in; /* bytes being fed to wslay_event_recv */
     size_t inlen;
     uint64_t fed;       /* bytes given to wctx */
     uint64_t accounted; /* bytes of the frames wctx has started */
@@ -52,7 +52,7 @@ typedef struct ws_limset {
     uint64_t close_timeout; /* ms */
     size_t max_fragments;
     size_t pause_bytes;
-    size_t refs;            /* connections using it; freed at 0 */
+    size_t refs; /* connections using it; freed at 0 */
     struct ws_limset *next;
 } ws_limset_t;
 
