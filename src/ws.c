@@ -262,11 +262,11 @@ int ws_has_ctx(const ws_conn_t *ws)
 /* ---------------------------------------------------------------- receive contexts */
 
 /* Creating a wslay context costs a calloc of ~8 KB and three queues, freeing it as much again:
- * per message, that was ~6% of an echo's CPU. So a context given back clean is kept for the next
- * connection that receives. This file-scope pointer is ws.c's only mutable state: siolua runs one
- * uv loop on one thread, and a spare is not tied to a loop or a connection (a nested feed() of
- * another connection, if one ever happened, takes the spare or makes a new context; it never
- * touches a context that is lent).
+ * per message, that was ~5% of an echo's CPU. So a context given back clean is kept for the next
+ * connection that receives. `spare` and `limsets` below are ws.c's only mutable file-scope state:
+ * siolua runs one uv loop on one thread, and a spare is not tied to a loop or a connection (a
+ * nested feed() of another connection, if one ever happened, takes the spare or makes a new
+ * context; it never touches a context that is lent).
  *
  * Reuse relies on this (read in wslay 1.1.1 lib/wslay_event.c and lib/wslay_frame.c): when
  * wslay_event_recv has returned 0 with read still enabled and we count the connection idle
