@@ -1,14 +1,18 @@
 /* ws: see ws.h.
  * Input goes through a wslay event context (frame parsing, unmasking, fragment assembly, UTF-8
  * check of text messages (close 1007), size limit (close 1009), automatic pong and close replies).
- * The context costs about 8 KB, so it exists only while the connection is receiving: it is created
- * when bytes arrive and freed once wslay holds nothing. wslay cannot say when that is, so we count:
- * `fed` bytes given to wslay, `accounted` bytes of the frames it has started (header + payload;
- * client frames are masked, and wslay rejects non-minimal lengths, so the header size follows from
- * the payload length). Idle means accounted == fed, the last data frame had FIN, nothing queued.
+ * The context costs about 8 KB, so a connection holds one only while it is receiving: it is lent
+ * when bytes arrive and given back once wslay holds nothing. wslay cannot say when that is, so we
+ * count: `fed` bytes given to wslay, `accounted` bytes of the frames it has started (header +
+ * payload; client frames are masked, and wslay rejects non-minimal lengths, so the header size
+ * follows from the payload length). Idle means accounted == fed, the last data frame had FIN,
+ * nothing queued. A context given back clean is kept as the process's one spare and lent to the
+ * next connection that receives, so an echo costs no context setup (see "receive contexts").
  * Output bypasses wslay: ws_frame() writes the server frame header into the rbuf's headroom once and
  * the same bytes are queued on every recipient (wslay would copy each message per connection).
  * Only the control frames wslay queues by itself (pong, close reply) go through wslay_event_send.
+ * Memory: an idle connection is struct ws_conn alone (56 bytes): its limits are a shared
+ * refcounted set, the receive state lives with the lent context.
  * Bounds: fragments per message are counted as frames start (wslay keeps ~100 bytes per fragment);
  * reading stops while the output queue is over pause_bytes (a client that pings without reading
  * cannot grow the pong queue) and resumes when it drains; every close is given close_timeout to
@@ -23,25 +27,43 @@
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+/* What exists only while a connection is receiving: the wslay context and the state of the
+ * frames being parsed. Lent to one connection at a time; wslay's user_data is this struct (wslay
+ * cannot change a context's user_data), and `ws` says which connection it serves now. */
+typedef struct {
+    wslay_event_context_ptr wctx;
+    ws_conn_t *ws;  /* the connection it is lent to */
+    const char *in; /* bytes being fed to wslay_event_recv */
+    size_t inlen;
+    uint64_t fed;       /* bytes given to wctx */
+    uint64_t accounted; /* bytes of the frames wctx has started */
+    size_t nfrags;      /* frames of the data message in progress */
+    buf_t ctl;          /* control frames from one wslay_event_send, written at once */
+    uint16_t violation; /* a close code decided inside a wslay callback, sent after it */
+    uint8_t frag;       /* a fragmented data message is in progress */
+} ws_rx_t;
+
+/* The limits a connection applies after the handshake, kept once per distinct set instead of once
+ * per connection (a server has one set). ws_accept's caller may pass ws_limits_t on its stack, and
+ * http_limits(req) points into the http connection that http_detach frees, so neither can be kept:
+ * ws_accept finds or adds the set in `limsets` and the connection holds a reference. */
+typedef struct ws_limset {
+    uint64_t max_message;   /* bytes per message (wslay's max_recv_msg_length) */
+    uint64_t close_timeout; /* ms */
+    size_t max_fragments;
+    size_t pause_bytes;
+    size_t refs; /* connections using it; freed at 0 */
+    struct ws_limset *next;
+} ws_limset_t;
+
 struct ws_conn {
     net_conn_t *net;
     const ws_handler_t *h;
     void *ud;
-    uint64_t max_message;
-    size_t max_fragments;
-    size_t pause_bytes;
-    uint64_t close_timeout;
-    size_t nfrags;                /* frames of the data message in progress */
-    uint16_t violation;           /* a close code decided inside a wslay callback, sent after it */
-    uint8_t out_paused;           /* reading stopped until the output drains */
-    buf_t ctl;                    /* control frames from one wslay_event_send, written at once */
-    wslay_event_context_ptr wctx; /* NULL when idle */
-    const char *in;               /* bytes being fed to wslay_event_recv */
-    size_t inlen;
-    uint64_t fed;       /* bytes given to wctx */
-    uint64_t accounted; /* bytes of the frames wctx has started */
-    buf_t rest;         /* bytes that came with the handshake, until ws_start */
-    uint8_t frag;       /* a fragmented data message is in progress */
+    ws_limset_t *lim;   /* shared, referenced */
+    ws_rx_t *rx;        /* NULL when idle */
+    buf_t *rest;        /* bytes that came with the handshake, until ws_start; NULL if none */
+    uint8_t out_paused; /* reading stopped until the output drains */
     uint8_t closing;    /* closing requested: input ignored, wslay no longer flushed */
     uint8_t why;        /* ws_close_reason_t, valid if why_set */
     uint8_t why_set;
@@ -58,61 +80,65 @@ static void set_why(ws_conn_t *ws, ws_close_reason_t why)
 
 /* ---------------------------------------------------------------- wslay callbacks */
 
+/* Every callback runs inside wslay_event_recv or wslay_event_send, which are called only from
+ * feed() and flush_ctl() while the context is lent to rx->ws. */
+
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
 {
     (void)flags;
-    ws_conn_t *ws = ud;
-    if (ws->inlen == 0 || ws->closing || ws->violation) {
+    ws_rx_t *rx = ud;
+    if (rx->inlen == 0 || rx->ws->closing || rx->violation) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = len < ws->inlen ? len : ws->inlen;
-    memcpy(buf, ws->in, n);
-    ws->in += n;
-    ws->inlen -= n;
-    ws->fed += n;
+    size_t n = len < rx->inlen ? len : rx->inlen;
+    memcpy(buf, rx->in, n);
+    rx->in += n;
+    rx->inlen -= n;
+    rx->fed += n;
     return (ssize_t)n;
 }
 
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *ud)
 {
     (void)ctx, (void)flags;
-    ws_conn_t *ws = ud;
-    buf_append(&ws->ctl, data, len); /* control frames only; flush_ctl() writes them in one go */
+    ws_rx_t *rx = ud;
+    buf_append(&rx->ctl, data, len); /* control frames only; flush_ctl() writes them in one go */
     return (ssize_t)len;
 }
 
 /* Sends what wslay has queued (pongs, a close reply) with one write: a burst of pings read in
  * one go is answered with one syscall, not one per pong. */
-static void flush_ctl(ws_conn_t *ws)
+static void flush_ctl(ws_rx_t *rx)
 {
-    if (ws->wctx != NULL && wslay_event_want_write(ws->wctx))
-        wslay_event_send(ws->wctx);
-    if (ws->ctl.len > 0)
-        net_write_copy(ws->net, ws->ctl.base, ws->ctl.len);
-    buf_free(&ws->ctl);
+    if (wslay_event_want_write(rx->wctx))
+        wslay_event_send(rx->wctx);
+    if (rx->ctl.len > 0)
+        net_write_copy(rx->ws->net, rx->ctl.base, rx->ctl.len);
+    buf_free(&rx->ctl);
 }
 
 static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg, void *ud)
 {
     (void)ctx;
-    ws_conn_t *ws = ud;
+    ws_rx_t *rx = ud;
     uint64_t n = arg->payload_length;
-    ws->accounted += 2 + (n < 126 ? 0 : n < 65536 ? 2 : 8) + 4 + n;
+    rx->accounted += 2 + (n < 126 ? 0 : n < 65536 ? 2 : 8) + 4 + n;
     if (arg->opcode == WSLAY_CONNECTION_CLOSE && n == 1)
-        ws->violation = 1002; /* RFC 6455 5.5.1: a close body starts with a 2-byte code; wslay
+        rx->violation = 1002; /* RFC 6455 5.5.1: a close body starts with a 2-byte code; wslay
                                  would answer it as an empty close */
     if (arg->opcode < 0x8) {  /* data or continuation; control frames can come between fragments */
-        ws->frag = !arg->fin;
-        ws->nfrags = arg->opcode != 0 ? 1 : ws->nfrags + 1;
-        if (ws->nfrags > ws->max_fragments)
-            ws->violation = 1009; /* recv_cb now stops wslay; feed() closes */
+        rx->frag = !arg->fin;
+        rx->nfrags = arg->opcode != 0 ? 1 : rx->nfrags + 1;
+        if (rx->nfrags > rx->ws->lim->max_fragments)
+            rx->violation = 1009; /* recv_cb now stops wslay; feed() closes */
     }
 }
 
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *ud)
 {
-    ws_conn_t *ws = ud;
+    ws_rx_t *rx = ud;
+    ws_conn_t *ws = rx->ws;
     if (ws->closing)
         return;
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
@@ -121,7 +147,7 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
      * frames bypass wslay's queue, so without this a pong sent between fragments would follow
      * the echo of the message. */
     (void)ctx;
-    flush_ctl(ws);
+    flush_ctl(rx);
     if (net_closing(ws->net)) /* the pong write failed */
         return;
     ws->h->on_message(ws, arg->opcode == WSLAY_BINARY_FRAME, arg->msg ? (const char *)arg->msg : "", arg->msg_length,
@@ -189,7 +215,7 @@ static void close_after_write(ws_conn_t *ws)
 {
     ws->closing = 1;
     net_close_after_write(ws->net);
-    net_set_timeout(ws->net, ws->close_timeout); /* no on_timeout: net closes it */
+    net_set_timeout(ws->net, ws->lim->close_timeout); /* no on_timeout: net closes it */
 }
 
 /* A protocol violation: close frame with `code`, then close. */
@@ -230,7 +256,117 @@ const char *ws_peer(const ws_conn_t *ws)
 
 int ws_has_ctx(const ws_conn_t *ws)
 {
-    return ws->wctx != NULL;
+    return ws->rx != NULL;
+}
+
+/* ---------------------------------------------------------------- receive contexts */
+
+/* Creating a wslay context costs a calloc of ~8 KB and three queues, freeing it as much again:
+ * per message, that was ~5% of an echo's CPU. So a context given back clean is kept for the next
+ * connection that receives. `spare` and `limsets` below are ws.c's only mutable file-scope state:
+ * siolua runs one uv loop on one thread, and a spare is not tied to a loop or a connection (a
+ * nested feed() of another connection, if one ever happened, takes the spare or makes a new
+ * context; it never touches a context that is lent).
+ *
+ * Reuse relies on this (read in wslay 1.1.1 lib/wslay_event.c and lib/wslay_frame.c): when
+ * wslay_event_recv has returned 0 with read still enabled and we count the connection idle
+ * (accounted == fed, no fragment in progress, no queued message), the context is as
+ * wslay_event_context_server_init leaves it, except for fields that are rewritten before use:
+ * - frame parser: istate RECV_HEADER1, ireqread 2 (set when a frame's payload ends); ibufmark ==
+ *   ibuflimit (every byte we fed belongs to a finished frame, and wslay only stops on WANT_READ,
+ *   i.e. once it has parsed what it holds), so the next wslay_recv shifts them back to ibuf;
+ *   ipayloadlen/ipayloadoff/imask/imaskkey/iom are rewritten by each header;
+ * - output: ostate PREP_HEADER (our send_cb takes every byte, so every control frame went out
+ *   whole), omsg NULL, both send queues empty, queued_msg_count 0 (queued_msg_length returns to 0
+ *   as pongs are sent); obuf marks are used only by fragmented output, which we never queue;
+ * - input message: imsg == &imsgs[0] with opcode 0xff, utf8state UTF8_ACCEPT and no chunks
+ *   (wslay_event_imsg_reset after every message with FIN; imsgs[1] likewise after a control
+ *   frame); msg_length/fin/rsv are reset by wslay_event_imsg_set when the next message starts;
+ *   event ipayloadlen == ipayloadoff == 0 (reset at every frame end);
+ * - read_enabled/write_enabled 1, close_status 0, status codes untouched: only a close or an
+ *   error changes them, and such a context is freed, never kept;
+ * - error: WSLAY_ERR_WOULDBLOCK from our recv_cb, which wslay treats as 0; we reset it anyway.
+ * max_recv_msg_length is set again at every hand-out (it is the connection's). */
+static ws_rx_t *spare;
+
+/* Lends a context to ws: the spare if there is one, else a new one. */
+static ws_rx_t *rx_take(ws_conn_t *ws)
+{
+    ws_rx_t *rx = spare;
+    if (rx != NULL) {
+        spare = NULL;
+        wslay_event_set_error(rx->wctx, 0);
+    } else {
+        rx = xmalloc(sizeof(*rx));
+        if (wslay_event_context_server_init(&rx->wctx, &ws_callbacks, rx) != 0) {
+            fprintf(stderr, "siolua: out of memory (wslay context)\n");
+            abort(); /* as xmalloc does */
+        }
+        rx->ctl = (buf_t)BUF_INIT;
+    }
+    wslay_event_config_set_max_recv_msg_length(rx->wctx, ws->lim->max_message);
+    rx->ws = ws;
+    rx->in = NULL;
+    rx->inlen = 0;
+    rx->fed = rx->accounted = 0;
+    rx->nfrags = 0;
+    rx->violation = 0;
+    rx->frag = 0;
+    return rx;
+}
+
+static void rx_free(ws_rx_t *rx)
+{
+    wslay_event_context_free(rx->wctx);
+    buf_free(&rx->ctl);
+    free(rx);
+}
+
+/* Takes back a context whose connection is idle and that saw no close, error or violation. */
+static void rx_give_back(ws_rx_t *rx)
+{
+    rx->ws = NULL;
+    if (spare == NULL)
+        spare = rx;
+    else
+        rx_free(rx);
+}
+
+/* ---------------------------------------------------------------- limit sets */
+
+/* Live limit sets, each referenced by its connections: as few as distinct configurations in use,
+ * and empty once no connection is left. File-scope for the same reason as `spare`. */
+static ws_limset_t *limsets;
+
+static ws_limset_t *limset_ref(uint64_t max_message, const http_limits_t *hl)
+{
+    ws_limset_t *l;
+    for (l = limsets; l != NULL; l = l->next)
+        if (l->max_message == max_message && l->close_timeout == hl->ws_close_timeout &&
+            l->max_fragments == hl->ws_max_fragments && l->pause_bytes == hl->ws_pause_bytes)
+            break;
+    if (l == NULL) {
+        l = xmalloc(sizeof(*l));
+        *l = (ws_limset_t){.max_message = max_message,
+                           .close_timeout = hl->ws_close_timeout,
+                           .max_fragments = hl->ws_max_fragments,
+                           .pause_bytes = hl->ws_pause_bytes,
+                           .next = limsets};
+        limsets = l;
+    }
+    l->refs++;
+    return l;
+}
+
+static void limset_unref(ws_limset_t *l)
+{
+    if (--l->refs > 0)
+        return;
+    ws_limset_t **pp = &limsets;
+    while (*pp != l)
+        pp = &(*pp)->next;
+    *pp = l->next;
+    free(l);
 }
 
 /* ---------------------------------------------------------------- input */
@@ -239,47 +375,44 @@ static void feed(ws_conn_t *ws, const char *data, size_t len)
 {
     if (ws->closing || len == 0)
         return;
-    if (ws->wctx == NULL) {
-        if (wslay_event_context_server_init(&ws->wctx, &ws_callbacks, ws) != 0) {
-            fprintf(stderr, "siolua: out of memory (wslay context)\n");
-            abort(); /* as xmalloc does */
-        }
-        wslay_event_config_set_max_recv_msg_length(ws->wctx, ws->max_message);
-        ws->fed = ws->accounted = 0;
-        ws->frag = 0;
-        ws->nfrags = 0;
-    }
-    ws->in = data;
-    ws->inlen = len;
-    int r = wslay_event_recv(ws->wctx);
-    ws->in = NULL;
-    ws->inlen = 0;
-    if (ws->closing) /* the handler closed it: send nothing more from wslay */
-        return;
-    if (ws->violation) {
-        fail(ws, ws->violation);
+    if (ws->rx == NULL)
+        ws->rx = rx_take(ws);
+    ws_rx_t *rx = ws->rx;
+    rx->in = data;
+    rx->inlen = len;
+    int r = wslay_event_recv(rx->wctx);
+    rx->in = NULL;
+    rx->inlen = 0;
+    if (ws->closing) { /* the handler closed it: send nothing more from wslay */
+        ws->rx = NULL;
+        rx_free(rx); /* saw a close: not kept; we are outside wslay's calls here */
         return;
     }
-    if (r != 0) {
-        /* A frame-level violation (bad length encoding, fragmented control frame, ...). wslay
-         * queued a close without a status code; say 1002 instead. */
-        fail(ws, 1002);
+    if (rx->violation || r != 0) {
+        /* r != 0: a frame-level violation (bad length encoding, fragmented control frame, ...).
+         * wslay queued a close without a status code; say 1002 instead. */
+        uint16_t code = rx->violation ? rx->violation : 1002;
+        ws->rx = NULL;
+        rx_free(rx);
+        fail(ws, code);
         return;
     }
-    flush_ctl(ws); /* pong, close reply, or wslay's 1002/1007/1009 close */
-    if (!wslay_event_get_read_enabled(ws->wctx)) {
-        set_why(ws, wslay_event_get_close_received(ws->wctx) ? WS_CLOSED_PEER : WS_CLOSED_ERROR);
+    flush_ctl(rx); /* pong, close reply, or wslay's 1002/1007/1009 close */
+    if (!wslay_event_get_read_enabled(rx->wctx)) {
+        set_why(ws, wslay_event_get_close_received(rx->wctx) ? WS_CLOSED_PEER : WS_CLOSED_ERROR);
+        ws->rx = NULL;
+        rx_free(rx);
         close_after_write(ws);
         return;
     }
-    if (ws->net->queued > ws->pause_bytes && !ws->out_paused) {
+    if (ws->net->queued > ws->lim->pause_bytes && !ws->out_paused) {
         /* the peer sends faster than it reads our answers: wait until they are written */
         ws->out_paused = 1;
         net_pause(ws->net);
     }
-    if (ws->accounted == ws->fed && !ws->frag && wslay_event_get_queued_msg_count(ws->wctx) == 0) {
-        wslay_event_context_free(ws->wctx); /* idle: keep no per-connection buffers */
-        ws->wctx = NULL;
+    if (rx->accounted == rx->fed && !rx->frag && wslay_event_get_queued_msg_count(rx->wctx) == 0) {
+        ws->rx = NULL; /* idle: hold no per-connection buffers */
+        rx_give_back(rx);
     }
 }
 
@@ -298,10 +431,13 @@ static void on_close(net_conn_t *c, net_close_reason_t why)
     else
         set_why(ws, WS_CLOSED_ERROR);
     ws->h->on_close(ws, (ws_close_reason_t)ws->why, ws->ud);
-    if (ws->wctx != NULL)
-        wslay_event_context_free(ws->wctx);
-    buf_free(&ws->rest);
-    buf_free(&ws->ctl);
+    if (ws->rx != NULL)
+        rx_free(ws->rx); /* cut in the middle of a frame: not kept */
+    if (ws->rest != NULL) {
+        buf_free(ws->rest);
+        free(ws->rest);
+    }
+    limset_unref(ws->lim);
     free(ws);
 }
 
@@ -397,11 +533,15 @@ ws_conn_t *ws_accept(http_req_t *req, const http_hdr_t *extra, size_t nextra, co
     const http_limits_t *hl = http_limits(req);
     ws->h = h;
     ws->ud = ud;
-    ws->max_message = lim->max_message ? lim->max_message : 1000000;
-    ws->max_fragments = hl->ws_max_fragments;
-    ws->pause_bytes = hl->ws_pause_bytes;
-    ws->close_timeout = hl->ws_close_timeout;
-    ws->net = http_detach(req, &ws->rest); /* req is gone after this; the conn comes back paused */
+    ws->lim = limset_ref(lim->max_message ? lim->max_message : 1000000, hl);
+    buf_t rest = BUF_INIT;
+    ws->net = http_detach(req, &rest); /* req and hl are gone after this; the conn comes back paused */
+    if (rest.len > 0) {
+        ws->rest = xmalloc(sizeof(*ws->rest));
+        *ws->rest = rest;
+    } else {
+        buf_free(&rest);
+    }
     net_set_owner(ws->net, &ws_ops, ws);
     net_write_copy(ws->net, resp.base, resp.len);
     buf_free(&resp);
@@ -413,11 +553,12 @@ void ws_start(ws_conn_t *ws)
     if (ws->started)
         return;
     ws->started = 1;
-    if (ws->rest.len > 0) {
-        buf_t rest = ws->rest;
-        ws->rest = (buf_t)BUF_INIT;
-        feed(ws, rest.base, rest.len);
-        buf_free(&rest);
+    if (ws->rest != NULL) {
+        buf_t *rest = ws->rest;
+        ws->rest = NULL;
+        feed(ws, rest->base, rest->len);
+        buf_free(rest);
+        free(rest);
     }
     if (!ws->closing && !ws->out_paused)
         net_resume(ws->net);

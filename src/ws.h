@@ -32,7 +32,8 @@ typedef struct {
 
 /* The other WebSocket limits (fragments per message, output backpressure, close timeout) are the
  * connection's: ws_accept takes them from http_limits(req) (ws_max_fragments, ws_pause_bytes,
- * ws_close_timeout). */
+ * ws_close_timeout). ws_accept keeps its own copy of all of them, shared by the connections that
+ * have the same values: `lim` need not outlive the call. */
 typedef struct {
     uint64_t max_message; /* bytes per message (maxHttpBufferSize); over it: close 1009 */
 } ws_limits_t;

@@ -599,6 +599,99 @@ TEST(bad_handshake)
     buf_free(&in);
 }
 
+/* Connections take turns with the spare wslay context: each holds its own while a frame is
+ * partial, gives it back when idle, and gets its own message limit whoever held the context before.
+ * A context that saw a violation is not lent again: the others keep parsing from a clean state. */
+TEST(context_reuse)
+{
+    srv_t s;
+    srv_start(&s);
+    s.echo = 1;
+    int a = ws_client(&s, NULL, 0); /* ws[0]: max_message 300 */
+    s.wlim.max_message = 10;
+    int b = ws_client(&s, NULL, 0); /* ws[1]: max_message 10 */
+    s.wlim.max_message = 300;
+    int c = ws_client(&s, NULL, 0); /* ws[2]: max_message 300 */
+    CHECK_EQ_INT(s.nws, 3);
+    buf_t p = BUF_INIT, fa = BUF_INIT, fc = BUF_INIT, in = BUF_INIT;
+    char m[200];
+    memset(m, 'a', sizeof(m));
+    frame(&fa, 1, 1, m, sizeof(m));
+    frame(&fc, 0, 2, "\x01\x02", 2);
+    frame(&fc, 1, 9, "pi", 2);
+    frame(&fc, 1, 0, "\x03", 1);
+    /* a and c cut at every byte, interleaved: both hold a context at once */
+    size_t n = fa.len > fc.len ? fa.len : fc.len;
+    for (size_t i = 0; i < n; i++) {
+        if (i < fa.len)
+            send_all(a, fa.base + i, 1);
+        if (i < fc.len)
+            send_all(c, fc.base + i, 1);
+        settle(&s);
+        if (i + 1 < fa.len)
+            CHECK(ws_has_ctx(s.ws[0]));
+        if (i + 1 < fc.len)
+            CHECK(ws_has_ctx(s.ws[2]));
+        CHECK(!ws_has_ctx(s.ws[1]));
+    }
+    CHECK_EQ_INT(read_frame(&s, a, &p), 0x81);
+    CHECK_EQ_INT(p.len, sizeof(m));
+    pump(&s, c, &in, 4 + 5);
+    CHECK_EQ_MEM(in.base, in.len, "\x8a\x02pi\x82\x03\x01\x02\x03"); /* the pong, then the echo */
+    CHECK(!ws_has_ctx(s.ws[0]));
+    CHECK(!ws_has_ctx(s.ws[2]));
+    /* b's limit is its own (10), a's and c's theirs (300), whoever held the context before */
+    send_frame(b, 1, 1, "0123456789", 10);
+    CHECK_EQ_INT(read_frame(&s, b, &p), 0x81);
+    CHECK(!ws_has_ctx(s.ws[1]));
+    send_frame(c, 1, 1, "eleven byte", 11);
+    CHECK_EQ_INT(read_frame(&s, c, &p), 0x81);
+    CHECK_EQ_MEM(p.base, p.len, "eleven byte");
+    /* a holds a context while b goes over its limit and is closed (its context is freed) */
+    send_all(a, fa.base, 3);
+    settle(&s);
+    CHECK(ws_has_ctx(s.ws[0]));
+    send_frame(b, 1, 1, "eleven byte", 11);
+    CHECK_EQ_INT(read_frame(&s, b, &p), 0x88);
+    CHECK_EQ_MEM(p.base, p.len, "\x03\xf1"); /* 1009 */
+    in.len = 0;
+    CHECK(pump(&s, b, &in, 0));
+    CHECK_EQ_INT(s.nclosed, 1);
+    CHECK(s.ws[1] == NULL);
+    send_frame(c, 1, 1, "after", 5); /* c takes the spare (or a new context), not b's */
+    CHECK_EQ_INT(read_frame(&s, c, &p), 0x81);
+    CHECK_EQ_MEM(p.base, p.len, "after");
+    CHECK(ws_has_ctx(s.ws[0]));
+    send_all(a, fa.base + 3, fa.len - 3);
+    CHECK_EQ_INT(read_frame(&s, a, &p), 0x81);
+    CHECK_EQ_INT(p.len, sizeof(m));
+    CHECK(!ws_has_ctx(s.ws[0]));
+    /* a closes cleanly while c holds a context; c then finishes its message */
+    send_all(c, fc.base, 4);
+    settle(&s);
+    CHECK(ws_has_ctx(s.ws[2]));
+    send_frame(a, 1, 8, "\x03\xe8", 2);
+    CHECK_EQ_INT(read_frame(&s, a, &p), 0x88);
+    in.len = 0;
+    CHECK(pump(&s, a, &in, 0));
+    CHECK_EQ_INT(s.nclosed, 2);
+    CHECK_EQ_INT(s.why, WS_CLOSED_PEER);
+    send_all(c, fc.base + 4, fc.len - 4);
+    in.len = 0;
+    pump(&s, c, &in, 4 + 5);
+    CHECK_EQ_MEM(in.base, in.len, "\x8a\x02pi\x82\x03\x01\x02\x03");
+    CHECK(!ws_has_ctx(s.ws[2]));
+    close(a);
+    close(b);
+    close(c);
+    srv_stop(&s);
+    CHECK_EQ_INT(s.nclosed, 3);
+    buf_free(&p);
+    buf_free(&fa);
+    buf_free(&fc);
+    buf_free(&in);
+}
+
 int main(void)
 {
     RUN(accept_key);
@@ -612,5 +705,6 @@ int main(void)
     RUN(bad_handshake);
     RUN(pong_before_answer);
     RUN(backpressure_and_close_timeout);
+    RUN(context_reuse);
     return test_summary();
 }
