@@ -363,8 +363,9 @@ static int m_off(lua_State *L)
 
 /* Calls every listener of `ev` on the handle at `ud` with the nargs values on top of the stack
  * (popped). Listeners run from a copy of the list (they may add or remove listeners); one-shot
- * listeners are removed from the list before any of them runs. */
-static void fire(lua_State *L, int ud, const char *ev, int nargs)
+ * listeners are removed from the list before any of them runs. evidx, when not 0, is where the
+ * name is on the stack as a Lua string: looked up as is, without hashing `ev` again. */
+static void fire(lua_State *L, int ud, int evidx, const char *ev, int nargs)
 {
     int args = lua_gettop(L) - nargs + 1, list, copy, t;
     lua_Integer n, k = 0;
@@ -372,7 +373,12 @@ static void fire(lua_State *L, int ud, const char *ev, int nargs)
         lua_settop(L, args - 1);
         return;
     }
-    t = lua_getfield(L, -1, ev);
+    if (evidx != 0) {
+        lua_pushvalue(L, evidx);
+        t = lua_rawget(L, -2);
+    } else {
+        t = lua_getfield(L, -1, ev);
+    }
     if (t == LUA_TFUNCTION) {
         /* one listener: call it, no copy */
         for (int a = 0; a < nargs; a++)
@@ -494,7 +500,7 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
         lua_call(L, top - evidx + 2, 0);
         return 0;
     }
-    fire(L, ud, ev, n - 1 + (p->id >= 0));
+    fire(L, ud, evidx, ev, n - 1 + (p->id >= 0));
     return 0;
 }
 
@@ -549,11 +555,11 @@ void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason)
     lsock_t *h = lua_touserdata(L, ud);
     h->leaving = 1;
     lua_pushstring(L, reason);
-    fire(L, ud, "disconnecting", 1);
+    fire(L, ud, 0, "disconnecting", 1);
     sio_socket_leave_all(s);
     h->leaving = 2;
     lua_pushstring(L, reason);
-    fire(L, ud, "disconnect", 1);
+    fire(L, ud, 0, "disconnect", 1);
     lsocket_release(L, s);
     lua_settop(L, ud - 1);
 }
@@ -566,7 +572,7 @@ static int c_fire(lua_State *L)
     const char *ev;
     check(L, 1);
     ev = luaL_checkstring(L, 2);
-    fire(L, 1, ev, lua_gettop(L) - 2);
+    fire(L, 1, 2, ev, lua_gettop(L) - 2);
     return 0;
 }
 

@@ -309,6 +309,8 @@ typedef struct {
  * makes it one, and then num must index an attachment ("illegal attachments" otherwise). */
 static int dec_placeholder(lua_State *L, const dec_t *d, int t)
 {
+    if (lua_rawlen(L, t) > 0)
+        return 0; /* a JSON array (cjson gives objects string keys only): every event's args */
     lua_pushliteral(L, "_placeholder");
     int is = lua_rawget(L, t) == LUA_TBOOLEAN && lua_toboolean(L, -1);
     lua_pop(L, 1);
