@@ -287,7 +287,11 @@ local function fire(nsp, ev, ...)
   local st = state(nsp)
   local ls = st.listeners[ev]
   if ls then
-    for _, fn in ipairs({ table.unpack(ls) }) do core.call(fn, ev, ...) end
+    if #ls == 1 then
+      core.call(ls[1], ev, ...) -- the common case: no copy to make
+    else
+      for _, fn in ipairs({ table.unpack(ls) }) do core.call(fn, ev, ...) end
+    end
   end
   if st.parent then fire(st.parent, ev, ...) end
 end
@@ -381,8 +385,13 @@ end
 -- Called by C for every CONNECT to an existing namespace: runs the middlewares (parent's first),
 -- each of which calls next() or next(err), now or later; then accepts and fires "connection".
 function hooks.connect(nsp, socket)
-  local chain = {}
   local st = state(nsp)
+  if #st.middlewares == 0 and not (st.parent and #state(st.parent).middlewares > 0) then
+    -- no middleware (the common case): no chain, no closures left behind per connection
+    if core.accept(socket) then fire(nsp, "connection", socket) end
+    return
+  end
+  local chain = {}
   if st.parent then
     for _, m in ipairs(state(st.parent).middlewares) do chain[#chain + 1] = m end
   end
@@ -428,7 +437,7 @@ Conn.__index = function(self, k)
     return id
   elseif k == "on" then
     return bind(self, function(c, ev, fn)
-      local uv = core.uv(c._socket)
+      local uv = core.uv(c._socket, true)
       uv.conn_listeners = uv.conn_listeners or {}
       uv.conn_listeners[ev] = uv.conn_listeners[ev] or {}
       table.insert(uv.conn_listeners[ev], fn)
@@ -437,13 +446,14 @@ Conn.__index = function(self, k)
   end
 end
 function socket_props.conn(self)
-  local uv = core.uv(self)
+  local uv = core.uv(self, true)
   uv.conn = uv.conn or setmetatable({ _socket = self }, Conn)
   return uv.conn
 end
 
 function hooks.upgrade(socket)
-  local l = (core.uv(socket).conn_listeners or {}).upgrade
+  local uv = core.uv(socket)
+  local l = uv and uv.conn_listeners and uv.conn_listeners.upgrade
   if not l then return end
   local name = core.transport(socket)
   for _, fn in ipairs({ table.unpack(l) }) do core.call(fn, "upgrade", { name = name }) end
@@ -459,14 +469,14 @@ function socket_methods.write(self, ...) return self.emit("message", ...) end
 -- socket.use(function(packet, next) ... end): packet is { event, args... } (as the reference's
 -- array); next(err) drops the packet and emits "error" on the socket with err.
 function socket_methods.use(self, fn)
-  local uv = core.uv(self)
+  local uv = core.uv(self, true)
   uv.mw = uv.mw or {}
   table.insert(uv.mw, fn)
   return self
 end
 
 local function any_list(self, key)
-  local uv = core.uv(self)
+  local uv = core.uv(self, true)
   uv[key] = uv[key] or {}
   return uv[key]
 end
@@ -478,7 +488,7 @@ function socket_methods.offAny(self, fn)
   if #l == 0 then core.uv(self).any = nil end
   return self
 end
-function socket_methods.listenersAny(self) return { table.unpack(core.uv(self).any or {}) } end
+function socket_methods.listenersAny(self) return { table.unpack((core.uv(self) or {}).any or {}) } end
 function socket_methods.onAnyOutgoing(self, fn)
   table.insert(any_list(self, "anyout"), fn)
   core.watch_outgoing(self, true)
@@ -498,11 +508,11 @@ function socket_methods.offAnyOutgoing(self, fn)
   end
   return self
 end
-function socket_methods.listenersAnyOutgoing(self) return { table.unpack(core.uv(self).anyout or {}) } end
+function socket_methods.listenersAnyOutgoing(self) return { table.unpack((core.uv(self) or {}).anyout or {}) } end
 
 -- Called by C for an incoming event when the socket has middlewares or catch-all listeners.
 function hooks.dispatch(socket, ev, ...)
-  local uv = core.uv(socket)
+  local uv = core.uv(socket, true)
   local args = pack(ev, ...)
   local function deliver()
     for _, fn in ipairs({ table.unpack(uv.any or {}) }) do core.call(fn, "onAny", unpack(args, 1, args.n)) end
@@ -515,7 +525,7 @@ end
 
 -- Called by C before an outgoing event when the socket has onAnyOutgoing listeners.
 function hooks.outgoing(socket, ...)
-  for _, fn in ipairs({ table.unpack(core.uv(socket).anyout or {}) }) do core.call(fn, "onAnyOutgoing", ...) end
+  for _, fn in ipairs({ table.unpack((core.uv(socket) or {}).anyout or {}) }) do core.call(fn, "onAnyOutgoing", ...) end
 end
 
 ---------------------------------------------------------------------------- hot reload
@@ -562,7 +572,7 @@ siolua._jsonable = jsonable
 function hooks.export_all(sockets)
   local out = {}
   for i, socket in ipairs(sockets) do
-    local uv = core.uv(socket)
+    local uv = core.uv(socket) or {}
     if uv.data ~= nil and next(uv.data) ~= nil or uv.props ~= nil and next(uv.props) ~= nil or uv.auth ~= nil then
       local props = jsonable(uv.props) or {}
       props.reloaded = nil
@@ -580,7 +590,8 @@ end
 -- Reload, new VM: the socket's new handle gets what it kept; reloaded is true for the sockets the
 -- old code had admitted (not for those still in the middlewares).
 function hooks.adopt(socket, json, admitted)
-  local uv = core.uv(socket)
+  if not json and not admitted then return end
+  local uv = core.uv(socket, true)
   if json then
     local t = core.json_decode(json)
     uv.data, uv.props, uv.auth = t.data, t.props, t.auth

@@ -594,7 +594,7 @@ static int connect_k(lua_State *L)
     lua_settop(L, 0);
     lsocket_push_new(L, s); /* 1: the handle */
     if (a->auth.len > 0) { /* kept for socket.handshake.auth */
-        lua_getiuservalue(L, 1, 1);
+        lsocket_private(L, 1);
         lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
         lua_setfield(L, -2, "auth");
         lua_pop(L, 1);

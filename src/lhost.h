@@ -114,6 +114,9 @@ void lsocket_bind_prelude(lua_State *L);
 void lsocket_push_new(lua_State *L, sio_socket_t *s);
 /* Pushes the existing handle of s. [-0, +1, -] */
 void lsocket_push(lua_State *L, sio_socket_t *s);
+/* Pushes the private table (acks, auth, data...) of the handle at ud, creating it on first use.
+ * [-0, +1, m] */
+void lsocket_private(lua_State *L, int ud);
 /* Calls s's handlers for an incoming packet; returns -1 for an invalid payload. */
 int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, size_t natt);
 /* Fires "disconnect" (reason) then turns the handle into a closed one and drops the ref. */

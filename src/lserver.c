@@ -189,7 +189,7 @@ static int c_broadcast(lua_State *L)
             if (s->state != SIO_S_CONNECTED)
                 continue;
             lsocket_push(L, s);
-            lua_getiuservalue(L, -1, 1);
+            lsocket_private(L, -1);
             if (lua_getfield(L, -1, "acks") != LUA_TTABLE) { /* created on first use */
                 lua_pop(L, 1);
                 lua_newtable(L);

@@ -1,7 +1,10 @@
 /* lsocket: the Lua handle of a Socket.IO socket (userdata "siolua.socket").
- * The userdata holds the C pointer (NULL once the socket is gone) and a copy of the id; its user
- * value is a table { events = {name -> {fn...}}, acks = {id -> fn}, data = {}, props = {},
- * auth = ..., handshake = (built on first use) }, collected with the handle.
+ * The userdata holds the C pointer (NULL once the socket is gone) and a copy of the id; its two
+ * user values, collected with the handle, are both created on first use:
+ *   1. the listeners table {name -> fn | {fn...}} (socket.on),
+ *   2. the private table { acks = {id -> fn}, data = {}, props = {}, auth = ..., handshake = ...,
+ *      mw, any, anyout, conn... } (the prelude's core.uv), itself with sub-tables made on first use.
+ * So an idle socket whose app called socket.on holds the userdata and one listeners table.
  * socket.x(...) and socket:x(...) both work: methods are returned bound to their socket. */
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -27,6 +30,9 @@ const char *const lsocket_reserved_names[] = {"connect",       "connect_error", 
 
 int lsocket_reserved(const char *ev)
 {
+    /* called for every packet: most names start with none of the reserved names' letters */
+    if (ev[0] != 'c' && ev[0] != 'd' && ev[0] != 'n' && ev[0] != 'r')
+        return 0;
     for (int i = 0; lsocket_reserved_names[i]; i++)
         if (strcmp(ev, lsocket_reserved_names[i]) == 0)
             return 1;
@@ -38,20 +44,34 @@ static lsock_t *check(lua_State *L, int idx)
     return luaL_checkudata(L, idx, SOCKET_MT);
 }
 
-/* Pushes field `k` of the handle's user value table. [-0, +1, -] */
+#define UV_EVENTS 1 /* user value: the listeners table */
+#define UV_PRIV 2   /* user value: the private table */
+
+void lsocket_private(lua_State *L, int ud)
+{
+    ud = lua_absindex(L, ud);
+    if (lua_getiuservalue(L, ud, UV_PRIV) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, ud, UV_PRIV);
+    }
+}
+
+/* Pushes field `k` of the handle's private table, nil when either does not exist. [-0, +1, -] */
 static void uv_field(lua_State *L, int ud, const char *k)
 {
-    lua_getiuservalue(L, ud, 1);
+    if (lua_getiuservalue(L, ud, UV_PRIV) == LUA_TNIL)
+        return;
     lua_getfield(L, -1, k);
     lua_remove(L, -2);
 }
 
-/* Pushes field `k` of the handle's user value table, creating an empty table there first if it
- * has none: the sub-tables (events, acks, data, props) exist only once used, so an idle socket
- * holds one small table. [-0, +1, m] */
+/* Pushes field `k` of the handle's private table, creating it (and an empty table at k) first if
+ * needed. [-0, +1, m] */
 static void uv_table(lua_State *L, int ud, const char *k)
 {
-    lua_getiuservalue(L, ud, 1);
+    lsocket_private(L, ud);
     if (lua_getfield(L, -1, k) == LUA_TNIL) {
         lua_pop(L, 1);
         lua_newtable(L);
@@ -59,6 +79,26 @@ static void uv_table(lua_State *L, int ud, const char *k)
         lua_setfield(L, -3, k);
     }
     lua_remove(L, -2);
+}
+
+/* Pushes the handle's listeners table, or nil if no listener was ever added. [-0, +1, -] */
+static int events(lua_State *L, int ud)
+{
+    return lua_getiuservalue(L, ud, UV_EVENTS);
+}
+
+/* Pushes the handle's listeners table, creating it on first use. Sized for a few events (an app
+ * typically registers 2-6 listeners per socket), so that the first ones do not rehash it from 1
+ * to 2 to 4 slots. [-0, +1, m] */
+static void events_table(lua_State *L, int ud)
+{
+    ud = lua_absindex(L, ud);
+    if (lua_getiuservalue(L, ud, UV_EVENTS) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 4);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, ud, UV_EVENTS);
+    }
 }
 
 /* ---------------------------------------------------------------- encoding and sending */
@@ -168,9 +208,11 @@ static int c_cancel_ack(lua_State *L)
 {
     check(L, 1);
     lua_Integer id = luaL_checkinteger(L, 2);
-    uv_table(L, 1, "acks");
-    lua_pushnil(L);
-    lua_rawseti(L, -2, id);
+    uv_field(L, 1, "acks");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        lua_rawseti(L, -2, id);
+    }
     return 0;
 }
 
@@ -240,7 +282,7 @@ static int add_listener(lua_State *L, int once)
     lhost_selfcall(L, lua_upvalueindex(1));
     ev = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
-    uv_table(L, lua_upvalueindex(1), "events");
+    events_table(L, lua_upvalueindex(1));
     t = lua_getfield(L, -1, ev);
     if (t == LUA_TNIL && !once) {
         lua_pushvalue(L, 2);
@@ -282,7 +324,10 @@ static int m_off(lua_State *L)
     const char *ev;
     lhost_selfcall(L, lua_upvalueindex(1));
     ev = luaL_checkstring(L, 1);
-    uv_table(L, lua_upvalueindex(1), "events");
+    if (events(L, lua_upvalueindex(1)) == LUA_TNIL) {
+        lua_pushvalue(L, lua_upvalueindex(1));
+        return 1;
+    }
     if (lua_isnoneornil(L, 2)) {
         lua_pushnil(L);
         lua_setfield(L, -2, ev);
@@ -318,13 +363,22 @@ static int m_off(lua_State *L)
 
 /* Calls every listener of `ev` on the handle at `ud` with the nargs values on top of the stack
  * (popped). Listeners run from a copy of the list (they may add or remove listeners); one-shot
- * listeners are removed from the list before any of them runs. */
-static void fire(lua_State *L, int ud, const char *ev, int nargs)
+ * listeners are removed from the list before any of them runs. evidx, when not 0, is where the
+ * name is on the stack as a Lua string: looked up as is, without hashing `ev` again. */
+static void fire(lua_State *L, int ud, int evidx, const char *ev, int nargs)
 {
     int args = lua_gettop(L) - nargs + 1, list, copy, t;
     lua_Integer n, k = 0;
-    uv_table(L, ud, "events");
-    t = lua_getfield(L, -1, ev);
+    if (events(L, ud) == LUA_TNIL) {
+        lua_settop(L, args - 1);
+        return;
+    }
+    if (evidx != 0) {
+        lua_pushvalue(L, evidx);
+        t = lua_rawget(L, -2);
+    } else {
+        t = lua_getfield(L, -1, ev);
+    }
     if (t == LUA_TFUNCTION) {
         /* one listener: call it, no copy */
         for (int a = 0; a < nargs; a++)
@@ -369,17 +423,19 @@ static void fire(lua_State *L, int ud, const char *ev, int nargs)
 
 /* ---------------------------------------------------------------- acks */
 
-/* The callable ack given to a handler: upvalues (handle, id, sent). Sends once. */
+/* The callable ack given to a handler: upvalues (handle, id), id set to nil once sent: it sends
+ * once. The handle is ours (lsocket_on_packet put it there): no type check needed. */
 static int ack_call(lua_State *L)
 {
-    lsock_t *h = check(L, lua_upvalueindex(1));
+    lsock_t *h = lua_touserdata(L, lua_upvalueindex(1));
     int natt;
     rbuf_t *att[MAX_ATT], *pkt;
-    if (lua_toboolean(L, lua_upvalueindex(3)) || h->s == NULL || h->s->state != SIO_S_CONNECTED)
+    int64_t id = lua_isinteger(L, lua_upvalueindex(2)) ? lua_tointeger(L, lua_upvalueindex(2)) : -1;
+    if (id < 0 || h->s == NULL || h->s->state != SIO_S_CONNECTED)
         return 0;
-    lua_pushboolean(L, 1);
-    lua_replace(L, lua_upvalueindex(3));
-    pkt = lsocket_encode(L, 1, h->s->nsp->name, SIO_ACK, lua_tointeger(L, lua_upvalueindex(2)), att, &natt);
+    lua_pushnil(L);
+    lua_replace(L, lua_upvalueindex(2));
+    pkt = lsocket_encode(L, 1, h->s->nsp->name, SIO_ACK, id, att, &natt);
     sio_socket_send(h->s, pkt, att, (size_t)natt);
     release_all(pkt, att, natt);
     return 0;
@@ -397,7 +453,9 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
         return -1;
     n = (int)lua_rawlen(L, t);
     if (p->type == SIO_ACK || p->type == SIO_BINARY_ACK) {
-        uv_table(L, ud, "acks");
+        uv_field(L, ud, "acks");
+        if (!lua_istable(L, -1))
+            return 0; /* no ack was ever asked for */
         lua_rawgeti(L, -1, p->id);
         if (!lua_isfunction(L, -1))
             return 0; /* unknown or already answered: ignored, as the reference does */
@@ -425,15 +483,12 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
     if (p->id >= 0) {
         lua_pushvalue(L, ud);
         lua_pushinteger(L, p->id);
-        lua_pushboolean(L, 0);
-        lua_pushcclosure(L, ack_call, 3);
+        lua_pushcclosure(L, ack_call, 2);
     }
-    uv_field(L, ud, "mw");
-    int hooked = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-    uv_field(L, ud, "any");
-    hooked |= !lua_isnil(L, -1);
-    lua_pop(L, 1);
+    int hooked = 0, top0 = lua_gettop(L);
+    if (lua_getiuservalue(L, ud, UV_PRIV) == LUA_TTABLE) /* no private table: no mw, no onAny */
+        hooked = lua_getfield(L, top0 + 1, "mw") != LUA_TNIL || lua_getfield(L, top0 + 1, "any") != LUA_TNIL;
+    lua_settop(L, top0);
     if (hooked) {
         /* socket.use middlewares or onAny listeners: the prelude's dispatch(socket, ev, args...,
          * ack) runs them, then the listeners */
@@ -445,7 +500,7 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
         lua_call(L, top - evidx + 2, 0);
         return 0;
     }
-    fire(L, ud, ev, n - 1 + (p->id >= 0));
+    fire(L, ud, evidx, ev, n - 1 + (p->id >= 0));
     return 0;
 }
 
@@ -453,13 +508,11 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
 
 void lsocket_push_new(lua_State *L, sio_socket_t *s)
 {
-    lsock_t *h = lua_newuserdatauv(L, sizeof(*h), 1);
+    lsock_t *h = lua_newuserdatauv(L, sizeof(*h), 2); /* both user values made on first use */
     h->s = s;
     h->leaving = 0;
     memcpy(h->id, s->id, sizeof(h->id));
     luaL_setmetatable(L, SOCKET_MT);
-    lua_createtable(L, 0, 2); /* sub-tables are created on first use (uv_table) */
-    lua_setiuservalue(L, -2, 1);
     lua_pushvalue(L, -1);
     s->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
@@ -502,11 +555,11 @@ void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason)
     lsock_t *h = lua_touserdata(L, ud);
     h->leaving = 1;
     lua_pushstring(L, reason);
-    fire(L, ud, "disconnecting", 1);
+    fire(L, ud, 0, "disconnecting", 1);
     sio_socket_leave_all(s);
     h->leaving = 2;
     lua_pushstring(L, reason);
-    fire(L, ud, "disconnect", 1);
+    fire(L, ud, 0, "disconnect", 1);
     lsocket_release(L, s);
     lua_settop(L, ud - 1);
 }
@@ -519,15 +572,19 @@ static int c_fire(lua_State *L)
     const char *ev;
     check(L, 1);
     ev = luaL_checkstring(L, 2);
-    fire(L, 1, ev, lua_gettop(L) - 2);
+    fire(L, 1, 2, ev, lua_gettop(L) - 2);
     return 0;
 }
 
-/* core.uv(socket): the handle's private table (listeners, acks, middlewares...). */
+/* core.uv(socket[, create]): the handle's private table (acks, middlewares, data...); nil if it
+ * does not exist yet, unless create is true. */
 static int c_uv(lua_State *L)
 {
     check(L, 1);
-    lua_getiuservalue(L, 1, 1);
+    if (lua_toboolean(L, 2))
+        lsocket_private(L, 1);
+    else
+        lua_getiuservalue(L, 1, UV_PRIV);
     return 1;
 }
 
@@ -679,7 +736,7 @@ static void push_handshake(lua_State *L, int ud, lsock_t *h)
         lua_pushboolean(L, xdomain);
         lua_setfield(L, -2, "xdomain");
     }
-    lua_getiuservalue(L, ud, 1);
+    lsocket_private(L, ud);
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "handshake");
     lua_pop(L, 1);
@@ -689,38 +746,66 @@ static const luaL_Reg methods[] = {{"emit", m_emit},       {"on", m_on},       {
                                    {"off", m_off},         {"join", m_join},   {"leave", m_leave},
                                    {"disconnect", m_disconnect}, {NULL, NULL}};
 
+/* The fields s_index answers itself; codes below K_ID are 1 + an index in methods[]. */
+enum { K_ID = 16, K_CONNECTED, K_DISCONNECTED, K_DATA, K_HANDSHAKE, K_ROOMS, K_NSP, K_CONN };
+static const struct {
+    const char *name;
+    int code;
+} fields[] = {{"id", K_ID},           {"connected", K_CONNECTED}, {"disconnected", K_DISCONNECTED},
+              {"data", K_DATA},       {"handshake", K_HANDSHAKE}, {"rooms", K_ROOMS},
+              {"nsp", K_NSP},         {"conn", K_CONN},           {NULL, 0}};
+
 static const char PROPS_KEY = 'p';   /* registry: the prelude's socket properties */
 static const char METHODS_KEY = 'm'; /* registry: the prelude's socket methods */
+
+/* The code of key k (stack index 2) from the {name -> code} table at upvalue 1 of s_index and
+ * s_newindex: one hash lookup of an interned string instead of a strcmp per name (every
+ * socket.emit/socket.on goes through here). 0 for any other key. */
+static int key_code(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    int code = lua_rawget(L, lua_upvalueindex(1)) == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    return code;
+}
 
 static int s_index(lua_State *L)
 {
     lsock_t *h = check(L, 1);
     const char *k = luaL_checkstring(L, 2);
-    for (const luaL_Reg *m = methods; m->name; m++)
-        if (strcmp(k, m->name) == 0) {
-            lua_pushvalue(L, 1);
-            lua_pushcclosure(L, m->func, 1);
-            return 1;
-        }
-    if (strcmp(k, "id") == 0) {
+    int code = key_code(L);
+    if (code >= 1 && code < K_ID) {
+        lua_pushvalue(L, 1);
+        lua_pushcclosure(L, methods[code - 1].func, 1);
+        return 1;
+    }
+    switch (code) {
+    case K_ID:
         lua_pushstring(L, h->id);
-    } else if (strcmp(k, "connected") == 0) {
+        break;
+    case K_CONNECTED:
         /* still connected while "disconnecting" runs, as in the reference */
         lua_pushboolean(L, h->s != NULL && (h->s->state == SIO_S_CONNECTED || h->leaving == 1));
-    } else if (strcmp(k, "disconnected") == 0) {
+        break;
+    case K_DISCONNECTED:
         lua_pushboolean(L, !(h->s != NULL && (h->s->state == SIO_S_CONNECTED || h->leaving == 1)));
-    } else if (strcmp(k, "data") == 0) {
+        break;
+    case K_DATA:
         uv_table(L, 1, "data");
-    } else if (strcmp(k, "handshake") == 0) {
+        break;
+    case K_HANDSHAKE:
         push_handshake(L, 1, h);
-    } else if (strcmp(k, "rooms") == 0) {
+        break;
+    case K_ROOMS:
         push_rooms(L, h);
-    } else if (strcmp(k, "nsp") == 0) {
+        break;
+    case K_NSP:
         if (h->s == NULL)
             return 0;
         lserver_push_nsp(L, h->s->nsp);
-    } else {
-        /* the prelude's properties and methods, then the app's own fields */
+        break;
+    default:
+        /* the prelude's properties (conn...) and methods, then the app's own fields */
         if (lhost_prelude_member(L, 1, &PROPS_KEY, &METHODS_KEY, k))
             return 1;
         uv_field(L, 1, "props");
@@ -735,13 +820,11 @@ static int s_newindex(lua_State *L)
 {
     check(L, 1);
     const char *k = luaL_checkstring(L, 2);
-    static const char *const ro[] = {"id", "connected", "disconnected", "handshake", "rooms", "nsp", "conn",
-                                     "emit", "on", "once", "off", "join", "leave", "disconnect", NULL};
-    for (int i = 0; ro[i]; i++)
-        if (strcmp(k, ro[i]) == 0)
-            return luaL_error(L, "socket.%s cannot be assigned", k);
-    lua_getiuservalue(L, 1, 1);
-    if (strcmp(k, "data") == 0) {
+    int code = key_code(L);
+    if (code != 0 && code != K_DATA) /* methods and read-only fields */
+        return luaL_error(L, "socket.%s cannot be assigned", k);
+    lsocket_private(L, 1);
+    if (code == K_DATA) {
         lua_pushvalue(L, 3);
         lua_setfield(L, -2, "data");
         return 0;
@@ -768,9 +851,19 @@ static const luaL_Reg core_funcs[] = {{"emit", c_emit},     {"cancel_ack", c_can
 void lsocket_open(lua_State *L)
 {
     luaL_newmetatable(L, SOCKET_MT);
-    lua_pushcfunction(L, s_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, s_newindex);
+    lua_createtable(L, 0, 16); /* key_code's {name -> code} */
+    for (int i = 0; methods[i].name; i++) {
+        lua_pushinteger(L, i + 1);
+        lua_setfield(L, -2, methods[i].name);
+    }
+    for (int i = 0; fields[i].name; i++) {
+        lua_pushinteger(L, fields[i].code);
+        lua_setfield(L, -2, fields[i].name);
+    }
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, s_index, 1);
+    lua_setfield(L, -3, "__index");
+    lua_pushcclosure(L, s_newindex, 1);
     lua_setfield(L, -2, "__newindex");
     lua_pushcfunction(L, s_tostring);
     lua_setfield(L, -2, "__tostring");

@@ -24,7 +24,11 @@
  * require "cjson". */
 int luaopen_cjson(lua_State *l);
 
-#define STATE_KEY "siolua.lvalue" /* registry: {cjson = private instance, depth = configured} */
+/* registry (the key's address): the state table { [ST_ENCODE] = cjson.encode, [ST_DECODE] =
+ * cjson.decode, [ST_DEPTH] = the configured depth, cjson = the private instance }. Array slots:
+ * every packet reads them. */
+static const char STATE_KEY = 'v';
+enum { ST_ENCODE = 1, ST_DECODE, ST_DEPTH };
 #define MAX_SAFE 9007199254740992.0 /* 2^53: beyond it JS numbers are not all integers */
 /* cjson prints numbers with "%.14g" (14 is the most encode_number_precision accepts), which
  * rounds integers of 15 digits or more. Those are written exactly instead (see "Sentinels"). */
@@ -48,10 +52,10 @@ static void cjson_config(lua_State *L, int cj, const char *fn, int is_bool, int 
  * lvalue_open, e.g. in the fuzz harness). [-0, +1, e] */
 static int push_state(lua_State *L)
 {
-    if (lua_getfield(L, LUA_REGISTRYINDEX, STATE_KEY) == LUA_TTABLE)
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &STATE_KEY) == LUA_TTABLE)
         return lua_gettop(L);
     lua_pop(L, 1);
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 3, 1);
     int st = lua_gettop(L);
     lua_pushcfunction(L, luaopen_cjson);
     lua_call(L, 0, 1);
@@ -60,34 +64,40 @@ static int push_state(lua_State *L)
     cjson_config(L, cj, "encode_invalid_numbers", 1, 0);
     cjson_config(L, cj, "decode_invalid_numbers", 1, 0);
     cjson_config(L, cj, "encode_number_precision", 0, 14);
+    lua_getfield(L, cj, "encode"); /* its functions keep their configuration as an upvalue */
+    lua_rawseti(L, st, ST_ENCODE);
+    lua_getfield(L, cj, "decode");
+    lua_rawseti(L, st, ST_DECODE);
     lua_setfield(L, st, "cjson");
     lua_pushinteger(L, 0);
-    lua_setfield(L, st, "depth");
+    lua_rawseti(L, st, ST_DEPTH);
     lua_pushvalue(L, st);
-    lua_setfield(L, LUA_REGISTRYINDEX, STATE_KEY);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
     return st;
 }
 
-/* Pushes the cjson instance with its depth limits set to max_depth (a JSON text nesting depth:
- * "[[1]]" is 2). The limit is a per-call argument, so it is set only when it changes. */
-static int push_cjson(lua_State *L, int max_depth)
+/* Pushes cjson's encode (which = ST_ENCODE) or decode (ST_DECODE) function with the instance's
+ * depth limits set to max_depth (a JSON text nesting depth: "[[1]]" is 2). The limit is a
+ * per-call argument, so it is set only when it changes. [-0, +1, e] */
+static void push_cjson(lua_State *L, int which, int max_depth)
 {
     if (max_depth < 1)
         luaL_error(L, "max_depth must be at least 1");
     int st = push_state(L);
-    lua_getfield(L, st, "cjson");
-    int cj = lua_gettop(L);
-    lua_getfield(L, st, "depth");
+    lua_rawgeti(L, st, ST_DEPTH);
     lua_Integer cur = lua_tointeger(L, -1);
     lua_pop(L, 1);
     if (cur != max_depth) {
+        lua_getfield(L, st, "cjson");
+        int cj = lua_gettop(L);
         cjson_config(L, cj, "decode_max_depth", 0, max_depth);
         cjson_config(L, cj, "encode_max_depth", 0, max_depth);
+        lua_pop(L, 1);
         lua_pushinteger(L, max_depth);
-        lua_setfield(L, st, "depth");
+        lua_rawseti(L, st, ST_DEPTH);
     }
+    lua_rawgeti(L, st, which);
     lua_remove(L, st);
-    return lua_gettop(L);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -299,6 +309,8 @@ typedef struct {
  * makes it one, and then num must index an attachment ("illegal attachments" otherwise). */
 static int dec_placeholder(lua_State *L, const dec_t *d, int t)
 {
+    if (lua_rawlen(L, t) > 0)
+        return 0; /* a JSON array (cjson gives objects string keys only): every event's args */
     lua_pushliteral(L, "_placeholder");
     int is = lua_rawget(L, t) == LUA_TBOOLEAN && lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -362,9 +374,7 @@ void lvalue_push_json(lua_State *L, const char *json, size_t len, rbuf_t *const 
      * NUL is never valid JSON (not even inside a string), so refusing it is exact. */
     if (memchr(json, '\0', len) != NULL)
         luaL_error(L, "invalid JSON: NUL byte");
-    int cj = push_cjson(L, max_depth);
-    lua_getfield(L, cj, "decode");
-    lua_remove(L, cj);
+    push_cjson(L, ST_DECODE, max_depth);
     lua_pushlstring(L, json, len);
     int rc = lua_pcall(L, 1, 1, 0);
     if (rc == LUA_ERRMEM)
@@ -420,19 +430,33 @@ typedef struct {
     lua_State *L;
     int max_depth; /* JSON nesting limit; a binary's placeholder object counts as a level */
     int max_att;   /* attachments allowed; -1: binaries are refused */
-    int visiting;  /* stack index: set of the tables on the current path (cycle check) */
-    int fixups;    /* stack index: triples (table, key, payload) to set to S..payload */
-    int bins;      /* stack index: the binaries, in attachment order */
+    /* Stack slots holding nil until first needed (most payloads are a few strings: no table to
+     * walk, nothing to fix up, no binary), then a table: */
+    int visiting;  /* set of the tables on the current path (cycle check) */
+    int fixups;    /* triples (table, key, payload) to set to S..payload */
+    int bins;      /* the binaries, in attachment order */
     int nfix;      /* triples in fixups */
     int nbin;      /* binaries in bins */
     int tag_seen;  /* some string contains "~siolua<tag>~" */
     lua_Integer max_tag;
 } enc_t;
 
+/* The table in stack slot idx, created there on first use. [-0, +0, m] */
+static int slot(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TNIL) {
+        lua_newtable(L);
+        lua_replace(L, idx);
+    }
+    return idx;
+}
+
 /* Records the tags of the sentinel look-alikes in a user string. */
 static void scan_string(enc_t *e, const char *s, size_t len)
 {
     const char *end = s + len, *p = s;
+    if (memchr(s, '~', len) == NULL) /* the common case, and much cheaper than memmem */
+        return;
     while ((p = memmem(p, (size_t)(end - p), TAG_PREFIX, TAG_PREFIX_LEN)) != NULL) {
         p += TAG_PREFIX_LEN; /* no occurrence can start inside the prefix: it has one '~' */
         const char *q = p;
@@ -454,6 +478,7 @@ static void scan_string(enc_t *e, const char *s, size_t len)
 static void add_fixup(enc_t *e, int t, int k, int p)
 {
     lua_State *L = e->L;
+    slot(L, e->fixups);
     lua_pushvalue(L, t);
     lua_rawseti(L, e->fixups, ++e->nfix * 3 - 2);
     lua_pushvalue(L, k);
@@ -500,6 +525,7 @@ static int walk_table(enc_t *e, int idx, int depth)
     if (depth > e->max_depth)
         too_deep(e);
     luaL_checkstack(L, 8, "value too deep to encode");
+    slot(L, e->visiting);
     lua_pushvalue(L, idx);
     if (lua_rawget(L, e->visiting) != LUA_TNIL)
         luaL_error(L, "cannot encode a table that contains itself");
@@ -514,11 +540,6 @@ static int walk_table(enc_t *e, int idx, int depth)
     while (lua_next(L, idx)) { /* key, value */
         int v = lua_gettop(L);
         empty = 0;
-        if (lua_type(L, v - 1) == LUA_TSTRING) {
-            size_t n;
-            const char *s = lua_tolstring(L, v - 1, &n);
-            scan_string(e, s, n);
-        }
         int r = walk(e, v, depth + 1);
         if (r != W_SAME) {
             if (!copied) {
@@ -591,12 +612,8 @@ static int walk(enc_t *e, int idx, int depth)
         if (walk_number(e, idx))
             return W_SENTINEL;
         break;
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        scan_string(e, s, n);
+    case LUA_TSTRING: /* scanned (scan_value) only if a sentinel is needed */
         break;
-    }
     case LUA_TTABLE:
         return walk_table(e, idx, depth);
     case LUA_TUSERDATA: {
@@ -612,7 +629,7 @@ static int walk(enc_t *e, int idx, int depth)
         if (b->len > UINT32_MAX)
             luaL_error(L, "binary too large");
         lua_pushvalue(L, idx);
-        lua_rawseti(L, e->bins, ++e->nbin);
+        lua_rawseti(L, slot(L, e->bins), ++e->nbin);
         lua_pushfstring(L, "b%d", e->nbin - 1);
         return W_SENTINEL;
     }
@@ -621,6 +638,31 @@ static int walk(enc_t *e, int idx, int depth)
     }
     lua_pushvalue(L, idx);
     return W_SAME;
+}
+
+/* Records the sentinel look-alikes of every string (keys included) in the value at idx, which
+ * walk() accepted: no cycle, depth bounded. Only run when a sentinel is needed. */
+static void scan_value(enc_t *e, int idx)
+{
+    lua_State *L = e->L;
+    size_t n;
+    const char *s;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        s = lua_tolstring(L, idx, &n);
+        scan_string(e, s, n);
+    } else if (lua_type(L, idx) == LUA_TTABLE) {
+        luaL_checkstack(L, 4, "value too deep to encode");
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            int v = lua_gettop(L);
+            if (lua_type(L, v - 1) == LUA_TSTRING) {
+                s = lua_tolstring(L, v - 1, &n);
+                scan_string(e, s, n);
+            }
+            scan_value(e, v);
+            lua_pop(L, 1);
+        }
+    }
 }
 
 /* Replaces every `"S<payload>"` token of the JSON text at stack[j] (see "Sentinels") and
@@ -656,6 +698,14 @@ static void unsentinel(lua_State *L, int j, const char *s, size_t slen, int expe
     (void)expect;
 }
 
+/* encode()'s end: keeps only the text at the top, at base + 1, and returns nbin. */
+static int result(lua_State *L, int base, int nbin)
+{
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+    return nbin;
+}
+
 /* Encodes stack[first..first+n) as a JSON array (as_array) or stack[first] alone, pushes the
  * text and returns the number of binaries, whose rbufs go to att (allocated last). */
 static int encode(lua_State *L, int first, int n, int as_array, rbuf_t **att, int max_att,
@@ -664,22 +714,18 @@ static int encode(lua_State *L, int first, int n, int as_array, rbuf_t **att, in
     luaL_checkstack(L, 16, NULL);
     first = lua_absindex(L, first);
     int base = lua_gettop(L);
-    int cj = push_cjson(L, max_depth);
+    push_cjson(L, ST_ENCODE, max_depth);
     enc_t e = {.L = L, .max_depth = max_depth, .max_att = max_att};
-    lua_newtable(L);
+    lua_pushnil(L);
     e.visiting = lua_gettop(L);
-    lua_newtable(L);
+    lua_pushnil(L);
     e.fixups = lua_gettop(L);
-    lua_newtable(L);
+    lua_pushnil(L);
     e.bins = lua_gettop(L);
-    lua_createtable(L, 1, 0); /* holder: [1] is the value handed to cjson */
-    int holder = lua_gettop(L);
-    lua_pushinteger(L, 1);
-    int one = lua_gettop(L);
 
     if (as_array && n == 0) {
-        lua_pushliteral(L, "a"); /* cjson would write {} */
-        add_fixup(&e, holder, one, lua_gettop(L));
+        lua_pushliteral(L, "[]"); /* cjson would write {} */
+        return result(L, base, 0);
     } else if (as_array) {
         lua_createtable(L, n, 0);
         int arr = lua_gettop(L);
@@ -693,13 +739,22 @@ static int encode(lua_State *L, int first, int n, int as_array, rbuf_t **att, in
             lua_rawseti(L, arr, i + 1);
         }
     } else if (walk(&e, first, 1) == W_SENTINEL) {
-        add_fixup(&e, holder, one, lua_gettop(L));
+        /* the value itself is an empty array or an exact integer (binaries are refused here):
+         * its text is the payload's, no cjson needed */
+        const char *v = lua_tostring(L, -1);
+        if (*v == 'a')
+            lua_pushliteral(L, "[]");
+        else
+            lua_pushstring(L, v + 1);
+        return result(L, base, 0);
     }
-    lua_rawseti(L, holder, 1);
+    int value = lua_gettop(L); /* what cjson encodes */
 
     int s = 0;
     if (e.nfix > 0) {
         lua_Integer tag = 0;
+        for (int i = 0; i < (as_array ? n : 1); i++)
+            scan_value(&e, first + i);
         if (e.tag_seen) {
             if (e.max_tag >= 999999999999999999LL) /* 10^18 - 1: the next one is too long */
                 luaL_error(L, "cannot encode: too many sentinel look-alikes in strings");
@@ -721,8 +776,8 @@ static int encode(lua_State *L, int first, int n, int as_array, rbuf_t **att, in
         }
     }
 
-    lua_getfield(L, cj, "encode");
-    lua_rawgeti(L, holder, 1);
+    lua_pushvalue(L, base + 1); /* cjson.encode */
+    lua_pushvalue(L, value);
     lua_call(L, 1, 1); /* raises on what the walk leaves to cjson: bad keys, sparse arrays */
     if (e.nfix > 0) {
         lua_pushfstring(L, "\"%s", lua_tostring(L, s));
@@ -739,9 +794,7 @@ static int encode(lua_State *L, int first, int n, int as_array, rbuf_t **att, in
         att[i]->flags |= RBUF_BINARY;
         lua_pop(L, 1);
     }
-    lua_replace(L, base + 1);
-    lua_settop(L, base + 1);
-    return e.nbin;
+    return result(L, base, e.nbin);
 }
 
 int lvalue_encode_args(lua_State *L, int first, int n, rbuf_t **att, int max_att, int max_depth)

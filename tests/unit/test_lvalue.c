@@ -441,6 +441,8 @@ TEST(sentinel_lookalikes)
               "assert(json:find('[[],', 1, true) == 1)\n"
               "assert(json:find('\"~siolua3~\":[]', 1, true))\n"
               "eq(value({'~siolua~', siolua.array()}), '[\"~siolua~\",[]]')\n"
+              /* look-alikes in other arguments and deeper than the sentinel (scanned afterwards) */
+              "eq(encode('~siolua~', {x = {'~siolua5~'}}, siolua.array()), '[\"~siolua~\",{\"x\":[\"~siolua5~\"]},[]]')\n"
               "eq(value({'\"~siolua~a\"', siolua.array()}), '[\"\\\\\"~siolua~a\\\\\"\",[]]')\n"
               "eq(value({k = 123456789012345, ['~siolua~'] = 1}):find('\"k\":123456789012345', 1, true) ~= nil, true)\n"));
 }
