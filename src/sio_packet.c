@@ -148,6 +148,19 @@ const char *sio_strerror(int code)
     return "unknown error";
 }
 
+/* Writes v in decimal at p, returns the length (every ack is numbered: no printf per packet). */
+static size_t put_u64(char *p, uint64_t v)
+{
+    char t[20];
+    size_t n = 0;
+    do
+        t[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    for (size_t i = 0; i < n; i++)
+        p[i] = t[n - 1 - i];
+    return n;
+}
+
 /* The namespace must not contain ',' (the wire format has no escape); namespaces are validated when
  * they are created, so this is not re-checked per packet. */
 rbuf_t *sio_encode(const sio_packet_t *pkt)
@@ -157,12 +170,14 @@ rbuf_t *sio_encode(const sio_packet_t *pkt)
     size_t hn = 0;
     head[hn++] = '4';
     head[hn++] = (char)('0' + (int)pkt->type);
-    if (pkt->type == SIO_BINARY_EVENT || pkt->type == SIO_BINARY_ACK)
-        hn += (size_t)snprintf(head + hn, sizeof(head) - hn, "%" PRIu32 "-", pkt->attachments);
+    if (pkt->type == SIO_BINARY_EVENT || pkt->type == SIO_BINARY_ACK) {
+        hn += put_u64(head + hn, pkt->attachments);
+        head[hn++] = '-';
+    }
 
     int with_nsp = pkt->nsp.len > 0 && !(pkt->nsp.len == 1 && pkt->nsp.ptr[0] == '/');
     char idb[24];
-    size_t idn = pkt->id >= 0 ? (size_t)snprintf(idb, sizeof(idb), "%" PRId64, pkt->id) : 0;
+    size_t idn = pkt->id >= 0 ? put_u64(idb, (uint64_t)pkt->id) : 0;
 
     size_t total = hn + (with_nsp ? pkt->nsp.len + 1 : 0) + idn + pkt->data.len;
     rbuf_t *b = rbuf_new(total);
