@@ -1,6 +1,10 @@
 /* ws: see ws.h.
- * Input goes through a wslay event context (frame parsing, unmasking, fragment assembly, UTF-8
- * check of text messages (close 1007), size limit (close 1009), automatic pong and close replies).
+ * Input goes through a wslay event context (frame parsing, unmasking, UTF-8 check of text messages
+ * (close 1007), per-frame size limit (close 1009), automatic pong and close replies) in wslay's
+ * no-buffering mode: wslay buffers only control frames, and we assemble data messages ourselves
+ * (see "message assembly"). A whole message that arrives in one piece is handed up straight from
+ * wslay's input buffer: no allocation, no copy. Buffered, wslay made four allocations and two
+ * copies per message (chunk list entry, chunk, its bytes, the flattened message).
  * The context costs about 8 KB, so a connection holds one only while it is receiving: it is lent
  * when bytes arrive and given back once wslay holds nothing. wslay cannot say when that is, so we
  * count: `fed` bytes given to wslay, `accounted` bytes of the frames it has started (header +
@@ -13,7 +17,8 @@
  * Only the control frames wslay queues by itself (pong, close reply) go through wslay_event_send.
  * Memory: an idle connection is struct ws_conn alone (56 bytes): its limits are a shared
  * refcounted set, the receive state lives with the lent context.
- * Bounds: fragments per message are counted as frames start (wslay keeps ~100 bytes per fragment);
+ * Bounds: fragments per message are counted as frames start; the bytes of a fragmented message
+ * are counted as its frames start, against max_message, before anything is allocated for them;
  * reading stops while the output queue is over pause_bytes (a client that pings without reading
  * cannot grow the pong queue) and resumes when it drains; every close is given close_timeout to
  * write its last bytes. */
@@ -35,12 +40,18 @@ typedef struct {
     ws_conn_t *ws;  /* the connection it is lent to */
     const char *in; /* bytes being fed to wslay_event_recv */
     size_t inlen;
-    uint64_t fed;       /* bytes given to wctx */
-    uint64_t accounted; /* bytes of the frames wctx has started */
-    size_t nfrags;      /* frames of the data message in progress */
-    buf_t ctl;          /* control frames from one wslay_event_send, written at once */
-    uint16_t violation; /* a close code decided inside a wslay callback, sent after it */
-    uint8_t frag;       /* a fragmented data message is in progress */
+    uint64_t fed;         /* bytes given to wctx */
+    uint64_t accounted;   /* bytes of the frames wctx has started */
+    size_t nfrags;        /* frames of the data message in progress */
+    buf_t ctl;            /* control frames from one wslay_event_send, written at once */
+    buf_t msg;            /* the data message being assembled (not used for a message in one chunk) */
+    const uint8_t *whole; /* a whole message in one chunk: borrowed from wslay until on_msg */
+    uint64_t msglen;      /* payload bytes the data message's frames announced so far (<= max_message) */
+    uint64_t framelen;    /* payload length of the data frame in progress */
+    uint16_t violation;   /* a close code decided inside a wslay callback, sent after it */
+    uint8_t frag;         /* a fragmented data message is in progress */
+    uint8_t ctlframe;     /* the frame in progress is a control frame (wslay buffers it) */
+    uint8_t single;       /* the data frame in progress is a whole message (text/binary with FIN) */
 } ws_rx_t;
 
 /* The limits a connection applies after the handshake, kept once per distinct set instead of once
@@ -118,30 +129,93 @@ static void flush_ctl(ws_rx_t *rx)
     buf_free(&rx->ctl);
 }
 
+/* ---------------------------------------------------------------- message assembly */
+
+/* With no buffering, wslay still parses, unmasks and checks every frame, queues pongs and close
+ * replies, and buffers control frames; for data frames it calls on_frame_start, then on_chunk with
+ * each piece of unmasked payload as it arrives, then on_msg (msg NULL) at the end of a message
+ * with FIN. Read in wslay 1.1.1 lib/wslay_event.c, wslay_event_recv (the same in later versions):
+ * - UTF-8: the check of text messages does not depend on buffering. Each chunk is decoded
+ *   (state kept across fragments, control frames in between and reads) before on_chunk sees it;
+ *   bad bytes or a message that ends mid-character queue close 1007 and stop reading before
+ *   on_msg, so on_msg only ever sees valid text.
+ * - Size: wslay compares msg_length + payload_length with max_recv_msg_length at each frame start,
+ *   but without buffering msg_length stays 0 for data messages: it checks single frames only.
+ *   The total of a fragmented message is checked here, in on_frame_start (close 1009).
+ * - The bytes of the last chunk stay where on_chunk saw them until on_msg of the same message:
+ *   between them wslay only finishes its checks and calls on_frame_recv_end (which we do not
+ *   set); it reads again (and may move its buffer) only on its next wslay_frame_recv. So `whole`
+ *   is used in on_msg and dropped there, never kept past it. */
+
 static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg, void *ud)
 {
     (void)ctx;
     ws_rx_t *rx = ud;
     uint64_t n = arg->payload_length;
     rx->accounted += 2 + (n < 126 ? 0 : n < 65536 ? 2 : 8) + 4 + n;
-    if (arg->opcode == WSLAY_CONNECTION_CLOSE && n == 1)
-        rx->violation = 1002; /* RFC 6455 5.5.1: a close body starts with a 2-byte code; wslay
-                                 would answer it as an empty close */
-    if (arg->opcode < 0x8) {  /* data or continuation; control frames can come between fragments */
-        rx->frag = !arg->fin;
-        rx->nfrags = arg->opcode != 0 ? 1 : rx->nfrags + 1;
-        if (rx->nfrags > rx->ws->lim->max_fragments)
-            rx->violation = 1009; /* recv_cb now stops wslay; feed() closes */
+    rx->ctlframe = arg->opcode >= 0x8; /* control frames can come between fragments */
+    if (rx->ctlframe) {
+        if (arg->opcode == WSLAY_CONNECTION_CLOSE && n == 1)
+            rx->violation = 1002; /* RFC 6455 5.5.1: a close body starts with a 2-byte code; wslay
+                                     would answer it as an empty close */
+        return;
     }
+    if (arg->opcode != 0) { /* a new message (wslay rejected it if one was in progress) */
+        rx->nfrags = 0;
+        rx->msglen = 0;
+        rx->msg.len = 0;
+    }
+    rx->frag = !arg->fin;
+    rx->nfrags++;
+    rx->single = arg->opcode != 0 && arg->fin;
+    rx->framelen = n;
+    rx->whole = NULL;
+    if (rx->nfrags > rx->ws->lim->max_fragments || n > rx->ws->lim->max_message - rx->msglen)
+        rx->violation = 1009; /* recv_cb now stops wslay; on_chunk and on_msg ignore the rest */
+    else
+        rx->msglen += n;
+}
+
+static void on_chunk(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_chunk_arg *arg, void *ud)
+{
+    (void)ctx;
+    ws_rx_t *rx = ud;
+    if (rx->ctlframe || rx->violation || rx->ws->closing)
+        return;
+    if (rx->single && arg->data_length == rx->framelen) {
+        rx->whole = arg->data; /* the usual case: handed up from here, no copy */
+        return;
+    }
+    if (arg->data_length == 0) /* an empty fragment */
+        return;
+    /* msglen is what the frames so far announced (at most max_message, checked before): make room
+     * for it all at once, or for twice the current size if more (many small fragments), but never
+     * more than max_message */
+    if (rx->msg.cap < rx->msglen) {
+        uint64_t cap = rx->msg.cap * 2;
+        if (cap > rx->ws->lim->max_message)
+            cap = rx->ws->lim->max_message;
+        if (cap < rx->msglen)
+            cap = rx->msglen;
+        rx->msg.base = xrealloc(rx->msg.base, (size_t)cap);
+        rx->msg.cap = (size_t)cap;
+    }
+    memcpy(rx->msg.base + rx->msg.len, arg->data, arg->data_length);
+    rx->msg.len += arg->data_length;
 }
 
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *ud)
 {
     ws_rx_t *rx = ud;
     ws_conn_t *ws = rx->ws;
-    if (ws->closing)
-        return;
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
+        return;
+    const char *data = rx->whole ? (const char *)rx->whole : rx->msg.base ? rx->msg.base : "";
+    size_t len = rx->whole ? (size_t)rx->framelen : rx->msg.len;
+    rx->whole = NULL;
+    rx->msg.len = 0;
+    rx->msglen = 0;
+    if (ws->closing || rx->violation)
         return;
     /* Pongs for pings that came before this message go out before any answer to it: our data
      * frames bypass wslay's queue, so without this a pong sent between fragments would follow
@@ -150,14 +224,14 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     flush_ctl(rx);
     if (net_closing(ws->net)) /* the pong write failed */
         return;
-    ws->h->on_message(ws, arg->opcode == WSLAY_BINARY_FRAME, arg->msg ? (const char *)arg->msg : "", arg->msg_length,
-                      ws->ud);
+    ws->h->on_message(ws, arg->opcode == WSLAY_BINARY_FRAME, data, len, ws->ud);
 }
 
 static const struct wslay_event_callbacks ws_callbacks = {
     .recv_callback = recv_cb,
     .send_callback = send_cb,
     .on_frame_recv_start_callback = on_frame_start,
+    .on_frame_recv_chunk_callback = on_chunk,
     .on_msg_recv_callback = on_msg,
 };
 
@@ -281,12 +355,18 @@ int ws_has_ctx(const ws_conn_t *ws)
  *   as pongs are sent); obuf marks are used only by fragmented output, which we never queue;
  * - input message: imsg == &imsgs[0] with opcode 0xff, utf8state UTF8_ACCEPT and no chunks
  *   (wslay_event_imsg_reset after every message with FIN; imsgs[1] likewise after a control
- *   frame); msg_length/fin/rsv are reset by wslay_event_imsg_set when the next message starts;
+ *   frame; without buffering, data frames add no chunks and leave msg_length 0);
+ *   msg_length/fin/rsv are reset by wslay_event_imsg_set when the next message starts;
  *   event ipayloadlen == ipayloadoff == 0 (reset at every frame end);
  * - read_enabled/write_enabled 1, close_status 0, status codes untouched: only a close or an
  *   error changes them, and such a context is freed, never kept;
  * - error: WSLAY_ERR_WOULDBLOCK from our recv_cb, which wslay treats as 0; we reset it anyway.
- * max_recv_msg_length is set again at every hand-out (it is the connection's). */
+ * max_recv_msg_length is set again at every hand-out (it is the connection's); the no-buffering
+ * flag is set once, at creation. Our own receive state is reset at every hand-out, except `msg`'s
+ * storage: the spare keeps up to RX_KEEP bytes of it, so messages assembled from pieces (any
+ * message over ~4 KB: wslay reads in 4 KB) do not each cost an allocation. That buffer belongs to
+ * the process's one spare, not to an idle connection, which holds nothing. */
+#define RX_KEEP 65536
 static ws_rx_t *spare;
 
 /* Lends a context to ws: the spare if there is one, else a new one. */
@@ -302,7 +382,9 @@ static ws_rx_t *rx_take(ws_conn_t *ws)
             fprintf(stderr, "siolua: out of memory (wslay context)\n");
             abort(); /* as xmalloc does */
         }
+        wslay_event_config_set_no_buffering(rx->wctx, 1);
         rx->ctl = (buf_t)BUF_INIT;
+        rx->msg = (buf_t)BUF_INIT;
     }
     wslay_event_config_set_max_recv_msg_length(rx->wctx, ws->lim->max_message);
     rx->ws = ws;
@@ -310,8 +392,11 @@ static ws_rx_t *rx_take(ws_conn_t *ws)
     rx->inlen = 0;
     rx->fed = rx->accounted = 0;
     rx->nfrags = 0;
+    rx->msg.len = 0;
+    rx->whole = NULL;
+    rx->msglen = rx->framelen = 0;
     rx->violation = 0;
-    rx->frag = 0;
+    rx->frag = rx->ctlframe = rx->single = 0;
     return rx;
 }
 
@@ -319,6 +404,7 @@ static void rx_free(ws_rx_t *rx)
 {
     wslay_event_context_free(rx->wctx);
     buf_free(&rx->ctl);
+    buf_free(&rx->msg);
     free(rx);
 }
 
@@ -326,6 +412,8 @@ static void rx_free(ws_rx_t *rx)
 static void rx_give_back(ws_rx_t *rx)
 {
     rx->ws = NULL;
+    if (rx->msg.cap > RX_KEEP)
+        buf_free(&rx->msg); /* a big message was assembled: do not keep its size */
     if (spare == NULL)
         spare = rx;
     else

@@ -378,6 +378,7 @@ static void expect_ws_close(const void *frames, size_t n, int code, int why)
     srv_stop(&s);
     CHECK_EQ_INT(s.nclosed, 1);
     CHECK_EQ_INT(s.why, why);
+    CHECK_EQ_INT(s.nmsg, 0); /* nothing of a failing message reaches the handler */
     buf_free(&p);
     buf_free(&in);
 }
@@ -429,6 +430,59 @@ TEST(protocol_errors)
     for (int i = 0; i < 1100; i++)
         frame(&f, 0, 0, "", 0);
     expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 0, 2, "4", 1); /* the same, ending with FIN in the same read: not delivered */
+    for (int i = 0; i < 1023; i++)
+        frame(&f, 0, 0, "", 0);
+    frame(&f, 1, 0, "5", 1);
+    expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 0, 1, big, 10); /* 31 fragments of 10 bytes: 310 > 300, each frame under it */
+    for (int i = 0; i < 29; i++)
+        frame(&f, 0, 0, big, 10);
+    frame(&f, 1, 0, big, 10);
+    expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 0, 1, big, 150); /* 300 bytes, then an empty fragment and one more byte */
+    frame(&f, 0, 0, big, 150);
+    frame(&f, 0, 0, "", 0);
+    frame(&f, 1, 0, "x", 1);
+    expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 0, 1, "a\xc3", 2); /* invalid UTF-8 across fragments */
+    frame(&f, 1, 0, "\x28", 1);
+    expect_ws_close(f.base, f.len, 1007, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 0, 1, "ok", 2); /* invalid UTF-8 in a later fragment, a ping in between */
+    frame(&f, 1, 9, "p", 1);
+    frame(&f, 1, 0, "\xff", 1);
+    buf_t h = BUF_INIT;
+    buf_append(&h, f.base, f.len);
+    f.len = 0;
+    frame(&f, 1, 1, "a\xe2\x82", 3); /* a text message that ends inside a character */
+    expect_ws_close(f.base, f.len, 1007, WS_CLOSED_ERROR);
+    f.len = 0;
+    frame(&f, 0, 1, "\xe2", 1); /* the same, fragmented */
+    frame(&f, 1, 0, "\x82", 1);
+    expect_ws_close(f.base, f.len, 1007, WS_CLOSED_ERROR);
+    {
+        /* the ping case: the 1007 close (wslay drops the pong queued before it in the same read) */
+        srv_t s;
+        srv_start(&s);
+        int fd = ws_client(&s, NULL, 0);
+        buf_t p = BUF_INIT, in = BUF_INIT;
+        send_all(fd, h.base, h.len);
+        pump(&s, fd, &in, 0);
+        if (in.len >= 3 && (uint8_t)in.base[0] == 0x8a)
+            buf_consume(&in, 3); /* a pong, if this wslay sends it */
+        CHECK_EQ_MEM(in.base, in.len, "\x88\x02\x03\xef");
+        buf_free(&in);
+        close(fd);
+        srv_stop(&s);
+        CHECK_EQ_INT(s.nmsg, 0);
+        buf_free(&p);
+    }
+    buf_free(&h);
     buf_free(&f);
     buf_free(&g);
 }
@@ -599,6 +653,114 @@ TEST(bad_handshake)
     buf_free(&in);
 }
 
+/* Runs the loop (reading and dropping what the server sends) until `pred` holds. */
+#define RUN_UNTIL(s, fd, pred)                                                                                         \
+    do {                                                                                                               \
+        char tmp_[4096];                                                                                               \
+        for (int i_ = 0; i_ < 5000 && !(pred); i_++) {                                                                 \
+            uv_run(&(s)->loop, UV_RUN_NOWAIT);                                                                         \
+            if (!(pred) && read(fd, tmp_, sizeof(tmp_)) < 0)                                                           \
+                usleep(50);                                                                                            \
+        }                                                                                                              \
+    } while (0)
+
+/* Sends the frames f in two writes cut at `cut` (the server reads the first part before the second
+ * is sent) and expects one message, logged as `want`. */
+static void send_cut(srv_t *s, int fd, const buf_t *f, size_t cut, const buf_t *want)
+{
+    int n = s->nmsg;
+    s->log.len = 0;
+    send_all(fd, f->base, cut);
+    if (cut > 0)
+        RUN_UNTIL(s, fd, s->ws[0] == NULL || ws_has_ctx(s->ws[0])); /* a partial frame or message is held */
+    CHECK_EQ_INT(s->nmsg, n);
+    send_all(fd, f->base + cut, f->len - cut);
+    RUN_UNTIL(s, fd, s->ws[0] == NULL || (s->nmsg > n && !ws_has_ctx(s->ws[0])));
+    CHECK_EQ_INT(s->nmsg, n + 1);
+    CHECK(s->log.len == want->len && memcmp(s->log.base, want->base, want->len) == 0);
+    CHECK(s->ws[0] != NULL && !ws_has_ctx(s->ws[0]));
+}
+
+/* Each message, whole or in fragments, cut between two reads at every byte (every byte around the
+ * 4 KB wslay reads at a time for a long one): the handler gets the same message each time. */
+TEST(messages_cut_everywhere)
+{
+    srv_t s;
+    srv_start(&s);
+    s.wlim.max_message = 20000;
+    int fd = ws_client(&s, NULL, 0);
+    uint8_t bin[256], big[9000];
+    for (size_t i = 0; i < sizeof(bin); i++)
+        bin[i] = (uint8_t)i; /* binary: any byte, no UTF-8 check */
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t) "\xc3\xa9-\xe2\x82\xac-"[i % 8]; /* "é-€-" repeated: UTF-8 split across chunks */
+    struct {
+        int fin, op;
+        const void *p;
+        size_t len;
+    } v[][6] = {
+        {{1, 1, "h\xc3\xa9llo \xe2\x82\xac", 10}},
+        {{0, 1, "h\xc3", 2}, {1, 9, "pi", 2}, {0, 0, "\xa9llo \xe2\x82", 7}, {1, 0, "\xac", 1}},
+        {{0, 1, "\xf0", 1}, {0, 0, "\x9f", 1}, {0, 0, "\x98", 1}, {1, 0, "\x80", 1}}, /* U+1F600 byte by byte */
+        {{1, 2, bin, sizeof(bin)}},
+        {{0, 2, bin, 100}, {0, 0, "", 0}, {1, 0, bin + 100, 156}},
+        {{1, 1, "", 0}},
+        {{1, 2, "", 0}},
+        {{0, 1, "", 0}, {0, 0, "", 0}, {1, 0, "", 0}},
+        {{0, 2, "", 0}, {1, 0, "z", 1}},
+        {{1, 1, big, 8000}},                           /* 16-bit length, two 4 KB reads */
+        {{0, 1, big, 5000}, {1, 0, big + 5000, 4000}}, /* big + 5000 starts with '-' */
+    };
+    buf_t f = BUF_INIT, want = BUF_INIT;
+    for (size_t m = 0; m < sizeof(v) / sizeof(v[0]); m++) {
+        f.len = want.len = 0;
+        int binary = 0;
+        for (int k = 0; k < 6 && v[m][k].p != NULL; k++) {
+            frame(&f, v[m][k].fin, v[m][k].op, v[m][k].p, v[m][k].len);
+            if (v[m][k].op == 2)
+                binary = 1;
+            if (v[m][k].op < 8)
+                buf_append(&want, v[m][k].p, v[m][k].len);
+        }
+        buf_t line = BUF_INIT;
+        buf_appendstr(&line, binary ? "B:" : "T:");
+        buf_append(&line, want.base, want.len);
+        buf_appendc(&line, '\n');
+        for (size_t cut = 0; cut < f.len; cut++) {
+            if (f.len > 1000 && cut > 20 && (cut < 4080 || cut > 4110) && cut + 20 < f.len && cut % 499 != 0)
+                continue;
+            send_cut(&s, fd, &f, cut, &line);
+            if (s.ws[0] == NULL) {
+                fprintf(stderr, "  message %zu cut at %zu: closed\n", m, cut);
+                break;
+            }
+        }
+        buf_free(&line);
+    }
+    /* several messages in one read, some whole, some not */
+    f.len = 0;
+    frame(&f, 1, 1, "one", 3);
+    frame(&f, 0, 1, "tw", 2);
+    frame(&f, 1, 0, "o", 1);
+    frame(&f, 1, 2, "", 0);
+    frame(&f, 1, 1, big, 6000);
+    frame(&f, 1, 1, "four", 4);
+    s.log.len = 0;
+    int n = s.nmsg;
+    send_all(fd, f.base, f.len);
+    RUN_UNTIL(&s, fd, s.nmsg == n + 5);
+    want.len = 0;
+    buf_appendstr(&want, "T:one\nT:two\nB:\nT:");
+    buf_append(&want, big, 6000);
+    buf_appendstr(&want, "\nT:four\n");
+    CHECK(s.log.len == want.len && memcmp(s.log.base, want.base, want.len) == 0);
+    CHECK(!ws_has_ctx(s.ws[0]));
+    close(fd);
+    srv_stop(&s);
+    buf_free(&f);
+    buf_free(&want);
+}
+
 /* Connections take turns with the spare wslay context: each holds its own while a frame is
  * partial, gives it back when idle, and gets its own message limit whoever held the context before.
  * A context that saw a violation is not lent again: the others keep parsing from a clean state. */
@@ -706,5 +868,6 @@ int main(void)
     RUN(pong_before_answer);
     RUN(backpressure_and_close_timeout);
     RUN(context_reuse);
+    RUN(messages_cut_everywhere);
     return test_summary();
 }
