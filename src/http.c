@@ -690,8 +690,10 @@ http_conn_t *http_conn_new(net_conn_t *nc, const http_handler_t *h, const http_l
         (c->lim.max_conns_per_ip != 0 && net_peer_conns(nc) > c->lim.max_conns_per_ip)) {
         /* Refused at once, with a word (nginx limit_conn and Node's maxConnections differ: one
          * answers 503, the other drops; an answer tells a real client why). Input is dropped. */
-        log_debug("http: %s: connection refused (%zu open, %zu from this IP)", net_peer(nc), nc->ctx->nconns,
-                  net_peer_conns(nc));
+        if (c->lim.max_conns != 0 && nc->ctx->nconns > c->lim.max_conns)
+            net_warn_full(nc->ctx, "--max-connections reached: new clients get 503");
+        else /* one address over its share: an attacker's flood must not fill the log */
+            log_debug("http: %s: connection refused (%zu from this IP)", net_peer(nc), net_peer_conns(nc));
         reply_error(c, 503);
         net_resume(nc);
         return c;

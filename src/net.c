@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "log.h"
 
@@ -493,19 +494,38 @@ void net_write_copy(net_conn_t *c, const void *p, size_t len)
 
 /* ---------------------------------------------------------------- listener */
 
+/* Open files besides the connections (listener, epoll, signals, inotify, log, Redis, a static
+ * file): once the connections come this close to RLIMIT_NOFILE, libuv's EMFILE fallback starts
+ * closing new connections before we ever see them. */
+#define NET_FD_RESERVE 32
+
+static int warn_due(net_ctx_t *ctx)
+{
+    uint64_t now = uv_now(ctx->loop);
+    if (ctx->accept_warned != 0 && now - ctx->accept_warned < 1000)
+        return 0;
+    ctx->accept_warned = now ? now : 1;
+    return 1;
+}
+
+void net_warn_full(net_ctx_t *ctx, const char *why)
+{
+    if (warn_due(ctx))
+        log_warn("net: refusing connections: %s (%zu open)", why, ctx->nconns);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     net_ctx_t *ctx = container_of(server, net_ctx_t, listener);
     if (status < 0) {
-        /* EMFILE/ENFILE: libuv has already accepted and dropped the waiting connection (its
-         * reserve-fd trick), so this does not spin; log at most once a second. */
-        uint64_t now = uv_now(ctx->loop);
-        if (ctx->accept_warned == 0 || now - ctx->accept_warned >= 1000) {
-            ctx->accept_warned = now ? now : 1;
+        /* EMFILE/ENFILE when libuv's reserve-fd trick could not help: it has dropped the waiting
+         * connection, so this does not spin; log at most once a second. */
+        if (warn_due(ctx))
             log_warn("net: accept: %s (%zu connections open)", uv_strerror(status), ctx->nconns);
-        }
         return;
     }
+    if (ctx->fd_limit != 0 && ctx->nconns + NET_FD_RESERVE >= ctx->fd_limit)
+        net_warn_full(ctx, "close to the open-file limit (ulimit -n): new clients are dropped unanswered");
     net_conn_t *c = xcalloc(1, sizeof(*c));
     c->ctx = ctx;
     uv_tcp_init(ctx->loop, &c->tcp);
@@ -539,9 +559,12 @@ int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_
 {
     struct sockaddr_storage ss;
     int r;
+    struct rlimit rl;
     ctx->loop = loop;
     ctx->on_accept = cb;
     ctx->data = data;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        ctx->fd_limit = (size_t)rl.rlim_cur;
     if (strchr(host, ':') != NULL)
         r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
     else

@@ -86,7 +86,8 @@ struct net_ctx {
      * nothing of it is left unreachable if the process exits with connections open. */
     struct net_peer *peers[NET_PEER_BUCKETS];
     size_t npeers;          /* distinct IPs connected */
-    uint64_t accept_warned; /* loop time of the last accept error logged (EMFILE floods) */
+    uint64_t accept_warned; /* loop time of the last accept error or "full" warning logged */
+    size_t fd_limit;        /* RLIMIT_NOFILE when listening started (0: unknown or unlimited) */
     /* Output is corked for one loop turn: writes queue references, and the connections with
      * output are flushed once, before the loop polls again (prepare) and after the I/O callbacks
      * of the turn (check), with one writev each. A burst of packets to one peer (a broadcast of
@@ -100,6 +101,10 @@ struct net_ctx {
 
 /* Binds and listens on host:port (port 0 picks one; net_port() tells which).
  * Returns 0 or a UV_E* code; on error *err names the failed step. */
+/* Logs "refusing connections: <why>" as a warning, at most once a second per ctx: an operator
+ * sees that clients are turned away, and a flood of them cannot flood the log. */
+void net_warn_full(net_ctx_t *ctx, const char *why);
+
 int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_accept_cb cb, void *data,
                const char **err);
 int net_port(net_ctx_t *ctx);

@@ -270,6 +270,8 @@ def _(srv):
         check(wait_for(lambda: other.socket_fds() <= 5, 2), "not released")
         st = http_one(other, get("/socket.io/?EIO=4&transport=polling"))
         check(st[0] == 200, "a freed slot was not reused: %r" % (st,))
+        check(wait_for(lambda: any("--max-connections reached" in l for l in other.lines), 2),
+              "the operator was not told: %r" % other.lines[-3:])
         for s in socks:
             s.close()
     finally:
@@ -300,8 +302,9 @@ def _(srv):
         check(wait_for(lambda: other.socket_fds() <= 1, 3), "connections not released")
         st = http_one(other, get("/socket.io/?EIO=4&transport=polling"))
         check(st[0] == 200, "no recovery: %r" % (st,))
-        warns = [l for l in other.lines if "accept" in l]
+        warns = [l for l in other.lines if "accept" in l or "refusing" in l]
         check(len(warns) <= 5, "%d accept warnings in ~2 s" % len(warns))
+        check(any("open-file limit" in l for l in other.lines), "the operator was not told: %r" % warns)
     finally:
         rc = other.stop()
     check(rc == 0, "exit status %s" % rc)
