@@ -47,15 +47,22 @@ static lsock_t *check(lua_State *L, int idx)
 #define UV_EVENTS 1 /* user value: the listeners table */
 #define UV_PRIV 2   /* user value: the private table */
 
-void lsocket_private(lua_State *L, int ud)
+/* Pushes user value n of the handle at ud, a table made (with nrec hash slots) on first use.
+ * [-0, +1, m] */
+static void uv_slot(lua_State *L, int ud, int n, int nrec)
 {
     ud = lua_absindex(L, ud);
-    if (lua_getiuservalue(L, ud, UV_PRIV) == LUA_TNIL) {
+    if (lua_getiuservalue(L, ud, n) == LUA_TNIL) {
         lua_pop(L, 1);
-        lua_createtable(L, 0, 1);
+        lua_createtable(L, 0, nrec);
         lua_pushvalue(L, -1);
-        lua_setiuservalue(L, ud, UV_PRIV);
+        lua_setiuservalue(L, ud, n);
     }
+}
+
+void lsocket_private(lua_State *L, int ud)
+{
+    uv_slot(L, ud, UV_PRIV, 1);
 }
 
 /* Pushes field `k` of the handle's private table, nil when either does not exist. [-0, +1, -] */
@@ -92,13 +99,7 @@ static int events(lua_State *L, int ud)
  * to 2 to 4 slots. [-0, +1, m] */
 static void events_table(lua_State *L, int ud)
 {
-    ud = lua_absindex(L, ud);
-    if (lua_getiuservalue(L, ud, UV_EVENTS) == LUA_TNIL) {
-        lua_pop(L, 1);
-        lua_createtable(L, 0, 4);
-        lua_pushvalue(L, -1);
-        lua_setiuservalue(L, ud, UV_EVENTS);
-    }
+    uv_slot(L, ud, UV_EVENTS, 4);
 }
 
 /* ---------------------------------------------------------------- encoding and sending */
