@@ -231,6 +231,17 @@ int lhost_prelude_member(lua_State *L, int obj, const void *props_key, const voi
     return 0;
 }
 
+void lhost_bind_prelude_members(lua_State *L, const void *props_key, const char *props_field, const void *methods_key,
+                                const char *methods_field)
+{
+    lua_getglobal(L, "siolua");
+    lua_getfield(L, -1, props_field);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, props_key);
+    lua_getfield(L, -1, methods_field);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, methods_key);
+    lua_pop(L, 1);
+}
+
 void lhost_push_hook(lua_State *L, const char *name)
 {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &HOOKS_KEY);

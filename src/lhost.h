@@ -64,6 +64,10 @@ void lhost_push_packed_headers(lua_State *L, size_t n, const char *packed);
  * result for the object at obj; else if registry[methods_key] has one, pushes it bound to obj.
  * Returns 1 when something was pushed, 0 (stack unchanged) otherwise. [-0, +(0|1), e] */
 int lhost_prelude_member(lua_State *L, int obj, const void *props_key, const void *methods_key, const char *k);
+/* Once the prelude has run: registry[props_key] = siolua[props_field], registry[methods_key] =
+ * siolua[methods_field], the tables lhost_prelude_member reads. [-0, +0, -] */
+void lhost_bind_prelude_members(lua_State *L, const void *props_key, const char *props_field, const void *methods_key,
+                                const char *methods_field);
 /* Pushes the prelude's entry point siolua._hooks[name]. [-0, +1, -] */
 void lhost_push_hook(lua_State *L, const char *name);
 /* If stack[1] is `self` (a colon call), removes it, so obj.m(x) and obj:m(x) both work. */

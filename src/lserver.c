@@ -646,12 +646,7 @@ static int nsp_index(lua_State *L)
 
 void lserver_bind_prelude(lua_State *L)
 {
-    lua_getglobal(L, "siolua");
-    lua_getfield(L, -1, "_nsp_props");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
-    lua_getfield(L, -1, "_nsp_methods");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
-    lua_pop(L, 1);
+    lhost_bind_prelude_members(L, &PROPS_KEY, "_nsp_props", &METHODS_KEY, "_nsp_methods");
 }
 
 static const luaL_Reg core_funcs[] = {

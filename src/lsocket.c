@@ -882,10 +882,5 @@ void lsocket_open(lua_State *L)
 
 void lsocket_bind_prelude(lua_State *L)
 {
-    lua_getglobal(L, "siolua");
-    lua_getfield(L, -1, "_socket_props");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
-    lua_getfield(L, -1, "_socket_methods");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &METHODS_KEY);
-    lua_pop(L, 1);
+    lhost_bind_prelude_members(L, &PROPS_KEY, "_socket_props", &METHODS_KEY, "_socket_methods");
 }
