@@ -686,11 +686,11 @@ http_conn_t *http_conn_new(net_conn_t *nc, const http_handler_t *h, const http_l
     c->parser.data = c;
     c->req.conn = c;
     net_set_owner(nc, &http_ops, c);
-    if ((c->lim.max_conns != 0 && nc->ctx->nconns > c->lim.max_conns) ||
-        (c->lim.max_conns_per_ip != 0 && net_peer_conns(nc) > c->lim.max_conns_per_ip)) {
+    int over_total = c->lim.max_conns != 0 && nc->ctx->nconns > c->lim.max_conns;
+    if (over_total || (c->lim.max_conns_per_ip != 0 && net_peer_conns(nc) > c->lim.max_conns_per_ip)) {
         /* Refused at once, with a word (nginx limit_conn and Node's maxConnections differ: one
          * answers 503, the other drops; an answer tells a real client why). Input is dropped. */
-        if (c->lim.max_conns != 0 && nc->ctx->nconns > c->lim.max_conns)
+        if (over_total)
             net_warn_full(nc->ctx, "--max-connections reached: new clients get 503");
         else /* one address over its share: an attacker's flood must not fill the log */
             log_debug("http: %s: connection refused (%zu from this IP)", net_peer(nc), net_peer_conns(nc));
