@@ -45,7 +45,6 @@ struct eio_session {
 /* The state of a polling session, which a WebSocket session does not need: made with a polling
  * session, freed when the session upgrades (most sessions end on WebSocket). */
 typedef struct eio_polling {
-    eio_session_t *s;
     http_req_t *poll;  /* held polling GET, or NULL */
     ws_conn_t *probe;  /* WebSocket being upgraded to, or NULL */
     rbuf_t **q;        /* packets waiting for the next GET */
@@ -707,10 +706,8 @@ static eio_session_t *session_new(eio_server_t *srv, const http_req_t *req, int 
     s->srv = srv;
     s->refs = 1;
     s->transport = (uint8_t)transport;
-    if (transport == EIO_T_POLLING) {
+    if (transport == EIO_T_POLLING)
         s->pl = xcalloc(1, sizeof(*s->pl));
-        s->pl->s = s;
-    }
     do
         eio_generate_id(s->id);
     while (find_session(srv, s->id, 20) != NULL);
