@@ -651,6 +651,34 @@ static const net_ops_t http_ops = {
 
 /* ---------------------------------------------------------------- public */
 
+void http_limits_fill(http_limits_t *lim)
+{
+    if (lim->max_head == 0)
+        lim->max_head = 16384;
+    if (lim->max_headers == 0)
+        lim->max_headers = 100;
+    if (lim->max_url == 0)
+        lim->max_url = 8192;
+    if (lim->max_body == 0)
+        lim->max_body = 1000000;
+    if (lim->max_pipelined == 0)
+        lim->max_pipelined = 16;
+    if (lim->header_timeout == 0)
+        lim->header_timeout = 10000;
+    if (lim->body_timeout == 0)
+        lim->body_timeout = 30000;
+    if (lim->keepalive_timeout == 0)
+        lim->keepalive_timeout = 5000;
+    if (lim->send_timeout == 0)
+        lim->send_timeout = 10000;
+    if (lim->ws_max_fragments == 0)
+        lim->ws_max_fragments = 1024;
+    if (lim->ws_pause_bytes == 0)
+        lim->ws_pause_bytes = 65536;
+    if (lim->ws_close_timeout == 0)
+        lim->ws_close_timeout = 5000;
+}
+
 http_conn_t *http_conn_new(net_conn_t *nc, const http_handler_t *h, const http_limits_t *lim, void *data)
 {
     http_conn_t *c = xcalloc(1, sizeof(*c));
@@ -658,30 +686,7 @@ http_conn_t *http_conn_new(net_conn_t *nc, const http_handler_t *h, const http_l
     c->h = h;
     c->data = data;
     c->lim = *lim;
-    if (c->lim.max_head == 0)
-        c->lim.max_head = 16384;
-    if (c->lim.max_headers == 0)
-        c->lim.max_headers = 100;
-    if (c->lim.max_url == 0)
-        c->lim.max_url = 8192;
-    if (c->lim.max_body == 0)
-        c->lim.max_body = 1000000;
-    if (c->lim.max_pipelined == 0)
-        c->lim.max_pipelined = 16;
-    if (c->lim.header_timeout == 0)
-        c->lim.header_timeout = 10000;
-    if (c->lim.body_timeout == 0)
-        c->lim.body_timeout = 30000;
-    if (c->lim.keepalive_timeout == 0)
-        c->lim.keepalive_timeout = 5000;
-    if (c->lim.send_timeout == 0)
-        c->lim.send_timeout = 10000;
-    if (c->lim.ws_max_fragments == 0)
-        c->lim.ws_max_fragments = 1024;
-    if (c->lim.ws_pause_bytes == 0)
-        c->lim.ws_pause_bytes = 65536;
-    if (c->lim.ws_close_timeout == 0)
-        c->lim.ws_close_timeout = 5000;
+    http_limits_fill(&c->lim);
     llhttp_init(&c->parser, HTTP_REQUEST, &settings);
     c->parser.data = c;
     c->req.conn = c;

@@ -36,7 +36,8 @@ typedef struct {
     uint64_t send_timeout;      /* ms an answer may take to be written out once queued (a reader
                                    that never reads); then the connection is closed (default 10000) */
     size_t max_conns;           /* open connections (WebSockets included); a new one over it gets
-                                   503 and is closed (0 = off; default 10000) */
+                                   503 and is closed (0 = off, the default here; siolua's config
+                                   sets the open-file limit less 64) */
     size_t max_conns_per_ip;    /* the same per client IP (0 = off, the default) */
     size_t ws_max_fragments;    /* WebSocket frames in one message; over: close 1009 (default 1024) */
     size_t ws_pause_bytes;      /* a WebSocket stops reading while more output than this is queued,
@@ -76,7 +77,11 @@ struct http_req {
     void *abort_data;
 };
 
-/* Makes c an HTTP connection (owner of c) and starts reading. `data` is passed to the handler. */
+/* Sets every 0 field of lim that has a default (above) to that default: the one place they live. */
+void http_limits_fill(http_limits_t *lim);
+
+/* Makes c an HTTP connection (owner of c) and starts reading. `data` is passed to the handler.
+ * The connection keeps a copy of lim, with http_limits_fill() applied. */
 http_conn_t *http_conn_new(net_conn_t *c, const http_handler_t *h, const http_limits_t *lim, void *data);
 
 /* First header named `name` (ASCII case-insensitive); ptr == NULL if absent. */

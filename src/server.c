@@ -38,15 +38,7 @@ void sl_config_defaults(sl_config_t *cfg)
     cfg->sio.limits.max_attachments = 10;
     cfg->sio.limits.max_nsp = 256;
     cfg->sio.max_nsps_per_client = 100;
-    cfg->http.max_head = 16384;
-    cfg->http.max_headers = 100;
-    cfg->http.max_url = 8192;
     cfg->http.max_body = cfg->eio.max_payload;
-    cfg->http.max_pipelined = 16;
-    cfg->http.header_timeout = 10000;
-    cfg->http.body_timeout = 30000;
-    cfg->http.keepalive_timeout = 5000;
-    cfg->http.send_timeout = 10000;
     {
         /* as many connections as file descriptors allow, less a reserve for files, Redis, the
          * listener: past that, accept() would fail with EMFILE anyway */
@@ -56,9 +48,7 @@ void sl_config_defaults(sl_config_t *cfg)
             cfg->http.max_conns = (size_t)rl.rlim_cur - 64;
     }
     cfg->http.max_conns_per_ip = 0;
-    cfg->http.ws_max_fragments = 1024;
-    cfg->http.ws_pause_bytes = 65536;
-    cfg->http.ws_close_timeout = 5000;
+    http_limits_fill(&cfg->http); /* the transport's defaults (http.h) */
     cfg->max_write_queue = 16u << 20;
     cfg->max_json_depth = 64;
     cfg->lua_memory_limit = (size_t)512 << 20;
