@@ -323,11 +323,6 @@ size_t ws_queued(const ws_conn_t *ws)
     return ws->net->queued;
 }
 
-const char *ws_peer(const ws_conn_t *ws)
-{
-    return net_peer(ws->net);
-}
-
 int ws_has_ctx(const ws_conn_t *ws)
 {
     return ws->rx != NULL;

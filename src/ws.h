@@ -61,7 +61,6 @@ void ws_close(ws_conn_t *ws, uint16_t code, const char *reason);
 void ws_abort(ws_conn_t *ws);
 /* Bytes queued for output. */
 size_t ws_queued(const ws_conn_t *ws);
-const char *ws_peer(const ws_conn_t *ws);
 
 /* Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + RFC 6455 GUID)), NUL-terminated. */
 void ws_accept_key(const char *key, size_t keylen, char out[29]);
