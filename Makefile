@@ -65,9 +65,13 @@ $(OUT)/obj/gen_%.o: $(OUT)/gen/%.c | $(OUT)/obj
 $(OUT)/obj $(OUT)/gen $(OUT)/tests:
 	mkdir -p $@
 
-# Unit tests: one executable per tests/unit/test_*.c, linked with every module but main.c.
-$(OUT)/tests/%: tests/unit/%.c tests/unit/test.h $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ) | $(OUT)/tests
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ) $(LDLIBS)
+# Unit tests: one executable per tests/unit/test_*.c, linked with every module but main.c and with
+# the loopback harness (tests/unit/loopback.h) that the network tests share.
+UNIT_LIB := $(OUT)/tests/loopback.o
+$(OUT)/tests/loopback.o: tests/unit/loopback.c tests/unit/loopback.h $(wildcard src/*.h) | $(OUT)/tests
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -c -o $@ $<
+$(OUT)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/loopback.h $(UNIT_LIB) $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ) | $(OUT)/tests
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(UNIT_LIB) $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ) $(LDLIBS)
 
 setup:
 	@sh scripts/setup.sh

@@ -1,22 +1,16 @@
 /* http over a real loopback connection: the server runs on a uv loop in this process, the client
  * is a plain socket driven by the test between loop iterations. Responses are compared byte for
  * byte (they carry no Date header). */
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "http.h"
+#include "loopback.h"
 #include "net.h"
 #include "test.h"
 
 typedef struct {
-    uv_loop_t loop;
-    net_ctx_t net;
+    lb_t lb;
     http_limits_t lim;
     http_handler_t h;
     int nreq;
@@ -95,88 +89,15 @@ static void on_accept(net_conn_t *c, void *data)
 
 static void srv_start(srv_t *s)
 {
-    const char *err;
     memset(s, 0, sizeof(*s));
-    uv_loop_init(&s->loop);
     s->lim = (http_limits_t){.max_head = 1024, .max_headers = 8, .max_url = 256, .max_body = 100};
     s->h.on_request = on_request;
-    CHECK_EQ_INT(net_listen(&s->net, &s->loop, "127.0.0.1", 0, on_accept, s, &err), 0);
-}
-
-static int client(srv_t *s)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(&s->net))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        perror("connect");
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    return fd;
-}
-
-static void send_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EAGAIN) {
-            struct pollfd pf = {fd, POLLOUT, 0};
-            poll(&pf, 1, 10);
-            continue;
-        }
-        if (w <= 0)
-            return;
-        p += w, n -= (size_t)w;
-    }
-}
-
-static void sends(int fd, const char *s)
-{
-    send_all(fd, s, strlen(s));
-}
-
-/* Runs the loop and reads the client socket until `in` holds `want` bytes, or EOF if want == 0.
- * Returns 1 when EOF was seen. Bounded: about 2 s. */
-static int pump(srv_t *s, int fd, buf_t *in, size_t want)
-{
-    for (int i = 0; i < 2000; i++) {
-        uv_run(&s->loop, UV_RUN_NOWAIT);
-        char tmp[65536];
-        ssize_t r = fd >= 0 ? read(fd, tmp, sizeof(tmp)) : -1;
-        if (r > 0 && in)
-            buf_append(in, tmp, (size_t)r);
-        if (r == 0 || (r < 0 && errno == ECONNRESET))
-            return 1;
-        if (want && in && in->len >= want)
-            return 0;
-        if (r < 0) {
-            struct pollfd pf = {fd, POLLIN, 0};
-            poll(&pf, fd >= 0 ? 1 : 0, 1);
-        }
-    }
-    return 0;
-}
-
-/* A few loop turns, for things that produce no bytes to wait for. */
-static void settle(srv_t *s)
-{
-    for (int i = 0; i < 20; i++) {
-        uv_run(&s->loop, UV_RUN_NOWAIT);
-        usleep(200);
-    }
+    CHECK_EQ_INT(lb_start(&s->lb, on_accept, s), 0);
 }
 
 static void srv_stop(srv_t *s)
 {
-    for (int i = 0; i < 2000 && s->net.nconns > 0; i++) {
-        uv_run(&s->loop, UV_RUN_NOWAIT);
-        usleep(500);
-    }
-    CHECK_EQ_INT(s->net.nconns, 0);
-    net_stop(&s->net);
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(uv_loop_close(&s->loop), 0);
+    CHECK_EQ_INT(lb_stop(&s->lb), 0);
     buf_free(&s->log);
     buf_free(&s->rest);
 }
@@ -190,12 +111,12 @@ TEST(get_with_query)
 {
     srv_t s;
     srv_start(&s);
-    int fd = client(&s);
+    int fd = lb_connect(&s.lb);
     buf_t in = BUF_INIT;
-    sends(fd, "GET /q?a=x%20y+z&e=&b=%41%zz%4&c HTTP/1.1\r\nHost: h\r\nX-Test:   v  1 \t\r\n\r\n");
+    lb_sends(fd, "GET /q?a=x%20y+z&e=&b=%41%zz%4&c HTTP/1.1\r\nHost: h\r\nX-Test:   v  1 \t\r\n\r\n");
     const char *want = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
                        "Connection: keep-alive\r\n\r\n/q";
-    pump(&s, fd, &in, strlen(want));
+    lb_pump(&s.lb, fd, &in, strlen(want));
     CHECK_EQ_MEM(in.base, in.len,
                  "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
                  "Connection: keep-alive\r\n\r\n/q");
@@ -209,17 +130,14 @@ TEST(head_split_byte_by_byte)
 {
     srv_t s;
     srv_start(&s);
-    int fd = client(&s);
+    int fd = lb_connect(&s.lb);
     buf_t in = BUF_INIT;
     const char *req = "POST /split?x=1 HTTP/1.1\r\nHost: h\r\nX-Test: hello world\r\nContent-Length: 5\r\n\r\nabcde";
     for (const char *p = req; *p; p++) {
-        send_all(fd, p, 1);
-        for (int i = 0; i < 3; i++) { /* let the server read each byte on its own */
-            usleep(100);
-            uv_run(&s.loop, UV_RUN_NOWAIT);
-        }
+        lb_send(fd, p, 1);
+        lb_settle(&s.lb); /* the server reads each byte on its own */
     }
-    pump(&s, fd, &in, sizeof(RESP200(11)) - 1 + 11);
+    lb_pump(&s.lb, fd, &in, sizeof(RESP200(11)) - 1 + 11);
     EXPECT(in, RESP200(11) "/splitabcde");
     EXPECT(s.log, "/split|hello world|abcde\n");
     close(fd);
@@ -231,14 +149,14 @@ TEST(post_bodies)
 {
     srv_t s;
     srv_start(&s);
-    int fd = client(&s);
+    int fd = lb_connect(&s.lb);
     buf_t in = BUF_INIT;
-    sends(fd, "POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz");
-    pump(&s, fd, &in, sizeof(RESP200(5)) - 1 + 5);
+    lb_sends(fd, "POST /p HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz");
+    lb_pump(&s.lb, fd, &in, sizeof(RESP200(5)) - 1 + 5);
     EXPECT(in, RESP200(5) "/pxyz");
     in.len = 0;
-    sends(fd, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
-    pump(&s, fd, &in, sizeof(RESP200(7)) - 1 + 7);
+    lb_sends(fd, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+    lb_pump(&s.lb, fd, &in, sizeof(RESP200(7)) - 1 + 7);
     EXPECT(in, RESP200(7) "/cabcde");
     close(fd);
     srv_stop(&s);
@@ -249,32 +167,33 @@ TEST(pipelined_in_order)
 {
     srv_t s;
     srv_start(&s);
-    int fd = client(&s);
+    int fd = lb_connect(&s.lb);
     buf_t in = BUF_INIT;
-    sends(fd, "GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nzzGET /c HTTP/1.1\r\n\r\n");
+    lb_sends(fd, "GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nzzGET /c HTTP/1.1\r\n\r\n");
     const char *want = RESP200(2) "/a" RESP200(4) "/bzz" RESP200(2) "/c";
-    pump(&s, fd, &in, strlen(want));
+    lb_pump(&s.lb, fd, &in, strlen(want));
     CHECK_EQ_MEM(in.base, in.len, RESP200(2) "/a" RESP200(4) "/bzz" RESP200(2) "/c");
     CHECK_EQ_INT(s.nreq, 3);
 
     /* A held request (long-polling) keeps the next one waiting until it is answered. */
     in.len = 0;
     s.hold = 1;
-    sends(fd, "GET /h1 HTTP/1.1\r\n\r\nGET /h2 HTTP/1.1\r\n\r\n");
-    settle(&s);
+    lb_sends(fd, "GET /h1 HTTP/1.1\r\n\r\nGET /h2 HTTP/1.1\r\n\r\n");
+    LB_UNTIL(&s.lb, s.nheld == 1);
+    lb_settle(&s.lb);
     CHECK_EQ_INT(s.nheld, 1);
     CHECK_EQ_INT(s.nreq, 4);
     http_respond(s.held[0], 200, NULL, 0, "one", 3);
     CHECK_EQ_INT(s.nreq, 4); /* never synchronously */
     const char *one = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\none";
-    pump(&s, fd, &in, strlen(one));
+    lb_pump(&s.lb, fd, &in, strlen(one));
     CHECK_EQ_MEM(in.base, in.len, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\none");
-    settle(&s);
+    LB_UNTIL(&s.lb, s.nheld == 2);
     CHECK_EQ_INT(s.nheld, 2);
     http_respond(s.held[1], 204, NULL, 0, NULL, 0);
     in.len = 0;
 #define R204 "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
-    pump(&s, fd, &in, sizeof(R204) - 1);
+    lb_pump(&s.lb, fd, &in, sizeof(R204) - 1);
     CHECK_EQ_MEM(in.base, in.len, R204);
     close(fd);
     srv_stop(&s);
@@ -285,10 +204,10 @@ TEST(pipelined_in_order)
 /* Sends req on a fresh connection and expects `want` followed by the server closing. */
 static void expect_close(srv_t *s, const char *req, const char *want)
 {
-    int fd = client(s);
+    int fd = lb_connect(&s->lb);
     buf_t in = BUF_INIT;
-    sends(fd, req);
-    int eof = pump(s, fd, &in, 0);
+    lb_sends(fd, req);
+    int eof = lb_pump(&s->lb, fd, &in, 0);
     CHECK(eof);
     if (in.len != strlen(want) || memcmp(in.base, want, in.len) != 0) {
         fprintf(stderr, "  got: %.*s\n  want: %s\n", (int)in.len, in.base, want);
@@ -320,10 +239,10 @@ TEST(limits)
                  431, "Request Header Fields Too Large");
     /* exactly max_headers is fine */
     {
-        int fd = client(&s);
+        int fd = lb_connect(&s.lb);
         buf_t in = BUF_INIT;
-        sends(fd, "GET /8 HTTP/1.1\r\nA: 1\r\nA: 2\r\nA: 3\r\nA: 4\r\nA: 5\r\nA: 6\r\nA: 7\r\nA: 8\r\n\r\n");
-        pump(&s, fd, &in, sizeof(RESP200(2)) - 1 + 2);
+        lb_sends(fd, "GET /8 HTTP/1.1\r\nA: 1\r\nA: 2\r\nA: 3\r\nA: 4\r\nA: 5\r\nA: 6\r\nA: 7\r\nA: 8\r\n\r\n");
+        lb_pump(&s.lb, fd, &in, sizeof(RESP200(2)) - 1 + 2);
         EXPECT(in, RESP200(2) "/8");
         close(fd);
         buf_free(&in);
@@ -357,19 +276,19 @@ TEST(keep_alive_and_close)
     expect_close(&s, "GET /y HTTP/1.0\r\n\r\n",
                  "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\n/y");
     /* HTTP/1.0 with keep-alive, then HEAD: the real Content-Length, no body */
-    int fd = client(&s);
+    int fd = lb_connect(&s.lb);
     buf_t in = BUF_INIT;
-    sends(fd, "GET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    pump(&s, fd, &in, sizeof(RESP200(2)) - 1 + 2);
+    lb_sends(fd, "GET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    lb_pump(&s.lb, fd, &in, sizeof(RESP200(2)) - 1 + 2);
     EXPECT(in, RESP200(2) "/k");
     in.len = 0;
-    sends(fd, "HEAD /hd HTTP/1.1\r\n\r\n");
-    CHECK(!pump(&s, fd, &in, sizeof(RESP200(3)) - 1));
+    lb_sends(fd, "HEAD /hd HTTP/1.1\r\n\r\n");
+    CHECK(!lb_pump(&s.lb, fd, &in, sizeof(RESP200(3)) - 1));
     EXPECT(in, RESP200(3));
     in.len = 0;
-    sends(fd, "GET /json HTTP/1.1\r\n\r\n");
+    lb_sends(fd, "GET /json HTTP/1.1\r\n\r\n");
     const char *json = "{\"code\":3,\"message\":\"Bad \\\"request\\\"\\u000a\\\\\"}";
-    pump(&s, fd, &in, 100 + strlen(json));
+    lb_pump(&s.lb, fd, &in, 100 + strlen(json));
     char want[256];
     snprintf(want, sizeof(want),
              "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
@@ -387,18 +306,18 @@ TEST(abort_and_detach)
     srv_t s;
     srv_start(&s);
     s.hold = 1;
-    int fd = client(&s);
-    sends(fd, "GET /wait HTTP/1.1\r\n\r\n");
-    settle(&s);
+    int fd = lb_connect(&s.lb);
+    lb_sends(fd, "GET /wait HTTP/1.1\r\n\r\n");
+    LB_UNTIL(&s.lb, s.nheld == 1);
     CHECK_EQ_INT(s.nheld, 1);
     close(fd);
     srv_stop(&s);
     CHECK_EQ_INT(s.aborted, 1);
 
     srv_start(&s);
-    fd = client(&s);
-    sends(fd, "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello");
-    settle(&s);
+    fd = lb_connect(&s.lb);
+    lb_sends(fd, "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello");
+    LB_UNTIL(&s.lb, s.detached != NULL);
     CHECK(s.detached != NULL);
     EXPECT(s.rest, "\x81\x05hello");
     close(fd);
@@ -416,23 +335,20 @@ TEST(timeouts)
     expect_error(&s, "POST /slow HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", 408, "Request Timeout");
     CHECK_EQ_INT(s.nreq, 0);
     /* keep-alive: an idle connection after an answer is closed without a word */
-    int fd = client(&s);
+    int fd = lb_connect(&s.lb);
     buf_t in = BUF_INIT;
-    sends(fd, "GET /k HTTP/1.1\r\n\r\n");
-    pump(&s, fd, &in, sizeof(RESP200(2)) - 1 + 2);
+    lb_sends(fd, "GET /k HTTP/1.1\r\n\r\n");
+    lb_pump(&s.lb, fd, &in, sizeof(RESP200(2)) - 1 + 2);
     EXPECT(in, RESP200(2) "/k");
     in.len = 0;
-    CHECK(pump(&s, fd, &in, 0));
+    CHECK(lb_pump(&s.lb, fd, &in, 0));
     CHECK_EQ_INT(in.len, 0);
     close(fd);
     /* a held request (long-polling) has no HTTP deadline: its handler decides */
     s.hold = 1;
-    fd = client(&s);
-    sends(fd, "GET /held HTTP/1.1\r\n\r\n");
-    for (int i = 0; i < 40; i++) { /* ~ 4 header timeouts */
-        uv_run(&s.loop, UV_RUN_NOWAIT);
-        usleep(5000);
-    }
+    fd = lb_connect(&s.lb);
+    lb_sends(fd, "GET /held HTTP/1.1\r\n\r\n");
+    lb_run_for(&s.lb, 200); /* 4 header timeouts */
     CHECK_EQ_INT(s.nheld, 1);
     CHECK_EQ_INT(s.aborted, 0);
     http_respond(s.held[0], 204, NULL, 0, NULL, 0);
@@ -461,18 +377,18 @@ TEST(connection_limits)
     srv_t s;
     srv_start(&s);
     s.lim.max_conns = 1;
-    int a = client(&s);
-    settle(&s);
+    int a = lb_connect(&s.lb);
+    LB_UNTIL(&s.lb, s.lb.net.nconns == 1);
     expect_error(&s, "GET / HTTP/1.1\r\n\r\n", 503, "Service Unavailable");
     close(a);
-    settle(&s);
+    LB_UNTIL(&s.lb, s.lb.net.nconns == 0);
     s.lim.max_conns = 0;
     s.lim.max_conns_per_ip = 1;
-    a = client(&s);
-    settle(&s);
+    a = lb_connect(&s.lb);
+    LB_UNTIL(&s.lb, s.lb.net.nconns == 1);
     expect_error(&s, "GET / HTTP/1.1\r\n\r\n", 503, "Service Unavailable");
     close(a);
-    settle(&s);
+    LB_UNTIL(&s.lb, s.lb.net.nconns == 0);
     CHECK_EQ_INT(s.nreq, 0);
     srv_stop(&s);
 }

@@ -1,22 +1,16 @@
 /* ws over a real loopback connection: http accepts the upgrade, the client is a plain socket that
  * sends masked frames and parses the server's frames. */
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "http.h"
+#include "loopback.h"
 #include "net.h"
 #include "test.h"
 #include "ws.h"
 
 typedef struct {
-    uv_loop_t loop;
-    net_ctx_t net;
+    lb_t lb;
     http_limits_t lim;
     http_handler_t h;
     ws_handler_t wh;
@@ -81,156 +75,48 @@ static void on_accept(net_conn_t *c, void *data)
 
 static void srv_start(srv_t *s)
 {
-    const char *err;
     memset(s, 0, sizeof(*s));
-    uv_loop_init(&s->loop);
     s->lim = (http_limits_t){.max_head = 4096, .max_headers = 32, .max_url = 256, .max_body = 1000};
     s->h.on_request = on_request;
     s->wh.on_message = on_message;
     s->wh.on_close = on_wsclose;
     s->wlim.max_message = 300;
-    CHECK_EQ_INT(net_listen(&s->net, &s->loop, "127.0.0.1", 0, on_accept, s, &err), 0);
-}
-
-static void send_all(int fd, const void *pv, size_t n)
-{
-    const char *p = pv;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EAGAIN) {
-            struct pollfd pf = {fd, POLLOUT, 0};
-            poll(&pf, 1, 10);
-            continue;
-        }
-        if (w <= 0)
-            return;
-        p += w, n -= (size_t)w;
-    }
-}
-
-/* Runs the loop and reads until `in` holds want bytes (or EOF when want == 0). 1 on EOF. */
-static int pump(srv_t *s, int fd, buf_t *in, size_t want)
-{
-    for (int i = 0; i < 2000; i++) {
-        uv_run(&s->loop, UV_RUN_NOWAIT);
-        char tmp[65536];
-        ssize_t r = read(fd, tmp, sizeof(tmp));
-        if (r > 0)
-            buf_append(in, tmp, (size_t)r);
-        if (r == 0 || (r < 0 && errno == ECONNRESET))
-            return 1;
-        if (want && in->len >= want)
-            return 0;
-        if (r < 0) {
-            struct pollfd pf = {fd, POLLIN, 0};
-            poll(&pf, 1, 1);
-        }
-    }
-    return 0;
-}
-
-static void settle(srv_t *s)
-{
-    for (int i = 0; i < 20; i++) {
-        uv_run(&s->loop, UV_RUN_NOWAIT);
-        usleep(200);
-    }
+    CHECK_EQ_INT(lb_start(&s->lb, on_accept, s), 0);
 }
 
 static void srv_stop(srv_t *s)
 {
-    for (int i = 0; i < 2000 && s->net.nconns > 0; i++) {
-        uv_run(&s->loop, UV_RUN_NOWAIT);
-        usleep(500);
-    }
-    CHECK_EQ_INT(s->net.nconns, 0);
-    net_stop(&s->net);
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(uv_loop_close(&s->loop), 0);
+    CHECK_EQ_INT(lb_stop(&s->lb), 0);
     buf_free(&s->log);
 }
 
-#define HANDSHAKE                                                                                                      \
-    "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"                          \
-    "Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n"                                                 \
-    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+#define HANDSHAKE "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n" LB_WS_HEADERS "\r\n"
 #define RESP101                                                                                                        \
     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"                                \
-    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Extra: 1\r\n\r\n"
+    "Sec-WebSocket-Accept: " LB_WS_ACCEPT "\r\nX-Extra: 1\r\n\r\n"
 
 /* Connects and completes the handshake; `extra` bytes are sent in the same write. */
 static int ws_client(srv_t *s, const void *extra, size_t nextra)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(&s->net))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        perror("connect");
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    fcntl(fd, F_SETFL, O_NONBLOCK);
+    int fd = lb_connect(&s->lb);
     buf_t out = BUF_INIT, in = BUF_INIT;
     buf_appendstr(&out, HANDSHAKE);
     buf_append(&out, extra, nextra);
-    send_all(fd, out.base, out.len);
-    pump(s, fd, &in, sizeof(RESP101) - 1);
+    lb_send(fd, out.base, out.len);
+    lb_pump(&s->lb, fd, &in, sizeof(RESP101) - 1);
     CHECK_EQ_MEM(in.base, in.len, RESP101);
     buf_free(&out);
     buf_free(&in);
     return fd;
 }
 
-/* A client frame: masked with a fixed key. */
-static void frame(buf_t *b, int fin, int op, const void *payload, size_t len)
-{
-    static const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
-    buf_appendc(b, (char)((fin ? 0x80 : 0) | op));
-    if (len < 126) {
-        buf_appendc(b, (char)(0x80 | len));
-    } else if (len < 65536) {
-        buf_appendc(b, (char)(0x80 | 126));
-        buf_appendc(b, (char)(len >> 8));
-        buf_appendc(b, (char)len);
-    } else {
-        buf_appendc(b, (char)(0x80 | 127));
-        for (int i = 0; i < 8; i++)
-            buf_appendc(b, (char)((uint64_t)len >> (56 - 8 * i)));
-    }
-    buf_append(b, key, 4);
-    for (size_t i = 0; i < len; i++)
-        buf_appendc(b, (char)(((const uint8_t *)payload)[i] ^ key[i % 4]));
-}
-
-static void send_frame(int fd, int fin, int op, const void *payload, size_t len)
-{
-    buf_t b = BUF_INIT;
-    frame(&b, fin, op, payload, len);
-    send_all(fd, b.base, b.len);
-    buf_free(&b);
-}
-
-/* Reads one server frame (unmasked, payload < 64 KiB here). Returns the opcode, or -1. */
+/* Reads one server frame; nothing more than that frame must have been sent. Returns its first
+ * byte (FIN + opcode), or -1. */
 static int read_frame(srv_t *s, int fd, buf_t *payload)
 {
     buf_t in = BUF_INIT;
-    int op = -1;
-    payload->len = 0;
-    pump(s, fd, &in, 2);
-    if (in.len >= 2) {
-        size_t len = (uint8_t)in.base[1] & 0x7f, hdr = 2;
-        if (len == 126) {
-            pump(s, fd, &in, 4);
-            len = (size_t)((uint8_t)in.base[2] << 8 | (uint8_t)in.base[3]);
-            hdr = 4;
-        }
-        CHECK(((uint8_t)in.base[1] & 0x80) == 0); /* server frames are not masked */
-        pump(s, fd, &in, hdr + len);
-        if (in.len >= hdr + len) {
-            op = (uint8_t)in.base[0];
-            buf_append(payload, in.base + hdr, len);
-        }
-        CHECK_EQ_INT(in.len, hdr + len); /* nothing more than one frame was sent */
-    }
+    int op = lb_ws_read(&s->lb, fd, &in, payload);
+    CHECK_EQ_INT(in.len, 0);
     buf_free(&in);
     return op;
 }
@@ -279,11 +165,11 @@ TEST(messages_and_idle_context)
     buf_t p = BUF_INIT;
     CHECK_EQ_INT(s.nws, 1);
     CHECK(!ws_has_ctx(s.ws[0]));
-    send_frame(fd, 1, 1, "hello", 5);
+    lb_ws_send(fd, 1, 1, "hello", 5);
     CHECK_EQ_INT(read_frame(&s, fd, &p), 0x81);
     CHECK_EQ_MEM(p.base, p.len, "hello");
     CHECK(!ws_has_ctx(s.ws[0])); /* released after a whole message */
-    send_frame(fd, 1, 2, "\x00\x01\xff", 3);
+    lb_ws_send(fd, 1, 2, "\x00\x01\xff", 3);
     CHECK_EQ_INT(read_frame(&s, fd, &p), 0x82);
     CHECK_EQ_MEM(p.base, p.len, "\x00\x01\xff");
     CHECK(!ws_has_ctx(s.ws[0]));
@@ -291,13 +177,10 @@ TEST(messages_and_idle_context)
     char m[200];
     memset(m, 'm', sizeof(m));
     buf_t f = BUF_INIT;
-    frame(&f, 1, 1, m, sizeof(m));
+    lb_ws_frame(&f, 1, 1, m, sizeof(m));
     for (size_t i = 0; i < f.len; i++) {
-        send_all(fd, f.base + i, 1);
-        for (int k = 0; k < 3; k++) {
-            usleep(100);
-            uv_run(&s.loop, UV_RUN_NOWAIT);
-        }
+        lb_send(fd, f.base + i, 1);
+        lb_settle(&s.lb);
         if (i + 1 < f.len)
             CHECK(ws_has_ctx(s.ws[0]));
     }
@@ -306,7 +189,7 @@ TEST(messages_and_idle_context)
     CHECK(!ws_has_ctx(s.ws[0]));
     CHECK_EQ_INT(s.nmsg, 3);
     /* an empty text message */
-    send_frame(fd, 1, 1, "", 0);
+    lb_ws_send(fd, 1, 1, "", 0);
     CHECK_EQ_INT(read_frame(&s, fd, &p), 0x81);
     CHECK_EQ_INT(p.len, 0);
     close(fd);
@@ -323,21 +206,21 @@ TEST(fragments_and_ping)
     srv_start(&s);
     int fd = ws_client(&s, NULL, 0);
     buf_t p = BUF_INIT;
-    send_frame(fd, 0, 1, "Hel", 3);
-    settle(&s);
+    lb_ws_send(fd, 0, 1, "Hel", 3);
+    lb_settle(&s.lb);
     CHECK(ws_has_ctx(s.ws[0])); /* a fragmented message is in progress */
     CHECK_EQ_INT(s.nmsg, 0);
-    send_frame(fd, 1, 9, "pp", 2); /* a ping between fragments */
+    lb_ws_send(fd, 1, 9, "pp", 2); /* a ping between fragments */
     CHECK_EQ_INT(read_frame(&s, fd, &p), 0x8a);
     CHECK_EQ_MEM(p.base, p.len, "pp");
     CHECK(ws_has_ctx(s.ws[0]));
-    send_frame(fd, 1, 0, "lo", 2);
-    settle(&s);
+    lb_ws_send(fd, 1, 0, "lo", 2);
+    lb_settle(&s.lb);
     CHECK_EQ_INT(s.nmsg, 1);
     CHECK_EQ_MEM(s.log.base, s.log.len, "T:Hello\n");
     CHECK(!ws_has_ctx(s.ws[0]));
     /* a lone ping: pong, and nothing kept */
-    send_frame(fd, 1, 9, "", 0);
+    lb_ws_send(fd, 1, 9, "", 0);
     CHECK_EQ_INT(read_frame(&s, fd, &p), 0x8a);
     CHECK(!ws_has_ctx(s.ws[0]));
     close(fd);
@@ -350,10 +233,10 @@ TEST(handshake_with_frames)
     srv_t s;
     srv_start(&s);
     buf_t f = BUF_INIT;
-    frame(&f, 1, 1, "early", 5);
-    frame(&f, 1, 1, "bird", 4);
+    lb_ws_frame(&f, 1, 1, "early", 5);
+    lb_ws_frame(&f, 1, 1, "bird", 4);
     int fd = ws_client(&s, f.base, f.len);
-    settle(&s);
+    lb_settle(&s.lb);
     CHECK_EQ_MEM(s.log.base, s.log.len, "T:early\nT:bird\n");
     close(fd);
     srv_stop(&s);
@@ -367,12 +250,12 @@ static void expect_ws_close(const void *frames, size_t n, int code, int why)
     srv_start(&s);
     int fd = ws_client(&s, NULL, 0);
     buf_t p = BUF_INIT, in = BUF_INIT;
-    send_all(fd, frames, n);
+    lb_send(fd, frames, n);
     CHECK_EQ_INT(read_frame(&s, fd, &p), 0x88);
     CHECK(p.len >= 2);
     if (p.len >= 2)
         CHECK_EQ_INT((uint8_t)p.base[0] << 8 | (uint8_t)p.base[1], code);
-    CHECK(pump(&s, fd, &in, 0)); /* then the server closes */
+    CHECK(lb_pump(&s.lb, fd, &in, 0)); /* then the server closes */
     CHECK_EQ_INT(in.len, 0);
     close(fd);
     srv_stop(&s);
@@ -386,10 +269,10 @@ static void expect_ws_close(const void *frames, size_t n, int code, int why)
 TEST(close_handshake)
 {
     buf_t f = BUF_INIT;
-    frame(&f, 1, 8,
-          "\x03\xe8"
-          "done",
-          6);
+    lb_ws_frame(&f, 1, 8,
+                "\x03\xe8"
+                "done",
+                6);
     expect_ws_close(f.base, f.len, 1000, WS_CLOSED_PEER);
     buf_free(&f);
 }
@@ -399,71 +282,71 @@ TEST(protocol_errors)
     buf_t f = BUF_INIT;
     char big[301];
     memset(big, 'x', sizeof(big));
-    frame(&f, 1, 1, big, sizeof(big)); /* over max_message (300) */
+    lb_ws_frame(&f, 1, 1, big, sizeof(big)); /* over max_message (300) */
     expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 0, 1, big, 160);
-    frame(&f, 1, 0, big, 160); /* 320 bytes in two fragments */
+    lb_ws_frame(&f, 0, 1, big, 160);
+    lb_ws_frame(&f, 1, 0, big, 160); /* 320 bytes in two fragments */
     expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 1, 1, "\xc3\x28", 2); /* invalid UTF-8 */
+    lb_ws_frame(&f, 1, 1, "\xc3\x28", 2); /* invalid UTF-8 */
     expect_ws_close(f.base, f.len, 1007, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 1, 1, "ab", 2);
+    lb_ws_frame(&f, 1, 1, "ab", 2);
     f.base[1] &= 0x7f; /* unmasked client frame */
     buf_t g = BUF_INIT;
     buf_append(&g, f.base, 2);
     buf_append(&g, "ab", 2);
     expect_ws_close(g.base, g.len, 1002, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 1, 0, "x", 1); /* continuation with nothing to continue */
+    lb_ws_frame(&f, 1, 0, "x", 1); /* continuation with nothing to continue */
     expect_ws_close(f.base, f.len, 1002, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 0, 9, "x", 1); /* fragmented ping */
+    lb_ws_frame(&f, 0, 9, "x", 1); /* fragmented ping */
     expect_ws_close(f.base, f.len, 1002, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 1, 8, "\x03", 1); /* a close body of 1 byte: no room for a code (wslay would answer
+    lb_ws_frame(&f, 1, 8, "\x03", 1); /* a close body of 1 byte: no room for a code (wslay would answer
                                   it as an empty close) */
     expect_ws_close(f.base, f.len, 1002, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 0, 1, "4", 1); /* fragments over ws_max_fragments (default 1024), bytes under max */
+    lb_ws_frame(&f, 0, 1, "4", 1); /* fragments over ws_max_fragments (default 1024), bytes under max */
     for (int i = 0; i < 1100; i++)
-        frame(&f, 0, 0, "", 0);
+        lb_ws_frame(&f, 0, 0, "", 0);
     expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 0, 2, "4", 1); /* the same, ending with FIN in the same read: not delivered */
+    lb_ws_frame(&f, 0, 2, "4", 1); /* the same, ending with FIN in the same read: not delivered */
     for (int i = 0; i < 1023; i++)
-        frame(&f, 0, 0, "", 0);
-    frame(&f, 1, 0, "5", 1);
+        lb_ws_frame(&f, 0, 0, "", 0);
+    lb_ws_frame(&f, 1, 0, "5", 1);
     expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 0, 1, big, 10); /* 31 fragments of 10 bytes: 310 > 300, each frame under it */
+    lb_ws_frame(&f, 0, 1, big, 10); /* 31 fragments of 10 bytes: 310 > 300, each frame under it */
     for (int i = 0; i < 29; i++)
-        frame(&f, 0, 0, big, 10);
-    frame(&f, 1, 0, big, 10);
+        lb_ws_frame(&f, 0, 0, big, 10);
+    lb_ws_frame(&f, 1, 0, big, 10);
     expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 0, 1, big, 150); /* 300 bytes, then an empty fragment and one more byte */
-    frame(&f, 0, 0, big, 150);
-    frame(&f, 0, 0, "", 0);
-    frame(&f, 1, 0, "x", 1);
+    lb_ws_frame(&f, 0, 1, big, 150); /* 300 bytes, then an empty fragment and one more byte */
+    lb_ws_frame(&f, 0, 0, big, 150);
+    lb_ws_frame(&f, 0, 0, "", 0);
+    lb_ws_frame(&f, 1, 0, "x", 1);
     expect_ws_close(f.base, f.len, 1009, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 0, 1, "a\xc3", 2); /* invalid UTF-8 across fragments */
-    frame(&f, 1, 0, "\x28", 1);
+    lb_ws_frame(&f, 0, 1, "a\xc3", 2); /* invalid UTF-8 across fragments */
+    lb_ws_frame(&f, 1, 0, "\x28", 1);
     expect_ws_close(f.base, f.len, 1007, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 0, 1, "ok", 2); /* invalid UTF-8 in a later fragment, a ping in between */
-    frame(&f, 1, 9, "p", 1);
-    frame(&f, 1, 0, "\xff", 1);
+    lb_ws_frame(&f, 0, 1, "ok", 2); /* invalid UTF-8 in a later fragment, a ping in between */
+    lb_ws_frame(&f, 1, 9, "p", 1);
+    lb_ws_frame(&f, 1, 0, "\xff", 1);
     buf_t h = BUF_INIT;
     buf_append(&h, f.base, f.len);
     f.len = 0;
-    frame(&f, 1, 1, "a\xe2\x82", 3); /* a text message that ends inside a character */
+    lb_ws_frame(&f, 1, 1, "a\xe2\x82", 3); /* a text message that ends inside a character */
     expect_ws_close(f.base, f.len, 1007, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 0, 1, "\xe2", 1); /* the same, fragmented */
-    frame(&f, 1, 0, "\x82", 1);
+    lb_ws_frame(&f, 0, 1, "\xe2", 1); /* the same, fragmented */
+    lb_ws_frame(&f, 1, 0, "\x82", 1);
     expect_ws_close(f.base, f.len, 1007, WS_CLOSED_ERROR);
     {
         /* the ping case: the 1007 close (wslay drops the pong queued before it in the same read) */
@@ -471,8 +354,8 @@ TEST(protocol_errors)
         srv_start(&s);
         int fd = ws_client(&s, NULL, 0);
         buf_t p = BUF_INIT, in = BUF_INIT;
-        send_all(fd, h.base, h.len);
-        pump(&s, fd, &in, 0);
+        lb_send(fd, h.base, h.len);
+        lb_pump(&s.lb, fd, &in, 0);
         if (in.len >= 3 && (uint8_t)in.base[0] == 0x8a)
             buf_consume(&in, 3); /* a pong, if this wslay sends it */
         CHECK_EQ_MEM(in.base, in.len, "\x88\x02\x03\xef");
@@ -493,12 +376,12 @@ TEST(pong_before_answer)
     srv_start(&s);
     s.echo = 1;
     buf_t f = BUF_INIT, p = BUF_INIT;
-    frame(&f, 0, 1, "ab", 2);
-    frame(&f, 1, 9, "p", 1); /* a ping between the fragments */
-    frame(&f, 1, 0, "cd", 2);
+    lb_ws_frame(&f, 0, 1, "ab", 2);
+    lb_ws_frame(&f, 1, 9, "p", 1); /* a ping between the fragments */
+    lb_ws_frame(&f, 1, 0, "cd", 2);
     int fd = ws_client(&s, NULL, 0);
-    send_all(fd, f.base, f.len);
-    pump(&s, fd, &p, 9);
+    lb_send(fd, f.base, f.len);
+    lb_pump(&s.lb, fd, &p, 9);
     CHECK_EQ_MEM(p.base, p.len,
                  "\x8a\x01p"
                  "\x81\x04"
@@ -509,6 +392,19 @@ TEST(pong_before_answer)
     buf_free(&p);
 }
 
+/* Reads and drops what the server has sent so far. */
+static void discard(int fd)
+{
+    char tmp[65536];
+    while (read(fd, tmp, sizeof(tmp)) > 0)
+        ;
+}
+
+/* Runs the loop (reading and dropping what the server sends) until `pred` holds. */
+#define RUN_UNTIL(s, fd, pred)                                                                                         \
+    for (uint64_t end_ = lb_deadline(); !(pred) && lb_turn(&(s)->lb, fd, end_);)                                       \
+    discard(fd)
+
 /* Sends 60 KB messages (echoed) without reading until the server stops reading (the client
  * cannot write for a while). Returns 1 if it stopped; *maxq is the largest output queue seen. */
 static int flood(srv_t *s, int fd, ws_conn_t *ws, size_t *maxq)
@@ -517,7 +413,7 @@ static int flood(srv_t *s, int fd, ws_conn_t *ws, size_t *maxq)
     buf_t all = BUF_INIT;
     memset(msg, 'm', sizeof(msg));
     for (int i = 0; i < 400; i++) /* 24 MB: more than the socket buffers of both ends hold */
-        frame(&all, 1, 2, msg, sizeof(msg));
+        lb_ws_frame(&all, 1, 2, msg, sizeof(msg));
     size_t off = 0;
     int idle = 0;
     while (off < all.len && idle < 300) {
@@ -529,7 +425,7 @@ static int flood(srv_t *s, int fd, ws_conn_t *ws, size_t *maxq)
             idle++;
             usleep(500);
         }
-        uv_run(&s->loop, UV_RUN_NOWAIT);
+        uv_run(&s->lb.loop, UV_RUN_NOWAIT);
         if (s->nws > 0 && s->ws[s->nws - 1] == ws && ws_queued(ws) > *maxq)
             *maxq = ws_queued(ws);
     }
@@ -554,21 +450,13 @@ TEST(backpressure_and_close_timeout)
     CHECK(maxq > 0);
     CHECK(maxq < 4096 + 2 * 65536 + 64);
     int before = s.nmsg;
-    for (int i = 0; i < 50; i++) {
-        uv_run(&s.loop, UV_RUN_NOWAIT);
-        usleep(1000);
-    }
+    lb_run_for(&s.lb, 50);
     CHECK_EQ_INT(s.nmsg, before); /* paused: nothing more is read */
     /* once the client reads, the queue drains and reading resumes */
-    char tmp[65536];
-    for (int i = 0; i < 4000 && s.nmsg < before + 10; i++) {
-        uv_run(&s.loop, UV_RUN_NOWAIT);
-        if (read(fd, tmp, sizeof(tmp)) <= 0)
-            usleep(200);
-    }
+    RUN_UNTIL(&s, fd, s.nmsg >= before + 10);
     CHECK(s.nmsg >= before + 10);
     close(fd);
-    settle(&s);
+    lb_settle(&s.lb);
     /* a close whose frame cannot be written (the client does not read) ends at the close timeout */
     fd = ws_client(&s, NULL, 0);
     maxq = 0;
@@ -577,10 +465,7 @@ TEST(backpressure_and_close_timeout)
     int closed = s.nclosed;
     if (s.ws[1] != NULL)
         ws_close(s.ws[1], 1000, "");
-    for (int i = 0; i < 200 && s.nclosed == closed; i++) {
-        uv_run(&s.loop, UV_RUN_NOWAIT);
-        usleep(1000);
-    }
+    LB_UNTIL(&s.lb, s.nclosed != closed);
     CHECK_EQ_INT(s.nclosed, closed + 1);
     CHECK_EQ_INT(s.why, WS_CLOSED_LOCAL);
     close(fd);
@@ -608,19 +493,19 @@ TEST(server_close_and_shared_buffer)
     rbuf_unref(m);
     /* the handler closes: close frame with code and reason, then EOF */
     s.close_on = 1;
-    send_frame(a, 1, 1, "x", 1);
+    lb_ws_send(a, 1, 1, "x", 1);
     CHECK_EQ_INT(read_frame(&s, a, &p), 0x88);
     CHECK_EQ_MEM(p.base, p.len,
                  "\x0f\xa0"
                  "bye");
-    CHECK(pump(&s, a, &in, 0));
+    CHECK(lb_pump(&s.lb, a, &in, 0));
     CHECK_EQ_INT(s.nclosed, 1);
     CHECK_EQ_INT(s.why, WS_CLOSED_LOCAL);
     CHECK(s.ws[0] == NULL);
     /* ws_abort: no close frame */
     ws_abort(s.ws[1]);
     in.len = 0;
-    CHECK(pump(&s, b, &in, 0));
+    CHECK(lb_pump(&s.lb, b, &in, 0));
     CHECK_EQ_INT(in.len, 0);
     close(a);
     close(b);
@@ -634,16 +519,13 @@ TEST(bad_handshake)
 {
     srv_t s;
     srv_start(&s);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(&s.net))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
+    int fd = lb_connect(&s.lb);
+    CHECK(fd >= 0);
     const char *req = "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n"
                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
-    send_all(fd, req, strlen(req));
+    lb_send(fd, req, strlen(req));
     buf_t in = BUF_INIT;
-    CHECK(pump(&s, fd, &in, 0)); /* answered, then closed: an unanswered upgrade cannot go on */
+    CHECK(lb_pump(&s.lb, fd, &in, 0)); /* answered, then closed: an unanswered upgrade cannot go on */
     buf_appendc(&in, '\0');
     CHECK(strncmp(in.base, "HTTP/1.1 400 Bad Request\r\n", 26) == 0);
     CHECK(strstr(in.base, "unsupported Sec-WebSocket-Version") != NULL);
@@ -653,28 +535,17 @@ TEST(bad_handshake)
     buf_free(&in);
 }
 
-/* Runs the loop (reading and dropping what the server sends) until `pred` holds. */
-#define RUN_UNTIL(s, fd, pred)                                                                                         \
-    do {                                                                                                               \
-        char tmp_[4096];                                                                                               \
-        for (int i_ = 0; i_ < 5000 && !(pred); i_++) {                                                                 \
-            uv_run(&(s)->loop, UV_RUN_NOWAIT);                                                                         \
-            if (!(pred) && read(fd, tmp_, sizeof(tmp_)) < 0)                                                           \
-                usleep(50);                                                                                            \
-        }                                                                                                              \
-    } while (0)
-
 /* Sends the frames f in two writes cut at `cut` (the server reads the first part before the second
  * is sent) and expects one message, logged as `want`. */
 static void send_cut(srv_t *s, int fd, const buf_t *f, size_t cut, const buf_t *want)
 {
     int n = s->nmsg;
     s->log.len = 0;
-    send_all(fd, f->base, cut);
+    lb_send(fd, f->base, cut);
     if (cut > 0)
         RUN_UNTIL(s, fd, s->ws[0] == NULL || ws_has_ctx(s->ws[0])); /* a partial frame or message is held */
     CHECK_EQ_INT(s->nmsg, n);
-    send_all(fd, f->base + cut, f->len - cut);
+    lb_send(fd, f->base + cut, f->len - cut);
     RUN_UNTIL(s, fd, s->ws[0] == NULL || (s->nmsg > n && !ws_has_ctx(s->ws[0])));
     CHECK_EQ_INT(s->nmsg, n + 1);
     CHECK(s->log.len == want->len && memcmp(s->log.base, want->base, want->len) == 0);
@@ -716,7 +587,7 @@ TEST(messages_cut_everywhere)
         f.len = want.len = 0;
         int binary = 0;
         for (int k = 0; k < 6 && v[m][k].p != NULL; k++) {
-            frame(&f, v[m][k].fin, v[m][k].op, v[m][k].p, v[m][k].len);
+            lb_ws_frame(&f, v[m][k].fin, v[m][k].op, v[m][k].p, v[m][k].len);
             if (v[m][k].op == 2)
                 binary = 1;
             if (v[m][k].op < 8)
@@ -739,15 +610,15 @@ TEST(messages_cut_everywhere)
     }
     /* several messages in one read, some whole, some not */
     f.len = 0;
-    frame(&f, 1, 1, "one", 3);
-    frame(&f, 0, 1, "tw", 2);
-    frame(&f, 1, 0, "o", 1);
-    frame(&f, 1, 2, "", 0);
-    frame(&f, 1, 1, big, 6000);
-    frame(&f, 1, 1, "four", 4);
+    lb_ws_frame(&f, 1, 1, "one", 3);
+    lb_ws_frame(&f, 0, 1, "tw", 2);
+    lb_ws_frame(&f, 1, 0, "o", 1);
+    lb_ws_frame(&f, 1, 2, "", 0);
+    lb_ws_frame(&f, 1, 1, big, 6000);
+    lb_ws_frame(&f, 1, 1, "four", 4);
     s.log.len = 0;
     int n = s.nmsg;
-    send_all(fd, f.base, f.len);
+    lb_send(fd, f.base, f.len);
     RUN_UNTIL(&s, fd, s.nmsg == n + 5);
     want.len = 0;
     buf_appendstr(&want, "T:one\nT:two\nB:\nT:");
@@ -778,18 +649,18 @@ TEST(context_reuse)
     buf_t p = BUF_INIT, fa = BUF_INIT, fc = BUF_INIT, in = BUF_INIT;
     char m[200];
     memset(m, 'a', sizeof(m));
-    frame(&fa, 1, 1, m, sizeof(m));
-    frame(&fc, 0, 2, "\x01\x02", 2);
-    frame(&fc, 1, 9, "pi", 2);
-    frame(&fc, 1, 0, "\x03", 1);
+    lb_ws_frame(&fa, 1, 1, m, sizeof(m));
+    lb_ws_frame(&fc, 0, 2, "\x01\x02", 2);
+    lb_ws_frame(&fc, 1, 9, "pi", 2);
+    lb_ws_frame(&fc, 1, 0, "\x03", 1);
     /* a and c cut at every byte, interleaved: both hold a context at once */
     size_t n = fa.len > fc.len ? fa.len : fc.len;
     for (size_t i = 0; i < n; i++) {
         if (i < fa.len)
-            send_all(a, fa.base + i, 1);
+            lb_send(a, fa.base + i, 1);
         if (i < fc.len)
-            send_all(c, fc.base + i, 1);
-        settle(&s);
+            lb_send(c, fc.base + i, 1);
+        lb_settle(&s.lb);
         if (i + 1 < fa.len)
             CHECK(ws_has_ctx(s.ws[0]));
         if (i + 1 < fc.len)
@@ -798,49 +669,49 @@ TEST(context_reuse)
     }
     CHECK_EQ_INT(read_frame(&s, a, &p), 0x81);
     CHECK_EQ_INT(p.len, sizeof(m));
-    pump(&s, c, &in, 4 + 5);
+    lb_pump(&s.lb, c, &in, 4 + 5);
     CHECK_EQ_MEM(in.base, in.len, "\x8a\x02pi\x82\x03\x01\x02\x03"); /* the pong, then the echo */
     CHECK(!ws_has_ctx(s.ws[0]));
     CHECK(!ws_has_ctx(s.ws[2]));
     /* b's limit is its own (10), a's and c's theirs (300), whoever held the context before */
-    send_frame(b, 1, 1, "0123456789", 10);
+    lb_ws_send(b, 1, 1, "0123456789", 10);
     CHECK_EQ_INT(read_frame(&s, b, &p), 0x81);
     CHECK(!ws_has_ctx(s.ws[1]));
-    send_frame(c, 1, 1, "eleven byte", 11);
+    lb_ws_send(c, 1, 1, "eleven byte", 11);
     CHECK_EQ_INT(read_frame(&s, c, &p), 0x81);
     CHECK_EQ_MEM(p.base, p.len, "eleven byte");
     /* a holds a context while b goes over its limit and is closed (its context is freed) */
-    send_all(a, fa.base, 3);
-    settle(&s);
+    lb_send(a, fa.base, 3);
+    lb_settle(&s.lb);
     CHECK(ws_has_ctx(s.ws[0]));
-    send_frame(b, 1, 1, "eleven byte", 11);
+    lb_ws_send(b, 1, 1, "eleven byte", 11);
     CHECK_EQ_INT(read_frame(&s, b, &p), 0x88);
     CHECK_EQ_MEM(p.base, p.len, "\x03\xf1"); /* 1009 */
     in.len = 0;
-    CHECK(pump(&s, b, &in, 0));
+    CHECK(lb_pump(&s.lb, b, &in, 0));
     CHECK_EQ_INT(s.nclosed, 1);
     CHECK(s.ws[1] == NULL);
-    send_frame(c, 1, 1, "after", 5); /* c takes the spare (or a new context), not b's */
+    lb_ws_send(c, 1, 1, "after", 5); /* c takes the spare (or a new context), not b's */
     CHECK_EQ_INT(read_frame(&s, c, &p), 0x81);
     CHECK_EQ_MEM(p.base, p.len, "after");
     CHECK(ws_has_ctx(s.ws[0]));
-    send_all(a, fa.base + 3, fa.len - 3);
+    lb_send(a, fa.base + 3, fa.len - 3);
     CHECK_EQ_INT(read_frame(&s, a, &p), 0x81);
     CHECK_EQ_INT(p.len, sizeof(m));
     CHECK(!ws_has_ctx(s.ws[0]));
     /* a closes cleanly while c holds a context; c then finishes its message */
-    send_all(c, fc.base, 4);
-    settle(&s);
+    lb_send(c, fc.base, 4);
+    lb_settle(&s.lb);
     CHECK(ws_has_ctx(s.ws[2]));
-    send_frame(a, 1, 8, "\x03\xe8", 2);
+    lb_ws_send(a, 1, 8, "\x03\xe8", 2);
     CHECK_EQ_INT(read_frame(&s, a, &p), 0x88);
     in.len = 0;
-    CHECK(pump(&s, a, &in, 0));
+    CHECK(lb_pump(&s.lb, a, &in, 0));
     CHECK_EQ_INT(s.nclosed, 2);
     CHECK_EQ_INT(s.why, WS_CLOSED_PEER);
-    send_all(c, fc.base + 4, fc.len - 4);
+    lb_send(c, fc.base + 4, fc.len - 4);
     in.len = 0;
-    pump(&s, c, &in, 4 + 5);
+    lb_pump(&s.lb, c, &in, 4 + 5);
     CHECK_EQ_MEM(in.base, in.len, "\x8a\x02pi\x82\x03\x01\x02\x03");
     CHECK(!ws_has_ctx(s.ws[2]));
     close(a);
