@@ -177,6 +177,27 @@ int lb_pump(lb_t *lb, int fd, buf_t *in, size_t want)
 
 /* ---------------------------------------------------------------- HTTP client */
 
+void lb_request(int fd, const char *method, const char *target, const char *headers, const void *body, size_t len)
+{
+    buf_t b = BUF_INIT;
+    char cl[48];
+    buf_appendstr(&b, method);
+    buf_appendc(&b, ' ');
+    buf_appendstr(&b, target);
+    buf_appendstr(&b, " HTTP/1.1\r\nHost: x\r\n");
+    if (headers)
+        buf_appendstr(&b, headers);
+    if (body) {
+        snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", len);
+        buf_appendstr(&b, cl);
+    }
+    buf_appendstr(&b, "\r\n");
+    if (body)
+        buf_append(&b, body, len);
+    lb_send(fd, b.base, b.len);
+    buf_free(&b);
+}
+
 /* Offset of the blank line ending the head in p[0..n), or -1. */
 static long head_end(const char *p, size_t n)
 {
@@ -241,15 +262,10 @@ int lb_response(lb_t *lb, int fd, buf_t *in, lb_response_t *r)
 int lb_ws_connect(lb_t *lb, const char *target, buf_t *in)
 {
     lb_response_t r;
-    buf_t req = BUF_INIT;
     int fd = lb_connect(lb);
     if (fd < 0)
         return -1;
-    buf_appendstr(&req, "GET ");
-    buf_appendstr(&req, target);
-    buf_appendstr(&req, " HTTP/1.1\r\nHost: x\r\n" LB_WS_HEADERS "\r\n");
-    lb_send(fd, req.base, req.len);
-    buf_free(&req);
+    lb_request(fd, "GET", target, LB_WS_HEADERS, NULL, 0);
     if (lb_response(lb, fd, in, &r) != 0 || r.status != 101) {
         close(fd);
         return -1;

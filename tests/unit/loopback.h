@@ -63,6 +63,10 @@ int lb_pump(lb_t *lb, int fd, buf_t *in, size_t want);
 
 /* ---------------------------------------------------------------- HTTP client */
 
+/* Sends a request: "METHOD target HTTP/1.1", Host, the given header lines (each ending in CRLF,
+ * or NULL), then Content-Length and the body when body != NULL. */
+void lb_request(int fd, const char *method, const char *target, const char *headers, const void *body, size_t len);
+
 typedef struct {
     int status;
     slice_t head; /* status line and headers, without the blank line */

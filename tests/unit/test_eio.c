@@ -222,29 +222,6 @@ static void cli_free(cli_t *c)
     buf_free(&c->in);
 }
 
-/* Sends a request (Content-Length added when there is a body). */
-static void send_req(cli_t *c, const char *method, const char *target, const char *headers, const char *body,
-                     size_t blen)
-{
-    buf_t b = BUF_INIT;
-    char cl[48];
-    buf_appendstr(&b, method);
-    buf_appendc(&b, ' ');
-    buf_appendstr(&b, target);
-    buf_appendstr(&b, " HTTP/1.1\r\nHost: x\r\n");
-    if (headers)
-        buf_appendstr(&b, headers);
-    if (body) {
-        snprintf(cl, sizeof(cl), "Content-Length: %zu\r\n", blen);
-        buf_appendstr(&b, cl);
-    }
-    buf_appendstr(&b, "\r\n");
-    if (body)
-        buf_append(&b, body, blen);
-    lb_send(c->fd, b.base, b.len);
-    buf_free(&b);
-}
-
 /* Reads the next response into c->r. Returns its status, or -1. */
 static int read_resp(srv_t *s, cli_t *c)
 {
@@ -258,7 +235,7 @@ static int read_resp(srv_t *s, cli_t *c)
 
 static int exchange(srv_t *s, cli_t *c, const char *method, const char *target, const char *body, size_t blen)
 {
-    send_req(c, method, target, NULL, body, blen);
+    lb_request(c->fd, method, target, NULL, body, blen);
     return read_resp(s, c);
 }
 
@@ -312,7 +289,7 @@ TEST(handshake_polling)
     s.cfg.ping_timeout = 200;
     srv_open(&s);
     cli_open(&s, &c);
-    send_req(&c, "GET", PATH "?EIO=4&transport=polling&t=abc", "X-Custom: yes\r\n", NULL, 0);
+    lb_request(c.fd, "GET", PATH "?EIO=4&transport=polling&t=abc", "X-Custom: yes\r\n", NULL, 0);
     CHECK_EQ_INT(read_resp(&s, &c), 200);
     CHECK(c.r.body.len > 29);
     memcpy(sid, c.r.body.ptr + 9, 20);
@@ -430,7 +407,7 @@ TEST(polling_round_trips)
     BODY_IS(&get, "4abc\x1e"
                   "bAP8=");
     /* a GET with nothing to send is held until something is sent (long-polling) */
-    send_req(&get, "GET", t, NULL, NULL, 0);
+    lb_request(get.fd, "GET", t, NULL, NULL, 0);
     LB_UNTIL(&s.lb, eio_session_writable(s.sess[0]));
     CHECK(eio_session_writable(s.sess[0]));
     eio_send(s.sess[0], a);
@@ -487,7 +464,7 @@ TEST(error_answers)
         cli_t c;
         cli_open(&s, &c);
         s.errors.len = 0;
-        send_req(&c, v[i].method, v[i].target, v[i].headers, v[i].method[0] == 'P' ? "" : NULL, 0);
+        lb_request(c.fd, v[i].method, v[i].target, v[i].headers, v[i].method[0] == 'P' ? "" : NULL, 0);
         int st = read_resp(&s, &c);
         size_t blen = strlen(v[i].body), olen = strlen(v[i].observed);
         if (st != v[i].status || c.r.body.len != blen || memcmp(c.r.body.ptr, v[i].body, blen) != 0 ||
@@ -630,7 +607,7 @@ TEST(upgrade_to_websocket)
     cli_open(&s, &post);
     CHECK_EQ_INT(handshake(&s, &get, sid), 0);
     target(t, sizeof(t), "polling", sid);
-    send_req(&get, "GET", t, NULL, NULL, 0); /* held */
+    lb_request(get.fd, "GET", t, NULL, NULL, 0); /* held */
     LB_UNTIL(&s.lb, eio_session_writable(s.sess[0]));
     /* the probe: a WebSocket naming the session; no open packet on it */
     int fd = ws_open(&s, &in, sid);
@@ -742,7 +719,7 @@ TEST(close_polling)
     /* a GET held: answered with the close packet at once */
     CHECK_EQ_INT(handshake(&s, &c, sid), 0);
     target(t, sizeof(t), "polling", sid);
-    send_req(&c, "GET", t, NULL, NULL, 0);
+    lb_request(c.fd, "GET", t, NULL, NULL, 0);
     LB_UNTIL(&s.lb, eio_session_writable(s.sess[1]));
     eio_session_t **v; /* a snapshot holds references: the pointer outlives the close */
     size_t n = eio_server_sessions(&s.eio, &v);
@@ -805,19 +782,19 @@ TEST(close_reasons)
     CHECK_EQ_INT(handshake(&s, &c, sid), 0);
     target(t, sizeof(t), "polling", sid);
     memset(big, '4', sizeof(big));
-    send_req(&c, "POST", t, NULL, big, sizeof(big));
+    lb_request(c.fd, "POST", t, NULL, big, sizeof(big));
     CHECK_EQ_INT(read_resp(&s, &c), 413);
     cli_free(&c); /* the connection closes after a 413 */
     cli_open(&s, &c);
     /* binary POST bodies are not protocol v4 */
     CHECK_EQ_INT(handshake(&s, &c, sid), 0);
     target(t, sizeof(t), "polling", sid);
-    send_req(&c, "POST", t, "Content-Type: application/octet-stream\r\n", "4x", 2);
+    lb_request(c.fd, "POST", t, "Content-Type: application/octet-stream\r\n", "4x", 2);
     CHECK_EQ_INT(read_resp(&s, &c), 400);
     /* two GETs at once: the second is refused and the session closed */
     CHECK_EQ_INT(handshake(&s, &c, sid), 0);
     target(t, sizeof(t), "polling", sid);
-    send_req(&g, "GET", t, NULL, NULL, 0);
+    lb_request(g.fd, "GET", t, NULL, NULL, 0);
     LB_UNTIL(&s.lb, s.sess[5] != NULL && eio_session_writable(s.sess[5]));
     CHECK_EQ_INT(exchange(&s, &c, "GET", t, NULL, 0), 400);
     CHECK_EQ_INT(read_resp(&s, &g), 200); /* the first one gets the close packet */
@@ -825,7 +802,7 @@ TEST(close_reasons)
     /* a held GET whose connection goes away */
     CHECK_EQ_INT(handshake(&s, &c, sid), 0);
     target(t, sizeof(t), "polling", sid);
-    send_req(&c, "GET", t, NULL, NULL, 0);
+    lb_request(c.fd, "GET", t, NULL, NULL, 0);
     LB_UNTIL(&s.lb, s.sess[6] != NULL && eio_session_writable(s.sess[6]));
     shutdown(c.fd, SHUT_RDWR);
     LB_UNTIL(&s.lb, s.nclose == 7);
@@ -950,8 +927,8 @@ TEST(cors_on_the_wire)
     srv_open(&s);
     cli_open(&s, &c);
     /* the preflight is answered before Engine.IO looks at the request */
-    send_req(&c, "OPTIONS", PATH "?EIO=4&transport=polling",
-             "Origin: https://app.example\r\nAccess-Control-Request-Headers: x-a\r\n", NULL, 0);
+    lb_request(c.fd, "OPTIONS", PATH "?EIO=4&transport=polling",
+               "Origin: https://app.example\r\nAccess-Control-Request-Headers: x-a\r\n", NULL, 0);
     CHECK_EQ_INT(read_resp(&s, &c), 204);
     HDR_IS(&c, "Access-Control-Allow-Origin", "https://app.example");
     HDR_IS(&c, "Access-Control-Allow-Methods", "GET,POST");
