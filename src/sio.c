@@ -42,6 +42,13 @@ static void client_unref(sio_client_t *c)
 
 static void nsp_free(sio_server_t *srv, sio_nsp_t *nsp);
 
+/* The last holder of a removable namespace is gone: the namespace goes too. */
+static void nsp_unref(sio_nsp_t *nsp)
+{
+    if (--nsp->nrefs == 0 && nsp->removable && nsp->srv->cfg->cleanup_empty_children)
+        nsp_free(nsp->srv, nsp);
+}
+
 void sio_socket_unref(sio_socket_t *s)
 {
     sio_nsp_t *nsp;
@@ -49,9 +56,7 @@ void sio_socket_unref(sio_socket_t *s)
         return;
     nsp = s->nsp;
     free(s);
-    /* the last socket of a removable namespace is gone: the namespace goes too */
-    if (--nsp->nrefs == 0 && nsp->removable && nsp->srv->cfg->cleanup_empty_children)
-        nsp_free(nsp->srv, nsp);
+    nsp_unref(nsp);
 }
 
 eio_session_t *sio_socket_session(const sio_socket_t *s)
@@ -590,7 +595,21 @@ void sio_server_init(sio_server_t *srv, uv_loop_t *loop, const sio_config_t *cfg
 
 void sio_server_close(sio_server_t *srv, const char *reason)
 {
-    for (sio_nsp_t *n = srv->nsps; n; n = n->next)
-        while (n->head.nnext != &n->head)
-            socket_close(n->head.nnext, reason);
+    /* A snapshot of the namespaces, each held: closing the last socket of a removable one would
+     * free it under the walk (cleanup_empty_children), and the handlers may make new ones. */
+    size_t n = 0, i = 0;
+    sio_nsp_t **v;
+    for (sio_nsp_t *x = srv->nsps; x; x = x->next)
+        n++;
+    v = xmalloc((n ? n : 1) * sizeof(*v));
+    for (sio_nsp_t *x = srv->nsps; x; x = x->next) {
+        x->nrefs++;
+        v[i++] = x;
+    }
+    for (i = 0; i < n; i++)
+        while (v[i]->head.nnext != &v[i]->head)
+            socket_close(v[i]->head.nnext, reason);
+    for (i = 0; i < n; i++)
+        nsp_unref(v[i]);
+    free(v);
 }

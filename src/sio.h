@@ -46,7 +46,8 @@ struct sio_nsp {
     int64_t next_ack;                  /* ack ids, per namespace as in the reference */
     struct sio_nsp *next;              /* server's namespace list */
     struct sio_server *srv;
-    uint32_t nrefs;                    /* sockets (any state, until freed) that point to it */
+    uint32_t nrefs;                    /* sockets (any state, until freed) that point to it, and
+                                          sio_server_close while it walks the namespaces */
     uint8_t removable;                 /* a dynamic namespace's child: freed once empty if the
                                           server's cleanup_empty_children is on */
     void *data;                        /* upper layer (Lua handlers) */
