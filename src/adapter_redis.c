@@ -803,6 +803,66 @@ static int c_msgpack_encode(lua_State *L)
 
 /* ---------------------------------------------------------------- msgpack decoding */
 
+/* Big-endian k-byte integer at p. */
+static size_t be_size(const unsigned char *p, int k)
+{
+    size_t v = 0;
+    for (int i = 0; i < k; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* msgpack-c allocates a container's elements from its declared count before reading them (five
+ * bytes declaring 2^32 elements ask for ~100 GB), and has no limit to set in its C API. Every
+ * element is a token of its own, at least one byte, so a message whose containers declare more
+ * elements in all than it has bytes cannot be valid: this refuses it before unpacking, which then
+ * allocates at most ~24 bytes per input byte. A linear walk over the tokens (msgpack is a flat,
+ * pre-order token stream, so no stack is needed). Returns 1 if the sizes fit; a truncated token
+ * ends the walk (the unpacker reports it). */
+static int declared_sizes_fit(const unsigned char *p, size_t n)
+{
+    static const uint8_t fixed[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
+    size_t i = 0, elements = 0;
+    while (i < n) {
+        unsigned c = p[i++];
+        size_t count = 0, skip = 0;
+        int hdr = 0; /* bytes of length or count after the type byte */
+        if (c >= 0x80 && c <= 0x8f)
+            count = 2 * (c & 0x0f);
+        else if (c >= 0x90 && c <= 0x9f)
+            count = c & 0x0f;
+        else if (c >= 0xa0 && c <= 0xbf)
+            skip = c & 0x1f;
+        else if (c >= 0xca && c <= 0xd3) /* float32/64, uint8-64, int8-64 */
+            skip = fixed[c - 0xca];
+        else if (c >= 0xd4 && c <= 0xd8) /* fixext 1-16: type byte + data */
+            skip = 1 + ((size_t)1 << (c - 0xd4));
+        else if (c >= 0xc4 && c <= 0xc9) /* bin8-32, ext8-32 (+ a type byte) */
+            hdr = 1 << ((c - 0xc4) % 3);
+        else if (c >= 0xd9 && c <= 0xdb) /* str8-32 */
+            hdr = 1 << (c - 0xd9);
+        else if (c >= 0xdc && c <= 0xdf) /* array16/32, map16/32 */
+            hdr = c == 0xdc || c == 0xde ? 2 : 4;
+        if (hdr > 0) {
+            size_t v;
+            if ((size_t)hdr > n - i)
+                return 1;
+            v = be_size(p + i, hdr);
+            i += (size_t)hdr;
+            if (c >= 0xdc)
+                count = c >= 0xde ? 2 * v : v;
+            else
+                skip = v + (c >= 0xc7 && c <= 0xc9);
+        }
+        if (count > n - elements || (elements += count) > n)
+            return 0;
+        if (skip > n - i)
+            return 1;
+        i += skip;
+    }
+    return 1;
+}
+
 typedef struct {
     msgpack_unpacked u;
     int live;
@@ -891,6 +951,11 @@ static int c_msgpack_decode(lua_State *L)
 {
     size_t len, off = 0;
     const char *s = luaL_checklstring(L, 1, &len);
+    if (!declared_sizes_fit((const unsigned char *)s, len)) {
+        lua_pushnil(L);
+        lua_pushstring(L, "a msgpack container declares more elements than the message holds");
+        return 2;
+    }
     unpacked_box_t *b = lua_newuserdatauv(L, sizeof(*b), 0);
     b->live = 0;
     if (luaL_newmetatable(L, "siolua.msgpack_unpacked")) {

@@ -113,6 +113,22 @@ TEST(malformed_and_truncated_input)
               "return m.a == nil and m.b == 1 and a[1] == siolua.null and a[2] == 1"));
 }
 
+/* A container cannot declare more elements than the message has bytes: msgpack-c would allocate
+ * them all before reading (here 2^32 - 1 elements, ~100 GB, from 5 bytes; ASan aborts on that). */
+TEST(declared_sizes_are_bounded_by_the_message)
+{
+    CHECK(run("local v, err = dec(unhex('ddffffffff'))\n"
+              "local w, err2 = dec(unhex('93a178dd40040000a173c0'))\n" /* inside a valid-looking array */
+              "local x = dec(unhex('dfffffffff'))\n"
+              "local y = dec(unhex('dc0003c0c0'))\n" /* 3 declared, 2 present: truncated */
+              "return v == nil and err:find('declares more elements') ~= nil and w == nil and x == nil\n"
+              "  and y == nil"));
+    /* the bound is the message: as many elements as bytes is fine */
+    CHECK(run("local a = dec(unhex('dc0003c0c0c0'))\n"
+              "local m = dec(unhex('de0001a16bdc0001c3'))\n"
+              "return #a == 3 and a[3] == siolua.null and m.k[1] == true"));
+}
+
 TEST(primitives_without_an_adapter)
 {
     CHECK(run("local c = siolua._core\n"
@@ -129,6 +145,7 @@ int main(void)
     RUN(round_trips);
     RUN(refuses_what_msgpack_cannot_carry);
     RUN(malformed_and_truncated_input);
+    RUN(declared_sizes_are_bounded_by_the_message);
     RUN(primitives_without_an_adapter);
     return test_summary();
 }
