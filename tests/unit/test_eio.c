@@ -246,20 +246,23 @@ static int exchange(srv_t *s, cli_t *c, const char *method, const char *target, 
         CHECK_EQ_MEM(v_.ptr ? v_.ptr : "", v_.len, lit);                                                               \
     } while (0)
 
-/* A polling handshake on c; the new session's id goes to sid (21 bytes). Returns 0 or -1. */
-static int handshake(srv_t *s, cli_t *c, char *sid)
+static void target(char *out, size_t n, const char *transport, const char *sid)
+{
+    snprintf(out, n, PATH "?EIO=4&transport=%s&sid=%s", transport, sid);
+}
+
+/* A polling handshake on c; the new session's id goes to sid (21 bytes) and, unless poll is NULL,
+ * the URL of its polling requests to poll (128 bytes). Returns 0 or -1. */
+static int handshake(srv_t *s, cli_t *c, char *sid, char *poll)
 {
     if (exchange(s, c, "GET", PATH "?EIO=4&transport=polling", NULL, 0) != 200 || c->r.body.len < 30 ||
         memcmp(c->r.body.ptr, "0{\"sid\":\"", 9) != 0)
         return -1;
     memcpy(sid, c->r.body.ptr + 9, 20);
     sid[20] = '\0';
+    if (poll != NULL)
+        target(poll, 128, "polling", sid);
     return 0;
-}
-
-static void target(char *out, size_t n, const char *transport, const char *sid)
-{
-    snprintf(out, n, PATH "?EIO=4&transport=%s&sid=%s", transport, sid);
 }
 
 /* A WebSocket session (or probe, with sid) on a new connection: returns the fd, -1 on failure. */
@@ -338,21 +341,19 @@ TEST(handshake_options)
 {
     srv_t s;
     cli_t c;
-    char sid[21], want[128];
+    char sid[21], want[128], t[128];
     srv_config(&s);
     s.cfg.transports = EIO_T_POLLING; /* no WebSocket: no upgrade offered */
     static char io[] = "io", slash[] = "/", lax[] = "Lax";
     s.cfg.cookie = (eio_cookie_t){.name = io, .path = slash, .same_site = lax, .max_age = -1, .http_only = 1};
     srv_open(&s);
     cli_open(&s, &c);
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     CHECK(c.r.body.len > 29 && memmem(c.r.body.ptr, c.r.body.len, "\"upgrades\":[]", 13) != NULL);
     snprintf(want, sizeof(want), "io=%s; Path=/; HttpOnly; SameSite=Lax", sid);
     slice_t ck = lb_header(&c.r, "Set-Cookie");
     CHECK(ck.len == strlen(want) && memcmp(ck.ptr, want, ck.len) == 0);
     /* only on the handshake */
-    char t[128];
-    target(t, sizeof(t), "polling", sid);
     CHECK_EQ_INT(exchange(&s, &c, "POST", t, "4x", 2), 200);
     CHECK(lb_header(&c.r, "Set-Cookie").ptr == NULL);
     /* a WebSocket handshake is refused: the transport is off */
@@ -368,7 +369,7 @@ TEST(handshake_options)
     s.cfg.allow_upgrades = 0;
     srv_open(&s);
     cli_open(&s, &c);
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
+    CHECK_EQ_INT(handshake(&s, &c, sid, NULL), 0);
     CHECK(c.r.body.len > 29 && memmem(c.r.body.ptr, c.r.body.len, "\"upgrades\":[]", 13) != NULL);
     srv_stop(&s);
     cli_free(&c);
@@ -386,8 +387,7 @@ TEST(polling_round_trips)
     srv_open(&s);
     cli_open(&s, &get);
     cli_open(&s, &post);
-    CHECK_EQ_INT(handshake(&s, &get, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &get, sid, t), 0);
     /* client -> server: several packets in one POST, text and base64 binary, in order */
     static const char several[] = "4hello\x1e"
                                   "4\xc3\xa9t\xc3\xa9\x1e"
@@ -499,7 +499,7 @@ TEST(error_answers)
     cli_t c;
     char sid[21], t[128];
     cli_open(&s, &c);
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
+    CHECK_EQ_INT(handshake(&s, &c, sid, NULL), 0);
     target(t, sizeof(t), "websocket", sid);
     s.errors.len = 0;
     CHECK_EQ_INT(exchange(&s, &c, "GET", t, NULL, 0), 400);
@@ -575,8 +575,7 @@ TEST(heartbeat_timeout)
     CHECK_EQ_MEM(s.reasons.base, s.reasons.len, "ping timeout\n");
     /* polling: the ping is in a GET's answer, the pong comes in a POST */
     cli_open(&s, &c);
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     CHECK_EQ_INT(exchange(&s, &c, "GET", t, NULL, 0), 200);
     BODY_IS(&c, "2");
     CHECK_EQ_INT(exchange(&s, &c, "POST", t, "3", 1), 200);
@@ -605,8 +604,7 @@ TEST(upgrade_to_websocket)
     srv_open(&s);
     cli_open(&s, &get);
     cli_open(&s, &post);
-    CHECK_EQ_INT(handshake(&s, &get, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &get, sid, t), 0);
     lb_request(get.fd, "GET", t, NULL, NULL, 0); /* held */
     LB_UNTIL(&s.lb, eio_session_writable(s.sess[0]));
     /* the probe: a WebSocket naming the session; no open packet on it */
@@ -666,14 +664,13 @@ TEST(upgrade_timeout)
     s.cfg.upgrade_timeout = 20;
     srv_open(&s);
     cli_open(&s, &c);
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     int fd = ws_open(&s, &in, sid);
     lb_ws_send(fd, 1, 1, "2probe", 6);
     CHECK_EQ_INT(lb_ws_read(&s.lb, fd, &in, &p), 0x81);
     CHECK(lb_pump(&s.lb, fd, &in, 0)); /* no "5": the probe is closed */
     CHECK_EQ_INT(s.nupgrade, 0);
     CHECK_EQ_INT(s.nclose, 0);
-    target(t, sizeof(t), "polling", sid);
     CHECK_EQ_INT(exchange(&s, &c, "POST", t, "4still here", 11), 200);
     CHECK_EQ_MEM(s.msgs.base, s.msgs.len, "T:still here\n");
     in.len = 0;
@@ -702,8 +699,7 @@ TEST(close_polling)
     srv_config(&s);
     srv_open(&s);
     cli_open(&s, &c);
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     rbuf_t *m = eio_packet_new(EIO_MESSAGE, "last", 4);
     eio_send(s.sess[0], m);
     rbuf_unref(m);
@@ -717,8 +713,7 @@ TEST(close_polling)
     CHECK_EQ_INT(s.nclose, 1);
     CHECK_EQ_MEM(s.reasons.base, s.reasons.len, "forced close\n");
     /* a GET held: answered with the close packet at once */
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     lb_request(c.fd, "GET", t, NULL, NULL, 0);
     LB_UNTIL(&s.lb, eio_session_writable(s.sess[1]));
     eio_session_t **v; /* a snapshot holds references: the pointer outlives the close */
@@ -756,16 +751,13 @@ TEST(close_reasons)
     cli_open(&s, &c);
     cli_open(&s, &g);
     /* polling: the client's close packet */
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     CHECK_EQ_INT(exchange(&s, &c, "POST", t, "1", 1), 200);
     /* an invalid payload */
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     CHECK_EQ_INT(exchange(&s, &c, "POST", t, "9nope", 5), 200);
     /* more packets in one POST than max_packets_per_post (10) */
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     static const char eleven[] = "6\x1e"
                                  "6\x1e"
                                  "6\x1e"
@@ -779,29 +771,25 @@ TEST(close_reasons)
                                  "6";
     CHECK_EQ_INT(exchange(&s, &c, "POST", t, eleven, sizeof(eleven) - 1), 200);
     /* a body over maxHttpBufferSize: 413 */
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     memset(big, '4', sizeof(big));
     lb_request(c.fd, "POST", t, NULL, big, sizeof(big));
     CHECK_EQ_INT(read_resp(&s, &c), 413);
     cli_free(&c); /* the connection closes after a 413 */
     cli_open(&s, &c);
     /* binary POST bodies are not protocol v4 */
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     lb_request(c.fd, "POST", t, "Content-Type: application/octet-stream\r\n", "4x", 2);
     CHECK_EQ_INT(read_resp(&s, &c), 400);
     /* two GETs at once: the second is refused and the session closed */
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     lb_request(g.fd, "GET", t, NULL, NULL, 0);
     LB_UNTIL(&s.lb, s.sess[5] != NULL && eio_session_writable(s.sess[5]));
     CHECK_EQ_INT(exchange(&s, &c, "GET", t, NULL, 0), 400);
     CHECK_EQ_INT(read_resp(&s, &g), 200); /* the first one gets the close packet */
     BODY_IS(&g, "1");
     /* a held GET whose connection goes away */
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
-    target(t, sizeof(t), "polling", sid);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
     lb_request(c.fd, "GET", t, NULL, NULL, 0);
     LB_UNTIL(&s.lb, s.sess[6] != NULL && eio_session_writable(s.sess[6]));
     shutdown(c.fd, SHUT_RDWR);
@@ -874,7 +862,7 @@ TEST(polling_buffer_limit)
     s.cfg.max_buffered = 200; /* the open packet (about 110 bytes) goes through it too */
     srv_open(&s);
     cli_open(&s, &c);
-    CHECK_EQ_INT(handshake(&s, &c, sid), 0);
+    CHECK_EQ_INT(handshake(&s, &c, sid, NULL), 0);
     rbuf_t *m = rbuf_new(120);
     memset(rbuf_payload(m), '4', 120);
     eio_send(s.sess[0], m);

@@ -251,6 +251,22 @@ static void expect_connected(srv_t *s, cl_t *c, const sio_socket_t *so, const ch
     CHECK(c->p.len == strlen(want) && memcmp(c->p.base, want, c->p.len) == 0);
 }
 
+/* Sends a CONNECT to nsp ("" for the main namespace, "/admin") without auth, waits for the upper
+ * layer's answer (ACCEPT mode) and reads it. Returns the new socket. */
+static sio_socket_t *cl_join(srv_t *s, cl_t *c, const char *nsp)
+{
+    char pkt[320], prefix[300];
+    int n = s->nsk;
+    snprintf(prefix, sizeof(prefix), "%s%s", nsp, *nsp ? "," : "");
+    snprintf(pkt, sizeof(pkt), "40%s", prefix);
+    cl_send(c, pkt);
+    LB_UNTIL(&s->lb, s->nsk > n);
+    if (s->nsk <= n)
+        return NULL;
+    expect_connected(s, c, s->sk[n], prefix);
+    return s->sk[n];
+}
+
 /* The server closed the connection: a close frame, then EOF. */
 static void expect_closed(srv_t *s, cl_t *c)
 {
@@ -316,17 +332,13 @@ TEST(namespaces)
     CHECK(sio_nsp_create(&s.sio, "/admin", 6) == admin); /* made once */
     cl_open(&s, &c);
     /* an existing namespace */
-    cl_send(&c, "40/admin,");
-    LB_UNTIL(&s.lb, s.nsk == 1);
-    expect_connected(&s, &c, s.sk[0], "/admin,");
+    cl_join(&s, &c, "/admin");
     CHECK(s.sk[0]->nsp == admin);
     /* unknown: resolve says no -> connect_error, and the connection stays */
     cl_send(&c, "40/nope,{\"x\":1}");
     EXPECT(&s, &c, "44/nope,{\"message\":\"Invalid namespace\"}");
     /* resolve makes one */
-    cl_send(&c, "40/dyn-1,");
-    LB_UNTIL(&s.lb, s.nsk == 2);
-    expect_connected(&s, &c, s.sk[1], "/dyn-1,");
+    cl_join(&s, &c, "/dyn-1");
     CHECK(sio_nsp_find(&s.sio, "/dyn-1", 6) == s.sk[1]->nsp);
     /* events for a namespace the client did not join are ignored */
     s.log.len = 0;
@@ -361,18 +373,13 @@ TEST(namespace_limit)
     sio_nsp_create(&s.sio, "/a", 2);
     sio_nsp_create(&s.sio, "/b", 2);
     cl_open(&s, &c);
-    cl_send(&c, "40");
-    cl_send(&c, "40/a,");
-    LB_UNTIL(&s.lb, s.nsk == 2);
-    expect_connected(&s, &c, s.sk[0], "");
-    expect_connected(&s, &c, s.sk[1], "/a,");
+    cl_join(&s, &c, "");
+    cl_join(&s, &c, "/a");
     cl_send(&c, "40/b,");
     EXPECT(&s, &c, "44/b,{\"message\":\"Too many namespaces\"}");
     /* leaving one makes room */
     cl_send(&c, "41/a,");
-    cl_send(&c, "40/b,");
-    LB_UNTIL(&s.lb, s.nsk == 3);
-    expect_connected(&s, &c, s.sk[2], "/b,");
+    cl_join(&s, &c, "/b");
     /* a namespace name over the limit (256 bytes) is an invalid packet: the client goes */
     char big[300] = "40/";
     memset(big + 3, 'n', 280);
@@ -487,11 +494,11 @@ TEST(invalid_input_closes_the_client)
     } v[] = {
         {{NULL}, "\x01", 0}, /* an attachment nobody announced */
         {{"451-[{\"_placeholder\":true,\"num\":0}]", "42[\"text instead of the attachment\"]"}, NULL, 0},
-        {{"4511-[\"too many attachments\"]"}, NULL, 0},                 /* over max_attachments (10) */
-        {{"49"}, NULL, 0},                                              /* no such packet type */
-        {{"42{\"not\":\"an array\"}"}, NULL, 0},                        /* an EVENT payload must be an array */
-        {{"41{\"data\":1}"}, NULL, 0},                                  /* a DISCONNECT has none */
-        {{"42[\"bad\"]"}, NULL, 1},                                     /* the upper layer says invalid (-1) */
+        {{"4511-[\"too many attachments\"]"}, NULL, 0},                /* over max_attachments (10) */
+        {{"49"}, NULL, 0},                                             /* no such packet type */
+        {{"42{\"not\":\"an array\"}"}, NULL, 0},                       /* an EVENT payload must be an array */
+        {{"41{\"data\":1}"}, NULL, 0},                                 /* a DISCONNECT has none */
+        {{"42[\"bad\"]"}, NULL, 1},                                    /* the upper layer says invalid (-1) */
         {{"451-[\"bad\",{\"_placeholder\":true,\"num\":0}]"}, "x", 1}, /* the same, once reassembled */
     };
     srv_t s;
@@ -500,9 +507,7 @@ TEST(invalid_input_closes_the_client)
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         cl_t c;
         cl_open(&s, &c);
-        cl_send(&c, "40");
-        LB_UNTIL(&s.lb, s.nsk == (int)i + 1);
-        expect_connected(&s, &c, s.sk[i], "");
+        cl_join(&s, &c, "");
         s.log.len = 0;
         s.npackets = 0;
         for (int k = 0; k < 2 && v[i].text[k] != NULL; k++)
@@ -531,11 +536,8 @@ TEST(disconnects)
     srv_start(&s);
     sio_nsp_t *admin = sio_nsp_create(&s.sio, "/admin", 6);
     cl_open(&s, &c);
-    cl_send(&c, "40");
-    cl_send(&c, "40/admin,");
-    LB_UNTIL(&s.lb, s.nsk == 2);
-    expect_connected(&s, &c, s.sk[0], "");
-    expect_connected(&s, &c, s.sk[1], "/admin,");
+    cl_join(&s, &c, "");
+    cl_join(&s, &c, "/admin");
     sio_socket_t *m = s.sk[0], *a = s.sk[1];
     sio_socket_ref(a); /* the test's own, to look at it once closed */
     /* the client leaves one namespace; the other stays */
@@ -554,13 +556,9 @@ TEST(disconnects)
     sio_socket_disconnect(m, 0);
     LOG_IS(&s, "disconnect / server namespace disconnect\n");
     EXPECT(&s, &c, "41");
-    cl_send(&c, "40");
-    LB_UNTIL(&s.lb, s.nsk == 3);
-    expect_connected(&s, &c, s.sk[2], "");
+    cl_join(&s, &c, "");
     /* with close: every namespace of the client, then the connection */
-    cl_send(&c, "40/admin,");
-    LB_UNTIL(&s.lb, s.nsk == 4);
-    expect_connected(&s, &c, s.sk[3], "/admin,");
+    cl_join(&s, &c, "/admin");
     s.log.len = 0;
     sio_socket_disconnect(s.sk[2], 1);
     EXPECT(&s, &c, "41/admin,");
@@ -569,9 +567,7 @@ TEST(disconnects)
     LOG_IS(&s, "disconnect /admin server namespace disconnect\ndisconnect / server namespace disconnect\n");
     /* the transport goes away */
     cl_open(&s, &d);
-    cl_send(&d, "40");
-    LB_UNTIL(&s.lb, s.nsk == 5);
-    expect_connected(&s, &d, s.sk[4], "");
+    cl_join(&s, &d, "");
     s.log.len = 0;
     shutdown(d.fd, SHUT_RDWR);
     LB_UNTIL(&s.lb, s.sk[4] == NULL);
@@ -710,9 +706,7 @@ TEST(send_many_encode_once)
     srv_start(&s);
     for (int i = 0; i < N; i++) {
         cl_open(&s, &c[i]);
-        cl_send(&c[i], "40");
-        LB_UNTIL(&s.lb, s.nsk == i + 1);
-        expect_connected(&s, &c[i], s.sk[i], "");
+        cl_join(&s, &c[i], "");
     }
     sio_target_t all = {0};
     sio_socket_t **v;
@@ -775,12 +769,8 @@ TEST(empty_children_are_freed)
     srv_start(&s);
     cl_open(&s, &c);
     cl_open(&s, &d);
-    cl_send(&c, "40/dyn-7,");
-    LB_UNTIL(&s.lb, s.nsk == 1);
-    expect_connected(&s, &c, s.sk[0], "/dyn-7,");
-    cl_send(&d, "40/dyn-7,");
-    LB_UNTIL(&s.lb, s.nsk == 2);
-    expect_connected(&s, &d, s.sk[1], "/dyn-7,");
+    cl_join(&s, &c, "/dyn-7");
+    cl_join(&s, &d, "/dyn-7");
     CHECK(s.sk[0]->nsp == s.sk[1]->nsp);
     s.log.len = 0;
     cl_send(&c, "41/dyn-7,");
@@ -792,9 +782,7 @@ TEST(empty_children_are_freed)
                "nsp_free /dyn-7\n");
     CHECK(sio_nsp_find(&s.sio, "/dyn-7", 6) == NULL);
     /* made again on the next CONNECT */
-    cl_send(&c, "40/dyn-7,");
-    LB_UNTIL(&s.lb, s.nsk == 3);
-    expect_connected(&s, &c, s.sk[2], "/dyn-7,");
+    cl_join(&s, &c, "/dyn-7");
     /* closing the server closes its last socket: the namespace goes in the middle of the walk */
     s.log.len = 0;
     sio_server_close(&s.sio, "server shutting down");
