@@ -16,7 +16,7 @@ endif
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(EXTRA_CFLAGS)
 CPPFLAGS += -Isrc -Ibuild/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC)
-LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lcrypto -lm -lhiredis -lmsgpackc
+LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lyajl -lcrypto -lm -lhiredis -lmsgpackc
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c))
 # prelude.lua runs first; the other lua/*.lua files (extensions of it) after, in name order
@@ -132,8 +132,8 @@ build/fuzz/fuzz_eio_payload: tests/fuzz/fuzz_eio_payload.c src/eio_packet.c src/
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lcrypto
 build/fuzz/fuzz_sio_packet: tests/fuzz/fuzz_sio_packet.c src/sio_packet.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
-build/fuzz/fuzz_lvalue: tests/fuzz/fuzz_lvalue.c src/lvalue.c src/buf.c | build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -llua5.4-cjson -lm
+build/fuzz/fuzz_lvalue: tests/fuzz/fuzz_lvalue.c src/lvalue.c src/lvalue_json.c src/jsnum.c src/utf8.c src/buf.c | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -lyajl -lm
 build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv
 build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz

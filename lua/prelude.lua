@@ -544,7 +544,8 @@ local function jsonable(v, seen, depth)
     if v ~= v or v == math.huge or v == -math.huge then return nil end
     return v
   end
-  if t ~= "table" or getmetatable(v) ~= nil and getmetatable(v) ~= getmetatable(siolua.array()) then return nil end
+  local mt = getmetatable(v)
+  if t ~= "table" or mt ~= nil and not core.value_mark(mt) then return nil end
   seen, depth = seen or {}, depth or 1
   if seen[v] or depth > 64 then return nil end
   seen[v] = true
@@ -563,6 +564,8 @@ local function jsonable(v, seen, depth)
     local obj = {}
     for k, x in pairs(out) do obj[tostring(k)] = x end
     out = obj
+  elseif mt ~= nil then
+    setmetatable(out, mt) -- an array stays one when empty, a decoded object keeps its key order
   end
   return out
 end
@@ -576,7 +579,7 @@ function hooks.export_all(sockets)
     if uv.data ~= nil and next(uv.data) ~= nil or uv.props ~= nil and next(uv.props) ~= nil or uv.auth ~= nil then
       local props = jsonable(uv.props) or {}
       props.reloaded = nil
-      local ok, json = pcall(core.json_encode, { data = jsonable(uv.data) or {}, props = props, auth = jsonable(uv.auth) })
+      local ok, json = pcall(core.json_encode, { data = jsonable(uv.data) or {}, props = props, auth = jsonable(uv.auth) }, true)
       if ok then
         out[i] = json
       else
@@ -603,7 +606,7 @@ function hooks.adopt(socket, json, admitted)
 end
 
 function hooks.export_stash()
-  return core.json_encode(jsonable(siolua.stash) or {})
+  return core.json_encode(jsonable(siolua.stash) or {}, true)
 end
 
 function hooks.import_stash(json)

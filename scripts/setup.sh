@@ -7,11 +7,12 @@ set -eu
 
 cd "$(dirname "$0")/.."
 
-# Build: compiler, libuv, llhttp (C sources), wslay, Lua 5.4 + cjson, libcrypto.
+# Build: compiler, libuv, llhttp (C sources), wslay, Lua 5.4 + cjson (for apps), yajl (siolua's JSON
+# parser), libcrypto.
 # Tests: python-socketio client (Debian's, run with /usr/bin/python3), Chromium for the browser test,
 # nginx-light for the sticky-session test, redis-server for the adapter tests.
 PKGS="build-essential pkg-config libuv1-dev node-llhttp libwslay-dev liblua5.4-dev lua-cjson-dev
-libssl-dev python3 python3-socketio python3-websocket python3-requests chromium fonts-dejavu-core clang
+libyajl-dev libssl-dev python3 python3-socketio python3-websocket python3-requests chromium fonts-dejavu-core clang
 nginx-light
 libhiredis-dev libmsgpack-dev redis-server"
 # Node comes from the machine when present; Debian's nodejs only on a machine that has none.

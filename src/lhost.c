@@ -271,10 +271,14 @@ static int l_print(lua_State *L)
     return 0;
 }
 
-/* core.json_encode(v) / core.json_decode(s): lua-cjson with siolua's value mapping. */
+/* core.json_encode(v [, raw]) / core.json_decode(s): siolua's value mapping (lvalue.h). raw keeps
+ * strings' bytes as they are (a hot reload hands them to the next VM unchanged); without it the
+ * text is valid UTF-8, as on the wire. */
 static int l_json_encode(lua_State *L)
 {
-    lvalue_encode_value(L, 1, lhost_get(L)->srv->cfg.max_json_depth);
+    int flags = lua_toboolean(L, 2) ? LVALUE_RAW : 0;
+    lua_settop(L, 1);
+    lvalue_encode_value(L, 1, lhost_get(L)->srv->cfg.max_json_depth, flags);
     return 1;
 }
 
@@ -370,10 +374,19 @@ static void source_only(lua_State *L)
     lua_pop(L, 2);
 }
 
+/* core.value_mark(mt): true if mt is one of lvalue's marks (an array, a decoded object's key
+ * order), which the copies made for a hot reload keep. */
+static int l_value_mark(lua_State *L)
+{
+    lua_pushboolean(L, lvalue_is_mark(L, 1));
+    return 1;
+}
+
 static const luaL_Reg core_funcs[] = {{"resume", l_resume},
                                       {"call", l_call},
                                       {"json_encode", l_json_encode},
                                       {"json_decode", l_json_decode},
+                                      {"value_mark", l_value_mark},
                                       {NULL, NULL}};
 
 /* [-0, +0, e] Runs in protected mode from lhost_new. */

@@ -445,14 +445,11 @@ static int ack_call(lua_State *L)
 int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, size_t natt)
 {
     lhost_t *host = lhost_get(L);
-    int ud, t, n;
+    int ud, n;
     lsocket_push(L, s);
     ud = lua_gettop(L);
-    lvalue_push_json(L, p->data.ptr, p->data.len, att, natt, host->srv->cfg.max_json_depth);
-    t = lua_gettop(L);
-    if (!lua_istable(L, t))
-        return -1;
-    n = (int)lua_rawlen(L, t);
+    /* the arguments go straight on the stack: [ud, arg1, ..., argn] */
+    n = lvalue_push_json_args(L, p->data.ptr, p->data.len, att, natt, host->srv->cfg.max_json_depth);
     if (p->type == SIO_ACK || p->type == SIO_BINARY_ACK) {
         uv_field(L, ud, "acks");
         if (!lua_istable(L, -1))
@@ -462,25 +459,21 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
             return 0; /* unknown or already answered: ignored, as the reference does */
         lua_pushnil(L);
         lua_rawseti(L, -3, p->id);
-        luaL_checkstack(L, n, "too many ack arguments");
-        for (int i = 1; i <= n; i++)
-            lua_rawgeti(L, t, i);
+        lua_replace(L, ud); /* [fn, args..., acks] */
+        lua_pop(L, 1);
         lhost_callf(L, n, "ack callback of socket %s%s", s->id, "");
         return 0;
     }
     /* EVENT: [name, args...], name a string (or a number) that is not reserved */
     if (n < 1)
         return -1;
-    lua_rawgeti(L, t, 1);
-    if (lua_type(L, -1) == LUA_TNUMBER)
-        lua_tostring(L, -1);
-    if (lua_type(L, -1) != LUA_TSTRING || lsocket_reserved(lua_tostring(L, -1)))
+    int evidx = ud + 1;
+    if (lua_type(L, evidx) == LUA_TNUMBER)
+        lua_tostring(L, evidx);
+    if (lua_type(L, evidx) != LUA_TSTRING || lsocket_reserved(lua_tostring(L, evidx)))
         return -1;
-    const char *ev = lua_tostring(L, -1); /* kept alive on the stack */
-    int evidx = lua_gettop(L);
-    luaL_checkstack(L, n + 2, "too many event arguments");
-    for (int i = 2; i <= n; i++)
-        lua_rawgeti(L, t, i);
+    const char *ev = lua_tostring(L, evidx); /* kept alive on the stack */
+    luaL_checkstack(L, n + 4, "too many event arguments"); /* dispatch below copies them */
     if (p->id >= 0) {
         lua_pushvalue(L, ud);
         lua_pushinteger(L, p->id);
@@ -651,7 +644,7 @@ static int c_refuse(lua_State *L)
         lua_pushvalue(L, 3);
         lua_setfield(L, -2, "data");
     }
-    lvalue_encode_value(L, -1, lhost_get(L)->srv->cfg.max_json_depth);
+    lvalue_encode_value(L, -1, lhost_get(L)->srv->cfg.max_json_depth, 0);
     size_t len;
     const char *json = lua_tolstring(L, -1, &len);
     sio_socket_t *s = h->s;

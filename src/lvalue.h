@@ -1,15 +1,28 @@
-/* lvalue: how Socket.IO payloads map to Lua values, both ways (README "Values").
- *   JSON null        <-> siolua.null (lua-cjson's null, a light userdata)
- *   array            <-> sequence table (siolua.array(t) marks one so that it encodes as [] even
- *                        when empty; lua-cjson 2.1.0 decodes [] and {} alike, to a plain empty table)
- *   object           <-> table with string keys (an unmarked empty table encodes as {})
- *   number           <-> integer when integral and |x| <= 2^53, else float (integers are written
- *                        exactly, floats with 14 significant digits; NaN/inf raise)
- *   binary (Buffer)  <-> siolua.binary userdata (metatable "siolua.binary"), at any depth:
- *                        placeholders {"_placeholder":true,"num":N} are replaced on input and
- *                        produced on output, the bytes travel as attachments.
- * JSON text is produced and parsed by lua-cjson only. Every function here may raise a Lua error
- * (bad input, too deep): call them inside lhost_call(). They hold no C resource while raising. */
+/* lvalue: Socket.IO payloads <-> Lua values, both ways, so that a value a client sends and the app
+ * passes on untouched reaches the other side as the Node reference would deliver it (README
+ * "Values"):
+ *   JSON null  <-> siolua.null (a NULL light userdata, the value lua-cjson's null has)
+ *   array      <-> sequence table; decoded arrays carry the shared siolua.array metatable, so an
+ *                  empty one (or one the app empties) goes out as []. An app marks its own empty
+ *                  arrays with siolua.array(); an unmarked table with only keys 1..n is an array
+ *   object     <-> table with string keys. A decoded object with 2+ keys that are not array
+ *                  indices keeps their order (JSON.parse's) in its metatable (see "Key order")
+ *   number     <-> integer when integral and |x| <= 2^53, else float. Integers are written with
+ *                  all their digits, floats as JavaScript writes them (jsnum.h); NaN and +-inf as
+ *                  null (1e400 decodes to math.huge), as JSON.stringify does
+ *   string     <-> string: bytes. "\ud800" (a lone surrogate) decodes to its WTF-8 bytes
+ *                  (utf8.h) and is written back as the escape; other invalid UTF-8 is written as
+ *                  U+FFFD (the wire is always valid UTF-8), except with LVALUE_RAW (hot reload)
+ *   binary     <-> siolua.binary userdata (immutable), at any depth: in a packet that has
+ *                  attachments, {"_placeholder":true,"num":N} becomes attachment N (one shared
+ *                  userdata per attachment, however many placeholders name it), and a binary goes
+ *                  out as a placeholder plus an attachment. Elsewhere such objects are data.
+ * Key order (JS's): array-index keys ("0".."4294967294") first, ascending, then the others in the
+ * order they came in; a duplicate key keeps its first place and its last value. Keys the app adds
+ * to a decoded object go after the recorded ones; objects the app builds have no recorded order.
+ * JSON is parsed by yajl (SAX, building Lua values directly) and written by this module.
+ * Every function here may raise a Lua error (bad input, too deep): call them inside lhost_call().
+ * They hold no C resource while raising. */
 #ifndef SL_LVALUE_H
 #define SL_LVALUE_H
 
@@ -19,22 +32,27 @@
 
 #define LVALUE_BINARY_MT "siolua.binary"
 #define LVALUE_ARRAY_MT "siolua.array"
+#define LVALUE_MAX_DEPTH 256 /* the largest max_depth accepted */
+
+enum {
+    LVALUE_RAW = 1, /* encode: strings as they are (no U+FFFD), for siolua's own use (reload) */
+};
 
 /* Registers the metatables and adds to the table at the top of the stack (the `siolua` module):
- * null, binary(str), isbinary(v), array([t]).
- * [-0, +0, e] */
+ * null, binary(str), isbinary(v), array([t]). [-0, +0, e] */
 void lvalue_open(lua_State *L);
 
-/* Decodes `json` (len bytes) and pushes the value, with placeholders replaced by binaries built
- * from att[0..natt). Raises on invalid JSON, on a placeholder whose num is out of range, or when
- * nesting exceeds max_depth. [-0, +1, e] */
+/* ------------------------------------------------------------------------------ JSON */
+
+/* Decodes `json` (len bytes) and pushes the value. When natt > 0 (a binary packet), placeholders
+ * are replaced by binaries made from att[0..natt). Raises on invalid JSON, on a placeholder whose
+ * num is not an attachment's, or when nesting exceeds max_depth. [-0, +1, e] */
 void lvalue_push_json(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt,
                       int max_depth);
-
-/* Pushes a new binary userdata holding a copy of p[0..n). [-0, +1, m] */
-void lvalue_push_binary(lua_State *L, const void *p, size_t n);
-/* The bytes of the binary at idx, or NULL if it is not one. [-0, +0, -] */
-const char *lvalue_tobinary(lua_State *L, int idx, size_t *len);
+/* The same for an event's arguments: the JSON must be an array; its elements are pushed (no table
+ * is made) and their number returned. [-0, +n, e] */
+int lvalue_push_json_args(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt,
+                          int max_depth);
 
 /* Encodes the n values at stack[first..first+n) as one JSON array (an event's arguments), binaries
  * replaced by placeholders. Pushes the JSON text as a Lua string and returns the number of
@@ -44,8 +62,56 @@ const char *lvalue_tobinary(lua_State *L, int idx, size_t *len);
  * [-0, +1, e] */
 int lvalue_encode_args(lua_State *L, int first, int n, rbuf_t **att, int max_att, int max_depth);
 
-/* Same for a single value (a CONNECT_ERROR's data, handshake reply): pushes its JSON text.
- * Binaries are not allowed there (raises). [-0, +1, e] */
-void lvalue_encode_value(lua_State *L, int idx, int max_depth);
+/* Same for a single value (a CONNECT_ERROR's data, reload, cluster messages): pushes its JSON
+ * text. Binaries are not allowed there (raises). flags: LVALUE_RAW or 0. [-0, +1, e] */
+void lvalue_encode_value(lua_State *L, int idx, int max_depth, int flags);
+
+/* ------------------------------------------------------------------------------ binaries */
+
+/* Pushes a new binary userdata holding a copy of p[0..n). [-0, +1, m] */
+void lvalue_push_binary(lua_State *L, const void *p, size_t n);
+/* The bytes of the binary at idx, or NULL if it is not one. [-0, +0, -] */
+const char *lvalue_tobinary(lua_State *L, int idx, size_t *len);
+
+/* ------------------------------------------------------------------------------ marks
+ * Shared with the msgpack mapping (adapter_redis.c), so that every carrier keeps them. */
+
+/* Marks the table at idx as an array (the siolua.array metatable). [-0, +0, m] */
+void lvalue_mark_array(lua_State *L, int idx);
+
+/* 1 if the value at idx is one of the marks above: the array metatable or a key list. [-0, +0, -] */
+int lvalue_is_mark(lua_State *L, int idx);
+
+/* Building a decoded object with its key order. begin pushes the table and one work slot;
+ * set takes the key (any type; strings are recorded) and the value at the top and stores them;
+ * end attaches the order and pops the work slot, leaving the table at the top. */
+typedef struct {
+    int t;          /* stack index of the table */
+    int nkeys;      /* keys recorded (string keys that are not array indices) */
+} lvalue_obj_t;
+void lvalue_obj_begin(lua_State *L, lvalue_obj_t *o, int size_hint); /* [-0, +2, m] */
+void lvalue_obj_set(lua_State *L, lvalue_obj_t *o);                  /* [-2, +0, m] */
+void lvalue_obj_end(lua_State *L, lvalue_obj_t *o);                  /* [-1, +0, m] */
+
+/* How a table goes out: an array of n elements (1..n, nil ones as null), or an object whose
+ * entries lvalue_shape_next gives in JS key order. lvalue_shape pushes two work slots, which the
+ * caller pops after the last lvalue_shape_next. Raises on keys JSON cannot carry (booleans,
+ * tables...) and on excessively sparse arrays (n > 10 and n > 2 x entries). [-0, +2, e] */
+typedef struct {
+    int array;          /* 1: an array of n elements */
+    lua_Unsigned n;     /* array: its length; object: its number of entries */
+    int mode;           /* object: how lvalue_shape_next walks it */
+    int aux;            /* stack index of the first work slot */
+    lua_Integer pos;    /* position in the key list */
+} lvalue_shape_t;
+void lvalue_shape(lua_State *L, int idx, lvalue_shape_t *sh);
+/* Object: pushes the next key and its value and returns 1, or returns 0 at the end.
+ * [-0, +(2|0), m] */
+int lvalue_shape_next(lua_State *L, int idx, lvalue_shape_t *sh);
+
+/* 1 if the key at idx (a string or an integer) is an array index as JS defines it (an integer in
+ * [0, 2^32 - 2], as a canonical decimal string or a Lua integer), with its value in *out.
+ * [-0, +0, -] */
+int lvalue_array_index(lua_State *L, int idx, uint32_t *out);
 
 #endif

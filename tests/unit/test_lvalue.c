@@ -92,7 +92,7 @@ static int l_value(lua_State *L)
 {
     int depth = (int)luaL_optinteger(L, 2, DEPTH);
     lua_settop(L, 1);
-    lvalue_encode_value(L, 1, depth);
+    lvalue_encode_value(L, 1, depth, 0);
     return 1;
 }
 
@@ -465,7 +465,7 @@ TEST(stack_balance)
     int k = lvalue_encode_args(L, 1, 1, NULL, 0, DEPTH);
     CHECK_EQ_INT(k, 0);
     CHECK_EQ_INT(lua_gettop(L), 2);
-    lvalue_encode_value(L, 1, DEPTH);
+    lvalue_encode_value(L, 1, DEPTH, 0);
     CHECK_EQ_INT(lua_gettop(L), 3);
     lvalue_push_json(L, "[1,{\"a\":[]}]", 12, NULL, 0, DEPTH);
     CHECK_EQ_INT(lua_gettop(L), 4);
@@ -479,7 +479,7 @@ TEST(stack_balance)
     lua_newtable(L);
     lua_newtable(L);
     lua_rawseti(L, -2, 1);
-    lvalue_encode_value(L, 1, 2);
+    lvalue_encode_value(L, 1, 2, 0);
     p = lua_tolstring(L, -1, &len);
     CHECK_EQ_MEM(p, len, "[{}]");
     lua_close(L);
