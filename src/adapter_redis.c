@@ -11,10 +11,11 @@
  *   nil, siolua.null <-> nil            boolean <-> boolean        string <-> str
  *   integer, integral float within 2^53 -> int, other floats -> float64; int/float -> number
  *   siolua.binary <-> bin (a Node Buffer)
- *   sequence table, siolua.array() -> array; other tables -> map (integer keys written as
- *   strings, as JS object keys are); an empty plain table is an empty map, as in JSON.
- *   Decoding: an empty array gets siolua.array()'s mark so it encodes back as []; notepack's
- *   `undefined` (fixext 1, type 0) and other ext values decode to nil (a map drops the key).
+ *   tables: arrays and objects as the JSON mapping has them (lvalue_shape: marked arrays, key
+ *   order, integer keys written as strings, as JS object keys are); decoded arrays get the array
+ *   mark and maps their key order (lvalue_obj_*), so values cross nodes as they cross JSON.
+ *   notepack's `undefined` (fixext 1, type 0) and other ext values decode to nil (a map drops the
+ *   key).
  * Nesting is bounded (cfg.max_json_depth on encoding, msgpack-c's own stack on decoding). */
 #include "adapter_redis.h"
 
@@ -675,17 +676,6 @@ static int max_depth(lua_State *L)
     return h != NULL && h->srv != NULL && h->srv->cfg.max_json_depth > 0 ? h->srv->cfg.max_json_depth : DEFAULT_DEPTH;
 }
 
-static int has_mt(lua_State *L, int idx, const char *name)
-{
-    int r;
-    if (!lua_getmetatable(L, idx))
-        return 0;
-    luaL_getmetatable(L, name);
-    r = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return r;
-}
-
 /* Packs stack[idx]. Raises on functions, threads, other userdata, too deep (cycles). */
 static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth, int maxd)
 {
@@ -735,49 +725,37 @@ static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth, int
         break;
     }
     case LUA_TTABLE: {
-        lua_Unsigned n = lua_rawlen(L, idx);
-        lua_Unsigned count = 0;
+        lvalue_shape_t sh; /* arrays and key order as in JSON (lvalue.h) */
         if (depth >= maxd)
             luaL_error(L, "value too deep to encode (max depth %d)", maxd);
-        luaL_checkstack(L, 4, "msgpack");
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            count++;
-            lua_pop(L, 1);
-        }
-        if ((n > 0 && count == n) || (count == 0 && has_mt(L, idx, LVALUE_ARRAY_MT))) {
-            if (n > UINT32_MAX)
-                luaL_error(L, "array too long to encode");
-            msgpack_pack_array(pk, (size_t)n);
-            for (lua_Unsigned i = 1; i <= n; i++) {
+        lvalue_shape(L, idx, &sh);
+        if (sh.n > UINT32_MAX)
+            luaL_error(L, "table too large to encode");
+        if (sh.array) {
+            msgpack_pack_array(pk, (size_t)sh.n);
+            for (lua_Unsigned i = 1; i <= sh.n; i++) {
                 lua_rawgeti(L, idx, (lua_Integer)i);
                 pack_value(L, pk, -1, depth + 1, maxd);
                 lua_pop(L, 1);
             }
-            return;
-        }
-        if (count > UINT32_MAX)
-            luaL_error(L, "table too large to encode");
-        msgpack_pack_map(pk, (size_t)count);
-        lua_pushnil(L);
-        while (lua_next(L, idx)) {
-            int kt = lua_type(L, -2);
-            if (kt == LUA_TSTRING) {
-                pack_value(L, pk, -2, depth + 1, maxd);
-            } else if (kt == LUA_TNUMBER) {
-                /* JS object keys are strings */
-                lua_pushvalue(L, -2);
-                size_t kn;
-                const char *ks = lua_tolstring(L, -1, &kn);
-                msgpack_pack_str(pk, kn);
-                msgpack_pack_str_body(pk, ks, kn);
-                lua_pop(L, 1);
-            } else {
-                luaL_error(L, "cannot encode a table key of type %s", luaL_typename(L, -2));
+        } else {
+            msgpack_pack_map(pk, (size_t)sh.n);
+            while (lvalue_shape_next(L, idx, &sh)) {
+                if (lua_type(L, -2) == LUA_TNUMBER) { /* JS object keys are strings */
+                    size_t kn;
+                    lua_pushvalue(L, -2);
+                    const char *ks = lua_tolstring(L, -1, &kn);
+                    msgpack_pack_str(pk, kn);
+                    msgpack_pack_str_body(pk, ks, kn);
+                    lua_pop(L, 1);
+                } else {
+                    pack_value(L, pk, -2, depth + 1, maxd);
+                }
+                pack_value(L, pk, -1, depth + 1, maxd);
+                lua_pop(L, 2);
             }
-            pack_value(L, pk, -1, depth + 1, maxd);
-            lua_pop(L, 1);
         }
+        lua_pop(L, 2); /* lvalue_shape's slots */
         return;
     }
     default:
@@ -920,13 +898,11 @@ static int push_object(lua_State *L, const msgpack_object *o)
                 lua_pushlightuserdata(L, NULL); /* undefined inside an array: null, as JSON has it */
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
-        if (o->via.array.size == 0) {
-            luaL_getmetatable(L, LVALUE_ARRAY_MT);
-            lua_setmetatable(L, -2);
-        }
+        lvalue_mark_array(L, -1);
         return 1;
-    case MSGPACK_OBJECT_MAP:
-        lua_createtable(L, 0, (int)(o->via.map.size < 4096 ? o->via.map.size : 4096));
+    case MSGPACK_OBJECT_MAP: {
+        lvalue_obj_t ob;
+        lvalue_obj_begin(L, &ob, (int)(o->via.map.size < 4096 ? o->via.map.size : 4096));
         for (uint32_t i = 0; i < o->via.map.size; i++) {
             const msgpack_object_kv *kv = &o->via.map.ptr[i];
             if (kv->key.type != MSGPACK_OBJECT_STR && kv->key.type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
@@ -938,9 +914,11 @@ static int push_object(lua_State *L, const msgpack_object *o)
                 lua_pop(L, 1); /* key: undefined drops it, as JSON.stringify does */
                 continue;
             }
-            lua_rawset(L, -3);
+            lvalue_obj_set(L, &ob); /* keeps the map's key order */
         }
+        lvalue_obj_end(L, &ob);
         return 1;
+    }
     default:
         return 0; /* ext: notepack's undefined (type 0) or something we do not map */
     }
