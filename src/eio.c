@@ -17,6 +17,7 @@
 
 #include "eio_packet.h"
 #include "log.h"
+#include "utf8.h"
 #include "ws.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
@@ -482,8 +483,18 @@ static void handle_post(eio_session_t *s, http_req_t *req)
         session_closed(s, "transport error");
         return;
     }
+    /* The reference reads the body as a string (UTF-8, U+FFFD for what is ill-formed): the
+     * packets reach the app, and WebSocket peers, as valid UTF-8. */
+    buf_t fixed = BUF_INIT;
+    const char *body = req->body.base;
+    size_t blen = req->body.len;
+    if (blen > 0 && utf8_valid_prefix(body, blen) != blen) {
+        utf8_repair(&fixed, body, blen, 0);
+        body = fixed.base;
+        blen = fixed.len;
+    }
     s->refs++; /* the callbacks below may close the session */
-    eio_payload_init(&it, req->body.base, req->body.len, s->srv->cfg->max_packets_per_post);
+    eio_payload_init(&it, body, blen, s->srv->cfg->max_packets_per_post);
     while (s->state != S_CLOSED && (rc = eio_payload_next(&it, &p)) != 0) {
         if (rc < 0) {
             log_debug("eio: session %s: invalid polling payload (%d): %.*s", s->id, rc,
@@ -494,6 +505,7 @@ static void handle_post(eio_session_t *s, http_req_t *req)
         on_packet(s, &p);
     }
     eio_payload_free(&it);
+    buf_free(&fixed);
     /* answered after the packets, as the reference does (the body lives in req until then) */
     hdrs[0] = (http_hdr_t){"Content-Type", "text/html"};
     hdrs[1] = (http_hdr_t){"cache-control", "no-store"};

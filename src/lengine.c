@@ -21,6 +21,7 @@
 #include "lhost.h"
 #include "log.h"
 #include "lvalue.h"
+#include "utf8.h"
 
 #define ENGINE_MT "siolua.engine"
 #define CONN_MT "siolua.engine.conn"
@@ -822,8 +823,16 @@ static int c_send(lua_State *L)
         lua_pushboolean(L, 0);
         return 1;
     }
-    if (b == NULL)
+    if (b == NULL && utf8_valid_prefix(p, n) != n) {
+        /* a text message is UTF-8 on the wire: ill-formed bytes (and a lone surrogate's WTF-8)
+         * go out as U+FFFD, what a JS string's bytes would be */
+        buf_t fixed = BUF_INIT;
+        utf8_repair(&fixed, p, n, 1);
+        b = eio_packet_new(EIO_MESSAGE, fixed.base, fixed.len);
+        buf_free(&fixed);
+    } else if (b == NULL) {
         b = eio_packet_new(EIO_MESSAGE, p, n);
+    }
     eio_send(c->s, b);
     rbuf_unref(b);
     lua_pushboolean(L, 1);
