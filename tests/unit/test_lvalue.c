@@ -1,9 +1,10 @@
-/* Unit tests for lvalue: JSON <-> Lua values with real Lua and lua-cjson.
+/* Unit tests for lvalue: JSON <-> Lua values with real Lua (yajl underneath).
  * Most cases are Lua chunks run against helpers that call the C API:
  *   decode(json [, depth [, att...]])  lvalue_push_json with the strings as attachments
  *   encode(...)                        lvalue_encode_args: returns json, att1, att2, ...
  *   encode_d(depth, ...)               the same with a depth limit
- *   value(v [, depth])                 lvalue_encode_value
+ *   value(v [, depth [, raw]])         lvalue_encode_value (raw: LVALUE_RAW)
+ *   args(json [, att...])              lvalue_push_json_args: the values it pushed
  *   fails(pattern, f, ...)             f(...) must raise an error matching pattern
  *   same(a, b)                         deep equality (binaries by bytes) */
 #include <lauxlib.h>
@@ -91,9 +92,29 @@ static int l_encode_d(lua_State *L)
 static int l_value(lua_State *L)
 {
     int depth = (int)luaL_optinteger(L, 2, DEPTH);
+    int flags = lua_toboolean(L, 3) ? LVALUE_RAW : 0;
     lua_settop(L, 1);
-    lvalue_encode_value(L, 1, depth, 0);
+    lvalue_encode_value(L, 1, depth, flags);
     return 1;
+}
+
+static int l_args(lua_State *L)
+{
+    size_t len;
+    const char *json = luaL_checklstring(L, 1, &len);
+    int natt = lua_gettop(L) - 1;
+    luaL_argcheck(L, natt <= MAX_ATT, 2, "too many attachments");
+    attbox_t *a = new_attbox(L);
+    for (int i = 0; i < natt; i++) {
+        size_t n;
+        const char *p = luaL_checklstring(L, 2 + i, &n);
+        a->b[a->n++] = rbuf_from(p, n);
+    }
+    int top = lua_gettop(L);
+    int n = lvalue_push_json_args(L, json, len, a->b, (size_t)a->n, DEPTH);
+    if (lua_gettop(L) != top + n)
+        return luaL_error(L, "args: pushed %d values, returned %d", lua_gettop(L) - top, n);
+    return n;
 }
 
 static const char prelude[] =
@@ -123,6 +144,7 @@ static lua_State *new_state(void)
     lua_register(L, "encode", l_encode);
     lua_register(L, "encode_d", l_encode_d);
     lua_register(L, "value", l_value);
+    lua_register(L, "args", l_args);
     if (luaL_dostring(L, prelude) != LUA_OK) {
         fprintf(stderr, "prelude: %s\n", lua_tostring(L, -1));
         abort();
@@ -205,11 +227,20 @@ TEST(numbers)
               "eq(encode('t', 1700000000000123), '[\"t\",1700000000000123]')\n"
               "eq(decode(value(9007199254740991)), 9007199254740991)\n"
               "eq(value(1e300), '1e+300')\n"
-              "fails('NaN', value, 0/0)\n"
-              "fails('NaN', value, {1/0})\n"
-              "fails('NaN', encode, 'x', -1/0)\n"
+              /* NaN and infinities are written null, as JSON.stringify does; 1e400 is inf */
+              "eq(value(0/0), 'null')\n"
+              "eq(value({1/0}), '[null]')\n"
+              "eq(encode('x', -1/0), '[\"x\",null]')\n"
+              "eq(decode('1e400'), math.huge)\n"
+              "eq(decode('-1e400'), -math.huge)\n"
+              "eq(value(decode('[1e400]')), '[null]')\n"
               "fails('invalid JSON', decode, 'NaN')\n"
-              "fails('invalid JSON', decode, '0x10')\n"));
+              "fails('invalid JSON', decode, 'Infinity')\n"
+              "fails('invalid JSON', decode, '0x10')\n"
+              "fails('invalid JSON', decode, '01')\n"
+              "fails('invalid JSON', decode, '1.')\n"
+              "fails('invalid JSON', decode, '+1')\n"
+              "fails('invalid JSON', decode, '.5')\n"));
 }
 
 TEST(binary_userdata)
@@ -262,12 +293,17 @@ TEST(binaries_decode)
 TEST(binaries_bad_placeholder)
 {
     CHECK(run("fails('illegal attachments', decode, '[{\"_placeholder\":true,\"num\":1}]', nil, 'x')\n"
-              "fails('illegal attachments', decode, '[{\"_placeholder\":true,\"num\":0}]')\n"
               "fails('illegal attachments', decode, '[{\"_placeholder\":true,\"num\":-1}]', nil, 'x')\n"
               "fails('illegal attachments', decode, '[{\"_placeholder\":true,\"num\":0.5}]', nil, 'x', 'y')\n"
               "fails('illegal attachments', decode, '[{\"_placeholder\":true,\"num\":\"0\"}]', nil, 'x')\n"
               "fails('illegal attachments', decode, '[{\"_placeholder\":true}]', nil, 'x')\n"
-              "fails('illegal attachments', decode, '{\"a\":{\"b\":[{\"_placeholder\":true,\"num\":1e9}]}}', nil, 'x')\n"));
+              "fails('illegal attachments', decode, '{\"a\":{\"b\":[{\"_placeholder\":true,\"num\":1e9}]}}', nil, 'x')\n"
+              /* without attachments (a plain EVENT) placeholder-looking objects are data, as in the
+               * reference (issue 12 item 6) */
+              "local v = decode('[{\"_placeholder\":true,\"num\":0}]')\n"
+              "eq(v[1]._placeholder, true) eq(v[1].num, 0)\n"
+              "eq(value(v), '[{\"_placeholder\":true,\"num\":0}]')\n"
+              "eq(decode('{\"_placeholder\":true,\"num\":7}').num, 7)\n"));
 }
 
 TEST(binaries_encode)
@@ -418,33 +454,29 @@ TEST(empty_tables)
               "eq(encode(), '[]')\n"
               "eq(encode(siolua.array()), '[[]]')\n"
               "eq(encode('ev', {}), '[\"ev\",{}]')\n"
-              /* JSON [] and {} both decode to a plain empty table (cjson 2.1.0 cannot tell) */
-              "assert(next(decode('[]')) == nil)\n"
-              "assert(next(decode('{}')) == nil)\n"));
+              /* decoded [] is an empty array (marked), {} an empty plain table: both go back out as
+               * they came, at every depth */
+              "assert(next(decode('[]')) == nil and getmetatable(decode('[]')) == getmetatable(siolua.array()))\n"
+              "assert(next(decode('{}')) == nil and getmetatable(decode('{}')) == nil)\n"
+              "eq(value(decode('[]')), '[]')\n"
+              "eq(value(decode('{}')), '{}')\n"
+              "eq(value(decode('{\"items\":[],\"meta\":{}}')), '{\"items\":[],\"meta\":{}}')\n"
+              "eq(value(decode('[[],{},[[]]]')), '[[],{},[[]]]')\n"
+              /* an array the app empties stays an array */
+              "local a = decode('[1,2]') a[2] = nil a[1] = nil eq(value(a), '[]')\n"));
 }
 
-TEST(sentinel_lookalikes)
+TEST(placeholder_lookalike_strings)
 {
-    /* Strings that look like the sentinels must come out as they went in, with the empty
-     * arrays, big integers and binaries around them still replaced. */
-    CHECK(run("local strs = {'~siolua~', '\"~siolua~\"', '~siolua~a', '~siolua1~', '~siolua~n1', '\\\\\"~siolua~',"
-              "  '~siolua007~', '~siolua99999999999999999999~', 'x~siolua~' .. string.rep('~siolua2~', 3)}\n"
-              "local v = {siolua.array(), strs, 123456789012345, siolua.binary('B'), {['~siolua3~'] = siolua.array()}}\n"
-              "local json, att = encode(table.unpack(v))\n"
+    /* strings that look like what the encoder writes come out as they went in */
+    CHECK(run("local strs = {'~siolua~', '\"_placeholder\"', '{\"_placeholder\":true,\"num\":0}', '[]', '1e+21'}\n"
+              "local json, att = encode(strs, siolua.binary('B'), siolua.array())\n"
               "eq(att, 'B')\n"
               "local back = decode(json, nil, att)\n"
-              "assert(same(back[2], strs))\n"
-              "eq(back[3], 123456789012345)\n"
-              "eq(tostring(back[4]), 'B')\n"
-              "assert(next(back[1]) == nil)\n"
-              "assert(next(back[5]['~siolua3~']) == nil)\n"
-              "assert(json:find('[[],', 1, true) == 1)\n"
-              "assert(json:find('\"~siolua3~\":[]', 1, true))\n"
-              "eq(value({'~siolua~', siolua.array()}), '[\"~siolua~\",[]]')\n"
-              /* look-alikes in other arguments and deeper than the sentinel (scanned afterwards) */
-              "eq(encode('~siolua~', {x = {'~siolua5~'}}, siolua.array()), '[\"~siolua~\",{\"x\":[\"~siolua5~\"]},[]]')\n"
-              "eq(value({'\"~siolua~a\"', siolua.array()}), '[\"\\\\\"~siolua~a\\\\\"\",[]]')\n"
-              "eq(value({k = 123456789012345, ['~siolua~'] = 1}):find('\"k\":123456789012345', 1, true) ~= nil, true)\n"));
+              "assert(same(back[1], strs))\n"
+              "eq(tostring(back[2]), 'B')\n"
+              "eq(json, '[[\"~siolua~\",\"\\\\\"_placeholder\\\\\"\",\"{\\\\\"_placeholder\\\\\":true,\\\\\"num\\\\\":0}\",\"[]\",\"1e+21\"],"
+              "{\"_placeholder\":true,\"num\":0},[]]')\n"));
 }
 
 TEST(unicode)
@@ -455,6 +487,141 @@ TEST(unicode)
               "eq(value('a\"b\\\\c\\n'), '\"a\\\\\"b\\\\\\\\c\\\\n\"')\n"
               "local k = decode('{\"\\226\\152\\131\":1}')\n"
               "eq(k['\\226\\152\\131'], 1)\n"));
+}
+
+/* Every row of issue 11's table, and the values of its "What to build": what a client sends comes
+ * back out as the same JSON text (the text JSON.stringify writes). */
+TEST(issue11_rows)
+{
+    CHECK(run("local function rt(json) eq(value(decode(json)), json) end\n"
+              "rt('{\"items\":[],\"meta\":{}}')\n"
+              "rt('[[],{},[[]]]')\n"
+              "rt('0.30000000000000004')\n"
+              "rt('3.141592653589793')\n"
+              "rt('9007199254740994')\n"
+              "rt('1.0000000000000002')\n"
+              "rt('\"a\\\\ud800b\"')\n"
+              "rt('1e+21') rt('1e-7') rt('123456789012345680000') rt('5e-324')\n"
+              "rt('{\"1\":\"a\",\"2\":\"b\"}')\n"
+              "rt('{\"a\":1,\"b\":2,\"c\":3,\"d\":4}')\n"
+              "eq(value(decode('-0')), '0')\n"
+              "eq(value(decode('1E2')), '100')\n"
+              "eq(value(decode('1.5e-7')), '1.5e-7')\n"
+              "eq(value(decode('1e21')), '1e+21')\n"
+              "eq(value(decode('123456789012345678901')), '123456789012345680000')\n"
+              /* arrays are still sequences for the app */
+              "local v = decode('{\"items\":[1,2,3]}') eq(#v.items, 3)\n"
+              "local n = 0 for i, x in ipairs(v.items) do n = n + x end eq(n, 6)\n"
+              /* integers the app computes stay exact */
+              "eq(value(2^53 + 1), '9007199254740992') eq(value((1 << 53) + 1), '9007199254740993')\n"
+              "eq(value({x = 0.1 + 0.2}), '{\"x\":0.30000000000000004}')\n"));
+}
+
+TEST(key_order)
+{
+    CHECK(run("local o = decode('{\"d\":1,\"c\":2,\"b\":3,\"a\":4}')\n"
+              "eq(value(o), '{\"d\":1,\"c\":2,\"b\":3,\"a\":4}')\n"
+              /* JS order: array indices first, ascending, then the rest as they came */
+              "eq(value(decode('{\"b\":1,\"4294967294\":2,\"4294967295\":3,\"1\":4,\"01\":5,\"-1\":6,\"0\":7,\"a\":8}')),"
+              "  '{\"0\":7,\"1\":4,\"4294967294\":2,\"b\":1,\"4294967295\":3,\"01\":5,\"-1\":6,\"a\":8}')\n"
+              /* a duplicate keeps its first place and its last value */
+              "eq(value(decode('{\"b\":1,\"a\":2,\"b\":3}')), '{\"b\":3,\"a\":2}')\n"
+              "eq(decode('{\"a\":1,\"a\":2}').a, 2)\n"
+              /* pairs walks the same order; getmetatable shows the key list */
+              "local ks = {} for k in pairs(o) do ks[#ks + 1] = k end eq(table.concat(ks), 'dcba')\n"
+              "assert(getmetatable(o) ~= nil)\n"
+              "assert(getmetatable(decode('{\"a\":1}')) == nil)\n"
+              /* the app changes a value: order kept; removes a key: the rest in order */
+              "o.c = 'x' o.b = nil eq(value(o), '{\"d\":1,\"c\":\"x\",\"a\":4}')\n"
+              /* adds keys: after the recorded ones (indices first, as in JS) */
+              "o.z = true eq(value(o), '{\"d\":1,\"c\":\"x\",\"a\":4,\"z\":true}')\n"
+              "o['7'] = 0 eq(value(o), '{\"7\":0,\"d\":1,\"c\":\"x\",\"a\":4,\"z\":true}')\n"
+              "ks = {} for k in pairs(o) do ks[#ks + 1] = k end eq(table.concat(ks, ','), '7,d,c,a,z')\n"
+              /* nested objects and arrays of objects, at every depth */
+              "local j = '[{\"y\":1,\"x\":2},{\"y\":3,\"x\":4,\"w\":[{\"q\":1,\"p\":2}]}]'\n"
+              "eq(value(decode(j)), j)\n"
+              /* an app-built object: indices first, the others in next() order */
+              "eq(value({[2] = 'b', [1] = 'a', k = 1}), '{\"1\":\"a\",\"2\":\"b\",\"k\":1}')\n"
+              /* emptied to only integer keys: an array again, as an app-built one would be */
+              "local m = decode('{\"a\":1,\"b\":2}') m.a = nil m.b = nil m[1] = 'x' eq(value(m), '[\"x\"]')\n"
+              /* __proto__-like keys are plain keys */
+              "eq(value(decode('{\"__proto__\":1,\"constructor\":2}')), '{\"__proto__\":1,\"constructor\":2}')\n"));
+}
+
+TEST(strings)
+{
+    CHECK(run(/* lone surrogates: WTF-8 in Lua, escapes on the wire */
+              "eq(decode('\"a\\\\ud800b\"'), 'a\\237\\160\\128b')\n"
+              "eq(decode('\"\\\\udc00\"'), '\\237\\176\\128')\n"
+              "eq(decode('\"\\\\ud800\\\\u0041\"'), '\\237\\160\\128A')\n"
+              "eq(decode('\"\\\\ud83d\\\\ude00\"'), '\\240\\159\\152\\128')\n"
+              "eq(decode('\"\\\\uD83D\\\\uDE00x\\\\uDBFF\"'), '\\240\\159\\152\\128x\\237\\175\\191')\n"
+              "eq(decode('\"\\\\\\\\ud800\"'), '\\\\ud800')\n" /* an escaped backslash, then text */
+              "eq(decode('\"\\\\\\\\\\\\ud800\"'), '\\\\\\237\\160\\128')\n"
+              "eq(decode('{\"\\\\udfff\":1}')['\\237\\191\\191'], 1)\n"
+              "eq(value('a\\237\\160\\128b'), '\"a\\\\ud800b\"')\n"
+              "eq(value('\\237\\191\\191'), '\"\\\\udfff\"')\n"
+              /* the two halves of an emoji, joined by the app, are the emoji */
+              "eq(value('\\237\\160\\189' .. '\\237\\184\\128'), '\"\\240\\159\\152\\128\"')\n"
+              /* invalid UTF-8 an app builds: U+FFFD on the wire, as it is with LVALUE_RAW */
+              "eq(value('a\\255b\\226\\130'), '\"a\\239\\191\\189b\\239\\191\\189\"')\n"
+              "eq(value('a\\255b', nil, true), '\"a\\255b\"')\n"
+              "eq(decode(value('a\\255\\237\\160\\128', nil, true)), 'a\\255\\237\\160\\128')\n"
+              /* escapes exactly as JSON.stringify: nothing else escaped */
+              "eq(value('\\0\\1\\8\\9\\10\\12\\13\\31\"\\\\/\\127'), '\"\\\\u0000\\\\u0001\\\\b\\\\t\\\\n\\\\f\\\\r\\\\u001f\\\\\"\\\\\\\\/\\127\"')\n"
+              "eq(value('\\226\\128\\168'), '\"\\226\\128\\168\"')\n" /* U+2028 as it is */
+              "eq(decode('\"\\\\u0000x\\\\/\"'), '\\0x/')\n"
+              /* JSON.parse refuses \\v and \\f outside strings (yajl alone would take them) */
+              "fails('invalid JSON', decode, '[1,\\v2]')\n"
+              "fails('invalid JSON', decode, '[1,\\f2]')\n"
+              "eq(decode(' \\t\\r\\n[1]\\n')[1], 1)\n"
+              "fails('invalid JSON', decode, '\"a\\1\"')\n"
+              "fails('invalid JSON', decode, '\"\\\\ud800\\\\\"')\n"));
+}
+
+TEST(args)
+{
+    CHECK(run("local t = table.pack(args('[\"ev\",1,[],{\"a\":1},null]'))\n"
+              "eq(t.n, 5) eq(t[1], 'ev') eq(t[2], 1) eq(value(t[3]), '[]') eq(t[4].a, 1) eq(t[5], siolua.null)\n"
+              "eq(select('#', args('[]')), 0)\n"
+              "fails('not an array', args, '{\"a\":1}')\n"
+              "fails('not an array', args, '\"ev\"')\n"
+              "fails('invalid JSON', args, '[1')\n"
+              "local b = table.pack(args('[\"b\",{\"_placeholder\":true,\"num\":0}]', 'xyz'))\n"
+              "eq(tostring(b[2]), 'xyz')\n"));
+}
+
+/* issue 12 item 3: naming one attachment many times builds one binary, shared */
+TEST(shared_attachments)
+{
+    CHECK(run("local parts = {} for i = 1, 1000 do parts[i] = '{\"_placeholder\":true,\"num\":0}' end\n"
+              "local v = decode('[' .. table.concat(parts, ',') .. ']', nil, string.rep('x', 100000))\n"
+              "eq(#v, 1000)\n"
+              "for i = 2, #v do assert(rawequal(v[1], v[i])) end\n"
+              "local w = decode('[{\"_placeholder\":true,\"num\":1},{\"_placeholder\":true,\"num\":0},"
+              "{\"_placeholder\":true,\"num\":1}]', nil, 'a', 'b')\n"
+              "assert(rawequal(w[1], w[3]) and not rawequal(w[1], w[2]))\n"
+              "eq(tostring(w[2]), 'a')\n"));
+}
+
+/* Malformed input, and valid input cut at every byte: an error (never a crash or a leak); only
+ * the whole text decodes, and decoding what it encodes gives the same text. */
+TEST(cut_at_every_byte)
+{
+    CHECK(run("local texts = {'{\"a\":[1,2.5,-3e-7,{\"b\":null}],\"c\":\"x\\\\ud800\\\\u00e9\\\\n\",\"d\":true,\"e\":false}',"
+              "  '[\"\\\\ud83d\\\\ude00\",{\"k\":{}},[],\"\\226\\130\\172\"]', '{\"_placeholder\":true,\"num\":0}'}\n"
+              "for _, j in ipairs(texts) do\n"
+              "  for i = 0, #j - 1 do\n"
+              "    assert(not pcall(decode, j:sub(1, i)), 'prefix ' .. i .. ' of ' .. j)\n"
+              "    assert(not pcall(decode, j:sub(1, i) .. '\\0' .. j:sub(i + 1)))\n"
+              "  end\n"
+              "  local v = decode(j)\n"
+              "  eq(value(decode(value(v))), value(v))\n"
+              "end\n"
+              "for _, bad in ipairs({'', ' ', '[', ']', '{', '}', '[1,]', '{\"a\":1,}', '{\"a\"}', '{1:2}', '[1 2]',"
+              "  'nul', 'tru', '\"\\\\x\"', '\"\\\\u12\"', '\"\\\\u12g4\"', '[1]]', '[[1]', '\\239\\187\\1911', '/**/1', \"'a'\"}) do\n"
+              "  assert(not pcall(decode, bad), bad)\n"
+              "end\n"));
 }
 
 TEST(stack_balance)
@@ -501,8 +668,14 @@ int main(void)
     RUN(bad_values);
     RUN(cycles);
     RUN(empty_tables);
-    RUN(sentinel_lookalikes);
+    RUN(placeholder_lookalike_strings);
     RUN(unicode);
+    RUN(issue11_rows);
+    RUN(key_order);
+    RUN(strings);
+    RUN(args);
+    RUN(shared_attachments);
+    RUN(cut_at_every_byte);
     RUN(stack_balance);
     return test_summary();
 }
