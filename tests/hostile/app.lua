@@ -39,6 +39,14 @@ io.on("connection", function(socket)
     if ack then ack("after") end
   end)
   socket.on("reserved", function() socket.emit("disconnect", "x") end)
+  -- values: a relay to the sockets that listen, and what a binary packet decoded to
+  socket.on("listen", function(ack) socket.join("listeners") ack() end)
+  socket.on("relay", function(...) socket.to("listeners").emit("relayed", ...) end)
+  socket.on("bins", function(list, ack)
+    local shared = true
+    for i = 2, #list do shared = shared and rawequal(list[i], list[1]) end
+    ack(#list, shared, siolua.isbinary(list[1]) and #list[1] or -1)
+  end)
   socket.on("bad-arg", function() socket.emit(nil) end)
 
   socket.on("disconnect", function()

@@ -1052,6 +1052,52 @@ def _(srv):
     ws.close()
 
 
+@case("sio", "values: invalid UTF-8 in a polling body reaches a WebSocket listener repaired (U+FFFD), as valid UTF-8")
+def _(srv):
+    ws = sio_ws(srv)
+    check(sio_call(ws, 1, "listen") == [], "listen")
+    sid = poll_handshake(srv)
+    check(http_one(srv, post(sid, "40"))[0] == 200, "CONNECT over polling")
+    check(http_one(srv, get("/socket.io/?EIO=4&transport=polling&sid=" + sid))[2][:2] == b"40", "no CONNECT answer")
+    # bytes: a, ff, b, ed a0 80 (a surrogate's bytes: not UTF-8), c, e2 82 (cut), then a lone
+    # surrogate escape, which must stay an escape
+    body = b'42["relay","a\xffb\xed\xa0\x80c\xe2\x82","x\\ud800y"]'
+    check(http_one(srv, post(sid, body))[0] == 200, "POST")
+    op, p = next_msg(ws)
+    check(op == OP_TEXT, "not a text frame")
+    try:
+        t = p.decode("utf-8")  # strict: a real client drops the connection otherwise
+    except UnicodeDecodeError as e:
+        raise Fail("a text frame with invalid UTF-8: %r (%s)" % (p, e))
+    want = '42["relayed","a\ufffdb\ufffd\ufffd\ufffdc\ufffd","x\\ud800y"]'
+    check(t == want, "got %r, expected %r" % (t, want))
+    ws.close()
+
+
+@case("sio", "values: a binary packet naming one attachment 3000 times decodes to one shared binary (RSS bounded)")
+def _(srv):
+    ws = sio_ws(srv)
+    rss0 = srv.rss_kb()
+    blob = os.urandom(90000)
+    ph = ",".join(['{"_placeholder":true,"num":0}'] * 3000)  # ~90 KB of JSON, under the 100 KB cap
+    for i in range(5):
+        binary_then(ws, '451-%d["bins",[%s]]' % (10 + i, ph), [frame(OP_BIN, blob)])
+        t = expect_msg(ws, lambda t, i=i: isinstance(t, str) and t.startswith("43%d[" % (10 + i)))
+        check(json.loads(t[len("43%d" % (10 + i)):]) == [3000, True, 90000], "got %r" % t[:80])
+    # 5 x 3000 copies of 90 KB would be 1.3 GB (the Lua cap, 64 MiB, would stop it first)
+    check(srv.rss_kb() - rss0 < 32 << 10, "RSS grew by %d KiB" % (srv.rss_kb() - rss0))
+    ws.close()
+
+
+@case("sio", "values: a plain EVENT whose data looks like a placeholder is delivered as data")
+def _(srv):
+    ws = sio_ws(srv)
+    v = {"_placeholder": True, "num": 0}
+    check(sio_call(ws, 6, "echo", v, [v]) == [v, [v]], "not echoed as data")
+    check(sio_call(ws, 7, "echo", "after") == ["after"], "socket broken")
+    ws.close()
+
+
 # ==================================================================================== lua
 
 @case("lua", "a handler that raises: logged with a traceback, the socket keeps working")
