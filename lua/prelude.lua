@@ -540,10 +540,7 @@ siolua.stash = {}
 local function jsonable(v, seen, depth)
   local t = type(v)
   if t == "string" or t == "boolean" or v == null then return v end
-  if t == "number" then
-    if v ~= v or v == math.huge or v == -math.huge then return nil end
-    return v
-  end
+  if t == "number" then return v end -- NaN and infinities are written null, as JSON.stringify does
   local mt = getmetatable(v)
   if t ~= "table" or mt ~= nil and not core.value_mark(mt) then return nil end
   seen, depth = seen or {}, depth or 1
