@@ -9,7 +9,8 @@
  *
  * msgpack <-> Lua (the Node adapter's notepack.io encoding):
  *   nil, siolua.null <-> nil            boolean <-> boolean        string <-> str
- *   integer, integral float within 2^53 -> int, other floats -> float64; int/float -> number
+ *   integer, integral float within 2^53 -> int, other floats -> float64; int/float -> number, an
+ *   integer beyond 2^53 a float as in JS (the Node peers have only doubles)
  *   siolua.binary <-> bin (a Node Buffer)
  *   tables: arrays and objects as the JSON mapping has them (lvalue_shape: marked arrays, key
  *   order, integer keys written as strings, as JS object keys are); decoded arrays get the array
@@ -676,6 +677,8 @@ static int max_depth(lua_State *L)
     return h != NULL && h->srv != NULL && h->srv->cfg.max_json_depth > 0 ? h->srv->cfg.max_json_depth : DEFAULT_DEPTH;
 }
 
+#define MAX_SAFE_INT 9007199254740992LL /* 2^53 */
+
 /* Packs stack[idx]. Raises on functions, threads, other userdata, too deep (cycles). */
 static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth, int maxd)
 {
@@ -866,14 +869,17 @@ static int push_object(lua_State *L, const msgpack_object *o)
     case MSGPACK_OBJECT_BOOLEAN:
         lua_pushboolean(L, o->via.boolean);
         return 1;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        if (o->via.u64 > (uint64_t)INT64_MAX)
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: /* the JSON mapping's rule: beyond 2^53, a float (a JS number) */
+        if (o->via.u64 > (uint64_t)MAX_SAFE_INT)
             lua_pushnumber(L, (lua_Number)o->via.u64);
         else
             lua_pushinteger(L, (lua_Integer)o->via.u64);
         return 1;
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        lua_pushinteger(L, (lua_Integer)o->via.i64);
+        if (o->via.i64 < -MAX_SAFE_INT)
+            lua_pushnumber(L, (lua_Number)o->via.i64);
+        else
+            lua_pushinteger(L, (lua_Integer)o->via.i64);
         return 1;
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64: {
