@@ -39,13 +39,14 @@ export function withTimeout(promise, ms, what) {
 }
 
 /**
- * Starts the server with app (a path, or a name in apps/) and extra command-line args.
+ * Starts the server with app (a path, or a name in apps/) and extra command-line args (the Node
+ * reference with { ref: true }, whatever SIOLUA_REF says: for side-by-side tests).
  * Resolves to { port, url, proc, log(), waitLog(re, ms), stop() } once it printed its
  * "siolua listening on http://HOST:PORT" line.
  */
-export async function startServer(app, args = [], { timeout = 10000 } = {}) {
+export async function startServer(app, args = [], { timeout = 10000, ref = REF } = {}) {
   const appPath = app.includes("/") ? path.resolve(ROOT, app) : path.join(APPS, app + ".lua");
-  const [cmd, argv] = REF
+  const [cmd, argv] = ref
     ? [process.execPath, [path.join(ROOT, "tests/integration/ref/server.mjs"), appPath]]
     : [BIN, [appPath]];
   const proc = spawn(cmd, [...argv, "--port", "0", ...args], {

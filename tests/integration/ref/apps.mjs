@@ -90,6 +90,27 @@ export const apps = {
       });
     },
   },
+  values: {
+    // apps/values.lua (the reference has no hot reload: keep/kept only hold the value)
+    options: {},
+    setup(io) {
+      const stash = {};
+      io.on("connection", (socket) => {
+        socket.on("echo", (...args) => {
+          const ack = args.pop();
+          ack(...args);
+        });
+        socket.on("relay", (...args) => socket.broadcast.emit("relayed", ...args));
+        socket.on("keep", (k, v, ack) => {
+          socket.data[k] = v;
+          stash[k] = v;
+          ack();
+        });
+        socket.on("kept", (k, ack) => ack(socket.data[k], stash[k]));
+        socket.on("ask", (v, ack) => socket.emit("question", v, (reply) => ack(reply)));
+      });
+    },
+  },
 };
 
 // the server API tests' twins (api_*.lua) live in their own file
