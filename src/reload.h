@@ -12,7 +12,8 @@
  *   3. else every connected socket is re-bound to the new VM in one step: it keeps its id, rooms,
  *      handshake and Engine.IO session, gets a new handle with socket.reloaded == true and the old
  *      handle's socket.data and fields (JSON-able values: tables, strings, numbers, booleans,
- *      siolua.null; a sparse array becomes an object with string keys), and
+ *      siolua.null, with their marks: arrays stay arrays, received objects keep their key order,
+ *      strings keep their bytes; a sparse array becomes an object with string keys), and
  *      its namespace's "connection" listeners run again for it (middlewares do not: the socket was
  *      admitted already). Then io's "reload" listeners run with the generation number, and the old
  *      VM is closed.
