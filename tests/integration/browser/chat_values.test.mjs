@@ -1,0 +1,95 @@
+// The chat example relays every value of issue 11's table unchanged between a browser (headless
+// Chromium, the page's own socket), a Node socket.io-client and Debian's python-socketio: each one
+// sends every value, the two others must receive exactly what was sent (compared as
+// JSON.stringify writes it: key order, number digits, lone surrogates as escapes).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { startServer, connect, closeAll, withTimeout, ROOT } from "../helpers.mjs";
+
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+// issue 11's table, and a key order a signature depends on
+const TEXTS = ['{"items":[],"meta":{}}', "[[],{},[[]]]", "0.30000000000000004", "3.141592653589793",
+  "9007199254740994", "1.0000000000000002", '"a\\ud800b"', '{"a":1,"b":2,"c":3,"d":4}', '{"1":"a","2":"b"}',
+  '{"d":[1e21,1e-7,5e-324,123456789012345680000],"c":"\\ud83d\\ude00é","b":{"z":null,"y":true}}'];
+const WANT = TEXTS.map((t) => JSON.stringify(JSON.parse(t)));
+let srv, browser, py;
+
+before(async () => {
+  srv = await startServer("examples/chat/app.lua");
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    timeout: 30000,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+after(async () => {
+  closeAll();
+  py?.kill("SIGKILL");
+  await browser?.close();
+  await srv?.stop();
+});
+
+/** Resolves once the Python client's output has a line matching re. */
+function pyLine(re) {
+  return withTimeout(new Promise((resolve) => {
+    const check = () => {
+      const m = py.out.match(re);
+      if (m) resolve(m);
+      else py.waiters.push(check);
+    };
+    check();
+  }), 30000, `python: ${re}`);
+}
+
+test("the chat example relays issue 11's values unchanged between a browser, a Node client and a Python client", async () => {
+  const N = TEXTS.length;
+  // the browser: the chat page's socket, with a listener that keeps JSON.stringify of each value
+  const page = await (await browser.newContext()).newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(srv.url + "/", { timeout: 10000 });
+  await page.waitForSelector("#status.online", { timeout: 10000 });
+  await page.evaluate(() => {
+    window.got = [];
+    socket.on("message", (v) => window.got.push(JSON.stringify(v))); // eslint-disable-line no-undef
+  });
+  // Node
+  const node = await connect(srv.url, { transports: ["websocket"] });
+  const nodeGot = [];
+  node.on("message", (v) => nodeGot.push(JSON.stringify(v)));
+  // Python
+  py = spawn("/usr/bin/python3", [path.join(ROOT, "tests/integration/chat_values.py"), srv.url, String(N),
+    "[" + TEXTS.join(",") + "]"], { stdio: ["pipe", "pipe", "inherit"] });
+  py.out = "";
+  py.waiters = [];
+  py.stdout.on("data", (c) => {
+    py.out += c.toString();
+    for (const w of py.waiters.splice(0)) w();
+  });
+  await pyLine(/^connected$/m);
+
+  const until = (what, pred) => withTimeout((async () => {
+    while (!(await pred())) await new Promise((r) => setTimeout(r, 20));
+  })(), 15000, what);
+  const browserGot = () => page.evaluate(() => window.got);
+
+  // Node sends, then the browser, then Python: each time the two others get all of it
+  for (const t of TEXTS) node.emit("message", JSON.parse(t));
+  await until("the browser to get Node's values", async () => (await browserGot()).length >= N);
+  await page.evaluate((texts) => texts.forEach((t) => socket.emit("message", JSON.parse(t))), TEXTS); // eslint-disable-line no-undef
+  await until("Node to get the browser's values", () => nodeGot.length >= N);
+  py.stdin.write("go\n");
+  const m = await pyLine(/^got (.*)$/m);
+  await until("Node and the browser to get Python's values", async () => nodeGot.length >= 2 * N && (await browserGot()).length >= 2 * N);
+
+  const pyGot = JSON.parse(m[1]).map((v) => JSON.stringify(v));
+  assert.deepEqual(nodeGot, [...WANT, ...WANT], "Node got the browser's, then Python's values");
+  assert.deepEqual(await browserGot(), [...WANT, ...WANT], "the browser got Node's, then Python's values");
+  assert.deepEqual(pyGot, [...WANT, ...WANT], "Python got Node's, then the browser's values");
+  assert.deepEqual(errors, []);
+  node.disconnect();
+});
