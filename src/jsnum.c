@@ -6,10 +6,9 @@
  * the first that reads back: 17 always does. p = 15 also finds every shorter answer: a decimal of
  * k <= 15 digits that reads back is within half an ulp (2^-53 relative) of x, far closer than half
  * the 15-digit spacing (5e-16 relative), so it is the correctly rounded 15-digit one, with trailing
- * zeros (which we strip); for subnormals, whose precision is lower, we start at p = 1. Where two p-digit decimals are equally short, ECMAScript wants the closer
- * one: the correctly rounded one is.
- * The layout is Number::toString's (ECMA-262 6.1.6.1.20) with k digits and n the decimal exponent
- * (x = 0.d1d2...dk x 10^n). */
+ * zeros (which we strip); for subnormals, whose precision is lower, we start at p = 1. Where two p-digit decimals are
+ * equally short, ECMAScript wants the closer one: the correctly rounded one is. The layout is Number::toString's
+ * (ECMA-262 6.1.6.1.20) with k digits and n the decimal exponent (x = 0.d1d2...dk x 10^n). */
 #include "jsnum.h"
 
 #include <locale.h>

@@ -140,7 +140,6 @@ static void push_binary_mt(lua_State *L)
     lua_setfield(L, -2, "__index");
 }
 
-
 void lvalue_push_binary(lua_State *L, const void *p, size_t n)
 {
     if (n > SIZE_MAX - sizeof(binary_t))
@@ -453,8 +452,7 @@ void lvalue_shape(lua_State *L, int idx, lvalue_shape_t *sh)
             if (kt == LUA_TSTRING && lvalue_array_index(L, -1, &v))
                 nidx++;
         } else {
-            luaL_error(L, "cannot encode a table key of type %s (keys are strings or numbers)",
-                       luaL_typename(L, -1));
+            luaL_error(L, "cannot encode a table key of type %s (keys are strings or numbers)", luaL_typename(L, -1));
         }
     }
     int mt = lua_getmetatable(L, t) ? lua_gettop(L) : 0;

@@ -31,7 +31,7 @@
 #include "buf.h"
 
 #define LVALUE_BINARY_MT "siolua.binary"
-#define LVALUE_ARRAY_MT "siolua.array"
+#define LVALUE_ARRAY_MT  "siolua.array"
 #define LVALUE_MAX_DEPTH 256 /* the largest max_depth accepted */
 
 enum {
@@ -47,12 +47,10 @@ void lvalue_open(lua_State *L);
 /* Decodes `json` (len bytes) and pushes the value. When natt > 0 (a binary packet), placeholders
  * are replaced by binaries made from att[0..natt). Raises on invalid JSON, on a placeholder whose
  * num is not an attachment's, or when nesting exceeds max_depth. [-0, +1, e] */
-void lvalue_push_json(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt,
-                      int max_depth);
+void lvalue_push_json(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt, int max_depth);
 /* The same for an event's arguments: the JSON must be an array; its elements are pushed (no table
  * is made) and their number returned. [-0, +n, e] */
-int lvalue_push_json_args(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt,
-                          int max_depth);
+int lvalue_push_json_args(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt, int max_depth);
 
 /* Encodes the n values at stack[first..first+n) as one JSON array (an event's arguments), binaries
  * replaced by placeholders. Pushes the JSON text as a Lua string and returns the number of
@@ -86,8 +84,8 @@ int lvalue_is_mark(lua_State *L, int idx);
  * set takes the key (any type; strings are recorded) and the value at the top and stores them;
  * end attaches the order and pops the work slot, leaving the table at the top. */
 typedef struct {
-    int t;          /* stack index of the table */
-    int nkeys;      /* keys recorded (string keys that are not array indices) */
+    int t;     /* stack index of the table */
+    int nkeys; /* keys recorded (string keys that are not array indices) */
 } lvalue_obj_t;
 void lvalue_obj_begin(lua_State *L, lvalue_obj_t *o, int size_hint); /* [-0, +2, m] */
 void lvalue_obj_set(lua_State *L, lvalue_obj_t *o);                  /* [-2, +0, m] */
@@ -98,11 +96,11 @@ void lvalue_obj_end(lua_State *L, lvalue_obj_t *o);                  /* [-1, +0,
  * caller pops after the last lvalue_shape_next. Raises on keys JSON cannot carry (booleans,
  * tables...) and on excessively sparse arrays (n > 10 and n > 2 x entries). [-0, +2, e] */
 typedef struct {
-    int array;          /* 1: an array of n elements */
-    lua_Unsigned n;     /* array: its length; object: its number of entries */
-    int mode;           /* object: how lvalue_shape_next walks it */
-    int aux;            /* stack index of the first work slot */
-    lua_Integer pos;    /* position in the key list */
+    int array;       /* 1: an array of n elements */
+    lua_Unsigned n;  /* array: its length; object: its number of entries */
+    int mode;        /* object: how lvalue_shape_next walks it */
+    int aux;         /* stack index of the first work slot */
+    lua_Integer pos; /* position in the key list */
 } lvalue_shape_t;
 void lvalue_shape(lua_State *L, int idx, lvalue_shape_t *sh);
 /* Object: pushes the next key and its value and returns 1, or returns 0 at the end.

@@ -72,8 +72,7 @@ static size_t escape_at(const char *p, const char *end, uint32_t *lone)
         return end - p >= 2 ? 2 : 1;
     if (u < 0xD800 || u > 0xDFFF)
         return 6;
-    if (u <= 0xDBFF && end - p >= 12 && p[6] == '\\' && p[7] == 'u' && hexval(p + 8, &v) && v >= 0xDC00 &&
-        v <= 0xDFFF)
+    if (u <= 0xDBFF && end - p >= 12 && p[6] == '\\' && p[7] == 'u' && hexval(p + 8, &v) && v >= 0xDC00 && v <= 0xDFFF)
         return 12; /* a pair: yajl joins it */
     *lone = u;
     return 6;
@@ -132,9 +131,9 @@ static void prepare(lua_State *L, const char **json, size_t *len)
 enum { K_ARRAY, K_OBJECT, K_ARGS };
 
 typedef struct {
-    lua_Integer n;   /* K_ARRAY, K_ARGS: elements so far */
-    lvalue_obj_t o;  /* K_OBJECT */
-    char kind;       /* K_* */
+    lua_Integer n;    /* K_ARRAY, K_ARGS: elements so far */
+    lvalue_obj_t o;   /* K_OBJECT */
+    char kind;        /* K_* */
     char placeholder; /* K_OBJECT: has a "_placeholder" key (only looked at when natt > 0) */
 } level_t;
 
@@ -144,11 +143,11 @@ typedef struct {
     const char *json;
     size_t len;
     int max_depth, depth;
-    int args;                /* the root must be an array, whose elements stay on the stack */
-    int done;                /* args: the root array is closed */
-    rbuf_t *const *att;      /* the packet's attachments (borrowed) */
+    int args;           /* the root must be an array, whose elements stay on the stack */
+    int done;           /* args: the root array is closed */
+    rbuf_t *const *att; /* the packet's attachments (borrowed) */
     size_t natt;
-    int bins;                /* stack index: attachment num + 1 -> its binary, made on first use */
+    int bins; /* stack index: attachment num + 1 -> its binary, made on first use */
     level_t lv[LVALUE_MAX_DEPTH + 1];
 } dec_t;
 
@@ -332,8 +331,8 @@ static int cb_end_array(void *ctx)
 }
 
 static const yajl_callbacks callbacks = {
-    cb_null, cb_boolean, NULL, NULL, cb_number, cb_string, cb_start_map, cb_map_key, cb_end_map,
-    cb_start_array, cb_end_array,
+    cb_null,      cb_boolean, NULL,       NULL,           cb_number,    cb_string,
+    cb_start_map, cb_map_key, cb_end_map, cb_start_array, cb_end_array,
 };
 
 /* Under lua_pcall: parses, returns the value (or the arguments). */
@@ -365,8 +364,7 @@ static int parse_k(lua_State *L)
 
 /* Decodes json and pushes the value, or (args) the elements of the root array. Returns how many
  * values it pushed. */
-static int decode(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt, int max_depth,
-                  int args)
+static int decode(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt, int max_depth, int args)
 {
     check_depth(L, max_depth);
     luaL_checkstack(L, 8, NULL);
@@ -398,14 +396,12 @@ static int decode(lua_State *L, const char *json, size_t len, rbuf_t *const *att
     return lua_gettop(L) - base;
 }
 
-void lvalue_push_json(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt,
-                      int max_depth)
+void lvalue_push_json(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt, int max_depth)
 {
     decode(L, json, len, att, natt, max_depth, 0);
 }
 
-int lvalue_push_json_args(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt,
-                          int max_depth)
+int lvalue_push_json_args(lua_State *L, const char *json, size_t len, rbuf_t *const *att, size_t natt, int max_depth)
 {
     return decode(L, json, len, att, natt, max_depth, 1);
 }
@@ -416,11 +412,11 @@ int lvalue_push_json_args(lua_State *L, const char *json, size_t len, rbuf_t *co
 
 typedef struct {
     lua_State *L;
-    char *p;              /* the text: local, then the userdata at box */
+    char *p; /* the text: local, then the userdata at box */
     size_t len, cap;
-    int box;              /* stack index of the userdata holding p once it outgrew local */
-    int bins;             /* stack index: the binaries, in attachment order (made on first use) */
-    int nbin, max_att;    /* max_att < 0: binaries are refused */
+    int box;           /* stack index of the userdata holding p once it outgrew local */
+    int bins;          /* stack index: the binaries, in attachment order (made on first use) */
+    int nbin, max_att; /* max_att < 0: binaries are refused */
     int max_depth, flags;
     const void *path[LVALUE_MAX_DEPTH + 2]; /* the tables being written, by depth */
     char local[512];
@@ -459,12 +455,102 @@ static inline void putc_(enc_t *e, char c)
 
 /* 1: copied as it is; 0: escaped (", \, controls) or not ASCII. */
 static const unsigned char plain[256] = {
-    ['\x20'] = 1, 1, 0 /* " */, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20-0x2f */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,                    /* 0x30 */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,                    /* 0x40 */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0 /* \ */, 1, 1, 1,            /* 0x50 */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,                    /* 0x60 */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,                    /* 0x70 (DEL is plain) */
+    ['\x20'] = 1,
+    1,
+    0 /* " */,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1, /* 0x20-0x2f */
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1, /* 0x30 */
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1, /* 0x40 */
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    0 /* \ */,
+    1,
+    1,
+    1, /* 0x50 */
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1, /* 0x60 */
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1, /* 0x70 (DEL is plain) */
 };
 
 static void put_u(enc_t *e, uint32_t u)
@@ -491,8 +577,14 @@ static void enc_string(enc_t *e, const char *s, size_t n)
         put(e, s + run, i - run);
         unsigned char c = p[i];
         if (c < 0x80) {
-            const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b" : c == '\f' ? "\\f"
-                              : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+            const char *esc = c == '"'    ? "\\\""
+                              : c == '\\' ? "\\\\"
+                              : c == '\b' ? "\\b"
+                              : c == '\f' ? "\\f"
+                              : c == '\n' ? "\\n"
+                              : c == '\r' ? "\\r"
+                              : c == '\t' ? "\\t"
+                                          : NULL;
             if (esc != NULL)
                 put(e, esc, 2);
             else
@@ -677,8 +769,7 @@ static void enc_value(enc_t *e, int idx, int depth)
 
 /* Encodes stack[first..first+n) as a JSON array (as_array) or stack[first] alone, pushes the
  * text and returns the number of binaries, whose rbufs go to att (allocated last). */
-static int encode(lua_State *L, int first, int n, int as_array, rbuf_t **att, int max_att, int max_depth,
-                  int flags)
+static int encode(lua_State *L, int first, int n, int as_array, rbuf_t **att, int max_att, int max_depth, int flags)
 {
     check_depth(L, max_depth);
     luaL_checkstack(L, 8, NULL);

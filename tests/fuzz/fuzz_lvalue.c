@@ -59,7 +59,7 @@ static int run(lua_State *L)
     size_t n1;
     const char *t1 = lua_tolstring(L, -1, &n1);
     if (utf8_valid_prefix(t1, n1) != n1)
-        abort(); /* the wire is valid UTF-8 */
+        abort();  /* the wire is valid UTF-8 */
     again(L, in); /* text 2 */
     again(L, in); /* text 3 */
     /* from valid UTF-8 (all the server decodes) the round trip is exact; otherwise the repair

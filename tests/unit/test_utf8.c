@@ -34,9 +34,9 @@ TEST(sequences)
     CHECK_EQ_INT(cp, 0x10FFFF);
     /* ill-formed: the length of the maximal subpart */
     CHECK_EQ_INT(utf8_seq((const unsigned char *)"\x80", 1, &cp, 0), -1);
-    CHECK_EQ_INT(utf8_seq((const unsigned char *)"\xC0\x80", 2, &cp, 0), -1);  /* overlong lead */
+    CHECK_EQ_INT(utf8_seq((const unsigned char *)"\xC0\x80", 2, &cp, 0), -1);     /* overlong lead */
     CHECK_EQ_INT(utf8_seq((const unsigned char *)"\xE0\x80\x80", 3, &cp, 0), -1); /* overlong */
-    CHECK_EQ_INT(utf8_seq((const unsigned char *)"\xE2\x82", 2, &cp, 0), -2);  /* truncated */
+    CHECK_EQ_INT(utf8_seq((const unsigned char *)"\xE2\x82", 2, &cp, 0), -2);     /* truncated */
     CHECK_EQ_INT(utf8_seq((const unsigned char *)"\xE2\x82x", 3, &cp, 0), -2);
     CHECK_EQ_INT(utf8_seq((const unsigned char *)"\xF0\x9F\x98", 3, &cp, 0), -3);
     CHECK_EQ_INT(utf8_seq((const unsigned char *)"\xF4\x90\x80\x80", 4, &cp, 0), -1); /* > 10FFFF */
@@ -58,16 +58,23 @@ TEST(valid_prefix)
     CHECK_EQ_INT(utf8_valid_prefix("hello, world: ascii only", 24), 24);
     CHECK_EQ_INT(utf8_valid_prefix("0123456789abcdef\xC3\xA9", 18), 18);
     CHECK_EQ_INT(utf8_valid_prefix("0123456789abcdef\xC3", 17), 16);
-    CHECK_EQ_INT(utf8_valid_prefix("ab\xFF" "cd", 5), 2);
+    CHECK_EQ_INT(utf8_valid_prefix("ab\xFF"
+                                   "cd",
+                                   5),
+                 2);
     CHECK_EQ_INT(utf8_valid_prefix("\xF0\x9F\x98\x80\xED\xA0\x80", 7), 4);
 }
 
 TEST(repair)
 {
     CHECK(REPAIRED("plain", "plain", 0));
-    CHECK(REPAIRED("a\xFF" "b", "a" FFFD "b", 1));
+    CHECK(REPAIRED("a\xFF"
+                   "b",
+                   "a" FFFD "b", 1));
     /* the example checked against Node: a, ff, e2 82 (truncated), b, ed a0 80, f0 9f 98 (end) */
-    CHECK(REPAIRED("a\xFF\xE2\x82" "b\xED\xA0\x80\xF0\x9F\x98", "a" FFFD FFFD "b" FFFD FFFD FFFD FFFD, 6));
+    CHECK(REPAIRED("a\xFF\xE2\x82"
+                   "b\xED\xA0\x80\xF0\x9F\x98",
+                   "a" FFFD FFFD "b" FFFD FFFD FFFD FFFD, 6));
     CHECK(REPAIRED("\xC0\xAF", FFFD FFFD, 2));
     CHECK(REPAIRED("\xE0\x80\xAF", FFFD FFFD FFFD, 3));
     CHECK(REPAIRED("\xF0\x80\x80\x80", FFFD FFFD FFFD FFFD, 4));
