@@ -45,19 +45,27 @@ static attbox_t *new_attbox(lua_State *L)
     return a;
 }
 
+/* A box holding the strings stack[first..top] as attachment rbufs. [-0, +1, e] */
+static attbox_t *boxed_atts(lua_State *L, int first)
+{
+    int natt = lua_gettop(L) - first + 1;
+    luaL_argcheck(L, natt <= MAX_ATT, first, "too many attachments");
+    attbox_t *a = new_attbox(L);
+    for (int i = 0; i < natt; i++) {
+        size_t n;
+        const char *p = luaL_checklstring(L, first + i, &n);
+        a->b[a->n++] = rbuf_from(p, n);
+    }
+    return a;
+}
+
 static int l_decode(lua_State *L)
 {
     size_t len;
     const char *json = luaL_checklstring(L, 1, &len);
     int depth = (int)luaL_optinteger(L, 2, DEPTH);
-    int natt = lua_gettop(L) - 2;
-    luaL_argcheck(L, natt <= MAX_ATT, 3, "too many attachments");
-    attbox_t *a = new_attbox(L);
-    for (int i = 0; i < natt; i++) {
-        size_t n;
-        const char *p = luaL_checklstring(L, 3 + i, &n);
-        a->b[a->n++] = rbuf_from(p, n);
-    }
+    lua_settop(L, lua_gettop(L) < 2 ? 2 : lua_gettop(L));
+    attbox_t *a = boxed_atts(L, 3);
     lvalue_push_json(L, json, len, a->b, (size_t)a->n, depth);
     return 1;
 }
@@ -102,14 +110,7 @@ static int l_args(lua_State *L)
 {
     size_t len;
     const char *json = luaL_checklstring(L, 1, &len);
-    int natt = lua_gettop(L) - 1;
-    luaL_argcheck(L, natt <= MAX_ATT, 2, "too many attachments");
-    attbox_t *a = new_attbox(L);
-    for (int i = 0; i < natt; i++) {
-        size_t n;
-        const char *p = luaL_checklstring(L, 2 + i, &n);
-        a->b[a->n++] = rbuf_from(p, n);
-    }
+    attbox_t *a = boxed_atts(L, 2);
     int top = lua_gettop(L);
     int n = lvalue_push_json_args(L, json, len, a->b, (size_t)a->n, DEPTH);
     if (lua_gettop(L) != top + n)

@@ -1,14 +1,23 @@
-// The chat example in headless Chromium: two pages, a message typed in one appears in the other.
-// Leaves a screenshot in build/screenshots/chat.png.
+// The chat example in headless Chromium: two pages, a message typed in one appears in the other
+// (a screenshot is left in build/screenshots/chat.png); and the chat relays every value of issue
+// 11's table unchanged between a browser (the page's own socket), a Node socket.io-client and
+// Debian's python-socketio: each one sends every value, the two others must receive exactly what
+// was sent (compared as JSON.stringify writes it: key order, number digits, lone surrogates).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { startServer, ROOT } from "../helpers.mjs";
+import { startServer, connect, closeAll, withTimeout, ROOT } from "../helpers.mjs";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-let srv, browser;
+// issue 11's table, and a key order a signature depends on
+const TEXTS = ['{"items":[],"meta":{}}', "[[],{},[[]]]", "0.30000000000000004", "3.141592653589793",
+  "9007199254740994", "1.0000000000000002", '"a\\ud800b"', '{"a":1,"b":2,"c":3,"d":4}', '{"1":"a","2":"b"}',
+  '{"d":[1e21,1e-7,5e-324,123456789012345680000],"c":"\\ud83d\\ude00é","b":{"z":null,"y":true}}'];
+const WANT = TEXTS.map((t) => JSON.stringify(JSON.parse(t)));
+let srv, browser, py;
 
 before(async () => {
   srv = await startServer("examples/chat/app.lua");
@@ -20,6 +29,8 @@ before(async () => {
   });
 });
 after(async () => {
+  closeAll();
+  py?.kill("SIGKILL");
   await browser?.close();
   await srv?.stop();
 });
@@ -63,4 +74,61 @@ test("a message typed in one page appears in the other", async () => {
   await alice.page.screenshot({ path: path.join(dir, "chat.png") });
 
   await srv.waitLog(/message received:\s+Hello from Alice/);
+});
+
+/** Resolves once the Python client's output has a line matching re. */
+function pyLine(re) {
+  return withTimeout(new Promise((resolve) => {
+    const check = () => {
+      const m = py.out.match(re);
+      if (m) resolve(m);
+      else py.waiters.push(check);
+    };
+    check();
+  }), 30000, `python: ${re}`);
+}
+
+test("the chat example relays issue 11's values unchanged between a browser, a Node client and a Python client", async () => {
+  const N = TEXTS.length;
+  // the browser: the chat page's socket, with a listener that keeps JSON.stringify of each value
+  const { page, errors } = await openChat();
+  await page.evaluate(() => {
+    window.got = [];
+    socket.on("message", (v) => window.got.push(JSON.stringify(v))); // eslint-disable-line no-undef
+  });
+  // Node
+  const node = await connect(srv.url, { transports: ["websocket"] });
+  const nodeGot = [];
+  node.on("message", (v) => nodeGot.push(JSON.stringify(v)));
+  // Python
+  py = spawn("/usr/bin/python3", [path.join(ROOT, "tests/integration/chat_values.py"), srv.url, String(N),
+    "[" + TEXTS.join(",") + "]"], { stdio: ["pipe", "pipe", "inherit"] });
+  py.out = "";
+  py.waiters = [];
+  py.stdout.on("data", (c) => {
+    py.out += c.toString();
+    for (const w of py.waiters.splice(0)) w();
+  });
+  await pyLine(/^connected$/m);
+
+  const until = (what, pred) => withTimeout((async () => {
+    while (!(await pred())) await new Promise((r) => setTimeout(r, 20));
+  })(), 15000, what);
+  const browserGot = () => page.evaluate(() => window.got);
+
+  // Node sends, then the browser, then Python: each time the two others get all of it
+  for (const t of TEXTS) node.emit("message", JSON.parse(t));
+  await until("the browser to get Node's values", async () => (await browserGot()).length >= N);
+  await page.evaluate((texts) => texts.forEach((t) => socket.emit("message", JSON.parse(t))), TEXTS); // eslint-disable-line no-undef
+  await until("Node to get the browser's values", () => nodeGot.length >= N);
+  py.stdin.write("go\n");
+  const m = await pyLine(/^got (.*)$/m);
+  await until("Node and the browser to get Python's values", async () => nodeGot.length >= 2 * N && (await browserGot()).length >= 2 * N);
+
+  const pyGot = JSON.parse(m[1]).map((v) => JSON.stringify(v));
+  assert.deepEqual(nodeGot, [...WANT, ...WANT], "Node got the browser's, then Python's values");
+  assert.deepEqual(await browserGot(), [...WANT, ...WANT], "the browser got Node's, then Python's values");
+  assert.deepEqual(pyGot, [...WANT, ...WANT], "Python got Node's, then the browser's values");
+  assert.deepEqual(errors, []);
+  node.disconnect();
 });
