@@ -607,6 +607,7 @@ static void enc_string(enc_t *e, const char *s, size_t n)
                     i += 3;
                 }
             } else {
+                r = utf8_seq(p + i, n - i, &cp, 0); /* the maximal subpart as UTF-8 (not WTF-8) has it */
                 if (e->flags & LVALUE_RAW)
                     put(e, s + i, (size_t)-r);
                 else

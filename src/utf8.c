@@ -95,6 +95,8 @@ size_t utf8_repair(buf_t *out, const char *s, size_t n, int wtf8)
         if (i >= n)
             break;
         int r = utf8_seq(p + i, n - i, &cp, wtf8);
+        if (r < 0) /* the maximal subpart is UTF-8's, even with wtf8: "ED A0" cut short is two */
+            r = utf8_seq(p + i, n - i, &cp, 0);
         buf_append(out, "\xEF\xBF\xBD", 3);
         i += (size_t)(r < 0 ? -r : r); /* r > 0: a surrogate (wtf8) */
         fixed++;

@@ -567,6 +567,8 @@ TEST(strings)
               /* invalid UTF-8 an app builds: U+FFFD on the wire, as it is with LVALUE_RAW */
               "eq(value('a\\255b\\226\\130'), '\"a\\239\\191\\189b\\239\\191\\189\"')\n"
               "eq(value('a\\255b', nil, true), '\"a\\255b\"')\n"
+              /* a surrogate's bytes cut short: two maximal subparts (ED, A0), as Node's decoder */
+              "eq(value('a\\237\\160z'), '\"a\\239\\191\\189\\239\\191\\189z\"')\n"
               "eq(decode(value('a\\255\\237\\160\\128', nil, true)), 'a\\255\\237\\160\\128')\n"
               /* escapes exactly as JSON.stringify: nothing else escaped */
               "eq(value('\\0\\1\\8\\9\\10\\12\\13\\31\"\\\\/\\127'), '\"\\\\u0000\\\\u0001\\\\b\\\\t\\\\n\\\\f\\\\r\\\\u001f\\\\\"\\\\\\\\/\\127\"')\n"

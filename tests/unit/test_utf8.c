@@ -83,6 +83,8 @@ TEST(repair)
     CHECK(REPAIRED("\x80\x80", FFFD FFFD, 2));
     /* with wtf8, a surrogate's form is one character, hence one U+FFFD */
     CHECK(repaired("a\xED\xA0\x80z", 5, "a" FFFD "z", 5, 1, 1));
+    /* ...but one cut short is two maximal subparts, as in UTF-8 */
+    CHECK(repaired("a\xED\xA0z", 4, "a" FFFD FFFD "z", 8, 2, 1));
 }
 
 TEST(put)
