@@ -731,7 +731,7 @@ static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth, int
         lvalue_shape_t sh; /* arrays and key order as in JSON (lvalue.h) */
         if (depth >= maxd)
             luaL_error(L, "value too deep to encode (max depth %d)", maxd);
-        lvalue_shape(L, idx, &sh);
+        lvalue_shape(L, idx, &sh, LVALUE_SPARSE_OBJECT); /* a peer's map {98: x} re-encodes */
         if (sh.n > UINT32_MAX)
             luaL_error(L, "table too large to encode");
         if (sh.array) {

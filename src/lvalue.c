@@ -421,7 +421,7 @@ static void build_list(lua_State *L, int t, lvalue_shape_t *sh, lua_Unsigned nid
     sh->mode = SH_LIST;
 }
 
-void lvalue_shape(lua_State *L, int idx, lvalue_shape_t *sh)
+void lvalue_shape(lua_State *L, int idx, lvalue_shape_t *sh, int flags)
 {
     int t = lua_absindex(L, idx);
     lua_Unsigned count = 0, nidx = 0;
@@ -463,10 +463,11 @@ void lvalue_shape(lua_State *L, int idx, lvalue_shape_t *sh)
             marked = lua_rawequal(L, -1, -2);
             lua_pop(L, 1);
         }
-        if (count > 0 || marked) {
-            if (max > 10 && (lua_Unsigned)max > 2 * count) /* lua-cjson's rule, kept */
-                luaL_error(L, "cannot encode an excessively sparse array (%I entries, largest index %I)",
-                           (LUAI_UACINT)count, (LUAI_UACINT)max);
+        int sparse = max > 10 && (lua_Unsigned)max > 2 * count; /* lua-cjson's rule, kept */
+        if (sparse && !(flags & LVALUE_SPARSE_OBJECT))
+            luaL_error(L, "cannot encode an excessively sparse array (%I entries, largest index %I)",
+                       (LUAI_UACINT)count, (LUAI_UACINT)max);
+        if ((count > 0 || marked) && !sparse) {
             sh->array = 1;
             sh->n = (lua_Unsigned)max;
             if (mt)
@@ -556,7 +557,7 @@ static int ordered_pairs(lua_State *L)
     lvalue_shape_t sh;
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    lvalue_shape(L, 1, &sh);
+    lvalue_shape(L, 1, &sh, LVALUE_SPARSE_OBJECT);
     if (sh.array || sh.mode == SH_NEXT) {
         lua_pushcfunction(L, raw_next);
         lua_pushvalue(L, 1);

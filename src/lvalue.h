@@ -35,7 +35,8 @@
 #define LVALUE_MAX_DEPTH 256 /* the largest max_depth accepted */
 
 enum {
-    LVALUE_RAW = 1, /* encode: strings as they are (no U+FFFD), for siolua's own use (reload) */
+    LVALUE_RAW = 1,           /* encode: strings as they are (no U+FFFD), for siolua's own use (reload) */
+    LVALUE_SPARSE_OBJECT = 2, /* lvalue_shape: an excessively sparse array is an object */
 };
 
 /* Registers the metatables and adds to the table at the top of the stack (the `siolua` module):
@@ -94,7 +95,9 @@ void lvalue_obj_end(lua_State *L, lvalue_obj_t *o);                  /* [-1, +0,
 /* How a table goes out: an array of n elements (1..n, nil ones as null), or an object whose
  * entries lvalue_shape_next gives in JS key order. lvalue_shape pushes two work slots, which the
  * caller pops after the last lvalue_shape_next. Raises on keys JSON cannot carry (booleans,
- * tables...) and on excessively sparse arrays (n > 10 and n > 2 x entries). [-0, +2, e] */
+ * tables...) and on excessively sparse arrays (n > 10 and n > 2 x entries: lua-cjson's rule), which
+ * with LVALUE_SPARSE_OBJECT are objects instead (their keys written as strings, as a peer's map
+ * with integer keys re-encodes). [-0, +2, e] */
 typedef struct {
     int array;       /* 1: an array of n elements */
     lua_Unsigned n;  /* array: its length; object: its number of entries */
@@ -102,7 +105,7 @@ typedef struct {
     int aux;         /* stack index of the first work slot */
     lua_Integer pos; /* position in the key list */
 } lvalue_shape_t;
-void lvalue_shape(lua_State *L, int idx, lvalue_shape_t *sh);
+void lvalue_shape(lua_State *L, int idx, lvalue_shape_t *sh, int flags);
 /* Object: pushes the next key and its value and returns 1, or returns 0 at the end.
  * [-0, +(2|0), m] */
 int lvalue_shape_next(lua_State *L, int idx, lvalue_shape_t *sh);

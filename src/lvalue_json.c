@@ -675,7 +675,7 @@ static void enc_table(enc_t *e, int idx, int depth)
         too_deep(e, depth, t);
     e->path[depth] = t;
     lvalue_shape_t sh;
-    lvalue_shape(L, idx, &sh);
+    lvalue_shape(L, idx, &sh, 0);
     if (sh.array) {
         putc_(e, '[');
         for (lua_Unsigned i = 1; i <= sh.n; i++) {
