@@ -4,6 +4,7 @@
  * record starting with 'b' is a base64 binary message. */
 #include "eio_packet.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -29,43 +30,122 @@ void eio_base64_encode(buf_t *out, const unsigned char *p, size_t n)
     }
 }
 
-static int isb64(unsigned char c)
+/* Decoding follows Node's Buffer.from(text, "base64"), which engine.io's parser decodes every "b"
+ * record with, and not RFC 4648: OpenSSL's decoders refuse what Node takes, and clients rely on
+ * Node taking it (engine.io-client-java writes MIME-style base64, a line break every 76 characters
+ * and one at the end: "bAAEC/w==\n"). Node reads the text character by character: a character of
+ * either alphabet ("+/" or "-_") is data, the first '=' ends the data, and anything else (line
+ * breaks, spaces, any other byte) is skipped; a last group of 2 or 3 characters gives 1 or 2
+ * bytes, a lone last character none. Before that, Node has decoded the UTF-8 body into UTF-16 and
+ * its decoder reads each code unit as its low byte (U+0141 reads as 'A', an emoji's surrogates as
+ * '=' or not). No library decodes by these rules: the characters are filtered here into the plain
+ * alphabet and OpenSSL decodes the result. */
+
+/* The value (0-63) of a base64 character of either alphabet, 64 for '=', 0xff for the others. */
+static unsigned char b64_value(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
+    if (c >= 'A' && c <= 'Z')
+        return (unsigned char)(c - 'A');
+    if (c >= 'a' && c <= 'z')
+        return (unsigned char)(c - 'a' + 26);
+    if (c >= '0' && c <= '9')
+        return (unsigned char)(c - '0' + 52);
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
+    return c == '=' ? 64 : 0xff;
 }
 
-/* EVP_DecodeBlock is lenient (it skips surrounding whitespace and decodes '=' anywhere as zero bits)
- * and reports the length including the padding zeros, so the input is validated here first: only the
- * standard alphabet, a length that is a multiple of 4, and at most two '=' at the very end. Padding
- * is required (every client sends it). The bytes are appended to out, which is left as it was on
- * failure. */
-int eio_base64_decode(buf_t *out, const char *p, size_t n)
+/* The UTF-16 code units, each cut to its low byte, of the UTF-8 sequence starting at p[0, n) (a
+ * first byte >= 0x80), as Node decodes the body: returns their number (1 or 2) with the sequence's
+ * length in *len, or 0 with *len = 1 when no valid sequence starts here (Node makes U+FFFD of it,
+ * whose low byte is no base64 character, and resumes at a byte that the same test skips too). */
+static int utf8_units(const unsigned char *p, size_t n, unsigned char u[2], size_t *len)
 {
-    if (n % 4 != 0)
-        return -1;
-    size_t pad = 0;
-    if (n >= 4 && p[n - 1] == '=')
-        pad = p[n - 2] == '=' ? 2 : 1;
-    for (size_t i = 0; i < n - pad; i++)
-        if (!isb64((unsigned char)p[i]))
-            return -1;
+    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+    size_t need;
+    uint32_t cp;
+    *len = 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        need = 1, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        need = 2, cp = c & 0x0f, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+    else if (c >= 0xf0 && c <= 0xf4)
+        need = 3, cp = c & 0x07, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+    else
+        return 0;
+    if (n < need + 1)
+        return 0;
+    for (size_t i = 1; i <= need; i++) {
+        unsigned char b = p[i];
+        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xbf))
+            return 0;
+        cp = cp << 6 | (b & 0x3f);
+    }
+    *len = need + 1;
+    if (cp < 0x10000) {
+        u[0] = (unsigned char)cp;
+        return 1;
+    }
+    u[0] = (unsigned char)((cp - 0x10000) >> 10); /* the high surrogate's low byte */
+    u[1] = (unsigned char)cp;                      /* the low surrogate's */
+    return 2;
+}
 
-    size_t start = out->len;
+void eio_base64_decode(buf_t *out, const char *text, size_t n)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = (const unsigned char *)text;
+    buf_t plain = BUF_INIT; /* the characters Node decodes, in the plain alphabet, then padding */
+    size_t pad = 0, i = 0;
+    const char *q;
+    buf_reserve(&plain, n + 2);
+    while (i < n) {
+        unsigned char u[2];
+        size_t len = 1;
+        int k = 1;
+        if (p[i] < 0x80)
+            u[0] = p[i];
+        else
+            k = utf8_units(p + i, n - i, u, &len);
+        i += len;
+        for (int j = 0; j < k; j++) {
+            unsigned char v = b64_value(u[j]);
+            if (v == 64)
+                goto end; /* '=' ends the data */
+            if (v < 64)
+                plain.base[plain.len++] = alphabet[v];
+        }
+    }
+end:
+    switch (plain.len % 4) {
+    case 1:
+        plain.len--; /* one character of a group carries no whole byte */
+        break;
+    case 2:
+        pad = 2;
+        break;
+    case 3:
+        pad = 1;
+        break;
+    }
+    for (size_t k = 0; k < pad; k++)
+        plain.base[plain.len++] = '=';
+
+    /* the plain text decodes without error: OpenSSL's block decoder, chunk by chunk */
+    n = plain.len;
+    q = plain.base;
     buf_reserve(out, n / 4 * 3);
     while (n > 0) {
         size_t take = n < B64_CHUNK_OUT ? n : B64_CHUNK_OUT;
-        int w = EVP_DecodeBlock((unsigned char *)out->base + out->len, (const unsigned char *)p, (int)take);
-        if (w < 0) {
-            out->len = start;
-            return -1;
-        }
+        int w = EVP_DecodeBlock((unsigned char *)out->base + out->len, (const unsigned char *)q, (int)take);
         out->len += (size_t)w;
-        p += take;
+        q += take;
         n -= take;
     }
     out->len -= pad; /* only the last chunk can carry padding */
-    return 0;
+    buf_free(&plain);
 }
 
 /* ---------------------------------------------------------------- decoding */
@@ -131,15 +211,12 @@ int eio_payload_next(eio_payload_iter_t *it, eio_packet_t *out)
     int rc;
     if (n > 0 && rec[0] == 'b') {
         it->scratch.len = 0;
-        if (eio_base64_decode(&it->scratch, rec + 1, n - 1) != 0) {
-            rc = EIO_PKT_EBASE64;
-        } else {
-            out->type = EIO_MESSAGE;
-            out->binary = 1;
-            out->data.ptr = it->scratch.base ? it->scratch.base : "";
-            out->data.len = it->scratch.len;
-            rc = EIO_PKT_OK;
-        }
+        eio_base64_decode(&it->scratch, rec + 1, n - 1); /* never fails, as in the reference */
+        out->type = EIO_MESSAGE;
+        out->binary = 1;
+        out->data.ptr = it->scratch.base ? it->scratch.base : "";
+        out->data.len = it->scratch.len;
+        rc = EIO_PKT_OK;
     } else {
         rc = decode_text(rec, n, out);
     }

@@ -33,7 +33,6 @@ enum {
     EIO_PKT_OK = 0,
     EIO_PKT_EEMPTY = -1,   /* empty packet */
     EIO_PKT_ETYPE = -2,    /* unknown packet type */
-    EIO_PKT_EBASE64 = -3,  /* "b" followed by invalid base64 */
     EIO_PKT_ETOOMANY = -4, /* more packets in one payload than allowed */
 };
 
@@ -58,8 +57,11 @@ void eio_payload_append(buf_t *out, const rbuf_t *b);
 /* New text packet: type character + data. */
 rbuf_t *eio_packet_new(eio_type_t type, const char *data, size_t n);
 
-/* Standard base64 (OpenSSL EVP). decode returns 0 or -1 on invalid input. */
+/* Base64. encode appends the standard padded form (OpenSSL EVP). decode appends the bytes of text as
+ * the reference decodes a "b" record (Node's Buffer.from(text, "base64")): line breaks and other
+ * characters outside the alphabets are skipped, "-_" count as "+/", the first '=' ends the data,
+ * a UTF-8 character counts as the low bytes of its UTF-16 code units. It never fails. */
 void eio_base64_encode(buf_t *out, const unsigned char *p, size_t n);
-int eio_base64_decode(buf_t *out, const char *p, size_t n);
+void eio_base64_decode(buf_t *out, const char *text, size_t n);
 
 #endif
