@@ -294,7 +294,7 @@ static void session_unref(eio_session_t *s)
 }
 
 static void on_poll_abort(http_req_t *req, void *data);
-static void respond_poll(eio_session_t *s, int close_packet);
+static void respond_poll(eio_session_t *s, int tail);
 
 /* The single place where a session closes. Safe to call from inside any callback. */
 static void session_closed(eio_session_t *s, const char *reason)
@@ -308,7 +308,7 @@ static void session_closed(eio_session_t *s, const char *reason)
     if (s->pl != NULL) {
         tq_remove(&s->pl->upg);
         if (s->pl->poll != NULL)
-            respond_poll(s, 1); /* the reference answers a held GET with a close packet */
+            respond_poll(s, EIO_CLOSE); /* the reference answers a held GET with a close packet */
         if (s->pl->probe != NULL)
             ws_abort(s->pl->probe);
     }
@@ -352,7 +352,10 @@ static void on_pong_due(tq_t *q, tq_entry_t *e)
 
 /* ---------------------------------------------------------------- output */
 
-static void respond_poll(eio_session_t *s, int close_packet)
+/* Answers the held GET with the queued packets, then (unless tail is -1) a packet of type tail
+ * that the transport itself adds (a close or a noop: no packet of the session, as in the
+ * reference's polling.ts). */
+static void respond_poll(eio_session_t *s, int tail)
 {
     eio_polling_t *pl = s->pl;
     http_req_t *req = pl->poll;
@@ -368,8 +371,8 @@ static void respond_poll(eio_session_t *s, int close_packet)
     }
     pl->nq = 0;
     pl->qbytes = 0;
-    if (close_packet) {
-        rbuf_t *c = eio_packet_new(EIO_CLOSE, NULL, 0);
+    if (tail >= 0) {
+        rbuf_t *c = eio_packet_new((eio_type_t)tail, NULL, 0);
         eio_payload_append(&body, c);
         rbuf_unref(c);
     }
@@ -408,7 +411,7 @@ void eio_send(eio_session_t *s, rbuf_t *pkt)
     pl->q[pl->nq++] = rbuf_ref(pkt);
     pl->qbytes += pkt->len;
     if (pl->poll != NULL)
-        respond_poll(s, 0);
+        respond_poll(s, -1);
 }
 
 void eio_close(eio_session_t *s)
@@ -452,6 +455,18 @@ static void on_packet(eio_session_t *s, const eio_packet_t *p)
             srv->obs->on_message(s, p->binary, p->data.ptr, p->data.len, srv->obs_ud);
         break;
     case EIO_CLOSE:
+        /* Only the polling transport acts on it (polling.ts onData): the session closes and a held
+         * GET is answered with a noop, without the packets still queued. A WebSocket client closes
+         * the socket itself: the reference ignores the packet there. */
+        if (s->transport != EIO_T_POLLING || s->state == S_CLOSED)
+            break;
+        if (s->pl->poll != NULL) {
+            for (uint32_t i = 0; i < s->pl->nq; i++)
+                rbuf_unref(s->pl->q[i]);
+            s->pl->nq = 0;
+            s->pl->qbytes = 0;
+            respond_poll(s, EIO_NOOP);
+        }
         session_closed(s, "transport close");
         break;
     case EIO_UPGRADE:
@@ -539,18 +554,16 @@ static void handle_get(eio_session_t *s, http_req_t *req)
          * does: socket.io-client handles a payload's messages a tick later than a close packet
          * in the same payload, so "41" + "1" together would lose "io server disconnect". */
         if (pl->nq > 0) {
-            respond_poll(s, 0);
+            respond_poll(s, -1);
         } else {
-            respond_poll(s, 1);
+            respond_poll(s, EIO_CLOSE);
             session_closed(s, "forced close");
         }
     } else if (pl->nq > 0) {
-        respond_poll(s, 0);
+        respond_poll(s, -1);
     } else if (pl->probed) {
         /* an upgrade is under way: release this GET at once so the client can pause polling */
-        rbuf_t *noop = eio_packet_new(EIO_NOOP, NULL, 0);
-        eio_send(s, noop);
-        rbuf_unref(noop);
+        respond_poll(s, EIO_NOOP);
     }
 }
 
@@ -579,19 +592,12 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
             rbuf_unref(pong);
             /* release a held GET so the client can pause polling */
             pl->probed = 1;
-            if (pl->poll != NULL) {
-                rbuf_t *noop = eio_packet_new(EIO_NOOP, NULL, 0);
-                eio_send(s, noop);
-                rbuf_unref(noop);
-            }
+            if (pl->poll != NULL)
+                respond_poll(s, EIO_NOOP);
         } else if (p.type == EIO_UPGRADE && s->state == S_OPEN) {
             tq_remove(&pl->upg);
-            if (pl->poll != NULL) {
-                /* a GET still held: release it (with anything queued) before switching */
-                rbuf_t *noop = eio_packet_new(EIO_NOOP, NULL, 0);
-                eio_send(s, noop);
-                rbuf_unref(noop);
-            }
+            if (pl->poll != NULL)
+                respond_poll(s, EIO_NOOP); /* a GET still held (nothing is queued then): release it */
             if (s->state != S_OPEN) /* the observer of that answer closed the session */
                 return;
             pl->probe = NULL;
@@ -648,6 +654,29 @@ static void on_upgrade_due(tq_t *q, tq_entry_t *e)
         pl->probed = 0;
         ws_abort(probe);
     }
+}
+
+/* A WebSocket the reference accepts and closes at once, without a status code (the peer reads
+ * 1005): one opened with the sid of a session that has upgraded or is upgrading, or with
+ * transport=polling. The observer's "headers" (and "initial_headers" without a sid) run for its
+ * 101, as for any. */
+static void refused_ws_message(ws_conn_t *ws, int binary, const char *data, size_t len, void *ud)
+{
+    (void)ws, (void)binary, (void)data, (void)len, (void)ud;
+}
+static void refused_ws_close(ws_conn_t *ws, ws_close_reason_t why, void *ud) { (void)ws, (void)why, (void)ud; }
+static const ws_handler_t refused_ws_handler = {refused_ws_message, refused_ws_close};
+
+static void refuse_ws(eio_server_t *srv, http_req_t *req, int initial)
+{
+    http_hdr_t hdrs[ANSWER_HDRS];
+    ws_limits_t lim = {srv->cfg->max_payload};
+    size_t n = answer_headers(srv, req, initial, hdrs, 0);
+    ws_conn_t *ws = ws_accept(req, hdrs, n, &refused_ws_handler, &lim, NULL);
+    if (ws == NULL)
+        return;
+    ws_start(ws);
+    ws_close(ws, 0, NULL);
 }
 
 /* ---------------------------------------------------------------- handshake */
@@ -864,9 +893,14 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
         }
         if (req->upgrade) {
             const char *err;
-            if (transport != EIO_T_WEBSOCKET || s->transport != EIO_T_POLLING || s->pl->probe != NULL ||
-                s->state != S_OPEN || !cfg->allow_upgrades || ws_check_request(req, &err) != 0) {
+            if (ws_check_request(req, &err) != 0 || !cfg->allow_upgrades) {
                 abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_MISMATCH");
+                goto done;
+            }
+            if (transport != EIO_T_WEBSOCKET || s->pl == NULL || s->pl->probe != NULL || s->state != S_OPEN) {
+                /* upgraded already, upgrading, or not a WebSocket: the reference accepts the
+                 * WebSocket and closes it at once (server.ts onWebSocket) */
+                refuse_ws(srv, req, 0);
                 goto done;
             }
             http_hdr_t hdrs[ANSWER_HDRS];
@@ -914,7 +948,10 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
         http_respond(req, 503, NULL, 0, NULL, 0);
         goto done;
     }
-    handshake(srv, req, transport, &v);
+    if (req->upgrade && transport == EIO_T_POLLING)
+        refuse_ws(srv, req, 1); /* polling does not handle upgrades (server.ts onWebSocket) */
+    else
+        handshake(srv, req, transport, &v);
 done:
     buf_free(&v);
 }

@@ -273,6 +273,12 @@ static void write_close_frame(ws_conn_t *ws, uint16_t code, const char *reason)
 {
     uint8_t f[2 + 125];
     size_t rl = reason ? strlen(reason) : 0;
+    if (code == 0) { /* no status code: an empty close frame (the peer reads 1005) */
+        f[0] = 0x88;
+        f[1] = 0;
+        net_write_copy(ws->net, f, 2);
+        return;
+    }
     if (rl > 123)
         rl = 123; /* control frame payloads are at most 125 bytes */
     f[0] = 0x88;

@@ -55,7 +55,8 @@ void ws_start(ws_conn_t *ws);
 rbuf_t *ws_frame(rbuf_t *b);
 /* Sends b as one frame (framing it first if needed). Takes a reference only if it must queue. */
 void ws_send(ws_conn_t *ws, rbuf_t *b);
-/* Sends a close frame with code (and a short reason), then closes once it is written. Idempotent. */
+/* Sends a close frame with code (and a short reason; code 0: no code and no reason, the peer reads
+ * 1005), then closes once it is written. Idempotent. */
 void ws_close(ws_conn_t *ws, uint16_t code, const char *reason);
 /* Closes the TCP connection now (no close frame). */
 void ws_abort(ws_conn_t *ws);
