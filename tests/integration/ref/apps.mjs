@@ -116,3 +116,7 @@ export const apps = {
 // the server API tests' twins (api_*.lua) live in their own file
 import { apiApps } from "./api_apps.mjs";
 Object.assign(apps, apiApps);
+
+// issue 11's twins (wire_*.lua)
+import { wireApps } from "./wire_apps.mjs";
+Object.assign(apps, wireApps);
