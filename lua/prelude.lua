@@ -425,40 +425,6 @@ socket_props["local"] = function(self) return new_op(core.nsp(self), nil, { self
 function socket_methods.timeout(self, ms) return new_op(core.nsp(self), nil, nil, { timeout = ms }, self) end
 function socket_methods.compress(self, on) return new_op(core.nsp(self), nil, nil, { compress = on ~= false }, self) end
 
--- socket.conn: the underlying connection, as the reference's Engine.IO socket: conn.id,
--- conn.transport.name (current), conn.on("upgrade", function(transport) end).
-local Conn = { __name = "siolua.conn" }
-Conn.__index = function(self, k)
-  if k == "transport" then
-    local name = core.transport(self._socket)
-    return { name = name }
-  elseif k == "id" then
-    local _, id = core.transport(self._socket)
-    return id
-  elseif k == "on" then
-    return bind(self, function(c, ev, fn)
-      local uv = core.uv(c._socket, true)
-      uv.conn_listeners = uv.conn_listeners or {}
-      uv.conn_listeners[ev] = uv.conn_listeners[ev] or {}
-      table.insert(uv.conn_listeners[ev], fn)
-      return c
-    end)
-  end
-end
-function socket_props.conn(self)
-  local uv = core.uv(self, true)
-  uv.conn = uv.conn or setmetatable({ _socket = self }, Conn)
-  return uv.conn
-end
-
-function hooks.upgrade(socket)
-  local uv = core.uv(socket)
-  local l = uv and uv.conn_listeners and uv.conn_listeners.upgrade
-  if not l then return end
-  local name = core.transport(socket)
-  for _, fn in ipairs({ table.unpack(l) }) do core.call(fn, "upgrade", { name = name }) end
-end
-
 function socket_methods.emitWithAck(self, ev, ...)
   return op_methods.emitWithAck(new_op(core.nsp(self), nil, nil, {}, self), ev, ...)
 end

@@ -32,6 +32,7 @@ struct eio_session {
     uint8_t state;             /* sstate_t */
     uint8_t opening;           /* the handshake answer is being written (initial_headers) */
     uint8_t upgraded;          /* moved from polling to WebSocket */
+    uint8_t watch;             /* EIO_W_* events the observer gets */
     uint32_t refs;
     ws_conn_t *ws;             /* WebSocket transport, or NULL */
     struct eio_polling *pl;    /* while the transport is polling, else NULL */
@@ -295,6 +296,8 @@ static void session_unref(eio_session_t *s)
 
 static void on_poll_abort(http_req_t *req, void *data);
 static void respond_poll(eio_session_t *s, int tail);
+static void watched_send(eio_session_t *s, rbuf_t *pkt);
+static void queue_poll(eio_session_t *s, rbuf_t *pkt);
 
 /* The single place where a session closes. Safe to call from inside any callback. */
 static void session_closed(eio_session_t *s, const char *reason)
@@ -319,6 +322,15 @@ static void session_closed(eio_session_t *s, const char *reason)
     if (srv->obs != NULL && srv->obs->on_close != NULL)
         srv->obs->on_close(s, reason, srv->obs_ud);
     session_unref(s); /* the "open" reference; attached transports hold theirs */
+}
+
+/* Tells the observer about `what` if s watches it. The observer may call into Lua: the caller holds
+ * a reference on s (or may lose it) and re-checks its state after. */
+static void notify(eio_session_t *s, unsigned what, rbuf_t *const *pkts, size_t n)
+{
+    eio_server_t *srv = s->srv;
+    if ((s->watch & what) && srv->obs != NULL && srv->obs->on_notify != NULL)
+        srv->obs->on_notify(s, what, pkts, n, srv->obs_ud);
 }
 
 /* ---------------------------------------------------------------- heartbeat */
@@ -354,23 +366,31 @@ static void on_pong_due(tq_t *q, tq_entry_t *e)
 
 /* Answers the held GET with the queued packets, then (unless tail is -1) a packet of type tail
  * that the transport itself adds (a close or a noop: no packet of the session, as in the
- * reference's polling.ts). */
+ * reference's polling.ts). The observer hears of the packets ("flush", "drain") and may run Lua
+ * that sends or closes: what it sends waits for the next GET, and s is kept alive meanwhile. */
 static void respond_poll(eio_session_t *s, int tail)
 {
     eio_polling_t *pl = s->pl;
     http_req_t *req = pl->poll;
     eio_server_t *srv = s->srv;
+    rbuf_t **q = pl->q;
+    uint32_t nq = pl->nq;
     buf_t body = BUF_INIT;
     http_hdr_t hdrs[ANSWER_HDRS];
     size_t n;
     pl->poll = NULL;
     req->on_abort = NULL;
-    for (uint32_t i = 0; i < pl->nq; i++) {
-        eio_payload_append(&body, pl->q[i]);
-        rbuf_unref(pl->q[i]);
-    }
-    pl->nq = 0;
+    pl->q = NULL; /* the queue is this answer's now */
+    pl->nq = pl->capq = 0;
     pl->qbytes = 0;
+    s->refs++;
+    if (nq > 0)
+        notify(s, EIO_W_FLUSH, q, nq);
+    for (uint32_t i = 0; i < nq; i++) {
+        eio_payload_append(&body, q[i]);
+        rbuf_unref(q[i]);
+    }
+    free(q);
     if (tail >= 0) {
         rbuf_t *c = eio_packet_new((eio_type_t)tail, NULL, 0);
         eio_payload_append(&body, c);
@@ -378,14 +398,13 @@ static void respond_poll(eio_session_t *s, int tail)
     }
     hdrs[0] = (http_hdr_t){"Content-Type", "text/plain; charset=UTF-8"};
     hdrs[1] = (http_hdr_t){"cache-control", "no-store"};
-    /* the observer may run Lua that sends or closes: s is not used past this point (the packets
-     * it queues wait for the next GET), and the reference keeps s alive meanwhile */
-    s->refs++;
     n = answer_headers(srv, req, s->opening, hdrs, 2);
     if (s->opening)
         n = add_cookie(srv, s->id, hdrs, n);
     http_respond(req, 200, hdrs, n, body.base, body.len);
     buf_free(&body);
+    if (nq > 0)
+        notify(s, EIO_W_DRAIN, NULL, 0);
     session_unref(s);
 }
 
@@ -393,10 +412,38 @@ void eio_send(eio_session_t *s, rbuf_t *pkt)
 {
     if (s->state != S_OPEN)
         return;
+    if (s->watch & (EIO_W_PACKET_CREATE | EIO_W_FLUSH | EIO_W_DRAIN)) {
+        watched_send(s, pkt);
+        return;
+    }
     if (s->transport == EIO_T_WEBSOCKET) {
         ws_send(s->ws, pkt);
         return;
     }
+    queue_poll(s, pkt);
+}
+
+/* eio_send for a session whose observer watches its packets: "packetCreate" before the packet is
+ * queued, and on a WebSocket (where it goes out at once) "flush" and "drain" after. */
+static void watched_send(eio_session_t *s, rbuf_t *pkt)
+{
+    s->refs++;
+    notify(s, EIO_W_PACKET_CREATE, &pkt, 1);
+    if (s->state != S_OPEN) {
+        /* closed by the observer: the packet is dropped */
+    } else if (s->transport == EIO_T_WEBSOCKET) {
+        ws_send(s->ws, pkt);
+        notify(s, EIO_W_FLUSH, &pkt, 1);
+        notify(s, EIO_W_DRAIN, NULL, 0);
+    } else {
+        queue_poll(s, pkt);
+    }
+    session_unref(s);
+}
+
+/* Queues pkt for the next GET of a polling session, and answers a held GET with it. */
+static void queue_poll(eio_session_t *s, rbuf_t *pkt)
+{
     eio_polling_t *pl = s->pl;
     if (pl->qbytes + pkt->len > s->srv->cfg->max_buffered && s->srv->cfg->max_buffered) {
         log_warn("eio: session %s: more than %zu bytes waiting for a poll, closing", s->id,
@@ -441,18 +488,22 @@ static void on_packet(eio_session_t *s, const eio_packet_t *p)
     }
     switch (p->type) {
     case EIO_PONG:
-        if (s->state == S_OPEN)
+        if (s->state == S_OPEN) {
             tq_add(&srv->q_ping, &s->hb);
+            notify(s, EIO_W_HEARTBEAT, NULL, 0);
+        }
         break;
     case EIO_PING:
         /* protocol v4: the server pings, never the client */
         session_closed(s, "transport error");
         break;
     case EIO_MESSAGE:
+        /* the observer first: the reference's "data"/"message" listeners run before Socket.IO
+         * dispatches the packet (it does so a tick later) */
+        if (srv->obs != NULL && srv->obs->on_message != NULL && s->state == S_OPEN)
+            srv->obs->on_message(s, p->binary, p->data.ptr, p->data.len, srv->obs_ud);
         if (s->state == S_OPEN)
             srv->h->on_message(s, p->binary, p->data.ptr, p->data.len, srv->ud);
-        if (srv->obs != NULL && srv->obs->on_message != NULL && s->state != S_CLOSED)
-            srv->obs->on_message(s, p->binary, p->data.ptr, p->data.len, srv->obs_ud);
         break;
     case EIO_CLOSE:
         /* Only the polling transport acts on it (polling.ts onData): the session closes and a held
@@ -574,6 +625,8 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
     eio_session_t *s = ud;
     eio_packet_t p;
     eio_server_t *srv = s->srv;
+    rbuf_t **q;
+    uint32_t nq;
 
     if (s->state == S_CLOSED)
         return;
@@ -594,6 +647,9 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
             pl->probed = 1;
             if (pl->poll != NULL)
                 respond_poll(s, EIO_NOOP);
+            s->refs++;
+            notify(s, EIO_W_UPGRADING, NULL, 0);
+            session_unref(s);
         } else if (p.type == EIO_UPGRADE && s->state == S_OPEN) {
             tq_remove(&pl->upg);
             if (pl->poll != NULL)
@@ -606,6 +662,8 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
             /* what waited for a GET now goes over the WebSocket, in order */
             for (uint32_t i = 0; i < pl->nq; i++)
                 ws_send(ws, pl->q[i]);
+            q = pl->q, nq = pl->nq;
+            pl->q = NULL, pl->nq = 0;
             polling_free(s);
             s->upgraded = 1;
             log_debug("eio: session %s upgraded to websocket", s->id);
@@ -614,6 +672,13 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
                 srv->h->on_upgrade(s, srv->ud);
             if (srv->obs != NULL && srv->obs->on_upgrade != NULL && s->state == S_OPEN)
                 srv->obs->on_upgrade(s, srv->obs_ud);
+            if (nq > 0 && s->state == S_OPEN) { /* as the reference flushes after "upgrade" */
+                notify(s, EIO_W_FLUSH, q, nq);
+                notify(s, EIO_W_DRAIN, NULL, 0);
+            }
+            for (uint32_t i = 0; i < nq; i++)
+                rbuf_unref(q[i]);
+            free(q);
             session_unref(s);
         } else {
             tq_remove(&pl->upg);
@@ -1051,3 +1116,4 @@ void *eio_session_obs_data(const eio_session_t *s) { return s->obs_data; }
 void eio_session_set_obs_data(eio_session_t *s, void *data) { s->obs_data = data; }
 int eio_session_is_open(const eio_session_t *s) { return s->state == S_OPEN; }
 int eio_session_upgraded(const eio_session_t *s) { return s->upgraded; }
+void eio_session_watch(eio_session_t *s, unsigned what) { s->watch = (uint8_t)what; }

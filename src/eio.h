@@ -114,7 +114,8 @@ typedef struct {
     /* A packet from the client ("packet"), before eio acts on it; p->data is borrowed. Only for
      * open sessions; probe packets of an upgrade are not reported (as the reference). */
     void (*on_packet)(eio_session_t *s, const eio_packet_t *p, void *ud);
-    /* A message ("message"), after h->on_message, unless that closed the session. data borrowed. */
+    /* A message ("data", "message"), before h->on_message (which is skipped if the observer closed
+     * the session). data borrowed. */
     void (*on_message)(eio_session_t *s, int binary, const char *data, size_t len, void *ud);
     /* The session moved to WebSocket ("upgrade"), after h->on_upgrade. */
     void (*on_upgrade)(eio_session_t *s, void *ud);
@@ -130,7 +131,21 @@ typedef struct {
      * observer may replace values, remove entries and append up to cap - n, and returns the new
      * count. Its strings must stay valid until its next call. CORS headers are added after. */
     size_t (*on_headers)(const http_req_t *req, int initial, http_hdr_t *hdrs, size_t n, size_t cap, void *ud);
+    /* One of the EIO_W_* events below, for a session that watches it (eio_session_watch): pkts are
+     * the packets concerned (borrowed), n their count. May call into Lua, like the others. */
+    void (*on_notify)(eio_session_t *s, unsigned what, rbuf_t *const *pkts, size_t n, void *ud);
 } eio_observer_t;
+
+/* The reference's per-packet engine events, reported to on_notify only for the sessions that watch
+ * them, so that no other session pays for them. */
+enum {
+    EIO_W_PACKET_CREATE = 1, /* a packet of the session is about to be queued ("packetCreate"): pkts[0] */
+    EIO_W_FLUSH = 2,         /* packets go to the transport ("flush"): a polling answer's, or each
+                                packet on a WebSocket */
+    EIO_W_DRAIN = 4,         /* after each flush ("drain"), n = 0 */
+    EIO_W_HEARTBEAT = 8,     /* a pong came ("heartbeat"), n = 0 */
+    EIO_W_UPGRADING = 16,    /* a probe sent 2probe and was answered ("upgrading"), n = 0 */
+};
 
 /* Headers an observer may add to one answer. */
 #define EIO_MAX_EXTRA_HEADERS 16
@@ -205,6 +220,8 @@ void eio_session_set_obs_data(eio_session_t *s, void *data);
 int eio_session_is_open(const eio_session_t *s);
 /* 1 once the session has moved from polling to WebSocket (the reference's socket.upgraded). */
 int eio_session_upgraded(const eio_session_t *s);
+/* The EIO_W_* events the observer gets for s (replaces the previous set). */
+void eio_session_watch(eio_session_t *s, unsigned what);
 
 /* A new random id: 20 characters of base64url from 15 bytes of OpenSSL RAND_bytes. */
 void eio_generate_id(char out[21]);

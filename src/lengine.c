@@ -2,7 +2,10 @@
  *   io.engine              the Socket.IO endpoint's Engine.IO server: events "connection" (conn),
  *                          "connection_error" (err), "initial_headers" / "headers" (headers, req);
  *                          its conns are observed: "message" shows the Engine.IO messages that
- *                          Socket.IO handled, but conn.send is refused (Socket.IO owns them).
+ *                          Socket.IO handles next, but conn.send is refused (Socket.IO owns them).
+ *                          socket.conn is the same conn (made on first use if "connection" has
+ *                          no listener). Conn events: message, data, packet, packetCreate, flush,
+ *                          drain, heartbeat, upgrading, upgrade, close.
  *   siolua.engine{...}     an Engine.IO-only endpoint mounted beside Socket.IO on the same port
  *                          (path "/engine.io/"), whose conns are raw: conn.send(), "message".
  * Objects: an engine is a userdata "siolua.engine" and a conn a userdata "siolua.engine.conn";
@@ -32,14 +35,24 @@ static const char VM_KEY = 'v'; /* registry: this VM's lvm_t (a userdata) */
 
 /* Engine events with listeners (lengine_t.flags): C skips the call into Lua when unset. */
 enum { EV_CONNECTION = 1, EV_ERROR = 2, EV_HEADERS = 4, EV_INITIAL = 8 };
-/* Conn events with listeners (lconn_t.flags). */
-enum { CV_MESSAGE = 1, CV_PACKET = 2, CV_CLOSE = 4, CV_UPGRADE = 8 };
+/* Conn events with listeners (lconn_t.flags), in conn_events' order. */
+enum { CV_MESSAGE = 1, CV_PACKET = 2, CV_CLOSE = 4, CV_UPGRADE = 8, CV_PACKET_CREATE = 16, CV_FLUSH = 32,
+       CV_DRAIN = 64, CV_HEARTBEAT = 128, CV_UPGRADING = 256, CV_DATA = 512 };
 /* Options given to siolua.engine (lengine_t.set); the others are the server's. */
 enum { O_PING_INTERVAL = 1, O_PING_TIMEOUT = 2, O_UPGRADE_TIMEOUT = 4, O_MAX_BUFFER = 8, O_TRANSPORTS = 16,
        O_ALLOW_UPGRADES = 32 };
 
 static const char *const engine_events[] = {"connection", "connection_error", "headers", "initial_headers", NULL};
-static const char *const conn_events[] = {"message", "packet", "close", "upgrade", NULL};
+static const char *const conn_events[] = {"message", "packet",    "close",     "upgrade", "packetCreate", "flush",
+                                          "drain",   "heartbeat", "upgrading", "data",    NULL};
+/* What the observer reports only when asked (eio_session_watch), by conn event. */
+static const struct {
+    unsigned cv, w;
+} watched[] = {{CV_PACKET_CREATE, EIO_W_PACKET_CREATE},
+               {CV_FLUSH, EIO_W_FLUSH},
+               {CV_DRAIN, EIO_W_DRAIN},
+               {CV_HEARTBEAT, EIO_W_HEARTBEAT},
+               {CV_UPGRADING, EIO_W_UPGRADING}};
 
 struct lengine;
 
@@ -76,6 +89,7 @@ typedef struct {
     unsigned flags;          /* CV_* */
     int ref;                 /* registry ref while the session lives */
     int reloaded;            /* made by a hot reload for a session that was already open */
+    int transport;           /* EIO_T_* when it closed (while open: the session's) */
     char id[21];
 } lconn_t;
 
@@ -110,8 +124,11 @@ static void set_conn(const lengine_t *e, eio_session_t *s, lconn_t *c)
 static void conn_release(lconn_t *c)
 {
     lua_State *L = lhost_state(c->e->h);
-    if (c->s != NULL)
+    if (c->s != NULL) {
+        c->transport = eio_session_transport(c->s);
         set_conn(c->e, c->s, NULL);
+        eio_session_watch(c->s, 0);
+    }
     c->s = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
     c->ref = LUA_NOREF;
@@ -147,7 +164,13 @@ static void update_flags(lua_State *L, int obj)
         e->flags = listener_flags(L, obj, engine_events);
     } else {
         lconn_t *c = luaL_checkudata(L, obj, CONN_MT);
+        unsigned w = 0;
         c->flags = listener_flags(L, obj, conn_events);
+        for (size_t i = 0; i < sizeof(watched) / sizeof(watched[0]); i++)
+            if (c->flags & watched[i].cv)
+                w |= watched[i].w;
+        if (c->s != NULL)
+            eio_session_watch(c->s, w);
     }
 }
 
@@ -247,21 +270,21 @@ typedef struct {
     http_hdr_t *hdrs;
     size_t n, cap;
     int reloaded;
+    unsigned what;          /* EIO_W_* of notify_k, with pkts[0..n) */
+    rbuf_t *const *pkts;
 } args_t;
 
-/* A new conn for a->s, stored in its slot, then the engine's "connection" listeners. */
-static int connection_k(lua_State *L)
+/* Makes the conn of session s for engine e and stores it in s's slot. [-0, +1, m] */
+static lconn_t *conn_new(lua_State *L, lengine_t *e, eio_session_t *s, int reloaded)
 {
-    args_t *a = lua_touserdata(L, 1);
-    lengine_t *e = a->e;
-    lconn_t *c;
-    lua_settop(L, 0);
-    c = lua_newuserdatauv(L, sizeof(*c), 1);
+    lconn_t *c = lua_newuserdatauv(L, sizeof(*c), 1);
+    int obj = lua_gettop(L);
     memset(c, 0, sizeof(*c));
     c->ref = LUA_NOREF;
     c->e = e;
-    c->reloaded = a->reloaded;
-    memcpy(c->id, eio_session_id(a->s), sizeof(c->id));
+    c->reloaded = reloaded;
+    c->transport = eio_session_transport(s);
+    memcpy(c->id, eio_session_id(s), sizeof(c->id));
     luaL_setmetatable(L, CONN_MT);
     lua_createtable(L, 0, 3);
     lua_newtable(L);
@@ -270,11 +293,21 @@ static int connection_k(lua_State *L)
     lua_setfield(L, -2, "data");
     lua_newtable(L);
     lua_setfield(L, -2, "props");
-    lua_setiuservalue(L, 1, 1);
-    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, obj, 1);
+    lua_pushvalue(L, obj);
     c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    c->s = a->s; /* from here on the session and the handle know each other */
-    set_conn(e, a->s, c);
+    c->s = s; /* from here on the session and the handle know each other */
+    set_conn(e, s, c);
+    return c;
+}
+
+/* A new conn for a->s, then the engine's "connection" listeners. */
+static int connection_k(lua_State *L)
+{
+    args_t *a = lua_touserdata(L, 1);
+    lengine_t *e = a->e;
+    lua_settop(L, 0);
+    conn_new(L, e, a->s, a->reloaded);
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref);
     lua_pushvalue(L, 1);
     fire(L, -2, "connection", 1, "engine \"connection\" handler");
@@ -289,6 +322,7 @@ static void conn_open(lengine_t *e, eio_session_t *s, int reloaded)
     lhost_protect(e->h, connection_k, &a, what);
 }
 
+/* "data" then "message" (the reference emits both, in that order). */
 static int message_k(lua_State *L)
 {
     args_t *a = lua_touserdata(L, 1);
@@ -298,19 +332,87 @@ static int message_k(lua_State *L)
         lvalue_push_binary(L, a->data, a->len);
     else
         lua_pushlstring(L, a->data, a->len);
+    lua_pushvalue(L, 2);
+    fire(L, 1, "data", 1, "engine conn \"data\" handler");
     fire(L, 1, "message", 1, "engine conn \"message\" handler");
+    return 0;
+}
+
+static const char *const packet_types[] = {"open", "close", "ping", "pong", "message", "upgrade", "noop"};
+
+/* An outgoing packet as the reference's packetCreate/flush show it: {type, options = {compress},
+ * data} (no data when there is none). [-0, +1, m] */
+static void push_out_packet(lua_State *L, const rbuf_t *b)
+{
+    eio_packet_t p;
+    if (eio_decode_ws((b->flags & RBUF_BINARY) != 0, b->data + RBUF_HEADROOM, b->len, &p) != EIO_PKT_OK)
+        p = (eio_packet_t){EIO_MESSAGE, 0, {"", 0}}; /* never: eio makes every packet it sends */
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, packet_types[p.type]);
+    lua_setfield(L, -2, "type");
+    lua_createtable(L, 0, 1);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "compress");
+    lua_setfield(L, -2, "options");
+    if (p.binary)
+        lvalue_push_binary(L, p.data.ptr, p.data.len);
+    else if (p.data.len > 0)
+        lua_pushlstring(L, p.data.ptr, p.data.len);
+    else
+        return;
+    lua_setfield(L, -2, "data");
+}
+
+/* {name = "websocket"}: the transport argument of "upgrading" and "upgrade". [-0, +1, m] */
+static void push_websocket(lua_State *L)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "websocket");
+    lua_setfield(L, -2, "name");
+}
+
+/* The EIO_W_* events: "packetCreate" (packet), "flush" (packets), "drain", "heartbeat",
+ * "upgrading" (transport). */
+static int notify_k(lua_State *L)
+{
+    args_t *a = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->c->ref);
+    switch (a->what) {
+    case EIO_W_PACKET_CREATE:
+        push_out_packet(L, a->pkts[0]);
+        fire(L, 1, "packetCreate", 1, "engine conn \"packetCreate\" handler");
+        break;
+    case EIO_W_FLUSH:
+        lua_createtable(L, (int)a->n, 0);
+        for (size_t i = 0; i < a->n; i++) {
+            push_out_packet(L, a->pkts[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        fire(L, 1, "flush", 1, "engine conn \"flush\" handler");
+        break;
+    case EIO_W_DRAIN:
+        fire(L, 1, "drain", 0, "engine conn \"drain\" handler");
+        break;
+    case EIO_W_HEARTBEAT:
+        fire(L, 1, "heartbeat", 0, "engine conn \"heartbeat\" handler");
+        break;
+    case EIO_W_UPGRADING:
+        push_websocket(L);
+        fire(L, 1, "upgrading", 1, "engine conn \"upgrading\" handler");
+        break;
+    }
     return 0;
 }
 
 static int packet_k(lua_State *L)
 {
-    static const char *const types[] = {"open", "close", "ping", "pong", "message", "upgrade", "noop"};
     args_t *a = lua_touserdata(L, 1);
     const eio_packet_t *p = a->p;
     lua_settop(L, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->c->ref);
     lua_createtable(L, 0, 2);
-    lua_pushstring(L, (unsigned)p->type < 7 ? types[p->type] : "error");
+    lua_pushstring(L, (unsigned)p->type < 7 ? packet_types[p->type] : "error");
     lua_setfield(L, -2, "type");
     if (p->binary)
         lvalue_push_binary(L, p->data.ptr, p->data.len);
@@ -338,9 +440,7 @@ static int upgrade_k(lua_State *L)
     args_t *a = lua_touserdata(L, 1);
     lua_settop(L, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->c->ref);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "websocket");
-    lua_setfield(L, -2, "name");
+    push_websocket(L);
     fire(L, 1, "upgrade", 1, "engine conn \"upgrade\" handler");
     return 0;
 }
@@ -488,7 +588,7 @@ static void on_message(lengine_t *e, eio_session_t *s, int binary, const char *d
 {
     lconn_t *c = e ? conn_of(e, s) : NULL;
     args_t a = {.e = e, .c = c, .binary = binary, .data = data, .len = len};
-    if (c == NULL || !(c->flags & CV_MESSAGE))
+    if (c == NULL || !(c->flags & (CV_MESSAGE | CV_DATA)))
         return;
     lhost_protect(e->h, message_k, &a, "engine conn message");
 }
@@ -509,6 +609,15 @@ static void on_upgrade(lengine_t *e, eio_session_t *s)
     if (c == NULL || !(c->flags & CV_UPGRADE))
         return;
     lhost_protect(e->h, upgrade_k, &a, "engine conn upgrade");
+}
+
+static void on_notify(lengine_t *e, eio_session_t *s, unsigned what, rbuf_t *const *pkts, size_t n)
+{
+    lconn_t *c = e ? conn_of(e, s) : NULL;
+    args_t a = {.e = e, .c = c, .what = what, .pkts = pkts, .n = n};
+    if (c == NULL)
+        return;
+    lhost_protect(e->h, notify_k, &a, "engine conn event");
 }
 
 static void on_close(lengine_t *e, eio_session_t *s, const char *reason)
@@ -558,8 +667,13 @@ static size_t raw_headers(const http_req_t *req, int initial, http_hdr_t *hdrs, 
     return on_headers(ud, req, initial, hdrs, n, cap);
 }
 
+static void raw_notify(eio_session_t *s, unsigned what, rbuf_t *const *pkts, size_t n, void *ud)
+{
+    on_notify(ud, s, what, pkts, n);
+}
+
 static const eio_handler_t raw_handler = {raw_open, raw_message, raw_close, raw_upgrade};
-static const eio_observer_t raw_observer = {NULL, raw_packet, NULL, NULL, NULL, raw_error, raw_headers};
+static const eio_observer_t raw_observer = {NULL, raw_packet, NULL, NULL, NULL, raw_error, raw_headers, raw_notify};
 
 /* io.engine: the observer's ud is the current VM's lvm_t (updated on reload). */
 static lengine_t *main_engine(void *ud) { return ud ? ((lvm_t *)ud)->io_engine : NULL; }
@@ -567,7 +681,7 @@ static void main_connection(eio_session_t *s, void *ud) { on_connection(main_eng
 static void main_packet(eio_session_t *s, const eio_packet_t *p, void *ud) { on_packet(main_engine(ud), s, p); }
 static void main_message(eio_session_t *s, int binary, const char *data, size_t len, void *ud)
 {
-    on_message(main_engine(ud), s, binary, data, len); /* observed: Socket.IO has handled it */
+    on_message(main_engine(ud), s, binary, data, len); /* observed: Socket.IO handles it next */
 }
 static void main_upgrade(eio_session_t *s, void *ud) { on_upgrade(main_engine(ud), s); }
 static void main_close(eio_session_t *s, const char *reason, void *ud) { on_close(main_engine(ud), s, reason); }
@@ -580,8 +694,13 @@ static size_t main_headers(const http_req_t *req, int initial, http_hdr_t *hdrs,
     return on_headers(main_engine(ud), req, initial, hdrs, n, cap);
 }
 
-static const eio_observer_t main_observer = {main_connection, main_packet, main_message, main_upgrade,
-                                             main_close,      main_error,  main_headers};
+static void main_notify(eio_session_t *s, unsigned what, rbuf_t *const *pkts, size_t n, void *ud)
+{
+    on_notify(main_engine(ud), s, what, pkts, n);
+}
+
+static const eio_observer_t main_observer = {main_connection, main_packet,  main_message, main_upgrade,
+                                             main_close,      main_error,   main_headers, main_notify};
 
 /* ---------------------------------------------------------------- endpoints */
 
@@ -875,10 +994,9 @@ static int conn_index(lua_State *L)
     if (strcmp(k, "id") == 0) {
         lua_pushstring(L, c->id);
     } else if (strcmp(k, "transport") == 0) {
-        if (c->s == NULL)
-            return 0;
+        int t = c->s != NULL ? eio_session_transport(c->s) : c->transport;
         lua_createtable(L, 0, 1);
-        lua_pushstring(L, eio_session_transport(c->s) == EIO_T_WEBSOCKET ? "websocket" : "polling");
+        lua_pushstring(L, t == EIO_T_WEBSOCKET ? "websocket" : "polling");
         lua_setfield(L, -2, "name");
     } else if (strcmp(k, "readyState") == 0) {
         lua_pushstring(L, c->s == NULL ? "closed" : eio_session_is_open(c->s) ? "open" : "closing");
@@ -1232,4 +1350,16 @@ void lengine_free(lhost_t *h)
         }
     }
     vm->started = 0;
+}
+
+void lengine_push_conn(lua_State *L, eio_session_t *s)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &VM_KEY);
+    lvm_t *vm = lua_touserdata(L, -1);
+    lconn_t *c = eio_session_obs_data(s);
+    lua_pop(L, 1);
+    if (c != NULL)
+        lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+    else
+        conn_new(L, vm->io_engine, s, 0);
 }

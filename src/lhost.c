@@ -701,21 +701,6 @@ static void h_disconnect(sio_socket_t *s, const char *reason, void *ud)
         lsocket_release(lhost_state(h), s); /* the handle must not outlive the socket */
 }
 
-static int upgrade_k(lua_State *L)
-{
-    call_args_t *a = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    lsocket_on_upgrade(L, a->s);
-    return 0;
-}
-
-static void h_upgrade(sio_socket_t *s, void *ud)
-{
-    lhost_t *h = ud;
-    call_args_t a = {.s = s};
-    lhost_protect(h, upgrade_k, &a, "upgrade");
-}
-
 static void h_release(sio_socket_t *s, void *ud)
 {
     lhost_t *h = ud;
@@ -741,5 +726,4 @@ static void h_nsp_free(sio_nsp_t *nsp, void *ud)
         lserver_forget_nsp(lhost_state(h), nsp); /* never leave a pointer to freed memory in Lua */
 }
 
-const sio_handler_t lhost_sio_handler = {h_connect, h_packet,  h_disconnect, h_release,
-                                         h_resolve, h_upgrade, h_nsp_free};
+const sio_handler_t lhost_sio_handler = {h_connect, h_packet, h_disconnect, h_release, h_resolve, h_nsp_free};

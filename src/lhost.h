@@ -98,6 +98,9 @@ void lengine_open(lua_State *L);
 void lengine_start(lhost_t *h);
 /* The Engine.IO endpoint whose path prefixes req's URL, or NULL. */
 eio_server_t *lengine_route(lhost_t *h, const http_req_t *req);
+/* Pushes io.engine's conn of the Socket.IO session s (socket.conn: one object with the one its
+ * "connection" listeners got), made on first use without running "connection". [-0, +1, m] */
+void lengine_push_conn(lua_State *L, eio_session_t *s);
 /* Server shutdown: closes every endpoint's sessions ("forced close", events run). */
 void lengine_close(lhost_t *h);
 /* Before the VM closes (lhost_free): its handles are released without running Lua; on a
@@ -125,8 +128,6 @@ void lsocket_private(lua_State *L, int ud);
 int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, size_t natt);
 /* Fires "disconnect" (reason) then turns the handle into a closed one and drops the ref. */
 void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason);
-/* The session moved to WebSocket: fires socket.conn's "upgrade" listeners. */
-void lsocket_on_upgrade(lua_State *L, sio_socket_t *s);
 /* Turns the handle into a closed one and drops the ref (no events). */
 void lsocket_release(lua_State *L, sio_socket_t *s);
 /* Encodes [event, args...] from stack[first..top] (ack function excluded by caller) into a

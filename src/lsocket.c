@@ -3,7 +3,8 @@
  * user values, collected with the handle, are both created on first use:
  *   1. the listeners table {name -> fn | {fn...}} (socket.on),
  *   2. the private table { acks = {id -> fn}, data = {}, props = {}, auth = ..., handshake = ...,
- *      mw, any, anyout, conn... } (the prelude's core.uv), itself with sub-tables made on first use.
+ *      mw, any, anyout, conn (socket.conn)... } (the prelude's core.uv), itself with sub-tables made on
+ *      first use.
  * So an idle socket whose app called socket.on holds the userdata and one listeners table.
  * socket.x(...) and socket:x(...) both work: methods are returned bound to their socket. */
 #include <lauxlib.h>
@@ -516,17 +517,6 @@ void lsocket_push(lua_State *L, sio_socket_t *s)
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->handle_ref);
 }
 
-void lsocket_on_upgrade(lua_State *L, sio_socket_t *s)
-{
-    int ud;
-    lsocket_push(L, s);
-    ud = lua_gettop(L);
-    lhost_push_hook(L, "upgrade");
-    lua_pushvalue(L, ud);
-    lua_call(L, 1, 0);
-    lua_settop(L, ud - 1);
-}
-
 void lsocket_release(lua_State *L, sio_socket_t *s)
 {
     if (s->handle_ref == LUA_NOREF || s->handle_ref == 0)
@@ -593,18 +583,6 @@ static int c_watch_outgoing(lua_State *L)
             h->s->upper_flags &= (uint8_t)~LSOCKET_F_OUTGOING;
     }
     return 0;
-}
-
-/* core.transport(socket): "websocket" or "polling" (nil once closed), and the Engine.IO id. */
-static int c_transport(lua_State *L)
-{
-    lsock_t *h = check(L, 1);
-    eio_session_t *es = h->s ? sio_socket_session(h->s) : NULL;
-    if (es == NULL)
-        return 0;
-    lua_pushstring(L, eio_session_transport(es) == EIO_T_WEBSOCKET ? "websocket" : "polling");
-    lua_pushstring(L, eio_session_id(es));
-    return 2;
 }
 
 /* core.nsp(socket): its namespace object (nil once closed). */
@@ -798,8 +776,21 @@ static int s_index(lua_State *L)
             return 0;
         lserver_push_nsp(L, h->s->nsp);
         break;
+    case K_CONN:
+        /* io.engine's conn of the session, kept by the handle once asked for (the same object
+         * after the socket is gone, as the reference's socket.conn) */
+        uv_field(L, 1, "conn");
+        if (!lua_isnil(L, -1) || h->s == NULL || sio_socket_session(h->s) == NULL)
+            return 1;
+        lua_pop(L, 1);
+        lengine_push_conn(L, sio_socket_session(h->s));
+        lsocket_private(L, 1);
+        lua_pushvalue(L, -2);
+        lua_setfield(L, -2, "conn");
+        lua_pop(L, 1);
+        break;
     default:
-        /* the prelude's properties (conn...) and methods, then the app's own fields */
+        /* the prelude's properties and methods, then the app's own fields */
         if (lhost_prelude_member(L, 1, &PROPS_KEY, &METHODS_KEY, k))
             return 1;
         uv_field(L, 1, "props");
@@ -838,8 +829,7 @@ static int s_tostring(lua_State *L)
 
 static const luaL_Reg core_funcs[] = {{"emit", c_emit},     {"cancel_ack", c_cancel_ack}, {"fire", c_fire},
                                       {"uv", c_uv},         {"nsp", c_nsp},               {"accept", c_accept},
-                                      {"refuse", c_refuse}, {"transport", c_transport},
-                                      {"watch_outgoing", c_watch_outgoing},
+                                      {"refuse", c_refuse}, {"watch_outgoing", c_watch_outgoing},
                                       {NULL, NULL}};
 
 void lsocket_open(lua_State *L)

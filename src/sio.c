@@ -516,32 +516,7 @@ static void eh_close(eio_session_t *session, const char *reason, void *ud)
     client_unref(c); /* the dispatch guard */
 }
 
-static void eh_upgrade(eio_session_t *session, void *ud)
-{
-    sio_server_t *srv = ud;
-    sio_client_t *c = eio_session_data(session);
-    sio_socket_t **v;
-    size_t n = 0, cap = 0;
-    if (srv->h->on_upgrade == NULL)
-        return;
-    /* a snapshot: the listeners may disconnect sockets */
-    for (sio_socket_t *s = c->sockets; s; s = s->cnext)
-        cap++;
-    v = xmalloc((cap ? cap : 1) * sizeof(*v));
-    for (sio_socket_t *s = c->sockets; s; s = s->cnext)
-        if (s->state == SIO_S_CONNECTED) {
-            s->refs++;
-            v[n++] = s;
-        }
-    c->refs++;
-    for (size_t i = 0; i < n; i++)
-        if (v[i]->state == SIO_S_CONNECTED)
-            srv->h->on_upgrade(v[i], srv->ud);
-    client_unref(c);
-    sio_release(v, n);
-}
-
-const eio_handler_t sio_eio_handler = {eh_open, eh_message, eh_close, eh_upgrade};
+const eio_handler_t sio_eio_handler = {eh_open, eh_message, eh_close, NULL};
 
 /* ---------------------------------------------------------------- server */
 

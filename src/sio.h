@@ -67,8 +67,6 @@ typedef struct {
     /* CONNECT to a namespace that does not exist: return one to use (dynamic namespaces), or NULL
      * for CONNECT_ERROR "Invalid namespace". Optional. */
     sio_nsp_t *(*resolve)(slice_t name, slice_t auth, void *ud);
-    /* The client's connection moved to WebSocket: called for each of its connected sockets. */
-    void (*on_upgrade)(sio_socket_t *s, void *ud);
     /* A removable namespace lost its last socket and is about to be freed (cleanupEmptyChild-
      * Namespaces): the upper layer forgets it. Optional. */
     void (*on_nsp_free)(sio_nsp_t *nsp, void *ud);
