@@ -16,4 +16,55 @@ export const wireApps = {
       });
     },
   },
+  wire_engine: {
+    options: {},
+    setup(io) {
+      const logs = {};
+      const conns = {};
+      const show = (p) => {
+        const d = p.data;
+        if (d === undefined) return p.type;
+        if (Buffer.isBuffer(d)) return `${p.type}:<binary ${d.length}>`;
+        return `${p.type}:${d}`;
+      };
+      const text = (d) => (Buffer.isBuffer(d) ? `<binary ${d.length}>` : d);
+      io.engine.on("connection", (conn) => {
+        const log = [];
+        logs[conn.id] = log;
+        conns[conn.id] = conn;
+        const add = (line) => log.push(line);
+        conn.on("packet", (p) => add("packet " + show(p)));
+        conn.on("packetCreate", (p) => add("packetCreate " + show(p) + (p.options.compress ? " compress" : "")));
+        conn.on("flush", (packets) => add("flush " + packets.map(show).join(" | ")));
+        conn.on("drain", () => add("drain"));
+        conn.on("heartbeat", () => add("heartbeat"));
+        conn.on("upgrading", (t) => add("upgrading " + t.name));
+        conn.on("upgrade", (t) => add("upgrade " + t.name));
+        conn.on("data", (d) => add("data " + text(d)));
+        conn.on("message", (d) => add("message " + text(d)));
+      });
+      io.on("connection", (socket) => {
+        socket.on("log", (id, ack) => ack(logs[id] ?? null));
+        socket.on("hi", (x, ack) => ack("yo " + x));
+        socket.on("bytes", (ack) => ack(Buffer.from("abc")));
+        socket.on("burst", () => {
+          for (let i = 1; i <= 3; i++) socket.emit("e" + i);
+        });
+        socket.on("same", (ack) => {
+          const c = conns[socket.conn.id];
+          const before = c.listenerCount("drain");
+          const f = () => {};
+          socket.conn.on("drain", f);
+          const during = c.listenerCount("drain");
+          c.off("drain", f);
+          ack({ same: socket.conn === c, stable: socket.conn === socket.conn, before, during,
+            after: socket.conn.listenerCount("drain"), id: socket.conn.id === c.id,
+            transport: socket.conn.transport.name });
+        });
+      });
+      io.of("/other").on("connection", (socket) => {
+        socket.on("same", (ack) => ack(socket.conn === conns[socket.conn.id]));
+      });
+    },
+  },
 };
