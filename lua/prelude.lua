@@ -320,34 +320,53 @@ function siolua._of_dynamic(spec)
   return parent
 end
 
--- Called by C when a client CONNECTs to a namespace that does not exist: returns the new child
--- namespace object if a dynamic parent accepts the name, else nil ("Invalid namespace").
-function hooks.resolve(name, auth)
-  for _, parent in ipairs(dynamic) do
+-- The child `name` of dynamic namespace `parent` (created by the first CONNECT its matcher accepts).
+local function make_child(parent, name)
+  local child = io.of(name)
+  state(child).parent = parent
+  nsp_state[parent].children[name] = child
+  core.mark_child(child)
+  return child
+end
+
+-- Asks the dynamic namespaces, in the order they were made, whether `name` is one of their
+-- children: a pattern answers at once, a function calls its next(err, allow) now or later (after a
+-- timer, an emitWithAck), once (a second call is ignored; raising refuses). done(child) gets the
+-- child namespace, or nil when none accepts; alive() tells whether the answer is still wanted.
+local function find_parent(name, auth, done, alive)
+  local i = 0
+  local function try_next()
+    i = i + 1
+    local parent = dynamic[i]
+    if parent == nil then return done(nil) end
     local st = nsp_state[parent]
-    local ok = false
     if type(st.matcher) == "string" then
-      ok = string.find(name, st.matcher) ~= nil
-    else
-      local answered = false
-      st.matcher(name, auth, function(err, allow)
-        answered = true
-        ok = err == nil and allow == true
-      end)
-      if not answered then
-        print("siolua: a dynamic namespace function must call next() before returning; " .. name .. " refused")
+      if string.find(name, st.matcher) ~= nil then return done(make_child(parent, name)) end
+      return try_next()
+    end
+    local called = false
+    local function answer(err, allow)
+      if called or not alive() then return end
+      called = true
+      if err == nil and allow == true then return done(make_child(parent, name)) end
+      try_next()
+    end
+    core.call(function()
+      local ok, err = pcall(st.matcher, name, auth, answer)
+      if not ok then
+        answer(err, false) -- a function that raises refuses (unless it answered first)
+        error(err, 0)      -- and is logged
       end
-    end
-    if ok then
-      local child = io.of(name)
-      local cst = state(child)
-      cst.parent = parent
-      st.children[name] = child
-      core.mark_child(child)
-      return child
-    end
+    end, "dynamic namespace")
   end
-  return nil
+  try_next()
+end
+
+-- Called by C when a client CONNECTs to a namespace that does not exist: the dynamic namespaces
+-- decide, and core.resolved(token, child | nil) answers (nil: "Invalid namespace").
+function hooks.resolve(name, auth, token)
+  find_parent(name, auth, function(child) core.resolved(token, child) end,
+    function() return core.resolving(token) end)
 end
 
 -- Called by C when an empty child namespace is removed (cleanupEmptyChildNamespaces).
@@ -580,9 +599,11 @@ end
 function hooks.reconnect(nsp, socket)
   local st = state(nsp)
   if not st.parent and nsp.name ~= "/" and #dynamic > 0 and next(st.listeners) == nil then
-    -- a child of a dynamic namespace: find its parent in the new code
-    local child = hooks.resolve(nsp.name, socket.handshake.auth or {})
-    if child == nil then return end
+    -- a child of a dynamic namespace: find its parent in the new code (its answer may come later)
+    find_parent(nsp.name, socket.handshake.auth or {}, function(child)
+      if child ~= nil and socket.connected then fire(nsp, "connection", socket) end
+    end, function() return socket.connected end)
+    return
   end
   fire(nsp, "connection", socket)
 end

@@ -56,6 +56,18 @@ typedef struct eio_polling {
     uint8_t probed;    /* the probe answered 2probe: a held GET gets noops */
 } eio_polling_t;
 
+/* A handshake waiting for allowRequest (eio.h). */
+struct eio_allow {
+    eio_server_t *srv;
+    http_req_t *req;        /* NULL once answered, timed out or aborted */
+    tq_entry_t deadline;    /* in q_allow while waiting */
+    uint32_t refs;          /* eio's while waiting, the owner's, the caller's during the call */
+    int transport;          /* EIO_T_* asked for */
+    uint8_t in_call;        /* inside allow_request: an answer is applied once it returns */
+    uint8_t answered, ok;
+    char message[128];
+};
+
 /* ---------------------------------------------------------------- errors */
 
 const char *eio_error_message(eio_error_t code)
@@ -881,6 +893,96 @@ static void handshake(eio_server_t *srv, http_req_t *req, int transport, buf_t *
     open_session(s); /* the open packet answers this GET */
 }
 
+/* ---------------------------------------------------------------- allowRequest */
+
+/* A handshake that allowRequest accepted (or that needs none). */
+static void allowed(eio_server_t *srv, http_req_t *req, int transport)
+{
+    buf_t tmp = BUF_INIT;
+    if (srv->shutting) /* allowRequest closed the server */
+        http_respond(req, 503, NULL, 0, NULL, 0);
+    else if (req->upgrade && transport == EIO_T_POLLING)
+        refuse_ws(srv, req, 1); /* polling does not handle upgrades (server.ts onWebSocket) */
+    else
+        handshake(srv, req, transport, &tmp);
+    buf_free(&tmp);
+}
+
+void eio_allow_ref(eio_allow_t *a) { a->refs++; }
+
+void eio_allow_unref(eio_allow_t *a)
+{
+    if (--a->refs == 0)
+        free(a);
+}
+
+int eio_allow_pending(const eio_allow_t *a) { return a->req != NULL && !a->answered; }
+
+/* Applies a's answer: the request is answered (refused) or goes on to the handshake. Drops eio's
+ * reference. */
+static void settle(eio_allow_t *a)
+{
+    http_req_t *req = a->req;
+    a->req = NULL;
+    req->on_abort = NULL;
+    tq_remove(&a->deadline);
+    if (a->ok)
+        allowed(a->srv, req, a->transport);
+    else
+        abort_request(a->srv, req, EIO_ERR_FORBIDDEN, a->message[0] ? a->message : NULL, NULL);
+    eio_allow_unref(a);
+}
+
+void eio_allow_done(eio_allow_t *a, int ok, const char *message)
+{
+    if (!eio_allow_pending(a))
+        return;
+    a->answered = 1;
+    a->ok = ok != 0;
+    snprintf(a->message, sizeof(a->message), "%s", message != NULL ? message : "");
+    if (!a->in_call)
+        settle(a);
+}
+
+static void on_allow_abort(http_req_t *req, void *data)
+{
+    eio_allow_t *a = data;
+    (void)req;
+    a->req = NULL; /* the client went away: nothing to answer */
+    tq_remove(&a->deadline);
+    eio_allow_unref(a);
+}
+
+static void on_allow_due(tq_t *q, tq_entry_t *e)
+{
+    eio_allow_t *a = container_of(e, eio_allow_t, deadline);
+    (void)q;
+    log_warn("eio: allowRequest did not answer %.*s within %llu ms: refused", (int)a->req->url.len,
+             a->req->url.ptr, (unsigned long long)a->srv->cfg->allow_timeout);
+    a->answered = 1;
+    a->ok = 0;
+    settle(a);
+}
+
+/* Asks allowRequest about a handshake; the request waits for the answer. */
+static void ask_allow(eio_server_t *srv, http_req_t *req, int transport)
+{
+    eio_allow_t *a = xcalloc(1, sizeof(*a));
+    a->srv = srv;
+    a->req = req;
+    a->transport = transport;
+    a->refs = 2; /* eio's, and this call's (an answer during the call may close the server) */
+    req->on_abort = on_allow_abort;
+    req->abort_data = a;
+    tq_add(&srv->q_allow, &a->deadline);
+    a->in_call = 1;
+    srv->allow_request(a, req, srv->allow_ud);
+    a->in_call = 0;
+    if (a->answered && a->req != NULL)
+        settle(a);
+    eio_allow_unref(a);
+}
+
 /* ---------------------------------------------------------------- requests */
 
 static int parse_transport(const buf_t *v)
@@ -1002,21 +1104,10 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
         abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_HANDSHAKE_ERROR");
         goto done;
     }
-    if (srv->allow_request != NULL) {
-        const char *message = NULL;
-        if (!srv->allow_request(req, &message, srv->allow_ud)) {
-            abort_request(srv, req, EIO_ERR_FORBIDDEN, message, NULL);
-            goto done;
-        }
-    }
-    if (srv->shutting) { /* allowRequest closed the server */
-        http_respond(req, 503, NULL, 0, NULL, 0);
-        goto done;
-    }
-    if (req->upgrade && transport == EIO_T_POLLING)
-        refuse_ws(srv, req, 1); /* polling does not handle upgrades (server.ts onWebSocket) */
+    if (srv->allow_request != NULL)
+        ask_allow(srv, req, transport);
     else
-        handshake(srv, req, transport, &v);
+        allowed(srv, req, transport);
 done:
     buf_free(&v);
 }
@@ -1035,9 +1126,10 @@ void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg
     tq_init(&srv->q_ping, loop, cfg->ping_interval, on_ping_due, srv);
     tq_init(&srv->q_pong, loop, cfg->ping_timeout, on_pong_due, srv);
     tq_init(&srv->q_upgrade, loop, cfg->upgrade_timeout, on_upgrade_due, srv);
+    tq_init(&srv->q_allow, loop, cfg->allow_timeout, on_allow_due, srv);
     uv_idle_init(loop, &srv->reaper);
     srv->reaper.data = srv;
-    srv->ntimers = 4;
+    srv->ntimers = 5;
 }
 
 /* Close callback of the timers and the reaper. */
@@ -1052,7 +1144,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 void eio_server_shutdown(eio_server_t *srv, const char *reason, void (*on_freed)(eio_server_t *srv))
 {
-    tq_t *qs[3] = {&srv->q_ping, &srv->q_pong, &srv->q_upgrade};
+    tq_t *qs[4] = {&srv->q_ping, &srv->q_pong, &srv->q_upgrade, &srv->q_allow};
     if (srv->shutting)
         return;
     srv->shutting = 1;
@@ -1060,11 +1152,21 @@ void eio_server_shutdown(eio_server_t *srv, const char *reason, void (*on_freed)
     for (size_t i = 0; i < srv->nbuckets; i++)
         while (srv->buckets[i] != NULL)
             session_closed(srv->buckets[i], reason);
+    while (srv->q_allow.head.next != &srv->q_allow.head) {
+        /* handshakes still waiting for allowRequest: the server is going away */
+        eio_allow_t *a = container_of(srv->q_allow.head.next, eio_allow_t, deadline);
+        a->answered = 1;
+        tq_remove(&a->deadline);
+        a->req->on_abort = NULL;
+        http_respond(a->req, 503, NULL, 0, NULL, 0);
+        a->req = NULL;
+        eio_allow_unref(a);
+    }
     free(srv->buckets);
     srv->buckets = NULL;
     srv->nbuckets = 0;
     /* tq_close's handles, closed here with a callback so that srv's memory outlives them */
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         assert(qs[i]->head.next == &qs[i]->head);
         qs[i]->timer.data = srv;
         uv_close((uv_handle_t *)&qs[i]->timer, on_handle_closed);

@@ -66,6 +66,7 @@ typedef struct {
     int allow_upgrades;         /* 1 */
     size_t max_packets_per_post;/* packets in one polling POST, 0 = unlimited */
     size_t max_buffered;        /* bytes queued for a polling client between two GETs */
+    uint64_t allow_timeout;     /* ms allowRequest may take to answer; then the request is refused */
     eio_cors_t cors;
     eio_cookie_t cookie;
 } eio_config_t;
@@ -150,9 +151,20 @@ enum {
 /* Headers an observer may add to one answer. */
 #define EIO_MAX_EXTRA_HEADERS 16
 
-/* allowRequest: return 1 to accept a handshake, 0 to refuse it (403 Forbidden; *message may be
- * set to a string that stays valid until the next call). */
-typedef int (*eio_allow_cb)(const http_req_t *req, const char **message, void *ud);
+/* allowRequest: a handshake request waits for its owner's decision, given with eio_allow_done()
+ * during the call or later (after a timer, a lookup), within cfg->allow_timeout: past it the
+ * request is refused (403) with a warning. req is valid during the call only; an owner that
+ * answers later keeps `a` with eio_allow_ref() and drops it with eio_allow_unref(). */
+typedef struct eio_allow eio_allow_t;
+typedef void (*eio_allow_cb)(eio_allow_t *a, const http_req_t *req, void *ud);
+/* Answers a: 1 accepts the handshake, 0 refuses it (403 Forbidden, with `message` if not NULL; it
+ * is copied). Ignored once a was answered, timed out, or its client went away. After the call,
+ * the handshake may have happened (observers called). */
+void eio_allow_done(eio_allow_t *a, int ok, const char *message);
+/* 1 while a waits for its answer. */
+int eio_allow_pending(const eio_allow_t *a);
+void eio_allow_ref(eio_allow_t *a);
+void eio_allow_unref(eio_allow_t *a);
 
 struct eio_server {
     uv_loop_t *loop;
@@ -167,7 +179,7 @@ struct eio_server {
     void (*on_freed)(eio_server_t *srv); /* see eio_server_shutdown */
     int shutting;                 /* eio_server_shutdown was called */
     char cookie_buf[512];         /* the Set-Cookie being written (cookie option) */
-    int ntimers;                  /* handles not yet closed (3 timers + the reaper) */
+    int ntimers;                  /* handles not yet closed (4 timers + the reaper) */
     size_t nalive;                /* sessions not yet freed (closed ones included) */
     struct eio_session *zombies;  /* closed sessions freed by the reaper (deferred free) */
     uv_idle_t reaper;
@@ -177,6 +189,7 @@ struct eio_server {
     tq_t q_ping;     /* sessions waiting to send the next ping (pingInterval) */
     tq_t q_pong;     /* sessions waiting for a pong (pingTimeout); also closing polling sessions */
     tq_t q_upgrade;  /* WebSocket probes waiting for the upgrade packet (upgradeTimeout) */
+    tq_t q_allow;    /* handshakes waiting for allowRequest's answer (allow_timeout) */
 };
 
 void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg, const http_limits_t *lim,

@@ -221,37 +221,6 @@ static void fire(lua_State *L, int obj, const char *ev, int nargs, const char *w
     lua_settop(L, args - 1);
 }
 
-/* Pushes a request table {method, url, headers (lower-case names), address, _query}. [-0,+1,m] */
-/* names/values for a live request, or packed (an Engine.IO handshake's copy) when names is NULL */
-static void push_request(lua_State *L, const char *method, slice_t url, slice_t query, size_t nh,
-                         const slice_t *names, const slice_t *values, const char *packed, const char *address)
-{
-    lua_createtable(L, 0, 5);
-    lua_pushstring(L, method);
-    lua_setfield(L, -2, "method");
-    lua_pushlstring(L, url.ptr, url.len);
-    lua_setfield(L, -2, "url");
-    if (names != NULL)
-        lhost_push_headers(L, nh, names, values);
-    else
-        lhost_push_packed_headers(L, nh, packed);
-    lua_setfield(L, -2, "headers");
-    lua_pushstring(L, address);
-    lua_setfield(L, -2, "address");
-    lhost_push_query(L, query.ptr, query.len);
-    lua_setfield(L, -2, "_query");
-}
-
-static void push_http_request(lua_State *L, const http_req_t *req)
-{
-    const char *m = req->method == HTTP_M_GET       ? "GET"
-                    : req->method == HTTP_M_POST    ? "POST"
-                    : req->method == HTTP_M_OPTIONS ? "OPTIONS"
-                    : req->method == HTTP_M_HEAD    ? "HEAD"
-                                                    : "OTHER";
-    push_request(L, m, req->url, req->query, req->nheaders, req->names, req->values, NULL, http_peer(req));
-}
-
 /* ---------------------------------------------------------------- calls from eio into Lua */
 
 typedef struct {
@@ -456,7 +425,7 @@ static int error_k(lua_State *L)
     lua_setfield(L, -2, "code");
     lua_pushstring(L, eio_error_message(a->code));
     lua_setfield(L, -2, "message");
-    push_http_request(L, a->req);
+    lhost_push_request(L, a->req);
     lua_setfield(L, -2, "req");
     lua_createtable(L, 0, 2);
     if (a->context != NULL) {
@@ -528,7 +497,7 @@ static int headers_k(lua_State *L)
         lua_pushstring(L, a->hdrs[i].value);
         lua_setfield(L, 2, a->hdrs[i].name);
     }
-    push_http_request(L, a->req); /* 3 */
+    lhost_push_request(L, a->req); /* 3 */
     if (a->initial && (e->flags & EV_INITIAL)) {
         lua_pushvalue(L, 2);
         lua_pushvalue(L, 3);
@@ -705,10 +674,10 @@ static const eio_observer_t main_observer = {main_connection, main_packet,  main
 /* ---------------------------------------------------------------- endpoints */
 
 /* allowRequest of raw endpoints: the app's (io.options), in whichever VM is current. */
-static int ep_allow(const http_req_t *req, const char **message, void *ud)
+static void ep_allow(eio_allow_t *a, const http_req_t *req, void *ud)
 {
     sl_server_t *srv = ud;
-    return lhost_allow_request(req, message, srv->lua);
+    lserver_allow_request(srv->lua, LUA_NOREF, a, req);
 }
 
 /* The server's Engine.IO options, with the engine's own on top. */
@@ -739,6 +708,7 @@ static void ep_bind(ep_t *ep, lengine_t *e, sl_server_t *srv)
     ep->eio.q_ping.timeout = ep->cfg.ping_interval;
     ep->eio.q_pong.timeout = ep->cfg.ping_timeout;
     ep->eio.q_upgrade.timeout = ep->cfg.upgrade_timeout;
+    ep->eio.q_allow.timeout = ep->cfg.allow_timeout;
     /* one HTTP body limit for the port: the largest; each endpoint checks its own */
     if (ep->cfg.max_payload > srv->cfg.http.max_body)
         srv->cfg.http.max_body = ep->cfg.max_payload;
@@ -977,8 +947,7 @@ static void push_conn_request(lua_State *L, int obj, lconn_t *c)
     if (!lua_isnil(L, -1) || c->s == NULL)
         return;
     lua_pop(L, 1);
-    const eio_handshake_t *hs = eio_session_handshake(c->s);
-    push_request(L, "GET", hs->url, hs->query, hs->nheaders, NULL, NULL, hs->headers, hs->address);
+    lhost_push_handshake_request(L, eio_session_handshake(c->s));
     lua_getiuservalue(L, obj, 1);
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "request");

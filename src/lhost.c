@@ -595,6 +595,88 @@ void lhost_push_packed_headers(lua_State *L, size_t n, const char *packed)
     }
 }
 
+static const char *method_name(int m)
+{
+    return m == HTTP_M_GET ? "GET" : m == HTTP_M_POST ? "POST" : m == HTTP_M_OPTIONS ? "OPTIONS" : m == HTTP_M_HEAD ? "HEAD" : "OTHER";
+}
+
+/* The request table: names/values for a live request, or packed (an Engine.IO handshake's copy)
+ * when names is NULL. */
+static void push_request(lua_State *L, const char *method, slice_t url, slice_t query, size_t nh,
+                         const slice_t *names, const slice_t *values, const char *packed, const char *address)
+{
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, method);
+    lua_setfield(L, -2, "method");
+    lua_pushlstring(L, url.ptr, url.len);
+    lua_setfield(L, -2, "url");
+    if (names != NULL)
+        lhost_push_headers(L, nh, names, values);
+    else
+        lhost_push_packed_headers(L, nh, packed);
+    lua_setfield(L, -2, "headers");
+    lua_pushstring(L, address);
+    lua_setfield(L, -2, "address");
+    lhost_push_query(L, query.ptr, query.len);
+    lua_setfield(L, -2, "_query");
+}
+
+void lhost_push_request(lua_State *L, const http_req_t *req)
+{
+    push_request(L, method_name(req->method), req->url, req->query, req->nheaders, req->names, req->values, NULL,
+                 http_peer(req));
+}
+
+void lhost_push_handshake_request(lua_State *L, const eio_handshake_t *hs)
+{
+    push_request(L, "GET", hs->url, hs->query, hs->nheaders, NULL, NULL, hs->headers, hs->address);
+}
+
+/* ---------------------------------------------------------------- boxes */
+
+#define BOX_MT "siolua.box"
+
+typedef struct {
+    void *obj;                  /* NULL once taken */
+    void (*release)(void *obj);
+} box_t;
+
+static int box_gc(lua_State *L)
+{
+    box_t *b = lua_touserdata(L, 1);
+    if (b->obj != NULL)
+        b->release(b->obj);
+    b->obj = NULL;
+    return 0;
+}
+
+void lhost_box_push(lua_State *L, void *obj, void (*release)(void *obj))
+{
+    box_t *b = lua_newuserdatauv(L, sizeof(*b), 0);
+    b->obj = NULL;
+    b->release = release;
+    if (luaL_newmetatable(L, BOX_MT)) {
+        lua_pushcfunction(L, box_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    b->obj = obj; /* nothing raised: the box owns it from here on */
+}
+
+void *lhost_box_get(lua_State *L, int idx)
+{
+    box_t *b = luaL_checkudata(L, idx, BOX_MT);
+    return b->obj;
+}
+
+void *lhost_box_take(lua_State *L, int idx)
+{
+    box_t *b = luaL_checkudata(L, idx, BOX_MT);
+    void *obj = b->obj;
+    b->obj = NULL;
+    return obj;
+}
+
 /* ---------------------------------------------------------------- sio handler */
 
 typedef struct {
@@ -605,6 +687,7 @@ typedef struct {
     slice_t auth;
     slice_t name;
     sio_nsp_t *nsp;
+    sio_resolve_t *resolve;
     const char *reason;
     int rc;
 } call_args_t;
@@ -642,7 +725,10 @@ static void h_connect(sio_socket_t *s, slice_t auth, void *ud)
     sio_socket_unref(s);
 }
 
-/* CONNECT to a namespace that does not exist: the prelude's dynamic namespaces may create it. */
+static void release_resolve(void *r) { sio_resolve_unref(r); }
+
+/* CONNECT to a namespace that does not exist: the prelude's hooks.resolve(name, auth, token) asks
+ * the dynamic namespaces, which answer through core.resolved(token, nsp) now or later. */
 static int resolve_k(lua_State *L)
 {
     call_args_t *a = lua_touserdata(L, 1);
@@ -653,19 +739,18 @@ static int resolve_k(lua_State *L)
         lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
     else
         lua_newtable(L);
-    lua_call(L, 2, 1);
-    if (!lua_isnil(L, -1))
-        a->nsp = lserver_check_nsp(L, -1);
+    lhost_box_push(L, a->resolve, release_resolve);
+    sio_resolve_ref(a->resolve); /* the box's */
+    lua_call(L, 3, 0);
     return 0;
 }
 
-static sio_nsp_t *h_resolve(slice_t name, slice_t auth, void *ud)
+static void h_resolve(sio_resolve_t *r, slice_t name, slice_t auth, void *ud)
 {
     lhost_t *h = ud;
-    call_args_t a = {.name = name, .auth = auth};
+    call_args_t a = {.name = name, .auth = auth, .resolve = r};
     if (lhost_protect(h, resolve_k, &a, "dynamic namespace") != 0)
-        return NULL;
-    return a.nsp;
+        sio_resolve_done(r, NULL); /* refused, unless it was answered before the error */
 }
 
 static int packet_k(lua_State *L)

@@ -17,7 +17,6 @@ typedef struct lhost {
     lua_State *L;       /* the main thread */
     lua_State *cur;     /* the coroutine running now (NULL: none; C callbacks then use L) */
     sl_server_t *srv;
-    char allow_msg[128]; /* allowRequest's refusal message, until eio has answered */
     size_t mem_used;     /* bytes the VM holds (its allocator counts them) */
     size_t mem_limit;    /* cap on mem_used, 0 = none: allocations beyond fail ("not enough memory") */
     uint64_t budget_ns;  /* a handler call may run this long (0 = forever), see lhost_call */
@@ -33,8 +32,8 @@ int lhost_run_app(lhost_t *h, const char *path);
 
 /* The handler sio calls into (ud = lhost_t *). */
 extern const sio_handler_t lhost_sio_handler;
-/* allowRequest, for eio (ud = lhost_t *). */
-int lhost_allow_request(const http_req_t *req, const char **message, void *ud);
+/* allowRequest, for eio (ud = lhost_t *): io.options' function decides, now or later. */
+void lhost_allow_request(eio_allow_t *a, const http_req_t *req, void *ud);
 
 /* ---- for the binding files (lserver.c, lsocket.c) ---- */
 
@@ -56,6 +55,17 @@ int lhost_protect(lhost_t *h, lua_CFunction fn, void *arg, const char *what);
 int lhost_protectf(lhost_t *h, lua_CFunction fn, void *arg, const char *fmt, const char *a);
 /* Pushes a query string's decoded key/value pairs as a table ('+' and %XX decoded). [-0, +1, m] */
 void lhost_push_query(lua_State *L, const char *p, size_t len);
+/* Pushes a request as the app sees it: {method, url, headers, address, _query}; from a live
+ * request, or from an Engine.IO session's copy of its first one. [-0, +1, m] */
+void lhost_push_request(lua_State *L, const http_req_t *req);
+void lhost_push_handshake_request(lua_State *L, const eio_handshake_t *hs);
+/* A C object handed to Lua to be used once later (allowRequest's callback, a dynamic namespace's
+ * answer): a userdata "siolua.box" holding obj, which release(obj) releases when the box is
+ * collected, unless it was taken out first. push [-0, +1, m]; get and take check the type and
+ * return obj or NULL (taken); take leaves the box empty (the caller releases obj). */
+void lhost_box_push(lua_State *L, void *obj, void (*release)(void *obj));
+void *lhost_box_get(lua_State *L, int idx);
+void *lhost_box_take(lua_State *L, int idx);
 /* Pushes headers as a table, names lower-cased as Node does. [-0, +1, m] */
 void lhost_push_headers(lua_State *L, size_t n, const slice_t *names, const slice_t *values);
 /* Same for an Engine.IO handshake's packed headers (eio_handshake_t.headers). [-0, +1, m] */
@@ -85,6 +95,11 @@ sio_nsp_t *lserver_check_nsp(lua_State *L, int idx);
 /* nsp is being freed: its object no longer reaches it (methods raise), and io.of(name) makes a
  * new one. Never raises. */
 void lserver_forget_nsp(lua_State *L, sio_nsp_t *nsp);
+/* Runs an allowRequest function for a: the one at registry ref `ref` (an endpoint's own), or
+ * io.options' (LUA_NOREF); without one a is accepted at once. The function gets (req, callback)
+ * in a handler coroutine and may call callback(err, ok) later; if it raises before answering, a
+ * is refused. */
+void lserver_allow_request(lhost_t *h, int ref, eio_allow_t *a, const http_req_t *req);
 
 /* ltimer.c: setTimeout, setInterval, clearTimeout, clearInterval (global and in siolua). */
 void ltimer_open(lua_State *L);

@@ -92,6 +92,27 @@ void lserver_forget_nsp(lua_State *L, sio_nsp_t *nsp)
     lua_pop(L, 1);
 }
 
+/* core.resolving(token): true while the CONNECT of token (hooks.resolve's) waits for an answer. */
+static int c_resolving(lua_State *L)
+{
+    sio_resolve_t *r = lhost_box_get(L, 1);
+    lua_pushboolean(L, r != NULL && sio_resolve_pending(r));
+    return 1;
+}
+
+/* core.resolved(token, nsp | nil): answers the CONNECT of token (once; later answers are ignored):
+ * the client joins nsp, or gets "Invalid namespace". */
+static int c_resolved(lua_State *L)
+{
+    sio_nsp_t *nsp = lua_isnoneornil(L, 2) ? NULL : check_nsp(L, 2);
+    sio_resolve_t *r = lhost_box_take(L, 1);
+    if (r == NULL)
+        return 0;
+    sio_resolve_done(r, nsp);
+    sio_resolve_unref(r);
+    return 0;
+}
+
 /* core.mark_child(nsp): a dynamic namespace's child, freed once empty (cleanupEmptyChildNamespaces). */
 static int c_mark_child(lua_State *L)
 {
@@ -544,72 +565,64 @@ static int n_options(lua_State *L)
 /* ---------------------------------------------------------------- allowRequest */
 
 typedef struct {
+    eio_allow_t *a;
     const http_req_t *req;
-    int called, ok;
-    char message[128];
+    int ref;
+    int failed; /* the function raised before it could suspend */
 } allow_args_t;
 
+static void release_allow(void *a) { eio_allow_unref(a); }
+
+/* The callback given to allowRequest: callback(err, ok), once (later calls are ignored). Its
+ * upvalue is the box holding the pending request. */
 static int allow_cb(lua_State *L)
 {
-    allow_args_t *a = lua_touserdata(L, lua_upvalueindex(1));
-    if (a == NULL || a->called)
+    eio_allow_t *a = lhost_box_take(L, lua_upvalueindex(1));
+    if (a == NULL)
         return 0;
-    a->called = 1;
-    a->ok = lua_toboolean(L, 2);
-    if (lua_type(L, 1) == LUA_TSTRING)
-        snprintf(a->message, sizeof(a->message), "%s", lua_tostring(L, 1));
+    /* err (a string) is the refusal's message; the answer may run the handshake's events here */
+    eio_allow_done(a, lua_toboolean(L, 2), lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL);
+    eio_allow_unref(a);
     return 0;
 }
 
 static int allow_k(lua_State *L)
 {
-    allow_args_t *a = lua_touserdata(L, 1);
-    const http_req_t *req = a->req;
+    allow_args_t *x = lua_touserdata(L, 1);
     lua_settop(L, 0);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &ALLOW_KEY);
-    lua_createtable(L, 0, 4);
-    lua_pushstring(L, req->method == HTTP_M_GET ? "GET" : req->method == HTTP_M_POST ? "POST" : "OTHER");
-    lua_setfield(L, -2, "method");
-    lua_pushlstring(L, req->url.ptr, req->url.len);
-    lua_setfield(L, -2, "url");
-    lua_pushstring(L, http_peer(req));
-    lua_setfield(L, -2, "address");
-    lhost_push_headers(L, req->nheaders, req->names, req->values);
-    lua_setfield(L, -2, "headers");
-    lua_pushlightuserdata(L, a);
+    if (x->ref != LUA_NOREF)
+        lua_rawgeti(L, LUA_REGISTRYINDEX, x->ref);
+    else
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &ALLOW_KEY);
+    lhost_push_request(L, x->req);
+    lhost_box_push(L, x->a, release_allow);
+    eio_allow_ref(x->a); /* the box's */
     lua_pushcclosure(L, allow_cb, 1);
-    lua_pushvalue(L, -1);
-    lua_insert(L, 1); /* keep the callback to disarm it after the call */
-    lua_call(L, 2, 0);
-    /* The callback must run before allowRequest returns: disarm it (its upvalue points to our
-     * stack frame). */
-    lua_pushnil(L);
-    lua_setupvalue(L, 1, 1);
+    x->failed = lhost_call(L, 2, "allowRequest") != 0;
     return 0;
 }
 
-int lhost_allow_request(const http_req_t *req, const char **message, void *ud)
+void lserver_allow_request(lhost_t *h, int ref, eio_allow_t *a, const http_req_t *req)
 {
-    lhost_t *h = ud;
-    allow_args_t a = {.req = req};
-    lua_rawgetp(h->L, LUA_REGISTRYINDEX, &ALLOW_KEY);
-    int has = lua_isfunction(h->L, -1);
-    lua_pop(h->L, 1);
-    if (!has)
-        return 1;
-    lua_pushcfunction(h->L, allow_k);
-    lua_pushlightuserdata(h->L, &a);
-    if (lhost_call(h->L, 1, "allowRequest") != 0)
-        return 0;
-    if (!a.called) {
-        log_warn("allowRequest returned without calling its callback: the request is refused");
-        return 0;
+    allow_args_t x = {a, req, ref, 0};
+    lua_State *L = lhost_state(h);
+    int has;
+    if (ref == LUA_NOREF) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &ALLOW_KEY);
+        has = lua_isfunction(L, -1);
+        lua_pop(L, 1);
+        if (!has) {
+            eio_allow_done(a, 1, NULL);
+            return;
+        }
     }
-    if (!a.ok && a.message[0] != '\0') {
-        memcpy(h->allow_msg, a.message, sizeof(h->allow_msg)); /* read by eio right away */
-        *message = h->allow_msg;
-    }
-    return a.ok;
+    if (lhost_protect(h, allow_k, &x, "allowRequest") != 0 || x.failed)
+        eio_allow_done(a, 0, NULL); /* it raised (logged) without answering: refused */
+}
+
+void lhost_allow_request(eio_allow_t *a, const http_req_t *req, void *ud)
+{
+    lserver_allow_request(ud, LUA_NOREF, a, req);
 }
 
 /* ---------------------------------------------------------------- metatable */
@@ -649,8 +662,9 @@ void lserver_bind_prelude(lua_State *L)
     lhost_bind_prelude_members(L, &PROPS_KEY, "_nsp_props", &METHODS_KEY, "_nsp_methods");
 }
 
-static const luaL_Reg core_funcs[] = {
-    {"broadcast", c_broadcast}, {"select", c_select}, {"mark_child", c_mark_child}, {NULL, NULL}};
+static const luaL_Reg core_funcs[] = {{"broadcast", c_broadcast}, {"select", c_select},
+                                      {"mark_child", c_mark_child}, {"resolving", c_resolving},
+                                      {"resolved", c_resolved}, {NULL, NULL}};
 
 void lserver_open(lua_State *L)
 {

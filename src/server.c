@@ -258,7 +258,8 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     if (lhost_run_app(srv->lua, srv->cfg.app) != 0)
         return -1;
     /* the app may have changed timeouts with io.options: they apply from here on */
-    srv->sio.q_connect.timeout = srv->cfg.sio.connect_timeout;
+    srv->sio.q_connect.timeout = srv->sio.q_resolve.timeout = srv->cfg.sio.connect_timeout;
+    srv->cfg.eio.allow_timeout = srv->cfg.sio.connect_timeout; /* allowRequest answers within it */
     srv->cfg.http.max_body = srv->cfg.eio.max_payload;
     if (srv->cfg.static_dir == NULL && !(srv->cfg.cli_set & CFG_STATIC)) {
         const char *slash = strrchr(srv->cfg.app, '/');
@@ -326,6 +327,7 @@ void sl_server_close(sl_server_t *srv)
     eio_server_close(&srv->eio, "forced close");
     lengine_close(srv->lua); /* siolua.engine endpoints */
     uv_close((uv_handle_t *)&srv->sio.q_connect.timer, NULL);
+    uv_close((uv_handle_t *)&srv->sio.q_resolve.timer, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     /* Keep-alive HTTP connections and closing WebSockets may linger: give them a moment, then

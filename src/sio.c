@@ -19,6 +19,20 @@ struct sio_client {
     uint32_t refs;            /* 1 while open + 1 per dispatch in progress */
     tq_entry_t ct;            /* connect timeout, queued until the first CONNECT */
     struct sio_partial *partial; /* a binary packet waiting for its attachments, or NULL */
+    sio_resolve_t *resolving; /* CONNECTs waiting for resolve's answer, linked by next */
+};
+
+/* A CONNECT to a namespace that does not exist yet, waiting for the upper layer (sio.h). */
+struct sio_resolve {
+    sio_client_t *client;     /* NULL once answered, timed out, or the client closed */
+    struct sio_resolve *next; /* the client's list */
+    tq_entry_t deadline;      /* in q_resolve while waiting */
+    uint32_t refs;            /* the client's while waiting, the upper layer's, the caller's */
+    uint8_t in_call;          /* inside resolve: an answer is applied once it returns */
+    uint8_t answered;
+    sio_nsp_t *nsp;           /* the answer */
+    size_t nlen, alen;
+    char data[];              /* the name, then the auth JSON */
 };
 
 /* Binary reassembly, one block while it lasts: the attachments' slots, then the packet's text. */
@@ -330,34 +344,43 @@ static void clear_pending(sio_client_t *c)
     c->partial = NULL;
 }
 
-static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
+/* How many namespaces the client joined or is joining. */
+static uint32_t client_nsps(const sio_client_t *c)
+{
+    uint32_t n = 0;
+    for (sio_socket_t *o = c->sockets; o; o = o->cnext)
+        n++;
+    for (sio_resolve_t *r = c->resolving; r; r = r->next)
+        n++;
+    return n;
+}
+
+static int too_many_nsps(sio_client_t *c, slice_t name)
+{
+    static const char too_many[] = "{\"message\":\"Too many namespaces\"}";
+    uint32_t max = c->srv->cfg->max_nsps_per_client;
+    if (max == 0 || client_nsps(c) < max)
+        return 0;
+    /* one connection cannot pile up sockets (dynamic namespaces make that cheap) */
+    send_control(c, SIO_CONNECT_ERROR, name, too_many, sizeof(too_many) - 1);
+    return 1;
+}
+
+/* A CONNECT to nsp (NULL: "Invalid namespace"), which the client calls `name`. */
+static void connect_socket(sio_client_t *c, sio_nsp_t *nsp, slice_t name, slice_t auth)
 {
     sio_server_t *srv = c->srv;
-    sio_nsp_t *nsp = sio_nsp_find(srv, p->nsp.ptr, p->nsp.len);
     sio_socket_t *s;
-    if (nsp == NULL && srv->h->resolve != NULL) {
-        /* eh_message holds a reference on c: it survives even if the hook closes it */
-        nsp = srv->h->resolve(p->nsp, p->data, srv->ud);
-        if (c->session == NULL)
-            return;
-    }
+    if (c->session == NULL)
+        return;
     if (nsp == NULL) {
-        send_control(c, SIO_CONNECT_ERROR, p->nsp, invalid_nsp_json, sizeof(invalid_nsp_json) - 1);
+        send_control(c, SIO_CONNECT_ERROR, name, invalid_nsp_json, sizeof(invalid_nsp_json) - 1);
         return;
     }
-    if (client_socket(c, p->nsp) != NULL)
+    if (client_socket(c, name) != NULL)
         return; /* already connected (or connecting) to that namespace */
-    if (srv->cfg->max_nsps_per_client != 0) {
-        uint32_t n = 0;
-        for (sio_socket_t *o = c->sockets; o; o = o->cnext)
-            n++;
-        if (n >= srv->cfg->max_nsps_per_client) {
-            /* one connection cannot pile up sockets (dynamic namespaces make that cheap) */
-            static const char too_many[] = "{\"message\":\"Too many namespaces\"}";
-            send_control(c, SIO_CONNECT_ERROR, p->nsp, too_many, sizeof(too_many) - 1);
-            return;
-        }
-    }
+    if (too_many_nsps(c, name))
+        return;
     tq_remove(&c->ct);
     s = xcalloc(1, sizeof(*s));
     eio_generate_id(s->id);
@@ -368,7 +391,104 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
     s->client = c;
     s->cnext = c->sockets;
     c->sockets = s;
-    srv->h->on_connect(s, p->data, srv->ud);
+    srv->h->on_connect(s, auth, srv->ud);
+}
+
+/* ---------------------------------------------------------------- resolving namespaces */
+
+void sio_resolve_ref(sio_resolve_t *r) { r->refs++; }
+
+void sio_resolve_unref(sio_resolve_t *r)
+{
+    if (--r->refs == 0)
+        free(r);
+}
+
+int sio_resolve_pending(const sio_resolve_t *r) { return r->client != NULL && !r->answered; }
+
+/* Takes r off its client's list and the deadline queue; drops the client's reference. */
+static void resolve_unlink(sio_resolve_t *r)
+{
+    for (sio_resolve_t **pp = &r->client->resolving; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    r->client = NULL;
+    tq_remove(&r->deadline);
+    sio_resolve_unref(r);
+}
+
+/* Applies r's answer to its CONNECT. */
+static void settle(sio_resolve_t *r)
+{
+    sio_client_t *c = r->client;
+    sio_resolve_ref(r);
+    c->refs++;
+    resolve_unlink(r);
+    connect_socket(c, r->nsp, (slice_t){r->data, r->nlen}, (slice_t){r->data + r->nlen, r->alen});
+    client_unref(c);
+    sio_resolve_unref(r);
+}
+
+void sio_resolve_done(sio_resolve_t *r, sio_nsp_t *nsp)
+{
+    if (!sio_resolve_pending(r))
+        return;
+    r->answered = 1;
+    r->nsp = nsp;
+    if (!r->in_call)
+        settle(r);
+}
+
+static void on_resolve_due(tq_t *q, tq_entry_t *e)
+{
+    sio_resolve_t *r = container_of(e, sio_resolve_t, deadline);
+    log_warn("sio: the dynamic namespaces did not answer a CONNECT to %.*s within %llu ms: refused",
+             (int)r->nlen, r->data, (unsigned long long)((sio_server_t *)q->data)->cfg->connect_timeout);
+    r->answered = 1;
+    r->nsp = NULL;
+    settle(r);
+}
+
+/* Asks the upper layer about a CONNECT to a namespace that does not exist; it waits for the answer. */
+static void ask_resolve(sio_client_t *c, slice_t name, slice_t auth)
+{
+    sio_server_t *srv = c->srv;
+    sio_resolve_t *r;
+    for (r = c->resolving; r; r = r->next)
+        if (r->nlen == name.len && memcmp(r->data, name.ptr, name.len) == 0)
+            return; /* the same CONNECT is waiting already: its answer will do */
+    if (too_many_nsps(c, name))
+        return;
+    r = xmalloc(sizeof(*r) + name.len + auth.len);
+    memset(r, 0, sizeof(*r));
+    r->client = c;
+    r->refs = 2; /* the client's, and this call's */
+    r->nlen = name.len;
+    r->alen = auth.len;
+    memcpy(r->data, name.ptr, name.len);
+    if (auth.len)
+        memcpy(r->data + name.len, auth.ptr, auth.len);
+    r->next = c->resolving;
+    c->resolving = r;
+    tq_add(&srv->q_resolve, &r->deadline);
+    r->in_call = 1;
+    srv->h->resolve(r, name, auth, srv->ud); /* eh_message holds a reference on c */
+    r->in_call = 0;
+    if (r->answered && r->client != NULL)
+        settle(r);
+    sio_resolve_unref(r);
+}
+
+static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
+{
+    sio_server_t *srv = c->srv;
+    sio_nsp_t *nsp = sio_nsp_find(srv, p->nsp.ptr, p->nsp.len);
+    if (nsp == NULL && srv->h->resolve != NULL)
+        ask_resolve(c, p->nsp, p->data);
+    else
+        connect_socket(c, nsp, p->nsp, p->data);
 }
 
 /* A complete packet (attachments gathered). Returns -1 when the client must be closed. */
@@ -501,6 +621,8 @@ static void eh_close(eio_session_t *session, const char *reason, void *ud)
     c->refs++;
     c->session = NULL;
     tq_remove(&c->ct);
+    while (c->resolving != NULL) /* unanswered: dropped */
+        resolve_unlink(c->resolving);
     while (c->sockets != NULL)
         socket_close(c->sockets, reason);
     clear_pending(c);
@@ -565,6 +687,7 @@ void sio_server_init(sio_server_t *srv, uv_loop_t *loop, const sio_config_t *cfg
     srv->h = h;
     srv->ud = ud;
     tq_init(&srv->q_connect, loop, cfg->connect_timeout, on_connect_due, srv);
+    tq_init(&srv->q_resolve, loop, cfg->connect_timeout, on_resolve_due, srv);
     sio_nsp_create(srv, "/", 1);
 }
 

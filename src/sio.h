@@ -19,6 +19,7 @@ typedef struct sio_server sio_server_t;
 typedef struct sio_nsp sio_nsp_t;
 typedef struct sio_socket sio_socket_t;
 typedef struct sio_client sio_client_t;
+typedef struct sio_resolve sio_resolve_t;
 
 typedef enum { SIO_S_CONNECTING = 0, SIO_S_CONNECTED, SIO_S_CLOSED } sio_state_t;
 
@@ -64,9 +65,11 @@ typedef struct {
     void (*on_disconnect)(sio_socket_t *s, const char *reason, void *ud);
     /* A client was refused (connect_error) or its socket closed before accept: release s->data. */
     void (*on_release)(sio_socket_t *s, void *ud);
-    /* CONNECT to a namespace that does not exist: return one to use (dynamic namespaces), or NULL
-     * for CONNECT_ERROR "Invalid namespace". Optional. */
-    sio_nsp_t *(*resolve)(slice_t name, slice_t auth, void *ud);
+    /* CONNECT to a namespace that does not exist (dynamic namespaces): the upper layer answers
+     * with sio_resolve_done(r, nsp) during the call or later (NULL: CONNECT_ERROR "Invalid
+     * namespace"), within connect_timeout, after which the CONNECT is refused with a warning. name
+     * and auth are valid during the call only. Optional (NULL: every such CONNECT is refused). */
+    void (*resolve)(sio_resolve_t *r, slice_t name, slice_t auth, void *ud);
     /* A removable namespace lost its last socket and is about to be freed (cleanupEmptyChild-
      * Namespaces): the upper layer forgets it. Optional. */
     void (*on_nsp_free)(sio_nsp_t *nsp, void *ud);
@@ -86,6 +89,7 @@ struct sio_server {
     void *ud;
     sio_nsp_t *nsps;           /* namespaces; "/" first */
     tq_t q_connect;            /* clients waiting for their first CONNECT */
+    tq_t q_resolve;            /* CONNECTs waiting for resolve's answer (connect_timeout) */
     size_t nclients;
     struct sio_client *clients; /* every open client */
 };
@@ -97,6 +101,14 @@ extern const eio_handler_t sio_eio_handler;
 
 sio_nsp_t *sio_nsp_find(sio_server_t *srv, const char *name, size_t len);
 sio_nsp_t *sio_nsp_create(sio_server_t *srv, const char *name, size_t len);
+
+/* resolve's answer (see sio_handler_t): nsp, or NULL to refuse. Ignored once r was answered,
+ * timed out, or its client closed. The CONNECT may be handled inside (on_connect called). */
+void sio_resolve_done(sio_resolve_t *r, sio_nsp_t *nsp);
+/* 1 while r waits for its answer. An upper layer that answers later holds a reference. */
+int sio_resolve_pending(const sio_resolve_t *r);
+void sio_resolve_ref(sio_resolve_t *r);
+void sio_resolve_unref(sio_resolve_t *r);
 
 /* Answers a pending CONNECT: sends CONNECT {"sid":id} and adds s to its namespace. */
 void sio_socket_accept(sio_socket_t *s);
