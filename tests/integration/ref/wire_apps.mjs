@@ -3,6 +3,8 @@
 // against the reference.
 import { attach as engineAttach } from "engine.io";
 
+let wireAsyncIo; // wire_async's allowRequest runs before setup() hands it the server
+
 export const wireApps = {
   wire_polling: {
     options: {},
@@ -64,6 +66,61 @@ export const wireApps = {
       });
       io.of("/other").on("connection", (socket) => {
         socket.on("same", (ack) => ack(socket.conn === conns[socket.conn.id]));
+      });
+    },
+  },
+  wire_async: {
+    options: {
+      allowRequest: (req, callback) => {
+        const q = req._query;
+        if (q.mode === "timer") {
+          setTimeout(() => callback(null, true), Number(q.ms) || 30);
+        } else if (q.mode === "refuse") {
+          setTimeout(() => callback("not today", false), 30);
+        } else if (q.mode === "ask") {
+          wireAsyncIo.to("approvers").timeout(3000).emitWithAck("approve", q.who)
+            .then((replies) => callback(null, replies[0] === true), () => callback(null, false));
+        } else if (q.mode === "twice") {
+          callback(null, true);
+          callback("second answer", false);
+        } else if (q.mode === "never") {
+          console.error("allowRequest keeps " + req.url + " waiting");
+        } else if (q.mode === "raise") {
+          throw new Error("allowRequest failed on purpose");
+        } else {
+          callback(null, true);
+        }
+      },
+    },
+    setup(io) {
+      wireAsyncIo = io;
+      const late = io.of((name, auth, next) => {
+        if (!name.startsWith("/late-")) return next(null, false);
+        if (auth.mode === "twice") {
+          next(null, true);
+          next("second answer", false);
+        } else if (auth.mode === "never") {
+          console.error("the namespace function keeps " + name + " waiting");
+        } else if (auth.mode === "ask") {
+          io.to("approvers").timeout(3000).emitWithAck("approve", name)
+            .then((replies) => next(null, replies[0] === true), () => next(null, false));
+        } else if (auth.mode === "raise") {
+          throw new Error("namespace function failed on purpose");
+        } else {
+          setTimeout(() => next(null, auth.ok === true), 30);
+        }
+      });
+      late.on("connection", (socket) => {
+        socket.on("where", (ack) => ack(socket.nsp.name, "late"));
+      });
+      io.of(/^\/pat-\d+$/).on("connection", (socket) => {
+        socket.on("where", (ack) => ack(socket.nsp.name, "pattern"));
+      });
+      io.on("connection", (socket) => {
+        socket.on("approver", (ack) => {
+          socket.join("approvers");
+          ack();
+        });
       });
     },
   },
