@@ -99,6 +99,23 @@ static void abort_request(eio_server_t *srv, http_req_t *req, eio_error_t code, 
 
 /* ---------------------------------------------------------------- CORS (as the npm cors package) */
 
+void eio_config_free(eio_config_t *cfg)
+{
+    eio_cors_t *c = &cfg->cors;
+    for (size_t i = 0; i < c->norigins; i++)
+        free(c->origins[i]);
+    free(c->origins);
+    free(c->methods);
+    free(c->allowed_headers);
+    memset(c, 0, sizeof(*c));
+    free(cfg->cookie.name);
+    free(cfg->cookie.path);
+    free(cfg->cookie.domain);
+    free(cfg->cookie.same_site);
+    memset(&cfg->cookie, 0, sizeof(cfg->cookie));
+    cfg->cookie.max_age = -1;
+}
+
 /* The configured origin equal to the request's, or NULL. */
 static const char *origin_allowed(const eio_cors_t *c, slice_t origin)
 {

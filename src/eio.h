@@ -71,6 +71,9 @@ typedef struct {
     eio_cookie_t cookie;
 } eio_config_t;
 
+/* Frees the CORS and cookie strings of cfg (owned by whoever filled them in). */
+void eio_config_free(eio_config_t *cfg);
+
 /* What the upper layer can know of the request that opened a session (socket.handshake). */
 typedef struct {
     slice_t url;           /* raw request target */

@@ -38,9 +38,6 @@ enum { EV_CONNECTION = 1, EV_ERROR = 2, EV_HEADERS = 4, EV_INITIAL = 8 };
 /* Conn events with listeners (lconn_t.flags), in conn_events' order. */
 enum { CV_MESSAGE = 1, CV_PACKET = 2, CV_CLOSE = 4, CV_UPGRADE = 8, CV_PACKET_CREATE = 16, CV_FLUSH = 32,
        CV_DRAIN = 64, CV_HEARTBEAT = 128, CV_UPGRADING = 256, CV_DATA = 512 };
-/* Options given to siolua.engine (lengine_t.set); the others are the server's. */
-enum { O_PING_INTERVAL = 1, O_PING_TIMEOUT = 2, O_UPGRADE_TIMEOUT = 4, O_MAX_BUFFER = 8, O_TRANSPORTS = 16,
-       O_ALLOW_UPGRADES = 32 };
 
 static const char *const engine_events[] = {"connection", "connection_error", "headers", "initial_headers", NULL};
 static const char *const conn_events[] = {"message", "packet",    "close",     "upgrade", "packetCreate", "flush",
@@ -58,7 +55,7 @@ struct lengine;
 
 typedef struct {
     eio_server_t eio;        /* first member: on_freed gets &ep->eio */
-    eio_config_t cfg;        /* eio.cfg points here */
+    eio_config_t cfg;        /* eio.cfg points here; its strings are the owner's or the server's */
     struct lengine *owner;   /* the engine serving it, NULL once shutting down */
 } ep_t;
 
@@ -70,8 +67,9 @@ typedef struct lengine {
     ep_t *ep;                /* raw: mounted transport state, NULL while pending or after close */
     int closed;              /* raw: engine.close() was called, or the server closed */
     char *path;              /* raw: "/engine.io/" */
-    unsigned set;            /* O_* given explicitly */
-    eio_config_t opt;        /* their values */
+    unsigned set;            /* CFG_* bits of the Engine.IO options given to siolua.engine */
+    eio_config_t opt;        /* their values (the CORS and cookie strings are the engine's) */
+    int allow_ref;           /* raw: its own allowRequest (LUA_NOREF: io.options') */
     struct lengine *next;    /* the VM's endpoints */
 } lengine_t;
 
@@ -673,30 +671,40 @@ static const eio_observer_t main_observer = {main_connection, main_packet,  main
 
 /* ---------------------------------------------------------------- endpoints */
 
-/* allowRequest of raw endpoints: the app's (io.options), in whichever VM is current. */
+/* allowRequest of raw endpoints: the engine's own, else the app's (io.options), in the VM that
+ * serves the endpoint now. */
 static void ep_allow(eio_allow_t *a, const http_req_t *req, void *ud)
 {
-    sl_server_t *srv = ud;
-    lserver_allow_request(srv->lua, LUA_NOREF, a, req);
+    ep_t *ep = ud;
+    if (ep->owner == NULL)
+        eio_allow_done(a, 0, NULL); /* closing */
+    else
+        lserver_allow_request(ep->owner->h, ep->owner->allow_ref, a, req);
 }
 
-/* The server's Engine.IO options, with the engine's own on top. */
+/* The server's Engine.IO options, with the engine's own on top. The strings are borrowed: the
+ * engine's live as long as it serves the endpoint (a reload's successor brings its own), the
+ * server's as long as the server. */
 static void ep_configure(ep_t *ep, const lengine_t *e, const sl_server_t *srv)
 {
     eio_config_t *c = &ep->cfg;
-    *c = srv->cfg.eio; /* CORS strings stay owned by the server's config */
-    if (e->set & O_PING_INTERVAL)
+    *c = srv->cfg.eio;
+    if (e->set & CFG_PING_INTERVAL)
         c->ping_interval = e->opt.ping_interval;
-    if (e->set & O_PING_TIMEOUT)
+    if (e->set & CFG_PING_TIMEOUT)
         c->ping_timeout = e->opt.ping_timeout;
-    if (e->set & O_UPGRADE_TIMEOUT)
+    if (e->set & CFG_UPGRADE_TIMEOUT)
         c->upgrade_timeout = e->opt.upgrade_timeout;
-    if (e->set & O_MAX_BUFFER)
+    if (e->set & CFG_MAX_BUFFER)
         c->max_payload = e->opt.max_payload;
-    if (e->set & O_TRANSPORTS)
+    if (e->set & CFG_TRANSPORTS)
         c->transports = e->opt.transports;
-    if (e->set & O_ALLOW_UPGRADES)
+    if (e->set & CFG_ALLOW_UPGRADES)
         c->allow_upgrades = e->opt.allow_upgrades;
+    if (e->set & CFG_CORS)
+        c->cors = e->opt.cors;
+    if (e->set & CFG_COOKIE)
+        c->cookie = e->opt.cookie;
 }
 
 static void ep_bind(ep_t *ep, lengine_t *e, sl_server_t *srv)
@@ -721,7 +729,7 @@ static void ep_mount(lvm_t *vm, lengine_t *e)
     ep_configure(ep, e, srv);
     eio_server_init(&ep->eio, srv->loop, &ep->cfg, &srv->cfg.http, &raw_handler, e);
     ep->eio.allow_request = ep_allow;
-    ep->eio.allow_ud = srv;
+    ep->eio.allow_ud = ep;
     ep->eio.obs = &raw_observer;
     ep_bind(ep, e, srv);
     log_info("siolua: Engine.IO endpoint at %s", e->path);
@@ -1079,6 +1087,36 @@ static int engine_tostring(lua_State *L)
     return 1;
 }
 
+/* A scratch eio_config_t for siolua.engine's options, in a userdata whose __gc frees its strings
+ * (an option that raises leaks nothing). [-0, +1, m] */
+static int options_gc(lua_State *L)
+{
+    eio_config_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+static eio_config_t *new_options(lua_State *L)
+{
+    eio_config_t *c = lua_newuserdatauv(L, sizeof(*c), 0);
+    memset(c, 0, sizeof(*c));
+    c->cookie.max_age = -1;
+    if (luaL_newmetatable(L, "siolua.engine.options")) {
+        lua_pushcfunction(L, options_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return c;
+}
+
+/* Moves the options given (`set`) from the scratch config into e, which owns their strings from
+ * now on (the scratch keeps none). */
+static void take_options(eio_config_t *tmp, unsigned set, lengine_t *e)
+{
+    e->opt = *tmp;
+    e->set = set;
+    memset(tmp, 0, sizeof(*tmp));
+}
+
 /* Creates an engine object, anchored in the registry for the VM's life. [-0, +1, m] */
 static lengine_t *new_engine(lua_State *L, int raw)
 {
@@ -1087,6 +1125,7 @@ static lengine_t *new_engine(lua_State *L, int raw)
     e->h = lhost_get(L);
     e->raw = raw;
     e->ref = LUA_NOREF;
+    e->allow_ref = LUA_NOREF;
     luaL_setmetatable(L, ENGINE_MT);
     lua_createtable(L, 0, 1);
     lua_newtable(L);
@@ -1097,74 +1136,41 @@ static lengine_t *new_engine(lua_State *L, int raw)
     return e;
 }
 
-/* Reads an integer option (ms or bytes) at the top of the stack. */
-static uint64_t opt_uint(lua_State *L, const char *name)
-{
-    int ok;
-    lua_Integer v = lua_tointegerx(L, -1, &ok);
-    if (!ok || v < 0)
-        luaL_error(L, "siolua.engine: %s must be a non-negative integer", name);
-    return (uint64_t)v;
-}
-
-/* siolua.engine{path = "/engine.io/", pingInterval, pingTimeout, upgradeTimeout,
- * maxHttpBufferSize, transports, allowUpgrades}: an Engine.IO-only endpoint. */
+/* siolua.engine{path = "/engine.io/", allowRequest = fn, and the Engine.IO options of
+ * io.options (pingInterval, pingTimeout, upgradeTimeout, maxHttpBufferSize, transports,
+ * allowUpgrades, cors, cookie)}: an Engine.IO-only endpoint. Options not given are the server's. */
 static int l_engine(lua_State *L)
 {
     lhost_t *h = lhost_get(L);
     lvm_t *vm;
     lengine_t *e;
-    eio_config_t opt;
-    unsigned set = 0;
     const char *path = "/engine.io/";
-    char *full;
+    unsigned set = 0;   /* CFG_* bits of the options given */
+    int allow_ref;
     size_t plen;
-    memset(&opt, 0, sizeof(opt));
-    if (!lua_isnoneornil(L, 1)) {
-        luaL_checktype(L, 1, LUA_TTABLE);
-        lua_pushnil(L);
-        while (lua_next(L, 1) != 0) {
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-            if (strcmp(k, "path") == 0) {
-                path = luaL_checkstring(L, -1);
-                lua_pushvalue(L, -1);
-                lua_insert(L, 2); /* keep the string alive below the iteration */
-            } else if (strcmp(k, "pingInterval") == 0) {
-                opt.ping_interval = opt_uint(L, k), set |= O_PING_INTERVAL;
-            } else if (strcmp(k, "pingTimeout") == 0) {
-                opt.ping_timeout = opt_uint(L, k), set |= O_PING_TIMEOUT;
-            } else if (strcmp(k, "upgradeTimeout") == 0) {
-                opt.upgrade_timeout = opt_uint(L, k), set |= O_UPGRADE_TIMEOUT;
-            } else if (strcmp(k, "maxHttpBufferSize") == 0) {
-                opt.max_payload = (size_t)opt_uint(L, k), set |= O_MAX_BUFFER;
-            } else if (strcmp(k, "allowUpgrades") == 0) {
-                opt.allow_upgrades = lua_toboolean(L, -1), set |= O_ALLOW_UPGRADES;
-            } else if (strcmp(k, "transports") == 0) {
-                luaL_checktype(L, -1, LUA_TTABLE);
-                for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
-                    lua_rawgeti(L, -1, i);
-                    const char *t = luaL_checkstring(L, -1);
-                    if (strcmp(t, "polling") == 0)
-                        opt.transports |= EIO_T_POLLING;
-                    else if (strcmp(t, "websocket") == 0)
-                        opt.transports |= EIO_T_WEBSOCKET;
-                    else
-                        return luaL_error(L, "siolua.engine: unknown transport \"%s\"", t);
-                    lua_pop(L, 1);
-                }
-                if (opt.transports == 0)
-                    return luaL_error(L, "siolua.engine: transports must name at least one transport");
-                set |= O_TRANSPORTS;
-            } else {
-                return luaL_error(L, "siolua.engine: unknown option \"%s\"", k);
-            }
-            lua_pop(L, 1);
-        }
+    lua_settop(L, 1);
+    if (lua_isnil(L, 1))
+        lua_newtable(L), lua_replace(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    new_options(L); /* 2: a scratch config, whose strings an error frees */
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        unsigned bit;
+        if (strcmp(k, "path") == 0)
+            path = luaL_checkstring(L, -1); /* kept alive by the table */
+        else if (strcmp(k, "allowRequest") == 0)
+            luaL_checktype(L, -1, LUA_TFUNCTION);
+        else if ((bit = lserver_eio_option(L, "siolua.engine", k, lua_touserdata(L, 2), 0)) != 0)
+            set |= bit;
+        else
+            return luaL_error(L, "siolua.engine: unknown option \"%s\"", k);
+        lua_pop(L, 1);
     }
     /* the path as the reference normalises it: a leading and a trailing slash */
     plen = strlen(path);
     lua_pushfstring(L, "%s%s%s", path[0] == '/' ? "" : "/", path, plen > 0 && path[plen - 1] == '/' ? "" : "/");
-    path = lua_tostring(L, -1);
+    path = lua_tostring(L, -1); /* 3 */
     if (strcmp(path, h->srv->cfg.path) == 0)
         return luaL_error(L, "siolua.engine: path %s is Socket.IO's", path);
     if (strcmp(path, "/") == 0)
@@ -1172,11 +1178,12 @@ static int l_engine(lua_State *L)
     vm = vm_get(h);
     if (find_endpoint(vm, path) != NULL)
         return luaL_error(L, "siolua.engine: an endpoint is mounted at %s already", path);
-    full = xstrndup(path, strlen(path));
-    e = new_engine(L, 1); /* nothing raises after this */
-    e->path = full;
-    e->set = set;
-    e->opt = opt;
+    lua_getfield(L, 1, "allowRequest");
+    allow_ref = lua_isnil(L, -1) ? (lua_pop(L, 1), LUA_NOREF) : luaL_ref(L, LUA_REGISTRYINDEX);
+    e = new_engine(L, 1);
+    e->allow_ref = allow_ref;
+    e->path = xstrndup(path, strlen(path)); /* nothing raises after this */
+    take_options(lua_touserdata(L, 2), set, e);
     e->next = vm->endpoints;
     vm->endpoints = e;
     /* mounted now if this VM serves; else when it starts (or takes over in a reload) */
@@ -1193,6 +1200,7 @@ static int vm_gc(lua_State *L)
     for (lengine_t *e = vm->endpoints; e; e = e->next) {
         free(e->path);
         e->path = NULL;
+        eio_config_free(&e->opt);
     }
     vm->endpoints = NULL;
     buf_free(&vm->hdr_store);

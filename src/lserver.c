@@ -368,7 +368,7 @@ static char *join_list(lua_State *L, int idx)
 
 /* cookie = true | false | { name, path, domain, httpOnly, secure, sameSite, maxAge }, with the
  * reference's defaults: name "io", path "/", httpOnly unless path is false, sameSite "lax". */
-static void set_cookie(lua_State *L, eio_cookie_t *c, int idx)
+static void set_cookie(lua_State *L, const char *who, eio_cookie_t *c, int idx)
 {
     free(c->name);
     free(c->path);
@@ -420,7 +420,7 @@ static void set_cookie(lua_State *L, eio_cookie_t *c, int idx)
                                 : strcasecmp(v, "none") == 0 ? "None"
                                                              : NULL;
             if (canon == NULL)
-                luaL_error(L, "io.options: cookie.sameSite must be \"strict\", \"lax\" or \"none\"");
+                luaL_error(L, "%s: cookie.sameSite must be \"strict\", \"lax\" or \"none\"", who);
             c->same_site = xstrndup(canon, strlen(canon));
         }
     }
@@ -430,18 +430,111 @@ static void set_cookie(lua_State *L, eio_cookie_t *c, int idx)
     lua_pop(L, 1);
     for (const char *p = c->name; *p; p++)
         if (*p <= ' ' || *p == '=' || *p == ';' || *p == ',' || (unsigned char)*p >= 127)
-            luaL_error(L, "io.options: invalid cookie name");
+            luaL_error(L, "%s: invalid cookie name", who);
 }
 
-static uint64_t opt_ms(lua_State *L, const char *name)
+static uint64_t opt_ms(lua_State *L, const char *who, const char *name)
 {
     lua_Integer v;
     if (!lua_isinteger(L, -1) && !(lua_isnumber(L, -1) && (lua_Number)(lua_Integer)lua_tonumber(L, -1) == lua_tonumber(L, -1)))
-        luaL_error(L, "io.options: %s must be an integer", name);
+        luaL_error(L, "%s: %s must be an integer", who, name);
     v = (lua_Integer)lua_tonumber(L, -1);
     if (v < 0)
-        luaL_error(L, "io.options: %s must not be negative", name);
+        luaL_error(L, "%s: %s must not be negative", who, name);
     return (uint64_t)v;
+}
+
+/* cors = { origin = "..." | {...} | "*" | true, methods, allowedHeaders, credentials }, or just an
+ * origin. */
+static void set_cors(lua_State *L, eio_cors_t *c, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (!lua_istable(L, idx)) {
+        set_origins(L, c, idx);
+        return;
+    }
+    lua_getfield(L, idx, "origin");
+    set_origins(L, c, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "methods") != LUA_TNIL) {
+        free(c->methods);
+        c->methods = join_list(L, -1);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "allowedHeaders") != LUA_TNIL) {
+        free(c->allowed_headers);
+        c->allowed_headers = join_list(L, -1);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "credentials");
+    c->credentials = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+}
+
+unsigned lserver_eio_option(lua_State *L, const char *who, const char *k, eio_config_t *c, unsigned keep)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } keys[] = {{"pingInterval", CFG_PING_INTERVAL}, {"pingTimeout", CFG_PING_TIMEOUT},
+                {"upgradeTimeout", CFG_UPGRADE_TIMEOUT}, {"maxHttpBufferSize", CFG_MAX_BUFFER},
+                {"transports", CFG_TRANSPORTS},    {"allowUpgrades", CFG_ALLOW_UPGRADES},
+                {"cors", CFG_CORS},                {"cookie", CFG_COOKIE}};
+    unsigned bit = 0;
+    int top = lua_gettop(L), t = 0;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && bit == 0; i++)
+        if (strcmp(k, keys[i].name) == 0)
+            bit = keys[i].bit;
+    switch (bit) {
+    case CFG_PING_INTERVAL:
+    case CFG_PING_TIMEOUT:
+    case CFG_UPGRADE_TIMEOUT:
+    case CFG_MAX_BUFFER: {
+        uint64_t v = opt_ms(L, who, k); /* checked even when a flag wins */
+        if (keep & bit)
+            break;
+        if (bit == CFG_PING_INTERVAL)
+            c->ping_interval = v;
+        else if (bit == CFG_PING_TIMEOUT)
+            c->ping_timeout = v;
+        else if (bit == CFG_UPGRADE_TIMEOUT)
+            c->upgrade_timeout = v;
+        else
+            c->max_payload = (size_t)v;
+        break;
+    }
+    case CFG_TRANSPORTS:
+        luaL_checktype(L, top, LUA_TTABLE);
+        for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, top); i++) {
+            lua_rawgeti(L, top, i);
+            const char *name = luaL_checkstring(L, -1);
+            if (strcmp(name, "polling") == 0)
+                t |= EIO_T_POLLING;
+            else if (strcmp(name, "websocket") == 0)
+                t |= EIO_T_WEBSOCKET;
+            else
+                luaL_error(L, "%s: unknown transport \"%s\"", who, name);
+            lua_pop(L, 1);
+        }
+        if (t == 0)
+            luaL_error(L, "%s: transports must name at least one transport", who);
+        if (!(keep & bit))
+            c->transports = t;
+        break;
+    case CFG_ALLOW_UPGRADES:
+        if (!(keep & bit))
+            c->allow_upgrades = lua_toboolean(L, top);
+        break;
+    case CFG_CORS:
+        if (!(keep & bit))
+            set_cors(L, &c->cors, top);
+        break;
+    case CFG_COOKIE:
+        if (!(keep & bit))
+            set_cookie(L, who, &c->cookie, top);
+        break;
+    }
+    return bit;
 }
 
 /* io.options{...}: the reference's option names. Command-line flags win (cfg->cli_set). */
@@ -462,47 +555,12 @@ static int n_options(lua_State *L)
             lua_pop(L, 1);
             continue;
         }
-        if (strcmp(k, "pingInterval") == 0) {
-            uint64_t v = opt_ms(L, k);
-            if (!(cfg->cli_set & CFG_PING_INTERVAL))
-                cfg->eio.ping_interval = v;
-        } else if (strcmp(k, "pingTimeout") == 0) {
-            uint64_t v = opt_ms(L, k);
-            if (!(cfg->cli_set & CFG_PING_TIMEOUT))
-                cfg->eio.ping_timeout = v;
-        } else if (strcmp(k, "upgradeTimeout") == 0) {
-            uint64_t v = opt_ms(L, k);
-            if (!(cfg->cli_set & CFG_UPGRADE_TIMEOUT))
-                cfg->eio.upgrade_timeout = v;
+        if (lserver_eio_option(L, "io.options", k, &cfg->eio, cfg->cli_set) != 0) {
+            /* an Engine.IO option, shared with siolua.engine{} */
         } else if (strcmp(k, "connectTimeout") == 0) {
-            uint64_t v = opt_ms(L, k);
+            uint64_t v = opt_ms(L, "io.options", k);
             if (!(cfg->cli_set & CFG_CONNECT_TIMEOUT))
                 cfg->sio.connect_timeout = v;
-        } else if (strcmp(k, "maxHttpBufferSize") == 0) {
-            uint64_t v = opt_ms(L, k);
-            if (!(cfg->cli_set & CFG_MAX_BUFFER))
-                cfg->eio.max_payload = cfg->http.max_body = (size_t)v;
-        } else if (strcmp(k, "transports") == 0) {
-            int t = 0;
-            luaL_checktype(L, -1, LUA_TTABLE);
-            for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
-                lua_rawgeti(L, -1, i);
-                const char *name = luaL_checkstring(L, -1);
-                if (strcmp(name, "polling") == 0)
-                    t |= EIO_T_POLLING;
-                else if (strcmp(name, "websocket") == 0)
-                    t |= EIO_T_WEBSOCKET;
-                else
-                    return luaL_error(L, "io.options: unknown transport \"%s\"", name);
-                lua_pop(L, 1);
-            }
-            if (t == 0)
-                return luaL_error(L, "io.options: transports must name at least one transport");
-            if (!(cfg->cli_set & CFG_TRANSPORTS))
-                cfg->eio.transports = t;
-        } else if (strcmp(k, "allowUpgrades") == 0) {
-            if (!(cfg->cli_set & CFG_ALLOW_UPGRADES))
-                cfg->eio.allow_upgrades = lua_toboolean(L, -1);
         } else if (strcmp(k, "serveClient") == 0) {
             if (!(cfg->cli_set & CFG_SERVE_CLIENT))
                 cfg->serve_client = lua_toboolean(L, -1);
@@ -515,35 +573,8 @@ static int n_options(lua_State *L)
                 snprintf(cfg->path, n + 3, "%s%s%s", p[0] == '/' ? "" : "/", p,
                          n > 0 && p[n - 1] == '/' ? "" : "/");
             }
-        } else if (strcmp(k, "cors") == 0) {
-            if (!(cfg->cli_set & CFG_CORS)) {
-                eio_cors_t *c = &cfg->eio.cors;
-                if (lua_istable(L, -1)) {
-                    int t = lua_gettop(L);
-                    lua_getfield(L, t, "origin");
-                    set_origins(L, c, -1);
-                    lua_pop(L, 1);
-                    if (lua_getfield(L, t, "methods") != LUA_TNIL) {
-                        free(c->methods);
-                        c->methods = join_list(L, -1);
-                    }
-                    lua_pop(L, 1);
-                    if (lua_getfield(L, t, "allowedHeaders") != LUA_TNIL) {
-                        free(c->allowed_headers);
-                        c->allowed_headers = join_list(L, -1);
-                    }
-                    lua_pop(L, 1);
-                    lua_getfield(L, t, "credentials");
-                    c->credentials = lua_toboolean(L, -1);
-                    lua_pop(L, 1);
-                } else {
-                    set_origins(L, c, -1);
-                }
-            }
         } else if (strcmp(k, "adapter") == 0) { /* the Redis adapter (adapter_redis.h) */
             adapter_redis_options(L, -1, &cfg->redis, (cfg->cli_set & CFG_REDIS) != 0);
-        } else if (strcmp(k, "cookie") == 0) {
-            set_cookie(L, &cfg->eio.cookie, lua_gettop(L));
         } else if (strcmp(k, "cleanupEmptyChildNamespaces") == 0) {
             cfg->sio.cleanup_empty_children = lua_toboolean(L, -1);
         } else if (strcmp(k, "allowRequest") == 0) {

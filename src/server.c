@@ -339,7 +339,6 @@ void sl_server_close(sl_server_t *srv)
 
 void sl_server_free(sl_server_t *srv)
 {
-    eio_cors_t *c = &srv->cfg.eio.cors;
     adapter_redis_free(srv->redis); /* Redis adapter */
     srv->redis = NULL;
     lhost_free(srv->lua);
@@ -351,15 +350,7 @@ void sl_server_free(sl_server_t *srv)
         free(n->name);
         free(n);
     }
-    for (size_t i = 0; i < c->norigins; i++)
-        free(c->origins[i]);
-    free(c->origins);
-    free(c->methods);
-    free(c->allowed_headers);
-    free(srv->cfg.eio.cookie.name);
-    free(srv->cfg.eio.cookie.path);
-    free(srv->cfg.eio.cookie.domain);
-    free(srv->cfg.eio.cookie.same_site);
+    eio_config_free(&srv->cfg.eio);
     free(srv->cfg.host);
     free(srv->cfg.path);
     free(srv->cfg.static_dir);

@@ -22,6 +22,7 @@ enum {
     CFG_PING_INTERVAL = 1 << 4, CFG_PING_TIMEOUT = 1 << 5, CFG_UPGRADE_TIMEOUT = 1 << 6,
     CFG_CONNECT_TIMEOUT = 1 << 7, CFG_MAX_BUFFER = 1 << 8, CFG_TRANSPORTS = 1 << 9,
     CFG_ALLOW_UPGRADES = 1 << 10, CFG_CORS = 1 << 11, CFG_SERVE_CLIENT = 1 << 12,
+    CFG_COOKIE = 1 << 13, /* no flag: for siolua.engine's own options (lserver_eio_option) */
     CFG_REDIS = 1 << 20, /* --redis (the Redis adapter) */
 };
 
