@@ -111,3 +111,37 @@ test("socket.conn is io.engine's conn: one object with the same listeners, from 
     s.disconnect();
   }
 });
+
+test("siolua.engine{} takes the Engine.IO options: cors, cookie, allowRequest, heartbeat", async () => {
+  const base = `${srv.url}/eio-opts/?EIO=4&transport=polling`;
+  const origin = { Origin: "http://a.test" };
+  const pre = await fetch(base, { method: "OPTIONS", headers: { ...origin, "Access-Control-Request-Method": "POST" } });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers.get("access-control-allow-origin"), "http://a.test");
+  assert.equal(pre.headers.get("access-control-allow-credentials"), "true");
+  assert.equal(pre.headers.get("access-control-allow-methods"), "GET,HEAD,PUT,PATCH,POST,DELETE");
+
+  const open = await fetch(base, { headers: origin });
+  assert.equal(open.status, 200);
+  const hs = JSON.parse((await open.text()).slice(1));
+  assert.equal(hs.pingInterval, 300);
+  assert.equal(hs.pingTimeout, 200);
+  assert.equal(open.headers.get("access-control-allow-origin"), "http://a.test");
+  assert.equal(open.headers.get("access-control-allow-credentials"), "true");
+  assert.equal(open.headers.get("set-cookie"), `eio=${hs.sid}; Path=/; HttpOnly; SameSite=Lax`);
+  const post = await fetch(`${base}&sid=${hs.sid}`, { method: "POST", body: "4echo", headers: origin });
+  assert.equal(await post.text(), "ok");
+  assert.equal(await (await fetch(`${base}&sid=${hs.sid}`, { headers: origin })).text(), "4echo");
+
+  const denied = await fetch(`${base}&deny=1`, { headers: origin });
+  assert.equal(denied.status, 403);
+  assert.equal(denied.headers.get("access-control-allow-origin"), "http://a.test");
+  assert.deepEqual(await denied.json(), { code: 4, message: "denied here" });
+
+  // the Socket.IO endpoint keeps the server's options: no CORS, no cookie
+  const sio = await fetch(`${srv.url}/socket.io/?EIO=4&transport=polling`, { headers: origin });
+  assert.equal(sio.status, 200);
+  assert.equal(sio.headers.get("access-control-allow-origin"), null);
+  assert.equal(sio.headers.get("set-cookie"), null);
+  assert.equal(JSON.parse((await sio.text()).slice(1)).pingInterval, 100);
+});

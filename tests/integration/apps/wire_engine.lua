@@ -57,3 +57,20 @@ end)
 io.of("/other").on("connection", function(socket)
   socket.on("same", function(ack) ack(socket.conn == conns[socket.conn.id]) end)
 end)
+
+-- an Engine.IO-only endpoint with its own options, as engine.io's attach(httpServer, options)
+local own = siolua.engine({
+  path = "/eio-opts/",
+  pingInterval = 300,
+  pingTimeout = 200,
+  cors = { origin = "http://a.test", credentials = true },
+  cookie = { name = "eio" },
+  allowRequest = function(req, callback)
+    setTimeout(function()
+      if req._query.deny then callback("denied here", false) else callback(nil, true) end
+    end, 10)
+  end,
+})
+own.on("connection", function(conn)
+  conn.on("message", function(data) conn.send(data) end)
+end)

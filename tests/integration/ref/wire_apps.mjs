@@ -67,6 +67,19 @@ export const wireApps = {
       io.of("/other").on("connection", (socket) => {
         socket.on("same", (ack) => ack(socket.conn === conns[socket.conn.id]));
       });
+      const own = engineAttach(io.httpServer, {
+        path: "/eio-opts/",
+        pingInterval: 300,
+        pingTimeout: 200,
+        cors: { origin: "http://a.test", credentials: true },
+        cookie: { name: "eio" },
+        allowRequest: (req, callback) => {
+          setTimeout(() => (req._query.deny ? callback("denied here", false) : callback(null, true)), 10);
+        },
+      });
+      own.on("connection", (conn) => {
+        conn.on("message", (data) => conn.send(data));
+      });
     },
   },
   wire_async: {
