@@ -15,6 +15,7 @@ local core = siolua._core
 local hooks = siolua._hooks
 local op_methods, nsp_methods = siolua._op_methods, siolua._nsp_methods
 local new_op, bind = siolua._new_op, siolua._bind
+local is_parent, targets = siolua._is_parent, siolua._targets
 local reserved = siolua._reserved
 local null = siolua.null
 local pack, unpack = table.pack, table.unpack
@@ -257,6 +258,15 @@ end
 local orig_emit = op_methods.emit
 function op_methods.emit(self, ev, ...)
   if not enabled or self._socket ~= nil or self._flags["local"] then return orig_emit(self, ev, ...) end
+  if is_parent(self._nsp) then
+    -- a dynamic namespace's parent: each child broadcasts across the cluster (acks: here only)
+    local args = pack(...)
+    if args.n > 0 and type(args[args.n]) == "function" then return orig_emit(self, ev, ...) end
+    for _, child in ipairs(targets(self._nsp)) do
+      op_methods.emit(new_op(child, self._rooms, self._except, self._flags), ev, ...)
+    end
+    return true
+  end
   if type(ev) ~= "string" then error("event name must be a string", 2) end
   if reserved[ev] then error('"' .. ev .. '" is a reserved event name', 2) end
   local args = pack(...)
@@ -335,7 +345,7 @@ end
 local orig_fetch = op_methods.fetchSockets
 function op_methods.fetchSockets(self)
   local sockets = orig_fetch(self)
-  if not enabled or self._flags["local"] then return sockets end
+  if not enabled or self._flags["local"] or is_parent(self._nsp) then return sockets end
   local nspname, nsp = self._nsp.name, self._nsp
   local rooms, except = strlist(self._rooms), strlist(self._except)
   local r = await("fetchSockets", function(done)
@@ -364,6 +374,7 @@ end
 -- socketsJoin / socketsLeave / disconnectSockets: applied here at once, and published for the
 -- other nodes (which apply them to their own sockets; we ignore our own request when it comes back).
 local function remote_apply(self, rtype, extra, fn)
+  if is_parent(self._nsp) then return end -- no sockets of its own, here or on another node
   local rooms, except = strlist(self._rooms), strlist(self._except)
   for _, s in ipairs(core.select(self._nsp, nonempty(rooms), nonempty(except))) do fn(s) end
   if enabled and not self._flags["local"] then

@@ -144,17 +144,25 @@ function op_props.broadcast(self) return self end
 
 local function rooms_arg(t) if #t == 0 then return nil end return t end
 
--- The namespaces an operation applies to: a dynamic namespace's parent means all its children.
+-- A dynamic namespace's parent (io.of(pattern or function)) has no sockets of its own: emit reaches
+-- its children, and the socket operations find nothing, as the reference's ParentNamespace.
 local nsp_state_of -- set below
-local function targets(nsp)
+local function is_parent(nsp)
   local st = nsp_state_of(nsp)
-  if st and st.children then
+  return st ~= nil and st.children ~= nil
+end
+siolua._is_parent = is_parent
+
+-- The namespaces an emit reaches: a parent's children, or the namespace itself.
+local function targets(nsp)
+  if is_parent(nsp) then
     local out = {}
-    for _, child in pairs(st.children) do out[#out + 1] = child end
+    for _, child in pairs(nsp_state_of(nsp).children) do out[#out + 1] = child end
     return out
   end
   return { nsp }
 end
+siolua._targets = targets
 
 function op_methods.emit(self, ev, ...)
   check_event(ev)
@@ -217,11 +225,8 @@ end
 function op_methods.send(self, ...) return op_methods.emit(self, "message", ...) end
 
 function op_methods.fetchSockets(self)
-  local out = {}
-  for _, nsp in ipairs(targets(self._nsp)) do
-    for _, s in ipairs(core.select(nsp, rooms_arg(self._rooms), rooms_arg(self._except))) do out[#out + 1] = s end
-  end
-  return out
+  if is_parent(self._nsp) then return {} end
+  return core.select(self._nsp, rooms_arg(self._rooms), rooms_arg(self._except))
 end
 
 function op_methods.socketsJoin(self, room)
@@ -300,6 +305,12 @@ siolua._fire = fire
 for _, name in ipairs({ "to", "in", "except", "compress", "timeout", "emit", "emitWithAck", "send",
   "fetchSockets", "socketsJoin", "socketsLeave", "disconnectSockets" }) do
   nsp_methods[name] = function(self, ...) return op_methods[name](new_op(self), ...) end
+end
+-- the reference's ParentNamespace refuses this one (a child may exist on one server and not on
+-- another); io.of(pattern).to(room).fetchSockets() finds nothing, as its own sockets
+function nsp_methods.fetchSockets(self)
+  if is_parent(self) then error("fetchSockets() is not supported on parent namespaces", 2) end
+  return op_methods.fetchSockets(new_op(self))
 end
 function nsp_props.volatile(self) return new_op(self, nil, nil, { volatile = true }) end
 nsp_props["local"] = function(self) return new_op(self, nil, nil, { ["local"] = true }) end
