@@ -137,4 +137,43 @@ export const wireApps = {
       });
     },
   },
+  wire_parent: {
+    options: {},
+    setup(io) {
+      const dyn = io.of(/^\/dyn-\d+$/);
+      dyn.on("connection", (socket) => {
+        socket.join("r1");
+        socket.on("rooms", (ack) => ack([...socket.rooms].filter((r) => r !== socket.id).sort()));
+      });
+      io.on("connection", (socket) => {
+        socket.on("parent", async (op, ack) => {
+          if (op === "fetch") {
+            try {
+              dyn.fetchSockets();
+              ack({ ok: true, message: null });
+            } catch (e) {
+              ack({ ok: false, message: e.message });
+            }
+          } else if (op === "fetch-some") {
+            ack([(await dyn.in("r1").fetchSockets()).length, (await dyn.except("x").fetchSockets()).length,
+              (await dyn.local.fetchSockets()).length]);
+          } else if (op === "join") {
+            dyn.socketsJoin("r2");
+            ack(true);
+          } else if (op === "leave") {
+            dyn.in("r1").socketsLeave("r1");
+            ack(true);
+          } else if (op === "disconnect") {
+            dyn.disconnectSockets(true);
+            ack(true);
+          } else if (op === "emit") {
+            dyn.emit("news", "all");
+            dyn.to("r1").emit("news", "r1");
+            dyn.except("r1").emit("news", "not r1");
+            ack(true);
+          }
+        });
+      });
+    },
+  },
 };
