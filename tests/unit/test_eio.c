@@ -32,6 +32,8 @@ typedef struct {
     int npings, npongs;
     int refuse; /* allowRequest answers 0 */
     const char *refuse_msg;
+    int defer;  /* allowRequest answers later: the request waits in `pending` */
+    eio_allow_t *pending;
     int freed;
 } srv_t;
 
@@ -119,13 +121,16 @@ static void o_error(const http_req_t *req, eio_error_t code, const char *context
 
 static const eio_observer_t observer = {.on_connection = o_connection, .on_packet = o_packet, .on_error = o_error};
 
-static int allow(const http_req_t *req, const char **message, void *ud)
+static void allow(eio_allow_t *a, const http_req_t *req, void *ud)
 {
     srv_t *s = ud;
     (void)req;
-    if (s->refuse_msg != NULL)
-        *message = s->refuse_msg;
-    return !s->refuse;
+    if (s->defer) {
+        eio_allow_ref(a);
+        s->pending = a;
+        return;
+    }
+    eio_allow_done(a, !s->refuse, s->refuse_msg);
 }
 
 static void on_request(http_req_t *req, void *data)
@@ -163,6 +168,7 @@ static void srv_config(srv_t *s)
     s->cfg.allow_upgrades = 1;
     s->cfg.max_packets_per_post = 10;
     s->cfg.max_buffered = 1u << 20;
+    s->cfg.allow_timeout = 45000;
     s->lim.max_body = s->cfg.max_payload; /* as server.c sets it */
 }
 
@@ -514,6 +520,73 @@ TEST(error_answers)
     srv_free(&s);
 }
 
+/* allowRequest answering later: the request waits; an answer after the client left, or a second
+ * answer, is ignored; no answer within allow_timeout refuses with 403. */
+TEST(allow_later)
+{
+    srv_t s;
+    cli_t c;
+    srv_config(&s);
+    s.cfg.allow_timeout = 200;
+    srv_open(&s);
+    s.defer = 1;
+    cli_open(&s, &c);
+    lb_request(c.fd, "GET", PATH "?EIO=4&transport=polling", NULL, NULL, 0);
+    LB_UNTIL(&s.lb, s.pending != NULL);
+    CHECK(eio_allow_pending(s.pending));
+    CHECK_EQ_INT(s.nopen, 0);
+    eio_allow_done(s.pending, 1, NULL); /* later: the handshake goes on */
+    CHECK_EQ_INT(s.nopen, 1);
+    CHECK(!eio_allow_pending(s.pending));
+    eio_allow_done(s.pending, 0, "too late"); /* a second answer: ignored */
+    eio_allow_unref(s.pending);
+    s.pending = NULL;
+    CHECK_EQ_INT(read_resp(&s, &c), 200);
+    CHECK(c.r.body.len > 9 && memcmp(c.r.body.ptr, "0{\"sid\":\"", 9) == 0);
+    /* a later refusal carries its message */
+    lb_request(c.fd, "GET", PATH "?EIO=4&transport=polling", NULL, NULL, 0);
+    LB_UNTIL(&s.lb, s.pending != NULL);
+    eio_allow_done(s.pending, 0, "not you");
+    eio_allow_unref(s.pending);
+    s.pending = NULL;
+    CHECK_EQ_INT(read_resp(&s, &c), 403);
+    BODY_IS(&c, "{\"code\":4,\"message\":\"not you\"}");
+    /* no answer: refused at the deadline */
+    lb_request(c.fd, "GET", PATH "?EIO=4&transport=polling", NULL, NULL, 0);
+    CHECK_EQ_INT(read_resp(&s, &c), 403);
+    BODY_IS(&c, "{\"code\":4,\"message\":\"Forbidden\"}");
+    CHECK(s.pending != NULL && !eio_allow_pending(s.pending));
+    eio_allow_unref(s.pending);
+    s.pending = NULL;
+    cli_free(&c);
+    /* the client leaves while it waits: the answer finds nothing to answer */
+    s.cfg.allow_timeout = 45000;
+    cli_open(&s, &c);
+    lb_request(c.fd, "GET", PATH "?EIO=4&transport=polling", NULL, NULL, 0);
+    LB_UNTIL(&s.lb, s.pending != NULL);
+    close(c.fd);
+    s.fds[--s.nfds] = -1;
+    LB_UNTIL(&s.lb, !eio_allow_pending(s.pending));
+    eio_allow_done(s.pending, 1, NULL);
+    eio_allow_unref(s.pending);
+    s.pending = NULL;
+    CHECK_EQ_INT(s.nopen, 1);
+    /* a request still waiting when the server shuts down is answered 503 */
+    cli_open(&s, &c);
+    lb_request(c.fd, "GET", PATH "?EIO=4&transport=polling", NULL, NULL, 0);
+    LB_UNTIL(&s.lb, s.pending != NULL);
+    eio_server_shutdown(&s.eio, "forced close", on_freed);
+    CHECK(!eio_allow_pending(s.pending));
+    eio_allow_unref(s.pending);
+    CHECK_EQ_INT(read_resp(&s, &c), 503);
+    for (int i = 0; i < s.nfds; i++)
+        close(s.fds[i]);
+    LB_UNTIL(&s.lb, s.freed);
+    CHECK_EQ_INT(lb_stop(&s.lb), 0);
+    cli_free(&c);
+    srv_free(&s);
+}
+
 /* ---------------------------------------------------------------- heartbeat */
 
 /* Reads frames until a text frame other than a ping arrives or `pings` pings were answered. */
@@ -734,8 +807,20 @@ TEST(close_polling)
     eio_sessions_release(v, n);
     CHECK_EQ_INT(eio_server_sessions(&s.eio, &v), 0);
     eio_sessions_release(v, 0);
+    /* the client's close packet while a GET is held: that GET gets a noop (polling.ts onClose) */
+    cli_t g;
+    cli_open(&s, &g);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
+    lb_request(g.fd, "GET", t, NULL, NULL, 0);
+    LB_UNTIL(&s.lb, eio_session_writable(s.sess[2]));
+    CHECK_EQ_INT(exchange(&s, &c, "POST", t, "1", 1), 200);
+    CHECK_EQ_INT(read_resp(&s, &g), 200);
+    BODY_IS(&g, "6");
+    CHECK_EQ_INT(s.nclose, 3);
+    CHECK_EQ_MEM(s.reasons.base, s.reasons.len, "forced close\nforced close\ntransport close\n");
     srv_stop(&s);
     cli_free(&c);
+    cli_free(&g);
     srv_free(&s);
 }
 
@@ -797,7 +882,8 @@ TEST(close_reasons)
     CHECK_EQ_MEM(s.reasons.base, s.reasons.len,
                  "transport close\nparse error\nparse error\ntransport error\ntransport error\ntransport error\n"
                  "transport error\n");
-    /* WebSocket: a close packet, an invalid packet, a client ping (v4: only the server pings), the
+    /* WebSocket: a close packet (ignored there, as the reference: the invalid packet sent after it
+     * closes the session), an invalid packet, a client ping (v4: only the server pings), the
      * connection closing, a protocol error */
     static const struct {
         int op;
@@ -805,7 +891,7 @@ TEST(close_reasons)
         size_t len;
         const char *reason;
     } ws[] = {
-        {1, "1", 1, "transport close\n"},   {1, "x", 1, "parse error\n"},        {1, "2", 1, "transport error\n"},
+        {1, "1\0x", 3, "parse error\n"},     {1, "x", 1, "parse error\n"},        {1, "2", 1, "transport error\n"},
         {-1, NULL, 0, "transport close\n"}, {1, "\xff", 1, "transport error\n"}, /* invalid UTF-8: close 1007 */
     };
     for (size_t i = 0; i < sizeof(ws) / sizeof(ws[0]); i++) {
@@ -815,8 +901,8 @@ TEST(close_reasons)
         CHECK_EQ_INT(lb_ws_read(&s.lb, fd, &in, &p), 0x81);
         if (ws[i].op < 0)
             shutdown(fd, SHUT_RDWR);
-        else
-            lb_ws_send(fd, 1, ws[i].op, ws[i].data, ws[i].len);
+        for (size_t k = 0; ws[i].op > 0 && k < ws[i].len; k += strlen(ws[i].data + k) + 1)
+            lb_ws_send(fd, 1, ws[i].op, ws[i].data + k, strlen(ws[i].data + k)); /* NUL-separated frames */
         LB_UNTIL(&s.lb, s.nclose == n + 1);
         CHECK(s.reasons.len == strlen(ws[i].reason) && memcmp(s.reasons.base, ws[i].reason, s.reasons.len) == 0);
     }
@@ -937,6 +1023,7 @@ int main(void)
     RUN(handshake_options);
     RUN(polling_round_trips);
     RUN(error_answers);
+    RUN(allow_later);
     RUN(heartbeat_websocket);
     RUN(heartbeat_timeout);
     RUN(upgrade_to_websocket);

@@ -29,7 +29,7 @@ typedef struct {
     int mode;                /* how on_connect answers */
     sio_socket_t *sk[MAXSK]; /* sockets given to on_connect, in order; NULL once released */
     int nsk;
-    int nupgrade;
+    sio_resolve_t *pending;  /* a CONNECT whose namespace the test resolves later */
     int npackets;
     buf_t log; /* one line per call of the handler */
     int fds[16];
@@ -100,23 +100,23 @@ static void on_release(sio_socket_t *so, void *ud)
     forget(s, so);
 }
 
-/* Namespaces named /dyn-* are made on demand (a dynamic namespace's children), removable. */
-static sio_nsp_t *resolve(slice_t name, slice_t auth, void *ud)
+/* Namespaces named /dyn-* are made on demand (a dynamic namespace's children), removable; the
+ * answer for /later-* waits in `pending` for the test to give it. */
+static void resolve(sio_resolve_t *r, slice_t name, slice_t auth, void *ud)
 {
     srv_t *s = ud;
-    sio_nsp_t *n;
+    sio_nsp_t *n = NULL;
     (void)auth;
-    if (name.len < 5 || memcmp(name.ptr, "/dyn-", 5) != 0)
-        return NULL;
-    n = sio_nsp_create(&s->sio, name.ptr, name.len);
-    n->removable = 1;
-    return n;
-}
-
-static void on_upgrade(sio_socket_t *so, void *ud)
-{
-    (void)so;
-    ((srv_t *)ud)->nupgrade++;
+    if (name.len >= 7 && memcmp(name.ptr, "/later-", 7) == 0) {
+        sio_resolve_ref(r);
+        s->pending = r;
+        return;
+    }
+    if (name.len >= 5 && memcmp(name.ptr, "/dyn-", 5) == 0) {
+        n = sio_nsp_create(&s->sio, name.ptr, name.len);
+        n->removable = 1;
+    }
+    sio_resolve_done(r, n);
 }
 
 static void on_nsp_free(sio_nsp_t *nsp, void *ud)
@@ -157,7 +157,7 @@ static void srv_config(srv_t *s)
                              .max_packets_per_post = 1000,
                              .max_buffered = 1u << 20};
     s->cfg = (sio_config_t){.connect_timeout = 45000, .limits = {10, 256}, .max_nsps_per_client = 100};
-    s->h = (sio_handler_t){on_connect, on_packet, on_disconnect, on_release, resolve, on_upgrade, on_nsp_free};
+    s->h = (sio_handler_t){on_connect, on_packet, on_disconnect, on_release, resolve, on_nsp_free};
 }
 
 static void srv_start(srv_t *s)
@@ -181,6 +181,7 @@ static void srv_stop(srv_t *s)
     for (int i = 0; i < s->nsk; i++)
         CHECK(s->sk[i] == NULL); /* every socket was released to the upper layer */
     uv_close((uv_handle_t *)&s->sio.q_connect.timer, NULL);
+    uv_close((uv_handle_t *)&s->sio.q_resolve.timer, NULL);
     CHECK_EQ_INT(lb_stop(&s->lb), 0);
     while (s->sio.nsps != NULL) {
         sio_nsp_t *n = s->sio.nsps;
@@ -805,10 +806,58 @@ TEST(empty_children_are_freed)
     cl_free(&c);
 }
 
+/* resolve answering later: the CONNECT waits for it (the same CONNECT again waits with it); a second
+ * answer is ignored; no answer within connect_timeout refuses it; a client that closes meanwhile
+ * leaves the answer nothing to do. */
+TEST(resolve_later)
+{
+    srv_t s;
+    cl_t c;
+    srv_config(&s);
+    s.cfg.connect_timeout = 300;
+    srv_start(&s);
+    cl_open(&s, &c);
+    cl_join(&s, &c, ""); /* "/": the connection outlives the connect timeout */
+    cl_send(&c, "40/later-1,");
+    LB_UNTIL(&s.lb, s.pending != NULL);
+    CHECK(sio_resolve_pending(s.pending));
+    sio_resolve_t *first = s.pending;
+    cl_send(&c, "40/later-1,");
+    cl_send(&c, "42[\"mark\"]");
+    LB_UNTIL(&s.lb, s.npackets == 1);
+    CHECK(s.pending == first); /* asked once */
+    CHECK_EQ_INT(s.nsk, 1);
+    sio_resolve_done(s.pending, sio_nsp_create(&s.sio, "/later-1", 8));
+    CHECK_EQ_INT(s.nsk, 2);
+    expect_connected(&s, &c, s.sk[1], "/later-1,");
+    CHECK(!sio_resolve_pending(s.pending));
+    sio_resolve_done(s.pending, NULL); /* a second answer: ignored */
+    sio_resolve_unref(s.pending);
+    s.pending = NULL;
+    /* no answer: refused at the deadline */
+    cl_send(&c, "40/later-2,");
+    EXPECT(&s, &c, "44/later-2,{\"message\":\"Invalid namespace\"}");
+    CHECK(s.pending != NULL && !sio_resolve_pending(s.pending));
+    sio_resolve_unref(s.pending);
+    s.pending = NULL;
+    /* the client closes while it waits */
+    cl_send(&c, "40/later-3,");
+    LB_UNTIL(&s.lb, s.pending != NULL);
+    close(c.fd);
+    s.fds[--s.nfds] = -1;
+    LB_UNTIL(&s.lb, !sio_resolve_pending(s.pending));
+    sio_resolve_done(s.pending, sio_nsp_create(&s.sio, "/later-3", 8));
+    sio_resolve_unref(s.pending);
+    s.pending = NULL;
+    CHECK_EQ_INT(s.nsk, 2);
+    srv_stop(&s);
+    cl_free(&c);
+}
+
 /* ---------------------------------------------------------------- upgrade */
 
-/* A client that connected over polling moves to WebSocket: sio tells the upper layer for each of
- * its connected sockets, and packets then flow over the WebSocket. */
+/* A client that connected over polling moves to WebSocket: its sockets stay, and packets then flow
+ * over the WebSocket. */
 TEST(upgrade)
 {
     srv_t s;
@@ -843,8 +892,7 @@ TEST(upgrade)
     lb_ws_send(wfd, 1, 1, "2probe", 6);
     CHECK_EQ_INT(lb_ws_read(&s.lb, wfd, &ws, &p), 0x81);
     lb_ws_send(wfd, 1, 1, "5", 1);
-    LB_UNTIL(&s.lb, s.nupgrade == 1);
-    CHECK_EQ_INT(s.nupgrade, 1);
+    LB_UNTIL(&s.lb, eio_session_upgraded(sio_socket_session(s.sk[0])));
     lb_ws_send(wfd, 1, 1, "42[\"over ws\"]", 13);
     LB_UNTIL(&s.lb, s.npackets == 1);
     buf_appendc(&s.log, '\0');
@@ -869,6 +917,7 @@ int main(void)
     RUN(select_rooms_and_except);
     RUN(send_many_encode_once);
     RUN(empty_children_are_freed);
+    RUN(resolve_later);
     RUN(upgrade);
     return test_summary();
 }
