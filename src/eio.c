@@ -536,17 +536,12 @@ static void on_packet(eio_session_t *s, const eio_packet_t *p)
         break;
     case EIO_CLOSE:
         /* Only the polling transport acts on it (polling.ts onData): the session closes and a held
-         * GET is answered with a noop, without the packets still queued. A WebSocket client closes
-         * the socket itself: the reference ignores the packet there. */
+         * GET (nothing is queued while one is held) is answered with a noop. A WebSocket client
+         * closes the socket itself: the reference ignores the packet there. */
         if (s->transport != EIO_T_POLLING || s->state == S_CLOSED)
             break;
-        if (s->pl->poll != NULL) {
-            for (uint32_t i = 0; i < s->pl->nq; i++)
-                rbuf_unref(s->pl->q[i]);
-            s->pl->nq = 0;
-            s->pl->qbytes = 0;
+        if (s->pl->poll != NULL)
             respond_poll(s, EIO_NOOP);
-        }
         session_closed(s, "transport close");
         break;
     case EIO_UPGRADE:
