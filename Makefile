@@ -128,7 +128,7 @@ FUZZ_NAMES := eio_payload sio_packet lvalue http ws msgpack
 LLHTTP_C   := $(wildcard $(LLHTTP_DIR)/*.c)
 NET_C      := src/net.c src/tq.c src/buf.c src/log.c
 
-build/fuzz/fuzz_eio_payload: tests/fuzz/fuzz_eio_payload.c src/eio_packet.c src/buf.c | build/fuzz
+build/fuzz/fuzz_eio_payload: tests/fuzz/fuzz_eio_payload.c src/eio_packet.c src/utf8.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lcrypto
 build/fuzz/fuzz_sio_packet: tests/fuzz/fuzz_sio_packet.c src/sio_packet.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^

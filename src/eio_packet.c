@@ -9,6 +9,8 @@
 
 #include <openssl/evp.h>
 
+#include "utf8.h"
+
 /* ---------------------------------------------------------------- base64 */
 
 /* EVP_EncodeBlock/EVP_DecodeBlock take an int length: large inputs are processed in chunks whose
@@ -57,42 +59,6 @@ static unsigned char b64_value(unsigned char c)
     return c == '=' ? 64 : 0xff;
 }
 
-/* The UTF-16 code units, each cut to its low byte, of the UTF-8 sequence starting at p[0, n) (a
- * first byte >= 0x80), as Node decodes the body: returns their number (1 or 2) with the sequence's
- * length in *len, or 0 with *len = 1 when no valid sequence starts here (Node makes U+FFFD of it,
- * whose low byte is no base64 character, and resumes at a byte that the same test skips too). */
-static int utf8_units(const unsigned char *p, size_t n, unsigned char u[2], size_t *len)
-{
-    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-    size_t need;
-    uint32_t cp;
-    *len = 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        need = 1, cp = c & 0x1f;
-    else if (c >= 0xe0 && c <= 0xef)
-        need = 2, cp = c & 0x0f, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-    else if (c >= 0xf0 && c <= 0xf4)
-        need = 3, cp = c & 0x07, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-    else
-        return 0;
-    if (n < need + 1)
-        return 0;
-    for (size_t i = 1; i <= need; i++) {
-        unsigned char b = p[i];
-        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xbf))
-            return 0;
-        cp = cp << 6 | (b & 0x3f);
-    }
-    *len = need + 1;
-    if (cp < 0x10000) {
-        u[0] = (unsigned char)cp;
-        return 1;
-    }
-    u[0] = (unsigned char)((cp - 0x10000) >> 10); /* the high surrogate's low byte */
-    u[1] = (unsigned char)cp;                      /* the low surrogate's */
-    return 2;
-}
-
 void eio_base64_decode(buf_t *out, const char *text, size_t n)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -102,14 +68,23 @@ void eio_base64_decode(buf_t *out, const char *text, size_t n)
     const char *q;
     buf_reserve(&plain, n + 2);
     while (i < n) {
+        /* the UTF-16 code units of the character at p[i], each cut to its low byte (an ill-formed
+         * sequence is U+FFFD for Node, whose low byte is no base64 character: none) */
         unsigned char u[2];
-        size_t len = 1;
-        int k = 1;
-        if (p[i] < 0x80)
-            u[0] = p[i];
-        else
-            k = utf8_units(p + i, n - i, u, &len);
-        i += len;
+        uint32_t cp = p[i];
+        int k = 1, len = p[i] < 0x80 ? 1 : utf8_seq(p + i, n - i, &cp, 0);
+        if (len < 0) {
+            i += (size_t)-len;
+            continue;
+        }
+        i += (size_t)len;
+        if (cp < 0x10000) {
+            u[0] = (unsigned char)cp;
+        } else {
+            u[0] = (unsigned char)((cp - 0x10000) >> 10); /* the high surrogate's low byte */
+            u[1] = (unsigned char)cp;                      /* the low surrogate's */
+            k = 2;
+        }
         for (int j = 0; j < k; j++) {
             unsigned char v = b64_value(u[j]);
             if (v == 64)
