@@ -1,7 +1,7 @@
 // Issue 11, the reference's wire behaviours on the transports, in raw HTTP and WebSocket bytes:
 // - binary in a polling body is base64 as Node decodes it (line breaks and other characters
 //   skipped, "-_" as "+/", the first "=" ends it): the bytes engine.io-client-java sends, and a
-//   differential check over generated inputs (seed printed on failure: WIRE_SEED=n to replay);
+//   differential check over generated inputs (seed printed on failure: SEED=n to replay);
 // - a close packet while a GET is held: the GET gets a noop and the session is gone (polling); over
 //   WebSocket the reference ignores the packet;
 // - a WebSocket opened with the sid of a session that upgraded (or is upgrading), or with
@@ -101,7 +101,7 @@ function generator(seed) {
 }
 
 test("base64 in polling bodies decodes as Node's Buffer.from(text, \"base64\"): generated inputs", async () => {
-  const seed = Number(process.env.WIRE_SEED) || Date.now() % 1e9;
+  const seed = Number(process.env.SEED) || Date.now() % 1e9;
   const next = generator(seed);
   const path = "/engine.io/";
   const sid = await handshake(path);
@@ -122,7 +122,7 @@ test("base64 in polling bodies decodes as Node's Buffer.from(text, \"base64\"): 
       });
     }
   } catch (e) {
-    e.message = `WIRE_SEED=${seed}: ${e.message}`;
+    e.message = `SEED=${seed}: ${e.message}`;
     throw e;
   }
   assert.equal(checked, 240);
