@@ -6,7 +6,13 @@
  * reference is kept); whatever is left is queued as (rbuf, off, len) items and sent by ONE uv_write at
  * a time that gathers up to NET_WRITE_MAX items. The pending array exists only while items wait.
  * Deadlines: tq.h queues, one per distinct duration, shared by every connection (O(1) per arm).
- * Peers: a small hash of open connections per IP, so the first owner can apply per-IP limits. */
+ * Peers: a small hash of open connections per IP, so the first owner can apply per-IP limits.
+ * TLS: a connection of a TLS listener gets its session at accept, with the handshake deadline, and
+ * no owner until the handshake is complete (owners never see a half-open session). Bytes read are
+ * fed to the session and the plaintext goes to on_read, one record at a time, while the owner
+ * neither pauses nor closes; what it leaves waits in the session for net_resume. Writes are
+ * encrypted as they are made and the ciphertext is queued like any output: the plain path is the
+ * same code, with one test of c->tls. */
 #include "net.h"
 
 #include <stddef.h>
@@ -15,6 +21,7 @@
 #include <sys/resource.h>
 
 #include "log.h"
+#include "tls.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
@@ -23,7 +30,8 @@
 
 /* Private flag bits, next to the public NET_F_* of net.h. */
 enum {
-    NET_F_READING = 4, /* uv_read_start is active */
+    NET_F_READING = 4,    /* uv_read_start is active */
+    NET_F_TLS_INPUT = 32, /* on ctx->dirty for the plaintext its session holds (net_resume) */
 };
 
 typedef struct net_witem {
@@ -42,6 +50,9 @@ typedef struct net_wreq {
 
 static void close_why(net_conn_t *c, net_close_reason_t why);
 static void start_write(net_conn_t *c);
+static int warn_due(net_ctx_t *ctx, uint64_t *last);
+static void tls_refused(net_conn_t *c, const char *why);
+static void tls_deliver(net_conn_t *c);
 
 /* ---------------------------------------------------------------- peers (connections per IP) */
 
@@ -115,6 +126,8 @@ static void on_deadline(tq_t *q, tq_entry_t *e)
     net_conn_t *c = container_of(e, net_conn_t, deadline);
     if (c->flags & NET_F_CLOSING)
         return;
+    if (c->ops == NULL && c->tls != NULL)
+        tls_refused(c, "handshake not complete in time");
     if (c->ops != NULL && c->ops->on_timeout != NULL)
         c->ops->on_timeout(c);
     else
@@ -203,6 +216,7 @@ static void close_cb(uv_handle_t *h)
     ctx->nconns--;
     if (c->ops != NULL && c->ops->on_close != NULL)
         c->ops->on_close(c, (net_close_reason_t)c->why);
+    tls_conn_free(c->tls);
     free(c);
     close_queues(ctx);
 }
@@ -225,10 +239,18 @@ void net_close(net_conn_t *c)
     close_why(c, NET_CLOSE_LOCAL);
 }
 
+static void tls_flush(net_conn_t *c);
+
 void net_close_after_write(net_conn_t *c)
 {
     if (c->flags & NET_F_CLOSING)
         return;
+    if (c->tls != NULL) {
+        tls_close_notify(c->tls);
+        tls_flush(c);
+        if (c->flags & NET_F_CLOSING)
+            return;
+    }
     if (c->queued == 0)
         close_why(c, NET_CLOSE_LOCAL);
     else
@@ -245,12 +267,16 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(c->ctx->readbuf);
 }
 
+static void tls_input(net_conn_t *c, const char *data, size_t len);
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     (void)buf;
     net_conn_t *c = container_of(s, net_conn_t, tcp);
     if (nread > 0) {
-        if (!(c->flags & NET_F_CLOSING) && c->ops != NULL && c->ops->on_read != NULL)
+        if (c->tls != NULL)
+            tls_input(c, c->ctx->readbuf, (size_t)nread);
+        else if (!(c->flags & NET_F_CLOSING) && c->ops != NULL && c->ops->on_read != NULL)
             c->ops->on_read(c, c->ctx->readbuf, (size_t)nread);
     } else if (nread == UV_EOF) {
         close_why(c, NET_CLOSE_EOF);
@@ -279,10 +305,18 @@ void net_pause(net_conn_t *c)
     }
 }
 
+static void mark_dirty(net_conn_t *c);
+
 void net_resume(net_conn_t *c)
 {
     c->flags &= (uint8_t)~NET_F_PAUSED;
     start_reading(c);
+    /* plaintext left in the session when the owner paused: delivered at the end of this turn
+     * (flush_all), not from inside the owner's call */
+    if (c->tls != NULL && c->ops != NULL && !(c->flags & NET_F_CLOSING) && tls_has_input(c->tls)) {
+        c->flags |= NET_F_TLS_INPUT;
+        mark_dirty(c);
+    }
 }
 
 void net_set_owner(net_conn_t *c, const net_ops_t *ops, void *owner)
@@ -363,6 +397,11 @@ static void flush_all(net_ctx_t *ctx)
         ctx->dirty = c->dirty_next;
         c->dirty_next = NULL;
         c->flags &= (uint8_t)~NET_F_DIRTY;
+        if (c->flags & NET_F_TLS_INPUT) {
+            c->flags &= (uint8_t)~NET_F_TLS_INPUT;
+            tls_deliver(c); /* may write (c goes back on the list) or close it */
+            tls_feed_done(c->tls);
+        }
         if (c->inflight == NULL)
             flush_conn(c); /* else write_cb continues with the rest */
     }
@@ -477,10 +516,21 @@ static void enqueue(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
 }
 
 
+/* Encrypts p and queues the ciphertext (a session that can no longer send drops it). */
+static void tls_send(net_conn_t *c, const void *p, size_t len)
+{
+    if (tls_write(c->tls, p, len) == 0)
+        tls_flush(c);
+}
+
 void net_write(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
 {
     if ((c->flags & NET_F_CLOSING) || len == 0)
         return;
+    if (c->tls != NULL) {
+        tls_send(c, b->data + off, len);
+        return;
+    }
     enqueue(c, rbuf_ref(b), off, len);
 }
 
@@ -488,6 +538,10 @@ void net_write_copy(net_conn_t *c, const void *p, size_t len)
 {
     if ((c->flags & NET_F_CLOSING) || len == 0)
         return;
+    if (c->tls != NULL) {
+        tls_send(c, p, len);
+        return;
+    }
     rbuf_t *b = rbuf_from(p, len);
     enqueue(c, b, RBUF_HEADROOM, b->len);
 }
@@ -499,18 +553,19 @@ void net_write_copy(net_conn_t *c, const void *p, size_t len)
  * closing new connections before we ever see them. */
 #define NET_FD_RESERVE 32
 
-static int warn_due(net_ctx_t *ctx)
+/* At most one line a second of each kind (*last: the loop time of the last one). */
+static int warn_due(net_ctx_t *ctx, uint64_t *last)
 {
     uint64_t now = uv_now(ctx->loop);
-    if (ctx->accept_warned != 0 && now - ctx->accept_warned < 1000)
+    if (*last != 0 && now - *last < 1000)
         return 0;
-    ctx->accept_warned = now ? now : 1;
+    *last = now ? now : 1;
     return 1;
 }
 
 void net_warn_full(net_ctx_t *ctx, const char *why)
 {
-    if (warn_due(ctx))
+    if (warn_due(ctx, &ctx->accept_warned))
         log_warn("net: refusing connections: %s (%zu open)", why, ctx->nconns);
 }
 
@@ -520,7 +575,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (status < 0) {
         /* EMFILE/ENFILE when libuv's reserve-fd trick could not help: it has dropped the waiting
          * connection, so this does not spin; log at most once a second. */
-        if (warn_due(ctx))
+        if (warn_due(ctx, &ctx->accept_warned))
             log_warn("net: accept: %s (%zu connections open)", uv_strerror(status), ctx->nconns);
         return;
     }
@@ -549,6 +604,12 @@ static void on_connection(uv_stream_t *server, int status)
             uv_ip4_name((const struct sockaddr_in *)&ss, ip, sizeof(ip));
     }
     peer_add(c, ip);
+    if (ctx->tls != NULL) { /* the owner hears of it once the handshake is complete */
+        c->tls = tls_conn_new(ctx->tls);
+        net_set_timeout(c, ctx->tls_timeout);
+        start_reading(c);
+        return;
+    }
     ctx->on_accept(c, ctx->data);
     if (!(c->flags & NET_F_PAUSED))
         start_reading(c);
@@ -604,4 +665,88 @@ void net_stop(net_ctx_t *ctx)
     if (ctx->stopped == 0)
         ctx->stopped = 1;
     close_queues(ctx);
+}
+
+/* ---------------------------------------------------------------- TLS */
+
+/* Queues the ciphertext the session has produced (handshake flights, records, alerts). */
+static void tls_flush(net_conn_t *c)
+{
+    rbuf_t *b = tls_output(c->tls);
+    if (b != NULL)
+        enqueue(c, b, RBUF_HEADROOM, b->len);
+}
+
+/* A failed handshake, or one that timed out: one line at most a second for all of them (a scanner
+ * or a misconfigured client must not fill the log), with the count of those left out. */
+static void tls_refused(net_conn_t *c, const char *why)
+{
+    net_ctx_t *ctx = c->ctx;
+    if (!warn_due(ctx, &ctx->tls_warned)) {
+        ctx->tls_quiet++;
+        return;
+    }
+    if (ctx->tls_quiet > 0)
+        log_info("tls: %s: handshake failed: %s (and %zu more since the last such line)", net_peer(c), why,
+                 ctx->tls_quiet);
+    else
+        log_info("tls: %s: handshake failed: %s", net_peer(c), why);
+    ctx->tls_quiet = 0;
+}
+
+/* The session failed: its alert goes out if the socket takes it now and nothing is queued before
+ * it, and the connection closes at once (no owner to wait for, or a session that cannot go on). */
+static void tls_fatal(net_conn_t *c)
+{
+    rbuf_t *b = tls_output(c->tls);
+    if (b != NULL && c->npending == 0 && c->inflight == NULL) {
+        uv_buf_t u = uv_buf_init(rbuf_payload(b), b->len);
+        (void)uv_try_write((uv_stream_t *)&c->tcp, &u, 1);
+    }
+    rbuf_unref(b);
+    close_why(c, NET_CLOSE_ERROR);
+}
+
+/* Hands the session's plaintext to the owner, a record at a time, while it reads. */
+static void tls_deliver(net_conn_t *c)
+{
+    while (!(c->flags & (NET_F_CLOSING | NET_F_PAUSED)) && c->ops != NULL && c->ops->on_read != NULL) {
+        const char *p;
+        ssize_t r = tls_read(c->tls, &p);
+        if (r > 0) {
+            c->ops->on_read(c, p, (size_t)r);
+            continue;
+        }
+        if (r == TLS_AGAIN) {
+            tls_flush(c); /* answers to post-handshake messages (KeyUpdate) */
+        } else if (r == TLS_CLOSED) {
+            close_why(c, NET_CLOSE_EOF);
+        } else {
+            log_debug("tls: %s: %s", net_peer(c), tls_error(c->tls));
+            tls_fatal(c);
+        }
+        return;
+    }
+}
+
+static void tls_input(net_conn_t *c, const char *data, size_t len)
+{
+    if (c->flags & NET_F_CLOSING)
+        return;
+    tls_feed(c->tls, data, len);
+    if (c->ops == NULL) { /* handshaking */
+        int r = tls_handshake(c->tls);
+        if (r == TLS_ERROR) {
+            tls_refused(c, tls_error(c->tls));
+            tls_fatal(c);
+            return;
+        }
+        tls_flush(c);
+        if (r == TLS_OK && !(c->flags & NET_F_CLOSING)) {
+            disarm(c);
+            c->ctx->on_accept(c, c->ctx->data);
+        }
+    }
+    tls_deliver(c);
+    tls_feed_done(c->tls); /* data is the loop-wide buffer: keep what was not read */
 }

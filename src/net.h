@@ -1,7 +1,10 @@
 /* net: TCP listener and connections on libuv.
  * A connection embeds its uv_tcp_t, reads into one loop-wide buffer (no per-connection read
  * buffer), writes through a bounded queue of rbuf references, and closes by request: net_close()
- * only marks it; memory is freed in libuv's close_cb, after every callback for it has returned. */
+ * only marks it; memory is freed in libuv's close_cb, after every callback for it has returned.
+ * With a TLS context (net_ctx.tls) every connection is a TLS session (tls.h): net does the
+ * handshake before the owner hears of the connection, and owners read and write plaintext through
+ * the same calls as on plain TCP. */
 #ifndef SL_NET_H
 #define SL_NET_H
 
@@ -39,6 +42,8 @@ typedef struct {
 } net_ops_t;
 
 struct net_wreq;
+struct tls_ctx;
+struct tls_conn;
 
 enum {
     NET_F_CLOSING = 1,     /* uv_close() has been called */
@@ -61,6 +66,7 @@ struct net_conn {
     tq_entry_t deadline;       /* in one of ctx->tq while a deadline is armed */
     struct net_conn *dirty_next; /* ctx->dirty list: has output waiting for the end-of-turn flush */
     struct net_peer *peer_ent; /* this IP's entry in ctx->peers (NULL if the address is unknown) */
+    struct tls_conn *tls;      /* the TLS session on a TLS listener, else NULL */
 };
 
 typedef void (*net_accept_cb)(net_conn_t *c, void *data);
@@ -71,8 +77,17 @@ typedef void (*net_accept_cb)(net_conn_t *c, void *data);
 struct net_ctx {
     uv_loop_t *loop;
     uv_tcp_t listener;
-    net_accept_cb on_accept; /* the new conn has no owner yet: set one before returning */
+    net_accept_cb on_accept; /* the new conn has no owner yet: set one before returning. On a TLS
+                                listener, called once the handshake is complete */
     void *data;
+    /* TLS (NULL: plain TCP). Set before net_listen; the context stays the caller's (it may reload
+     * it: sessions already open keep their certificate). A handshake not complete within
+     * tls_timeout ms is closed; failed handshakes (garbage, plain HTTP, no common version) close
+     * the connection, and each is logged, at most one line a second. */
+    struct tls_ctx *tls;
+    uint64_t tls_timeout;
+    uint64_t tls_warned;    /* loop time of the last line about a failed handshake */
+    size_t tls_quiet;       /* failed handshakes not logged since that line */
     size_t max_queued; /* output bytes per connection before it is closed as a slow reader */
     size_t nconns;     /* open connections (for tests and limits) */
     size_t max_conns;  /* refuse (close at once) beyond this; 0 = unlimited */
@@ -119,12 +134,14 @@ void net_set_owner(net_conn_t *c, const net_ops_t *ops, void *owner);
  * Writes synchronously with uv_try_write when nothing is queued. A no-op on a closing connection.
  * If the queue goes over ctx->max_queued the connection is closed with NET_CLOSE_OVERFLOW. */
 void net_write(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
-/* Same for bytes the caller keeps: copied only if they cannot be written at once. */
+/* Same for bytes the caller keeps: copied only if they cannot be written at once.
+ * On TLS both encrypt at once (one record per call, up to 16 KiB each) and queue the ciphertext. */
 void net_write_copy(net_conn_t *c, const void *p, size_t len);
 
 /* Requests the close. Deferred: on_close and the free happen in libuv's close_cb. Idempotent. */
 void net_close(net_conn_t *c);
-/* Closes once every queued byte has been written (or at once if nothing is queued). */
+/* Closes once every queued byte has been written (or at once if nothing is queued). A TLS
+ * connection sends close_notify first; what is written after this call is dropped. */
 void net_close_after_write(net_conn_t *c);
 static inline int net_closing(const net_conn_t *c)
 {
@@ -132,7 +149,9 @@ static inline int net_closing(const net_conn_t *c)
 }
 
 /* Stops / resumes reading from the peer (backpressure). A connection paused inside on_accept is
- * not started by the listener; reading begins at net_resume(). */
+ * not started by the listener; reading begins at net_resume(). No on_read comes while paused: on
+ * TLS, plaintext already decrypted from the bytes read waits, and net_resume() hands it to the
+ * owner in the same loop turn, never from inside the net_resume() call. */
 void net_pause(net_conn_t *c);
 void net_resume(net_conn_t *c);
 static inline int net_paused(const net_conn_t *c)
@@ -144,6 +163,11 @@ static inline int net_paused(const net_conn_t *c)
  * passes, ops->on_timeout(c) runs (or c closes). O(1): no per-connection timer. A no-op on a
  * closing connection. */
 void net_set_timeout(net_conn_t *c, uint64_t ms);
+/* 1 if c is a TLS connection (the owner sees plaintext either way). */
+static inline int net_secure(const net_conn_t *c)
+{
+    return c->tls != NULL;
+}
 /* Open connections from c's peer IP, c included (0 if c was never counted). */
 size_t net_peer_conns(const net_conn_t *c);
 /* The peer's IP as text ("127.0.0.1"), for logs and handshake.address; "" if unknown. Valid while
