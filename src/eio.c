@@ -801,6 +801,7 @@ static void copy_handshake(eio_session_t *s, const http_req_t *req)
     strcpy(p, http_peer(req));
     s->hs.address = p;
     s->hs.nheaders = req->nheaders;
+    s->hs.secure = http_secure(req);
     {
         struct timeval tv;
         gettimeofday(&tv, NULL);

@@ -83,6 +83,7 @@ typedef struct {
                               lives as long as the session); walk them with eio_header_next() */
     const char *address;   /* peer IP */
     uint64_t issued;       /* ms since the epoch */
+    int secure;            /* the request came over TLS */
 } eio_handshake_t;
 
 /* Reads the header at *p (a position in eio_handshake_t.headers) and moves *p to the next one.

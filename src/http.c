@@ -773,6 +773,11 @@ const char *http_peer(const http_req_t *req)
     return net_peer(req->conn->net);
 }
 
+int http_secure(const http_req_t *req)
+{
+    return net_secure(req->conn->net);
+}
+
 const http_limits_t *http_limits(const http_req_t *req)
 {
     return &req->conn->lim;

@@ -91,6 +91,8 @@ slice_t http_header(const http_req_t *req, const char *name);
 int http_query(const http_req_t *req, const char *name, buf_t *out);
 /* The peer address ("127.0.0.1"). */
 const char *http_peer(const http_req_t *req);
+/* 1 if req came over TLS (HTTPS, WSS). */
+int http_secure(const http_req_t *req);
 /* The limits of req's connection, defaults filled in (for ws_accept). */
 const http_limits_t *http_limits(const http_req_t *req);
 

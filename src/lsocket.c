@@ -683,7 +683,7 @@ static void push_handshake(lua_State *L, int ud, lsock_t *h)
         lua_pushstring(L, tbuf);
         lua_setfield(L, -2, "time");
     }
-    lua_pushboolean(L, 0);
+    lua_pushboolean(L, hs->secure);
     lua_setfield(L, -2, "secure");
     {
         slice_t host = {0, 0}, origin = {0, 0};
