@@ -537,6 +537,30 @@ unsigned lserver_eio_option(lua_State *L, const char *who, const char *k, eio_co
     return bit;
 }
 
+/* tls = { cert = "cert.pem", key = "key.pem" }: the files of https.createServer({ cert, key })
+ * (paths, not their contents: SIGHUP reads them again). Ignored when --tls-cert or --tls-key is given. */
+static void set_tls(lua_State *L, sl_config_t *cfg, int idx)
+{
+    const char *f[2] = {NULL, NULL};
+    static const char *const names[2] = {"cert", "key"};
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+        if (strcmp(k, "cert") != 0 && strcmp(k, "key") != 0)
+            luaL_error(L, "io.options: unknown tls option \"%s\" (cert and key are the PEM files)", k);
+        lua_pop(L, 1);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (lua_getfield(L, idx, names[i]) != LUA_TSTRING || lua_rawlen(L, -1) == 0)
+            luaL_error(L, "io.options: tls.%s must be the path of a PEM file", names[i]);
+        f[i] = lua_tostring(L, -1); /* stays on the stack until used */
+    }
+    if (!(cfg->cli_set & CFG_TLS))
+        sl_config_set_tls(cfg, f[0], f[1]);
+    lua_pop(L, 2);
+}
+
 /* io.options{...}: the reference's option names. Command-line flags win (cfg->cli_set). */
 static int n_options(lua_State *L)
 {
@@ -575,6 +599,8 @@ static int n_options(lua_State *L)
             }
         } else if (strcmp(k, "adapter") == 0) { /* the Redis adapter (adapter_redis.h) */
             adapter_redis_options(L, -1, &cfg->redis, (cfg->cli_set & CFG_REDIS) != 0);
+        } else if (strcmp(k, "tls") == 0) {
+            set_tls(L, cfg, lua_gettop(L));
         } else if (strcmp(k, "cleanupEmptyChildNamespaces") == 0) {
             cfg->sio.cleanup_empty_children = lua_toboolean(L, -1);
         } else if (strcmp(k, "allowRequest") == 0) {

@@ -39,6 +39,9 @@ static void usage(FILE *out)
           "  --handler-timeout MS        longest a handler may run before it is aborted (default 2000; 0: none)\n"
           "  --redis URL                 Redis adapter: share broadcasts and rooms with other nodes\n"
           "                              (redis://[:password@]host[:port]; see README \"Scaling out\")\n"
+          "  --tls-cert FILE             serve HTTPS and WSS with this PEM certificate chain (needs --tls-key);\n"
+          "                              SIGHUP reads it again\n"
+          "  --tls-key FILE              the certificate's PEM private key (not encrypted)\n"
           "  --header-timeout MS         time to send a request head, from the connect or its first byte (default 10000)\n"
           "  --body-timeout MS           time to send a request body after its head (default 30000)\n"
           "  --keepalive-timeout MS      idle time allowed between keep-alive requests (default 5000)\n"
@@ -75,6 +78,7 @@ enum {
     OPT_CORS_CREDENTIALS, OPT_NO_SERVE_CLIENT, OPT_LOG_LEVEL, OPT_LUA_MEMORY, OPT_HANDLER_TIMEOUT,
     OPT_NO_WATCH,
     OPT_REDIS, /* the Redis adapter */
+    OPT_TLS_CERT, OPT_TLS_KEY,
     /* transport limits */
     OPT_HEADER_TIMEOUT, OPT_BODY_TIMEOUT, OPT_KEEPALIVE_TIMEOUT, OPT_SEND_TIMEOUT, OPT_MAX_PIPELINED,
     OPT_MAX_CONNS, OPT_MAX_CONNS_PER_IP, OPT_WS_MAX_FRAGMENTS, OPT_WS_PAUSE_BYTES, OPT_WS_CLOSE_TIMEOUT,
@@ -113,6 +117,8 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         {"ws-close-timeout", required_argument, 0, OPT_WS_CLOSE_TIMEOUT},
         {"no-watch", no_argument, 0, OPT_NO_WATCH},
         {"redis", required_argument, 0, OPT_REDIS},
+        {"tls-cert", required_argument, 0, OPT_TLS_CERT},
+        {"tls-key", required_argument, 0, OPT_TLS_KEY},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'v'},
         {0, 0, 0, 0},
@@ -250,6 +256,13 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
             free(cfg->redis.url);
             cfg->redis.url = strdup(optarg);
             cfg->cli_set |= CFG_REDIS;
+            break;
+        case OPT_TLS_CERT:
+        case OPT_TLS_KEY:
+            if (optarg[0] == '\0')
+                goto bad;
+            sl_config_set_tls(cfg, c == OPT_TLS_CERT ? optarg : NULL, c == OPT_TLS_KEY ? optarg : NULL);
+            cfg->cli_set |= CFG_TLS;
             break;
         case OPT_LUA_MEMORY:
             if (parse_u64(optarg, &v) != 0)

@@ -274,12 +274,6 @@ static void on_fs_event(uv_fs_event_t *ev, const char *filename, int events, int
         }
 }
 
-static void on_sighup(uv_signal_t *sig, int signum)
-{
-    (void)signum;
-    reload_now(sig->data, "SIGHUP");
-}
-
 /* ---------------------------------------------------------------- the transaction */
 
 int reload_now(reload_t *r, const char *why)
@@ -356,9 +350,6 @@ int reload_init(reload_t *r, struct sl_server *srv, int watch)
     r->active = watch;
     uv_timer_init(srv->loop, &r->debounce);
     r->debounce.data = r;
-    uv_signal_init(srv->loop, &r->sighup);
-    r->sighup.data = r;
-    uv_signal_start(&r->sighup, on_sighup, SIGHUP);
     rewatch(r);
     return 0;
 }
@@ -370,6 +361,5 @@ void reload_close(reload_t *r)
     unwatch(r);
     free_files(r);
     uv_close((uv_handle_t *)&r->debounce, NULL);
-    uv_close((uv_handle_t *)&r->sighup, NULL);
     r->srv = NULL;
 }

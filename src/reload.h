@@ -1,7 +1,8 @@
 /* reload: hot reload of app.lua without dropping a connection.
  *
  * Trigger: a change to app.lua or to a Lua module it require()d from the app's folder (libuv fs
- * events on the folders, debounced 100 ms so an editor's save burst reloads once), or SIGHUP.
+ * events on the folders, debounced 100 ms so an editor's save burst reloads once), or SIGHUP
+ * (server.c, which re-reads the TLS certificate first, then calls reload_now).
  * `--no-watch` turns the watching off; SIGHUP works either way.
  *
  * A reload is a transaction (Redis functionsCreateWithLibraryCtx):
@@ -40,7 +41,6 @@ typedef struct reload_watch {
 typedef struct {
     struct sl_server *srv;
     uv_timer_t debounce;       /* fires 100 ms after the last relevant change */
-    uv_signal_t sighup;
     reload_watch_t *watches;   /* folders of app.lua and of its modules */
     char **files;              /* absolute paths of the watched files */
     size_t nfiles;
@@ -48,7 +48,7 @@ typedef struct {
     int active;
 } reload_t;
 
-/* Starts SIGHUP handling and, if watch, the file watching. Returns 0 or a UV_E* code. */
+/* Starts the file watching if watch. Returns 0 or a UV_E* code. */
 int reload_init(reload_t *r, struct sl_server *srv, int watch);
 /* Reloads now (the transaction above). Returns 0 on success, -1 when the old code stays. */
 int reload_now(reload_t *r, const char *why);

@@ -14,9 +14,22 @@
 #include "embed.h"
 #include "lhost.h"
 #include "log.h"
+#include "tls.h"
 #include "ws.h"
 
 #define MAX_STATIC_FILE (64u << 20) /* static files are read whole: keep them reasonable */
+
+void sl_config_set_tls(sl_config_t *cfg, const char *cert, const char *key)
+{
+    if (cert != NULL) {
+        free(cfg->tls_cert);
+        cfg->tls_cert = xstrndup(cert, strlen(cert));
+    }
+    if (key != NULL) {
+        free(cfg->tls_key);
+        cfg->tls_key = xstrndup(key, strlen(key));
+    }
+}
 
 void sl_config_defaults(sl_config_t *cfg)
 {
@@ -230,6 +243,44 @@ static void on_signal(uv_signal_t *sig, int signum)
     sl_server_close(srv);
 }
 
+/* SIGHUP: the certificate and key are read again (certificate rotation: new handshakes use the
+ * new ones, open connections go on with theirs; files that cannot be used are logged and the
+ * loaded ones stay), then app.lua is reloaded (reload.h). */
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    sl_server_t *srv = sig->data;
+    (void)signum;
+    if (srv->tls != NULL) {
+        char err[512];
+        if (tls_ctx_reload(srv->tls, err, sizeof(err)) == 0)
+            log_info("siolua: tls: certificate reloaded (SIGHUP): %s", tls_ctx_describe(srv->tls));
+        else
+            log_error("siolua: %s; the loaded certificate stays in use", err);
+    }
+    reload_now(&srv->reload, "SIGHUP");
+}
+
+/* The TLS context, from the options: 0, or -1 with the reason logged. */
+static int start_tls(sl_server_t *srv)
+{
+    char err[512];
+    if (srv->cfg.tls_cert == NULL && srv->cfg.tls_key == NULL)
+        return 0;
+    if (srv->cfg.tls_cert == NULL || srv->cfg.tls_key == NULL) {
+        log_error("siolua: tls: a certificate needs its key and a key its certificate (--tls-cert FILE --tls-key FILE)");
+        return -1;
+    }
+    srv->tls = tls_ctx_new(srv->cfg.tls_cert, srv->cfg.tls_key, err, sizeof(err));
+    if (srv->tls == NULL) {
+        log_error("siolua: %s", err);
+        return -1;
+    }
+    srv->net.tls = srv->tls;
+    srv->net.tls_timeout = srv->cfg.http.header_timeout; /* the handshake is part of the request head's time */
+    log_info("siolua: tls: %s", tls_ctx_describe(srv->tls));
+    return 0;
+}
+
 static void client_version(sl_server_t *srv)
 {
     /* the bundle's banner: "Socket.IO v4.8.1" */
@@ -278,6 +329,8 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     if (srv->cfg.redis.url != NULL && adapter_redis_start(srv) != 0)
         return -1;
     srv->net.max_queued = srv->cfg.max_write_queue;
+    if (start_tls(srv) != 0)
+        return -1;
     {
         /* OpenSSL sets up its default provider (SHA-1, the DRBG) on first use, ~2 MB of library
          * pages. Do it now rather than inside the first client's handshake: a broken libcrypto
@@ -295,11 +348,13 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     }
     uv_signal_init(loop, &srv->sigint);
     uv_signal_init(loop, &srv->sigterm);
-    srv->sigint.data = srv->sigterm.data = srv;
+    uv_signal_init(loop, &srv->sighup);
+    srv->sigint.data = srv->sigterm.data = srv->sighup.data = srv;
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     reload_init(&srv->reload, srv, srv->cfg.watch);
-    log_info("siolua listening on http://%s:%d", srv->cfg.host, net_port(&srv->net));
+    log_info("siolua listening on %s://%s:%d", srv->tls ? "https" : "http", srv->cfg.host, net_port(&srv->net));
     if (srv->cfg.static_dir)
         log_info("siolua: serving %s at /", srv->cfg.static_dir);
     return 0;
@@ -330,6 +385,7 @@ void sl_server_close(sl_server_t *srv)
     uv_close((uv_handle_t *)&srv->sio.q_resolve.timer, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
     /* Keep-alive HTTP connections and closing WebSockets may linger: give them a moment, then
      * stop the loop. */
     uv_timer_init(srv->loop, &srv->shutdown);
@@ -357,4 +413,10 @@ void sl_server_free(sl_server_t *srv)
     free(srv->cfg.app);
     free(srv->cfg.redis.url); /* Redis adapter */
     free(srv->cfg.redis.key);
+    free(srv->cfg.tls_cert);
+    free(srv->cfg.tls_key);
+    /* After the loop: sessions of connections still open at exit are not freed (they stay
+     * reachable from the loop's handles), the context is. */
+    tls_ctx_free(srv->tls);
+    srv->tls = NULL;
 }

@@ -15,6 +15,7 @@
 #include "sio.h"
 
 struct lhost;
+struct tls_ctx;
 
 /* Options set on the command line: io.options() in the script does not override them. */
 enum {
@@ -24,6 +25,7 @@ enum {
     CFG_ALLOW_UPGRADES = 1 << 10, CFG_CORS = 1 << 11, CFG_SERVE_CLIENT = 1 << 12,
     CFG_COOKIE = 1 << 13, /* no flag: for siolua.engine's own options (lserver_eio_option) */
     CFG_REDIS = 1 << 20, /* --redis (the Redis adapter) */
+    CFG_TLS = 1 << 21,   /* --tls-cert / --tls-key */
 };
 
 typedef struct {
@@ -43,6 +45,8 @@ typedef struct {
     int watch;                 /* reload when app.lua or its modules change (--no-watch: 0) */
     uint64_t handler_timeout;  /* ms one handler call may run before it is aborted (0 = no limit) */
     adapter_redis_config_t redis; /* --redis / io.options{adapter = ...}: the Redis adapter (url NULL: none) */
+    char *tls_cert;            /* --tls-cert / io.options{tls = {cert = ...}}: PEM chain file (NULL: plain HTTP) */
+    char *tls_key;             /* --tls-key / tls.key: its PEM private key file */
 } sl_config_t;
 
 typedef struct sl_server {
@@ -54,13 +58,17 @@ typedef struct sl_server {
     struct lhost *lua;         /* the current Lua VM (replaced by each hot reload) */
     struct adapter_redis *redis; /* the Redis adapter (NULL: in-memory); outlives hot reloads */
     reload_t reload;
-    uv_signal_t sigint, sigterm;
+    struct tls_ctx *tls;       /* the certificate (NULL: plain HTTP); re-read on SIGHUP */
+    uv_signal_t sigint, sigterm, sighup;
     char client_etag[64];      /* "\"<socket.io-client version>\"" */
     uv_timer_t shutdown;       /* after close: stops the loop once connections are gone (or 2 s) */
     uint64_t closing_since;    /* loop time of sl_server_close */
     int closing;
 } sl_server_t;
 
+/* Sets cfg's TLS certificate and key files (copied; NULL leaves one as it is). For the command
+ * line and io.options alike. */
+void sl_config_set_tls(sl_config_t *cfg, const char *cert, const char *key);
 /* Fills cfg with the reference's defaults. */
 void sl_config_defaults(sl_config_t *cfg);
 
