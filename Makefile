@@ -126,7 +126,7 @@ FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Isrc -I/usr/include/lua5.4 -I$(LLHTTP_INC)
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_NAMES := eio_payload sio_packet lvalue http ws msgpack
 LLHTTP_C   := $(wildcard $(LLHTTP_DIR)/*.c)
-NET_C      := src/net.c src/tq.c src/buf.c src/log.c
+NET_C      := src/net.c src/tls.c src/tq.c src/buf.c src/log.c
 
 build/fuzz/fuzz_eio_payload: tests/fuzz/fuzz_eio_payload.c src/eio_packet.c src/utf8.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lcrypto
@@ -135,9 +135,9 @@ build/fuzz/fuzz_sio_packet: tests/fuzz/fuzz_sio_packet.c src/sio_packet.c src/bu
 build/fuzz/fuzz_lvalue: tests/fuzz/fuzz_lvalue.c src/lvalue.c src/lvalue_json.c src/jsnum.c src/utf8.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -lyajl -lm
 build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lssl -lcrypto
 build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lwslay -lcrypto
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lwslay -lssl -lcrypto
 # adapter_redis.c's primitives reach the Lua host (lhost_get): the harness links every module.
 build/fuzz/fuzz_msgpack: tests/fuzz/fuzz_msgpack.c $(SRC) $(LLHTTP_C) build/gen/prelude.c build/gen/client.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
