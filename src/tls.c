@@ -159,8 +159,12 @@ static SSL_CTX *make_ctx(const char *cert, const char *key, char *err, size_t er
     SSL_CTX_set_default_passwd_cb(c, no_passphrase);
     if (SSL_CTX_use_certificate_chain_file(c, cert) != 1)
         ssl_fail(err, errlen, "cannot read the certificate chain from", cert);
-    else if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1)
-        ssl_fail(err, errlen, "cannot read the private key from", key);
+    else if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1) {
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+            ssl_fail(err, errlen, "the private key does not match the certificate in", cert);
+        else
+            ssl_fail(err, errlen, "cannot read the private key from", key);
+    }
     else if (SSL_CTX_check_private_key(c) != 1)
         ssl_fail(err, errlen, "the private key does not match the certificate in", cert);
     else
