@@ -87,6 +87,7 @@ test("auth payload and handshake details are visible to the app", async () => {
   assert.equal(me.ua, "siolua-test/1");
   assert.equal(me.time, "string");   // the reference's handshake.time is a date string
   assert.equal(me.issued, "number"); // and handshake.issued a number of ms
+  assert.equal(me.secure, false);    // plain HTTP (tls.test.mjs: true over TLS)
   s.disconnect();
 });
 

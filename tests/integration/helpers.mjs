@@ -42,7 +42,7 @@ export function withTimeout(promise, ms, what) {
  * Starts the server with app (a path, or a name in apps/) and extra command-line args (the Node
  * reference with { ref: true }, whatever SIOLUA_REF says: for side-by-side tests).
  * Resolves to { port, url, proc, log(), waitLog(re, ms), stop() } once it printed its
- * "siolua listening on http://HOST:PORT" line.
+ * "siolua listening on http://HOST:PORT" line (https:// with --tls-cert: url is then https too).
  */
 export async function startServer(app, args = [], { timeout = 10000, ref = REF } = {}) {
   const appPath = app.includes("/") ? path.resolve(ROOT, app) : path.join(APPS, app + ".lua");
@@ -95,15 +95,15 @@ export async function startServer(app, args = [], { timeout = 10000, ref = REF }
 
   let m;
   try {
-    m = await waitLog(/siolua listening on http:\/\/([^\s/]+):(\d+)/, timeout);
+    m = await waitLog(/siolua listening on (https?):\/\/([^\s/]+):(\d+)/, timeout);
   } catch (e) {
     proc.kill("SIGKILL");
     throw e;
   }
-  const port = Number(m[2]);
+  const port = Number(m[3]);
   const server = {
     port,
-    url: `http://127.0.0.1:${port}`,
+    url: `${m[1]}://127.0.0.1:${port}`,
     proc,
     log: () => log,
     waitLog,

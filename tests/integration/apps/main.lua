@@ -42,6 +42,7 @@ io.on("connection", function(socket)
       ua = h.headers["user-agent"],
       time = type(h.time),
       issued = type(h.issued),
+      secure = h.secure,
     })
   end)
 

@@ -38,6 +38,7 @@ export const apps = {
             ua: h.headers["user-agent"],
             time: typeof h.time,
             issued: typeof h.issued,
+            secure: h.secure,
           });
         });
         socket.on("ask", (question) => {

@@ -3,8 +3,9 @@
 // It runs the JS twin (ref/apps.mjs) of the Lua app named by APP.lua's basename, and prints
 // "siolua listening on http://127.0.0.1:PORT" to stderr like siolua does.
 import { createServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { readFile } from "node:fs/promises";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { Server } from "socket.io";
 import { apps } from "./apps.mjs";
@@ -22,6 +23,8 @@ let host = "127.0.0.1";
 let port = 3000;
 let staticDir = path.join(path.dirname(appFile), "public");
 const origins = [];
+let tlsCert = null;
+let tlsKey = null;
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   const val = () => argv[++i];
@@ -42,6 +45,8 @@ for (let i = 0; i < argv.length; i++) {
     case "--cors-credentials": opts.cors = { ...opts.cors, credentials: true }; break;
     case "--no-serve-client": opts.serveClient = false; break;
     case "--log-level": val(); break;
+    case "--tls-cert": tlsCert = val(); break;
+    case "--tls-key": tlsKey = val(); break;
     default:
       console.error(`ref: unknown flag ${a}`);
       process.exit(2);
@@ -52,7 +57,8 @@ if (origins.length) {
 }
 
 const types = { ".html": "text/html; charset=utf-8", ".js": "application/javascript", ".css": "text/css" };
-const http = createServer(async (req, res) => {
+const tls = () => ({ cert: readFileSync(tlsCert), key: readFileSync(tlsKey) });
+const serve = async (req, res) => {
   let p = decodeURIComponent(new URL(req.url, "http://x").pathname);
   if (p.endsWith("/")) p += "index.html";
   const file = path.join(staticDir, path.normalize(p));
@@ -62,13 +68,24 @@ const http = createServer(async (req, res) => {
   }
   const body = await readFile(file);
   res.writeHead(200, { "Content-Type": types[path.extname(file)] || "application/octet-stream" }).end(body);
+};
+const http = tlsCert ? createHttpsServer(tls(), serve) : createServer(serve);
+// siolua re-reads the certificate on SIGHUP (the reference has setSecureContext for that)
+process.on("SIGHUP", () => {
+  if (!tlsCert) return;
+  try {
+    http.setSecureContext(tls());
+    console.error("siolua: tls: certificate reloaded (SIGHUP)");
+  } catch (e) {
+    console.error(`siolua: tls: ${e.message}; the loaded certificate stays in use`);
+  }
 });
 
 const io = new Server(http, opts);
 app.setup(io);
 
 http.listen(port, host, () => {
-  console.error(`siolua listening on http://${host}:${http.address().port}`);
+  console.error(`siolua listening on ${tlsCert ? "https" : "http"}://${host}:${http.address().port}`);
 });
 
 const stop = () => {
