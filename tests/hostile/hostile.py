@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The hostile-input suite: raw-socket attacks on a running siolua (the ASan/UBSan build by
-default), grouped tcp / http / static / ws / rfc6455 / eio / sio / lua.
+default), grouped tcp / http / static / ws / rfc6455 / eio / sio / lua, then tls (tls_cases.py: a
+second server over HTTPS/WSS).
 
 After every case: the server is alive, its sockets are back to the baseline (the listener only),
 a separate client (from 127.0.0.2) completes connect -> emit -> ack, the app's socket counts are
@@ -1220,6 +1221,9 @@ def main():
     with open(os.path.join(tmp, "secret.txt"), "w") as f:
         f.write("TOPSECRET\n")
     os.symlink("../secret.txt", os.path.join(pub, "link.txt"))
+    import tls_cases  # a second server of its own, over TLS: after the others
+    tls_cases.register(case, BIN, APP, server_args(pub), LOGDIR,
+                       dict(health=health, flood_unread=flood_unread, max_buffer=MAX_BUFFER))
 
     cases = [c for c in CASES if only is None or only in "%s: %s" % (c[0], c[1])]
     passed = failed = 0

@@ -33,9 +33,11 @@ def check(cond, msg):
 # ------------------------------------------------------------------------------------ the server
 
 class Server:
-    """One siolua process on a free port, its stderr collected line by line."""
+    """One siolua process on a free port, its stderr collected line by line. ssl_context (an
+    ssl.SSLContext): the server speaks TLS, and connect() below wraps every client socket in it."""
 
-    def __init__(self, binary, app, args, logpath, rlimit_nofile=None):
+    def __init__(self, binary, app, args, logpath, rlimit_nofile=None, ssl_context=None):
+        self.ssl_context = ssl_context
         self.lines = []
         self.lock = threading.Lock()
         self.logf = open(logpath, "w")
@@ -63,7 +65,7 @@ class Server:
                 self.logf.flush()
                 with self.lock:
                     self.lines.append(line)
-                m = re.search(r"listening on http://[^:]+:(\d+)", line)
+                m = re.search(r"listening on https?://[^:]+:(\d+)", line)
                 if m and self.port is None:
                     self.port = int(m.group(1))
                     got.set()
@@ -145,6 +147,8 @@ def connect(srv, src=None, timeout=3.0, rcvbuf=None):
         s.bind((src, 0))
     s.connect((HOST, srv.port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if getattr(srv, "ssl_context", None) is not None:
+        s = srv.ssl_context.wrap_socket(s, server_hostname=HOST)
     return s
 
 
