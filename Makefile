@@ -124,7 +124,7 @@ FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Isrc -I/usr/include/lua5.4 -I$(LLHTTP_INC) -g -O1 \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_NAMES := eio_payload sio_packet lvalue http ws msgpack
+FUZZ_NAMES := eio_payload sio_packet lvalue http ws msgpack tls
 LLHTTP_C   := $(wildcard $(LLHTTP_DIR)/*.c)
 NET_C      := src/net.c src/tls.c src/tq.c src/buf.c src/log.c
 
@@ -141,6 +141,8 @@ build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/http.c $(NET_C) $(LLHTTP_C
 # adapter_redis.c's primitives reach the Lua host (lhost_get): the harness links every module.
 build/fuzz/fuzz_msgpack: tests/fuzz/fuzz_msgpack.c $(SRC) $(LLHTTP_C) build/gen/prelude.c build/gen/client.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
+build/fuzz/fuzz_tls: tests/fuzz/fuzz_tls.c src/tls.c src/buf.c | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lssl -lcrypto
 build/fuzz:
 	mkdir -p $@
 

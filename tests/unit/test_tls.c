@@ -415,6 +415,38 @@ TEST(renegotiation_refused)
     tls_ctx_free(t);
 }
 
+/* TLS 1.3 KeyUpdate with update_requested: the server answers with its own (output after a read
+ * that returned no data), and both directions go on with the new keys. */
+TEST(key_update)
+{
+    tls_ctx_t *t = ctx_leaf(2);
+    cli_t c;
+    srv_t v = {tls_conn_new(t), TLS_AGAIN, BUF_INIT};
+    buf_t got = BUF_INIT;
+    cli_new(&c, TLS1_3_VERSION, 0, NULL, 0);
+    CHECK(handshake(&c, &v, 65536));
+    cli_read(&c, &got); /* the session tickets */
+    CHECK_EQ_INT(SSL_key_update(c.ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+    SSL_write(c.ssl, "after update", 12);
+    to_server(&c, &v, 65536);
+    CHECK_EQ_MEM(v.plain.base, v.plain.len, "after update");
+    CHECK_EQ_INT(tls_write(v.s, "reply", 5), 0);
+    to_client(&c, &v);
+    cli_read(&c, &got);
+    CHECK_EQ_MEM(got.base, got.len, "reply");
+    /* the client's record after the exchange needs the server's new receive key */
+    v.plain.len = 0;
+    SSL_write(c.ssl, "again", 5);
+    to_server(&c, &v, 65536);
+    CHECK_EQ_MEM(v.plain.base, v.plain.len, "again");
+    CHECK_EQ_INT(v.hs, TLS_OK);
+    buf_free(&got);
+    buf_free(&v.plain);
+    tls_conn_free(v.s);
+    cli_free(&c);
+    tls_ctx_free(t);
+}
+
 /* ---------------------------------------------------------------- context and rotation */
 
 TEST(ctx_errors)
@@ -680,6 +712,7 @@ int main(void)
     RUN(refused_garbage);
     RUN(refused_alpn_and_version);
     RUN(renegotiation_refused);
+    RUN(key_update);
     RUN(ctx_errors);
     RUN(rotation);
     RUN(net_owner_after_handshake);
