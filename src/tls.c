@@ -45,11 +45,13 @@ struct tls_conn {
 
 /* ---------------------------------------------------------------- the sessions' BIO */
 
-/* Makes room for n more output bytes in s->out (allocated on first use, grown by doubling). */
+/* Makes room for n more output bytes in s->out: allocated on first use with just that room (a
+ * queued message holds little more than its bytes), grown by doubling (a handshake flight comes
+ * in several writes). */
 static void out_reserve(tls_conn_t *s, size_t n)
 {
     if (s->out == NULL) {
-        s->out_cap = n > 1024 ? n : 1024;
+        s->out_cap = n;
         s->out = rbuf_new(s->out_cap);
         s->out->len = 0;
         return;
