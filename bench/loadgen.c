@@ -17,6 +17,9 @@
  *   churn  --lanes concurrent connect + CONNECT + disconnect cycles: cycles per server CPU second
  *   poll   the echo closed loop over HTTP long-polling (a GET and a POST connection per client)
  *
+ * TLS: --tls makes every connection HTTPS/WSS (OpenSSL, memory BIOs, no certificate check: a
+ * benchmark peer of a server started with a test certificate); the handshake is part of connecting.
+ *
  * Source addresses: --src 127.0.0.2-127.0.0.40 binds each connection to the next address of the
  * range (IP_BIND_ADDRESS_NO_PORT, so the port is chosen per 4-tuple at connect time), which lifts
  * the ~28k ephemeral-port limit of a single source address.
@@ -42,6 +45,7 @@
 #include <llhttp.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -80,7 +84,10 @@ typedef struct {
     char *body;            /* polling response body being received */
     size_t blen, bcap;
     llhttp_t hp;
+    SSL *ssl;              /* --tls: the session (memory BIOs), NULL otherwise */
+    BIO *rbio, *wbio;
     uint8_t used, closing, busy, kind, connected; /* kind 0: WebSocket or polling GET, 1: polling POST */
+    uint8_t tls_up;        /* --tls: the handshake is done */
 } hconn_t;
 
 struct client {
@@ -116,6 +123,7 @@ static struct {
     int nclients, conc, lanes, window, rate, payload_len;
     double warmup, duration, rate_duration, hold, settle, connect_timeout, hs_timeout;
     int64_t sample_at_ms; /* idle/scale: absolute wall-clock time (ms) of the final sample, or 0 */
+    SSL_CTX *tls;         /* --tls */
     uint32_t src_first, src_count, src_next;
     /* state */
     int phase;
@@ -435,7 +443,7 @@ static void on_written(uv_write_t *req, int status)
     free(container_of(req, wreq_t, req));
 }
 
-static void hc_write(hconn_t *h, const char *p, size_t n)
+static void hc_send_raw(hconn_t *h, const char *p, size_t n)
 {
     if (h->closing)
         return;
@@ -456,6 +464,29 @@ static void hc_write(hconn_t *h, const char *p, size_t n)
         free(w);
         client_close(h->cl, WHY_ERROR);
     }
+}
+
+/* --tls: sends what the session has written into its memory BIO. */
+static void tls_flush(hconn_t *h)
+{
+    char tmp[16384 + 512];
+    int n;
+    while ((n = BIO_read(h->wbio, tmp, sizeof(tmp))) > 0)
+        hc_send_raw(h, tmp, (size_t)n);
+}
+
+static void hc_write(hconn_t *h, const char *p, size_t n)
+{
+    if (h->ssl == NULL) {
+        hc_send_raw(h, p, n);
+        return;
+    }
+    if (h->closing || SSL_write(h->ssl, p, (int)n) != (int)n) {
+        if (!h->closing)
+            client_close(h->cl, WHY_ERROR);
+        return;
+    }
+    tls_flush(h);
 }
 
 /* One masked client frame (RFC 6455 5.3). */
@@ -515,6 +546,8 @@ static void on_hc_closed(uv_handle_t *hh)
     free(h->in);
     free(h->body);
     h->in = h->body = NULL;
+    SSL_free(h->ssl); /* and its BIOs */
+    h->ssl = NULL;
     if (--c->nopen > 0)
         return;
     /* the whole client is gone */
@@ -816,6 +849,9 @@ static void post_flush(client_t *c)
 
 /* ------------------------------------------------------------------------------ reading */
 
+static void hc_input(hconn_t *h, const char *data, size_t len);
+static void hc_opened(hconn_t *h);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     hconn_t *h = container_of((uv_tcp_t *)s, hconn_t, tcp);
@@ -828,16 +864,45 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->state == ST_CLOSED)
         return;
+    if (h->ssl == NULL) {
+        hc_input(h, buf->base, (size_t)nread);
+        return;
+    }
+    /* --tls: decrypt, then the same input path */
+    static char plain[16384];
+    int r;
+    BIO_write(h->rbio, buf->base, (int)nread);
+    if (!h->tls_up) {
+        r = SSL_do_handshake(h->ssl);
+        tls_flush(h);
+        if (r != 1) {
+            if (SSL_get_error(h->ssl, r) != SSL_ERROR_WANT_READ)
+                client_close(c, WHY_HTTP);
+            return;
+        }
+        h->tls_up = 1;
+        hc_opened(h);
+    }
+    while (c->state != ST_CLOSED && h->ssl != NULL && (r = SSL_read(h->ssl, plain, sizeof(plain))) > 0)
+        hc_input(h, plain, (size_t)r);
+    if (c->state != ST_CLOSED && h->ssl != NULL)
+        tls_flush(h); /* KeyUpdate answers */
+}
+
+/* Bytes from the server (plaintext). */
+static void hc_input(hconn_t *h, const char *data, size_t len)
+{
+    client_t *c = h->cl;
     if (c->polling) {
-        enum llhttp_errno e = llhttp_execute(&h->hp, buf->base, (size_t)nread);
+        enum llhttp_errno e = llhttp_execute(&h->hp, data, len);
         if (e != HPE_OK && c->state != ST_CLOSED) {
             fprintf(stderr, "loadgen: HTTP parse error: %s\n", llhttp_errno_name(e));
             client_close(c, WHY_HTTP);
         }
         return;
     }
-    const char *p = buf->base;
-    size_t n = (size_t)nread;
+    const char *p = data;
+    size_t n = len;
     if (h->inlen) {
         if (h->inlen + n > MAX_LEFTOVER) {
             client_close(c, WHY_ERROR);
@@ -876,6 +941,23 @@ static void on_connect(uv_connect_t *req, int status)
     h->connected = 1;
     uv_tcp_nodelay(&h->tcp, 1);
     uv_read_start((uv_stream_t *)&h->tcp, on_alloc, on_read);
+    if (G.tls != NULL) { /* the request goes once the handshake is done (on_read) */
+        h->ssl = SSL_new(G.tls);
+        h->rbio = BIO_new(BIO_s_mem());
+        h->wbio = BIO_new(BIO_s_mem());
+        SSL_set_bio(h->ssl, h->rbio, h->wbio);
+        SSL_set_connect_state(h->ssl);
+        SSL_do_handshake(h->ssl);
+        tls_flush(h);
+        return;
+    }
+    hc_opened(h);
+}
+
+/* The connection can carry requests: the first one goes. */
+static void hc_opened(hconn_t *h)
+{
+    client_t *c = h->cl;
     if (!c->polling)
         ws_upgrade_request(c);
     else if (h->kind == 0)
@@ -1328,6 +1410,7 @@ static void usage(void)
             "  --connect-timeout S time for the whole connect phase (60)\n"
             "  --hs-timeout S      time for one client's handshake (10)\n"
             "  --src A[-B]         bind source addresses A..B (127.0.0.x), round robin\n"
+            "  --tls               HTTPS/WSS (no certificate check)\n"
             "  --target NAME --run N --label NAME   copied into the JSON line\n");
     exit(2);
 }
@@ -1411,6 +1494,9 @@ int main(int argc, char **argv)
                 usage();
             G.src_first = ntohl(a1.s_addr);
             G.src_count = ntohl(a2.s_addr) - G.src_first + 1;
+        } else if (strcmp(a, "--tls") == 0) {
+            G.tls = SSL_CTX_new(TLS_client_method()); /* verification off (SSL_VERIFY_NONE) */
+            SSL_CTX_set_mode(G.tls, SSL_MODE_RELEASE_BUFFERS);
         } else
             usage();
 #undef OPT
