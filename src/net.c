@@ -605,6 +605,12 @@ static void on_connection(uv_stream_t *server, int status)
     }
     peer_add(c, ip);
     if (ctx->tls != NULL) { /* the owner hears of it once the handshake is complete */
+        if (ctx->tls_max_per_ip != 0 && net_peer_conns(c) > ctx->tls_max_per_ip) {
+            /* no handshake (CPU, a session) for an address over its share: closed unanswered */
+            log_debug("tls: %s: connection refused (%zu from this IP)", ip, net_peer_conns(c));
+            close_why(c, NET_CLOSE_LOCAL);
+            return;
+        }
         c->tls = tls_conn_new(ctx->tls);
         net_set_timeout(c, ctx->tls_timeout);
         start_reading(c);
@@ -717,16 +723,16 @@ static void tls_deliver(net_conn_t *c)
             c->ops->on_read(c, p, (size_t)r);
             continue;
         }
-        if (r == TLS_AGAIN) {
-            tls_flush(c); /* answers to post-handshake messages (KeyUpdate) */
-        } else if (r == TLS_CLOSED) {
+        if (r == TLS_CLOSED) {
             close_why(c, NET_CLOSE_EOF);
-        } else {
+        } else if (r == TLS_ERROR) {
             log_debug("tls: %s: %s", net_peer(c), tls_error(c->tls));
             tls_fatal(c);
         }
-        return;
+        break;
     }
+    if (!(c->flags & NET_F_CLOSING))
+        tls_flush(c); /* answers to post-handshake messages (KeyUpdate) */
 }
 
 static void tls_input(net_conn_t *c, const char *data, size_t len)

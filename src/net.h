@@ -86,6 +86,8 @@ struct net_ctx {
      * the connection, and each is logged, at most one line a second. */
     struct tls_ctx *tls;
     uint64_t tls_timeout;
+    size_t tls_max_per_ip;  /* a connection from an IP that has this many open already is closed
+                               before its handshake (0 = no limit; the owner's limits apply after) */
     uint64_t tls_warned;    /* loop time of the last line about a failed handshake */
     size_t tls_quiet;       /* failed handshakes not logged since that line */
     size_t max_queued; /* output bytes per connection before it is closed as a slow reader */

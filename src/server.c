@@ -277,6 +277,7 @@ static int start_tls(sl_server_t *srv)
     }
     srv->net.tls = srv->tls;
     srv->net.tls_timeout = srv->cfg.http.header_timeout; /* the handshake is part of the request head's time */
+    srv->net.tls_max_per_ip = srv->cfg.http.max_conns_per_ip; /* before the handshake's cost, not after */
     log_info("siolua: tls: %s", tls_ctx_describe(srv->tls));
     return 0;
 }

@@ -657,6 +657,28 @@ TEST(net_handshake_deadline_and_plain_http)
     tls_ctx_free(t);
 }
 
+/* With a per-IP limit, a connection over it is closed at once: no handshake is started for it. */
+TEST(net_per_ip_before_handshake)
+{
+    net_srv_t s;
+    tls_ctx_t *t = ctx_leaf(2);
+    buf_t in = BUF_INIT;
+    net_start(&s, t, 60000); /* a deadline past the harness's: only the limit can close c in time */
+    s.lb.net.tls_max_per_ip = 2;
+    int a = lb_connect(&s.lb), b = lb_connect(&s.lb);
+    LB_UNTIL(&s.lb, s.lb.net.nconns == 2);
+    int c = lb_connect(&s.lb);
+    CHECK_EQ_INT(lb_pump(&s.lb, c, &in, 0), 1); /* EOF */
+    CHECK_EQ_INT(in.len, 0);
+    CHECK_EQ_INT(s.lb.net.nconns, 2);
+    close(a);
+    close(b);
+    close(c);
+    CHECK_EQ_INT(lb_stop(&s.lb), 0);
+    buf_free(&in);
+    tls_ctx_free(t);
+}
+
 /* The owner pauses after the first record: the second, read in the same segment, waits in the
  * session and comes after net_resume, in the same loop turn and not from inside net_resume. */
 TEST(net_pause_holds_plaintext)
@@ -717,6 +739,7 @@ int main(void)
     RUN(rotation);
     RUN(net_owner_after_handshake);
     RUN(net_handshake_deadline_and_plain_http);
+    RUN(net_per_ip_before_handshake);
     RUN(net_pause_holds_plaintext);
     drop_pki();
     return test_summary();
