@@ -1,21 +1,28 @@
 // The benchmark's Node reference (bench/run.sh): npm socket.io from the repository's node_modules,
 // the same events as bench/app.lua. Usage: node bench/node/server.js --port N
-//   [--ping-interval MS] [--ping-timeout MS]; BENCH_ROOMS=1 uses rooms for join/bcast.
+//   [--ping-interval MS] [--ping-timeout MS] [--tls-cert FILE --tls-key FILE (https.createServer)];
+//   BENCH_ROOMS=1 uses rooms for join/bcast.
 "use strict";
 const http = require("http");
+const https = require("https");
+const fs = require("fs");
 const { Server } = require("socket.io");
 
 const opt = { port: 3000, pingInterval: 25000, pingTimeout: 20000 };
 for (let i = 2; i < process.argv.length; i += 2) {
   const k = process.argv[i], v = Number(process.argv[i + 1]);
-  if (k === "--port") opt.port = v;
+  if (k === "--tls-cert") opt.cert = process.argv[i + 1];
+  else if (k === "--tls-key") opt.key = process.argv[i + 1];
+  else if (k === "--port") opt.port = v;
   else if (k === "--ping-interval") opt.pingInterval = v;
   else if (k === "--ping-timeout") opt.pingTimeout = v;
   else { console.error("unknown option " + k); process.exit(2); }
 }
 const rooms = process.env.BENCH_ROOMS === "1";
 
-const httpServer = http.createServer();
+const httpServer = opt.cert
+  ? https.createServer({ cert: fs.readFileSync(opt.cert), key: fs.readFileSync(opt.key) })
+  : http.createServer();
 const io = new Server(httpServer, {
   pingInterval: opt.pingInterval,
   pingTimeout: opt.pingTimeout,
@@ -36,6 +43,6 @@ io.on("connection", (socket) => {
 });
 
 httpServer.listen(opt.port, "127.0.0.1", () => {
-  console.error(`node socket.io ${require("socket.io/package.json").version} listening on http://127.0.0.1:${httpServer.address().port}`);
+  console.error(`node socket.io ${require("socket.io/package.json").version} listening on ${opt.cert ? "https" : "http"}://127.0.0.1:${httpServer.address().port}`);
 });
 for (const sig of ["SIGTERM", "SIGINT"]) process.on(sig, () => process.exit(0));
