@@ -69,11 +69,18 @@ def clean_close(data, how, what):
     check(data == b"" or (data[0] == 0x15 and len(data) <= 7), "%s: the server answered %r" % (what, data[:40]))
 
 
-def client_hello(version=None):
-    """The bytes of a real ClientHello (pyOpenSSL in memory), for mutating."""
+def client_hello(version=None, ciphers=None):
+    """The bytes of a real ClientHello (pyOpenSSL in memory): for mutating, or of an old version
+    (min and max) or with only the given ciphers (their security level is lifted to let the client
+    offer them)."""
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     if version:
+        ctx.set_min_proto_version(version)
         ctx.set_max_proto_version(version)
+        ctx.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+    if ciphers:
+        ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
+        ctx.set_cipher_list(ciphers + b":@SECLEVEL=0")
     c = SSL.Connection(ctx, None)
     c.set_connect_state()
     try:
@@ -249,18 +256,11 @@ def register(case, binary, app, args, logdir, helpers):
 
     @tls_case("TLS 1.0 and 1.1 clients and a client with no common cipher are refused")
     def _(srv):
-        for v in (SSL.TLS1_VERSION, SSL.TLS1_1_VERSION):
-            clean_close(*raw(srv, client_hello(v)), what="old version")
-        ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
-        ctx.set_max_proto_version(SSL.TLS1_2_VERSION)
-        ctx.set_cipher_list(b"NULL-SHA256:@SECLEVEL=0")
-        c = SSL.Connection(ctx, None)
-        c.set_connect_state()
-        try:
-            c.do_handshake()
-        except SSL.WantReadError:
-            pass
-        clean_close(*raw(srv, c.bio_read(65536)), what="no shared cipher")
+        for v, wire in ((SSL.TLS1_VERSION, b"\x03\x01"), (SSL.TLS1_1_VERSION, b"\x03\x02")):
+            hello = client_hello(v)
+            check(hello[9:11] == wire, "not a hello of that version: %r" % hello[:12])
+            clean_close(*raw(srv, hello), what="old version")
+        clean_close(*raw(srv, client_hello(ciphers=b"NULL-SHA256")), what="no shared cipher")
 
     @tls_case("after the handshake: a record that declares 40000 bytes closes the connection")
     def _(srv):

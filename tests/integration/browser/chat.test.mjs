@@ -8,10 +8,9 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
 import { startServer, connect, closeAll, withTimeout, ROOT } from "../helpers.mjs";
+import { launchChromium, openChat as open } from "./chat.helpers.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 // issue 11's table, and a key order a signature depends on
 const TEXTS = ['{"items":[],"meta":{}}', "[[],{},[[]]]", "0.30000000000000004", "3.141592653589793",
   "9007199254740994", "1.0000000000000002", '"a\\ud800b"', '{"a":1,"b":2,"c":3,"d":4}', '{"1":"a","2":"b"}',
@@ -21,12 +20,7 @@ let srv, browser, py;
 
 before(async () => {
   srv = await startServer("examples/chat/app.lua");
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    timeout: 30000,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   closeAll();
@@ -35,15 +29,7 @@ after(async () => {
   await srv?.stop();
 });
 
-async function openChat() {
-  const context = await browser.newContext({ viewport: { width: 640, height: 420 } });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(srv.url + "/", { timeout: 10000 });
-  await page.waitForSelector("#status.online", { timeout: 10000 });
-  return { page, errors };
-}
+const openChat = () => open(browser, srv.url);
 
 test("a message typed in one page appears in the other", async () => {
   const alice = await openChat();

@@ -8,11 +8,10 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
 import { startServer, ROOT } from "../helpers.mjs";
 import { makePki } from "../tls.helpers.mjs";
+import { launchChromium, openChat as open } from "./chat.helpers.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 let srv, browser, pki;
 
 before(async () => {
@@ -23,13 +22,7 @@ before(async () => {
   execFileSync("certutil", ["-d", db, "-N", "--empty-password"]);
   execFileSync("certutil", ["-d", db, "-A", "-t", "C,,", "-n", "siolua test CA", "-i", pki.ca]);
   srv = await startServer("examples/chat/app.lua", ["--tls-cert", pki.cert, "--tls-key", pki.key]);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    timeout: 30000,
-    env: { ...process.env, HOME: home },
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium({ ...process.env, HOME: home });
 });
 after(async () => {
   await browser?.close();
@@ -38,12 +31,7 @@ after(async () => {
 });
 
 async function openChat() {
-  const context = await browser.newContext({ viewport: { width: 640, height: 420 } });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(srv.url + "/", { timeout: 10000 });
-  await page.waitForSelector("#status.online", { timeout: 10000 });
+  const { page, errors } = await open(browser, srv.url);
   // the page upgrades from HTTPS long-polling to WSS
   await page.waitForFunction(() => socket.io.engine.transport.name === "websocket", null, { timeout: 10000 });
   return { page, errors, id: await page.evaluate(() => socket.id) };
