@@ -40,6 +40,13 @@ def make_pki(dirname):
     return p("ca.pem"), p("srv.pem"), p("srv.key")
 
 
+def cleanup():
+    """At exit, when the last case did not run (-k): the server stopped, the files removed."""
+    if "srv" in STATE and STATE["srv"].alive():
+        STATE["srv"].stop()
+    shutil.rmtree(STATE.get("dir", ""), ignore_errors=True)
+
+
 def tls_server(binary, app, args, logdir):
     if "srv" not in STATE:
         d = tempfile.mkdtemp(prefix="siolua-hostile-tls-")
@@ -48,7 +55,7 @@ def tls_server(binary, app, args, logdir):
         STATE.update(dir=d, ca=ca, ctx=ctx)
         STATE["srv"] = Server(binary, app, args + ["--tls-cert", cert, "--tls-key", key],
                               os.path.join(logdir, "server-tls.log"), ssl_context=ctx)
-        atexit.register(lambda: "srv" in STATE and STATE["srv"].alive() and STATE["srv"].stop())
+        atexit.register(cleanup)
     return STATE["srv"]
 
 
