@@ -1187,6 +1187,12 @@ void eio_server_shutdown(eio_server_t *srv, const char *reason, void (*on_freed)
     uv_close((uv_handle_t *)&srv->reaper, on_handle_closed);
 }
 
+void eio_server_watch(eio_server_t *srv, const tq_clock_t *clock)
+{
+    tq_watch(&srv->q_pong, clock);
+    tq_watch(&srv->q_upgrade, clock);
+}
+
 void eio_server_close(eio_server_t *srv, const char *reason)
 {
     eio_server_shutdown(srv, reason, NULL);

@@ -198,6 +198,9 @@ struct eio_server {
 
 void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg, const http_limits_t *lim,
                      const eio_handler_t *h, void *ud);
+/* The heartbeat and upgrade deadlines wait for the loop to poll after them (tq_clock_t): a pong
+ * that arrived during a stall is read before its session is judged. */
+void eio_server_watch(eio_server_t *srv, const tq_clock_t *clock);
 /* Closes every session with `reason` and releases the timers. */
 void eio_server_close(eio_server_t *srv, const char *reason);
 /* The same, then calls on_freed(srv) from the loop once the timers are closed, so that srv's

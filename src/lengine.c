@@ -728,6 +728,7 @@ static void ep_mount(lvm_t *vm, lengine_t *e)
     ep_t *ep = xcalloc(1, sizeof(*ep));
     ep_configure(ep, e, srv);
     eio_server_init(&ep->eio, srv->loop, &ep->cfg, &srv->cfg.http, &raw_handler, e);
+    eio_server_watch(&ep->eio, &srv->clock);
     ep->eio.allow_request = ep_allow;
     ep->eio.allow_ud = ep;
     ep->eio.obs = &raw_observer;

@@ -145,6 +145,7 @@ static tq_t *queue_for(net_ctx_t *ctx, uint64_t ms)
     if (ctx->ntq < NET_MAX_TQ) {
         tq_t *q = &ctx->tq[ctx->ntq++];
         tq_init(q, ctx->loop, ms, on_deadline, ctx);
+        tq_watch(q, ctx->clock); /* every deadline here waits for input or output progress */
         return q;
     }
     for (uint8_t i = 0; i < ctx->ntq; i++) { /* shortest of those >= ms */

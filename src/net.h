@@ -98,6 +98,7 @@ struct net_ctx {
      * is used. Closed by net_stop() once no connection is left. */
     tq_t tq[NET_MAX_TQ];
     uint8_t ntq;
+    const tq_clock_t *clock; /* the loop's poll clock, watched by those queues (NULL: none) */
     uint8_t stopped; /* net_stop() was called: close the queues with the last conn */
     /* Open connections per peer IP (for limits): a chained hash whose buckets live here, so that
      * nothing of it is left unreachable if the process exits with connections open. */

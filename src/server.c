@@ -302,7 +302,9 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     int rc;
     struct stat st;
     srv->loop = loop;
+    tq_clock_init(&srv->clock, loop);
     sio_server_init(&srv->sio, loop, &srv->cfg.sio, &lhost_sio_handler, NULL);
+    tq_watch(&srv->sio.q_connect, &srv->clock);
     srv->lua = lhost_new(srv);
     if (srv->lua == NULL)
         return -1;
@@ -323,6 +325,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     }
     client_version(srv);
     eio_server_init(&srv->eio, loop, &srv->cfg.eio, &srv->cfg.http, &sio_eio_handler, &srv->sio);
+    eio_server_watch(&srv->eio, &srv->clock);
     srv->eio.allow_request = lhost_allow_request;
     srv->eio.allow_ud = srv->lua;
     lengine_start(srv->lua); /* io.engine events, siolua.engine endpoints */
@@ -330,6 +333,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     if (srv->cfg.redis.url != NULL && adapter_redis_start(srv) != 0)
         return -1;
     srv->net.max_queued = srv->cfg.max_write_queue;
+    srv->net.clock = &srv->clock;
     if (start_tls(srv) != 0)
         return -1;
     {
@@ -387,6 +391,7 @@ void sl_server_close(sl_server_t *srv)
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sighup, NULL);
+    tq_clock_close(&srv->clock); /* from here deadlines are judged at once */
     /* Keep-alive HTTP connections and closing WebSockets may linger: give them a moment, then
      * stop the loop. */
     uv_timer_init(srv->loop, &srv->shutdown);

@@ -59,6 +59,7 @@ typedef struct sl_server {
     struct adapter_redis *redis; /* the Redis adapter (NULL: in-memory); outlives hot reloads */
     reload_t reload;
     struct tls_ctx *tls;       /* the certificate (NULL: plain HTTP); re-read on SIGHUP */
+    tq_clock_t clock;          /* the loop's poll clock: deadlines that judge input wait for it */
     uv_signal_t sigint, sigterm, sighup;
     char client_etag[64];      /* "\"<socket.io-client version>\"" */
     uv_timer_t shutdown;       /* after close: stops the loop once connections are gone (or 2 s) */

@@ -1,9 +1,14 @@
 /* tq: timeout queues on a real uv loop. The tests count callbacks and record their order; the
  * loop runs until it has nothing armed (UV_RUN_DEFAULT returns once every queue is empty), so
- * nothing here sleeps or measures time. Each case ends with tq_close() and uv_loop_close() == 0:
- * no handle is left behind. */
+ * nothing here measures time. Each case ends with tq_close() and uv_loop_close() == 0: no handle
+ * is left behind. The poll clock's cases stall the loop on purpose (a check callback that sleeps):
+ * a "pong" written into a socketpair during the stall must be read before its deadline is judged
+ * when the queue watches the clock; without the clock the entry expires although its pong had
+ * arrived (the control, which shows the first case can fail). */
 #include <stddef.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "test.h"
 #include "tq.h"
@@ -295,6 +300,139 @@ TEST(close_releases_the_timer)
     CHECK_EQ_INT(uv_loop_close(&loop), 0);
 }
 
+/* ---------------------------------------------------------------- the poll clock */
+
+typedef struct {
+    uv_loop_t loop;
+    tq_clock_t clock;
+    tq_t q;
+    tq_entry_t e;
+    uv_poll_t poll;
+    uv_check_t stall;
+    uv_idle_t nowait; /* makes the first poll return at once, so that the stall comes right after */
+    int fds[2];
+    int expired;      /* entries expired */
+    int pongs;        /* pongs read */
+    int pongs_at_exp; /* pongs read when the entry expired */
+} stall_t;
+
+static void on_expire(tq_t *q, tq_entry_t *e)
+{
+    stall_t *t = q->data;
+    (void)e;
+    t->expired++;
+    t->pongs_at_exp = t->pongs;
+    uv_poll_stop(&t->poll); /* done: the loop ends once the handles are closed */
+    uv_close((uv_handle_t *)&t->poll, NULL);
+    tq_close(&t->q);
+    if (uv_is_active((uv_handle_t *)&t->clock.check))
+        tq_clock_close(&t->clock);
+}
+
+static void on_readable(uv_poll_t *p, int status, int events)
+{
+    stall_t *t = p->data;
+    char buf[16];
+    (void)status;
+    (void)events;
+    if (read(t->fds[0], buf, sizeof(buf)) > 0) {
+        t->pongs++;
+        tq_add(&t->q, &t->e); /* a sign of life: the deadline moves on */
+    }
+}
+
+static void on_nowait(uv_idle_t *h)
+{
+    uv_idle_stop(h);
+    uv_close((uv_handle_t *)h, NULL);
+}
+
+/* Once, after the first poll: the loop is stuck for 400 ms; the pong arrives 30 ms into it, well
+ * before the entry's deadline (300 ms after it was armed). */
+static void on_stall(uv_check_t *h)
+{
+    stall_t *t = h->data;
+    usleep(30000);
+    if (write(t->fds[1], "3", 1) != 1)
+        perror("write");
+    usleep(370000);
+    uv_check_stop(h);
+    uv_close((uv_handle_t *)h, NULL);
+}
+
+static void run_stalled(stall_t *t, int watch)
+{
+    memset(t, 0, sizeof(*t));
+    CHECK_EQ_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, t->fds), 0);
+    uv_loop_init(&t->loop);
+    tq_clock_init(&t->clock, &t->loop);
+    tq_init(&t->q, &t->loop, 300, on_expire, t);
+    if (watch)
+        tq_watch(&t->q, &t->clock);
+    uv_poll_init(&t->loop, &t->poll, t->fds[0]);
+    t->poll.data = t;
+    uv_poll_start(&t->poll, UV_READABLE, on_readable);
+    uv_check_init(&t->loop, &t->stall);
+    t->stall.data = t;
+    uv_check_start(&t->stall, on_stall);
+    uv_idle_init(&t->loop, &t->nowait);
+    uv_idle_start(&t->nowait, on_nowait);
+    uv_update_time(&t->loop);
+    tq_add(&t->q, &t->e);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    if (uv_is_active((uv_handle_t *)&t->clock.check)) {
+        tq_clock_close(&t->clock);
+        uv_run(&t->loop, UV_RUN_DEFAULT);
+    }
+    CHECK_EQ_INT(uv_loop_close(&t->loop), 0);
+    close(t->fds[0]);
+    close(t->fds[1]);
+}
+
+TEST(stall_with_clock)
+{
+    stall_t t;
+    run_stalled(&t, 1);
+    CHECK_EQ_INT(t.expired, 1);      /* later, once no more pongs came: the clock delays, never forgives */
+    CHECK_EQ_INT(t.pongs_at_exp, 1); /* the pong of the stall was read before any judgment */
+}
+
+TEST(stall_without_clock)
+{
+    stall_t t;
+    run_stalled(&t, 0);
+    CHECK_EQ_INT(t.expired, 1);
+    CHECK_EQ_INT(t.pongs_at_exp, 0); /* judged while its pong waited unread */
+}
+
+/* A queue that watches the clock still expires on time when the loop is idle (no stall): the
+ * poll that waited for the deadline is the poll after it. */
+static void on_idle_expire(tq_t *q, tq_entry_t *e)
+{
+    (void)e;
+    (*(int *)q->data)++;
+    tq_close(q);
+}
+
+TEST(idle_loop_expires)
+{
+    uv_loop_t loop;
+    tq_clock_t clock;
+    tq_t q;
+    tq_entry_t e = {0};
+    int n = 0;
+    uv_loop_init(&loop);
+    tq_clock_init(&clock, &loop);
+    tq_init(&q, &loop, 20, on_idle_expire, &n);
+    tq_watch(&q, &clock);
+    tq_add(&q, &e);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(n, 1);
+    tq_clock_close(&clock);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     RUN(fires_in_order_once);
@@ -307,5 +445,8 @@ int main(void)
     RUN(free_inside_the_callback);
     RUN(many_entries);
     RUN(close_releases_the_timer);
+    RUN(stall_with_clock);
+    RUN(stall_without_clock);
+    RUN(idle_loop_expires);
     return test_summary();
 }
