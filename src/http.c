@@ -62,6 +62,8 @@ struct http_conn {
     uint8_t in_head;     /* a message has begun and its head is not complete */
     uint8_t tmode;       /* TM_*: what the armed net deadline means */
     size_t pipelined;    /* requests in a row that arrived before the previous one was answered */
+    size_t ext_total;    /* chunk-extension bytes of this request (counted against max_body) */
+    size_t ext_chunk;    /* chunk-extension bytes of the current chunk (against max_chunk_ext) */
 };
 
 static void parse(http_conn_t *c, const char *p, size_t n, int from_pending);
@@ -161,6 +163,7 @@ static int on_message_begin(llhttp_t *p)
     c->msg_done = 0;
     c->err_status = 0;
     c->in_head = 1;
+    c->ext_total = c->ext_chunk = 0;
     if (c->tmode != TM_HEAD) /* a fresh connection's clock runs from the connect */
         arm(c, TM_HEAD);
     return 0;
@@ -305,15 +308,40 @@ static int on_headers_complete(llhttp_t *p)
     return 0;
 }
 
+/* The body went over its limit: nothing more of it is kept; the handler answers 413. */
+static int too_large(http_conn_t *c)
+{
+    c->req.too_large = 1;
+    buf_free(&c->req.body);
+    return -1;
+}
+
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
     http_conn_t *c = p->data;
-    if (c->req.body.len + len > c->lim.max_body) { /* chunked: counted as it arrives */
-        c->req.too_large = 1;
-        buf_free(&c->req.body);
-        return -1;
-    }
+    if (c->req.body.len + c->ext_total + len > c->lim.max_body) /* chunked: counted as it arrives */
+        return too_large(c);
     buf_append(&c->req.body, at, len);
+    return 0;
+}
+
+static int on_chunk_header(llhttp_t *p)
+{
+    ((http_conn_t *)p->data)->ext_chunk = 0;
+    return 0;
+}
+
+/* Chunk extensions (";name=value" after a chunk size) are parsed and dropped, but they are bytes
+ * the client makes us read: bounded per chunk and counted against the body's limit, so that a
+ * body of endless extensions cannot keep a connection busy for free. */
+static int on_chunk_ext(llhttp_t *p, const char *at, size_t len)
+{
+    http_conn_t *c = p->data;
+    (void)at;
+    c->ext_chunk += len;
+    c->ext_total += len;
+    if (c->ext_chunk > c->lim.max_chunk_ext || c->req.body.len + c->ext_total > c->lim.max_body)
+        return too_large(c);
     return 0;
 }
 
@@ -334,6 +362,9 @@ static const llhttp_settings_t settings = {
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
+    .on_chunk_header = on_chunk_header,
+    .on_chunk_extension_name = on_chunk_ext,
+    .on_chunk_extension_value = on_chunk_ext,
 };
 
 /* ---------------------------------------------------------------- responses */
@@ -661,6 +692,8 @@ void http_limits_fill(http_limits_t *lim)
         lim->max_url = 8192;
     if (lim->max_body == 0)
         lim->max_body = 1000000;
+    if (lim->max_chunk_ext == 0)
+        lim->max_chunk_ext = 16384;
     if (lim->max_pipelined == 0)
         lim->max_pipelined = 16;
     if (lim->header_timeout == 0)

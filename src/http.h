@@ -23,7 +23,10 @@ typedef struct {
     size_t max_head;            /* request line + header bytes; over it: 431 (default 16384) */
     size_t max_headers;         /* header lines; over it: 431 (default 100) */
     size_t max_url;             /* URL bytes; over it: 414 (default 8192) */
-    size_t max_body;            /* body bytes (maxHttpBufferSize, default 1e6): see http_req.too_large */
+    size_t max_body;            /* body bytes (maxHttpBufferSize, default 1e6): see http_req.too_large.
+                                   A chunked body's chunk extensions count against it too */
+    size_t max_chunk_ext;       /* chunk-extension bytes (";name=value") of one chunk; over it the
+                                   request is too_large (Node's CVE-2024-22019 fix: 16384, the default) */
     size_t max_pipelined;       /* requests sent before the previous one was answered: the one that
                                    reaches it is answered with Connection: close and the bytes after
                                    it are dropped (default 16) */

@@ -104,7 +104,7 @@ static int serve_client(sl_server_t *srv, http_req_t *req)
     f = embed_find(embed_client, req->path.ptr + plen, req->path.len - plen);
     if (f == NULL)
         return 0;
-    if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD)
+    if ((req->method != HTTP_M_GET && req->method != HTTP_M_HEAD) || req->too_large)
         return 0;
     slice_t inm = http_header(req, "If-None-Match");
     if (inm.ptr != NULL && (slice_eq(inm, srv->client_etag) ||
@@ -221,6 +221,10 @@ static void on_request(http_req_t *req, void *data)
     }
     if (req->upgrade) {
         respond_text(req, 400, "Bad Request");
+        return;
+    }
+    if (req->too_large) { /* (Engine.IO answers its own, above, and closes the session) */
+        respond_text(req, 413, "Payload Too Large");
         return;
     }
     serve_static(srv, req);

@@ -267,6 +267,52 @@ TEST(limits)
     srv_stop(&s);
 }
 
+/* Chunk extensions are dropped, bounded per chunk (max_chunk_ext) and counted against max_body. */
+TEST(chunk_extensions)
+{
+    srv_t s;
+    char big[512];
+    const char *r413 = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    srv_start(&s);
+    s.lim.max_chunk_ext = 16;
+    /* within both limits: the body arrives without them (16 bytes of extensions in one chunk; llhttp
+     * 8.1 refuses a second extension in one chunk, ";a=b;c=d", with a 400) */
+    {
+        int fd = lb_connect(&s.lb);
+        buf_t in = BUF_INIT;
+        lb_sends(fd, "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;aaaaaaa=\"bbbbbbb\"\r\nabc\r\n"
+                  "2;z\r\nde\r\n0\r\n\r\n");
+        lb_pump(&s.lb, fd, &in, sizeof(RESP200(7)) - 1 + 7);
+        EXPECT(in, RESP200(7) "/xabcde");
+        close(fd);
+        buf_free(&in);
+    }
+    /* 17 bytes of extensions in one chunk: 413, closed, the handler saw it too large */
+    expect_close(&s, "POST /one HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;aaaaaaaaa=bbbbbbbb\r\nx\r\n", r413);
+    /* each chunk under the cap, but extensions + body over max_body (100): 413 */
+    snprintf(big, sizeof(big), "POST /sum HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 9; i++)
+        strcat(big, "1;abcdefghijklm\r\nx\r\n"); /* 13 + 1 bytes per chunk: 126 after 9 */
+    expect_close(&s, big, r413);
+    /* a lone extension stream that never ends, fed in pieces: refused once over, not at the end */
+    {
+        int fd = lb_connect(&s.lb);
+        buf_t in = BUF_INIT;
+        lb_sends(fd, "POST /slow HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1;");
+        for (int i = 0; i < 20 && s.nreq < 4; i++) {
+            lb_sends(fd, "a");
+            lb_settle(&s.lb);
+        }
+        CHECK(lb_pump(&s.lb, fd, &in, 0));
+        CHECK_EQ_MEM(in.base, in.len, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        close(fd);
+        buf_free(&in);
+    }
+    buf_appendc(&s.log, '\0');
+    CHECK(strstr(s.log.base, "/one|") != NULL && strstr(s.log.base, "/sum|") != NULL);
+    srv_stop(&s);
+}
+
 TEST(keep_alive_and_close)
 {
     srv_t s;
@@ -419,6 +465,7 @@ int main(void)
     RUN(post_bodies);
     RUN(pipelined_in_order);
     RUN(limits);
+    RUN(chunk_extensions);
     RUN(keep_alive_and_close);
     RUN(abort_and_detach);
     RUN(timeouts);
