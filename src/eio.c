@@ -1125,6 +1125,16 @@ done:
     buf_free(&v);
 }
 
+void eio_handle_cut(eio_server_t *srv, const http_req_t *req)
+{
+    buf_t v = BUF_INIT;
+    eio_session_t *s;
+    if (req->method == HTTP_M_POST && http_query(req, "sid", &v) == 0 &&
+        (s = find_session(srv, v.base, v.len)) != NULL && s->pl != NULL)
+        session_closed(s, "transport error");
+    buf_free(&v);
+}
+
 /* ---------------------------------------------------------------- server */
 
 void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg, const http_limits_t *lim,

@@ -214,6 +214,10 @@ void eio_sessions_release(eio_session_t **v, size_t n);
 /* Handles a request whose path is the Engine.IO path: handshake, poll, post, upgrade, preflight,
  * or the error answer. Always answers (or takes) req. */
 void eio_handle_request(eio_server_t *srv, http_req_t *req);
+/* A request on the Engine.IO path was cut before its body was whole (http_handler_t.on_cut): a
+ * polling POST of an open session closes it with "transport error", as the reference's polling
+ * transport does when its data request closes prematurely. Anything else is ignored. */
+void eio_handle_cut(eio_server_t *srv, const http_req_t *req);
 /* Adds the CORS headers for req to hdrs (at most 5 entries, pointing into static or req memory).
  * Returns the number added. Used for every answer on the Engine.IO path. */
 size_t eio_cors_headers(const eio_config_t *cfg, const http_req_t *req, http_hdr_t *hdrs);

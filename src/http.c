@@ -60,6 +60,7 @@ struct http_conn {
     uint8_t in_deliver;  /* inside handler->on_request: http_detach must not free c */
     uint8_t msg_done;    /* on_message_complete ran */
     uint8_t in_head;     /* a message has begun and its head is not complete */
+    uint8_t in_body;     /* its head was accepted and its body is not complete (see on_cut) */
     uint8_t tmode;       /* TM_*: what the armed net deadline means */
     size_t pipelined;    /* requests in a row that arrived before the previous one was answered */
     size_t ext_total;    /* chunk-extension bytes of this request (counted against max_body) */
@@ -117,7 +118,18 @@ static void end_request(http_conn_t *c)
     c->slices = NULL;
     c->hcap = 0;
     c->url_len = 0;
+    c->in_body = 0;
     c->req = (http_req_t){.conn = c};
+}
+
+/* The request being received will never be whole: tell the handler (http_handler_t.on_cut). */
+static void cut(http_conn_t *c)
+{
+    if (!c->in_body)
+        return;
+    c->in_body = 0;
+    if (c->h->on_cut != NULL)
+        c->h->on_cut(&c->req, c->data);
 }
 
 static void kick_free(uv_handle_t *h)
@@ -305,6 +317,7 @@ static int on_headers_complete(llhttp_t *p)
     slice_t expect = http_header(r, "expect");
     if (expect.ptr != NULL && slice_caseeq(expect, "100-continue") && p->http_major == 1 && p->http_minor >= 1)
         net_write_copy(c->net, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    c->in_body = 1;
     return 0;
 }
 
@@ -325,9 +338,13 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* A chunk's size is known before its bytes: one that cannot fit is refused before it is read. */
 static int on_chunk_header(llhttp_t *p)
 {
-    ((http_conn_t *)p->data)->ext_chunk = 0;
+    http_conn_t *c = p->data;
+    c->ext_chunk = 0;
+    if (p->content_length > c->lim.max_body - c->req.body.len - c->ext_total) /* (both <= max_body) */
+        return too_large(c);
     return 0;
 }
 
@@ -349,6 +366,7 @@ static int on_message_complete(llhttp_t *p)
 {
     http_conn_t *c = p->data;
     c->msg_done = 1;
+    c->in_body = 0;
     c->req.keep_alive = (uint8_t)llhttp_should_keep_alive(p);
     /* An upgrade makes llhttp stop by itself with HPE_PAUSED_UPGRADE. */
     return p->upgrade ? 0 : HPE_PAUSED;
@@ -472,6 +490,7 @@ static void write_response(http_conn_t *c, int status, const http_hdr_t *hdrs, s
 static void reply_error(http_conn_t *c, int status)
 {
     const char *text = http_status_text(status);
+    cut(c); /* a body that timed out or broke */
     c->state = ST_DONE;
     end_request(c);
     drop_pending(c);
@@ -548,6 +567,7 @@ static void deliver(http_conn_t *c)
     arm(c, TM_NONE); /* the handler decides how long it holds the request */
     c->state = ST_HELD;
     c->msg_done = 0;
+    c->in_body = 0; /* delivered (a too-large one included): never cut */
     c->in_deliver = 1;
     c->h->on_request(&c->req, c->data);
     c->in_deliver = 0;
@@ -648,6 +668,8 @@ static void on_close(net_conn_t *nc, net_close_reason_t why)
 {
     (void)why;
     http_conn_t *c = nc->owner;
+    if (c->state == ST_PARSE)
+        cut(c); /* reset or closed in the middle of a body */
     if (c->state == ST_HELD && c->req.on_abort != NULL) {
         c->state = ST_DONE;
         c->req.on_abort(&c->req, c->req.abort_data);

@@ -55,6 +55,11 @@ typedef struct {
      * The handler must answer it, now or later, with http_respond(), or take the connection with
      * http_detach(). `data` is the pointer given to http_conn_new(). */
     void (*on_request)(http_req_t *req, void *data);
+    /* Optional: the request's head was accepted but its body never came whole: the connection was
+     * reset or closed, the body timed out, or the body was malformed. req's head (method, url,
+     * path, query, headers) is valid during the call, its body is not; it is never answered (the
+     * connection is going). Called at most once per request, never for a delivered one. */
+    void (*on_cut)(const http_req_t *req, void *data);
 } http_handler_t;
 
 /* HTTP methods we route on (others arrive as HTTP_M_OTHER). */

@@ -230,7 +230,21 @@ static void on_request(http_req_t *req, void *data)
     serve_static(srv, req);
 }
 
-static const http_handler_t http_handler = {on_request};
+/* A request cut before its body was whole: Engine.IO closes the session it was posting to. */
+static void on_cut(const http_req_t *req, void *data)
+{
+    sl_server_t *srv = data;
+    size_t plen = strlen(srv->cfg.path);
+    eio_server_t *eio = &srv->eio;
+    if (srv->closing)
+        return;
+    if (req->url.len < plen || memcmp(req->url.ptr, srv->cfg.path, plen) != 0)
+        eio = lengine_route(srv->lua, req);
+    if (eio != NULL)
+        eio_handle_cut(eio, req);
+}
+
+static const http_handler_t http_handler = {on_request, on_cut};
 
 static void on_accept(net_conn_t *c, void *data)
 {

@@ -142,7 +142,7 @@ static void on_request(http_req_t *req, void *data)
         http_respond(req, 404, NULL, 0, NULL, 0);
 }
 
-static const http_handler_t http_handler = {on_request};
+static const http_handler_t http_handler = {.on_request = on_request};
 
 static void on_accept(net_conn_t *c, void *data)
 {

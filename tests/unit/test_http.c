@@ -18,6 +18,7 @@ typedef struct {
     http_req_t *held[8];
     int nheld;
     int aborted;
+    int cut;    /* on_cut calls */
     buf_t log;  /* what the handler saw */
     buf_t rest; /* from http_detach */
     net_conn_t *detached;
@@ -27,6 +28,15 @@ static void on_abort(http_req_t *req, void *data)
 {
     (void)req;
     ((srv_t *)data)->aborted++;
+}
+
+static void on_cut(const http_req_t *req, void *data)
+{
+    srv_t *s = data;
+    s->cut++;
+    buf_appendstr(&s->log, "cut:");
+    buf_append(&s->log, req->path.ptr, req->path.len);
+    buf_appendc(&s->log, '|');
 }
 
 static void on_request(http_req_t *req, void *data)
@@ -92,6 +102,7 @@ static void srv_start(srv_t *s)
     memset(s, 0, sizeof(*s));
     s->lim = (http_limits_t){.max_head = 1024, .max_headers = 8, .max_url = 256, .max_body = 100};
     s->h.on_request = on_request;
+    s->h.on_cut = on_cut;
     CHECK_EQ_INT(lb_start(&s->lb, on_accept, s), 0);
 }
 
@@ -368,6 +379,43 @@ TEST(abort_and_detach)
     EXPECT(s.rest, "\x81\x05hello");
     close(fd);
     srv_stop(&s);
+    CHECK_EQ_INT(s.cut, 0);
+}
+
+/* on_cut: a request whose head was accepted and whose body never came whole, once, with its head. */
+TEST(cut_bodies)
+{
+    srv_t s;
+    int fd;
+    srv_start(&s);
+    /* closed in the middle of a Content-Length body, and of a chunked one */
+    fd = lb_connect(&s.lb);
+    lb_sends(fd, "POST /cl?sid=1 HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+    lb_settle(&s.lb);
+    close(fd);
+    fd = lb_connect(&s.lb);
+    lb_sends(fd, "POST /ch HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab");
+    lb_settle(&s.lb);
+    close(fd);
+    /* a malformed chunk: 400, and cut */
+    expect_error(&s, "POST /bad HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "Bad Request");
+    /* not cut: a complete request, a refused head, a closed connection between requests, a head cut
+     * short, a body over the limit (delivered as too large) */
+    expect_close(&s, "POST /ok HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\n/okok");
+    expect_error(&s, "POST /h HTTP/1.1\r\nBad Name: x\r\nContent-Length: 5\r\n\r\nab", 400, "Bad Request");
+    fd = lb_connect(&s.lb);
+    lb_sends(fd, "POST /half HTTP/1.1\r\nContent-Le");
+    lb_settle(&s.lb);
+    close(fd);
+    expect_close(&s, "POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n80\r\n",
+                 "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    lb_settle(&s.lb);
+    CHECK_EQ_INT(s.cut, 3);
+    buf_appendc(&s.log, '\0');
+    CHECK(strstr(s.log.base, "cut:/cl|") != NULL && strstr(s.log.base, "cut:/ch|") != NULL &&
+          strstr(s.log.base, "cut:/bad|") != NULL);
+    srv_stop(&s);
 }
 
 TEST(timeouts)
@@ -468,6 +516,7 @@ int main(void)
     RUN(chunk_extensions);
     RUN(keep_alive_and_close);
     RUN(abort_and_detach);
+    RUN(cut_bodies);
     RUN(timeouts);
     RUN(pipelining_cap);
     RUN(connection_limits);

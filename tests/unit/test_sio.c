@@ -131,7 +131,7 @@ static void on_request(http_req_t *req, void *data)
     eio_handle_request(&((srv_t *)data)->eio, req);
 }
 
-static const http_handler_t http_handler = {on_request};
+static const http_handler_t http_handler = {.on_request = on_request};
 
 static void on_accept(net_conn_t *c, void *data)
 {
