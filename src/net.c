@@ -5,6 +5,9 @@
  * Writing: uv_try_write first (the common case: the socket buffer has room, nothing is queued, no
  * reference is kept); whatever is left is queued as (rbuf, off, len) items and sent by ONE uv_write at
  * a time that gathers up to NET_WRITE_MAX items. The pending array exists only while items wait.
+ * Budget: every change of a connection's queued bytes goes through queued_add/queued_sub, which keep
+ * the server-wide total; over the budget, uv_walk finds the connections holding the most (a rare
+ * event: no per-connection list is kept for it).
  * Deadlines: tq.h queues, one per distinct duration, shared by every connection (O(1) per arm).
  * Peers: a small hash of open connections per IP, so the first owner can apply per-IP limits.
  * TLS: a connection of a TLS listener gets its session at accept, with the handshake deadline, and
@@ -53,6 +56,72 @@ static void start_write(net_conn_t *c);
 static int warn_due(net_ctx_t *ctx, uint64_t *last);
 static void tls_refused(net_conn_t *c, const char *why);
 static void tls_deliver(net_conn_t *c);
+
+/* ---------------------------------------------------------------- output accounting */
+
+/* A closing connection's bytes are out of the total as soon as it closes (they are freed in its
+ * close_cb, in this loop turn): the budget is not charged twice for them. */
+static void queued_add(net_conn_t *c, size_t n)
+{
+    c->queued += n;
+    if (!(c->flags & NET_F_CLOSING))
+        c->ctx->total_queued += n;
+}
+
+static void queued_sub(net_conn_t *c, size_t n)
+{
+    c->queued -= n;
+    if (!(c->flags & NET_F_CLOSING))
+        c->ctx->total_queued -= n;
+}
+
+typedef struct {
+    net_ctx_t *ctx;
+    net_conn_t **v;
+    size_t n, cap;
+} holders_t;
+
+static void collect(uv_handle_t *h, void *arg)
+{
+    holders_t *hs = arg;
+    net_conn_t *c;
+    /* net's connections are the TCP handles whose data is their ctx (not the listener) */
+    if (h->type != UV_TCP || h->data != hs->ctx || h == (uv_handle_t *)&hs->ctx->listener)
+        return;
+    c = (net_conn_t *)h; /* tcp is the first member */
+    if (c->queued == 0 || (c->flags & NET_F_CLOSING))
+        return;
+    if (hs->n == hs->cap) {
+        hs->cap = hs->cap ? hs->cap * 2 : 64;
+        hs->v = xrealloc(hs->v, hs->cap * sizeof(*hs->v));
+    }
+    hs->v[hs->n++] = c;
+}
+
+static int by_queued_desc(const void *a, const void *b)
+{
+    size_t x = (*(net_conn_t *const *)a)->queued, y = (*(net_conn_t *const *)b)->queued;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The total went over the budget: close the biggest holders until it is back under. */
+static void over_budget(net_ctx_t *ctx)
+{
+    holders_t hs = {ctx, NULL, 0, 0};
+    size_t before = ctx->total_queued, closed = 0, largest = 0;
+    uv_walk(ctx->loop, collect, &hs);
+    qsort(hs.v, hs.n, sizeof(*hs.v), by_queued_desc);
+    for (size_t i = 0; i < hs.n && ctx->total_queued > ctx->max_total_queued; i++) {
+        if (closed++ == 0)
+            largest = hs.v[i]->queued;
+        close_why(hs.v[i], NET_CLOSE_OVERFLOW);
+    }
+    free(hs.v);
+    if (warn_due(ctx, &ctx->budget_warned))
+        log_warn("net: %zu bytes of output queued, over the budget of %zu (--output-memory-limit): closed the %zu "
+                 "connection(s) holding the most unread output (the largest held %zu bytes)",
+                 before, ctx->max_total_queued, closed, largest);
+}
 
 /* ---------------------------------------------------------------- peers (connections per IP) */
 
@@ -226,6 +295,7 @@ static void close_why(net_conn_t *c, net_close_reason_t why)
 {
     if (c->flags & NET_F_CLOSING)
         return;
+    c->ctx->total_queued -= c->queued; /* freed in close_cb: out of the budget from now */
     c->flags |= NET_F_CLOSING;
     c->why = (uint8_t)why;
     disarm(c);
@@ -362,7 +432,7 @@ static void flush_conn(net_conn_t *c)
             return;
         }
         size_t done = r > 0 ? (size_t)r : 0, k = 0;
-        c->queued -= done;
+        queued_sub(c, done);
         while (k < c->npending && done >= c->pending[k].len) { /* fully written items */
             done -= c->pending[k].len;
             rbuf_unref(c->pending[k].b);
@@ -445,7 +515,7 @@ static void write_cb(uv_write_t *req, int status)
     net_conn_t *c = w->c;
     for (uint32_t i = 0; i < w->n; i++)
         rbuf_unref(w->items[i].b);
-    c->queued -= w->bytes;
+    queued_sub(c, w->bytes);
     c->inflight = NULL;
     free(w);
     if (c->flags & NET_F_CLOSING)
@@ -492,7 +562,7 @@ static void start_write(net_conn_t *c)
     if (r != 0) {
         for (uint32_t i = 0; i < n; i++)
             rbuf_unref(w->items[i].b);
-        c->queued -= w->bytes;
+        queued_sub(c, w->bytes);
         c->inflight = NULL;
         free(w);
         close_why(c, NET_CLOSE_ERROR);
@@ -507,10 +577,15 @@ static void enqueue(net_conn_t *c, rbuf_t *b, size_t off, size_t len)
         c->pending = xrealloc(c->pending, c->cap_pending * sizeof(net_witem_t));
     }
     c->pending[c->npending++] = (net_witem_t){b, (uint32_t)off, (uint32_t)len};
-    c->queued += len;
+    queued_add(c, len);
     if (c->ctx->max_queued != 0 && c->queued > c->ctx->max_queued) {
         close_why(c, NET_CLOSE_OVERFLOW);
         return;
+    }
+    if (c->ctx->max_total_queued != 0 && c->ctx->total_queued > c->ctx->max_total_queued) {
+        over_budget(c->ctx);
+        if (c->flags & NET_F_CLOSING)
+            return;
     }
     if (c->inflight == NULL)
         mark_dirty(c); /* written at the end of this loop turn, with whatever else comes */
@@ -585,6 +660,7 @@ static void on_connection(uv_stream_t *server, int status)
     net_conn_t *c = xcalloc(1, sizeof(*c));
     c->ctx = ctx;
     uv_tcp_init(ctx->loop, &c->tcp);
+    c->tcp.data = ctx; /* marks net's connections for uv_walk (over_budget) */
     ctx->nconns++; /* decremented in close_cb, which every path below ends in */
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         close_why(c, NET_CLOSE_ERROR);

@@ -21,7 +21,8 @@ typedef enum {
     NET_CLOSE_LOCAL = 0, /* net_close() by us */
     NET_CLOSE_EOF,       /* the peer closed its side */
     NET_CLOSE_ERROR,     /* read/write error (reset, ...) */
-    NET_CLOSE_OVERFLOW,  /* our output queue for it went over net_ctx.max_queued: a slow reader */
+    NET_CLOSE_OVERFLOW,  /* our output queue for it went over net_ctx.max_queued (a slow reader), or
+                            it held the most of a total over net_ctx.max_total_queued */
     NET_CLOSE_TIMEOUT,   /* its deadline (net_set_timeout) passed and the owner has no on_timeout */
 } net_close_reason_t;
 
@@ -91,6 +92,13 @@ struct net_ctx {
     uint64_t tls_warned;    /* loop time of the last line about a failed handshake */
     size_t tls_quiet;       /* failed handshakes not logged since that line */
     size_t max_queued; /* output bytes per connection before it is closed as a slow reader */
+    /* The server-wide output budget: output queued on all connections together (each counted as
+     * above, a broadcast's shared bytes once per recipient). Past it, the connections holding the
+     * most are closed (NET_CLOSE_OVERFLOW), largest first, until the total is back under it; a
+     * warning says so at most once a second. 0 = no budget. */
+    size_t max_total_queued;
+    size_t total_queued;      /* output queued on connections that are not closing */
+    uint64_t budget_warned;   /* loop time of the last over-budget warning */
     size_t nconns;     /* open connections (for tests and limits) */
     size_t max_conns;  /* refuse (close at once) beyond this; 0 = unlimited */
     /* Deadlines: one timeout queue (one uv_timer) per distinct duration in use, made on first
@@ -135,7 +143,8 @@ void net_set_owner(net_conn_t *c, const net_ops_t *ops, void *owner);
  * off counts from b->data, headroom included (a payload starts at RBUF_HEADROOM, a ws frame at
  * RBUF_HEADROOM - b->hdr).
  * Writes synchronously with uv_try_write when nothing is queued. A no-op on a closing connection.
- * If the queue goes over ctx->max_queued the connection is closed with NET_CLOSE_OVERFLOW. */
+ * If the queue goes over ctx->max_queued the connection is closed with NET_CLOSE_OVERFLOW; if the
+ * total goes over ctx->max_total_queued, the biggest holders are (c or others). */
 void net_write(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
 /* Same for bytes the caller keeps: copied only if they cannot be written at once.
  * On TLS both encrypt at once (one record per call, up to 16 KiB each) and queue the ciphertext. */

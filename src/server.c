@@ -63,6 +63,14 @@ void sl_config_defaults(sl_config_t *cfg)
     cfg->http.max_conns_per_ip = 0;
     http_limits_fill(&cfg->http); /* the transport's defaults (http.h) */
     cfg->max_write_queue = 16u << 20;
+    {
+        /* a quarter of the machine's memory, or of the cgroup's limit when that is lower: enough
+         * for any honest backlog, and a flood of clients that never read cannot take it all */
+        uint64_t mem = uv_get_total_memory(), lim = uv_get_constrained_memory();
+        if (lim != 0 && lim < mem)
+            mem = lim;
+        cfg->output_memory_limit = (size_t)(mem / 4);
+    }
     cfg->max_json_depth = 64;
     cfg->lua_memory_limit = (size_t)512 << 20;
     cfg->watch = 1;
@@ -351,6 +359,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     if (srv->cfg.redis.url != NULL && adapter_redis_start(srv) != 0)
         return -1;
     srv->net.max_queued = srv->cfg.max_write_queue;
+    srv->net.max_total_queued = srv->cfg.output_memory_limit;
     srv->net.clock = &srv->clock;
     if (start_tls(srv) != 0)
         return -1;

@@ -40,6 +40,8 @@ typedef struct {
     sio_config_t sio;          /* connectTimeout, parser limits */
     http_limits_t http;        /* request head/url/body limits */
     size_t max_write_queue;    /* output bytes per connection before it is closed as a slow reader */
+    size_t output_memory_limit; /* output queued on all connections together; over it the biggest
+                                   holders are closed (0 = none; default a quarter of the memory) */
     int max_json_depth;        /* JSON nesting accepted from clients */
     size_t lua_memory_limit;   /* bytes the Lua VM may hold (0 = no limit) */
     int watch;                 /* reload when app.lua or its modules change (--no-watch: 0) */

@@ -1,6 +1,9 @@
 /* net over a real loopback connection: write queue, close protocol, limits. */
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "loopback.h"
@@ -200,6 +203,58 @@ TEST(slow_reader_overflow)
     srv_stop(&s);
 }
 
+/* The server-wide budget: over it, the connection holding the most is closed, not the one that
+ * wrote last; the others keep their output, and the total is kept right. */
+TEST(output_budget)
+{
+    srv_t s;
+    int fd[3], small = 4096;
+    size_t got[3] = {0, 0, 0};
+    srv_start(&s);
+    s.lb.net.max_total_queued = 4u << 20;
+    for (int i = 0; i < 3; i++) {
+        fd[i] = socket(AF_INET, SOCK_STREAM, 0); /* a tiny window: the bytes stay queued with us */
+        setsockopt(fd[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(&s.lb.net))};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        CHECK_EQ_INT(connect(fd[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+        fcntl(fd[i], F_SETFL, O_NONBLOCK);
+        LB_UNTIL(&s.lb, s.nconn > i);
+    }
+    CHECK_EQ_INT(s.nconn, 3);
+    for (int i = 0; i < 3; i++)
+        uv_send_buffer_size((uv_handle_t *)&s.conn[i]->tcp, &small);
+    rbuf_t *b = rbuf_new(1 << 20);
+    memset(rbuf_payload(b), 'q', b->len);
+    for (int i = 0; i < 3; i++) /* conn 1: about 3 MiB queued */
+        net_write(s.conn[1], b, RBUF_HEADROOM, b->len);
+    net_write(s.conn[2], b, RBUF_HEADROOM, b->len);
+    CHECK(s.lb.net.total_queued <= s.lb.net.max_total_queued);
+    CHECK_EQ_INT(s.nclosed, 0);
+    net_write(s.conn[0], b, RBUF_HEADROOM, b->len); /* over: conn 1 holds the most */
+    CHECK(s.conn[1] != NULL && net_closing(s.conn[1]));
+    CHECK(!net_closing(s.conn[0]) && !net_closing(s.conn[2]));
+    CHECK(s.lb.net.total_queued <= s.lb.net.max_total_queued);
+    CHECK_EQ_INT(s.lb.net.total_queued, s.conn[0]->queued + s.conn[2]->queued);
+    LB_UNTIL(&s.lb, s.nclosed == 1);
+    CHECK_EQ_INT(s.nclosed, 1);
+    CHECK_EQ_INT(s.why, NET_CLOSE_OVERFLOW);
+    /* the others get every byte once they read */
+    for (int i = 0; i < 3; i += 2)
+        net_close_after_write(s.conn[i]);
+    for (int i = 0; i < 3; i++)
+        CHECK(drain_client(&s, fd[i], &got[i]));
+    CHECK_EQ_INT(got[0], 1 << 20);
+    CHECK_EQ_INT(got[2], 1 << 20);
+    CHECK(got[1] < 3u << 20);
+    CHECK_EQ_INT(s.lb.net.total_queued, 0);
+    CHECK_EQ_INT(b->refs, 1);
+    rbuf_unref(b);
+    for (int i = 0; i < 3; i++)
+        close(fd[i]);
+    srv_stop(&s);
+}
+
 TEST(max_conns)
 {
     srv_t s;
@@ -276,6 +331,7 @@ int main(void)
     RUN(big_write_then_close);
     RUN(drain_callback);
     RUN(slow_reader_overflow);
+    RUN(output_budget);
     RUN(max_conns);
     RUN(deadlines);
     RUN(peer_counts);
