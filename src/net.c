@@ -4,7 +4,10 @@
  * ever needs a read buffer of its own.
  * Writing: uv_try_write first (the common case: the socket buffer has room, nothing is queued, no
  * reference is kept); whatever is left is queued as (rbuf, off, len) items and sent by ONE uv_write at
- * a time that gathers up to NET_WRITE_MAX items. The pending array exists only while items wait.
+ * a time that gathers up to NET_WRITE_MAX items and NET_WRITE_BYTES. The pending array exists only while
+ * items wait, and goes at once when the connection closes (what is handed to uv_write waits for
+ * libuv to cancel it, in the closing phase of the turn): a connection closed for holding too much
+ * gives it back right away.
  * Budget: every change of a connection's queued bytes goes through queued_add/queued_sub, which keep
  * the server-wide total; over the budget, uv_walk finds the connections holding the most (a rare
  * event: no per-connection list is kept for it).
@@ -28,7 +31,8 @@
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
-#define NET_WRITE_MAX 64 /* items gathered by one uv_write */
+#define NET_WRITE_MAX   64          /* items gathered by one uv_write */
+#define NET_WRITE_BYTES (256 << 10) /* bytes gathered by one uv_write (a first item may be more) */
 #define NET_BACKLOG   511
 
 /* Private flag bits, next to the public NET_F_* of net.h. */
@@ -274,13 +278,10 @@ static void unlink_dirty(net_conn_t *c);
 static void close_cb(uv_handle_t *h)
 {
     net_conn_t *c = container_of(h, net_conn_t, tcp);
-    /* libuv has already run the write callbacks (UV_ECANCELED) of the in-flight write, so only
-     * items that never reached uv_write are left. */
+    /* libuv has already run the write callbacks (UV_ECANCELED) of the in-flight write, and the
+     * items that never reached uv_write went in close_why: nothing of the output is left. */
     net_ctx_t *ctx = c->ctx;
     unlink_dirty(c);
-    for (uint32_t i = 0; i < c->npending; i++)
-        rbuf_unref(c->pending[i].b);
-    free(c->pending);
     disarm(c); /* an owner's on_close below cannot re-arm it: the conn is closing */
     peer_remove(c);
     ctx->nconns--;
@@ -295,9 +296,16 @@ static void close_why(net_conn_t *c, net_close_reason_t why)
 {
     if (c->flags & NET_F_CLOSING)
         return;
-    c->ctx->total_queued -= c->queued; /* freed in close_cb: out of the budget from now */
+    c->ctx->total_queued -= c->queued; /* out of the budget from now */
     c->flags |= NET_F_CLOSING;
     c->why = (uint8_t)why;
+    for (uint32_t i = 0; i < c->npending; i++) { /* never to be written: freed now */
+        c->queued -= c->pending[i].len;
+        rbuf_unref(c->pending[i].b);
+    }
+    free(c->pending);
+    c->pending = NULL;
+    c->npending = c->cap_pending = 0;
     disarm(c);
     if (c->flags & NET_F_READING)
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -534,10 +542,13 @@ static void write_cb(uv_write_t *req, int status)
         c->ops->on_drain(c);
 }
 
-/* Hands the first NET_WRITE_MAX pending items to one uv_write. */
+/* Hands the first pending items (NET_WRITE_MAX, NET_WRITE_BYTES) to one uv_write. */
 static void start_write(net_conn_t *c)
 {
-    uint32_t n = c->npending < NET_WRITE_MAX ? c->npending : NET_WRITE_MAX;
+    uint32_t n = 1;
+    size_t bytes = c->pending[0].len;
+    while (n < c->npending && n < NET_WRITE_MAX && bytes + c->pending[n].len <= NET_WRITE_BYTES)
+        bytes += c->pending[n++].len;
     net_wreq_t *w = xmalloc(sizeof(*w) + n * sizeof(net_witem_t));
     uv_buf_t bufs[NET_WRITE_MAX];
     w->c = c;
