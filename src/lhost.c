@@ -6,17 +6,20 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
-#include <uv.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "embed.h"
 #include "log.h"
 #include "lvalue.h"
 
-static const char LHOST_KEY = 'h'; /* registry key (its address) of the lhost_t pointer */
-static const char POOL_KEY = 'p';  /* registry: finished coroutines, reused for the next handler */
-static const char HOOKS_KEY = 'k'; /* registry: siolua._hooks, the prelude's entry points */
+static const char LHOST_KEY = 'h';     /* registry key (its address) of the lhost_t pointer */
+static const char POOL_KEY = 'p';      /* registry: finished coroutines, reused for the next handler */
+static const char HOOKS_KEY = 'k';     /* registry: siolua._hooks, the prelude's entry points */
+static const char PREEMPTED_KEY = 'q'; /* registry: {coroutine = task} of the preempted handlers */
+
+#define HOOK_COUNT 10000         /* instructions between two looks at the clock */
 
 int luaopen_cjson(lua_State *L); /* from Debian's lua-cjson (liblua5.4-cjson), no header */
 
@@ -36,21 +39,39 @@ lua_State *lhost_state(lhost_t *h)
     return h->cur != NULL ? h->cur : h->L;
 }
 
-/* The instruction-count hook of every handler coroutine: a handler that runs past its budget
- * (`while true do end`) is aborted with an error, so one bad handler cannot freeze the server. */
+/* The instruction-count hook of every handler coroutine (see lhost.h). It yields only the
+ * coroutine run() resumed (not one of the app's own, whose resumer would take the yield for its
+ * own), and only where Lua can yield. */
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     lhost_t *h = lhost_get(L);
+    uint64_t now;
     (void)ar;
-    if (h->deadline != 0 && uv_hrtime() > h->deadline)
-        luaL_error(L, "handler aborted: it ran longer than %d ms (--handler-timeout)",
-                   (int)(h->budget_ns / 1000000));
+    if (h->deadline == 0 && h->slice_end == 0)
+        return;
+    now = uv_hrtime();
+    if (h->deadline != 0 && now > h->deadline) {
+        if (L == h->cur && lua_isyieldable(L)) { /* run() ends it: no pcall can hold it */
+            h->yielded = L;
+            h->yield_abort = 1;
+            lua_yield(L, 0);
+            return;
+        }
+        luaL_error(L, "handler aborted: it ran longer than %d ms (--handler-timeout)", (int)(h->budget_ns / 1000000));
+    }
+    if (h->slice_end != 0 && now >= h->slice_end && h->nopreempt == 0 && L == h->cur && lua_isyieldable(L)) {
+        h->yielded = L;
+        h->yield_abort = 0;
+        lua_yield(L, 0);
+    }
 }
 
 /* A coroutine to run a handler in: from the pool of finished ones, or new. [-0, +1, m] */
 static lua_State *thread_get(lua_State *L)
 {
     lua_Integer n;
+    lhost_t *h = lhost_get(L);
+    lua_State *co;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &POOL_KEY);
     n = (lua_Integer)lua_rawlen(L, -1);
     if (n > 0) {
@@ -58,12 +79,15 @@ static lua_State *thread_get(lua_State *L)
         lua_pushnil(L);
         lua_rawseti(L, -3, n);
         lua_remove(L, -2);
-        return lua_tothread(L, -1);
+        co = lua_tothread(L, -1);
+    } else {
+        lua_pop(L, 1);
+        co = lua_newthread(L);
     }
-    lua_pop(L, 1);
-    lua_State *co = lua_newthread(L);
-    if (lhost_get(L)->budget_ns != 0)
-        lua_sethook(co, budget_hook, LUA_MASKCOUNT, 10000);
+    /* (again for a pooled one: its count starts over, so a short handler never meets the hook
+     * because of what ran in the coroutine before it) */
+    if (h->budget_ns != 0 || h->slice_ns != 0)
+        lua_sethook(co, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
     return co;
 }
 
@@ -80,52 +104,382 @@ static void thread_put(lua_State *L)
     lua_pop(L, 2);
 }
 
+static void charge(lhost_t *h, uint64_t deadline);
+
+/* What run() made of a resume. */
+enum { RUN_DONE, RUN_WAITING, RUN_PREEMPTED, RUN_FAILED };
+
 /* Resumes co (its stack holds the function and nargs arguments, or nargs values when it was
- * suspended) and handles the outcome: a finished coroutine goes back to the pool, a suspended one
- * lives on through whatever will resume it (the ack callback that holds it), an error is logged
- * with co's traceback. co is at the top of L and is popped. */
-static int run(lua_State *L, lua_State *co, int nargs, const char *fmt, const char *a, const char *b)
+ * suspended) for at most what is left of its budget (*spent: its own time so far, which grows by
+ * this run). co is at the top of L: popped, except for RUN_PREEMPTED, where the caller queues it.
+ * A finished coroutine goes back to the pool; a waiting one lives on through whatever will resume
+ * it (the ack callback that holds it); an error or an abort is logged with co's traceback (and an
+ * abort is charged to the socket that started the call). */
+static int run(lua_State *L, lua_State *co, int nargs, uint64_t *spent, const char *fmt, const char *a, const char *b)
 {
     lhost_t *h = lhost_get(L);
     lua_State *prev = h->cur;
-    int nres, rc;
+    uint64_t outer = h->deadline, mine = 0, start = uv_hrtime(), end;
+    int nres, rc, aborted = 0;
+    if (h->slice_ns != 0 && h->slice_end == 0)
+        h->slice_end = start + h->slice_ns; /* the first Lua of this loop turn */
+    if (h->budget_ns != 0) {
+        mine = start + (h->budget_ns > *spent ? h->budget_ns - *spent : 0);
+        if (outer != 0 && outer < mine)
+            mine = outer; /* nested in another handler: its deadline holds */
+        h->deadline = mine;
+    }
     h->cur = co;
-    if (h->depth++ == 0 && h->budget_ns != 0)
-        h->deadline = uv_hrtime() + h->budget_ns; /* the whole call, nested handlers included */
     rc = lua_resume(co, L, nargs, &nres);
-    if (--h->depth == 0)
-        h->deadline = 0;
     h->cur = prev;
-    if (rc == LUA_OK) {
+    h->deadline = outer;
+    end = uv_hrtime();
+    *spent += end - start;
+    if (rc == LUA_YIELD && h->yielded == co) {
+        h->yielded = NULL;
+        if (!h->yield_abort)
+            return RUN_PREEMPTED;
+        aborted = 1;
+    } else if (rc == LUA_OK) {
         lua_pop(co, nres);
         thread_put(L);
-        return 0;
-    }
-    if (rc == LUA_YIELD) {
+        return RUN_DONE;
+    } else if (rc == LUA_YIELD) {
         lua_pop(co, nres);
         lua_pop(L, 1);
-        return 0;
+        return RUN_WAITING;
     }
     {
-        const char *msg = lua_tostring(co, -1);
+        const char *msg = aborted ? NULL : lua_tostring(co, -1);
         char what[160];
+        if (aborted)
+            msg = lua_pushfstring(L, "handler aborted: it ran longer than %d ms (--handler-timeout)",
+                                  (int)(h->budget_ns / 1000000));
         luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
         snprintf(what, sizeof(what), fmt, a, b); /* only now: the common case never formats */
         log_error("error in %s: %s", what, lua_tostring(L, -1));
-        lua_pop(L, 2); /* traceback, thread (not reused) */
+        lua_pop(L, aborted ? 2 : 1);
+        if (aborted)
+            lua_resetthread(co); /* dead: an ack that comes later finds nothing to resume */
+        lua_pop(L, 1);           /* the thread (not reused) */
     }
-    return -1;
+    if (mine != 0 && end >= mine)
+        charge(h, mine); /* its time ran out: an abort, however it surfaced */
+    return RUN_FAILED;
 }
+
+/* ---------------------------------------------------------------- the run queue */
+
+/* A preempted handler. Tasks are grouped by the socket whose packet started them; the groups take
+ * turns (round-robin), the tasks of one group run in order: a client that sends many spinning
+ * events gets one share of the time, and its first handlers reach their budget first. */
+typedef struct lhost_task {
+    struct lhost_task *next;
+    int ref;        /* registry ref of the coroutine */
+    int resume_ref; /* registry ref of {n = N, ...}: a resume that came while it was preempted */
+    uint64_t spent; /* its own running time so far (ns) */
+    char what[128]; /* how the log names it */
+} lhost_task_t;
+
+struct lhost_group {
+    struct lhost_group *next;
+    sio_socket_t *origin; /* referenced; NULL: started by no socket (a timer, a reload) */
+    lhost_task_t *head, *tail;
+    uint8_t cancelled;    /* its socket was disconnected for its aborts: nothing of it runs again */
+};
+
+static void on_run(uv_idle_t *idle);
+
+static void idle_start(lhost_t *h)
+{
+    uv_idle_t *idle = &h->srv->lua_run;
+    if (idle->loop != NULL && !uv_is_active((uv_handle_t *)idle) && !uv_is_closing((uv_handle_t *)idle))
+        uv_idle_start(idle, on_run);
+}
+
+/* registry[PREEMPTED][co] = t (NULL: removed). [-0, +0, m] */
+static void mark_preempted(lua_State *L, lua_State *co, lhost_task_t *t)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &PREEMPTED_KEY);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    if (t != NULL)
+        lua_pushlightuserdata(L, t);
+    else
+        lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+static lhost_task_t *preempted_task(lua_State *L, lua_State *co)
+{
+    lhost_task_t *t;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &PREEMPTED_KEY);
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_rawget(L, -2);
+    t = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    return t;
+}
+
+/* The group of origin, made (at the back of the queue) if it has none. */
+static lhost_group_t *group_of(lhost_t *h, sio_socket_t *origin)
+{
+    lhost_group_t *g;
+    for (g = h->runq; origin != NULL && g != NULL; g = g->next)
+        if (g->origin == origin)
+            return g;
+    g = xcalloc(1, sizeof(*g));
+    g->origin = origin;
+    if (origin != NULL)
+        sio_socket_ref(origin);
+    if (h->runq_tail != NULL)
+        h->runq_tail->next = g;
+    else
+        h->runq = g;
+    h->runq_tail = g;
+    return g;
+}
+
+/* Queues the preempted coroutine at the top of L (popped) at the back of its socket's group.
+ * [-1, +0, m] */
+static void enqueue(lhost_t *h, lua_State *L, uint64_t spent, const char *fmt, const char *a, const char *b)
+{
+    lhost_task_t *t = xcalloc(1, sizeof(*t));
+    lhost_group_t *g;
+    lua_State *co = lua_tothread(L, -1);
+    snprintf(t->what, sizeof(t->what), fmt, a, b);
+    t->spent = spent;
+    t->resume_ref = LUA_NOREF;
+    mark_preempted(L, co, t);
+    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    g = group_of(h, h->origin);
+    if (g->tail != NULL)
+        g->tail->next = t;
+    else
+        g->head = t;
+    g->tail = t;
+    idle_start(h);
+}
+
+/* Frees t; its coroutine is ended (an ack that comes later finds nothing to resume). */
+static void task_drop(lhost_t *h, lhost_task_t *t)
+{
+    lua_State *L = h->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+    mark_preempted(L, lua_tothread(L, -1), NULL);
+    lua_resetthread(lua_tothread(L, -1));
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->resume_ref);
+    free(t);
+}
+
+/* Unlinks g from the queue and frees it (its tasks must be gone). */
+static void group_free(lhost_t *h, lhost_group_t *g)
+{
+    lhost_group_t **pp = &h->runq, *prev = NULL;
+    while (*pp != NULL && *pp != g) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == g) {
+        *pp = g->next;
+        if (h->runq_tail == g)
+            h->runq_tail = prev;
+    }
+    if (g->origin != NULL)
+        sio_socket_unref(g->origin);
+    free(g);
+}
+
+/* Drops the preempted handlers of s (s is being disconnected for its aborts). */
+static void cancel(lhost_t *h, sio_socket_t *s)
+{
+    for (lhost_group_t *g = h->runq; g != NULL; g = g->next) {
+        if (g->origin != s)
+            continue;
+        while (g->head != NULL) {
+            lhost_task_t *t = g->head;
+            g->head = t->next;
+            task_drop(h, t);
+        }
+        g->tail = NULL;
+        g->cancelled = 1;
+        if (g != h->running) /* else the run queue frees it when the call returns */
+            group_free(h, g);
+        return;
+    }
+}
+
+/* An abort is charged to the socket whose packet started the call (once per call, however many
+ * nested handlers its deadline ended); LHOST_ABORTS_MAX of them within the window disconnect it. */
+static void charge(lhost_t *h, uint64_t deadline)
+{
+    sio_socket_t *s = h->origin;
+    uint32_t now = (uint32_t)(uv_now(h->srv->loop) / 1000);
+    if (h->charged == deadline || s == NULL || s->state != SIO_S_CONNECTED)
+        return;
+    h->charged = deadline;
+    if (s->aborts == 0 || now - s->aborts_since > LHOST_ABORTS_WINDOW) {
+        s->aborts = 0;
+        s->aborts_since = now;
+    }
+    if (++s->aborts < LHOST_ABORTS_MAX)
+        return;
+    log_warn("siolua: socket %s: %d handler calls aborted within %d s (--handler-timeout): disconnecting it", s->id,
+             (int)s->aborts, LHOST_ABORTS_WINDOW);
+    sio_socket_ref(s);
+    cancel(h, s);
+    sio_socket_disconnect(s, 1);
+    sio_socket_unref(s);
+}
+
+/* Resumes the task t of the group g at the head of the queue (t already unlinked): back at the
+ * front of g if preempted again, freed otherwise. A resume that came while it was preempted is
+ * delivered as soon as it waits. [-0, +0, m] */
+static void resume_task(lhost_t *h, lua_State *L, lhost_group_t *g, lhost_task_t *t)
+{
+    lua_State *co;
+    int nargs = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+    co = lua_tothread(L, -1);
+    mark_preempted(L, co, NULL);
+    for (;;) {
+        int st = run(L, co, nargs, &t->spent, "%s%s", t->what, "");
+        if (st == RUN_PREEMPTED) {
+            lua_pop(L, 1); /* t->ref keeps it */
+            if (g->cancelled) {
+                task_drop(h, t);
+                return;
+            }
+            mark_preempted(L, co, t);
+            t->next = g->head;
+            g->head = t;
+            if (g->tail == NULL)
+                g->tail = t;
+            return;
+        }
+        if (st != RUN_WAITING || t->resume_ref == LUA_NOREF)
+            break;
+        /* it waits now for what already came: resume it at once with it, as a new call */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, t->resume_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, t->resume_ref);
+        t->resume_ref = LUA_NOREF;
+        lua_getfield(L, -1, "n");
+        nargs = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        luaL_checkstack(L, nargs + 1, "resume");
+        for (int i = 1; i <= nargs; i++)
+            lua_rawgeti(L, -i, i);
+        lua_remove(L, -nargs - 1);
+        lua_xmove(L, co, nargs);
+        t->spent = 0;
+    }
+    luaL_unref(L, LUA_REGISTRYINDEX, t->ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, t->resume_ref);
+    free(t);
+}
+
+static int slice_spent(const lhost_t *h)
+{
+    return h->slice_end != 0 && uv_hrtime() >= h->slice_end;
+}
+
+/* Resumes queued handlers, one group after the other, until the turn's slice is spent. */
+static int run_queue_k(lua_State *L)
+{
+    lhost_t *h = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    while (h->runq != NULL && !slice_spent(h)) {
+        lhost_group_t *g = h->runq;
+        lhost_task_t *t = g->head;
+        if (t != NULL) {
+            sio_socket_t *origin = h->origin;
+            g->head = t->next;
+            if (g->head == NULL)
+                g->tail = NULL;
+            t->next = NULL;
+            h->running = g;
+            h->origin = g->origin;
+            resume_task(h, L, g, t);
+            h->origin = origin;
+            h->running = NULL;
+        }
+        /* g is still the head (others are only ever appended or unlinked): its turn is over */
+        h->runq = g->next;
+        if (h->runq == NULL)
+            h->runq_tail = NULL;
+        g->next = NULL;
+        if (g->head == NULL) {
+            if (g->origin != NULL)
+                sio_socket_unref(g->origin);
+            free(g);
+        } else if (h->runq_tail != NULL) {
+            h->runq_tail->next = g;
+            h->runq_tail = g;
+        } else {
+            h->runq = h->runq_tail = g;
+        }
+    }
+    return 0;
+}
+
+static void on_run(uv_idle_t *idle)
+{
+    sl_server_t *srv = idle->data;
+    lhost_t *h = srv->lua;
+    if (h != NULL && h->runq != NULL)
+        lhost_protect(h, run_queue_k, h, "the run queue");
+    if (h == NULL || h->runq == NULL)
+        uv_idle_stop(idle);
+}
+
+/* The end of a loop turn: the next one has a new slice. */
+static void on_turn(uv_check_t *check)
+{
+    sl_server_t *srv = check->data;
+    if (srv->lua != NULL)
+        srv->lua->slice_end = 0;
+}
+
+void lhost_loop_start(sl_server_t *srv)
+{
+    uv_idle_init(srv->loop, &srv->lua_run); /* started by enqueue() */
+    srv->lua_run.data = srv;
+    uv_check_init(srv->loop, &srv->lua_turn);
+    srv->lua_turn.data = srv;
+    uv_check_start(&srv->lua_turn, on_turn);
+    uv_unref((uv_handle_t *)&srv->lua_turn);
+}
+
+void lhost_loop_close(sl_server_t *srv)
+{
+    if (srv->lua_run.loop == NULL || uv_is_closing((uv_handle_t *)&srv->lua_run))
+        return;
+    uv_close((uv_handle_t *)&srv->lua_run, NULL);
+    uv_close((uv_handle_t *)&srv->lua_turn, NULL);
+    if (srv->lua != NULL)
+        srv->lua->nopreempt++; /* shutting down: what runs now runs to its end (within its budget) */
+}
+
+/* ---------------------------------------------------------------- entering handlers */
 
 int lhost_callf(lua_State *L, int nargs, const char *fmt, const char *a, const char *b)
 {
-    int fn = lua_gettop(L) - nargs;
+    int fn = lua_gettop(L) - nargs, st;
+    uint64_t spent = 0;
     lua_State *co;
     luaL_checkstack(L, 4, "lhost_call");
     co = thread_get(L);
     lua_insert(L, fn); /* the thread below the function */
     lua_xmove(L, co, nargs + 1);
-    return run(L, co, nargs, fmt, a, b);
+    st = run(L, co, nargs, &spent, fmt, a, b);
+    if (st == RUN_PREEMPTED)
+        enqueue(lhost_get(L), L, spent, fmt, a, b);
+    return st == RUN_FAILED ? -1 : 0;
 }
 
 int lhost_call(lua_State *L, int nargs, const char *what)
@@ -133,15 +487,32 @@ int lhost_call(lua_State *L, int nargs, const char *what)
     return lhost_callf(L, nargs, "%s%s", what, "");
 }
 
-/* core.resume(co, ...): continues a handler suspended in emitWithAck. */
+/* core.resume(co, ...): continues a handler suspended in emitWithAck. One that was preempted
+ * before it could wait (between its test and its yield) gets the values when it waits. */
 static int l_resume(lua_State *L)
 {
     lua_State *co = lua_tothread(L, 1);
     int n = lua_gettop(L) - 1;
+    uint64_t spent = 0;
+    lhost_task_t *t;
     if (co == NULL || lua_status(co) != LUA_YIELD)
         return 0;
+    if ((t = preempted_task(L, co)) != NULL) {
+        if (t->resume_ref == LUA_NOREF) {
+            lua_createtable(L, n, 1);
+            for (int i = 1; i <= n; i++) {
+                lua_pushvalue(L, i + 1);
+                lua_rawseti(L, -2, i);
+            }
+            lua_pushinteger(L, n);
+            lua_setfield(L, -2, "n");
+            t->resume_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
+        return 0;
+    }
     lua_xmove(L, co, n);
-    run(L, co, n, "%s%s", "a resumed handler", "");
+    if (run(L, co, n, &spent, "%s%s", "a resumed handler", "") == RUN_PREEMPTED)
+        enqueue(lhost_get(L), L, spent, "%s%s", "a resumed handler", "");
     return 0;
 }
 
@@ -466,6 +837,7 @@ lhost_t *lhost_new(sl_server_t *srv)
     h->srv = srv;
     h->mem_limit = srv->cfg.lua_memory_limit;
     h->budget_ns = srv->cfg.handler_timeout * 1000000ull;
+    h->slice_ns = srv->cfg.handler_slice * 1000000ull;
     h->L = lua_newstate(lalloc, h);
     if (h->L != NULL) {
         lua_atpanic(h->L, panic);
@@ -481,6 +853,8 @@ lhost_t *lhost_new(sl_server_t *srv)
     lua_rawsetp(h->L, LUA_REGISTRYINDEX, &LHOST_KEY);
     lua_newtable(h->L);
     lua_rawsetp(h->L, LUA_REGISTRYINDEX, &POOL_KEY);
+    lua_newtable(h->L);
+    lua_rawsetp(h->L, LUA_REGISTRYINDEX, &PREEMPTED_KEY);
     if (lhost_protect(h, open_all, h, "siolua's Lua set-up") != 0) {
         lua_close(h->L);
         free(h);
@@ -493,6 +867,19 @@ void lhost_free(lhost_t *h)
 {
     if (h == NULL)
         return;
+    /* preempted handlers are abandoned, as those waiting in emitWithAck */
+    while (h->runq != NULL) {
+        lhost_group_t *g = h->runq;
+        while (g->head != NULL) {
+            lhost_task_t *t = g->head;
+            g->head = t->next;
+            free(t); /* its refs go with the VM */
+        }
+        h->runq = g->next;
+        if (g->origin != NULL)
+            sio_socket_unref(g->origin);
+        free(g);
+    }
     lengine_free(h); /* raw Engine.IO handles, before the VM goes */
     lua_close(h->L);
     free(h);
@@ -522,7 +909,11 @@ int lhost_run_app(lhost_t *h, const char *path)
         lua_pop(L, 1);
         return -1;
     }
-    return lhost_call(L, 0, path);
+    /* the top level runs to its end (its options are read right after), within the budget */
+    h->nopreempt++;
+    int rc = lhost_call(L, 0, path);
+    h->nopreempt--;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- request views */
@@ -717,11 +1108,14 @@ static void h_connect(sio_socket_t *s, slice_t auth, void *ud)
 {
     lhost_t *h = ud;
     call_args_t a = {.s = s, .auth = auth};
+    sio_socket_t *origin = h->origin;
     sio_socket_ref(s);
+    h->origin = s; /* its middlewares and connection handlers are its own */
     if (lhost_protect(h, connect_k, &a, "connect") != 0 && s->state == SIO_S_CONNECTING) {
         static const char err[] = "{\"message\":\"Invalid payload\"}";
         sio_socket_refuse(s, err, sizeof(err) - 1);
     }
+    h->origin = origin;
     sio_socket_unref(s);
 }
 
@@ -765,9 +1159,12 @@ static int h_packet(sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, 
 {
     lhost_t *h = ud;
     call_args_t a = {.s = s, .p = p, .att = att, .natt = natt, .rc = -1};
-    if (lhost_protectf(h, packet_k, &a, "packet from socket %s", s->id) != 0)
-        return -1;
-    return a.rc;
+    sio_socket_t *origin = h->origin;
+    int rc;
+    h->origin = s; /* (sio holds s) the handlers of its packets are its own: their aborts count against it */
+    rc = lhost_protectf(h, packet_k, &a, "packet from socket %s", s->id);
+    h->origin = origin;
+    return rc != 0 ? -1 : a.rc;
 }
 
 static int disconnect_k(lua_State *L)

@@ -3,7 +3,26 @@
  * the bindings in lserver.c (the global `io`, namespaces, options) and lsocket.c (socket handles).
  * Ownership: C owns every socket; Lua holds handles (userdata "siolua.socket") that C keeps alive
  * with a registry ref while the socket lives and turns into "closed" handles when it dies: their
- * methods become no-ops (emit returns false) instead of touching freed memory. */
+ * methods become no-ops (emit returns false) instead of touching freed memory.
+ *
+ * Time (the scheduler). Every handler runs in a coroutine whose instruction-count hook looks at
+ * the clock every 10000 instructions:
+ * - a loop turn (from one poll to the next) runs Lua for at most one slice (--handler-slice,
+ *   100 ms): past it, the hook yields the running handler ("preempted") and the run queue resumes
+ *   it on a later turn, after I/O was read. Handlers started once the slice is spent yield at their
+ *   first check. The queue is round-robin by client socket (the one whose packet started the
+ *   handler), in order within a socket. Like emitWithAck, a preemption lets other handlers run in
+ *   the middle of a long one: state it shares with them may change across it.
+ * - a handler call may run --handler-timeout (2000 ms) of its own time, all slices together; then
+ *   it is aborted (logged with its traceback). An abort that can yield cannot be caught by pcall.
+ *   Resuming after emitWithAck starts a new call (a new budget).
+ * - a socket whose handlers are aborted LHOST_ABORTS_MAX times within LHOST_ABORTS_WINDOW seconds
+ *   is disconnected ("server namespace disconnect", as by socket.disconnect(true)) and its
+ *   preempted handlers are dropped.
+ * Where Lua cannot yield (inside a table.sort comparator, a string.gsub callback, a metamethod
+ * called from C, a coroutine of the app's own) only the budget applies; one C call (a string.find
+ * with a pathological pattern, string.rep of a huge count) is never interrupted. tq's poll clock
+ * keeps such stalls from costing other clients their heartbeats. */
 #ifndef SL_LHOST_H
 #define SL_LHOST_H
 
@@ -13,22 +32,43 @@
 #include "server.h"
 #include "sio.h"
 
+#define LHOST_ABORTS_MAX    3  /* aborted handler calls of one socket that get it disconnected... */
+#define LHOST_ABORTS_WINDOW 60 /* ...within this many seconds */
+
+typedef struct lhost_group lhost_group_t; /* preempted handlers of one socket (lhost.c) */
+
 typedef struct lhost {
     lua_State *L;       /* the main thread */
     lua_State *cur;     /* the coroutine running now (NULL: none; C callbacks then use L) */
     sl_server_t *srv;
     size_t mem_used;     /* bytes the VM holds (its allocator counts them) */
     size_t mem_limit;    /* cap on mem_used, 0 = none: allocations beyond fail ("not enough memory") */
+    uint8_t yield_abort; /* with yielded: the hook yielded it to abort it, not to preempt it */
+    int nopreempt;       /* > 0: handlers run to completion (the app's top level) */
     uint64_t budget_ns;  /* a handler call may run this long (0 = forever), see lhost_call */
+    uint64_t slice_ns;   /* Lua time of one loop turn before handlers yield (0 = never) */
     uint64_t deadline;   /* uv_hrtime() after which the running handler is aborted (0 = none) */
-    int depth;           /* nesting of run(): the outermost call sets the deadline */
+    uint64_t slice_end;  /* uv_hrtime() at which this turn's slice ends (0: no Lua ran yet) */
+    uint64_t charged;    /* the deadline of the last abort charged to a socket (one per call) */
+    lua_State *yielded;  /* the coroutine the hook just yielded (NULL: none) */
+    sio_socket_t *origin; /* the socket whose packet is being handled: new handlers are its own */
+    lhost_group_t *runq, *runq_tail; /* preempted handlers, one group per socket, round-robin */
+    lhost_group_t *running; /* the group whose handler the run queue is resuming */
 } lhost_t;
 
 /* Creates the VM with the standard libraries, `siolua`, `io` and the prelude. NULL on failure. */
 lhost_t *lhost_new(sl_server_t *srv);
 void lhost_free(lhost_t *h);
-/* Runs the app file. Returns 0, or -1 with the error (file:line: message + traceback) logged. */
+/* Runs the app file (its top level is never preempted). Returns 0, or -1 with the error
+ * (file:line: message + traceback) logged. */
 int lhost_run_app(lhost_t *h, const char *path);
+/* The scheduler's loop handles, which outlive VMs (they act on srv->lua): an idle handle that runs
+ * the queue of preempted handlers while it is not empty, and a check handle that ends each turn's
+ * slice.
+ * Closing them (shutdown) leaves the preempted handlers where they are; later calls are not
+ * preempted. */
+void lhost_loop_start(sl_server_t *srv);
+void lhost_loop_close(sl_server_t *srv);
 
 /* The handler sio calls into (ud = lhost_t *). */
 extern const sio_handler_t lhost_sio_handler;
@@ -42,9 +82,10 @@ lhost_t *lhost_get(lua_State *L);
 /* The thread C callbacks must use now: the running coroutine, or the main thread. */
 lua_State *lhost_state(lhost_t *h);
 /* Runs an application function (a handler): the function at stack[-nargs-1] with nargs arguments,
- * in a coroutine of its own (from a pool), so it may suspend in emitWithAck. On error logs
- * "what: message + traceback" and returns -1; else 0 (also when it suspended). Pops function and
- * args, pushes nothing. Raises only on memory errors. */
+ * in a coroutine of its own (from a pool), so it may suspend in emitWithAck or be preempted (it
+ * then goes on later, from the run queue). On error or abort logs "what: message + traceback" and
+ * returns -1; else 0 (also when it suspended). Pops function and args, pushes nothing. Raises only
+ * on memory errors. */
 int lhost_call(lua_State *L, int nargs, const char *what);
 /* Same, with the description formatted (fmt with two %s) only if an error is logged. */
 int lhost_callf(lua_State *L, int nargs, const char *fmt, const char *a, const char *b);

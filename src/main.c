@@ -37,6 +37,8 @@ static void usage(FILE *out)
           "  --no-watch                  do not reload when app.lua or its modules change (SIGHUP still does)\n"
           "  --lua-memory-limit BYTES    memory the Lua VM may use (default 536870912; 0: no limit)\n"
           "  --handler-timeout MS        longest a handler may run before it is aborted (default 2000; 0: none)\n"
+          "  --handler-slice MS          Lua time per loop turn before a long handler is preempted, to go on\n"
+          "                              once other clients were served (default 100; 0: never)\n"
           "  --output-memory-limit BYTES output queued for all clients together; over it the clients holding\n"
           "                              the most are disconnected (default: a quarter of the memory; 0: none)\n"
           "  --redis URL                 Redis adapter: share broadcasts and rooms with other nodes\n"
@@ -78,7 +80,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_STATIC, OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_UPGRADE_TIMEOUT,
     OPT_CONNECT_TIMEOUT, OPT_MAX_BUFFER, OPT_TRANSPORTS, OPT_NO_UPGRADES, OPT_CORS_ORIGIN, OPT_CORS_METHODS,
     OPT_CORS_CREDENTIALS, OPT_NO_SERVE_CLIENT, OPT_LOG_LEVEL, OPT_LUA_MEMORY, OPT_HANDLER_TIMEOUT,
-    OPT_NO_WATCH, OPT_OUTPUT_MEMORY,
+    OPT_NO_WATCH, OPT_OUTPUT_MEMORY, OPT_HANDLER_SLICE,
     OPT_REDIS, /* the Redis adapter */
     OPT_TLS_CERT, OPT_TLS_KEY,
     /* transport limits */
@@ -108,6 +110,7 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         {"lua-memory-limit", required_argument, 0, OPT_LUA_MEMORY},
         {"handler-timeout", required_argument, 0, OPT_HANDLER_TIMEOUT},
         {"output-memory-limit", required_argument, 0, OPT_OUTPUT_MEMORY},
+        {"handler-slice", required_argument, 0, OPT_HANDLER_SLICE},
         {"header-timeout", required_argument, 0, OPT_HEADER_TIMEOUT},
         {"body-timeout", required_argument, 0, OPT_BODY_TIMEOUT},
         {"keepalive-timeout", required_argument, 0, OPT_KEEPALIVE_TIMEOUT},
@@ -276,6 +279,11 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
             if (parse_u64(optarg, &v) != 0)
                 goto bad;
             cfg->handler_timeout = v;
+            break;
+        case OPT_HANDLER_SLICE:
+            if (parse_u64(optarg, &v) != 0 || v > 86400000)
+                goto bad;
+            cfg->handler_slice = v;
             break;
         case OPT_OUTPUT_MEMORY:
             if (parse_u64(optarg, &v) != 0)

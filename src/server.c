@@ -75,6 +75,7 @@ void sl_config_defaults(sl_config_t *cfg)
     cfg->lua_memory_limit = (size_t)512 << 20;
     cfg->watch = 1;
     cfg->handler_timeout = 2000;
+    cfg->handler_slice = 100;
 }
 
 /* ---------------------------------------------------------------- client bundle and static files */
@@ -331,6 +332,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     tq_clock_init(&srv->clock, loop);
     sio_server_init(&srv->sio, loop, &srv->cfg.sio, &lhost_sio_handler, NULL);
     tq_watch(&srv->sio.q_connect, &srv->clock);
+    lhost_loop_start(srv);
     srv->lua = lhost_new(srv);
     if (srv->lua == NULL)
         return -1;
@@ -405,6 +407,7 @@ void sl_server_close(sl_server_t *srv)
         return;
     srv->closing = 1;
     srv->closing_since = uv_now(srv->loop);
+    lhost_loop_close(srv); /* the disconnect handlers below run to their end */
     net_stop(&srv->net);
     reload_close(&srv->reload);
     sio_server_close(&srv->sio, "server shutting down");

@@ -46,6 +46,7 @@ typedef struct {
     size_t lua_memory_limit;   /* bytes the Lua VM may hold (0 = no limit) */
     int watch;                 /* reload when app.lua or its modules change (--no-watch: 0) */
     uint64_t handler_timeout;  /* ms one handler call may run before it is aborted (0 = no limit) */
+    uint64_t handler_slice;    /* ms of Lua per loop turn before handlers are preempted (0 = never) */
     adapter_redis_config_t redis; /* --redis / io.options{adapter = ...}: the Redis adapter (url NULL: none) */
     char *tls_cert;            /* --tls-cert / io.options{tls = {cert = ...}}: PEM chain file (NULL: plain HTTP) */
     char *tls_key;             /* --tls-key / tls.key: its PEM private key file */
@@ -58,6 +59,8 @@ typedef struct sl_server {
     eio_server_t eio;
     sio_server_t sio;
     struct lhost *lua;         /* the current Lua VM (replaced by each hot reload) */
+    uv_idle_t lua_run;         /* lhost's scheduler: runs the preempted handlers while there are any */
+    uv_check_t lua_turn;       /* lhost's scheduler: the end of a loop turn (a new slice) */
     struct adapter_redis *redis; /* the Redis adapter (NULL: in-memory); outlives hot reloads */
     reload_t reload;
     struct tls_ctx *tls;       /* the certificate (NULL: plain HTTP); re-read on SIGHUP */

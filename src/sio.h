@@ -35,7 +35,9 @@ struct sio_socket {
     room_member_t *rooms;              /* rooms joined (its own id is implicit) */
     uint32_t mark;                     /* selection epoch that last visited it (dedup) */
     uint8_t upper_flags;               /* bits of the upper layer (LSOCKET_F_*) */
+    uint8_t aborts;                    /* upper layer: its handler calls aborted in the window... */
     int handle_ref;                    /* upper layer: the Lua registry ref of its handle */
+    uint32_t aborts_since;             /* ...that began at this loop time (s) */
     void *data;                        /* upper layer */
 };
 
