@@ -5,6 +5,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ static const char HOOKS_KEY = 'k';     /* registry: siolua._hooks, the prelude's
 static const char PREEMPTED_KEY = 'q'; /* registry: {coroutine = task} of the preempted handlers */
 
 #define HOOK_COUNT 10000         /* instructions between two looks at the clock */
+#define TRIM_SLACK ((size_t)32 << 20) /* memory freed since the peak before malloc_trim is worth it */
 
 int luaopen_cjson(lua_State *L); /* from Debian's lua-cjson (liblua5.4-cjson), no header */
 
@@ -437,12 +439,25 @@ static void on_run(uv_idle_t *idle)
         uv_idle_stop(idle);
 }
 
-/* The end of a loop turn: the next one has a new slice. */
+/* The end of a loop turn: the next one has a new slice. After a memory bomb (an allocation refused
+ * at the cap), a full collection; when much was freed since the peak, the freed pages go back to
+ * the OS (malloc_trim), so that RSS does not stay at the high-water mark. */
 static void on_turn(uv_check_t *check)
 {
     sl_server_t *srv = check->data;
-    if (srv->lua != NULL)
-        srv->lua->slice_end = 0;
+    lhost_t *h = srv->lua;
+    if (h == NULL)
+        return;
+    h->slice_end = 0;
+    if (h->mem_hit) {
+        h->mem_hit = 0;
+        lua_gc(h->L, LUA_GCCOLLECT);
+        h->mem_peak = (size_t)-1; /* trimmed below, whatever the collection freed */
+    }
+    if (h->mem_peak > h->mem_used + TRIM_SLACK) {
+        malloc_trim(0);
+        h->mem_peak = h->mem_used;
+    }
 }
 
 void lhost_loop_start(sl_server_t *srv)
@@ -817,11 +832,16 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize)
         h->mem_used -= osize;
         return NULL;
     }
-    if (h->mem_limit != 0 && nsize > osize && h->mem_used + (nsize - osize) > h->mem_limit)
+    if (h->mem_limit != 0 && nsize > osize && h->mem_used + (nsize - osize) > h->mem_limit) {
+        h->mem_hit = 1;
         return NULL;
+    }
     void *p = realloc(ptr, nsize);
-    if (p != NULL)
+    if (p != NULL) {
         h->mem_used = h->mem_used - osize + nsize;
+        if (h->mem_used > h->mem_peak)
+            h->mem_peak = h->mem_used;
+    }
     return p;
 }
 

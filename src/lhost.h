@@ -43,6 +43,8 @@ typedef struct lhost {
     sl_server_t *srv;
     size_t mem_used;     /* bytes the VM holds (its allocator counts them) */
     size_t mem_limit;    /* cap on mem_used, 0 = none: allocations beyond fail ("not enough memory") */
+    size_t mem_peak;     /* highest mem_used since freed memory was last given back to the OS */
+    uint8_t mem_hit;     /* an allocation was refused at the cap: full GC at the end of the turn */
     uint8_t yield_abort; /* with yielded: the hook yielded it to abort it, not to preempt it */
     int nopreempt;       /* > 0: handlers run to completion (the app's top level) */
     uint64_t budget_ns;  /* a handler call may run this long (0 = forever), see lhost_call */
@@ -64,7 +66,7 @@ void lhost_free(lhost_t *h);
 int lhost_run_app(lhost_t *h, const char *path);
 /* The scheduler's loop handles, which outlive VMs (they act on srv->lua): an idle handle that runs
  * the queue of preempted handlers while it is not empty, and a check handle that ends each turn's
- * slice.
+ * slice (and gives memory back to the OS after a memory bomb: a full GC, then malloc_trim).
  * Closing them (shutdown) leaves the preempted handlers where they are; later calls are not
  * preempted. */
 void lhost_loop_start(sl_server_t *srv);
