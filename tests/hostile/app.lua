@@ -2,6 +2,8 @@
 -- counts the suite compares with its baseline, and handlers that misbehave on purpose.
 local count = 0        -- sockets connected, kept by the connection/disconnect handlers
 local gone = {}        -- sockets that disconnected, kept to emit on them later
+local reasons = {}     -- socket id -> the reason its disconnect handler got (the last 200)
+local nreasons = 0
 
 io.on("connection", function(socket)
   count = count + 1
@@ -19,6 +21,17 @@ io.on("connection", function(socket)
 
   socket.on("boom", function() error("kaboom") end)
   socket.on("spin", function() while true do end end)
+  -- where Lua cannot yield (a table.sort comparator), only the time budget stops it
+  socket.on("stall", function()
+    local t = {}
+    for i = 1, 64 do t[i] = i end
+    table.sort(t, function() while true do end end)
+  end)
+  -- a large ack (a client that asks and never reads makes the server hold it)
+  socket.on("big", function(n, ack) ack(string.rep("x", n)) end)
+  -- the Lua heap (KiB) and the reason a given socket's disconnect handler got
+  socket.on("mem", function(ack) ack(collectgarbage("count")) end)
+  socket.on("reason", function(id, ack) ack(reasons[id] or siolua.null) end)
   socket.on("bomb", function()
     local t, s = {}, string.rep("x", 1 << 20)
     for i = 1, 1 << 20 do t[i] = s .. i end
@@ -49,8 +62,11 @@ io.on("connection", function(socket)
   end)
   socket.on("bad-arg", function() socket.emit(nil) end)
 
-  socket.on("disconnect", function()
+  socket.on("disconnect", function(reason)
     count = count - 1
+    if reasons[socket.id] == nil then nreasons = nreasons + 1 end
+    reasons[socket.id] = reason
+    if nreasons > 200 then reasons, nreasons = {}, 0 end
     gone[#gone + 1] = socket
     if #gone > 50 then table.remove(gone, 1) end
     -- emit on a dead socket from a timer too

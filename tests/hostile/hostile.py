@@ -14,6 +14,7 @@ Ends with one line: "hostile: N passed, N failed". Server logs go to build/hosti
 
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -244,6 +245,47 @@ def _(srv):
     check(ok, "the server still holds the connection after %.1f s" % limit)
 
 
+@case("tcp", "output budget: 50 clients that never read ask for large acks; the biggest holders are closed")
+def _(srv):
+    budget = 32 << 20
+    other = Server(BIN, APP, ["--no-watch", "--ping-interval", "20000", "--ping-timeout", "20000",
+                              "--output-memory-limit", str(budget)], os.path.join(LOGDIR, "budget.log"))
+    try:
+        hogs = [sio_ws(other, rcvbuf=4096) for _ in range(10)]
+        modest = [sio_ws(other, rcvbuf=4096) for _ in range(40)]
+        rss0, peak, done = other.rss_kb(), [0], threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], other.rss_kb())
+                time.sleep(0.01)
+        t = threading.Thread(target=sample)
+        t.start()
+        n0 = other.nlines()
+        for ws in modest:  # 4 x 64 KiB each, 10 MiB in all
+            ws.send(b"".join(frame(OP_TEXT, '42%d["big",65536]' % i) for i in range(1, 5)))
+        for ws in hogs:  # 14 x 1 MiB each (under the 16 MiB per connection), 140 MiB in all
+            ws.send(b"".join(frame(OP_TEXT, '42%d["big",1048576]' % i) for i in range(1, 15)))
+        try:
+            check(wait_log(other, n0, "over the budget of %d" % budget, 15), "the budget was not logged")
+            check(wait_for(lambda: other.socket_fds() <= 50, 10), "no connection was closed")
+            # the others lost nothing (so the ones closed were hogs): every ack, whole, once they read
+            for ws in modest:
+                got = sorted(int(t[2:t.index("[")]) for t in
+                             [expect_msg(ws, lambda t: t.startswith("43"), 10) for _ in range(4)])
+                check(got == [1, 2, 3, 4], "acks %r" % got)
+                check(sio_call(ws, 9, "echo", "after", timeout=15) == ["after"], "a modest client is broken")
+        finally:
+            done.set()
+            t.join()
+        grown = (peak[0] - rss0) >> 10
+        check(grown < (budget >> 20) + 48, "RSS grew by %d MiB for a budget of %d MiB" % (grown, budget >> 20))
+        for ws in hogs + modest:
+            ws.close()
+    finally:
+        stop_clean(other)
+
+
 @case("tcp", "per-IP limit: connections over --max-connections-per-ip get 503, other IPs do not")
 def _(srv):
     socks = [connect(srv, "127.0.0.5") for _ in range(PER_IP)]
@@ -379,6 +421,33 @@ def _(srv):
     raw = (b"POST /socket.io/?EIO=4&transport=polling&sid=" + sid.encode() +
            b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 2)
     expect_closed_with(srv, raw, 413)
+
+
+def chunked_post(sid):
+    return (b"POST /socket.io/?EIO=4&transport=polling&sid=" + sid.encode() +
+            b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+@case("http", "chunk extensions: one chunk with 20 KB of them (over 16 KiB) gets 413, the session closes")
+def _(srv):
+    sid = poll_handshake(srv)
+    expect_closed_with(srv, chunked_post(sid) + b"1;" + b"e" * 20000, 413)
+    check(eio_code(poll_get(srv, sid)) == (400, 1), "the session survived")
+
+
+@case("http", "chunk extensions: 10 KB per chunk, over maxHttpBufferSize in total, get 413")
+def _(srv):
+    sid = poll_handshake(srv)
+    chunk = b"1;" + b"e" * 10000 + b"\r\n3\r\n"
+    expect_closed_with(srv, chunked_post(sid) + chunk * (MAX_BUFFER // 10000 + 1), 413)
+
+
+@case("http", "chunk extensions: 15 KB of them within the limits are ignored, the body goes through")
+def _(srv):
+    sid = poll_handshake(srv)
+    body = b"1;" + b"e" * 15000 + b"\r\n6\r\n0\r\n\r\n"  # one Engine.IO noop
+    r = http_one(srv, chunked_post(sid) + body)
+    check(r[0] == 200 and r[2] == b"ok", "answered %r" % (r,))
 
 
 @case("http", "pipelining: 40 requests in one write get 1 + 16 answers, the last with Connection: close")
@@ -731,6 +800,44 @@ def _(srv):
     sid = poll_handshake(srv)
     http_one(srv, post(sid, "1"))
     check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), 2), "the session survived")
+
+
+def sio_polling(srv):
+    """A Socket.IO client over polling, connected to "/": returns (Engine.IO sid, socket id)."""
+    sid = poll_handshake(srv)
+    r = http_one(srv, post(sid, "40"))
+    check(r[0] == 200, "CONNECT: %r" % (r,))
+    r = poll_get(srv, sid)
+    body = r[2].decode()
+    check(r[0] == 200 and body.startswith("40{"), "CONNECT answer: %r" % (r,))
+    return sid, json.loads(body[2:].split("\x1e")[0])["sid"]
+
+
+def reason_of(srv, socket_id, timeout=8.0):
+    """The reason the app's disconnect handler got for socket_id, asked from another client."""
+    ws = sio_ws(srv, CHECKER_IP)
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            r = sio_call(ws, 1, "reason", socket_id)[0]
+            if r is not None or time.monotonic() > end:
+                return r
+            time.sleep(0.05)
+    finally:
+        ws.close()
+
+
+@case("eio", "reset in the middle of a polling POST: the app's disconnect handler gets transport error")
+def _(srv):
+    sid, socket_id = sio_polling(srv)
+    s = connect(srv)
+    s.sendall(post_raw(sid, "Content-Length: 1000\r\n", '42["echo","half'))
+    check(wait_for(lambda: server_rx_queue(srv, s) == 0, 3), "the server did not read the head")
+    reset(s)
+    # without the fix the session lives until the ping timeout, and the reason is "ping timeout"
+    r = reason_of(srv, socket_id)
+    check(r == "transport error", "disconnect reason %r" % r)
+    check(eio_code(poll_get(srv, sid)) == (400, 1), "the session survived")
 
 
 @case("eio", "invalid polling payloads close the session (parse error)")
@@ -1134,11 +1241,94 @@ def _(srv):
     other.close()
 
 
-@case("lua", "a memory bomb is stopped by the Lua memory cap")
+def sio_ws_id(srv, src=None):
+    """A Socket.IO client over WebSocket connected to "/": returns (ws, socket id)."""
+    ws, _ = eio_ws(srv, src)
+    ws.text("40")
+    t = expect_msg(ws, lambda t: isinstance(t, str) and t.startswith("40{"))
+    return ws, json.loads(t[2:])["sid"]
+
+
+def gone_now(ws):
+    """True once the server has disconnected ws (a DISCONNECT packet, a close frame, EOF); answers
+    pings on the way; never waits for more than a frame already on its way."""
+    while True:
+        if not select.select([ws.s], [], [], 0)[0] and len(ws.buf) < 2:
+            return False
+        try:
+            f = ws.recv_frame(0.5)
+        except socket.timeout:
+            return False
+        if f is None or f[1] == OP_CLOSE or (f[1] == OP_TEXT and f[2].startswith(b"41")):
+            return True
+        if f[1] == OP_TEXT and f[2] == b"2":
+            ws.text("3")
+
+
+@case("lua", "five spinning events in one write: others are served meanwhile, the spinner is disconnected")
+def _(srv):
+    n0 = srv.nlines()
+    spinner, spinner_id = sio_ws_id(srv)
+    other = sio_ws(srv)
+    spinner.send(b"".join(frame(OP_TEXT, '42["spin"]') for _ in range(5)))
+    served, end = 0, time.monotonic() + 30
+    while not gone_now(spinner):
+        check(time.monotonic() < end, "the spinner was not disconnected in 30 s")
+        check(sio_call(other, served + 1, "echo", served, timeout=20) == [served], "echo %d" % served)
+        served += 1
+    # the old way ran the five back to back: nothing else ran until they were all aborted
+    check(served >= 1, "no echo was answered while the spinner spun")
+    check(wait_log(srv, n0, "socket %s: 3 handler calls aborted" % spinner_id), "the disconnection was not logged")
+    check(reason_of(srv, spinner_id) == "server namespace disconnect", "reason %r" % reason_of(srv, spinner_id))
+    aborts = [l for l in srv.lines_since(n0) if "handler aborted" in l]
+    check(len(aborts) == 3, "%d aborts logged: the last two should have been dropped" % len(aborts))
+    check(sio_call(other, 99, "echo", "after") == ["after"], "the other client is broken")
+    spinner.close()
+    other.close()
+
+
+@case("lua", "a 3 s stall where Lua cannot yield does not cost a client whose pong came meanwhile its session")
+def _(srv):
+    other = Server(BIN, APP, ["--no-watch", "--ping-interval", "400", "--ping-timeout", "600",
+                              "--handler-timeout", "3000"], os.path.join(LOGDIR, "stall.log"))
+    try:
+        ws, op = eio_ws(other)
+        ws.text("40")
+        expect_msg(ws, lambda t: t.startswith("40{"))
+        staller = sio_ws(other)
+        n0 = other.nlines()
+        end = time.monotonic() + 5
+        while True:  # a ping: the server now waits 600 ms for its pong
+            f = ws.recv_frame(5)
+            check(f is not None and time.monotonic() < end, "no ping")
+            if f[1] == OP_TEXT and f[2] == b"2":
+                break
+        staller.text('42["stall"]')  # the server stalls 3 s (a table.sort comparator cannot yield)
+        time.sleep(0.15)
+        ws.text("3")  # in time, but read only after the stall
+        check(wait_log(other, n0, "handler aborted", 15), "the stall was not aborted")
+        check(sio_call(ws, 1, "echo", "alive", timeout=10) == ["alive"], "the client lost its session")
+        check(not any("%s closed: ping timeout" % op["sid"] in l for l in other.lines_since(n0)),
+              "closed by the heartbeat")
+        ws.close()
+        staller.close()
+    finally:
+        stop_clean(other)
+
+
+@case("lua", "a memory bomb is stopped by the Lua memory cap, and the memory comes back down after")
 def _(srv):
     ws = sio_ws(srv)
+    kb0 = sio_call(ws, 1, "mem")[0]
+    rss0 = srv.rss_kb()
     ws.text('42["bomb"]')
-    check(sio_call(ws, 1, "echo", "after", timeout=10) == ["after"], "socket broken")
+    check(sio_call(ws, 2, "echo", "after", timeout=10) == ["after"], "socket broken")
+    # the bomb's garbage (64 MiB, the cap) is collected, not left for a collection that never comes
+    check(wait_for(lambda: sio_call(ws, 3, "mem")[0] < kb0 + 8192, 10, 0.2),
+          "the Lua heap stays at %d KiB (%d before)" % (sio_call(ws, 3, "mem")[0], kb0))
+    # and given back to the OS (malloc_trim; under ASan its allocator decides, within its quarantine)
+    check(wait_for(lambda: srv.rss_kb() < rss0 + (32 << 10), 10, 0.2),
+          "RSS stays at %d KiB (%d before)" % (srv.rss_kb(), rss0))
     ws.close()
 
 
