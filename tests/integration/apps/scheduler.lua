@@ -1,0 +1,38 @@
+-- scheduler.test.mjs: long handlers are preempted (other clients' handlers run in the middle of
+-- them), the time budget spans slices and pcall cannot catch its abort, the top level is never
+-- preempted.
+
+-- The top level runs ~300 ms of CPU before it sets its options: were it preempted, the server
+-- would read io.options before this line and start with the default pingInterval.
+local c0 = os.clock()
+while os.clock() - c0 < 0.3 do end
+io.options{ pingInterval = 12345 }
+
+local marks = 0 -- "mark" events handled so far, by any client
+
+io.on("connection", function(socket)
+  socket.on("echo", function(x, ack) ack(x) end)
+  socket.on("mark", function() marks = marks + 1 end)
+
+  -- Runs until a "mark" is handled meanwhile (true), or for 3 s of CPU (false): it can see one
+  -- only if it is preempted and the mark's handler runs in the middle of it.
+  socket.on("long", function(ack)
+    local start, t0 = marks, os.clock()
+    while marks == start and os.clock() - t0 < 3 do end
+    ack(marks ~= start)
+  end)
+
+  -- A long computation (preempted several times) and then an emitWithAck: both go on as usual.
+  socket.on("long-then-ask", function(ack)
+    local t0, n = os.clock(), 0
+    while os.clock() - t0 < 0.4 do n = n + 1 end
+    local reply = socket.emitWithAck("question", n > 0)
+    ack(reply)
+  end)
+
+  -- pcall cannot keep a handler past its budget: "after-pcall" is never sent.
+  socket.on("pcall-spin", function()
+    local ok = pcall(function() while true do end end)
+    socket.emit("after-pcall", ok)
+  end)
+end)
