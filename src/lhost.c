@@ -137,6 +137,8 @@ static int run(lua_State *L, lua_State *co, int nargs, uint64_t *spent, const ch
     h->deadline = outer;
     end = uv_hrtime();
     *spent += end - start;
+    if (h->slice_end != 0 && end >= h->slice_end && h->origin != NULL)
+        h->overran = h->origin; /* its next events wait for a later turn */
     if (rc == LUA_YIELD && h->yielded == co) {
         h->yielded = NULL;
         if (!h->yield_abort)
@@ -178,6 +180,7 @@ static int run(lua_State *L, lua_State *co, int nargs, uint64_t *spent, const ch
 typedef struct lhost_task {
     struct lhost_task *next;
     int ref;        /* registry ref of the coroutine */
+    int fresh;      /* never ran: its stack holds the handler and its arguments */
     int resume_ref; /* registry ref of {n = N, ...}: a resume that came while it was preempted */
     uint64_t spent; /* its own running time so far (ns) */
     char what[128]; /* how the log names it */
@@ -244,14 +247,16 @@ static lhost_group_t *group_of(lhost_t *h, sio_socket_t *origin)
     return g;
 }
 
-/* Queues the preempted coroutine at the top of L (popped) at the back of its socket's group.
- * [-1, +0, m] */
-static void enqueue(lhost_t *h, lua_State *L, uint64_t spent, const char *fmt, const char *a, const char *b)
+/* Queues the preempted (or, fresh, not yet started) coroutine at the top of L (popped) at the back
+ * of its socket's group. [-1, +0, m] */
+static void enqueue(lhost_t *h, lua_State *L, int fresh, uint64_t spent, const char *fmt, const char *a,
+                    const char *b)
 {
     lhost_task_t *t = xcalloc(1, sizeof(*t));
     lhost_group_t *g;
     lua_State *co = lua_tothread(L, -1);
     snprintf(t->what, sizeof(t->what), fmt, a, b);
+    t->fresh = fresh;
     t->spent = spent;
     t->resume_ref = LUA_NOREF;
     mark_preempted(L, co, t);
@@ -344,9 +349,11 @@ static void charge(lhost_t *h, uint64_t deadline)
 static void resume_task(lhost_t *h, lua_State *L, lhost_group_t *g, lhost_task_t *t)
 {
     lua_State *co;
-    int nargs = 0;
+    int nargs;
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
     co = lua_tothread(L, -1);
+    nargs = t->fresh ? lua_gettop(co) - 1 : 0; /* a fresh one starts: handler and arguments */
+    t->fresh = 0;
     mark_preempted(L, co, NULL);
     for (;;) {
         int st = run(L, co, nargs, &t->spent, "%s%s", t->what, "");
@@ -433,8 +440,10 @@ static void on_run(uv_idle_t *idle)
 {
     sl_server_t *srv = idle->data;
     lhost_t *h = srv->lua;
-    if (h != NULL && h->runq != NULL)
+    if (h != NULL && h->runq != NULL) {
+        net_flush(&srv->net); /* what the timers just queued (pings) goes out before a long slice */
         lhost_protect(h, run_queue_k, h, "the run queue");
+    }
     if (h == NULL || h->runq == NULL)
         uv_idle_stop(idle);
 }
@@ -449,6 +458,7 @@ static void on_turn(uv_check_t *check)
     if (h == NULL)
         return;
     h->slice_end = 0;
+    h->overran = NULL;
     if (h->mem_hit) {
         h->mem_hit = 0;
         lua_gc(h->L, LUA_GCCOLLECT);
@@ -482,18 +492,39 @@ void lhost_loop_close(sl_server_t *srv)
 
 /* ---------------------------------------------------------------- entering handlers */
 
+/* A handler of s's event waits in the queue (lhost.h) when s has handlers queued or one of them
+ * ran past this turn's slice. Only for a call made straight from the event's dispatch (not nested
+ * in another handler, which the caller expects to run now). */
+static int must_wait(lhost_t *h)
+{
+    sio_socket_t *s = h->in_event;
+    if (s == NULL || h->cur != NULL || h->nopreempt != 0 || h->slice_ns == 0)
+        return 0;
+    if (s == h->overran)
+        return 1;
+    for (lhost_group_t *g = h->runq; g != NULL; g = g->next)
+        if (g->origin == s)
+            return 1;
+    return 0;
+}
+
 int lhost_callf(lua_State *L, int nargs, const char *fmt, const char *a, const char *b)
 {
     int fn = lua_gettop(L) - nargs, st;
     uint64_t spent = 0;
+    lhost_t *h = lhost_get(L);
     lua_State *co;
     luaL_checkstack(L, 4, "lhost_call");
     co = thread_get(L);
     lua_insert(L, fn); /* the thread below the function */
     lua_xmove(L, co, nargs + 1);
+    if (must_wait(h)) {
+        enqueue(h, L, 1, 0, fmt, a, b);
+        return 0;
+    }
     st = run(L, co, nargs, &spent, fmt, a, b);
     if (st == RUN_PREEMPTED)
-        enqueue(lhost_get(L), L, spent, fmt, a, b);
+        enqueue(h, L, 0, spent, fmt, a, b);
     return st == RUN_FAILED ? -1 : 0;
 }
 
@@ -527,7 +558,7 @@ static int l_resume(lua_State *L)
     }
     lua_xmove(L, co, n);
     if (run(L, co, n, &spent, "%s%s", "a resumed handler", "") == RUN_PREEMPTED)
-        enqueue(lhost_get(L), L, spent, "%s%s", "a resumed handler", "");
+        enqueue(lhost_get(L), L, 0, spent, "%s%s", "a resumed handler", "");
     return 0;
 }
 
@@ -1179,11 +1210,13 @@ static int h_packet(sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, 
 {
     lhost_t *h = ud;
     call_args_t a = {.s = s, .p = p, .att = att, .natt = natt, .rc = -1};
-    sio_socket_t *origin = h->origin;
+    sio_socket_t *origin = h->origin, *in_event = h->in_event;
     int rc;
     h->origin = s; /* (sio holds s) the handlers of its packets are its own: their aborts count against it */
+    h->in_event = s;
     rc = lhost_protectf(h, packet_k, &a, "packet from socket %s", s->id);
     h->origin = origin;
+    h->in_event = in_event;
     return rc != 0 ? -1 : a.rc;
 }
 

@@ -11,8 +11,12 @@
  *   100 ms): past it, the hook yields the running handler ("preempted") and the run queue resumes
  *   it on a later turn, after I/O was read. Handlers started once the slice is spent yield at their
  *   first check. The queue is round-robin by client socket (the one whose packet started the
- *   handler), in order within a socket. Like emitWithAck, a preemption lets other handlers run in
- *   the middle of a long one: state it shares with them may change across it.
+ *   handler), in order within a socket. Like emitWithAck, a preemption lets other sockets' handlers
+ *   run in the middle of a long one: state it shares with them may change across it.
+ * - a socket's events keep their order: the handlers of an event (or ack) of a socket that has
+ *   handlers in the queue, or whose handler ran past this turn's slice, do not start now: they
+ *   wait in the queue behind the earlier ones. So a client's burst of long events takes one slice
+ *   (or one budget, where Lua cannot yield) per turn, with I/O and heartbeats between them.
  * - a handler call may run --handler-timeout (2000 ms) of its own time, all slices together; then
  *   it is aborted (logged with its traceback). An abort that can yield cannot be caught by pcall.
  *   Resuming after emitWithAck starts a new call (a new budget).
@@ -54,6 +58,8 @@ typedef struct lhost {
     uint64_t charged;    /* the deadline of the last abort charged to a socket (one per call) */
     lua_State *yielded;  /* the coroutine the hook just yielded (NULL: none) */
     sio_socket_t *origin; /* the socket whose packet is being handled: new handlers are its own */
+    sio_socket_t *in_event; /* origin, while its EVENT or ACK is dispatched (handlers may wait) */
+    sio_socket_t *overran;  /* the socket whose handler ran past this turn's slice (compared only) */
     lhost_group_t *runq, *runq_tail; /* preempted handlers, one group per socket, round-robin */
     lhost_group_t *running; /* the group whose handler the run queue is resuming */
 } lhost_t;

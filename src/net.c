@@ -486,6 +486,11 @@ static void flush_all(net_ctx_t *ctx)
     }
 }
 
+void net_flush(net_ctx_t *ctx)
+{
+    flush_all(ctx);
+}
+
 static void on_flush_prepare(uv_prepare_t *h)
 {
     flush_all(h->data);

@@ -150,6 +150,11 @@ void net_write(net_conn_t *c, rbuf_t *b, size_t off, size_t len);
  * On TLS both encrypt at once (one record per call, up to 16 KiB each) and queue the ciphertext. */
 void net_write_copy(net_conn_t *c, const void *p, size_t len);
 
+/* Writes now what the connections have queued for the end of the turn (before a long task: the
+ * pings the timers just queued go out before it). Runs the owners' on_drain; never called from
+ * inside a net callback. */
+void net_flush(net_ctx_t *ctx);
+
 /* Requests the close. Deferred: on_close and the free happen in libuv's close_cb. Idempotent. */
 void net_close(net_conn_t *c);
 /* Closes once every queued byte has been written (or at once if nothing is queued). A TLS

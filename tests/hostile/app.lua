@@ -20,9 +20,11 @@ io.on("connection", function(socket)
   end)
 
   socket.on("boom", function() error("kaboom") end)
-  socket.on("spin", function() while true do end end)
+  -- "spinning" goes out at the end of the loop turn: once the spin lets the loop go on
+  socket.on("spin", function() socket.emit("spinning") while true do end end)
   -- where Lua cannot yield (a table.sort comparator), only the time budget stops it
   socket.on("stall", function()
+    socket.emit("spinning")
     local t = {}
     for i = 1, 64 do t[i] = i end
     table.sort(t, function() while true do end end)

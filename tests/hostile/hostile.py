@@ -1278,16 +1278,18 @@ def gone_now(ws):
             return False
         if f is None or f[1] == OP_CLOSE or (f[1] == OP_TEXT and f[2].startswith(b"41")):
             return True
+        # (other messages, the next "spinning" ones, are skipped)
         if f[1] == OP_TEXT and f[2] == b"2":
             ws.text("3")
 
 
-@case("lua", "five spinning events in one write: others are served meanwhile, the spinner is disconnected")
-def _(srv):
+def five_long_events(srv, event):
     n0 = srv.nlines()
     spinner, spinner_id = sio_ws_id(srv)
     other = sio_ws(srv)
-    spinner.send(b"".join(frame(OP_TEXT, '42["spin"]') for _ in range(5)))
+    spinner.send(b"".join(frame(OP_TEXT, '42["%s"]' % event) for _ in range(5)))
+    # the first one's "spinning" comes out once the loop turn that started it is over
+    expect_msg(spinner, lambda t: t.startswith('42["spinning"'), 10)
     served, end = 0, time.monotonic() + 30
     while not gone_now(spinner):
         check(time.monotonic() < end, "the spinner was not disconnected in 30 s")
@@ -1302,6 +1304,16 @@ def _(srv):
     check(sio_call(other, 99, "echo", "after") == ["after"], "the other client is broken")
     spinner.close()
     other.close()
+
+
+@case("lua", "five spinning events in one write: others are served meanwhile, the spinner is disconnected")
+def _(srv):
+    five_long_events(srv, "spin")
+
+
+@case("lua", "five stalls where Lua cannot yield, in one write: one per loop turn, others served between")
+def _(srv):
+    five_long_events(srv, "stall")
 
 
 @case("lua", "a 3 s stall where Lua cannot yield does not cost a client whose pong came meanwhile its session")

@@ -9,6 +9,7 @@ while os.clock() - c0 < 0.3 do end
 io.options{ pingInterval = 12345 }
 
 local marks = 0 -- "mark" events handled so far, by any client
+local order = {} -- socket id -> the events "first" and "second" in the order they were handled
 
 io.on("connection", function(socket)
   socket.on("echo", function(x, ack) ack(x) end)
@@ -29,6 +30,15 @@ io.on("connection", function(socket)
     local reply = socket.emitWithAck("question", n > 0)
     ack(reply)
   end)
+
+  -- A client's events keep their order: "second" waits while "first" is preempted.
+  socket.on("first", function()
+    local t0 = os.clock()
+    while os.clock() - t0 < 0.3 do end
+    order[socket.id] = (order[socket.id] or "") .. "first "
+  end)
+  socket.on("second", function() order[socket.id] = (order[socket.id] or "") .. "second" end)
+  socket.on("order", function(ack) ack(order[socket.id]) end)
 
   -- pcall cannot keep a handler past its budget: "after-pcall" is never sent.
   socket.on("pcall-spin", function()
