@@ -271,24 +271,16 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
             cfg->cli_set |= CFG_TLS;
             break;
         case OPT_LUA_MEMORY:
-            if (parse_u64(optarg, &v) != 0)
-                goto bad;
-            cfg->lua_memory_limit = (size_t)v;
-            break;
-        case OPT_HANDLER_TIMEOUT:
-            if (parse_u64(optarg, &v) != 0)
-                goto bad;
-            cfg->handler_timeout = v;
-            break;
-        case OPT_HANDLER_SLICE:
-            if (parse_u64(optarg, &v) != 0 || v > 86400000)
-                goto bad;
-            cfg->handler_slice = v;
-            break;
         case OPT_OUTPUT_MEMORY:
             if (parse_u64(optarg, &v) != 0)
                 goto bad;
-            cfg->output_memory_limit = (size_t)v;
+            *(c == OPT_LUA_MEMORY ? &cfg->lua_memory_limit : &cfg->output_memory_limit) = (size_t)v;
+            break;
+        case OPT_HANDLER_TIMEOUT:
+        case OPT_HANDLER_SLICE:
+            if (parse_u64(optarg, &v) != 0 || v > 86400000)
+                goto bad;
+            *(c == OPT_HANDLER_TIMEOUT ? &cfg->handler_timeout : &cfg->handler_slice) = v;
             break;
         /* transport limits (http_limits_t); timeouts of 0 are refused: 0 would mean the default */
         case OPT_HEADER_TIMEOUT:
