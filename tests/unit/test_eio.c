@@ -142,7 +142,15 @@ static void on_request(http_req_t *req, void *data)
         http_respond(req, 404, NULL, 0, NULL, 0);
 }
 
-static const http_handler_t http_handler = {.on_request = on_request};
+/* A request cut before its body was whole (http.h on_cut), routed as server.c routes it. */
+static void on_cut(const http_req_t *req, void *data)
+{
+    srv_t *s = data;
+    if (req->path.len >= sizeof(PATH) - 1 && memcmp(req->path.ptr, PATH, sizeof(PATH) - 1) == 0)
+        eio_handle_cut(&s->eio, req);
+}
+
+static const http_handler_t http_handler = {.on_request = on_request, .on_cut = on_cut};
 
 static void on_accept(net_conn_t *c, void *data)
 {
@@ -879,9 +887,21 @@ TEST(close_reasons)
     LB_UNTIL(&s.lb, s.sess[6] != NULL && eio_session_writable(s.sess[6]));
     shutdown(c.fd, SHUT_RDWR);
     LB_UNTIL(&s.lb, s.nclose == 7);
+    /* a POST whose connection goes away in the middle of its body (the reference: "data request
+     * connection closed prematurely") */
+    cli_free(&c);
+    cli_open(&s, &c);
+    CHECK_EQ_INT(handshake(&s, &c, sid, t), 0);
+    lb_sends(c.fd, "POST ");
+    lb_sends(c.fd, t);
+    lb_sends(c.fd, " HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n4hel");
+    lb_settle(&s.lb);
+    CHECK_EQ_INT(s.nclose, 7); /* waiting for the rest of the body */
+    shutdown(c.fd, SHUT_RDWR);
+    LB_UNTIL(&s.lb, s.nclose == 8);
     CHECK_EQ_MEM(s.reasons.base, s.reasons.len,
                  "transport close\nparse error\nparse error\ntransport error\ntransport error\ntransport error\n"
-                 "transport error\n");
+                 "transport error\ntransport error\n");
     /* WebSocket: a close packet (ignored there, as the reference: the invalid packet sent after it
      * closes the session), an invalid packet, a client ping (v4: only the server pings), the
      * connection closing, a protocol error */
