@@ -63,8 +63,8 @@ static void tls_deliver(net_conn_t *c);
 
 /* ---------------------------------------------------------------- output accounting */
 
-/* A closing connection's bytes are out of the total as soon as it closes (they are freed in its
- * close_cb, in this loop turn): the budget is not charged twice for them. */
+/* A closing connection's bytes leave the total when it closes (its pending items are freed then,
+ * what uv_write holds in this turn's closing phase): the budget never counts them twice. */
 static void queued_add(net_conn_t *c, size_t n)
 {
     c->queued += n;
@@ -92,7 +92,7 @@ static void collect(uv_handle_t *h, void *arg)
     /* net's connections are the TCP handles whose data is their ctx (not the listener) */
     if (h->type != UV_TCP || h->data != hs->ctx || h == (uv_handle_t *)&hs->ctx->listener)
         return;
-    c = (net_conn_t *)h; /* tcp is the first member */
+    c = container_of(h, net_conn_t, tcp);
     if (c->queued == 0 || (c->flags & NET_F_CLOSING))
         return;
     if (hs->n == hs->cap) {

@@ -253,7 +253,7 @@ static void on_cut(const http_req_t *req, void *data)
         eio_handle_cut(eio, req);
 }
 
-static const http_handler_t http_handler = {on_request, on_cut};
+static const http_handler_t http_handler = {.on_request = on_request, .on_cut = on_cut};
 
 static void on_accept(net_conn_t *c, void *data)
 {
