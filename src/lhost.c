@@ -228,13 +228,22 @@ static lhost_task_t *preempted_task(lua_State *L, lua_State *co)
     return t;
 }
 
+/* The live group of origin (a socket), or NULL. A cancelled one does not count: what its
+ * socket's disconnection runs now (its disconnect handlers) must run. */
+static lhost_group_t *find_group(lhost_t *h, sio_socket_t *origin)
+{
+    for (lhost_group_t *g = h->runq; origin != NULL && g != NULL; g = g->next)
+        if (g->origin == origin && !g->cancelled)
+            return g;
+    return NULL;
+}
+
 /* The group of origin, made (at the back of the queue) if it has none. */
 static lhost_group_t *group_of(lhost_t *h, sio_socket_t *origin)
 {
-    lhost_group_t *g;
-    for (g = h->runq; origin != NULL && g != NULL; g = g->next)
-        if (g->origin == origin)
-            return g;
+    lhost_group_t *g = find_group(h, origin);
+    if (g != NULL)
+        return g;
     g = xcalloc(1, sizeof(*g));
     g->origin = origin;
     if (origin != NULL)
@@ -304,20 +313,18 @@ static void group_free(lhost_t *h, lhost_group_t *g)
 /* Drops the preempted handlers of s (s is being disconnected for its aborts). */
 static void cancel(lhost_t *h, sio_socket_t *s)
 {
-    for (lhost_group_t *g = h->runq; g != NULL; g = g->next) {
-        if (g->origin != s)
-            continue;
-        while (g->head != NULL) {
-            lhost_task_t *t = g->head;
-            g->head = t->next;
-            task_drop(h, t);
-        }
-        g->tail = NULL;
-        g->cancelled = 1;
-        if (g != h->running) /* else the run queue frees it when the call returns */
-            group_free(h, g);
+    lhost_group_t *g = find_group(h, s);
+    if (g == NULL)
         return;
+    while (g->head != NULL) {
+        lhost_task_t *t = g->head;
+        g->head = t->next;
+        task_drop(h, t);
     }
+    g->tail = NULL;
+    g->cancelled = 1;
+    if (g != h->running) /* else the run queue frees it when the call returns */
+        group_free(h, g);
 }
 
 /* An abort is charged to the socket whose packet started the call (once per call, however many
@@ -418,19 +425,13 @@ static int run_queue_k(lua_State *L)
             h->running = NULL;
         }
         /* g is still the head (others are only ever appended or unlinked): its turn is over */
-        h->runq = g->next;
-        if (h->runq == NULL)
-            h->runq_tail = NULL;
-        g->next = NULL;
         if (g->head == NULL) {
-            if (g->origin != NULL)
-                sio_socket_unref(g->origin);
-            free(g);
-        } else if (h->runq_tail != NULL) {
+            group_free(h, g);
+        } else if (g->next != NULL) { /* to the back */
+            h->runq = g->next;
+            g->next = NULL;
             h->runq_tail->next = g;
             h->runq_tail = g;
-        } else {
-            h->runq = h->runq_tail = g;
         }
     }
     return 0;
@@ -500,12 +501,7 @@ static int must_wait(lhost_t *h)
     sio_socket_t *s = h->in_event;
     if (s == NULL || h->cur != NULL || h->nopreempt != 0 || h->slice_ns == 0)
         return 0;
-    if (s == h->overran)
-        return 1;
-    for (lhost_group_t *g = h->runq; g != NULL; g = g->next)
-        if (g->origin == s)
-            return 1;
-    return 0;
+    return s == h->overran || find_group(h, s) != NULL;
 }
 
 int lhost_callf(lua_State *L, int nargs, const char *fmt, const char *a, const char *b)
