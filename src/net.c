@@ -33,7 +33,7 @@
 
 #define NET_WRITE_MAX   64          /* items gathered by one uv_write */
 #define NET_WRITE_BYTES (256 << 10) /* bytes gathered by one uv_write (a first item may be more) */
-#define NET_BACKLOG   511
+#define NET_BACKLOG     511
 
 /* Private flag bits, next to the public NET_F_* of net.h. */
 enum {

@@ -292,7 +292,7 @@ TEST(chunk_extensions)
         int fd = lb_connect(&s.lb);
         buf_t in = BUF_INIT;
         lb_sends(fd, "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;aaaaaaa=\"bbbbbbb\"\r\nabc\r\n"
-                  "2;z\r\nde\r\n0\r\n\r\n");
+                     "2;z\r\nde\r\n0\r\n\r\n");
         lb_pump(&s.lb, fd, &in, sizeof(RESP200(7)) - 1 + 7);
         EXPECT(in, RESP200(7) "/xabcde");
         close(fd);
@@ -315,7 +315,8 @@ TEST(chunk_extensions)
             lb_settle(&s.lb);
         }
         CHECK(lb_pump(&s.lb, fd, &in, 0));
-        CHECK_EQ_MEM(in.base, in.len, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        CHECK_EQ_MEM(in.base, in.len,
+                     "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         close(fd);
         buf_free(&in);
     }
