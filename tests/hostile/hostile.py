@@ -268,8 +268,8 @@ def _(srv):
     other = Server(BIN, APP, ["--no-watch", "--ping-interval", "20000", "--ping-timeout", "20000",
                               "--output-memory-limit", str(budget)], os.path.join(LOGDIR, "budget.log"))
     try:
-        hogs = [sio_ws(other, rcvbuf=4096) for _ in range(10)]
-        modest = [sio_ws(other, rcvbuf=4096) for _ in range(40)]
+        hogs = [sio_ws(other, rcvbuf=4096) for _ in range(20)]
+        modest = [sio_ws(other, rcvbuf=4096) for _ in range(30)]
         rss0, peak, done = other.rss_kb(), [0], threading.Event()
 
         def sample():
@@ -279,9 +279,9 @@ def _(srv):
         t = threading.Thread(target=sample)
         t.start()
         n0 = other.nlines()
-        for ws in modest:  # 4 x 64 KiB each, 10 MiB in all
+        for ws in modest:  # 4 x 64 KiB each, 7.5 MiB in all
             ws.send(b"".join(frame(OP_TEXT, '42%d["big",65536]' % i) for i in range(1, 5)))
-        for ws in hogs:  # 14 x 1 MiB each (under the 16 MiB per connection), 140 MiB in all
+        for ws in hogs:  # 14 x 1 MiB each (under the 16 MiB per connection), 280 MiB in all
             ws.send(b"".join(frame(OP_TEXT, '42%d["big",1048576]' % i) for i in range(1, 15)))
         try:
             check(wait_log(other, n0, "over the budget of %d" % budget, 15), "the budget was not logged")
@@ -295,8 +295,10 @@ def _(srv):
         finally:
             done.set()
             t.join()
+        # the budget, plus the acks being encoded and malloc's high-water mark of them (measured: +68
+        # MiB, +85 under ASan); without the budget it grew by 252 MiB of the 280 asked for
         grown = (peak[0] - rss0) >> 10
-        check(grown < (budget >> 20) + 48, "RSS grew by %d MiB for a budget of %d MiB" % (grown, budget >> 20))
+        check(grown < (budget >> 20) + 96, "RSS grew by %d MiB for a budget of %d MiB" % (grown, budget >> 20))
         for ws in hogs + modest:
             ws.close()
     finally:
