@@ -16,7 +16,7 @@ endif
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(EXTRA_CFLAGS)
 CPPFLAGS += -Isrc -Ibuild/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC)
-LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lyajl -lssl -lcrypto -lm -lhiredis -lmsgpackc
+LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lyajl -lssl -lcrypto -lm -lhiredis -lmsgpackc -lz
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c))
 # prelude.lua runs first; the other lua/*.lua files (extensions of it) after, in name order

@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 # Build: compiler, libuv, llhttp (C sources), wslay, Lua 5.4 + cjson (for apps), yajl (siolua's JSON
-# parser), libcrypto.
+# parser), libcrypto, zlib and brotli (compression; brotli only at build time, for the client bundle).
 # Tests: python-socketio client (Debian's, run with /usr/bin/python3), Chromium for the browser test,
 # nginx-light for the sticky-session test, redis-server for the adapter tests, the openssl CLI (the
 # TLS tests' CA), certutil (libnss3-tools: that CA in Chromium's NSS database) and pyOpenSSL (the
@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 PKGS="build-essential pkg-config libuv1-dev node-llhttp libwslay-dev liblua5.4-dev lua-cjson-dev
 libyajl-dev libssl-dev python3 python3-socketio python3-websocket python3-requests chromium fonts-dejavu-core clang
 nginx-light openssl libnss3-tools python3-openssl
-libhiredis-dev libmsgpack-dev redis-server"
+libhiredis-dev libmsgpack-dev redis-server
+zlib1g-dev libbrotli-dev"
 # Node comes from the machine when present; Debian's nodejs only on a machine that has none.
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
