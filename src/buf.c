@@ -111,6 +111,7 @@ rbuf_t *rbuf_new(size_t len)
     b->len = (uint32_t)len;
     b->flags = 0;
     b->hdr = 0;
+    b->alt = NULL;
     return b;
 }
 
@@ -124,6 +125,8 @@ rbuf_t *rbuf_from(const void *p, size_t len)
 
 void rbuf_unref(rbuf_t *b)
 {
-    if (b != NULL && --b->refs == 0)
+    if (b != NULL && --b->refs == 0) {
+        rbuf_unref(b->alt);
         free(b);
+    }
 }

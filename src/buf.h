@@ -44,8 +44,10 @@ void buf_free(buf_t *b);                            /* frees storage; b is BUF_I
 #define RBUF_HEADROOM 10
 
 enum {
-    RBUF_BINARY = 1,   /* payload is binary (Engine.IO binary message) */
-    RBUF_FRAMED = 2,   /* a WebSocket header has been written into the headroom */
+    RBUF_BINARY = 1,    /* payload is binary (Engine.IO binary message) */
+    RBUF_FRAMED = 2,    /* a WebSocket header has been written into the headroom */
+    RBUF_DEFLATED = 4,  /* payload is a compressed WebSocket message (permessage-deflate: RSV1) */
+    RBUF_NODEFLATE = 8, /* not worth compressing: compression did not make it shorter */
 };
 
 typedef struct rbuf {
@@ -53,6 +55,8 @@ typedef struct rbuf {
     uint32_t len;      /* payload bytes, starting at data + RBUF_HEADROOM */
     uint8_t flags;     /* RBUF_* */
     uint8_t hdr;       /* with RBUF_FRAMED: header length, the frame starts at data + HEADROOM - hdr */
+    struct rbuf *alt;  /* the same message compressed (ws.c, permessage-deflate), made on first
+                          need and shared by every recipient; owned: released with this block */
     char data[];       /* [headroom][payload] */
 } rbuf_t;
 

@@ -759,7 +759,7 @@ static const ws_handler_t refused_ws_handler = {refused_ws_message, refused_ws_c
 static void refuse_ws(eio_server_t *srv, http_req_t *req, int initial)
 {
     http_hdr_t hdrs[ANSWER_HDRS];
-    ws_limits_t lim = {srv->cfg->max_payload};
+    ws_limits_t lim = {srv->cfg->max_payload, &srv->cfg->per_message_deflate}; /* the 101 is ws's */
     size_t n = answer_headers(srv, req, initial, hdrs, 0);
     ws_conn_t *ws = ws_accept(req, hdrs, n, &refused_ws_handler, &lim, NULL);
     if (ws == NULL)
@@ -878,7 +878,8 @@ static void handshake(eio_server_t *srv, http_req_t *req, int transport, buf_t *
         const char *err;
         http_hdr_t hdrs[ANSWER_HDRS];
         size_t n;
-        if (ws_check_request(req, &err) != 0) {
+        ws_limits_t lim = {srv->cfg->max_payload, &srv->cfg->per_message_deflate};
+        if (ws_check_request(req, &lim, &err) != 0) {
             abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_HANDSHAKE_ERROR");
             return;
         }
@@ -890,7 +891,6 @@ static void handshake(eio_server_t *srv, http_req_t *req, int transport, buf_t *
         }
         s = session_new(srv, req, transport);
         n = add_cookie(srv, s->id, hdrs, n);
-        ws_limits_t lim = {srv->cfg->max_payload};
         s->ws = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
         s->refs++; /* held by the WebSocket until its on_close */
         open_session(s);
@@ -1073,7 +1073,8 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
         }
         if (req->upgrade) {
             const char *err;
-            if (ws_check_request(req, &err) != 0 || !cfg->allow_upgrades) {
+            ws_limits_t lim = {cfg->max_payload, &cfg->per_message_deflate};
+            if (ws_check_request(req, &lim, &err) != 0 || !cfg->allow_upgrades) {
                 abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_MISMATCH");
                 goto done;
             }
@@ -1092,7 +1093,6 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
                 goto done;
             }
             session_unref(s); /* still open: the table's reference keeps it */
-            ws_limits_t lim = {cfg->max_payload};
             s->pl->probe = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
             s->refs++; /* held by the probe until its on_close */
             tq_add(&srv->q_upgrade, &s->pl->upg);

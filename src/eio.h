@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "eio_packet.h"
 #include "http.h"
+#include "pmd.h"
 #include "tq.h"
 
 typedef struct eio_server eio_server_t;
@@ -69,6 +70,7 @@ typedef struct {
     uint64_t allow_timeout;     /* ms allowRequest may take to answer; then the request is refused */
     eio_cors_t cors;
     eio_cookie_t cookie;
+    pmd_config_t per_message_deflate; /* WebSocket permessage-deflate (off by default) */
 } eio_config_t;
 
 /* Frees the CORS and cookie strings of cfg (owned by whoever filled them in). */

@@ -771,6 +771,24 @@ slice_t http_header(const http_req_t *req, const char *name)
     return (slice_t){NULL, 0};
 }
 
+slice_t http_header_all(const http_req_t *req, const char *name, buf_t *tmp)
+{
+    slice_t v = {NULL, 0};
+    tmp->len = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (!slice_caseeq(req->names[i], name))
+            continue;
+        if (v.ptr != NULL) {
+            if (tmp->len == 0)
+                buf_append(tmp, v.ptr, v.len);
+            buf_append(tmp, ", ", 2);
+            buf_append(tmp, req->values[i].ptr, req->values[i].len);
+        }
+        v = req->values[i];
+    }
+    return tmp->len > 0 ? (slice_t){tmp->base, tmp->len} : v;
+}
+
 static int hexval(char ch)
 {
     if (ch >= '0' && ch <= '9')

@@ -94,6 +94,9 @@ http_conn_t *http_conn_new(net_conn_t *c, const http_handler_t *h, const http_li
 
 /* First header named `name` (ASCII case-insensitive); ptr == NULL if absent. */
 slice_t http_header(const http_req_t *req, const char *name);
+/* Every header named `name`, joined with ", " as Node joins a repeated list header; one alone is
+ * returned as it is. tmp (initialised by the caller, who frees it) holds a joined value. */
+slice_t http_header_all(const http_req_t *req, const char *name, buf_t *tmp);
 /* Query parameter `name`, percent-decoded into *out (out->len reset first).
  * Returns 0 if present (possibly empty), -1 if absent. */
 int http_query(const http_req_t *req, const char *name, buf_t *out);

@@ -21,7 +21,15 @@
  * are counted as its frames start, against max_message, before anything is allocated for them;
  * reading stops while the output queue is over pause_bytes (a client that pings without reading
  * cannot grow the pong queue) and resumes when it drains; every close is given close_timeout to
- * write its last bytes. */
+ * write its last bytes.
+ * permessage-deflate (pmd.h): wslay lets RSV1 through on connections that agreed to it (and
+ * refuses it elsewhere, on control and continuation frames: 1002). A compressed message's pieces
+ * are inflated as they arrive into the message buffer, never past max_message (close 1009 at that
+ * point, not after inflating the rest: a bomb costs max_message); bad deflate data and text that is
+ * not UTF-8 once inflated close with 1007 (wslay cannot check compressed text). The inflate stream
+ * is lent with the receive context; between messages a connection keeps only the client's window
+ * (context takeover), saved when the context is given back. Output compresses each message on its
+ * own (see pmd.c), once per rbuf for every recipient: rbuf_t.alt. */
 #include "ws.h"
 
 #include <openssl/evp.h>
@@ -29,6 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <wslay/wslay.h>
+
+#include "pmd.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -48,10 +58,15 @@ typedef struct {
     const uint8_t *whole; /* a whole message in one chunk: borrowed from wslay until on_msg */
     uint64_t msglen;      /* payload bytes the data message's frames announced so far (<= max_message) */
     uint64_t framelen;    /* payload length of the data frame in progress */
+    pmd_inflater_t *inf;  /* permessage-deflate: made on the first compressed message, kept with
+                             the context (the spare's too) */
     uint16_t violation;   /* a close code decided inside a wslay callback, sent after it */
     uint8_t frag;         /* a fragmented data message is in progress */
     uint8_t ctlframe;     /* the frame in progress is a control frame (wslay buffers it) */
     uint8_t single;       /* the data frame in progress is a whole message (text/binary with FIN) */
+    uint8_t z;            /* the data message in progress is compressed (RSV1) */
+    uint8_t zheld;        /* inf holds ws's stream, to go on with (context takeover): saved into
+                             ws->held.zwin when the context is given back */
 } ws_rx_t;
 
 /* The limits a connection applies after the handshake, kept once per distinct set instead of once
@@ -63,7 +78,8 @@ typedef struct ws_limset {
     uint64_t close_timeout; /* ms */
     size_t max_fragments;
     size_t pause_bytes;
-    size_t refs; /* connections using it; freed at 0 */
+    const pmd_config_t *pmd; /* perMessageDeflate, or NULL: not negotiated */
+    size_t refs;             /* connections using it; freed at 0 */
     struct ws_limset *next;
 } ws_limset_t;
 
@@ -71,14 +87,22 @@ struct ws_conn {
     net_conn_t *net;
     const ws_handler_t *h;
     void *ud;
-    ws_limset_t *lim;   /* shared, referenced */
-    ws_rx_t *rx;        /* NULL when idle */
-    buf_t *rest;        /* bytes that came with the handshake, until ws_start; NULL if none */
+    ws_limset_t *lim;       /* shared, referenced */
+    ws_rx_t *rx;            /* NULL when idle */
+    union {                 /* one pointer for two uses that never overlap (an idle connection is small): */
+        buf_t *rest;        /* until ws_start: bytes that came with the handshake; NULL if none */
+        pmd_window_t *zwin; /* from ws_start: permessage-deflate with client context takeover, the
+                               client's window between its messages; NULL if none */
+    } held;
     uint8_t out_paused; /* reading stopped until the output drains */
     uint8_t closing;    /* closing requested: input ignored, wslay no longer flushed */
     uint8_t why;        /* ws_close_reason_t, valid if why_set */
     uint8_t why_set;
     uint8_t started;
+    uint8_t z_on : 1;    /* permessage-deflate agreed (pmd_params_t, packed:) */
+    uint8_t z_cnct : 1;  /* client_no_context_takeover */
+    uint8_t z_sbits : 3; /* server_max_window_bits - 8 */
+    uint8_t z_cbits : 3; /* client_max_window_bits - 8 */
 };
 
 static void set_why(ws_conn_t *ws, ws_close_reason_t why)
@@ -147,6 +171,58 @@ static void flush_ctl(ws_rx_t *rx)
  *   set); it reads again (and may move its buffer) only on its next wslay_frame_recv. So `whole`
  *   is used in on_msg and dropped there, never kept past it. */
 
+/* RFC 3629 UTF-8, as ws's isValidUTF8 (no overlong forms, no surrogates, nothing past U+10FFFF):
+ * text that arrived compressed, which wslay could not check. */
+static int utf8_valid(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        size_t k = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
+        if (k == 9 || n - i <= k)
+            return 0;
+        for (size_t j = 1; j <= k; j++)
+            if ((p[i + j] & 0xc0) != 0x80)
+                return 0;
+        if ((k == 1 && c < 0xc2) || (c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] >= 0xa0) ||
+            (c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90) || c > 0xf4)
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+/* A compressed message starts: the inflate stream goes on from the connection's last message if
+ * this context still holds it, else starts from the saved window (or none). */
+static void inflate_begin(ws_rx_t *rx)
+{
+    ws_conn_t *ws = rx->ws;
+    if (rx->inf == NULL)
+        rx->inf = pmd_inflater_new();
+    if (!rx->zheld)
+        pmd_inflate_start(rx->inf, ws->z_cbits + 8, ws->z_cnct ? NULL : ws->held.zwin);
+    rx->zheld = 0; /* until the message ends well */
+}
+
+/* A compressed message's end: the last bytes inflated, the text checked. 0, or a close code. */
+static uint16_t inflate_end(ws_rx_t *rx, int text)
+{
+    ws_conn_t *ws = rx->ws;
+    int over;
+    int r = pmd_inflate_finish(rx->inf, &rx->msg, (size_t)ws->lim->max_message, &over);
+    if (r != PMD_OK)
+        return r == PMD_TOO_BIG ? 1009 : 1007;
+    if (text && !utf8_valid((const uint8_t *)rx->msg.base, rx->msg.len))
+        return 1007;
+    if (over || ws->z_cnct) { /* the next message starts afresh: no window to keep */
+        pmd_window_free(ws->held.zwin);
+        ws->held.zwin = NULL;
+    } else {
+        rx->zheld = 1;
+    }
+    return 0;
+}
+
 static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg, void *ud)
 {
     (void)ctx;
@@ -164,16 +240,19 @@ static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event
         rx->nfrags = 0;
         rx->msglen = 0;
         rx->msg.len = 0;
+        rx->z = (arg->rsv & WSLAY_RSV1_BIT) != 0; /* wslay let RSV1 through: it was agreed */
     }
     rx->frag = !arg->fin;
     rx->nfrags++;
-    rx->single = arg->opcode != 0 && arg->fin;
+    rx->single = arg->opcode != 0 && arg->fin && !rx->z;
     rx->framelen = n;
     rx->whole = NULL;
     if (rx->nfrags > rx->ws->lim->max_fragments || n > rx->ws->lim->max_message - rx->msglen)
         rx->violation = 1009; /* recv_cb now stops wslay; on_chunk and on_msg ignore the rest */
     else
         rx->msglen += n;
+    if (arg->opcode != 0 && rx->z && !rx->violation)
+        inflate_begin(rx);
 }
 
 static void on_chunk(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_chunk_arg *arg, void *ud)
@@ -182,6 +261,12 @@ static void on_chunk(wslay_event_context_ptr ctx, const struct wslay_event_on_fr
     ws_rx_t *rx = ud;
     if (rx->ctlframe || rx->violation || rx->ws->closing)
         return;
+    if (rx->z) { /* inflated as it comes, never past max_message */
+        int r = pmd_inflate(rx->inf, arg->data, arg->data_length, &rx->msg, (size_t)rx->ws->lim->max_message);
+        if (r != PMD_OK)
+            rx->violation = r == PMD_TOO_BIG ? 1009 : 1007;
+        return;
+    }
     if (rx->single && arg->data_length == rx->framelen) {
         rx->whole = arg->data; /* the usual case: handed up from here, no copy */
         return;
@@ -210,11 +295,14 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     ws_conn_t *ws = rx->ws;
     if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME)
         return;
+    if (rx->z && !ws->closing && !rx->violation)
+        rx->violation = inflate_end(rx, arg->opcode == WSLAY_TEXT_FRAME);
     const char *data = rx->whole ? (const char *)rx->whole : rx->msg.base ? rx->msg.base : "";
     size_t len = rx->whole ? (size_t)rx->framelen : rx->msg.len;
     rx->whole = NULL;
     rx->msg.len = 0;
     rx->msglen = 0;
+    rx->z = 0;
     if (ws->closing || rx->violation)
         return;
     /* Pongs for pings that came before this message go out before any answer to it: our data
@@ -244,7 +332,8 @@ rbuf_t *ws_frame(rbuf_t *b)
     uint64_t len = b->len;
     uint8_t hdr = len < 126 ? 2 : len < 65536 ? 4 : 10;
     uint8_t *p = (uint8_t *)b->data + RBUF_HEADROOM - hdr;
-    p[0] = 0x80 | ((b->flags & RBUF_BINARY) ? 0x2 : 0x1); /* FIN + opcode, unmasked */
+    p[0] =
+        0x80 | ((b->flags & RBUF_DEFLATED) ? 0x40 : 0) | ((b->flags & RBUF_BINARY) ? 0x2 : 0x1); /* FIN, RSV1, opcode */
     if (hdr == 2) {
         p[1] = (uint8_t)len;
     } else if (hdr == 4) {
@@ -261,12 +350,42 @@ rbuf_t *ws_frame(rbuf_t *b)
     return b;
 }
 
+/* b compressed for ws: b->alt, made once and shared by every recipient whose window takes it (all
+ * of them, unless a client asked for a smaller server window than the others: that one gets a
+ * compression of its own, *own = 1, which the caller releases). NULL if compressing does not make b
+ * shorter: b is flagged and not tried again. */
+static rbuf_t *deflated(ws_conn_t *ws, rbuf_t *b, int *own)
+{
+    const pmd_config_t *cfg = ws->lim->pmd;
+    int bits = ws->z_sbits + 8, usual = cfg->server_bits > 0 ? cfg->server_bits : 15;
+    *own = bits < usual;
+    if (b->alt != NULL && !*own)
+        return b->alt;
+    rbuf_t *z = pmd_compress(&cfg->zlib, *own ? bits : usual, rbuf_payload(b), b->len);
+    if (z == NULL) {
+        b->flags |= RBUF_NODEFLATE;
+        return NULL;
+    }
+    z->flags = RBUF_DEFLATED | (b->flags & RBUF_BINARY);
+    if (!*own)
+        b->alt = z;
+    return z;
+}
+
 void ws_send(ws_conn_t *ws, rbuf_t *b)
 {
+    int own = 0;
     if (ws->closing)
         return;
+    if (ws->z_on && b->len >= ws->lim->pmd->threshold && !(b->flags & RBUF_NODEFLATE)) {
+        rbuf_t *z = deflated(ws, b, &own);
+        if (z != NULL)
+            b = z;
+    }
     ws_frame(b);
     net_write(ws->net, b, RBUF_HEADROOM - b->hdr, (size_t)b->hdr + b->len);
+    if (own)
+        rbuf_unref(b);
 }
 
 static void write_close_frame(ws_conn_t *ws, uint16_t code, const char *reason)
@@ -334,6 +453,13 @@ int ws_has_ctx(const ws_conn_t *ws)
     return ws->rx != NULL;
 }
 
+int ws_deflate_state(const ws_conn_t *ws, size_t *window)
+{
+    if (window != NULL)
+        *window = ws->started ? pmd_window_len(ws->held.zwin) : 0;
+    return ws->z_on;
+}
+
 /* ---------------------------------------------------------------- receive contexts */
 
 /* Creating a wslay context costs a calloc of ~8 KB and three queues, freeing it as much again:
@@ -386,8 +512,10 @@ static ws_rx_t *rx_take(ws_conn_t *ws)
         wslay_event_config_set_no_buffering(rx->wctx, 1);
         rx->ctl = (buf_t)BUF_INIT;
         rx->msg = (buf_t)BUF_INIT;
+        rx->inf = NULL;
     }
     wslay_event_config_set_max_recv_msg_length(rx->wctx, ws->lim->max_message);
+    wslay_event_config_set_allowed_rsv_bits(rx->wctx, ws->z_on ? WSLAY_RSV1_BIT : WSLAY_RSV_NONE);
     rx->ws = ws;
     rx->in = NULL;
     rx->inlen = 0;
@@ -397,7 +525,7 @@ static ws_rx_t *rx_take(ws_conn_t *ws)
     rx->whole = NULL;
     rx->msglen = rx->framelen = 0;
     rx->violation = 0;
-    rx->frag = rx->ctlframe = rx->single = 0;
+    rx->frag = rx->ctlframe = rx->single = rx->z = rx->zheld = 0;
     return rx;
 }
 
@@ -406,12 +534,16 @@ static void rx_free(ws_rx_t *rx)
     wslay_event_context_free(rx->wctx);
     buf_free(&rx->ctl);
     buf_free(&rx->msg);
+    pmd_inflater_free(rx->inf);
     free(rx);
 }
 
-/* Takes back a context whose connection is idle and that saw no close, error or violation. */
+/* Takes back a context whose connection is idle and that saw no close, error or violation. The
+ * connection keeps its inflate window, if it has one to keep. */
 static void rx_give_back(ws_rx_t *rx)
 {
+    if (rx->zheld)
+        rx->ws->held.zwin = pmd_window_save(rx->inf, rx->ws->held.zwin);
     rx->ws = NULL;
     if (rx->msg.cap > RX_KEEP)
         buf_free(&rx->msg); /* a big message was assembled: do not keep its size */
@@ -427,12 +559,12 @@ static void rx_give_back(ws_rx_t *rx)
  * and empty once no connection is left. File-scope for the same reason as `spare`. */
 static ws_limset_t *limsets;
 
-static ws_limset_t *limset_ref(uint64_t max_message, const http_limits_t *hl)
+static ws_limset_t *limset_ref(uint64_t max_message, const pmd_config_t *pmd, const http_limits_t *hl)
 {
     ws_limset_t *l;
     for (l = limsets; l != NULL; l = l->next)
         if (l->max_message == max_message && l->close_timeout == hl->ws_close_timeout &&
-            l->max_fragments == hl->ws_max_fragments && l->pause_bytes == hl->ws_pause_bytes)
+            l->max_fragments == hl->ws_max_fragments && l->pause_bytes == hl->ws_pause_bytes && l->pmd == pmd)
             break;
     if (l == NULL) {
         l = xmalloc(sizeof(*l));
@@ -440,6 +572,7 @@ static ws_limset_t *limset_ref(uint64_t max_message, const http_limits_t *hl)
                            .close_timeout = hl->ws_close_timeout,
                            .max_fragments = hl->ws_max_fragments,
                            .pause_bytes = hl->ws_pause_bytes,
+                           .pmd = pmd,
                            .next = limsets};
         limsets = l;
     }
@@ -522,9 +655,11 @@ static void on_close(net_conn_t *c, net_close_reason_t why)
     ws->h->on_close(ws, (ws_close_reason_t)ws->why, ws->ud);
     if (ws->rx != NULL)
         rx_free(ws->rx); /* cut in the middle of a frame: not kept */
-    if (ws->rest != NULL) {
-        buf_free(ws->rest);
-        free(ws->rest);
+    if (!ws->started && ws->held.rest != NULL) {
+        buf_free(ws->held.rest);
+        free(ws->held.rest);
+    } else if (ws->started) {
+        pmd_window_free(ws->held.zwin);
     }
     limset_unref(ws->lim);
     free(ws);
@@ -562,10 +697,27 @@ static int has_token(slice_t v, const char *tok)
     return 0;
 }
 
-int ws_check_request(const http_req_t *req, const char **err)
+/* permessage-deflate for req: pmd_negotiate() on its Sec-WebSocket-Extensions headers (several are
+ * joined with ", ", as Node does). 1 agreed, 0 none, -1 refused. */
+static int negotiate(const http_req_t *req, const ws_limits_t *lim, pmd_params_t *p, char answer[PMD_ANSWER_MAX])
+{
+    buf_t joined = BUF_INIT;
+    slice_t v;
+    int r;
+    if (lim->deflate == NULL || !lim->deflate->enabled)
+        return 0;
+    v = http_header_all(req, "sec-websocket-extensions", &joined);
+    r = pmd_negotiate(lim->deflate, v.ptr, v.len, p, answer);
+    buf_free(&joined);
+    return r;
+}
+
+int ws_check_request(const http_req_t *req, const ws_limits_t *lim, const char **err)
 {
     slice_t up = http_header(req, "upgrade"), conn = http_header(req, "connection");
     slice_t ver = http_header(req, "sec-websocket-version"), key = http_header(req, "sec-websocket-key");
+    pmd_params_t zp;
+    char answer[PMD_ANSWER_MAX];
     if (req->method != HTTP_M_GET)
         *err = "WebSocket upgrade must be a GET";
     else if (up.ptr == NULL || !has_token(up, "websocket"))
@@ -576,6 +728,8 @@ int ws_check_request(const http_req_t *req, const char **err)
         *err = "unsupported Sec-WebSocket-Version";
     else if (key.ptr == NULL || key.len != 24) /* base64 of 16 bytes */
         *err = "bad Sec-WebSocket-Key";
+    else if (negotiate(req, lim, &zp, answer) < 0)
+        *err = "Invalid or unacceptable Sec-WebSocket-Extensions header"; /* ws's words */
     else
         return 0;
     return -1;
@@ -597,10 +751,14 @@ ws_conn_t *ws_accept(http_req_t *req, const http_hdr_t *extra, size_t nextra, co
                      const ws_limits_t *lim, void *ud)
 {
     const char *err;
-    if (ws_check_request(req, &err) != 0) {
+    pmd_params_t zp;
+    char answer[PMD_ANSWER_MAX];
+    int z;
+    if (ws_check_request(req, lim, &err) != 0) {
         http_respond(req, 400, NULL, 0, err, strlen(err));
         return NULL;
     }
+    z = negotiate(req, lim, &zp, answer);
     char accept[29];
     slice_t key = http_header(req, "sec-websocket-key");
     ws_accept_key(key.ptr, key.len, accept);
@@ -610,6 +768,11 @@ ws_conn_t *ws_accept(http_req_t *req, const http_hdr_t *extra, size_t nextra, co
                          "Sec-WebSocket-Accept: ");
     buf_appendstr(&resp, accept);
     buf_append(&resp, "\r\n", 2);
+    if (z > 0) { /* where ws puts it: before the headers of the "headers" listeners */
+        buf_appendstr(&resp, "Sec-WebSocket-Extensions: ");
+        buf_appendstr(&resp, answer);
+        buf_append(&resp, "\r\n", 2);
+    }
     for (size_t i = 0; i < nextra; i++) {
         buf_appendstr(&resp, extra[i].name);
         buf_append(&resp, ": ", 2);
@@ -622,12 +785,18 @@ ws_conn_t *ws_accept(http_req_t *req, const http_hdr_t *extra, size_t nextra, co
     const http_limits_t *hl = http_limits(req);
     ws->h = h;
     ws->ud = ud;
-    ws->lim = limset_ref(lim->max_message ? lim->max_message : 1000000, hl);
+    ws->lim = limset_ref(lim->max_message ? lim->max_message : 1000000, z > 0 ? lim->deflate : NULL, hl);
+    if (z > 0) {
+        ws->z_on = 1;
+        ws->z_cnct = zp.client_nct != 0;
+        ws->z_sbits = (uint8_t)(zp.server_bits - 8) & 7;
+        ws->z_cbits = (uint8_t)(zp.client_bits - 8) & 7;
+    }
     buf_t rest = BUF_INIT;
     ws->net = http_detach(req, &rest); /* req and hl are gone after this; the conn comes back paused */
     if (rest.len > 0) {
-        ws->rest = xmalloc(sizeof(*ws->rest));
-        *ws->rest = rest;
+        ws->held.rest = xmalloc(sizeof(*ws->held.rest));
+        *ws->held.rest = rest;
     } else {
         buf_free(&rest);
     }
@@ -642,9 +811,9 @@ void ws_start(ws_conn_t *ws)
     if (ws->started)
         return;
     ws->started = 1;
-    if (ws->rest != NULL) {
-        buf_t *rest = ws->rest;
-        ws->rest = NULL;
+    if (ws->held.rest != NULL) {
+        buf_t *rest = ws->held.rest;
+        ws->held.rest = NULL; /* held.zwin from here on */
         feed(ws, rest->base, rest->len);
         buf_free(rest);
         free(rest);

@@ -2,6 +2,7 @@
  * sends masked frames and parses the server's frames. */
 #include <stdlib.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "http.h"
 #include "loopback.h"
@@ -57,7 +58,7 @@ static void on_request(http_req_t *req, void *data)
 {
     srv_t *s = data;
     const char *err;
-    if (ws_check_request(req, &err) != 0) {
+    if (ws_check_request(req, &s->wlim, &err) != 0) {
         http_respond(req, 400, NULL, 0, err, strlen(err));
         return;
     }
@@ -725,6 +726,270 @@ TEST(context_reuse)
     buf_free(&in);
 }
 
+/* ---------------------------------------------------------------- permessage-deflate */
+
+static pmd_config_t zcfg = {1, 100, -1, 0, 0, 0, ZIP_DEFAULTS}; /* threshold 100 bytes */
+
+/* A client that offers permessage-deflate (`offer`), with extra bytes in the same write; checks
+ * the 101 carries `answer`. */
+static int ws_client_z(srv_t *s, const char *offer, const char *answer)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(&s->net))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    buf_t out = BUF_INIT, in = BUF_INIT, want = BUF_INIT;
+    buf_append(&out, HANDSHAKE, sizeof(HANDSHAKE) - 3);
+    buf_appendstr(&out, "Sec-WebSocket-Extensions: ");
+    buf_appendstr(&out, offer);
+    buf_appendstr(&out, "\r\n\r\n");
+    send_all(fd, out.base, out.len);
+    buf_append(&want, RESP101, sizeof(RESP101) - 1 - 14); /* up to X-Extra */
+    buf_appendstr(&want, "Sec-WebSocket-Extensions: ");
+    buf_appendstr(&want, answer);
+    buf_appendstr(&want, "\r\nX-Extra: 1\r\n\r\n");
+    pump(s, fd, &in, want.len);
+    CHECK(in.len == want.len && memcmp(in.base, want.base, in.len) == 0);
+    buf_free(&out);
+    buf_free(&in);
+    buf_free(&want);
+    return fd;
+}
+
+/* Inflates a server message on its own (the server keeps no context). */
+static void inflate_server(const buf_t *p, buf_t *out)
+{
+    pmd_inflater_t *z = pmd_inflater_new();
+    int over;
+    out->len = 0;
+    pmd_inflate_start(z, 15, NULL);
+    CHECK_EQ_INT(pmd_inflate(z, p->base, p->len, out, 1 << 20), PMD_OK);
+    CHECK_EQ_INT(pmd_inflate_finish(z, out, 1 << 20, &over), PMD_OK);
+    pmd_inflater_free(z);
+}
+
+static const zip_params_t zdef = ZIP_DEFAULTS;
+
+TEST(deflate_messages_both_ways)
+{
+    srv_t s;
+    srv_start(&s);
+    s.wlim.deflate = &zcfg;
+    s.wlim.max_message = 3000;
+    s.echo = 1;
+    int fd = ws_client_z(&s, "permessage-deflate; client_max_window_bits", "permessage-deflate");
+    buf_t p = BUF_INIT, m = BUF_INIT;
+    size_t win = 0;
+    CHECK(ws_deflate_state(s.ws[0], &win) == 1 && win == 0);
+    char text[1000];
+    unsigned r = 3;
+    for (size_t i = 0; i < sizeof(text); i++) /* letters at random: compresses to ~60%, alone */
+        text[i] = (char)('a' + ((r = r * 1103515245u + 12345u) >> 16) % 26);
+    /* a compressed text message in: the handler gets it inflated; the echo (>= 100) goes out
+     * compressed (RSV1), a short one as it is */
+    rbuf_t *c = pmd_compress(&zdef, 15, text, sizeof(text));
+    send_frame(fd, 1, 0x41, rbuf_payload(c), c->len);
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0xc1);
+    CHECK(p.len < sizeof(text));
+    inflate_server(&p, &m);
+    CHECK(m.len == sizeof(text) && memcmp(m.base, text, m.len) == 0);
+    CHECK_EQ_INT(s.nmsg, 1);
+    CHECK(!ws_has_ctx(s.ws[0])); /* idle: the inflate stream went back with the context... */
+    ws_deflate_state(s.ws[0], &win);
+    CHECK_EQ_INT(win, sizeof(text)); /* ...and the client's window stayed, its exact size */
+    /* the same message again, compressed against the first (context takeover) */
+    z_stream d;
+    memset(&d, 0, sizeof(d));
+    deflateInit2(&d, 6, Z_DEFLATED, -15, 8, 0);
+    unsigned char cb[2048];
+    for (int k = 0; k < 2; k++) {
+        d.next_in = (Bytef *)text;
+        d.avail_in = sizeof(text);
+        d.next_out = cb;
+        d.avail_out = sizeof(cb);
+        deflate(&d, Z_SYNC_FLUSH);
+        size_t clen = sizeof(cb) - d.avail_out - 4;
+        if (k == 1) {
+            CHECK(clen < 40); /* it refers to the first: ~600 bytes alone */
+            /* cut at every byte: pieces arrive over several reads */
+            for (size_t i = 0; i < clen; i++) {
+                buf_t f = BUF_INIT;
+                frame(&f, i + 1 == clen, i == 0 ? 0x41 : 0, cb + i, 1);
+                send_all(fd, f.base, f.len);
+                buf_free(&f);
+                settle(&s);
+            }
+        } else {
+            send_frame(fd, 1, 0x41, cb, clen);
+        }
+        CHECK_EQ_INT(read_frame(&s, fd, &p), 0xc1);
+        inflate_server(&p, &m);
+        CHECK(m.len == sizeof(text) && memcmp(m.base, text, m.len) == 0);
+    }
+    deflateEnd(&d);
+    send_frame(fd, 1, 1, "short", 5); /* uncompressed in, under the threshold out */
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0x81);
+    CHECK_EQ_MEM(p.base, p.len, "short");
+    /* binary, compressed */
+    char bin[500];
+    memset(bin, 0xee, sizeof(bin));
+    rbuf_unref(c);
+    c = pmd_compress(&zdef, 15, bin, sizeof(bin));
+    send_frame(fd, 1, 0x42, rbuf_payload(c), c->len);
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0xc2);
+    inflate_server(&p, &m);
+    CHECK(m.len == sizeof(bin) && memcmp(m.base, bin, m.len) == 0);
+    CHECK_EQ_INT(s.nmsg, 5);
+    rbuf_unref(c);
+    close(fd);
+    srv_stop(&s);
+    buf_free(&p);
+    buf_free(&m);
+}
+
+TEST(deflate_once_for_every_recipient)
+{
+    srv_t s;
+    srv_start(&s);
+    s.wlim.deflate = &zcfg;
+    int a = ws_client_z(&s, "permessage-deflate", "permessage-deflate");
+    int b = ws_client_z(&s, "permessage-deflate; client_no_context_takeover",
+                        "permessage-deflate; client_no_context_takeover");
+    int c = ws_client(&s, NULL, 0); /* no compression offered */
+    int d =
+        ws_client_z(&s, "permessage-deflate; server_max_window_bits=9", "permessage-deflate; server_max_window_bits=9");
+    buf_t p = BUF_INIT, pa = BUF_INIT, m = BUF_INIT;
+    char text[2000];
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = "socket.io "[i % 10];
+    rbuf_t *msg = rbuf_from(text, sizeof(text));
+    for (int i = 0; i < 4; i++)
+        ws_send(s.ws[i], msg);
+    CHECK(msg->alt != NULL);         /* compressed once, kept with the message */
+    CHECK_EQ_INT(msg->alt->refs, 3); /* the message's, and a and b's queued writes */
+    CHECK_EQ_INT(read_frame(&s, a, &pa), 0xc1);
+    CHECK_EQ_INT(read_frame(&s, b, &p), 0xc1);
+    CHECK(p.len == pa.len && memcmp(p.base, pa.base, p.len) == 0); /* the same bytes */
+    inflate_server(&p, &m);
+    CHECK(m.len == sizeof(text) && memcmp(m.base, text, m.len) == 0);
+    CHECK_EQ_INT(read_frame(&s, c, &p), 0x81); /* as it is */
+    CHECK_EQ_INT(p.len, sizeof(text));
+    CHECK_EQ_INT(read_frame(&s, d, &p), 0xc1); /* its own, for a 512-byte window */
+    inflate_server(&p, &m);
+    CHECK(m.len == sizeof(text) && memcmp(m.base, text, m.len) == 0);
+    CHECK_EQ_INT(msg->alt->refs, 1);
+    rbuf_unref(msg);
+    /* incompressible: sent as it is, and flagged so that the next recipient does not try again */
+    char rnd[300];
+    unsigned r = 5;
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        rnd[i] = (char)((r = r * 1103515245u + 12345u) >> 16);
+    msg = rbuf_from(rnd, sizeof(rnd));
+    msg->flags |= RBUF_BINARY;
+    ws_send(s.ws[0], msg);
+    CHECK(msg->alt == NULL && (msg->flags & RBUF_NODEFLATE));
+    CHECK_EQ_INT(read_frame(&s, a, &p), 0x82);
+    CHECK(p.len == sizeof(rnd) && memcmp(p.base, rnd, p.len) == 0);
+    rbuf_unref(msg);
+    close(a);
+    close(b);
+    close(c);
+    close(d);
+    srv_stop(&s);
+    buf_free(&p);
+    buf_free(&pa);
+    buf_free(&m);
+}
+
+/* Sends frames on a connection that negotiated permessage-deflate (or, `plain`, one that did
+ * not) and expects the close code. */
+static void expect_z_close(const void *frames, size_t n, int code, int plain)
+{
+    srv_t s;
+    srv_start(&s);
+    s.wlim.deflate = &zcfg;
+    s.wlim.max_message = 3000;
+    int fd = plain ? ws_client(&s, NULL, 0) : ws_client_z(&s, "permessage-deflate", "permessage-deflate");
+    buf_t p = BUF_INIT, in = BUF_INIT;
+    send_all(fd, frames, n);
+    CHECK_EQ_INT(read_frame(&s, fd, &p), 0x88);
+    CHECK(p.len >= 2);
+    if (p.len >= 2)
+        CHECK_EQ_INT((uint8_t)p.base[0] << 8 | (uint8_t)p.base[1], code);
+    CHECK(pump(&s, fd, &in, 0));
+    close(fd);
+    srv_stop(&s);
+    CHECK_EQ_INT(s.nmsg, 0);
+    CHECK_EQ_INT(s.why, WS_CLOSED_ERROR);
+    buf_free(&p);
+    buf_free(&in);
+}
+
+TEST(deflate_violations)
+{
+    buf_t f = BUF_INIT;
+    char zeros[100000];
+    memset(zeros, 0, sizeof(zeros));
+    rbuf_t *bomb = pmd_compress(&zdef, 15, zeros, sizeof(zeros)); /* ~100 bytes -> 100 KB > 3000 */
+    frame(&f, 1, 0x41, rbuf_payload(bomb), bomb->len);
+    expect_z_close(f.base, f.len, 1009, 0);
+    f.len = 0; /* the same bomb in 4 fragments */
+    size_t q = bomb->len / 4;
+    frame(&f, 0, 0x42, rbuf_payload(bomb), q);
+    frame(&f, 0, 0, rbuf_payload(bomb) + q, q);
+    frame(&f, 0, 0, rbuf_payload(bomb) + 2 * q, q);
+    frame(&f, 1, 0, rbuf_payload(bomb) + 3 * q, bomb->len - 3 * q);
+    expect_z_close(f.base, f.len, 1009, 0);
+    rbuf_unref(bomb);
+    f.len = 0;
+    frame(&f, 1, 0x41, "\xff\xff\xff\xff", 4); /* not deflate data */
+    expect_z_close(f.base, f.len, 1007, 0);
+    f.len = 0;
+    rbuf_t *bad = pmd_compress(&zdef, 15, "\xc3\x28 not UTF-8 .................................", 45);
+    frame(&f, 1, 0x41, rbuf_payload(bad), bad->len); /* text that is not UTF-8 once inflated */
+    expect_z_close(f.base, f.len, 1007, 0);
+    f.len = 0;
+    frame(&f, 1, 0x42, rbuf_payload(bad), bad->len - 1); /* cut: no block ends there */
+    expect_z_close(f.base, f.len, 1007, 0);
+    f.len = 0;
+    frame(&f, 1, 0x41, rbuf_payload(bad), bad->len); /* RSV1 where it was not agreed */
+    expect_z_close(f.base, f.len, 1002, 1);
+    f.len = 0;
+    frame(&f, 0, 0x41, rbuf_payload(bad), 3); /* RSV1 on a continuation frame */
+    frame(&f, 1, 0x40, rbuf_payload(bad) + 3, bad->len - 3);
+    expect_z_close(f.base, f.len, 1002, 0);
+    f.len = 0;
+    frame(&f, 1, 0x49, "p", 1); /* RSV1 on a ping */
+    expect_z_close(f.base, f.len, 1002, 0);
+    rbuf_unref(bad);
+    buf_free(&f);
+}
+
+TEST(deflate_refused_offer)
+{
+    srv_t s;
+    srv_start(&s);
+    s.wlim.deflate = &zcfg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(&s.net))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    buf_t out = BUF_INIT, in = BUF_INIT;
+    buf_append(&out, HANDSHAKE, sizeof(HANDSHAKE) - 3);
+    buf_appendstr(&out, "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=20\r\n\r\n");
+    send_all(fd, out.base, out.len);
+    pump(&s, fd, &in, 0);
+    CHECK(in.len > 12 && memcmp(in.base, "HTTP/1.1 400", 12) == 0);
+    CHECK(strstr(in.base, "Invalid or unacceptable Sec-WebSocket-Extensions header") != NULL);
+    close(fd);
+    srv_stop(&s);
+    CHECK_EQ_INT(s.nws, 0);
+    buf_free(&out);
+    buf_free(&in);
+}
+
 int main(void)
 {
     RUN(accept_key);
@@ -740,5 +1005,9 @@ int main(void)
     RUN(backpressure_and_close_timeout);
     RUN(context_reuse);
     RUN(messages_cut_everywhere);
+    RUN(deflate_messages_both_ways);
+    RUN(deflate_once_for_every_recipient);
+    RUN(deflate_violations);
+    RUN(deflate_refused_offer);
     return test_summary();
 }
