@@ -393,6 +393,30 @@ static void on_pong_due(tq_t *q, tq_entry_t *e)
 
 /* ---------------------------------------------------------------- output */
 
+/* httpCompression: replaces body with its gzip or deflate form when it is at least the threshold
+ * long and the request accepts one (the reference's choice, in its order). Returns the
+ * Content-Encoding, or NULL when the body stays as it is. */
+static const char *compress_body(const eio_config_t *cfg, const http_req_t *req, buf_t *body)
+{
+    static const char *const encodings[] = {"gzip", "deflate"};
+    const eio_http_compression_t *hc = &cfg->http_compression;
+    buf_t tmp = BUF_INIT;
+    int k = -1;
+    if (hc->enabled && body->len >= hc->threshold) {
+        slice_t ae = http_header_all(req, "accept-encoding", &tmp);
+        k = zip_accept_encoding(ae.ptr, ae.len, encodings, 2);
+    }
+    if (k >= 0) {
+        tmp.len = 0;
+        zip_compress(k == 0 ? ZIP_GZIP : ZIP_ZLIB, &hc->zlib, 0, body->base, body->len, &tmp);
+        buf_free(body);
+        *body = tmp;
+        return encodings[k];
+    }
+    buf_free(&tmp);
+    return NULL;
+}
+
 /* Answers the held GET with the queued packets, then (unless tail is -1) a packet of type tail
  * that the transport itself adds (a close or a noop: no packet of the session, as in the
  * reference's polling.ts). The observer hears of the packets ("flush", "drain") and may run Lua
@@ -425,9 +449,13 @@ static void respond_poll(eio_session_t *s, int tail)
         eio_payload_append(&body, c);
         rbuf_unref(c);
     }
-    hdrs[0] = (http_hdr_t){"Content-Type", "text/plain; charset=UTF-8"};
-    hdrs[1] = (http_hdr_t){"cache-control", "no-store"};
-    n = answer_headers(srv, req, s->opening, hdrs, 2);
+    const char *enc = compress_body(srv->cfg, req, &body);
+    n = 0;
+    hdrs[n++] = (http_hdr_t){"Content-Type", "text/plain; charset=UTF-8"};
+    if (enc != NULL)
+        hdrs[n++] = (http_hdr_t){"Content-Encoding", enc};
+    hdrs[n++] = (http_hdr_t){"cache-control", "no-store"};
+    n = answer_headers(srv, req, s->opening, hdrs, n);
     if (s->opening)
         n = add_cookie(srv, s->id, hdrs, n);
     http_respond(req, 200, hdrs, n, body.base, body.len);

@@ -19,6 +19,7 @@
 #include "http.h"
 #include "pmd.h"
 #include "tq.h"
+#include "zip.h"
 
 typedef struct eio_server eio_server_t;
 typedef struct eio_session eio_session_t;
@@ -58,6 +59,14 @@ typedef struct {
     int secure;                 /* 0 */
 } eio_cookie_t;
 
+/* The reference's httpCompression option: polling answers of `threshold` bytes or more are
+ * compressed, gzip or deflate as the request's Accept-Encoding prefers (engine.io's choice). */
+typedef struct {
+    int enabled;                /* 1, the reference's default (false turns it off) */
+    size_t threshold;           /* 1024 */
+    zip_params_t zlib;          /* level, memLevel, strategy, windowBits */
+} eio_http_compression_t;
+
 typedef struct {
     uint64_t ping_interval;     /* ms, 25000 */
     uint64_t ping_timeout;      /* ms, 20000 */
@@ -70,6 +79,7 @@ typedef struct {
     uint64_t allow_timeout;     /* ms allowRequest may take to answer; then the request is refused */
     eio_cors_t cors;
     eio_cookie_t cookie;
+    eio_http_compression_t http_compression;
     pmd_config_t per_message_deflate; /* WebSocket permessage-deflate (off by default) */
 } eio_config_t;
 
