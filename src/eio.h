@@ -67,6 +67,8 @@ typedef struct {
     zip_params_t zlib;          /* level, memLevel, strategy, windowBits */
 } eio_http_compression_t;
 
+#define EIO_HTTP_COMPRESSION_DEFAULTS {1, 1024, ZIP_DEFAULTS}
+
 typedef struct {
     uint64_t ping_interval;     /* ms, 25000 */
     uint64_t ping_timeout;      /* ms, 20000 */

@@ -705,6 +705,10 @@ static void ep_configure(ep_t *ep, const lengine_t *e, const sl_server_t *srv)
         c->cors = e->opt.cors;
     if (e->set & CFG_COOKIE)
         c->cookie = e->opt.cookie;
+    if (e->set & CFG_PER_MESSAGE_DEFLATE)
+        c->per_message_deflate = e->opt.per_message_deflate;
+    if (e->set & CFG_HTTP_COMPRESSION)
+        c->http_compression = e->opt.http_compression;
 }
 
 static void ep_bind(ep_t *ep, lengine_t *e, sl_server_t *srv)
@@ -1101,6 +1105,8 @@ static eio_config_t *new_options(lua_State *L)
     eio_config_t *c = lua_newuserdatauv(L, sizeof(*c), 0);
     memset(c, 0, sizeof(*c));
     c->cookie.max_age = -1;
+    c->per_message_deflate = (pmd_config_t)PMD_CONFIG_DEFAULTS; /* what a table's missing keys keep */
+    c->http_compression = (eio_http_compression_t)EIO_HTTP_COMPRESSION_DEFAULTS;
     if (luaL_newmetatable(L, "siolua.engine.options")) {
         lua_pushcfunction(L, options_gc);
         lua_setfield(L, -2, "__gc");

@@ -444,6 +444,158 @@ static uint64_t opt_ms(lua_State *L, const char *who, const char *name)
     return (uint64_t)v;
 }
 
+/* ---------------------------------------------------------------- compression options */
+
+/* Refuses the keys of table t that are not in `known`. [-0, +0, e] */
+static void opt_known_keys(lua_State *L, const char *who, int t, const char *opt, const char *const *known)
+{
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        int i = 0;
+        while (k != NULL && known[i] != NULL && strcmp(known[i], k) != 0)
+            i++;
+        if (k == NULL || known[i] == NULL)
+            luaL_error(L, "%s: %s has no option \"%s\"", who, opt, k ? k : luaL_typename(L, -2));
+        lua_pop(L, 1);
+    }
+}
+
+/* t[key], if present: an integer from lo to hi into *out. [-0, +0, e] */
+static void opt_int_field(lua_State *L, const char *who, int t, const char *opt, const char *key, lua_Integer lo,
+                          lua_Integer hi, lua_Integer *out)
+{
+    if (lua_getfield(L, t, key) != LUA_TNIL) {
+        int isint = 0;
+        lua_Integer v = lua_tointegerx(L, -1, &isint);
+        if (lua_type(L, -1) != LUA_TNUMBER || !isint || v < lo || v > hi)
+            luaL_error(L, "%s: %s.%s must be an integer from %I to %I", who, opt, key, lo, hi);
+        *out = v;
+    }
+    lua_pop(L, 1);
+}
+
+/* zlib's options (Node's names) in table t. `window`: windowBits is taken (httpCompression), else
+ * accepted and left alone (ws sets it from the negotiation). chunkSize is accepted and has no
+ * effect: siolua sizes its buffers itself. [-0, +0, e] */
+static void opt_zlib(lua_State *L, const char *who, int t, const char *opt, zip_params_t *z, int window)
+{
+    lua_Integer level = z->level, mem = z->mem_level, strategy = z->strategy, bits = z->window_bits, chunk = 0;
+    opt_int_field(L, who, t, opt, "level", -1, 9, &level);
+    opt_int_field(L, who, t, opt, "memLevel", 1, 9, &mem);
+    opt_int_field(L, who, t, opt, "strategy", 0, 4, &strategy);
+    opt_int_field(L, who, t, opt, "windowBits", 8, 15, &bits);
+    opt_int_field(L, who, t, opt, "chunkSize", 64, INT32_MAX, &chunk);
+    z->level = (int)level, z->mem_level = (int)mem, z->strategy = (int)strategy;
+    if (window)
+        z->window_bits = (int)bits;
+}
+
+/* t[key], if present: a boolean into *out (0 or 1). [-0, +0, e] */
+static void opt_bool_field(lua_State *L, const char *who, int t, const char *opt, const char *key, int8_t *out)
+{
+    int type = lua_getfield(L, t, key);
+    if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+        luaL_error(L, "%s: %s.%s must be a boolean", who, opt, key);
+    if (type == LUA_TBOOLEAN)
+        *out = (int8_t)lua_toboolean(L, -1);
+    lua_pop(L, 1);
+}
+
+/* t[key], if present: a table, pushed, or the call raises; nil pushes nothing. 1 if pushed. */
+static int opt_table_field(lua_State *L, const char *who, int t, const char *opt, const char *key)
+{
+    int type = lua_getfield(L, t, key);
+    if (type == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (type != LUA_TTABLE)
+        luaL_error(L, "%s: %s.%s must be a table", who, opt, key);
+    return 1;
+}
+
+/* A window size option: true (or nil: unchanged) 0, false -1, or an integer from 8 to 15. */
+static void opt_window_bits(lua_State *L, const char *who, int t, const char *key, int8_t *out)
+{
+    int type = lua_getfield(L, t, key), isint = 0;
+    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    if (type == LUA_TBOOLEAN)
+        *out = lua_toboolean(L, -1) ? 0 : -1;
+    else if (type == LUA_TNUMBER && isint && v >= 8 && v <= 15)
+        *out = (int8_t)v;
+    else if (type != LUA_TNIL)
+        luaL_error(L, "%s: perMessageDeflate.%s must be a boolean or an integer from 8 to 15", who, key);
+    lua_pop(L, 1);
+}
+
+/* perMessageDeflate = true | false | { threshold, serverNoContextTakeover, clientNoContextTakeover,
+ * serverMaxWindowBits, clientMaxWindowBits, zlibDeflateOptions, zlibInflateOptions,
+ * concurrencyLimit } (ws's names; a table turns it on, as in the reference). `cli`: the command
+ * line decided on or off. [-0, +0, e] */
+static void opt_per_message_deflate(lua_State *L, const char *who, int idx, pmd_config_t *c, int cli)
+{
+    static const char *const known[] = {"threshold",           "serverNoContextTakeover", "clientNoContextTakeover",
+                                        "serverMaxWindowBits", "clientMaxWindowBits",     "zlibDeflateOptions",
+                                        "zlibInflateOptions",  "concurrencyLimit",        NULL};
+    static const char *const deflate_known[] = {"level", "memLevel", "strategy", "windowBits", "chunkSize", NULL};
+    static const char *const inflate_known[] = {"chunkSize", "windowBits", NULL};
+    int t = lua_absindex(L, idx);
+    lua_Integer threshold = (lua_Integer)c->threshold, limit = 10;
+    zip_params_t ignored = ZIP_DEFAULTS;
+    if (lua_isboolean(L, t)) {
+        if (!cli)
+            c->enabled = lua_toboolean(L, t);
+        return;
+    }
+    if (!lua_istable(L, t))
+        luaL_error(L, "%s: perMessageDeflate must be a boolean or a table", who);
+    if (!cli)
+        c->enabled = 1;
+    opt_known_keys(L, who, t, "perMessageDeflate", known);
+    opt_int_field(L, who, t, "perMessageDeflate", "threshold", 0, INT32_MAX, &threshold);
+    c->threshold = (size_t)threshold;
+    opt_bool_field(L, who, t, "perMessageDeflate", "serverNoContextTakeover", &c->server_nct);
+    opt_bool_field(L, who, t, "perMessageDeflate", "clientNoContextTakeover", &c->client_nct);
+    opt_window_bits(L, who, t, "serverMaxWindowBits", &c->server_bits);
+    opt_window_bits(L, who, t, "clientMaxWindowBits", &c->client_bits);
+    if (opt_table_field(L, who, t, "perMessageDeflate", "zlibDeflateOptions")) {
+        opt_known_keys(L, who, lua_gettop(L), "perMessageDeflate.zlibDeflateOptions", deflate_known);
+        opt_zlib(L, who, lua_gettop(L), "perMessageDeflate.zlibDeflateOptions", &c->zlib, 0);
+        lua_pop(L, 1);
+    }
+    if (opt_table_field(L, who, t, "perMessageDeflate", "zlibInflateOptions")) { /* nothing there changes inflating */
+        opt_known_keys(L, who, lua_gettop(L), "perMessageDeflate.zlibInflateOptions", inflate_known);
+        opt_zlib(L, who, lua_gettop(L), "perMessageDeflate.zlibInflateOptions", &ignored, 0);
+        lua_pop(L, 1);
+    }
+    /* ws's zlib thread-pool limit: siolua compresses on its loop, one message at a time */
+    opt_int_field(L, who, t, "perMessageDeflate", "concurrencyLimit", 1, INT32_MAX, &limit);
+}
+
+/* httpCompression = true | false | { threshold, level, memLevel, strategy, windowBits, chunkSize }.
+ * As in the reference, a table replaces the default { threshold = 1024 } whole: without a
+ * threshold, every answer is compressed. `cli`: --no-http-compression was given. [-0, +0, e] */
+static void opt_http_compression(lua_State *L, const char *who, int idx, eio_http_compression_t *c, int cli)
+{
+    static const char *const known[] = {"threshold", "level", "memLevel", "strategy", "windowBits", "chunkSize", NULL};
+    int t = lua_absindex(L, idx);
+    lua_Integer threshold = 0;
+    if (lua_isboolean(L, t)) {
+        if (!cli)
+            c->enabled = lua_toboolean(L, t);
+        return;
+    }
+    if (!lua_istable(L, t))
+        luaL_error(L, "%s: httpCompression must be a boolean or a table", who);
+    if (!cli)
+        c->enabled = 1;
+    opt_known_keys(L, who, t, "httpCompression", known);
+    opt_int_field(L, who, t, "httpCompression", "threshold", 0, INT32_MAX, &threshold);
+    c->threshold = (size_t)threshold;
+    opt_zlib(L, who, t, "httpCompression", &c->zlib, 1);
+}
+
 /* cors = { origin = "..." | {...} | "*" | true, methods, allowedHeaders, credentials }, or just an
  * origin. */
 static void set_cors(lua_State *L, eio_cors_t *c, int idx)
@@ -479,7 +631,8 @@ unsigned lserver_eio_option(lua_State *L, const char *who, const char *k, eio_co
     } keys[] = {{"pingInterval", CFG_PING_INTERVAL}, {"pingTimeout", CFG_PING_TIMEOUT},
                 {"upgradeTimeout", CFG_UPGRADE_TIMEOUT}, {"maxHttpBufferSize", CFG_MAX_BUFFER},
                 {"transports", CFG_TRANSPORTS},    {"allowUpgrades", CFG_ALLOW_UPGRADES},
-                {"cors", CFG_CORS},                {"cookie", CFG_COOKIE}};
+                {"cors", CFG_CORS},                {"cookie", CFG_COOKIE},
+                {"perMessageDeflate", CFG_PER_MESSAGE_DEFLATE}, {"httpCompression", CFG_HTTP_COMPRESSION}};
     unsigned bit = 0;
     int top = lua_gettop(L), t = 0;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && bit == 0; i++)
@@ -532,6 +685,12 @@ unsigned lserver_eio_option(lua_State *L, const char *who, const char *k, eio_co
     case CFG_COOKIE:
         if (!(keep & bit))
             set_cookie(L, who, &c->cookie, top);
+        break;
+    case CFG_PER_MESSAGE_DEFLATE: /* a flag decides on/off only: the parameters still apply */
+        opt_per_message_deflate(L, who, top, &c->per_message_deflate, (keep & bit) != 0);
+        break;
+    case CFG_HTTP_COMPRESSION:
+        opt_http_compression(L, who, top, &c->http_compression, (keep & bit) != 0);
         break;
     }
     return bit;

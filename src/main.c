@@ -34,6 +34,9 @@ static void usage(FILE *out)
           "  --cors-methods LIST         methods for preflight answers (default GET,HEAD,PUT,PATCH,POST,DELETE)\n"
           "  --cors-credentials          send Access-Control-Allow-Credentials: true\n"
           "  --no-serve-client           do not serve /socket.io/socket.io.js\n"
+          "  --per-message-deflate       compress WebSocket messages of 1024 bytes or more (permessage-deflate)\n"
+          "                              with clients that offer it (default off; parameters: io.options)\n"
+          "  --no-http-compression       do not gzip/deflate polling answers of 1024 bytes or more (default on)\n"
           "  --no-watch                  do not reload when app.lua or its modules change (SIGHUP still does)\n"
           "  --lua-memory-limit BYTES    memory the Lua VM may use (default 536870912; 0: no limit)\n"
           "  --handler-timeout MS        longest a handler may run before it is aborted (default 2000; 0: none)\n"
@@ -80,7 +83,7 @@ enum {
     OPT_HOST = 256, OPT_PORT, OPT_PATH, OPT_STATIC, OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_UPGRADE_TIMEOUT,
     OPT_CONNECT_TIMEOUT, OPT_MAX_BUFFER, OPT_TRANSPORTS, OPT_NO_UPGRADES, OPT_CORS_ORIGIN, OPT_CORS_METHODS,
     OPT_CORS_CREDENTIALS, OPT_NO_SERVE_CLIENT, OPT_LOG_LEVEL, OPT_LUA_MEMORY, OPT_HANDLER_TIMEOUT,
-    OPT_NO_WATCH, OPT_OUTPUT_MEMORY, OPT_HANDLER_SLICE,
+    OPT_NO_WATCH, OPT_OUTPUT_MEMORY, OPT_HANDLER_SLICE, OPT_PER_MESSAGE_DEFLATE, OPT_NO_HTTP_COMPRESSION,
     OPT_REDIS, /* the Redis adapter */
     OPT_TLS_CERT, OPT_TLS_KEY,
     /* transport limits */
@@ -106,6 +109,8 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         {"cors-methods", required_argument, 0, OPT_CORS_METHODS},
         {"cors-credentials", no_argument, 0, OPT_CORS_CREDENTIALS},
         {"no-serve-client", no_argument, 0, OPT_NO_SERVE_CLIENT},
+        {"per-message-deflate", no_argument, 0, OPT_PER_MESSAGE_DEFLATE},
+        {"no-http-compression", no_argument, 0, OPT_NO_HTTP_COMPRESSION},
         {"log-level", required_argument, 0, OPT_LOG_LEVEL},
         {"lua-memory-limit", required_argument, 0, OPT_LUA_MEMORY},
         {"handler-timeout", required_argument, 0, OPT_HANDLER_TIMEOUT},
@@ -240,6 +245,14 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         case OPT_NO_SERVE_CLIENT:
             cfg->serve_client = 0;
             cfg->cli_set |= CFG_SERVE_CLIENT;
+            break;
+        case OPT_PER_MESSAGE_DEFLATE:
+            cfg->eio.per_message_deflate.enabled = 1;
+            cfg->cli_set |= CFG_PER_MESSAGE_DEFLATE;
+            break;
+        case OPT_NO_HTTP_COMPRESSION:
+            cfg->eio.http_compression.enabled = 0;
+            cfg->cli_set |= CFG_HTTP_COMPRESSION;
             break;
         case OPT_LOG_LEVEL:
             if (strcmp(optarg, "error") == 0)

@@ -47,7 +47,7 @@ void sl_config_defaults(sl_config_t *cfg)
     cfg->eio.cookie.max_age = -1;
     cfg->eio.max_packets_per_post = 1000;
     cfg->eio.max_buffered = 16u << 20;
-    cfg->eio.http_compression = (eio_http_compression_t){1, 1024, ZIP_DEFAULTS}; /* httpCompression */
+    cfg->eio.http_compression = (eio_http_compression_t)EIO_HTTP_COMPRESSION_DEFAULTS; /* httpCompression */
     cfg->eio.per_message_deflate = (pmd_config_t)PMD_CONFIG_DEFAULTS;           /* perMessageDeflate: off */
     cfg->sio.connect_timeout = 45000;
     cfg->sio.limits.max_attachments = 10;

@@ -44,6 +44,10 @@ for (let i = 0; i < argv.length; i++) {
     case "--cors-methods": opts.cors = { ...opts.cors, methods: val().split(",") }; break;
     case "--cors-credentials": opts.cors = { ...opts.cors, credentials: true }; break;
     case "--no-serve-client": opts.serveClient = false; break;
+    case "--per-message-deflate":
+      opts.perMessageDeflate = typeof opts.perMessageDeflate === "object" ? opts.perMessageDeflate : true;
+      break;
+    case "--no-http-compression": opts.httpCompression = false; break;
     case "--log-level": val(); break;
     case "--tls-cert": tlsCert = val(); break;
     case "--tls-key": tlsKey = val(); break;
