@@ -28,11 +28,13 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 OBJ        := $(patsubst src/%.c,$(OUT)/obj/%.o,$(SRC))
 LLHTTP_OBJ := $(patsubst $(LLHTTP_DIR)/%.c,$(OUT)/obj/llhttp_%.o,$(wildcard $(LLHTTP_DIR)/*.c))
-GEN_OBJ    := $(OUT)/obj/gen_prelude.o $(OUT)/obj/gen_client.o
+GEN_OBJ    := $(OUT)/obj/gen_prelude.o $(OUT)/obj/gen_client.o $(OUT)/obj/gen_client_z.o
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
 
 CLIENT_DIST := node_modules/socket.io-client/dist
+CLIENT_FILES := $(CLIENT_DIST)/socket.io.js $(CLIENT_DIST)/socket.io.min.js $(CLIENT_DIST)/socket.io.js.map \
+                $(CLIENT_DIST)/socket.io.min.js.map
 
 .PHONY: all setup run test unit integration asan clean format fuzz bench valgrind soak
 
@@ -57,8 +59,13 @@ $(OUT)/gen/prelude.c: $(LUA_SRC) scripts/embed.sh | $(OUT)/gen
 	sh scripts/embed.sh prelude $(LUA_SRC) > $@
 $(OUT)/gen/client.c: scripts/embed.sh | $(OUT)/gen
 	@[ -f $(CLIENT_DIST)/socket.io.min.js ] || { echo "socket.io-client is not installed: run 'make setup'"; exit 1; }
-	sh scripts/embed.sh client $(CLIENT_DIST)/socket.io.js $(CLIENT_DIST)/socket.io.min.js \
-	  $(CLIENT_DIST)/socket.io.js.map $(CLIENT_DIST)/socket.io.min.js.map > $@
+	sh scripts/embed.sh client $(CLIENT_FILES) > $@
+# ... and its br / gzip / deflate forms, compressed once here by a host tool (scripts/precompress.c)
+$(OUT)/gen/client_z.c: scripts/embed.sh scripts/precompress.c $(OUT)/gen/client.c | $(OUT)/gen
+	mkdir -p $(OUT)/gen/z
+	$(CC) -O2 -std=c11 $(WARN) -o $(OUT)/gen/precompress scripts/precompress.c -lz -lbrotlienc
+	for f in $(CLIENT_FILES); do $(OUT)/gen/precompress $$f $(OUT)/gen/z || exit 1; done
+	sh scripts/embed.sh client_z $(foreach f,$(CLIENT_FILES),$(addprefix $(OUT)/gen/z/$(notdir $(f)),.br .gz .zz)) > $@
 $(OUT)/obj/gen_%.o: $(OUT)/gen/%.c | $(OUT)/obj
 	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 

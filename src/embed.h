@@ -1,6 +1,8 @@
 /* embed: files compiled into the binary by scripts/embed.sh (generated in build/gen/).
  * embed_prelude: the lua/ folder, run before app.lua. embed_client: the socket.io-client bundle served
- * at /socket.io/socket.io.js (from npm's socket.io-client dist/, installed by make setup). */
+ * at /socket.io/socket.io.js (from npm's socket.io-client dist/, installed by make setup).
+ * embed_client_z: each bundle file compressed at build time, named NAME.br (brotli), NAME.gz (gzip)
+ * and NAME.zz (HTTP deflate, the zlib format). */
 #ifndef SL_EMBED_H
 #define SL_EMBED_H
 
@@ -14,6 +16,7 @@ typedef struct {
 
 extern const embed_file_t embed_prelude[];
 extern const embed_file_t embed_client[];
+extern const embed_file_t embed_client_z[];
 
 const embed_file_t *embed_find(const embed_file_t *list, const char *name, size_t len);
 
