@@ -4,6 +4,8 @@
     /usr/bin/python3 python_client.py http://127.0.0.1:PORT
 
 Over websocket and polling: connect, emit with ack (client -> server and server -> client), binary,
+large messages (run.sh starts the server with --per-message-deflate, which this client does not
+negotiate, and with httpCompression on: its polling answers of 1 KB or more come gzip-encoded),
 receive a broadcast, disconnect (with the server-side reason reported by the app).
 Prints TAP lines and ends with "# pass N" / "# fail N"; exit status 1 if anything failed.
 """
@@ -64,6 +66,12 @@ def scenario(transport):
             assert a.call("echo", {"n": 1, "s": "two", "z": None}, timeout=TIMEOUT) == {"n": 1, "s": "two", "z": None}
             assert a.call("echo", ("x", 2), timeout=TIMEOUT) == ("x", 2)
 
+            # large: a gzip polling answer (requests decodes it); a WebSocket that did not
+            # negotiate permessage-deflate gets it as it is
+            big = " ".join("message %d in a long chat" % i for i in range(1000))
+            assert a.call("echo", big, timeout=TIMEOUT) == big
+            assert a.call("echo", {"text": big, "bin": big.encode() * 3}, timeout=TIMEOUT) == {"text": big, "bin": big.encode() * 3}
+
             # binary, nested
             back = a.call("echo", {"bin": b"\x00\x01\xff", "list": [b"abc", 1]}, timeout=TIMEOUT)
             assert back == {"bin": b"\x00\x01\xff", "list": [b"abc", 1]}, repr(back)
@@ -101,8 +109,8 @@ def scenario(transport):
     return run
 
 
-check("python-socketio over websocket: connect, acks both ways, binary, broadcast, disconnect", scenario("websocket"))
-check("python-socketio over polling: connect, acks both ways, binary, broadcast, disconnect", scenario("polling"))
+check("python-socketio over websocket: connect, acks both ways, large messages, binary, broadcast, disconnect", scenario("websocket"))
+check("python-socketio over polling: connect, acks both ways, large messages (gzip), binary, broadcast, disconnect", scenario("polling"))
 
 passed = sum(results)
 failed = len(results) - passed

@@ -75,7 +75,7 @@ timeout -k 5 150 node --test --test-timeout=60000 \
 count node "$tmp/node.tap" $?
 
 echo "== python-socketio client"
-timeout -k 5 60 node tests/integration/with-server.mjs main -- \
+timeout -k 5 60 node tests/integration/with-server.mjs main --per-message-deflate -- \
   /usr/bin/python3 tests/integration/python_client.py "{url}" > "$tmp/python.tap" 2>&1
 st=$?
 cat "$tmp/python.tap"

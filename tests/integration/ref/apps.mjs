@@ -114,6 +114,35 @@ export const apps = {
   },
 };
 
+// apps/compression.lua: the option sets named by $SIOLUA_PMD and $SIOLUA_HTTPZ
+const pmdSets = {
+  on: true,
+  nct: { serverNoContextTakeover: true, clientNoContextTakeover: true },
+  snct_false: { serverNoContextTakeover: false },
+  sbits10: { serverMaxWindowBits: 10 },
+  cbits12: { clientMaxWindowBits: 12 },
+  bits_false: { serverMaxWindowBits: false, clientMaxWindowBits: false },
+  t0: { threshold: 0, zlibDeflateOptions: { level: 1, memLevel: 7 }, zlibInflateOptions: { chunkSize: 10240 } },
+};
+const httpzSets = { off: false, t100: { threshold: 100, level: 1 } };
+export { pmdSets, httpzSets };
+apps.compression = {
+  options: {
+    ...(process.env.SIOLUA_PMD ? { perMessageDeflate: pmdSets[process.env.SIOLUA_PMD] } : {}),
+    ...(process.env.SIOLUA_HTTPZ ? { httpCompression: httpzSets[process.env.SIOLUA_HTTPZ] } : {}),
+  },
+  setup(io) {
+    io.on("connection", (socket) => {
+      socket.on("echo", (...args) => {
+        const ack = args.pop();
+        ack(...args);
+      });
+      socket.on("big", (n, ack) => ack("abcdefghij".repeat(Math.floor(n / 10))));
+      socket.on("bcast", (msg) => socket.broadcast.emit("bcast", msg));
+    });
+  },
+};
+
 // the server API tests' twins (api_*.lua) live in their own file
 import { apiApps } from "./api_apps.mjs";
 Object.assign(apps, apiApps);
