@@ -48,7 +48,8 @@ def server_args(static_dir):
             "--ping-timeout", str(t["ping_timeout"]), "--upgrade-timeout", str(t["upgrade"]),
             "--connect-timeout", str(t["connect"]), "--handler-timeout", str(t["handler"]),
             "--max-http-buffer-size", str(MAX_BUFFER), "--lua-memory-limit", str(64 << 20),
-            "--max-connections-per-ip", str(PER_IP), "--ws-max-fragments", str(WS_FRAGMENTS)]
+            "--max-connections-per-ip", str(PER_IP), "--ws-max-fragments", str(WS_FRAGMENTS),
+            "--per-message-deflate"]
 
 
 CASES = []
@@ -724,6 +725,179 @@ def _(srv):
     ws.send(frame(OP_TEXT, b"3") * 5000)
     check(sio_call(ws, 8, "echo", "still") == ["still"], "no echo")
     ws.close()
+
+
+# ==================================================================================== pmd
+# permessage-deflate (the server runs with --per-message-deflate; clients here offer it or not)
+
+PMD = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+
+
+def deflated(data, final=False):
+    """One permessage-deflate message: raw deflate, sync flush, the 00 00 ff ff tail dropped (or
+    ended with a final block)."""
+    import zlib
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+    return out if final else out[:-4]
+
+
+def zsio_ws(srv):
+    """A Socket.IO client over a WebSocket that negotiated permessage-deflate."""
+    ws = WS(srv, headers=PMD)
+    check(b"permessage-deflate" in ws.head, "not negotiated: %r" % ws.head)
+    f = ws.recv_frame()
+    check(f is not None and f[2][:1] == b"0", "no open packet")
+    ws.send(frame(OP_TEXT, deflated(b"40"), rsv=4))
+    expect_msg(ws, lambda t: isinstance(t, str) and t.startswith("40{"))
+    return ws
+
+
+def expect_bounded_close(srv, ws, blob, code, rss_kib=None):
+    """Sends blob; the server closes with code; its RSS grew by less than rss_kib."""
+    rss0 = srv.rss_kb()
+    try:
+        ws.send(blob)
+    except OSError:
+        pass
+    got = ws.recv_close(5)
+    check(got == code, "close code %r, expected %d" % (got, code))
+    if rss_kib is not None:
+        grown = srv.rss_kb() - rss0
+        check(grown < rss_kib, "RSS grew by %d KiB" % grown)
+    ws.close()
+
+
+@case("pmd", "compression bomb: 50 MB of zeros in ~50 KB: close 1009 once maxHttpBufferSize is inflated")
+def _(srv):
+    bomb = deflated(b"4" + b"\0" * (50 << 20))  # made first: the session must not miss a ping meanwhile
+    check(len(bomb) < 60000 < MAX_BUFFER, "bomb of %d bytes" % len(bomb))
+    blob = frame(OP_BIN, bomb, rsv=4)
+    ws = zsio_ws(srv)
+    cpu0 = srv.cpu_ticks()
+    expect_bounded_close(srv, ws, blob, 1009, rss_kib=8 << 10)
+    # inflating 50 MB takes ~100 ms of CPU; stopping at MAX_BUFFER (100 KB) takes well under that
+    check(srv.cpu_ticks() - cpu0 < 20, "the server spent %d ticks" % (srv.cpu_ticks() - cpu0))
+
+
+@case("pmd", "compression bomb in 90 fragments, under every frame limit: close 1009")
+def _(srv):
+    bomb = deflated(b"4" + b"x" * (20 << 20))
+    step = len(bomb) // 90 + 1
+    parts = [bomb[i:i + step] for i in range(0, len(bomb), step)]
+    blob = b"".join(frame(OP_TEXT if i == 0 else OP_CONT, p, fin=i == len(parts) - 1, rsv=4 if i == 0 else 0)
+                    for i, p in enumerate(parts))
+    ws = zsio_ws(srv)
+    expect_bounded_close(srv, ws, blob, 1009, rss_kib=8 << 10)
+
+
+@case("pmd", "bombs on 20 connections at once, 8 rounds: each closed with 1009, memory flat after the first")
+def _(srv):
+    bomb = frame(OP_TEXT, deflated(b"4" + b"y" * (4 << 20)), rsv=4)
+    rss = []
+    for _round in range(8):
+        conns = [zsio_ws(srv) for _ in range(20)]
+        for ws in conns:
+            ws.send(bomb * 3)
+        for ws in conns:
+            check(ws.recv_close(5) == 1009, "no 1009")
+            ws.close()
+        wait_for(lambda: srv.socket_fds() <= 1, 5)
+        rss.append(srv.rss_kb())
+    # (the first rounds fill ASan's 16 MB quarantine of freed blocks; after it, nothing may grow)
+    check(rss[-1] - rss[3] < 2 << 10, "RSS after each round: %r KiB" % rss)
+
+
+@case("pmd", "invalid deflate data: close 1007")
+def _(srv):
+    ws = zsio_ws(srv)
+    expect_bounded_close(srv, ws, frame(OP_TEXT, b"\xff\xff\xff\xff\x00", rsv=4), 1007)
+
+
+@case("pmd", "a compressed message cut in the middle of a block: close 1007")
+def _(srv):
+    ws = zsio_ws(srv)
+    data = deflated(json.dumps(["echo", "abc" * 500]).encode())
+    expect_bounded_close(srv, ws, frame(OP_TEXT, data[:len(data) // 2], rsv=4), 1007)
+
+
+@case("pmd", "compressed text that is not UTF-8 once inflated: close 1007")
+def _(srv):
+    ws = zsio_ws(srv)
+    expect_bounded_close(srv, ws, frame(OP_TEXT, deflated(b'42["echo","\xc3\x28"]'), rsv=4), 1007)
+
+
+@case("pmd", "RSV1 on a connection that did not negotiate permessage-deflate: close 1002")
+def _(srv):
+    ws = sio_ws(srv)
+    expect_bounded_close(srv, ws, frame(OP_TEXT, deflated(b'42["echo","x"]'), rsv=4), 1002)
+
+
+@case("pmd", "RSV1 on a continuation frame and on a ping: close 1002")
+def _(srv):
+    data = deflated(b'42["echo","xyz"]')
+    ws = zsio_ws(srv)
+    expect_bounded_close(srv, ws, frame(OP_TEXT, data[:3], fin=False, rsv=4) +
+                         frame(OP_CONT, data[3:], rsv=4), 1002)
+    ws = zsio_ws(srv)
+    expect_bounded_close(srv, ws, frame(OP_PING, b"p", rsv=4), 1002)
+
+
+@case("pmd", "context takeover goes on across messages; after a final block a reference back is 1007")
+def _(srv):
+    import zlib
+    ws = zsio_ws(srv)
+    # one stream across messages: each may refer back to the ones before (the window is kept)
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    m1 = c.compress(b'422["echo","again and again and again"]') + c.flush(zlib.Z_SYNC_FLUSH)
+    m2 = c.compress(b'423["echo","again and again and again"]') + c.flush(zlib.Z_SYNC_FLUSH)
+    ws.send(frame(OP_TEXT, m1[:-4], rsv=4))
+    check(expect_msg(ws, lambda t: t.startswith("432")) == '432["again and again and again"]', "echo 2")
+    ws.send(frame(OP_TEXT, m2[:-4], rsv=4))  # refers to m1: fine, the stream goes on
+    check(expect_msg(ws, lambda t: t.startswith("433")) == '433["again and again and again"]', "echo 3")
+    # a message ending with a final block ends the stream: the next one may not refer back to it
+    first = b'424["echo","first message, final block"]'
+    ws.send(frame(OP_TEXT, deflated(first, final=True), rsv=4))
+    check(expect_msg(ws, lambda t: t.startswith("434")) == '434["first message, final block"]', "echo 4")
+    d = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=first)
+    again = d.compress(b'425["echo","first message, final block"]') + d.flush(zlib.Z_SYNC_FLUSH)
+    expect_bounded_close(srv, ws, frame(OP_TEXT, again[:-4], rsv=4), 1007)
+
+
+@case("pmd", "10000 compressed messages in one write, each referring to the last: all answered, memory flat")
+def _(srv):
+    import zlib
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    blob = []
+    for i in range(10000):
+        m = c.compress(('42["echo","message %d of a long stream"]' % i).encode()) + c.flush(zlib.Z_SYNC_FLUSH)
+        blob.append(frame(OP_TEXT, m[:-4], rsv=4))
+    ws = zsio_ws(srv)
+    rss0 = srv.rss_kb()
+    ws.send(b"".join(blob))
+    m = c.compress(b'4299["echo","last"]') + c.flush(zlib.Z_SYNC_FLUSH)
+    ws.send(frame(OP_TEXT, m[:-4], rsv=4))
+    check(expect_msg(ws, lambda t: t.startswith("4399"), 10) == '4399["last"]', "no answer to the last")
+    grown = srv.rss_kb() - rss0
+    check(grown < 16 << 10, "RSS grew by %d KiB" % grown)
+    ws.close()
+
+
+for _name, _offer in [("a parameter with a value that must have none", "permessage-deflate; server_no_context_takeover=1"),
+                      ("a window of 16", "permessage-deflate; client_max_window_bits=16"),
+                      ("an unknown parameter", "permessage-deflate; x=1"),
+                      ("a repeated parameter", "permessage-deflate; client_max_window_bits; client_max_window_bits"),
+                      ("broken syntax", "permessage-deflate;;"),
+                      ("an unclosed quote", 'permessage-deflate; client_max_window_bits="10'),
+                      ("8 KB of parameters", "permessage-deflate" + "; a=b" * 1600)]:
+    def _mk(offer):
+        def run(srv):
+            ws = WS(srv, headers={"Sec-WebSocket-Extensions": offer}, expect=None)
+            st = ws.status
+            ws.close()
+            check(st == 400, "answered %d" % st)
+        return run
+    case("pmd", "refused offer: " + _name)(_mk(_offer))
 
 
 # ==================================================================================== eio
