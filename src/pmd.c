@@ -437,8 +437,10 @@ int pmd_inflate(pmd_inflater_t *z, const void *in, size_t len, buf_t *out, size_
         s->avail_out = (uInt)(out->cap - out->len);
         int r = inflate(s, Z_SYNC_FLUSH);
         out->len = out->cap - s->avail_out;
-        if (out->len > max)
+        if (out->len > max) {
+            out->len = max; /* the byte past max only told that there was more */
             return PMD_TOO_BIG;
+        }
         if (r == Z_STREAM_END) {
             z->over = 1; /* a final block: what follows it is not looked at, as ws */
             return PMD_OK;

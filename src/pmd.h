@@ -71,8 +71,9 @@ void pmd_inflater_free(pmd_inflater_t *z);
 /* Starts a message on a fresh stream with a window of 2^bits (8..15), primed with w (NULL: none). */
 void pmd_inflate_start(pmd_inflater_t *z, int bits, const pmd_window_t *w);
 /* Inflates in[0..len) (a piece of the message, any size), appending to out. out->len never goes
- * over max: PMD_TOO_BIG instead, and the rest is not inflated. PMD_BAD: the bytes are not deflate
- * data. Input after a final block is ignored (the stream is over: see pmd_inflate_finish). */
+ * over max (its storage may reach max + 1): PMD_TOO_BIG instead, and the rest is not inflated.
+ * PMD_BAD: the bytes are not deflate data. Input after a final block is ignored (the stream is
+ * over: see pmd_inflate_finish). */
 int pmd_inflate(pmd_inflater_t *z, const void *in, size_t len, buf_t *out, size_t max);
 /* Ends a message: inflates the 00 00 ff ff tail its sender left out. PMD_BAD if the data did not
  * end where a block ends (a cut message). *over = 1 when the stream ended with a final block (the
