@@ -3,6 +3,8 @@
  * frames, in two reads cut where the first byte says: the first read arrives with the handshake
  * (ws_start feeds it), the second from the socket. Every message is echoed with ws_send(); an odd
  * message length closes with ws_close() from inside the callback. Runs on one end of a socketpair.
+ * When the first byte's top bit is set, the handshake offers permessage-deflate (agreed, threshold
+ * 16): RSV1 frames go through the inflater and the echoes of 16 bytes or more are compressed.
  * clang -std=c11 -D_GNU_SOURCE -Isrc -I/usr/share/include/llhttp -g -O1 -fsanitize=fuzzer,address,undefined
  *   tests/fuzz/fuzz_ws.c src/ws.c src/http.c src/net.c src/tq.c src/buf.c src/log.c
  *   /usr/share/llhttp/[a-z]*.c -luv -lwslay -lcrypto -o build/fuzz/fuzz_ws */
@@ -37,7 +39,8 @@ static const ws_handler_t wh = {on_message, on_wsclose};
 static void on_request(http_req_t *req, void *ud)
 {
     (void)ud;
-    static const ws_limits_t wlim = {.max_message = 4096};
+    static const pmd_config_t pmd = {1, 16, -1, 0, 0, 0, ZIP_DEFAULTS};
+    static const ws_limits_t wlim = {.max_message = 4096, .deflate = &pmd};
     ws_conn_t *ws = ws_accept(req, NULL, 0, &wh, &wlim, NULL);
     if (ws != NULL)
         ws_start(ws);
@@ -45,6 +48,9 @@ static void on_request(http_req_t *req, void *ud)
 
 static const char hs[] = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+static const char hs_z[] = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                           "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -52,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const http_handler_t h = {on_request};
     static const http_limits_t lim = {.max_body = 4096, .ws_max_fragments = 16, .ws_pause_bytes = 256};
     int sv[2];
-    if (size == 0 || size > 65536 - sizeof(hs) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+    if (size == 0 || size > 65536 - sizeof(hs_z) || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
         return 0;
     ctx.loop = uv_default_loop();
     net_conn_t *c = xcalloc(1, sizeof(*c));
@@ -61,11 +67,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uv_tcp_init(ctx.loop, &c->tcp);
     uv_tcp_open(&c->tcp, sv[0]);
     http_conn_new(c, &h, &lim, NULL);
-    size_t cut = 1 + data[0] % size;
-    char *first = malloc(sizeof(hs) - 1 + cut - 1);
-    memcpy(first, hs, sizeof(hs) - 1);
-    memcpy(first + sizeof(hs) - 1, data + 1, cut - 1);
-    c->ops->on_read(c, first, sizeof(hs) - 1 + cut - 1); /* the handshake and the first frames */
+    size_t cut = 1 + (data[0] & 0x7f) % size;
+    const char *hsx = data[0] & 0x80 ? hs_z : hs;
+    size_t hslen = strlen(hsx);
+    char *first = malloc(hslen + cut - 1);
+    memcpy(first, hsx, hslen);
+    memcpy(first + hslen, data + 1, cut - 1);
+    c->ops->on_read(c, first, hslen + cut - 1); /* the handshake and the first frames */
     free(first);
     if (c->ops != NULL && !net_closing(c) && !net_paused(c))
         c->ops->on_read(c, (const char *)data + cut, size - cut);
