@@ -19,6 +19,13 @@
  *
  * TLS: --tls makes every connection HTTPS/WSS (OpenSSL, memory BIOs, no certificate check: a
  * benchmark peer of a server started with a test certificate); the handshake is part of connecting.
+ * Compression: --deflate offers permessage-deflate (RFC 7692, as ws and browsers do: context takeover
+ * both ways), inflates the server's compressed frames with one stream per client and compresses its
+ * own messages of 1024 bytes or more (one deflate stream per client that sends one, made on first
+ * need). --text makes every echo / broadcast payload different (words at random) instead of one
+ * repeated string, so that compression has real work. --warm-echo BYTES (idle): each client sends
+ * one echo of that many bytes and waits for its answer before it counts as connected, so the
+ * server holds whatever a client that talked once costs.
  *
  * Source addresses: --src 127.0.0.2-127.0.0.40 binds each connection to the next address of the
  * range (IP_BIND_ADDRESS_NO_PORT, so the port is chosen per 4-tuple at connect time), which lifts
@@ -47,6 +54,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <uv.h>
+#include <zlib.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -102,6 +110,9 @@ struct client {
     uint64_t sent_at[ACK_RING];
     uint8_t sent_tag[ACK_RING];
     char key[32];
+    /* --deflate: what the server agreed to, and this client's streams (made on first need) */
+    uint8_t z, z_snct, z_cnct;
+    z_stream *inf, *def;
 };
 
 typedef struct {
@@ -154,6 +165,10 @@ static struct {
     /* CPU used by everything else on the machine over the measured phase (noise) */
     uint64_t sys0, sys1, self0, self1;
     uint64_t rng;
+    /* compression */
+    int deflate, text, warm_echo;
+    uint64_t z_in, z_in_raw, z_out, z_out_raw; /* compressed frames received / sent, bytes on the
+                                                   wire and inflated / before compression */
 } G;
 
 static char g_readbuf[65536];
@@ -411,6 +426,12 @@ static void finish(void)
         double other = ticks_to_us(G.sys1 - G.sys0) - ticks_to_us(G.cpu1 - G.cpu0) - ticks_to_us(G.self1 - G.self0);
         jnum("other_cpu_cores", (other > 0 ? other : 0) / 1e6 / secs);
     }
+    if (G.deflate) {
+        jnum("z_frames_in_bytes", (double)G.z_in);
+        jnum("z_frames_in_inflated", (double)G.z_in_raw);
+        jnum("z_frames_out_bytes", (double)G.z_out);
+        jnum("z_frames_out_raw", (double)G.z_out_raw);
+    }
     jnum("client_cpu_ms", self_cpu_ms());
     jraw("}\n");
     fwrite(g_json, 1, g_jlen, stdout);
@@ -489,14 +510,46 @@ static void hc_write(hconn_t *h, const char *p, size_t n)
     tls_flush(h);
 }
 
-/* One masked client frame (RFC 6455 5.3). */
+/* --deflate: p compressed on the client's stream (sync flush, tail dropped: RFC 7692 7.2.1) into a
+ * buffer of the caller's (returned; *n updated). */
+static char *deflate_msg(client_t *c, const char *p, size_t *n)
+{
+    if (c->def == NULL) {
+        c->def = xmalloc(sizeof(*c->def));
+        memset(c->def, 0, sizeof(*c->def));
+        if (deflateInit2(c->def, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+            abort();
+    }
+    size_t cap = deflateBound(c->def, (uLong)*n) + 16;
+    char *out = xmalloc(cap);
+    c->def->next_in = (Bytef *)p;
+    c->def->avail_in = (uInt)*n;
+    c->def->next_out = (Bytef *)out;
+    c->def->avail_out = (uInt)cap;
+    deflate(c->def, Z_SYNC_FLUSH);
+    G.z_out_raw += *n;
+    *n = cap - c->def->avail_out - 4;
+    G.z_out += *n;
+    if (c->z_cnct)
+        deflateReset(c->def);
+    return out;
+}
+
+/* One masked client frame (RFC 6455 5.3); with --deflate, data of 1024 bytes or more compressed. */
 static void ws_send(client_t *c, int opcode, const char *p, size_t n)
 {
+    char *zp = NULL;
+    int rsv1 = 0;
+    if (c->z && (opcode == 1 || opcode == 2) && n >= 1024) {
+        zp = deflate_msg(c, p, &n);
+        p = zp;
+        rsv1 = 0x40;
+    }
     char stackbuf[4096];
     size_t hl = n < 126 ? 6 : n < 65536 ? 8 : 14;
     char *f = hl + n <= sizeof(stackbuf) ? stackbuf : xmalloc(hl + n);
     uint8_t *u = (uint8_t *)f;
-    u[0] = (uint8_t)(0x80 | opcode);
+    u[0] = (uint8_t)(0x80 | rsv1 | opcode);
     if (n < 126) {
         u[1] = (uint8_t)(0x80 | n);
     } else if (n < 65536) {
@@ -516,6 +569,7 @@ static void ws_send(client_t *c, int opcode, const char *p, size_t n)
     hc_write(&c->h[0], f, hl + n);
     if (f != stackbuf)
         free(f);
+    free(zp);
 }
 
 static void send_eio(client_t *c, const char *p, size_t n)
@@ -559,6 +613,14 @@ static void on_hc_closed(uv_handle_t *hh)
     if (G.slots[c->slot] == c)
         G.slots[c->slot] = NULL;
     free(c->pq);
+    if (c->inf) {
+        inflateEnd(c->inf);
+        free(c->inf);
+    }
+    if (c->def) {
+        deflateEnd(c->def);
+        free(c->def);
+    }
     free(c);
     if (G.scenario == SC_CHURN && G.phase != PH_DONE) {
         G.inflight_hs--;
@@ -644,8 +706,9 @@ static void ws_upgrade_request(client_t *c)
     int n = snprintf(req, sizeof(req),
                      "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
                      "Host: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                     G.host, G.port, c->key);
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                     G.host, G.port, c->key,
+                     G.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "");
     c->state = ST_UPGRADE;
     hc_write(&c->h[0], req, (size_t)n);
 }
@@ -693,6 +756,43 @@ static size_t ws_frames(client_t *c, const uint8_t *p, size_t n)
             return n;
         }
         off += hl + len;
+        if ((f[0] & 0x40) && c->z) { /* RSV1: inflate (RFC 7692 7.2.2), with the window kept */
+            static char *zbuf;
+            static size_t zcap;
+            static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
+            if (c->inf == NULL) {
+                c->inf = xmalloc(sizeof(*c->inf));
+                memset(c->inf, 0, sizeof(*c->inf));
+                if (inflateInit2(c->inf, -15) != Z_OK)
+                    abort();
+            }
+            size_t got = 0;
+            for (int part = 0; part < 2; part++) {
+                c->inf->next_in = part ? (Bytef *)tail : (Bytef *)pl;
+                c->inf->avail_in = part ? 4 : (uInt)len;
+                do {
+                    if (zcap - got < 65536) {
+                        zcap = zcap ? zcap * 2 : 1 << 20;
+                        zbuf = xrealloc(zbuf, zcap);
+                    }
+                    c->inf->next_out = (Bytef *)zbuf + got;
+                    c->inf->avail_out = (uInt)(zcap - got);
+                    int r = inflate(c->inf, Z_SYNC_FLUSH);
+                    got = zcap - c->inf->avail_out;
+                    if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) {
+                        fprintf(stderr, "loadgen: bad compressed frame from the server\n");
+                        client_close(c, WHY_ERROR);
+                        return n;
+                    }
+                } while (c->inf->avail_out == 0);
+            }
+            if (c->z_snct)
+                inflateReset(c->inf);
+            G.z_in += len;
+            G.z_in_raw += got;
+            pl = zbuf;
+            len = got;
+        }
         switch (op) {
         case 1:
             on_text(c, pl, len);
@@ -732,6 +832,19 @@ static size_t ws_input(client_t *c, const char *p, size_t n)
         }
         c->state = ST_OPEN_WAIT;
         off = hl;
+        const char *ext = G.deflate ? memmem(p, hl, "permessage-deflate", 18) : NULL;
+        if (ext != NULL) {
+            const char *eol = memmem(ext, hl - (size_t)(ext - p), "\r\n", 2);
+            size_t el = (size_t)(eol - ext);
+            c->z = 1;
+            c->z_snct = memmem(ext, el, "server_no_context_takeover", 26) != NULL;
+            c->z_cnct = memmem(ext, el, "client_no_context_takeover", 26) != NULL;
+        } else if (G.deflate) {
+            if (G.failed < 3)
+                fprintf(stderr, "loadgen: the server did not agree to permessage-deflate\n");
+            client_close(c, WHY_HTTP);
+            return n;
+        }
     }
     return off + ws_frames(c, (const uint8_t *)p + off, n - off);
 }
@@ -1020,15 +1133,36 @@ static void client_start(int slot)
 
 /* ------------------------------------------------------------------------------ Engine.IO / Socket.IO */
 
-static void send_echo(client_t *c, uint8_t tag)
+/* --text: n bytes of words picked at random (a chat's kind of text: compressible, never the same). */
+static void fill_text(char *dst, size_t n)
+{
+    static const char *const words[] = {"the ", "socket ", "room ", "message ", "hello ", "world ", "server ",
+                                        "client ", "and ", "of ", "is ", "chat ", "event ", "data ", "42 ", "you "};
+    size_t i = 0;
+    while (i < n) {
+        const char *w = words[rnd32() % 16];
+        while (*w && i < n)
+            dst[i++] = *w++;
+    }
+    dst[n] = '\0';
+}
+
+static void send_echo_n(client_t *c, uint8_t tag, const char *payload)
 {
     char msg[PAYLOAD_MAX + 64];
     uint32_t id = c->next_ack++;
-    int n = snprintf(msg, sizeof(msg), "42%u[\"echo\",\"%s\"]", id, G.payload);
+    int n = snprintf(msg, sizeof(msg), "42%u[\"echo\",\"%s\"]", id, payload);
     c->sent_at[id % ACK_RING] = now_ns();
     c->sent_tag[id % ACK_RING] = tag;
     c->inflight++;
     send_eio(c, msg, (size_t)n);
+}
+
+static void send_echo(client_t *c, uint8_t tag)
+{
+    if (G.text)
+        fill_text(G.payload, (size_t)G.payload_len);
+    send_echo_n(c, tag, G.payload);
 }
 
 static void on_ack(client_t *c, uint32_t id)
@@ -1100,6 +1234,13 @@ static void on_text(client_t *c, const char *s, size_t n)
     case '0': /* CONNECT answer */
         if (c->state != ST_SIO_WAIT)
             return;
+        if (G.scenario == SC_IDLE && G.warm_echo > 0) { /* one message each, then idle */
+            char text[PAYLOAD_MAX + 1];
+            fill_text(text, (size_t)G.warm_echo);
+            c->state = ST_JOIN_WAIT;
+            send_echo_n(c, 0, text);
+            return;
+        }
         if (G.scenario == SC_BCAST && !c->sender) {
             char msg[64];
             uint32_t id = c->next_ack++;
@@ -1215,6 +1356,10 @@ static void bcast_pump(void)
             G.b_expected = G.b_delivered;
         G.b_sent++;
         G.b_expected += (uint64_t)(G.alive - 1);
+        if (G.text) {
+            fill_text(G.payload, (size_t)G.payload_len);
+            G.bcast_len = (size_t)snprintf(G.bcast_msg, sizeof(G.bcast_msg), "42[\"bcast\",\"bench\",\"%s\"]", G.payload);
+        }
         send_eio(s, G.bcast_msg, G.bcast_len);
         if (s->state != ST_READY)
             return;
@@ -1411,6 +1556,9 @@ static void usage(void)
             "  --hs-timeout S      time for one client's handshake (10)\n"
             "  --src A[-B]         bind source addresses A..B (127.0.0.x), round robin\n"
             "  --tls               HTTPS/WSS (no certificate check)\n"
+            "  --deflate           offer permessage-deflate (and require it)\n"
+            "  --text              payloads of random words, a new one for every message\n"
+            "  --warm-echo BYTES   idle: each client sends one echo of BYTES (random words) first\n"
             "  --target NAME --run N --label NAME   copied into the JSON line\n");
     exit(2);
 }
@@ -1483,6 +1631,12 @@ int main(int argc, char **argv)
             G.label = v;
         else if (OPT("--run"))
             G.run = atoi(v);
+        else if (strcmp(a, "--deflate") == 0)
+            G.deflate = 1;
+        else if (strcmp(a, "--text") == 0)
+            G.text = 1;
+        else if (OPT("--warm-echo"))
+            G.warm_echo = atoi(v);
         else if (OPT("--src")) {
             char first[32], last[32];
             const char *dash = strchr(v, '-');
@@ -1505,7 +1659,7 @@ int main(int argc, char **argv)
         usage();
     if (G.payload_len < 0)
         G.payload_len = G.scenario == SC_BCAST ? 100 : 32;
-    if (G.payload_len > PAYLOAD_MAX)
+    if (G.payload_len > PAYLOAD_MAX || G.warm_echo > PAYLOAD_MAX)
         usage();
     for (int i = 0; i < G.payload_len; i++)
         G.payload[i] = (char)('a' + i % 26);

@@ -5,6 +5,8 @@
 #   sh bench/run.sh                 full run (3 runs of each scenario, ~9 minutes on 2 cores)
 #   sh bench/run.sh quick           1 short run of each, 1k idle clients, no scale scenario (~2 min)
 #   sh bench/run.sh [quick] idle bcast ...   only these scenarios (idle echo bcast churn poll scale)
+#   sh bench/run.sh deflate         compression (perMessageDeflate) against none, siolua and Node:
+#                                   report in bench/RESULTS-deflate.md
 #   RUNS=5 sh bench/run.sh          more runs
 #   BENCH_ROOMS=1 sh bench/run.sh   join/bcast through rooms in both servers (once siolua has them)
 #
@@ -23,7 +25,7 @@ case "${1:-}" in quick) MODE=quick; shift ;; full) shift ;; esac
 ALL="idle echo bcast churn poll scale"
 SCEN="${*:-$ALL}"
 for s in $SCEN; do
-    case " $ALL " in *" $s "*) ;; *) echo "run.sh: unknown scenario $s (one of: $ALL)" >&2; exit 2 ;; esac
+    case " $ALL deflate " in *" $s "*) ;; *) echo "run.sh: unknown scenario $s (one of: $ALL deflate)" >&2; exit 2 ;; esac
 done
 
 if [ $MODE = quick ]; then
@@ -73,13 +75,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_server TARGET: sets SPID and SPORT.
+# start_server TARGET: sets SPID and SPORT. $SERVER_EXTRA: more flags for siolua and node.
+SERVER_EXTRA=""
 start_server() {
     log=$OUT/server-$1.log
     : >"$log" # here, not in the child: the port must not be read from the previous run's log
     case $1 in
-    siolua) $SIOLUA bench/app.lua --port 0 $SIOLUA_FLAGS 2>"$log" & ;;
-    node) node bench/node/server.js --port 0 $NODE_FLAGS 2>"$log" & ;;
+    siolua) $SIOLUA bench/app.lua --port 0 $SIOLUA_FLAGS $SERVER_EXTRA 2>"$log" & ;;
+    node) node bench/node/server.js --port 0 $NODE_FLAGS $SERVER_EXTRA 2>"$log" & ;;
     floor) $OUT/floor --port 0 --batch 2>"$log" & ;;
     floor1w) $OUT/floor --port 0 2>"$log" & ;;
     esac
@@ -208,6 +211,30 @@ for s in $SCEN; do
             done
         done
         ;;
+    deflate)
+        # Compression's cost: the same load with and without perMessageDeflate (threshold 1024,
+        # the defaults), payloads of random words (a new one per message), on both servers.
+        # label suffix -z: server --per-message-deflate, loadgen --deflate (context takeover both
+        # ways, as browsers and ws; the loadgen compresses its messages of 1024 bytes or more)
+        for r in $(seq 1 $RUNS); do
+            for z in "" -z; do
+                SERVER_EXTRA=""
+                ZL=""
+                if [ "$z" = -z ]; then SERVER_EXTRA="--per-message-deflate"; ZL="--deflate"; fi
+                for t in siolua node; do
+                    measure $t $r echo-2k$z --scenario echo --clients 100 --payload 2048 --text $ZL \
+                        --warmup 1 --duration $DUR --rate 1000 --rate-duration $DUR
+                    measure $t $r bcast-2k$z --scenario bcast --clients 1000 --payload 2048 --text $ZL \
+                        --window 8 --warmup 1 --duration $DUR
+                    measure $t $r idle-1k$z --scenario idle --clients 1000 $ZL --settle 1 --hold 3 \
+                        --src 127.0.0.2-127.0.0.9 --connect-timeout 60
+                    measure $t $r idle-1k-talked$z --scenario idle --clients 1000 --warm-echo 2048 $ZL \
+                        --settle 1 --hold 3 --src 127.0.0.2-127.0.0.9 --connect-timeout 60
+                done
+            done
+        done
+        SERVER_EXTRA=""
+        ;;
     scale)
         if [ $MODE = quick ]; then
             echo "run.sh: scale is skipped in quick mode" >&2
@@ -265,7 +292,14 @@ T1=$(date +%s)
     echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$META"
 
-if [ $MODE = full ] && [ "$SCEN" = "$ALL" ]; then
+if [ "$SCEN" = deflate ]; then
+    REPORT=bench/RESULTS-deflate.md
+    cp "$RES" bench/results-deflate.jsonl
+    cp "$META" bench/results-deflate.meta
+    cp "$META.cmds" bench/results-deflate.meta.cmds
+    RES=bench/results-deflate.jsonl
+    META=bench/results-deflate.meta
+elif [ $MODE = full ] && [ "$SCEN" = "$ALL" ]; then
     REPORT=bench/RESULTS.md
     # the raw lines and the run's description behind RESULTS.md (build/ is not kept)
     cp "$RES" bench/results.jsonl

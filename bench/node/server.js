@@ -1,14 +1,14 @@
 // The benchmark's Node reference (bench/run.sh): npm socket.io from the repository's node_modules,
 // the same events as bench/app.lua. Usage: node bench/node/server.js --port N
-//   [--ping-interval MS] [--ping-timeout MS] [--tls-cert FILE --tls-key FILE (https.createServer)];
-//   BENCH_ROOMS=1 uses rooms for join/bcast.
+//   [--ping-interval MS] [--ping-timeout MS] [--tls-cert FILE --tls-key FILE (https.createServer)]
+//   [--per-message-deflate]; BENCH_ROOMS=1 uses rooms for join/bcast.
 "use strict";
 const http = require("http");
 const https = require("https");
 const fs = require("fs");
 const { Server } = require("socket.io");
 
-const opt = { port: 3000, pingInterval: 25000, pingTimeout: 20000 };
+const opt = { port: 3000, pingInterval: 25000, pingTimeout: 20000, perMessageDeflate: false };
 for (let i = 2; i < process.argv.length; i += 2) {
   const k = process.argv[i], v = Number(process.argv[i + 1]);
   if (k === "--tls-cert") opt.cert = process.argv[i + 1];
@@ -16,6 +16,7 @@ for (let i = 2; i < process.argv.length; i += 2) {
   else if (k === "--port") opt.port = v;
   else if (k === "--ping-interval") opt.pingInterval = v;
   else if (k === "--ping-timeout") opt.pingTimeout = v;
+  else if (k === "--per-message-deflate") { opt.perMessageDeflate = true; i--; }
   else { console.error("unknown option " + k); process.exit(2); }
 }
 const rooms = process.env.BENCH_ROOMS === "1";
@@ -26,6 +27,7 @@ const httpServer = opt.cert
 const io = new Server(httpServer, {
   pingInterval: opt.pingInterval,
   pingTimeout: opt.pingTimeout,
+  perMessageDeflate: opt.perMessageDeflate,
   serveClient: false,
 });
 
