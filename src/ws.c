@@ -364,6 +364,7 @@ static rbuf_t *deflated(ws_conn_t *ws, rbuf_t *b, int *own)
     rbuf_t *z = pmd_compress(&cfg->zlib, *own ? bits : usual, rbuf_payload(b), b->len);
     if (z == NULL) {
         b->flags |= RBUF_NODEFLATE;
+        *own = 0;
         return NULL;
     }
     z->flags = RBUF_DEFLATED | (b->flags & RBUF_BINARY);

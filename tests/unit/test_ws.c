@@ -887,9 +887,14 @@ TEST(deflate_once_for_every_recipient)
         rnd[i] = (char)((r = r * 1103515245u + 12345u) >> 16);
     msg = rbuf_from(rnd, sizeof(rnd));
     msg->flags |= RBUF_BINARY;
+    ws_send(s.ws[3], msg); /* first to the client with its own window: the same outcome */
+    CHECK(msg->alt == NULL && (msg->flags & RBUF_NODEFLATE));
+    CHECK_EQ_INT(msg->refs, 2); /* the caller's and d's queued write, nothing released */
     ws_send(s.ws[0], msg);
     CHECK(msg->alt == NULL && (msg->flags & RBUF_NODEFLATE));
     CHECK_EQ_INT(read_frame(&s, a, &p), 0x82);
+    CHECK(p.len == sizeof(rnd) && memcmp(p.base, rnd, p.len) == 0);
+    CHECK_EQ_INT(read_frame(&s, d, &p), 0x82);
     CHECK(p.len == sizeof(rnd) && memcmp(p.base, rnd, p.len) == 0);
     rbuf_unref(msg);
     close(a);
