@@ -96,19 +96,40 @@ static void srv_stop(srv_t *s)
     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"                                \
     "Sec-WebSocket-Accept: " LB_WS_ACCEPT "\r\nX-Extra: 1\r\n\r\n"
 
-/* Connects and completes the handshake; `extra` bytes are sent in the same write. */
-static int ws_client(srv_t *s, const void *extra, size_t nextra)
+/* Connects and completes the handshake, offering `offer` as Sec-WebSocket-Extensions (NULL: none)
+ * and checking that the 101 answers `answer` (NULL: no extension); `extra` bytes are sent in the
+ * same write. */
+static int ws_client_ext(srv_t *s, const char *offer, const char *answer, const void *extra, size_t nextra)
 {
     int fd = lb_connect(&s->lb);
-    buf_t out = BUF_INIT, in = BUF_INIT;
-    buf_appendstr(&out, HANDSHAKE);
+    buf_t out = BUF_INIT, in = BUF_INIT, want = BUF_INIT;
+    buf_append(&out, HANDSHAKE, sizeof(HANDSHAKE) - 3); /* without the blank line */
+    if (offer != NULL) {
+        buf_appendstr(&out, "Sec-WebSocket-Extensions: ");
+        buf_appendstr(&out, offer);
+        buf_appendstr(&out, "\r\n");
+    }
+    buf_appendstr(&out, "\r\n");
     buf_append(&out, extra, nextra);
     lb_send(fd, out.base, out.len);
-    lb_pump(&s->lb, fd, &in, sizeof(RESP101) - 1);
-    CHECK_EQ_MEM(in.base, in.len, RESP101);
+    buf_append(&want, RESP101, sizeof(RESP101) - 1 - 14); /* up to X-Extra */
+    if (answer != NULL) {
+        buf_appendstr(&want, "Sec-WebSocket-Extensions: ");
+        buf_appendstr(&want, answer);
+        buf_appendstr(&want, "\r\n");
+    }
+    buf_appendstr(&want, "X-Extra: 1\r\n\r\n");
+    lb_pump(&s->lb, fd, &in, want.len);
+    CHECK(in.len == want.len && memcmp(in.base, want.base, in.len) == 0);
     buf_free(&out);
     buf_free(&in);
+    buf_free(&want);
     return fd;
+}
+
+static int ws_client(srv_t *s, const void *extra, size_t nextra)
+{
+    return ws_client_ext(s, NULL, NULL, extra, nextra);
 }
 
 /* Reads one server frame; nothing more than that frame must have been sent. Returns its first
@@ -245,11 +266,17 @@ TEST(handshake_with_frames)
 }
 
 /* Sends `frames`, expects one close frame with `code` back, then EOF, and the given reason. */
-static void expect_ws_close(const void *frames, size_t n, int code, int why)
+static pmd_config_t zcfg = {1, 100, -1, 0, 0, 0, ZIP_DEFAULTS}; /* threshold 100 bytes */
+#define ZOFFER "permessage-deflate"
+
+/* Sends frames on a new connection (that offered `offer`, agreed as it is, or NULL: nothing; the
+ * server has permessage-deflate on) and expects a close with `code`, then EOF. */
+static void expect_close(const char *offer, const void *frames, size_t n, int code, int why)
 {
     srv_t s;
     srv_start(&s);
-    int fd = ws_client(&s, NULL, 0);
+    s.wlim.deflate = &zcfg;
+    int fd = ws_client_ext(&s, offer, offer, NULL, 0);
     buf_t p = BUF_INIT, in = BUF_INIT;
     lb_send(fd, frames, n);
     CHECK_EQ_INT(read_frame(&s, fd, &p), 0x88);
@@ -265,6 +292,11 @@ static void expect_ws_close(const void *frames, size_t n, int code, int why)
     CHECK_EQ_INT(s.nmsg, 0); /* nothing of a failing message reaches the handler */
     buf_free(&p);
     buf_free(&in);
+}
+
+static void expect_ws_close(const void *frames, size_t n, int code, int why)
+{
+    expect_close(NULL, frames, n, code, why);
 }
 
 TEST(close_handshake)
@@ -728,33 +760,10 @@ TEST(context_reuse)
 
 /* ---------------------------------------------------------------- permessage-deflate */
 
-static pmd_config_t zcfg = {1, 100, -1, 0, 0, 0, ZIP_DEFAULTS}; /* threshold 100 bytes */
 
-/* A client that offers permessage-deflate (`offer`), with extra bytes in the same write; checks
- * the 101 carries `answer`. */
 static int ws_client_z(srv_t *s, const char *offer, const char *answer)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(&s->net))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    buf_t out = BUF_INIT, in = BUF_INIT, want = BUF_INIT;
-    buf_append(&out, HANDSHAKE, sizeof(HANDSHAKE) - 3);
-    buf_appendstr(&out, "Sec-WebSocket-Extensions: ");
-    buf_appendstr(&out, offer);
-    buf_appendstr(&out, "\r\n\r\n");
-    send_all(fd, out.base, out.len);
-    buf_append(&want, RESP101, sizeof(RESP101) - 1 - 14); /* up to X-Extra */
-    buf_appendstr(&want, "Sec-WebSocket-Extensions: ");
-    buf_appendstr(&want, answer);
-    buf_appendstr(&want, "\r\nX-Extra: 1\r\n\r\n");
-    pump(s, fd, &in, want.len);
-    CHECK(in.len == want.len && memcmp(in.base, want.base, in.len) == 0);
-    buf_free(&out);
-    buf_free(&in);
-    buf_free(&want);
-    return fd;
+    return ws_client_ext(s, offer, answer, NULL, 0);
 }
 
 /* Inflates a server message on its own (the server keeps no context). */
@@ -789,7 +798,7 @@ TEST(deflate_messages_both_ways)
     /* a compressed text message in: the handler gets it inflated; the echo (>= 100) goes out
      * compressed (RSV1), a short one as it is */
     rbuf_t *c = pmd_compress(&zdef, 15, text, sizeof(text));
-    send_frame(fd, 1, 0x41, rbuf_payload(c), c->len);
+    lb_ws_send(fd, 1, 0x41, rbuf_payload(c), c->len);
     CHECK_EQ_INT(read_frame(&s, fd, &p), 0xc1);
     CHECK(p.len < sizeof(text));
     inflate_server(&p, &m);
@@ -815,20 +824,20 @@ TEST(deflate_messages_both_ways)
             /* cut at every byte: pieces arrive over several reads */
             for (size_t i = 0; i < clen; i++) {
                 buf_t f = BUF_INIT;
-                frame(&f, i + 1 == clen, i == 0 ? 0x41 : 0, cb + i, 1);
-                send_all(fd, f.base, f.len);
+                lb_ws_frame(&f, i + 1 == clen, i == 0 ? 0x41 : 0, cb + i, 1);
+                lb_send(fd, f.base, f.len);
                 buf_free(&f);
-                settle(&s);
+                lb_settle(&s.lb);
             }
         } else {
-            send_frame(fd, 1, 0x41, cb, clen);
+            lb_ws_send(fd, 1, 0x41, cb, clen);
         }
         CHECK_EQ_INT(read_frame(&s, fd, &p), 0xc1);
         inflate_server(&p, &m);
         CHECK(m.len == sizeof(text) && memcmp(m.base, text, m.len) == 0);
     }
     deflateEnd(&d);
-    send_frame(fd, 1, 1, "short", 5); /* uncompressed in, under the threshold out */
+    lb_ws_send(fd, 1, 1, "short", 5); /* uncompressed in, under the threshold out */
     CHECK_EQ_INT(read_frame(&s, fd, &p), 0x81);
     CHECK_EQ_MEM(p.base, p.len, "short");
     /* binary, compressed */
@@ -836,7 +845,7 @@ TEST(deflate_messages_both_ways)
     memset(bin, 0xee, sizeof(bin));
     rbuf_unref(c);
     c = pmd_compress(&zdef, 15, bin, sizeof(bin));
-    send_frame(fd, 1, 0x42, rbuf_payload(c), c->len);
+    lb_ws_send(fd, 1, 0x42, rbuf_payload(c), c->len);
     CHECK_EQ_INT(read_frame(&s, fd, &p), 0xc2);
     inflate_server(&p, &m);
     CHECK(m.len == sizeof(bin) && memcmp(m.base, bin, m.len) == 0);
@@ -907,66 +916,42 @@ TEST(deflate_once_for_every_recipient)
     buf_free(&m);
 }
 
-/* Sends frames on a connection that negotiated permessage-deflate (or, `plain`, one that did
- * not) and expects the close code. */
-static void expect_z_close(const void *frames, size_t n, int code, int plain)
-{
-    srv_t s;
-    srv_start(&s);
-    s.wlim.deflate = &zcfg;
-    s.wlim.max_message = 3000;
-    int fd = plain ? ws_client(&s, NULL, 0) : ws_client_z(&s, "permessage-deflate", "permessage-deflate");
-    buf_t p = BUF_INIT, in = BUF_INIT;
-    send_all(fd, frames, n);
-    CHECK_EQ_INT(read_frame(&s, fd, &p), 0x88);
-    CHECK(p.len >= 2);
-    if (p.len >= 2)
-        CHECK_EQ_INT((uint8_t)p.base[0] << 8 | (uint8_t)p.base[1], code);
-    CHECK(pump(&s, fd, &in, 0));
-    close(fd);
-    srv_stop(&s);
-    CHECK_EQ_INT(s.nmsg, 0);
-    CHECK_EQ_INT(s.why, WS_CLOSED_ERROR);
-    buf_free(&p);
-    buf_free(&in);
-}
-
 TEST(deflate_violations)
 {
     buf_t f = BUF_INIT;
     char zeros[100000];
     memset(zeros, 0, sizeof(zeros));
     rbuf_t *bomb = pmd_compress(&zdef, 15, zeros, sizeof(zeros)); /* ~100 bytes -> 100 KB > 3000 */
-    frame(&f, 1, 0x41, rbuf_payload(bomb), bomb->len);
-    expect_z_close(f.base, f.len, 1009, 0);
+    lb_ws_frame(&f, 1, 0x41, rbuf_payload(bomb), bomb->len);
+    expect_close(ZOFFER, f.base, f.len, 1009, WS_CLOSED_ERROR);
     f.len = 0; /* the same bomb in 4 fragments */
     size_t q = bomb->len / 4;
-    frame(&f, 0, 0x42, rbuf_payload(bomb), q);
-    frame(&f, 0, 0, rbuf_payload(bomb) + q, q);
-    frame(&f, 0, 0, rbuf_payload(bomb) + 2 * q, q);
-    frame(&f, 1, 0, rbuf_payload(bomb) + 3 * q, bomb->len - 3 * q);
-    expect_z_close(f.base, f.len, 1009, 0);
+    lb_ws_frame(&f, 0, 0x42, rbuf_payload(bomb), q);
+    lb_ws_frame(&f, 0, 0, rbuf_payload(bomb) + q, q);
+    lb_ws_frame(&f, 0, 0, rbuf_payload(bomb) + 2 * q, q);
+    lb_ws_frame(&f, 1, 0, rbuf_payload(bomb) + 3 * q, bomb->len - 3 * q);
+    expect_close(ZOFFER, f.base, f.len, 1009, WS_CLOSED_ERROR);
     rbuf_unref(bomb);
     f.len = 0;
-    frame(&f, 1, 0x41, "\xff\xff\xff\xff", 4); /* not deflate data */
-    expect_z_close(f.base, f.len, 1007, 0);
+    lb_ws_frame(&f, 1, 0x41, "\xff\xff\xff\xff", 4); /* not deflate data */
+    expect_close(ZOFFER, f.base, f.len, 1007, WS_CLOSED_ERROR);
     f.len = 0;
     rbuf_t *bad = pmd_compress(&zdef, 15, "\xc3\x28 not UTF-8 .................................", 45);
-    frame(&f, 1, 0x41, rbuf_payload(bad), bad->len); /* text that is not UTF-8 once inflated */
-    expect_z_close(f.base, f.len, 1007, 0);
+    lb_ws_frame(&f, 1, 0x41, rbuf_payload(bad), bad->len); /* text that is not UTF-8 once inflated */
+    expect_close(ZOFFER, f.base, f.len, 1007, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 1, 0x42, rbuf_payload(bad), bad->len - 1); /* cut: no block ends there */
-    expect_z_close(f.base, f.len, 1007, 0);
+    lb_ws_frame(&f, 1, 0x42, rbuf_payload(bad), bad->len - 1); /* cut: no block ends there */
+    expect_close(ZOFFER, f.base, f.len, 1007, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 1, 0x41, rbuf_payload(bad), bad->len); /* RSV1 where it was not agreed */
-    expect_z_close(f.base, f.len, 1002, 1);
+    lb_ws_frame(&f, 1, 0x41, rbuf_payload(bad), bad->len); /* RSV1 where it was not agreed */
+    expect_close(NULL, f.base, f.len, 1002, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 0, 0x41, rbuf_payload(bad), 3); /* RSV1 on a continuation frame */
-    frame(&f, 1, 0x40, rbuf_payload(bad) + 3, bad->len - 3);
-    expect_z_close(f.base, f.len, 1002, 0);
+    lb_ws_frame(&f, 0, 0x41, rbuf_payload(bad), 3); /* RSV1 on a continuation frame */
+    lb_ws_frame(&f, 1, 0x40, rbuf_payload(bad) + 3, bad->len - 3);
+    expect_close(ZOFFER, f.base, f.len, 1002, WS_CLOSED_ERROR);
     f.len = 0;
-    frame(&f, 1, 0x49, "p", 1); /* RSV1 on a ping */
-    expect_z_close(f.base, f.len, 1002, 0);
+    lb_ws_frame(&f, 1, 0x49, "p", 1); /* RSV1 on a ping */
+    expect_close(ZOFFER, f.base, f.len, 1002, WS_CLOSED_ERROR);
     rbuf_unref(bad);
     buf_free(&f);
 }
@@ -976,17 +961,14 @@ TEST(deflate_refused_offer)
     srv_t s;
     srv_start(&s);
     s.wlim.deflate = &zcfg;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)net_port(&s.net))};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_EQ_INT(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
+    int fd = lb_connect(&s.lb);
     buf_t out = BUF_INIT, in = BUF_INIT;
     buf_append(&out, HANDSHAKE, sizeof(HANDSHAKE) - 3);
     buf_appendstr(&out, "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=20\r\n\r\n");
-    send_all(fd, out.base, out.len);
-    pump(&s, fd, &in, 0);
+    lb_send(fd, out.base, out.len);
+    lb_pump(&s.lb, fd, &in, 0);
     CHECK(in.len > 12 && memcmp(in.base, "HTTP/1.1 400", 12) == 0);
+    buf_appendc(&in, '\0');
     CHECK(strstr(in.base, "Invalid or unacceptable Sec-WebSocket-Extensions header") != NULL);
     close(fd);
     srv_stop(&s);
