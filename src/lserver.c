@@ -515,6 +515,18 @@ static int opt_table_field(lua_State *L, const char *who, int t, const char *opt
     return 1;
 }
 
+/* The start of an option that is a boolean or a table (a table turns it on): a boolean sets
+ * *enabled; 1 when the value at t is a table to read further. `cli`: the command line decided
+ * *enabled, which the script then leaves alone. [-0, +0, e] */
+static int opt_on_off(lua_State *L, const char *who, int t, const char *opt, int *enabled, int cli)
+{
+    if (!lua_isboolean(L, t) && !lua_istable(L, t))
+        luaL_error(L, "%s: %s must be a boolean or a table", who, opt);
+    if (!cli)
+        *enabled = lua_istable(L, t) || lua_toboolean(L, t);
+    return lua_istable(L, t);
+}
+
 /* A window size option: true (or nil: unchanged) 0, false -1, or an integer from 8 to 15. */
 static void opt_window_bits(lua_State *L, const char *who, int t, const char *key, int8_t *out)
 {
@@ -543,15 +555,8 @@ static void opt_per_message_deflate(lua_State *L, const char *who, int idx, pmd_
     int t = lua_absindex(L, idx);
     lua_Integer threshold = (lua_Integer)c->threshold, limit = 10;
     zip_params_t ignored = ZIP_DEFAULTS;
-    if (lua_isboolean(L, t)) {
-        if (!cli)
-            c->enabled = lua_toboolean(L, t);
+    if (!opt_on_off(L, who, t, "perMessageDeflate", &c->enabled, cli))
         return;
-    }
-    if (!lua_istable(L, t))
-        luaL_error(L, "%s: perMessageDeflate must be a boolean or a table", who);
-    if (!cli)
-        c->enabled = 1;
     opt_known_keys(L, who, t, "perMessageDeflate", known);
     opt_int_field(L, who, t, "perMessageDeflate", "threshold", 0, INT32_MAX, &threshold);
     c->threshold = (size_t)threshold;
@@ -581,15 +586,8 @@ static void opt_http_compression(lua_State *L, const char *who, int idx, eio_htt
     static const char *const known[] = {"threshold", "level", "memLevel", "strategy", "windowBits", "chunkSize", NULL};
     int t = lua_absindex(L, idx);
     lua_Integer threshold = 0;
-    if (lua_isboolean(L, t)) {
-        if (!cli)
-            c->enabled = lua_toboolean(L, t);
+    if (!opt_on_off(L, who, t, "httpCompression", &c->enabled, cli))
         return;
-    }
-    if (!lua_istable(L, t))
-        luaL_error(L, "%s: httpCompression must be a boolean or a table", who);
-    if (!cli)
-        c->enabled = 1;
     opt_known_keys(L, who, t, "httpCompression", known);
     opt_int_field(L, who, t, "httpCompression", "threshold", 0, INT32_MAX, &threshold);
     c->threshold = (size_t)threshold;

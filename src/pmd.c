@@ -199,6 +199,17 @@ static int param(parse_t *ps, const char *name, size_t nlen, const char *val, si
     return add_param(&ps->cur, name, nlen, val, vlen, bare);
 }
 
+/* A ';' or ',' at i ends the token that began at *start (and ended at *end, or here): -1 when no
+ * token began ("Unexpected character"). */
+static int token_ends(long start, long *end, size_t i)
+{
+    if (start == -1)
+        return -1;
+    if (*end == -1)
+        *end = (long)i;
+    return 0;
+}
+
 /* ws's parse(), character by character; -1 where it throws a SyntaxError. */
 static int parse(parse_t *ps, const char *h, size_t len)
 {
@@ -219,10 +230,8 @@ static int parse(parse_t *ps, const char *h, size_t len)
                 if (end == -1 && start != -1)
                     end = (long)i;
             } else if (code == ';' || code == ',') {
-                if (start == -1)
+                if (token_ends(start, &end, i) != 0)
                     return -1;
-                if (end == -1)
-                    end = (long)i;
                 ext_begin(ps, h + start, (size_t)(end - start));
                 if (code == ',')
                     ext_end(ps);
@@ -240,10 +249,8 @@ static int parse(parse_t *ps, const char *h, size_t len)
                 if (end == -1 && start != -1)
                     end = (long)i;
             } else if (code == ';' || code == ',') {
-                if (start == -1)
+                if (token_ends(start, &end, i) != 0)
                     return -1;
-                if (end == -1)
-                    end = (long)i;
                 if (param(ps, h + start, (size_t)(end - start), NULL, 0, 1, 0) != 0)
                     return -1;
                 if (code == ',') {
@@ -289,10 +296,8 @@ static int parse(parse_t *ps, const char *h, size_t len)
                 if (end == -1)
                     end = (long)i;
             } else if (code == ';' || code == ',') {
-                if (start == -1)
+                if (token_ends(start, &end, i) != 0)
                     return -1;
-                if (end == -1)
-                    end = (long)i;
                 if (param(ps, pname, pnlen, h + start, (size_t)(end - start), 0, must_unescape) != 0)
                     return -1;
                 must_unescape = 0;
