@@ -122,6 +122,25 @@ def deflate_section(rows, w):
     w("")
 
 
+def machine(meta, w):
+    w("## Machine and run")
+    w("")
+    for m in meta:
+        w(f"- {m}")
+    w("")
+
+
+def finish(a, out, notes, regenerate):
+    """The raw lines' names, the notes written by hand (if any), and the file written."""
+    out.append("Raw JSON lines: " + ", ".join(f"`{p}`" for p in a.results) + ". " + regenerate)
+    out.append("")
+    if os.path.exists(notes):
+        out.append(open(notes).read().rstrip())
+        out.append("")
+    with open(a.out, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def loadgen_and_logs(a, rows, warns, cmds, w, out):
     """The report's end: what the load generator saw go wrong, the servers' logs, the commands."""
     # errors seen by the load generator
@@ -179,21 +198,11 @@ def main():
         w("server process from `/proc/PID/stat` over the measured phase, RSS is `VmRSS`; medians over runs,")
         w("every server started fresh for each measurement.")
         w("")
-        w("## Machine and run")
-        w("")
-        for m in meta:
-            w(f"- {m}")
-        w("")
+        machine(meta, w)
         deflate_section(rows, w)
         loadgen_and_logs(a, rows, warns, cmds, w, out)
-        w("Raw JSON lines: " + ", ".join(f"`{p}`" for p in a.results) + ".")
-        w("")
-        notes = os.path.join(here, "notes-deflate.md")
-        if os.path.exists(notes):
-            out.append(open(notes).read().rstrip())
-            w("")
-        with open(a.out, "w") as f:
-            f.write("\n".join(out) + "\n")
+        finish(a, out, os.path.join(here, "notes-deflate.md"), "Regenerate this file with `python3 bench/report.py "
+               "--meta bench/results-deflate.meta --out bench/RESULTS-deflate.md bench/results-deflate.jsonl`.")
         return
     w("# siolua benchmark results (issue 5)")
     w("")
@@ -204,11 +213,7 @@ def main():
     w("RSS is `VmRSS` from `/proc/PID/status`. Each figure is the median over the runs; every server is")
     w("started fresh for each run, the targets alternate within a run.")
     w("")
-    w("## Machine and run")
-    w("")
-    for m in meta:
-        w(f"- {m}")
-    w("")
+    machine(meta, w)
     w("## Figures (medians)")
     w("")
     w("| figure | siolua | Node | floor | siolua/Node | siolua/floor | runs (siolua) |")
@@ -307,15 +312,8 @@ def main():
     if any(r.get("scenario") in DEFLATE_LABELS for r in rows):
         deflate_section(rows, w)
     loadgen_and_logs(a, rows, warns, cmds, w, out)
-    w("Raw JSON lines: " + ", ".join(f"`{p}`" for p in a.results) + ". Regenerate this file with `python3 bench/report.py "
-      "--meta bench/results.meta --out bench/RESULTS.md bench/results.jsonl`.")
-    w("")
-    notes = os.path.join(here, "notes.md")
-    if os.path.exists(notes):
-        out.append(open(notes).read().rstrip())
-        w("")
-    with open(a.out, "w") as f:
-        f.write("\n".join(out) + "\n")
+    finish(a, out, os.path.join(here, "notes.md"), "Regenerate this file with `python3 bench/report.py "
+           "--meta bench/results.meta --out bench/RESULTS.md bench/results.jsonl`.")
 
 
 if __name__ == "__main__":

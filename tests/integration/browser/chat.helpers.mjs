@@ -15,13 +15,24 @@ export function launchChromium(env = undefined) {
   });
 }
 
-/** Opens the chat page at url in a new context; resolves to { page, errors } once it shows "connected". */
-export async function openChat(browser, url) {
+/** Opens the chat page at url in a new context; resolves to { page, errors, seen } once it shows
+ * "connected". With { record: true }, seen.ws and seen.bundle get the WebSocket's 101 and the client
+ * bundle's response (headers included) through the DevTools protocol. */
+export async function openChat(browser, url, { record = false } = {}) {
   const context = await browser.newContext({ viewport: { width: 640, height: 420 } });
   const page = await context.newPage();
   const errors = [];
+  const seen = { ws: null, bundle: null };
+  if (record) {
+    const cdp = await context.newCDPSession(page);
+    await cdp.send("Network.enable");
+    cdp.on("Network.webSocketHandshakeResponseReceived", (e) => { seen.ws = e.response; });
+    cdp.on("Network.responseReceived", (e) => {
+      if (e.response.url.endsWith("/socket.io/socket.io.js")) seen.bundle = e.response;
+    });
+  }
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(url + "/", { timeout: 10000 });
   await page.waitForSelector("#status.online", { timeout: 10000 });
-  return { page, errors };
+  return { page, errors, seen };
 }
