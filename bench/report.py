@@ -87,7 +87,7 @@ DEFLATE = [
     ("bcast-2k", "us_per_delivered", "broadcast 1→1,000, 2 KB of text: server CPU per delivered message", "µs"),
     ("bcast-2k", "delivered_per_s", "broadcast 1→1,000: delivered messages/s", "/s"),
     ("bcast-2k", "server_rss_kb", "broadcast: server RSS at the end", "KB"),
-    ("idle-1k", "bytes_per_client", "idle, 1k clients that never sent a message: RSS per client", "bytes"),
+    ("idle-1k-silent", "bytes_per_client", "idle, 1k clients that never sent a message: RSS per client", "bytes"),
     ("idle-1k-talked", "bytes_per_client", "idle, 1k clients that each sent (and got back) one 2 KB message: RSS per client", "bytes"),
 ]
 DEFLATE_LABELS = {d[0] for d in DEFLATE} | {d[0] + "-z" for d in DEFLATE}

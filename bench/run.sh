@@ -64,7 +64,8 @@ NODE_FLAGS="--ping-interval $PING_INTERVAL --ping-timeout $PING_TIMEOUT"
     echo "$SIOLUA bench/app.lua --port 0 $SIOLUA_FLAGS      # a copy of ./siolua"
     echo "node bench/node/server.js --port 0 $NODE_FLAGS"
     echo "$OUT/floor --port 0 --batch      # floor; floor1w: the same without --batch"
-    echo "# load"
+    case " $SCEN " in *" deflate "*) echo "# load (labels ending in -z: both servers also get --per-message-deflate)" ;;
+    *) echo "# load" ;; esac
 } >>"$META.cmds"
 
 SPID=""
@@ -226,7 +227,7 @@ for s in $SCEN; do
                         --warmup 1 --duration $DUR --rate 1000 --rate-duration $DUR
                     measure $t $r bcast-2k$z --scenario bcast --clients 1000 --payload 2048 --text $ZL \
                         --window 8 --warmup 1 --duration $DUR
-                    measure $t $r idle-1k$z --scenario idle --clients 1000 $ZL --settle 1 --hold 3 \
+                    measure $t $r idle-1k-silent$z --scenario idle --clients 1000 $ZL --settle 1 --hold 3 \
                         --src 127.0.0.2-127.0.0.9 --connect-timeout 60
                     measure $t $r idle-1k-talked$z --scenario idle --clients 1000 --warm-echo 2048 $ZL \
                         --settle 1 --hold 3 --src 127.0.0.2-127.0.0.9 --connect-timeout 60
