@@ -143,9 +143,9 @@ build/fuzz/fuzz_lvalue: tests/fuzz/fuzz_lvalue.c src/lvalue.c src/lvalue_json.c 
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -lyajl -lm
 build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lssl -lcrypto
-build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/pmd.c src/zip.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
+build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/pmd.c src/zip.c src/jsnum.c src/utf8.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lwslay -lssl -lcrypto -lz -lm
-build/fuzz/fuzz_pmd: tests/fuzz/fuzz_pmd.c src/pmd.c src/zip.c src/buf.c | build/fuzz
+build/fuzz/fuzz_pmd: tests/fuzz/fuzz_pmd.c src/pmd.c src/zip.c src/jsnum.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lz -lm
 # adapter_redis.c's primitives reach the Lua host (lhost_get): the harness links every module.
 build/fuzz/fuzz_msgpack: tests/fuzz/fuzz_msgpack.c $(SRC) $(LLHTTP_C) build/gen/prelude.c build/gen/client.c build/gen/client_z.c | build/fuzz

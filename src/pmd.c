@@ -20,6 +20,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "jsnum.h"
+
 /* ---------------------------------------------------------------- negotiation */
 
 /* ws's lib/validation.js tokenChars: the RFC 7230 token characters. */
@@ -89,7 +91,7 @@ static double js_number(const char *s, size_t n)
     if (p != e)
         return NAN;
     char *tmp = xstrndup(s, n); /* now strtod's decimal grammar exactly */
-    double v = strtod(tmp, NULL);
+    double v = jsnum_strtod(tmp, NULL);
     free(tmp);
     return v;
 }

@@ -39,6 +39,7 @@
 #include <wslay/wslay.h>
 
 #include "pmd.h"
+#include "utf8.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -171,27 +172,6 @@ static void flush_ctl(ws_rx_t *rx)
  *   set); it reads again (and may move its buffer) only on its next wslay_frame_recv. So `whole`
  *   is used in on_msg and dropped there, never kept past it. */
 
-/* RFC 3629 UTF-8, as ws's isValidUTF8 (no overlong forms, no surrogates, nothing past U+10FFFF):
- * text that arrived compressed, which wslay could not check. */
-static int utf8_valid(const uint8_t *p, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = p[i];
-        size_t k = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : 9;
-        if (k == 9 || n - i <= k)
-            return 0;
-        for (size_t j = 1; j <= k; j++)
-            if ((p[i + j] & 0xc0) != 0x80)
-                return 0;
-        if ((k == 1 && c < 0xc2) || (c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] >= 0xa0) ||
-            (c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90) || c > 0xf4)
-            return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 /* A compressed message starts: the inflate stream goes on from the connection's last message if
  * this context still holds it, else starts from the saved window (or none). */
 static void inflate_begin(ws_rx_t *rx)
@@ -212,8 +192,8 @@ static uint16_t inflate_end(ws_rx_t *rx, int text)
     int r = pmd_inflate_finish(rx->inf, &rx->msg, (size_t)ws->lim->max_message, &over);
     if (r != PMD_OK)
         return r == PMD_TOO_BIG ? 1009 : 1007;
-    if (text && !utf8_valid((const uint8_t *)rx->msg.base, rx->msg.len))
-        return 1007;
+    if (text && utf8_valid_prefix(rx->msg.base, rx->msg.len) != rx->msg.len)
+        return 1007;          /* wslay could not check text that came compressed */
     if (over || ws->z_cnct) { /* the next message starts afresh: no window to keep */
         pmd_window_free(ws->held.zwin);
         ws->held.zwin = NULL;

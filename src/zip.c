@@ -8,6 +8,8 @@
 #include <strings.h>
 #include <zlib.h>
 
+#include "jsnum.h"
+
 /* ---------------------------------------------------------------- parameters */
 
 int zip_params_check(const zip_params_t *p, const char **err)
@@ -156,13 +158,13 @@ static double js_parse_float(const char *p, const char *e)
     }
     if ((size_t)(p - s) >= sizeof(tmp)) { /* a very long number: strtod on a copy of it all */
         char *big = xstrndup(s, (size_t)(p - s));
-        double v = strtod(big, NULL);
+        double v = jsnum_strtod(big, NULL);
         free(big);
         return v;
     }
     memcpy(tmp, s, (size_t)(p - s));
     tmp[p - s] = '\0';
-    return strtod(tmp, NULL); /* the same grammar as strtod's decimal form, which it then is */
+    return jsnum_strtod(tmp, NULL); /* the same grammar as strtod's decimal form, which it then is */
 }
 
 typedef struct {

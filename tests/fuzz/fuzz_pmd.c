@@ -5,7 +5,7 @@
  *      maximum: never more than it comes out; the window saved between messages is used again;
  *   2: a message compressed at a window from byte 1, then inflated in pieces: the same bytes back.
  * clang -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined
- *   tests/fuzz/fuzz_pmd.c src/pmd.c src/zip.c src/buf.c -lz -lm -o build/fuzz/fuzz_pmd */
+ *   tests/fuzz/fuzz_pmd.c src/pmd.c src/zip.c src/jsnum.c src/buf.c -lz -lm -o build/fuzz/fuzz_pmd */
 #include <stdlib.h>
 #include <string.h>
 

@@ -6,8 +6,9 @@
  * When the first byte's top bit is set, the handshake offers permessage-deflate (agreed, threshold
  * 16): RSV1 frames go through the inflater and the echoes of 16 bytes or more are compressed.
  * clang -std=c11 -D_GNU_SOURCE -Isrc -I/usr/share/include/llhttp -g -O1 -fsanitize=fuzzer,address,undefined
- *   tests/fuzz/fuzz_ws.c src/ws.c src/http.c src/net.c src/tq.c src/buf.c src/log.c
- *   /usr/share/llhttp/[a-z]*.c -luv -lwslay -lcrypto -o build/fuzz/fuzz_ws */
+ *   tests/fuzz/fuzz_ws.c src/ws.c src/pmd.c src/zip.c src/jsnum.c src/utf8.c src/http.c src/net.c src/tq.c
+ *   src/buf.c src/log.c
+ *   /usr/share/llhttp/[a-z]*.c -luv -lwslay -lcrypto -lz -lm -o build/fuzz/fuzz_ws */
 #include "http.h"
 #include "ws.h"
 #include <stdlib.h>
