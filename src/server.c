@@ -451,6 +451,7 @@ void sl_server_free(sl_server_t *srv)
 {
     adapter_redis_free(srv->redis); /* Redis adapter */
     srv->redis = NULL;
+    zip_release(); /* the deflate streams kept for compression */
     lhost_free(srv->lua);
     srv->lua = NULL;
     while (srv->sio.nsps != NULL) {
