@@ -152,7 +152,7 @@ function wsAnswer(opts, header) {
 }
 
 /** A raw WebSocket handshake with the given extension header lines; resolves to [status, answer]. */
-function handshake(port, extLines) {
+function handshake(port, extLines, path = "/socket.io/") {
   return new Promise((resolve, reject) => {
     const c = net.connect(port, "127.0.0.1");
     let data = "";
@@ -167,7 +167,7 @@ function handshake(port, extLines) {
       resolve([Number(head[0].split(" ")[1]), m ? m[1] : null]);
     });
     c.on("error", reject);
-    c.write(`GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n` +
+    c.write(`GET ${path}?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n` +
       `Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString("base64")}\r\n` +
       `${ext}\r\n`);
   });
@@ -384,9 +384,10 @@ function decode(enc, body) {
   return body;
 }
 
-/** A polling Socket.IO session: { get(headers), post(body) }. */
-async function pollSession(port) {
-  const base = "/socket.io/?EIO=4&transport=polling";
+/** A polling Engine.IO session at path, { get(headers), post(body) }, and (for Socket.IO)
+ * connected to the main namespace. */
+async function pollSession(port, path = "/socket.io/") {
+  const base = `${path}?EIO=4&transport=polling`;
   const hs = await request(port, "GET", base);
   const sid = JSON.parse(hs.body.toString().slice(1)).sid;
   const url = `${base}&sid=${sid}`;
@@ -394,8 +395,10 @@ async function pollSession(port) {
     get: (headers) => request(port, "GET", url, headers),
     post: (body) => request(port, "POST", url, { "content-type": "text/plain;charset=UTF-8" }, body),
   };
-  await s.post("40");
-  assert.match((await s.get()).body.toString(), /^40\{/);
+  if (path === "/socket.io/") {
+    await s.post("40");
+    assert.match((await s.get()).body.toString(), /^40\{/);
+  }
   return s;
 }
 
@@ -437,5 +440,20 @@ test("the client bundle in br, gzip, deflate or as it is, as the reference choos
       { "if-none-match": etag, ...(ae === null ? {} : { "accept-encoding": ae }) });
     assert.equal(again.status, 304);
     assert.equal(again.body.length, 0);
+  }
+});
+
+test("siolua.engine endpoints take perMessageDeflate and httpCompression of their own", async () => {
+  const srv = await startApp(null, null); // Socket.IO's: the defaults (no permessage-deflate, httpCompression on)
+  assert.deepEqual(await handshake(srv.port, ["permessage-deflate"]), [101, null]);
+  assert.deepEqual(await handshake(srv.port, ["permessage-deflate"], "/engine.io/"),
+    [101, "permessage-deflate; server_no_context_takeover"]);
+  const text = "abcdefghij".repeat(300);
+  for (const [path, want] of [["/engine.io/", undefined], ["/socket.io/", "gzip"]]) {
+    const s = await pollSession(srv.port, path);
+    await s.post(path === "/engine.io/" ? `4${text}` : `421["echo","${text}"]`);
+    const res = await s.get({ "accept-encoding": "gzip" });
+    assert.equal(res.headers["content-encoding"], want, path);
+    assert.ok(decode(want, res.body).toString().includes(text), path);
   }
 });

@@ -1,6 +1,7 @@
 -- The compression tests' app (compression.test.mjs). perMessageDeflate is the set named by
--- $SIOLUA_PMD and httpCompression the one named by $SIOLUA_HTTPZ (none: the defaults); its Node
--- twin in ref/apps.mjs `compression` has the same sets.
+-- $SIOLUA_PMD and httpCompression the one named by $SIOLUA_HTTPZ (none: the defaults), and an
+-- Engine.IO endpoint at /engine.io/ has options of its own; its Node twin in ref/apps.mjs
+-- `compression` has the same.
 local pmd_sets = {
   on = true,
   nct = { serverNoContextTakeover = true, clientNoContextTakeover = true },
@@ -28,4 +29,11 @@ io.on("connection", function(socket)
   -- n bytes of text made here ("abcdefghij" repeated), through the ack
   socket.on("big", function(n, ack) ack(string.rep("abcdefghij", n // 10)) end)
   socket.on("bcast", function(msg) socket.broadcast.emit("bcast", msg) end)
+end)
+
+-- an Engine.IO-only echo with compression options of its own
+local engine = siolua.engine{ path = "/engine.io/", perMessageDeflate = { serverNoContextTakeover = true },
+  httpCompression = false }
+engine.on("connection", function(conn)
+  conn.on("message", function(data) conn.send(data) end)
 end)

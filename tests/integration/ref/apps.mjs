@@ -1,6 +1,8 @@
 // Node twins of tests/integration/apps/*.lua, run by ref/server.mjs (the reference socket.io),
 // so the integration tests can be checked against the reference: SIOLUA_REF=1 sh run.sh.
 
+import { attach as engineAttach } from "engine.io";
+
 function describe(v) {
   if (v === null) return "null";
   if (Buffer.isBuffer(v)) return "binary:" + v.length;
@@ -140,6 +142,9 @@ apps.compression = {
       socket.on("big", (n, ack) => ack("abcdefghij".repeat(Math.floor(n / 10))));
       socket.on("bcast", (msg) => socket.broadcast.emit("bcast", msg));
     });
+    const engine = engineAttach(io.httpServer, { path: "/engine.io/",
+      perMessageDeflate: { serverNoContextTakeover: true }, httpCompression: false });
+    engine.on("connection", (conn) => conn.on("message", (data) => conn.send(data)));
   },
 };
 
