@@ -5,7 +5,9 @@
 
 Connects and prints "connected"; on a "go" line from stdin emits "message" with each value of the
 JSON array VALUES_JSON; prints one line "got <JSON array>" once it received 2 x N messages from the
-others (or after 20 s, with what came), and exits."""
+others (or after 20 s, with what came); disconnects and exits when stdin ends (the test has seen its
+messages arrive by then: a disconnect right after the emits could drop the ones still queued in the
+client's writer thread)."""
 import json
 import sys
 import threading
@@ -36,4 +38,5 @@ for line in sys.stdin:
 done.wait(20)
 # ensure_ascii: lone surrogates travel as \ud800 escapes, as JSON.stringify writes them
 print("got " + json.dumps(got, separators=(",", ":")), flush=True)
+sys.stdin.read()
 sio.disconnect()

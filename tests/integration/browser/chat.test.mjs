@@ -117,4 +117,5 @@ test("the chat example relays issue 11's values unchanged between a browser, a N
   assert.deepEqual(pyGot, [...WANT, ...WANT], "Python got Node's, then the browser's values");
   assert.deepEqual(errors, []);
   node.disconnect();
+  py.stdin.end(); // Python disconnects now, its messages delivered
 });
