@@ -2,8 +2,9 @@
 // - the chat example with perMessageDeflate on: a socket.io-client that negotiates it (through
 //   `ws`), one that does not and a polling one chat together;
 // - the negotiation, differentially: for generated Sec-WebSocket-Extensions offers and every option
-//   set of apps/compression.lua, the server's 101 answer (or 400) must be what the reference's own
-//   `ws` code (engine.io's copy, run here in-process) answers;
+//   set of apps/compression.lua (each an Engine.IO endpoint's own, so that one server has them all),
+//   the 101 answer (or 400) must be what the reference's own `ws` code (engine.io's copy, run here
+//   in-process) answers;
 // - compressed frames both ways (text, UTF-8, binary, every size class), RSV1 exactly on the
 //   messages of the threshold or more, a compression bomb (1009), bad deflate data (1007), RSV1
 //   where nothing was negotiated (1002);
@@ -22,7 +23,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import WebSocket from "ws";
 import { startServer, connect, closeAll, once, withTimeout, REF, ROOT } from "./helpers.mjs";
-import { pmdSets } from "./ref/apps.mjs";
+import { pmdSets, httpzSets } from "./ref/apps.mjs";
 
 const require = createRequire(import.meta.url);
 // the reference's own code: engine.io's copy of ws, and the negotiator that accepts() uses
@@ -36,24 +37,23 @@ after(async () => {
   await Promise.all(servers.map((s) => s.stop()));
 });
 
-/** The compression app with the option sets named (env of the spawned server). */
-async function startApp(pmd, httpz, args = []) {
-  const saved = [process.env.SIOLUA_PMD, process.env.SIOLUA_HTTPZ];
-  if (pmd) process.env.SIOLUA_PMD = pmd;
-  else delete process.env.SIOLUA_PMD;
-  if (httpz) process.env.SIOLUA_HTTPZ = httpz;
-  else delete process.env.SIOLUA_HTTPZ;
+/** The compression app, its Socket.IO with the perMessageDeflate set named (env of the server). */
+async function startApp(pmd) {
+  const saved = process.env.SIOLUA_PMD;
+  process.env.SIOLUA_PMD = pmd;
   try {
-    const srv = await startServer("compression", args);
+    const srv = await startServer("compression");
     servers.push(srv);
     return srv;
   } finally {
-    for (const [k, v] of [["SIOLUA_PMD", saved[0]], ["SIOLUA_HTTPZ", saved[1]]]) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
+    if (saved === undefined) delete process.env.SIOLUA_PMD;
+    else process.env.SIOLUA_PMD = saved;
   }
 }
+
+/** One server for most tests: Socket.IO with perMessageDeflate on, and every set's endpoint. */
+let shared;
+const app = () => (shared ??= startApp("on"));
 
 /** A seeded PRNG (mulberry32), so a failing case can be replayed. */
 function rng(seed) {
@@ -175,7 +175,7 @@ function handshake(port, extLines, path = "/socket.io/") {
 
 for (const set of Object.keys(pmdSets)) {
   test(`negotiation as the reference's ws answers it, perMessageDeflate "${set}", 120 generated offers`, async () => {
-    const srv = await startApp(set);
+    const srv = await app();
     const opts = pmdSets[set] === true ? {} : pmdSets[set];
     const r = rng(set.length * 7919 + set.charCodeAt(0));
     const cases = [];
@@ -186,7 +186,7 @@ for (const set of Object.keys(pmdSets)) {
       cases.push(lines);
     }
     for (let i = 0; i < cases.length; i += 20) {
-      const got = await Promise.all(cases.slice(i, i + 20).map((l) => handshake(srv.port, l)));
+      const got = await Promise.all(cases.slice(i, i + 20).map((l) => handshake(srv.port, l, `/pmd-${set}/`)));
       for (let k = 0; k < got.length; k++) {
         const lines = cases[i + k];
         const value = lines.map((l) => l.replace(/^[ \t]+|[ \t]+$/g, "")).join(", "); // as HTTP reads it
@@ -276,7 +276,7 @@ test("compressed frames both ways: text, UTF-8 and binary of every size round-tr
 });
 
 test("context takeover both ways (the default): a long conversation stays exact", async () => {
-  const srv = await startApp("on");
+  const srv = await app();
   const { ws, next, answer } = await rawSession(srv, { perMessageDeflate: { threshold: 0 } });
   assert.equal(answer, "permessage-deflate"); // ws offers a bare client_max_window_bits, and drops it
   for (let i = 1; i <= 60; i++) {
@@ -288,7 +288,7 @@ test("context takeover both ways (the default): a long conversation stays exact"
 });
 
 test("a compression bomb (10 MB of zeros, ~10 KB compressed) is refused with close 1009", async () => {
-  const srv = await startApp("on");
+  const srv = await app();
   const { ws } = await rawSession(srv, { perMessageDeflate: { threshold: 0 } });
   const watcher = await connect(srv.url, { transports: ["websocket"] });
   const closed = once(ws, "close");
@@ -328,7 +328,7 @@ async function rawWs(port, ext) {
 }
 
 test("bad deflate data: close 1007; RSV1 where permessage-deflate was not agreed: close 1002", async () => {
-  const srv = await startApp("on");
+  const srv = await app();
   const a = await rawWs(srv.port, "permessage-deflate");
   a.frame(0xc1, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x00])); // FIN + RSV1 + text, block type 3
   assert.equal(await withTimeout(a.closeCode, 5000, "close"), 1007);
@@ -402,17 +402,21 @@ async function pollSession(port, path = "/socket.io/") {
   return s;
 }
 
-for (const [label, httpz, threshold] of [["default (threshold 1024)", null, 1024], ["{ threshold = 100, level = 1 }", "t100", 100], ["off", "off", Infinity]]) {
+for (const [label, httpz, threshold] of [["default (threshold 1024)", null, 1024],
+  ["{ threshold = 100, level = 1 }", "t100", 100], ["off", "off", Infinity]]) {
   test(`httpCompression ${label}: polling answers by Accept-Encoding as the reference chooses (90 generated headers)`, async () => {
-    const srv = await startApp(null, httpz);
-    const s = await pollSession(srv.port);
+    const srv = await app();
+    // the default is Socket.IO's (its "big" event answers); the other sets are echo endpoints'
+    const s = await pollSession(srv.port, httpz ? `/httpz-${httpz}/` : "/socket.io/");
+    assert.ok(httpz === null || httpz in httpzSets);
     const r = rng(threshold === Infinity ? 3 : threshold);
     for (let i = 1; i <= Number(process.env.HEADERS || 90); i++) {
       const ae = genAcceptEncoding(r);
       const n = pick(r, [50, 90, 500, 1010, 1030, 4000, 30000]);
-      assert.equal((await s.post(`42${i}["big",${n}]`)).status, 200);
+      const big = "abcdefghij".repeat(Math.floor(n / 10));
+      assert.equal((await s.post(httpz ? `4${big}` : `42${i}["big",${n}]`)).status, 200);
       const res = await s.get(ae === null ? {} : { "accept-encoding": ae });
-      const text = `43${i}["${"abcdefghij".repeat(Math.floor(n / 10))}"]`;
+      const text = httpz ? `4${big}` : `43${i}["${big}"]`;
       const want = Buffer.byteLength(text) >= threshold ? negotiated(ae, ["gzip", "deflate"]) : false;
       assert.equal(res.headers["content-encoding"] || false, want, `Accept-Encoding ${JSON.stringify(ae)}, ${n} bytes`);
       assert.equal(decode(want, res.body).toString(), text);
@@ -421,7 +425,7 @@ for (const [label, httpz, threshold] of [["default (threshold 1024)", null, 1024
 }
 
 test("the client bundle in br, gzip, deflate or as it is, as the reference chooses (60 generated headers); ETag and 304 kept", async () => {
-  const srv = await startApp(null, null);
+  const srv = await app();
   const dist = path.join(ROOT, "node_modules/socket.io-client/dist");
   const r = rng(11);
   let etag = null;
@@ -444,14 +448,14 @@ test("the client bundle in br, gzip, deflate or as it is, as the reference choos
 });
 
 test("siolua.engine endpoints take perMessageDeflate and httpCompression of their own", async () => {
-  const srv = await startApp(null, null); // Socket.IO's: the defaults (no permessage-deflate, httpCompression on)
-  assert.deepEqual(await handshake(srv.port, ["permessage-deflate"]), [101, null]);
-  assert.deepEqual(await handshake(srv.port, ["permessage-deflate"], "/engine.io/"),
-    [101, "permessage-deflate; server_no_context_takeover"]);
+  const srv = await app(); // Socket.IO's: permessage-deflate on, httpCompression the default
+  assert.deepEqual(await handshake(srv.port, ["permessage-deflate"]), [101, "permessage-deflate"]);
+  assert.deepEqual(await handshake(srv.port, ["permessage-deflate"], "/pmd-nct/"),
+    [101, "permessage-deflate; server_no_context_takeover; client_no_context_takeover"]);
   const text = "abcdefghij".repeat(300);
-  for (const [path, want] of [["/engine.io/", undefined], ["/socket.io/", "gzip"]]) {
+  for (const [path, want] of [["/httpz-off/", undefined], ["/socket.io/", "gzip"]]) {
     const s = await pollSession(srv.port, path);
-    await s.post(path === "/engine.io/" ? `4${text}` : `421["echo","${text}"]`);
+    await s.post(path === "/socket.io/" ? `421["echo","${text}"]` : `4${text}`);
     const res = await s.get({ "accept-encoding": "gzip" });
     assert.equal(res.headers["content-encoding"], want, path);
     assert.ok(decode(want, res.body).toString().includes(text), path);

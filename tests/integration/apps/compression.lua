@@ -1,7 +1,7 @@
 -- The compression tests' app (compression.test.mjs). perMessageDeflate is the set named by
--- $SIOLUA_PMD and httpCompression the one named by $SIOLUA_HTTPZ (none: the defaults), and an
--- Engine.IO endpoint at /engine.io/ has options of its own; its Node twin in ref/apps.mjs
--- `compression` has the same.
+-- $SIOLUA_PMD (none: the default, off); and for every option set below an Engine.IO echo endpoint
+-- takes it as its own: /pmd-NAME/ (perMessageDeflate) and /httpz-NAME/ (httpCompression), so one
+-- server answers with every set. Its Node twin in ref/apps.mjs `compression` has the same.
 local pmd_sets = {
   on = true,
   nct = { serverNoContextTakeover = true, clientNoContextTakeover = true },
@@ -15,9 +15,8 @@ local httpz_sets = {
   off = false,
   t100 = { threshold = 100, level = 1 },
 }
-local pmd, httpz = os.getenv("SIOLUA_PMD"), os.getenv("SIOLUA_HTTPZ")
+local pmd = os.getenv("SIOLUA_PMD")
 if pmd then io.options{ perMessageDeflate = pmd_sets[pmd] } end
-if httpz then io.options{ httpCompression = httpz_sets[httpz] } end
 
 io.on("connection", function(socket)
   -- every argument back through the client's ack
@@ -31,9 +30,12 @@ io.on("connection", function(socket)
   socket.on("bcast", function(msg) socket.broadcast.emit("bcast", msg) end)
 end)
 
--- an Engine.IO-only echo with compression options of its own
-local engine = siolua.engine{ path = "/engine.io/", perMessageDeflate = { serverNoContextTakeover = true },
-  httpCompression = false }
-engine.on("connection", function(conn)
-  conn.on("message", function(data) conn.send(data) end)
-end)
+local function echo_endpoint(path, options)
+  options.path = path
+  local engine = siolua.engine(options)
+  engine.on("connection", function(conn)
+    conn.on("message", function(data) conn.send(data) end)
+  end)
+end
+for name, set in pairs(pmd_sets) do echo_endpoint("/pmd-" .. name .. "/", { perMessageDeflate = set }) end
+for name, set in pairs(httpz_sets) do echo_endpoint("/httpz-" .. name .. "/", { httpCompression = set }) end

@@ -116,7 +116,7 @@ export const apps = {
   },
 };
 
-// apps/compression.lua: the option sets named by $SIOLUA_PMD and $SIOLUA_HTTPZ
+// apps/compression.lua: the option sets, for $SIOLUA_PMD and the echo endpoints
 const pmdSets = {
   on: true,
   nct: { serverNoContextTakeover: true, clientNoContextTakeover: true },
@@ -129,10 +129,7 @@ const pmdSets = {
 const httpzSets = { off: false, t100: { threshold: 100, level: 1 } };
 export { pmdSets, httpzSets };
 apps.compression = {
-  options: {
-    ...(process.env.SIOLUA_PMD ? { perMessageDeflate: pmdSets[process.env.SIOLUA_PMD] } : {}),
-    ...(process.env.SIOLUA_HTTPZ ? { httpCompression: httpzSets[process.env.SIOLUA_HTTPZ] } : {}),
-  },
+  options: process.env.SIOLUA_PMD ? { perMessageDeflate: pmdSets[process.env.SIOLUA_PMD] } : {},
   setup(io) {
     io.on("connection", (socket) => {
       socket.on("echo", (...args) => {
@@ -142,9 +139,12 @@ apps.compression = {
       socket.on("big", (n, ack) => ack("abcdefghij".repeat(Math.floor(n / 10))));
       socket.on("bcast", (msg) => socket.broadcast.emit("bcast", msg));
     });
-    const engine = engineAttach(io.httpServer, { path: "/engine.io/",
-      perMessageDeflate: { serverNoContextTakeover: true }, httpCompression: false });
-    engine.on("connection", (conn) => conn.on("message", (data) => conn.send(data)));
+    const echoEndpoint = (path, options) => {
+      const engine = engineAttach(io.httpServer, { path, ...options });
+      engine.on("connection", (conn) => conn.on("message", (data) => conn.send(data)));
+    };
+    for (const [name, set] of Object.entries(pmdSets)) echoEndpoint(`/pmd-${name}/`, { perMessageDeflate: set });
+    for (const [name, set] of Object.entries(httpzSets)) echoEndpoint(`/httpz-${name}/`, { httpCompression: set });
   },
 };
 
