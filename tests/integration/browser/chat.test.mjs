@@ -3,6 +3,9 @@
 // 11's table unchanged between a browser (the page's own socket), a Node socket.io-client and
 // Debian's python-socketio: each one sends every value, the two others must receive exactly what
 // was sent (compared as JSON.stringify writes it: key order, number digits, lone surrogates).
+// Then the chat with perMessageDeflate: Chromium negotiates permessage-deflate (its 101, seen through
+// the DevTools protocol), loads the client bundle compressed, and long messages (compressed both
+// ways) cross. One browser for all of it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -16,10 +19,11 @@ const TEXTS = ['{"items":[],"meta":{}}', "[[],{},[[]]]", "0.30000000000000004", 
   "9007199254740994", "1.0000000000000002", '"a\\ud800b"', '{"a":1,"b":2,"c":3,"d":4}', '{"1":"a","2":"b"}',
   '{"d":[1e21,1e-7,5e-324,123456789012345680000],"c":"\\ud83d\\ude00é","b":{"z":null,"y":true}}'];
 const WANT = TEXTS.map((t) => JSON.stringify(JSON.parse(t)));
-let srv, browser, py;
+let srv, zsrv, browser, py;
 
 before(async () => {
   srv = await startServer("examples/chat/app.lua");
+  zsrv = await startServer("examples/chat/app.lua", ["--per-message-deflate"]);
   browser = await launchChromium();
 });
 after(async () => {
@@ -27,6 +31,7 @@ after(async () => {
   py?.kill("SIGKILL");
   await browser?.close();
   await srv?.stop();
+  await zsrv?.stop();
 });
 
 const openChat = () => open(browser, srv.url);
@@ -118,4 +123,31 @@ test("the chat example relays issue 11's values unchanged between a browser, a N
   assert.deepEqual(errors, []);
   node.disconnect();
   py.stdin.end(); // Python disconnects now, its messages delivered
+});
+
+const header = (headers, name) =>
+  Object.entries(headers || {}).find(([k]) => k.toLowerCase() === name)?.[1];
+
+test("Chromium negotiates permessage-deflate; long messages cross compressed; the bundle comes gzip-encoded", async () => {
+  const alice = await open(browser, zsrv.url, { record: true });
+  const bob = await open(browser, zsrv.url, { record: true });
+  for (const who of [alice, bob]) {
+    assert.equal(who.seen.ws?.status, 101);
+    assert.equal(header(who.seen.ws.headers, "sec-websocket-extensions"), "permessage-deflate");
+    // Chromium sends "gzip, deflate, br, zstd": the reference's negotiator picks gzip (first listed)
+    assert.equal(header(who.seen.bundle?.headers, "content-encoding"), "gzip");
+  }
+  const long = "Alice says: " + Array.from({ length: 400 }, (_, i) => `word${i % 37}`).join(" ");
+  await alice.page.fill("#input", long);
+  await alice.page.click("#send");
+  await bob.page.waitForFunction((t) => [...document.querySelectorAll("#messages li:not(.own)")]
+    .some((li) => li.textContent === t), long, { timeout: 5000 });
+  const reply = "Bob: " + "ok ".repeat(600);
+  await bob.page.fill("#input", reply);
+  await bob.page.press("#input", "Enter");
+  await alice.page.waitForFunction((t) => [...document.querySelectorAll("#messages li:not(.own)")]
+    .some((li) => li.textContent === t.trim() || li.textContent === t), reply, { timeout: 5000 });
+  assert.deepEqual(alice.errors, []);
+  assert.deepEqual(bob.errors, []);
+  await zsrv.waitLog(/message received:\s+Alice says: word0/);
 });
