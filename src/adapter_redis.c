@@ -594,51 +594,6 @@ void adapter_redis_free(adapter_redis_t *r)
     free(r);
 }
 
-/* ---------------------------------------------------------------- options */
-
-void adapter_redis_options(lua_State *L, int idx, adapter_redis_config_t *cfg, int keep_url)
-{
-    idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) == LUA_TSTRING) {
-        if (!keep_url) {
-            free(cfg->url);
-            cfg->url = xstrndup(lua_tostring(L, idx), lua_rawlen(L, idx));
-        }
-        return;
-    }
-    if (!lua_istable(L, idx))
-        luaL_error(L, "io.options: adapter must be a table {redis = \"redis://host:port\", ...} or a URL");
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        if (strcmp(k, "redis") == 0 || strcmp(k, "url") == 0) {
-            size_t n;
-            const char *u = luaL_checklstring(L, -1, &n);
-            if (!keep_url) {
-                free(cfg->url);
-                cfg->url = xstrndup(u, n);
-            }
-        } else if (strcmp(k, "key") == 0) {
-            size_t n;
-            const char *u = luaL_checklstring(L, -1, &n);
-            if (n == 0 || n > 200)
-                luaL_error(L, "io.options: adapter.key must be 1 to 200 bytes");
-            free(cfg->key);
-            cfg->key = xstrndup(u, n);
-        } else if (strcmp(k, "requestsTimeout") == 0) {
-            lua_Integer v = luaL_checkinteger(L, -1);
-            if (v <= 0)
-                luaL_error(L, "io.options: adapter.requestsTimeout must be positive");
-            cfg->requests_timeout = (uint64_t)v;
-        } else if (strcmp(k, "publishOnSpecificResponseChannel") == 0) {
-            cfg->specific_response = lua_toboolean(L, -1);
-        } else {
-            luaL_error(L, "io.options: unknown adapter option \"%s\"", k);
-        }
-        lua_pop(L, 1);
-    }
-}
-
 /* ---------------------------------------------------------------- msgpack encoding */
 
 typedef struct {

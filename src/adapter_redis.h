@@ -34,11 +34,6 @@ typedef struct {
 
 typedef struct adapter_redis adapter_redis_t;
 
-/* Reads io.options{adapter = ...} at stack[idx]: a URL string, or a table {redis = URL, key = ...,
- * requestsTimeout = ..., publishOnSpecificResponseChannel = ...}. With keep_url (the command line
- * gave --redis) the URL is not replaced. Raises on a bad value. [-0, +0, e] */
-void adapter_redis_options(struct lua_State *L, int idx, adapter_redis_config_t *cfg, int keep_url);
-
 /* Starts the adapter of srv (srv->cfg.redis.url set, srv->lua running): connects in the background
  * and calls hooks.cluster_start() in the VM. Returns 0, or -1 (bad URL, logged). srv->redis is set. */
 int adapter_redis_start(struct sl_server *srv);

@@ -67,7 +67,7 @@ typedef struct lengine {
     ep_t *ep;                /* raw: mounted transport state, NULL while pending or after close */
     int closed;              /* raw: engine.close() was called, or the server closed */
     char *path;              /* raw: "/engine.io/" */
-    unsigned set;            /* CFG_* bits of the Engine.IO options given to siolua.engine */
+    uint64_t set;            /* options_engine bits of the Engine.IO options given to siolua.engine */
     eio_config_t opt;        /* their values (the CORS and cookie strings are the engine's) */
     int allow_ref;           /* raw: its own allowRequest (LUA_NOREF: io.options') */
     struct lengine *next;    /* the VM's endpoints */
@@ -689,26 +689,7 @@ static void ep_configure(ep_t *ep, const lengine_t *e, const sl_server_t *srv)
 {
     eio_config_t *c = &ep->cfg;
     *c = srv->cfg.eio;
-    if (e->set & CFG_PING_INTERVAL)
-        c->ping_interval = e->opt.ping_interval;
-    if (e->set & CFG_PING_TIMEOUT)
-        c->ping_timeout = e->opt.ping_timeout;
-    if (e->set & CFG_UPGRADE_TIMEOUT)
-        c->upgrade_timeout = e->opt.upgrade_timeout;
-    if (e->set & CFG_MAX_BUFFER)
-        c->max_payload = e->opt.max_payload;
-    if (e->set & CFG_TRANSPORTS)
-        c->transports = e->opt.transports;
-    if (e->set & CFG_ALLOW_UPGRADES)
-        c->allow_upgrades = e->opt.allow_upgrades;
-    if (e->set & CFG_CORS)
-        c->cors = e->opt.cors;
-    if (e->set & CFG_COOKIE)
-        c->cookie = e->opt.cookie;
-    if (e->set & CFG_PER_MESSAGE_DEFLATE)
-        c->per_message_deflate = e->opt.per_message_deflate;
-    if (e->set & CFG_HTTP_COMPRESSION)
-        c->http_compression = e->opt.http_compression;
+    options_engine_apply(c, &e->opt, e->set);
 }
 
 static void ep_bind(ep_t *ep, lengine_t *e, sl_server_t *srv)
@@ -1117,7 +1098,7 @@ static eio_config_t *new_options(lua_State *L)
 
 /* Moves the options given (`set`) from the scratch config into e, which owns their strings from
  * now on (the scratch keeps none). */
-static void take_options(eio_config_t *tmp, unsigned set, lengine_t *e)
+static void take_options(eio_config_t *tmp, uint64_t set, lengine_t *e)
 {
     e->opt = *tmp;
     e->set = set;
@@ -1152,9 +1133,8 @@ static int l_engine(lua_State *L)
     lvm_t *vm;
     lengine_t *e;
     const char *path = "/engine.io/";
-    unsigned set = 0;   /* CFG_* bits of the options given */
+    uint64_t set = 0;   /* options_engine bits of the options given */
     int allow_ref;
-    size_t plen;
     lua_settop(L, 1);
     if (lua_isnil(L, 1))
         lua_newtable(L), lua_replace(L, 1);
@@ -1163,21 +1143,19 @@ static int l_engine(lua_State *L)
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
-        unsigned bit;
+        uint64_t bit;
         if (strcmp(k, "path") == 0)
             path = luaL_checkstring(L, -1); /* kept alive by the table */
         else if (strcmp(k, "allowRequest") == 0)
             luaL_checktype(L, -1, LUA_TFUNCTION);
-        else if ((bit = lserver_eio_option(L, "siolua.engine", k, lua_touserdata(L, 2), 0)) != 0)
+        else if ((bit = options_engine(L, k, lua_touserdata(L, 2))) != 0)
             set |= bit;
         else
             return luaL_error(L, "siolua.engine: unknown option \"%s\"", k);
         lua_pop(L, 1);
     }
     /* the path as the reference normalises it: a leading and a trailing slash */
-    plen = strlen(path);
-    lua_pushfstring(L, "%s%s%s", path[0] == '/' ? "" : "/", path, plen > 0 && path[plen - 1] == '/' ? "" : "/");
-    path = lua_tostring(L, -1); /* 3 */
+    path = options_push_path(L, path); /* 3 */
     if (strcmp(path, h->srv->cfg.path) == 0)
         return luaL_error(L, "siolua.engine: path %s is Socket.IO's", path);
     if (strcmp(path, "/") == 0)

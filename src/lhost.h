@@ -144,11 +144,6 @@ sio_nsp_t *lserver_check_nsp(lua_State *L, int idx);
 /* nsp is being freed: its object no longer reaches it (methods raise), and io.of(name) makes a
  * new one. Never raises. */
 void lserver_forget_nsp(lua_State *L, sio_nsp_t *nsp);
-/* The Engine.IO options, shared by io.options{} and siolua.engine{} (who names the caller in
- * errors): reads the value at the top of the stack for key k into c (cors and cookie strings are
- * allocated there, replacing c's), unless keep has k's CFG_* bit (a command-line flag set it).
- * Returns k's bit, or 0 when k is no Engine.IO option. Raises on a bad value. [-0, +0, e] */
-unsigned lserver_eio_option(lua_State *L, const char *who, const char *k, eio_config_t *c, unsigned keep);
 /* Runs an allowRequest function for a: the one at registry ref `ref` (an endpoint's own), or
  * io.options' (LUA_NOREF); without one a is accepted at once. The function gets (req, callback)
  * in a handler coroutine and may call callback(err, ok) later; if it raises before answering, a

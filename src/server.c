@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,67 +18,6 @@
 #include "zip.h"
 
 #define MAX_STATIC_FILE (64u << 20) /* static files are read whole: keep them reasonable */
-
-void sl_config_set_tls(sl_config_t *cfg, const char *cert, const char *key)
-{
-    if (cert != NULL) {
-        free(cfg->tls_cert);
-        cfg->tls_cert = xstrndup(cert, strlen(cert));
-    }
-    if (key != NULL) {
-        free(cfg->tls_key);
-        cfg->tls_key = xstrndup(key, strlen(key));
-    }
-}
-
-void sl_config_defaults(sl_config_t *cfg)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->host = xstrndup("127.0.0.1", 9);
-    cfg->port = 3000;
-    cfg->path = xstrndup("/socket.io/", 11);
-    cfg->serve_client = 1;
-    cfg->eio.ping_interval = 25000;
-    cfg->eio.ping_timeout = 20000;
-    cfg->eio.upgrade_timeout = 10000;
-    cfg->eio.max_payload = 1000000;
-    cfg->eio.transports = EIO_T_POLLING | EIO_T_WEBSOCKET;
-    cfg->eio.allow_upgrades = 1;
-    cfg->eio.cookie.max_age = -1;
-    cfg->eio.max_packets_per_post = 1000;
-    cfg->eio.max_buffered = 16u << 20;
-    cfg->eio.http_compression = (eio_http_compression_t)EIO_HTTP_COMPRESSION_DEFAULTS; /* httpCompression */
-    cfg->eio.per_message_deflate = (pmd_config_t)PMD_CONFIG_DEFAULTS;           /* perMessageDeflate: off */
-    cfg->sio.connect_timeout = 45000;
-    cfg->sio.limits.max_attachments = 10;
-    cfg->sio.limits.max_nsp = 256;
-    cfg->sio.max_nsps_per_client = 100;
-    cfg->http.max_body = cfg->eio.max_payload;
-    {
-        /* as many connections as file descriptors allow, less a reserve for files, Redis, the
-         * listener: past that, accept() would fail with EMFILE anyway */
-        struct rlimit rl;
-        cfg->http.max_conns = 10000;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 128)
-            cfg->http.max_conns = (size_t)rl.rlim_cur - 64;
-    }
-    cfg->http.max_conns_per_ip = 0;
-    http_limits_fill(&cfg->http); /* the transport's defaults (http.h) */
-    cfg->max_write_queue = 16u << 20;
-    {
-        /* a quarter of the machine's memory, or of the cgroup's limit when that is lower: enough
-         * for any honest backlog, and a flood of clients that never read cannot take it all */
-        uint64_t mem = uv_get_total_memory(), lim = uv_get_constrained_memory();
-        if (lim != 0 && lim < mem)
-            mem = lim;
-        cfg->output_memory_limit = (size_t)(mem / 4);
-    }
-    cfg->max_json_depth = 64;
-    cfg->lua_memory_limit = (size_t)512 << 20;
-    cfg->watch = 1;
-    cfg->handler_timeout = 2000;
-    cfg->handler_slice = 100;
-}
 
 /* ---------------------------------------------------------------- client bundle and static files */
 
@@ -309,13 +247,13 @@ static void on_sighup(uv_signal_t *sig, int signum)
 static int start_tls(sl_server_t *srv)
 {
     char err[512];
-    if (srv->cfg.tls_cert == NULL && srv->cfg.tls_key == NULL)
+    if (srv->cfg.tls.cert == NULL && srv->cfg.tls.key == NULL)
         return 0;
-    if (srv->cfg.tls_cert == NULL || srv->cfg.tls_key == NULL) {
+    if (srv->cfg.tls.cert == NULL || srv->cfg.tls.key == NULL) {
         log_error("siolua: tls: a certificate needs its key and a key its certificate (--tls-cert FILE --tls-key FILE)");
         return -1;
     }
-    srv->tls = tls_ctx_new(srv->cfg.tls_cert, srv->cfg.tls_key, err, sizeof(err));
+    srv->tls = tls_ctx_new(srv->cfg.tls.cert, srv->cfg.tls.key, err, sizeof(err));
     if (srv->tls == NULL) {
         log_error("siolua: %s", err);
         return -1;
@@ -361,7 +299,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     srv->sio.q_connect.timeout = srv->sio.q_resolve.timeout = srv->cfg.sio.connect_timeout;
     srv->cfg.eio.allow_timeout = srv->cfg.sio.connect_timeout; /* allowRequest answers within it */
     srv->cfg.http.max_body = srv->cfg.eio.max_payload;
-    if (srv->cfg.static_dir == NULL && !(srv->cfg.cli_set & CFG_STATIC)) {
+    if (srv->cfg.static_dir == NULL) { /* (--static sets it) */
         const char *slash = strrchr(srv->cfg.app, '/');
         char dir[4096];
         snprintf(dir, sizeof(dir), "%.*s%spublic", slash ? (int)(slash - srv->cfg.app) : 0, srv->cfg.app,
@@ -461,15 +399,7 @@ void sl_server_free(sl_server_t *srv)
         free(n->name);
         free(n);
     }
-    eio_config_free(&srv->cfg.eio);
-    free(srv->cfg.host);
-    free(srv->cfg.path);
-    free(srv->cfg.static_dir);
-    free(srv->cfg.app);
-    free(srv->cfg.redis.url); /* Redis adapter */
-    free(srv->cfg.redis.key);
-    free(srv->cfg.tls_cert);
-    free(srv->cfg.tls_key);
+    options_free(&srv->cfg);
     /* After the loop: sessions of connections still open at exit are not freed (they stay
      * reachable from the loop's handles), the context is. */
     tls_ctx_free(srv->tls);
