@@ -19,8 +19,8 @@ CPPFLAGS += -Isrc -Ibuild/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC)
 LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lyajl -lssl -lcrypto -lm -lhiredis -lmsgpackc -lz
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c))
-# prelude.lua runs first; the other lua/*.lua files (extensions of it) after, in name order
-LUA_SRC := lua/prelude.lua $(filter-out lua/prelude.lua,$(sort $(wildcard lua/*.lua)))
+# the prelude files, embedded; the order they run in is lapp.c's
+LUA_SRC := $(sort $(wildcard lua/*.lua))
 
 # Build variants: build/ (normal) and build/asan/ (AddressSanitizer + UndefinedBehaviorSanitizer).
 OUT      ?= build
@@ -147,7 +147,7 @@ build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/pmd.c src/zip.c src/jsnum.
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lwslay -lssl -lcrypto -lz -lm
 build/fuzz/fuzz_pmd: tests/fuzz/fuzz_pmd.c src/pmd.c src/zip.c src/jsnum.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lz -lm
-# adapter_redis.c's primitives reach the Lua host (lhost_get): the harness links every module.
+# adapter_redis.c's primitives reach the Lua layer's environment (lvm_get): the harness links every module.
 build/fuzz/fuzz_msgpack: tests/fuzz/fuzz_msgpack.c $(SRC) $(LLHTTP_C) build/gen/prelude.c build/gen/client.c build/gen/client_z.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
 build/fuzz/fuzz_tls: tests/fuzz/fuzz_tls.c src/tls.c src/buf.c | build/fuzz

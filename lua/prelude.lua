@@ -261,6 +261,7 @@ nsp_state_of = function(nsp) return nsp_state[nsp] end
 
 local nsp_methods, nsp_props = {}, {}
 siolua._nsp_methods, siolua._nsp_props = nsp_methods, nsp_props
+hooks.nsp_methods, hooks.nsp_props = nsp_methods, nsp_props -- for the namespace objects (lnsp.c)
 
 function nsp_methods.on(self, ev, fn)
   if type(fn) ~= "function" then error("listener must be a function", 2) end
@@ -443,6 +444,7 @@ end
 
 local socket_methods, socket_props = {}, {}
 siolua._socket_methods, siolua._socket_props = socket_methods, socket_props
+hooks.socket_methods, hooks.socket_props = socket_methods, socket_props -- for the handles (lsocket.c)
 
 function socket_props.broadcast(self) return new_op(core.nsp(self), nil, { self.id }) end
 function socket_methods.to(self, room) return new_op(core.nsp(self), list(room), { self.id }) end

@@ -29,10 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lhost.h"
+#include "lenv.h"
 #include "log.h"
 #include "lvalue.h"
-#include "server.h"
 
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 5000
@@ -57,7 +56,7 @@ typedef struct {
 } sub_t;
 
 struct adapter_redis {
-    sl_server_t *srv;
+    lenv_t *env;
     char *host;
     int port;
     char *password;          /* NULL: no AUTH */
@@ -146,7 +145,7 @@ typedef struct {
 
 static int can_call_lua(adapter_redis_t *r)
 {
-    return !r->closing && r->srv->lua != NULL;
+    return !r->closing && r->env->vms.cur != NULL;
 }
 
 /* [-0, +1, e] A command reply as a Lua value (errors are handled by the caller). */
@@ -176,7 +175,7 @@ static void push_reply(lua_State *L, const redisReply *rep, int depth)
 static int message_k(lua_State *L)
 {
     call_t *a = lua_touserdata(L, 1);
-    lhost_push_hook(L, "redis_message");
+    lvm_push_hook(L, "redis_message");
     if (!lua_isfunction(L, -1))
         return 0;
     lua_pushlstring(L, a->channel, a->clen);
@@ -192,7 +191,7 @@ static int message_k(lua_State *L)
 static int reply_k(lua_State *L)
 {
     call_t *a = lua_touserdata(L, 1);
-    lhost_push_hook(L, "redis_reply");
+    lvm_push_hook(L, "redis_reply");
     if (!lua_isfunction(L, -1))
         return 0;
     lua_pushinteger(L, (lua_Integer)a->id);
@@ -211,7 +210,7 @@ static int reply_k(lua_State *L)
 static int start_k(lua_State *L)
 {
     (void)lua_touserdata(L, 1);
-    lhost_push_hook(L, "cluster_start");
+    lvm_push_hook(L, "cluster_start");
     if (lua_isfunction(L, -1))
         lua_call(L, 0, 0);
     return 0;
@@ -313,7 +312,7 @@ static void conn_down(conn_t *c, const char *why, int was_connected)
     if (r->closing)
         return;
     if (r->down_since == 0) {
-        r->down_since = uv_now(r->srv->loop);
+        r->down_since = uv_now(r->env->loop);
         r->dropped = 0;
     }
     if (was_connected)
@@ -347,7 +346,7 @@ static void check_ready(adapter_redis_t *r)
     if (r->was_ready && r->down_since != 0)
         log_info("siolua: redis adapter: reconnected to %s:%d after %.1f s (%llu cluster messages dropped "
                  "meanwhile); %zu subscriptions restored",
-                 r->host, r->port, (double)(uv_now(r->srv->loop) - r->down_since) / 1000.0,
+                 r->host, r->port, (double)(uv_now(r->env->loop) - r->down_since) / 1000.0,
                  (unsigned long long)r->dropped, r->nsubs);
     else
         log_info("siolua: redis adapter: ready (%s:%d, node uid %s, %zu subscriptions)", r->host, r->port, r->uid,
@@ -421,7 +420,7 @@ static void connect_conn(conn_t *c)
         return;
     }
     ac->data = c;
-    if (glue_attach(ac, r->srv->loop) != REDIS_OK) {
+    if (glue_attach(ac, r->env->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         conn_down(c, "cannot attach to the loop", 0);
         return;
@@ -467,7 +466,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
         a.pattern = pat->str;
         a.patlen = pat->len;
     }
-    lhost_protect(r->srv->lua, message_k, &a, "redis adapter message");
+    lvm_protect(r->env->vms.cur, message_k, &a, "redis adapter message");
 }
 
 static void send_subscription(adapter_redis_t *r, const sub_t *s)
@@ -510,7 +509,7 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
         a.err = "connection lost";
     else if (rep->type == REDIS_REPLY_ERROR)
         a.err = rep->str;
-    lhost_protect(r->srv->lua, reply_k, &a, "redis adapter reply");
+    lvm_protect(r->env->vms.cur, reply_k, &a, "redis adapter reply");
 }
 
 /* Bytes waiting in the publishing connection's output buffer (bounded by MAX_PENDING_OUT). */
@@ -521,9 +520,9 @@ static size_t pending_out(const conn_t *c)
 
 /* ---------------------------------------------------------------- lifecycle */
 
-int adapter_redis_start(sl_server_t *srv)
+int adapter_redis_start(lenv_t *env)
 {
-    const adapter_redis_config_t *cfg = &srv->cfg.redis;
+    const adapter_redis_config_t *cfg = &env->cfg->redis;
     const char *err = NULL;
     adapter_redis_t *r = xcalloc(1, sizeof(*r));
     if (parse_url(cfg->url, &r->host, &r->port, &r->password, &err) != 0) {
@@ -531,20 +530,20 @@ int adapter_redis_start(sl_server_t *srv)
         free(r);
         return -1;
     }
-    r->srv = srv;
+    r->env = env;
     random_id(r->uid, 6);
     r->pub = (conn_t){.r = r, .name = "publish"};
     r->sub = (conn_t){.r = r, .name = "subscribe"};
     r->delay = RETRY_MIN_MS;
-    uv_timer_init(srv->loop, &r->retry);
+    uv_timer_init(env->loop, &r->retry);
     r->retry.data = r;
-    uv_timer_init(srv->loop, &r->connect_timer);
+    uv_timer_init(env->loop, &r->connect_timer);
     r->connect_timer.data = r;
-    srv->redis = r;
+    env->redis = r;
     log_info("siolua: redis adapter: connecting to %s:%d (key \"%s\", node uid %s)", r->host, r->port,
              cfg->key ? cfg->key : "socket.io", r->uid);
     /* the Lua side subscribes its namespaces' channels (kept here until the connection is up) */
-    lhost_protect(srv->lua, start_k, NULL, "redis adapter start");
+    lvm_protect(env->vms.cur, start_k, NULL, "redis adapter start");
     connect_conn(&r->pub);
     connect_conn(&r->sub);
     return 0;
@@ -584,7 +583,7 @@ void adapter_redis_free(adapter_redis_t *r)
     if (!r->closing) {
         /* start succeeded but the server never ran its loop: close, then let libuv finish */
         adapter_redis_close(r);
-        uv_run(r->srv->loop, UV_RUN_NOWAIT);
+        uv_run(r->env->loop, UV_RUN_NOWAIT);
     }
     for (size_t i = 0; i < r->nsubs; i++)
         free(r->subs[i].name);
@@ -626,10 +625,17 @@ static int box_write(void *data, const char *p, size_t n)
     return 0;
 }
 
+/* The environment of L's VM: NULL in a bare state (the unit tests' and the fuzzer's). */
+static lenv_t *env_of(lua_State *L)
+{
+    lvm_t *vm = lvm_get(L);
+    return vm != NULL ? vm->ud : NULL;
+}
+
 static int max_depth(lua_State *L)
 {
-    lhost_t *h = lhost_get(L);
-    return h != NULL && h->srv != NULL && h->srv->cfg.max_json_depth > 0 ? h->srv->cfg.max_json_depth : DEFAULT_DEPTH;
+    lenv_t *env = env_of(L);
+    return env != NULL && env->cfg->max_json_depth > 0 ? env->cfg->max_json_depth : DEFAULT_DEPTH;
 }
 
 #define MAX_SAFE_INT 9007199254740992LL /* 2^53 */
@@ -723,7 +729,7 @@ static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth, int
 }
 
 /* core.msgpack_encode(v): the msgpack bytes of v, as a string. */
-static int c_msgpack_encode(lua_State *L)
+int adapter_redis_core_msgpack_encode(lua_State *L)
 {
     msgpack_packer pk;
     box_t *box;
@@ -886,7 +892,7 @@ static int push_object(lua_State *L, const msgpack_object *o)
 }
 
 /* core.msgpack_decode(bytes): the value, or nil + error for invalid input. */
-static int c_msgpack_decode(lua_State *L)
+int adapter_redis_core_msgpack_decode(lua_State *L)
 {
     size_t len, off = 0;
     const char *s = luaL_checklstring(L, 1, &len);
@@ -924,27 +930,27 @@ static int c_msgpack_decode(lua_State *L)
 
 static adapter_redis_t *get(lua_State *L)
 {
-    lhost_t *h = lhost_get(L);
-    return h != NULL && h->srv != NULL ? h->srv->redis : NULL;
+    lenv_t *env = env_of(L);
+    return env != NULL ? env->redis : NULL;
 }
 
-static int c_enabled(lua_State *L)
+int adapter_redis_core_enabled(lua_State *L)
 {
     lua_pushboolean(L, get(L) != NULL);
     return 1;
 }
 
-static int c_connected(lua_State *L)
+int adapter_redis_core_connected(lua_State *L)
 {
     adapter_redis_t *r = get(L);
     lua_pushboolean(L, r != NULL && r->pub.state == C_CONNECTED && r->sub.state == C_CONNECTED);
     return 1;
 }
 
-static int c_config(lua_State *L)
+int adapter_redis_core_config(lua_State *L)
 {
-    lhost_t *h = lhost_get(L);
-    const adapter_redis_config_t *cfg = h != NULL && h->srv != NULL ? &h->srv->cfg.redis : NULL;
+    lenv_t *env = env_of(L);
+    const adapter_redis_config_t *cfg = env != NULL ? &env->cfg->redis : NULL;
     lua_createtable(L, 0, 3);
     lua_pushstring(L, cfg != NULL && cfg->key != NULL ? cfg->key : "socket.io");
     lua_setfield(L, -2, "key");
@@ -955,7 +961,7 @@ static int c_config(lua_State *L)
     return 1;
 }
 
-static int c_uid(lua_State *L)
+int adapter_redis_core_uid(lua_State *L)
 {
     adapter_redis_t *r = get(L);
     if (r == NULL)
@@ -964,7 +970,7 @@ static int c_uid(lua_State *L)
     return 1;
 }
 
-static int c_id(lua_State *L)
+int adapter_redis_core_id(lua_State *L)
 {
     char id[7];
     random_id(id, 6);
@@ -972,7 +978,7 @@ static int c_id(lua_State *L)
     return 1;
 }
 
-static int c_publish(lua_State *L)
+int adapter_redis_core_publish(lua_State *L)
 {
     adapter_redis_t *r = get(L);
     size_t clen, plen;
@@ -1010,11 +1016,11 @@ static int do_subscribe(lua_State *L, int pattern)
     return 1;
 }
 
-static int c_subscribe(lua_State *L) { return do_subscribe(L, 0); }
-static int c_psubscribe(lua_State *L) { return do_subscribe(L, 1); }
+int adapter_redis_core_subscribe(lua_State *L) { return do_subscribe(L, 0); }
+int adapter_redis_core_psubscribe(lua_State *L) { return do_subscribe(L, 1); }
 
 /* core.redis_command({argv...}): id, or nil + err. At most 16 arguments. */
-static int c_command(lua_State *L)
+int adapter_redis_core_command(lua_State *L)
 {
     adapter_redis_t *r = get(L);
     const char *argv[16];
@@ -1041,19 +1047,4 @@ static int c_command(lua_State *L)
     }
     lua_pushinteger(L, (lua_Integer)id);
     return 1;
-}
-
-static const luaL_Reg core_funcs[] = {
-    {"redis_enabled", c_enabled},   {"redis_connected", c_connected}, {"redis_config", c_config},
-    {"redis_uid", c_uid},           {"redis_id", c_id},               {"redis_publish", c_publish},
-    {"redis_subscribe", c_subscribe}, {"redis_psubscribe", c_psubscribe}, {"redis_command", c_command},
-    {"msgpack_encode", c_msgpack_encode}, {"msgpack_decode", c_msgpack_decode}, {NULL, NULL},
-};
-
-void adapter_redis_open(lua_State *L)
-{
-    lua_getglobal(L, "siolua");
-    lua_getfield(L, -1, "_core");
-    luaL_setfuncs(L, core_funcs, 0);
-    lua_pop(L, 2);
 }

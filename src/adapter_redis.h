@@ -2,7 +2,7 @@
  * subscribe) on the libuv loop, reconnection with backoff, and msgpack <-> Lua values. The
  * protocol itself (channels, uid, requests, responses), wire-compatible with the Node
  * @socket.io/redis-adapter and @socket.io/redis-emitter, is in lua/cluster.lua on top of the
- * siolua._core primitives registered here:
+ * prelude's primitives defined here (lapp's core list):
  *   core.redis_enabled()              true once the server runs with a Redis adapter
  *   core.redis_connected()            true while the publishing connection is up
  *   core.redis_config()               {key =, requestsTimeout =, publishOnSpecificResponseChannel =}
@@ -14,8 +14,8 @@
  *   core.redis_command({argv...})     id, or nil + error; the reply comes to hooks.redis_reply(id,
  *                                     reply|nil, err|nil)
  *   core.msgpack_encode(v)            bytes; core.msgpack_decode(bytes): value (see adapter_redis.c)
- * Messages go to the CURRENT VM (srv->lua, replaced by hot reloads) through lhost_protect:
- * hooks.redis_message(channel, payload, pattern|nil). The connections live in sl_server_t, so a
+ * Messages go to the CURRENT VM (env->vms.cur, replaced by hot reloads) through lvm_protect:
+ * hooks.redis_message(channel, payload, pattern|nil). The connections live in the lenv_t, so a
  * reload keeps them and their subscriptions. */
 #ifndef SL_ADAPTER_REDIS_H
 #define SL_ADAPTER_REDIS_H
@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 struct lua_State;
-struct sl_server;
+struct lenv;
 
 typedef struct {
     char *url;                 /* redis://[:password@]host[:port][/db]; NULL = in-memory adapter */
@@ -34,16 +34,25 @@ typedef struct {
 
 typedef struct adapter_redis adapter_redis_t;
 
-/* Starts the adapter of srv (srv->cfg.redis.url set, srv->lua running): connects in the background
- * and calls hooks.cluster_start() in the VM. Returns 0, or -1 (bad URL, logged). srv->redis is set. */
-int adapter_redis_start(struct sl_server *srv);
+/* Starts the adapter of env (env->cfg->redis.url set, a VM serving): connects in the background
+ * and calls hooks.cluster_start() in the VM. Returns 0, or -1 (bad URL, logged). env->redis is set. */
+int adapter_redis_start(struct lenv *env);
 /* Shutdown (inside the loop): no more calls into Lua, disconnects (queued publishes are flushed),
  * stops the retry timer. NULL is a no-op. */
 void adapter_redis_close(adapter_redis_t *r);
 /* After the loop ended: frees what is left. NULL is a no-op. */
 void adapter_redis_free(adapter_redis_t *r);
 
-/* Registers the primitives above in siolua._core (every VM, before the prelude). [-0, +0, e] */
-void adapter_redis_open(struct lua_State *L);
+int adapter_redis_core_enabled(struct lua_State *L);
+int adapter_redis_core_connected(struct lua_State *L);
+int adapter_redis_core_config(struct lua_State *L);
+int adapter_redis_core_uid(struct lua_State *L);
+int adapter_redis_core_id(struct lua_State *L);
+int adapter_redis_core_publish(struct lua_State *L);
+int adapter_redis_core_subscribe(struct lua_State *L);
+int adapter_redis_core_psubscribe(struct lua_State *L);
+int adapter_redis_core_command(struct lua_State *L);
+int adapter_redis_core_msgpack_encode(struct lua_State *L);
+int adapter_redis_core_msgpack_decode(struct lua_State *L);
 
 #endif

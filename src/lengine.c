@@ -17,12 +17,15 @@
  * An endpoint's transport state (ep_t: the eio server and its config) is C memory that outlives a
  * VM: on hot reload, the new VM's engine with the same path takes it over, and each open session
  * gets a new conn (reloaded = true) for which "connection" runs again, as Socket.IO sockets do. */
+#include "lengine.h"
+
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lhost.h"
+#include "lenv.h"
 #include "log.h"
+#include "lreq.h"
 #include "lvalue.h"
 #include "utf8.h"
 
@@ -31,7 +34,7 @@
 #define MAX_HEADER_NAME 256
 #define MAX_HEADER_VALUE 8192
 
-static const char VM_KEY = 'v'; /* registry: this VM's lvm_t (a userdata) */
+static const char VM_KEY = 'v'; /* registry: this VM's evm_t (a userdata) */
 
 /* Engine events with listeners (lengine_t.flags): C skips the call into Lua when unset. */
 enum { EV_CONNECTION = 1, EV_ERROR = 2, EV_HEADERS = 4, EV_INITIAL = 8 };
@@ -60,7 +63,7 @@ typedef struct {
 } ep_t;
 
 typedef struct lengine {
-    lhost_t *h;              /* its VM */
+    lvm_t *h;                /* its VM */
     int raw;                 /* 1: an endpoint (its sessions are raw); 0: io.engine (observes) */
     unsigned flags;          /* EV_* */
     int ref;                 /* registry ref of the object: engines live as long as their VM */
@@ -74,12 +77,12 @@ typedef struct lengine {
 } lengine_t;
 
 typedef struct {
-    sl_server_t *srv;
+    lenv_t *env;
     lengine_t *io_engine;
     lengine_t *endpoints;
     int started;             /* this VM is (or was) the server's current one: endpoints mounted */
     buf_t hdr_store;         /* strings of the last on_headers answer (eio copies them at once) */
-} lvm_t;
+} evm_t;                     /* the engines of one VM */
 
 typedef struct {
     eio_session_t *s;        /* NULL once closed */
@@ -93,10 +96,10 @@ typedef struct {
 
 /* ---------------------------------------------------------------- helpers */
 
-static lvm_t *vm_get(lhost_t *h)
+static evm_t *vm_get(lvm_t *h)
 {
-    lua_State *L = lhost_state(h);
-    lvm_t *vm;
+    lua_State *L = lvm_state(h);
+    evm_t *vm;
     if (!lua_checkstack(L, 1))
         return NULL;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &VM_KEY);
@@ -121,7 +124,7 @@ static void set_conn(const lengine_t *e, eio_session_t *s, lconn_t *c)
 /* Turns c into a closed handle and drops its ref. Never raises (no allocation). */
 static void conn_release(lconn_t *c)
 {
-    lua_State *L = lhost_state(c->e->h);
+    lua_State *L = lvm_state(c->e->h);
     if (c->s != NULL) {
         c->transport = eio_session_transport(c->s);
         set_conn(c->e, c->s, NULL);
@@ -173,7 +176,7 @@ static void update_flags(lua_State *L, int obj)
 }
 
 /* Calls the listeners of ev on the object at obj with the nargs values on top, each in its own
- * handler coroutine (lhost_call: errors are logged, not raised). Once-listeners are removed
+ * handler coroutine (lvm_call: errors are logged, not raised). Once-listeners are removed
  * before any runs; the list is snapshotted so listeners may add or remove listeners.
  * [-nargs, +0, m] */
 static void fire(lua_State *L, int obj, const char *ev, int nargs, const char *what)
@@ -214,7 +217,7 @@ static void fire(lua_State *L, int obj, const char *ev, int nargs, const char *w
         lua_rawgeti(L, snap, i);
         for (int a = 0; a < nargs; a++)
             lua_pushvalue(L, args + a);
-        lhost_call(L, nargs, what);
+        lvm_call(L, nargs, what);
     }
     lua_settop(L, args - 1);
 }
@@ -286,7 +289,7 @@ static void conn_open(lengine_t *e, eio_session_t *s, int reloaded)
     args_t a = {.e = e, .s = s, .reloaded = reloaded};
     char what[64];
     snprintf(what, sizeof(what), "engine connection %s", eio_session_id(s));
-    lhost_protect(e->h, connection_k, &a, what);
+    lvm_protect(e->h, connection_k, &a, what);
 }
 
 /* "data" then "message" (the reference emits both, in that order). */
@@ -423,7 +426,7 @@ static int error_k(lua_State *L)
     lua_setfield(L, -2, "code");
     lua_pushstring(L, eio_error_message(a->code));
     lua_setfield(L, -2, "message");
-    lhost_push_request(L, a->req);
+    lreq_push_request(L, a->req);
     lua_setfield(L, -2, "req");
     lua_createtable(L, 0, 2);
     if (a->context != NULL) {
@@ -483,7 +486,7 @@ static int headers_k(lua_State *L)
 {
     args_t *a = lua_touserdata(L, 1);
     lengine_t *e = a->e;
-    lvm_t *vm;
+    evm_t *vm;
     size_t count = 0, off = 0;
     lua_settop(L, 0);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &VM_KEY);
@@ -495,7 +498,7 @@ static int headers_k(lua_State *L)
         lua_pushstring(L, a->hdrs[i].value);
         lua_setfield(L, 2, a->hdrs[i].name);
     }
-    lhost_push_request(L, a->req); /* 3 */
+    lreq_push_request(L, a->req); /* 3 */
     if (a->initial && (e->flags & EV_INITIAL)) {
         lua_pushvalue(L, 2);
         lua_pushvalue(L, 3);
@@ -557,7 +560,7 @@ static void on_message(lengine_t *e, eio_session_t *s, int binary, const char *d
     args_t a = {.e = e, .c = c, .binary = binary, .data = data, .len = len};
     if (c == NULL || !(c->flags & (CV_MESSAGE | CV_DATA)))
         return;
-    lhost_protect(e->h, message_k, &a, "engine conn message");
+    lvm_protect(e->h, message_k, &a, "engine conn message");
 }
 
 static void on_packet(lengine_t *e, eio_session_t *s, const eio_packet_t *p)
@@ -566,7 +569,7 @@ static void on_packet(lengine_t *e, eio_session_t *s, const eio_packet_t *p)
     args_t a = {.e = e, .c = c, .p = p};
     if (c == NULL || !(c->flags & CV_PACKET))
         return;
-    lhost_protect(e->h, packet_k, &a, "engine conn packet");
+    lvm_protect(e->h, packet_k, &a, "engine conn packet");
 }
 
 static void on_upgrade(lengine_t *e, eio_session_t *s)
@@ -575,7 +578,7 @@ static void on_upgrade(lengine_t *e, eio_session_t *s)
     args_t a = {.e = e, .c = c};
     if (c == NULL || !(c->flags & CV_UPGRADE))
         return;
-    lhost_protect(e->h, upgrade_k, &a, "engine conn upgrade");
+    lvm_protect(e->h, upgrade_k, &a, "engine conn upgrade");
 }
 
 static void on_notify(lengine_t *e, eio_session_t *s, unsigned what, rbuf_t *const *pkts, size_t n)
@@ -584,7 +587,7 @@ static void on_notify(lengine_t *e, eio_session_t *s, unsigned what, rbuf_t *con
     args_t a = {.e = e, .c = c, .what = what, .pkts = pkts, .n = n};
     if (c == NULL)
         return;
-    lhost_protect(e->h, notify_k, &a, "engine conn event");
+    lvm_protect(e->h, notify_k, &a, "engine conn event");
 }
 
 static void on_close(lengine_t *e, eio_session_t *s, const char *reason)
@@ -594,7 +597,7 @@ static void on_close(lengine_t *e, eio_session_t *s, const char *reason)
     if (c == NULL)
         return;
     if (c->flags & CV_CLOSE)
-        lhost_protect(e->h, close_k, &a, "engine conn close");
+        lvm_protect(e->h, close_k, &a, "engine conn close");
     conn_release(c); /* also when a listener failed: the handle must not outlive the session */
 }
 
@@ -603,7 +606,7 @@ static void on_error(lengine_t *e, const http_req_t *req, eio_error_t code, cons
     args_t a = {.e = e, .req = req, .code = code, .context = context, .name = name};
     if (e == NULL || !(e->flags & EV_ERROR))
         return;
-    lhost_protect(e->h, error_k, &a, "engine connection_error");
+    lvm_protect(e->h, error_k, &a, "engine connection_error");
 }
 
 static size_t on_headers(lengine_t *e, const http_req_t *req, int initial, http_hdr_t *hdrs, size_t n, size_t cap)
@@ -611,7 +614,7 @@ static size_t on_headers(lengine_t *e, const http_req_t *req, int initial, http_
     args_t a = {.e = e, .req = req, .initial = initial, .hdrs = hdrs, .n = n, .cap = cap};
     if (e == NULL || !((e->flags & EV_HEADERS) || (initial && (e->flags & EV_INITIAL))))
         return n;
-    if (lhost_protect(e->h, headers_k, &a, "engine headers") != 0)
+    if (lvm_protect(e->h, headers_k, &a, "engine headers") != 0)
         return n; /* eio's own headers, untouched (headers_k fills hdrs only at its very end) */
     return a.n;
 }
@@ -642,8 +645,8 @@ static void raw_notify(eio_session_t *s, unsigned what, rbuf_t *const *pkts, siz
 static const eio_handler_t raw_handler = {raw_open, raw_message, raw_close, raw_upgrade};
 static const eio_observer_t raw_observer = {NULL, raw_packet, NULL, NULL, NULL, raw_error, raw_headers, raw_notify};
 
-/* io.engine: the observer's ud is the current VM's lvm_t (updated on reload). */
-static lengine_t *main_engine(void *ud) { return ud ? ((lvm_t *)ud)->io_engine : NULL; }
+/* io.engine: the observer's ud is the current VM's evm_t (updated on reload). */
+static lengine_t *main_engine(void *ud) { return ud ? ((evm_t *)ud)->io_engine : NULL; }
 static void main_connection(eio_session_t *s, void *ud) { on_connection(main_engine(ud), s, 0); }
 static void main_packet(eio_session_t *s, const eio_packet_t *p, void *ud) { on_packet(main_engine(ud), s, p); }
 static void main_message(eio_session_t *s, int binary, const char *data, size_t len, void *ud)
@@ -671,6 +674,69 @@ static const eio_observer_t main_observer = {main_connection, main_packet,  main
 
 /* ---------------------------------------------------------------- endpoints */
 
+/* ---------------------------------------------------------------- allowRequest */
+
+typedef struct {
+    eio_allow_t *a;
+    const http_req_t *req;
+    int ref;
+    int none;   /* no function: accepted */
+    int failed; /* the function raised before it could suspend */
+} allow_args_t;
+
+static void release_allow(void *a) { eio_allow_unref(a); }
+
+/* The callback given to allowRequest: callback(err, ok), once (later calls are ignored). Its
+ * upvalue is the box holding the pending request. */
+static int allow_cb(lua_State *L)
+{
+    eio_allow_t *a = lvm_box_take(L, lua_upvalueindex(1));
+    if (a == NULL)
+        return 0;
+    /* err (a string) is the refusal's message; the answer may run the handshake's events here */
+    eio_allow_done(a, lua_toboolean(L, 2), lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL);
+    eio_allow_unref(a);
+    return 0;
+}
+
+static int allow_k(lua_State *L)
+{
+    allow_args_t *x = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    if (x->ref != LUA_NOREF)
+        lua_rawgeti(L, LUA_REGISTRYINDEX, x->ref);
+    else
+        options_push_allow_request(L);
+    if (!lua_isfunction(L, 1)) {
+        x->none = 1;
+        return 0;
+    }
+    lreq_push_request(L, x->req);
+    lvm_box_push(L, x->a, release_allow);
+    eio_allow_ref(x->a); /* the box's */
+    lua_pushcclosure(L, allow_cb, 1);
+    x->failed = lvm_call(L, 2, "allowRequest") != 0;
+    return 0;
+}
+
+/* Runs an allowRequest function for a: the one at registry ref `ref` (an endpoint's own), or
+ * io.options' (LUA_NOREF); without one a is accepted at once. The function gets (req, callback)
+ * in a handler coroutine and may call callback(err, ok) later; if it raises before answering, a
+ * is refused. */
+static void allow_request(lvm_t *h, int ref, eio_allow_t *a, const http_req_t *req)
+{
+    allow_args_t x = {a, req, ref, 0, 0};
+    if (lvm_protect(h, allow_k, &x, "allowRequest") != 0 || x.failed)
+        eio_allow_done(a, 0, NULL); /* it raised (logged) without answering: refused */
+    else if (x.none)
+        eio_allow_done(a, 1, NULL);
+}
+
+void lengine_allow_request(eio_allow_t *a, const http_req_t *req, void *ud)
+{
+    allow_request(((lenv_t *)ud)->vms.cur, LUA_NOREF, a, req);
+}
+
 /* allowRequest of raw endpoints: the engine's own, else the app's (io.options), in the VM that
  * serves the endpoint now. */
 static void ep_allow(eio_allow_t *a, const http_req_t *req, void *ud)
@@ -679,20 +745,20 @@ static void ep_allow(eio_allow_t *a, const http_req_t *req, void *ud)
     if (ep->owner == NULL)
         eio_allow_done(a, 0, NULL); /* closing */
     else
-        lserver_allow_request(ep->owner->h, ep->owner->allow_ref, a, req);
+        allow_request(ep->owner->h, ep->owner->allow_ref, a, req);
 }
 
 /* The server's Engine.IO options, with the engine's own on top. The strings are borrowed: the
  * engine's live as long as it serves the endpoint (a reload's successor brings its own), the
  * server's as long as the server. */
-static void ep_configure(ep_t *ep, const lengine_t *e, const sl_server_t *srv)
+static void ep_configure(ep_t *ep, const lengine_t *e, const lenv_t *env)
 {
     eio_config_t *c = &ep->cfg;
-    *c = srv->cfg.eio;
+    *c = env->cfg->eio;
     options_engine_apply(c, &e->opt, e->set);
 }
 
-static void ep_bind(ep_t *ep, lengine_t *e, sl_server_t *srv)
+static void ep_bind(ep_t *ep, lengine_t *e, lenv_t *env)
 {
     ep->owner = e;
     e->ep = ep;
@@ -703,21 +769,21 @@ static void ep_bind(ep_t *ep, lengine_t *e, sl_server_t *srv)
     ep->eio.q_upgrade.timeout = ep->cfg.upgrade_timeout;
     ep->eio.q_allow.timeout = ep->cfg.allow_timeout;
     /* one HTTP body limit for the port: the largest; each endpoint checks its own */
-    if (ep->cfg.max_payload > srv->cfg.http.max_body)
-        srv->cfg.http.max_body = ep->cfg.max_payload;
+    if (ep->cfg.max_payload > env->cfg->http.max_body)
+        env->cfg->http.max_body = ep->cfg.max_payload;
 }
 
-static void ep_mount(lvm_t *vm, lengine_t *e)
+static void ep_mount(evm_t *vm, lengine_t *e)
 {
-    sl_server_t *srv = vm->srv;
+    lenv_t *env = vm->env;
     ep_t *ep = xcalloc(1, sizeof(*ep));
-    ep_configure(ep, e, srv);
-    eio_server_init(&ep->eio, srv->loop, &ep->cfg, &srv->cfg.http, &raw_handler, e);
-    eio_server_watch(&ep->eio, &srv->clock);
+    ep_configure(ep, e, env);
+    eio_server_init(&ep->eio, env->loop, &ep->cfg, &env->cfg->http, &raw_handler, e);
+    eio_server_watch(&ep->eio, env->clock);
     ep->eio.allow_request = ep_allow;
     ep->eio.allow_ud = ep;
     ep->eio.obs = &raw_observer;
-    ep_bind(ep, e, srv);
+    ep_bind(ep, e, env);
     log_info("siolua: Engine.IO endpoint at %s", e->path);
 }
 
@@ -750,14 +816,14 @@ static void ep_close(lengine_t *e, int silent)
 }
 
 /* Hot reload: `to` (new VM) takes over `from`'s endpoint and open sessions. */
-static void ep_adopt(lengine_t *from, lengine_t *to, sl_server_t *srv)
+static void ep_adopt(lengine_t *from, lengine_t *to, lenv_t *env)
 {
     ep_t *ep = from->ep;
     eio_session_t **v;
     size_t n;
     from->ep = NULL;
-    ep_configure(ep, to, srv);
-    ep_bind(ep, to, srv);
+    ep_configure(ep, to, env);
+    ep_bind(ep, to, env);
     n = eio_server_sessions(&ep->eio, &v);
     for (size_t i = 0; i < n; i++) {
         lconn_t *c = eio_session_data(v[i]);
@@ -770,7 +836,7 @@ static void ep_adopt(lengine_t *from, lengine_t *to, sl_server_t *srv)
     eio_sessions_release(v, n);
 }
 
-static lengine_t *find_endpoint(lvm_t *vm, const char *path)
+static lengine_t *find_endpoint(evm_t *vm, const char *path)
 {
     for (lengine_t *e = vm->endpoints; e; e = e->next)
         if (!e->closed && strcmp(e->path, path) == 0)
@@ -784,7 +850,7 @@ static lengine_t *find_endpoint(lvm_t *vm, const char *path)
 static int add_listener(lua_State *L, int once)
 {
     int obj = lua_upvalueindex(1);
-    lhost_selfcall(L, obj);
+    lvm_selfcall(L, obj);
     luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     uv_field(L, obj, "events");
@@ -814,7 +880,7 @@ static int m_once(lua_State *L) { return add_listener(L, 1); }
 static int m_off(lua_State *L)
 {
     int obj = lua_upvalueindex(1);
-    lhost_selfcall(L, obj);
+    lvm_selfcall(L, obj);
     uv_field(L, obj, "events");
     if (lua_isnoneornil(L, 1)) {
         lua_getiuservalue(L, obj, 1);
@@ -849,7 +915,7 @@ static int m_off(lua_State *L)
 static int m_listener_count(lua_State *L)
 {
     int obj = lua_upvalueindex(1);
-    lhost_selfcall(L, obj);
+    lvm_selfcall(L, obj);
     uv_field(L, obj, "events");
     lua_getfield(L, -1, luaL_checkstring(L, 1));
     lua_pushinteger(L, lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0);
@@ -889,7 +955,7 @@ static int c_send(lua_State *L)
     const char *p;
     size_t n;
     rbuf_t *b;
-    lhost_selfcall(L, lua_upvalueindex(1));
+    lvm_selfcall(L, lua_upvalueindex(1));
     if (!c->e->raw)
         return luaL_error(L, "conn.send: this session belongs to Socket.IO (use socket.emit)");
     if ((p = lvalue_tobinary(L, 1, &n)) != NULL) {
@@ -926,7 +992,7 @@ static int c_send(lua_State *L)
 static int c_close(lua_State *L)
 {
     lconn_t *c = check_conn(L, lua_upvalueindex(1));
-    lhost_selfcall(L, lua_upvalueindex(1));
+    lvm_selfcall(L, lua_upvalueindex(1));
     if (c->s != NULL)
         eio_close(c->s);
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -941,7 +1007,7 @@ static void push_conn_request(lua_State *L, int obj, lconn_t *c)
     if (!lua_isnil(L, -1) || c->s == NULL)
         return;
     lua_pop(L, 1);
-    lhost_push_handshake_request(L, eio_session_handshake(c->s));
+    lreq_push_handshake_request(L, eio_session_handshake(c->s));
     lua_getiuservalue(L, obj, 1);
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "request");
@@ -1021,7 +1087,8 @@ static eio_server_t *engine_eio(lengine_t *e)
 {
     if (e->raw)
         return e->ep != NULL ? &e->ep->eio : NULL;
-    return e->h->srv->eio.loop != NULL && !e->h->srv->eio.shutting ? &e->h->srv->eio : NULL;
+    eio_server_t *eio = lenv_get(e->h->L)->eio;
+    return eio->loop != NULL && !eio->shutting ? eio : NULL;
 }
 
 /* close(): closes every session of this engine ("forced close"); a raw endpoint is unmounted. */
@@ -1029,7 +1096,7 @@ static int e_close(lua_State *L)
 {
     lengine_t *e = check_engine(L, lua_upvalueindex(1));
     eio_server_t *eio = engine_eio(e);
-    lhost_selfcall(L, lua_upvalueindex(1));
+    lvm_selfcall(L, lua_upvalueindex(1));
     if (e->raw) {
         e->closed = 1;
         ep_close(e, 0);
@@ -1059,7 +1126,7 @@ static int engine_index(lua_State *L)
         if (e->raw)
             lua_pushstring(L, e->path);
         else
-            lua_pushstring(L, e->h->srv->cfg.path);
+            lua_pushstring(L, lenv_get(L)->cfg->path);
     } else {
         return 0;
     }
@@ -1110,7 +1177,7 @@ static lengine_t *new_engine(lua_State *L, int raw)
 {
     lengine_t *e = lua_newuserdatauv(L, sizeof(*e), 1);
     memset(e, 0, sizeof(*e));
-    e->h = lhost_get(L);
+    e->h = lvm_get(L);
     e->raw = raw;
     e->ref = LUA_NOREF;
     e->allow_ref = LUA_NOREF;
@@ -1129,8 +1196,9 @@ static lengine_t *new_engine(lua_State *L, int raw)
  * allowUpgrades, cors, cookie)}: an Engine.IO-only endpoint. Options not given are the server's. */
 static int l_engine(lua_State *L)
 {
-    lhost_t *h = lhost_get(L);
-    lvm_t *vm;
+    lvm_t *h = lvm_get(L);
+    lenv_t *env = lenv_get(L);
+    evm_t *vm;
     lengine_t *e;
     const char *path = "/engine.io/";
     uint64_t set = 0;   /* options_engine bits of the options given */
@@ -1156,7 +1224,7 @@ static int l_engine(lua_State *L)
     }
     /* the path as the reference normalises it: a leading and a trailing slash */
     path = options_push_path(L, path); /* 3 */
-    if (strcmp(path, h->srv->cfg.path) == 0)
+    if (strcmp(path, env->cfg->path) == 0)
         return luaL_error(L, "siolua.engine: path %s is Socket.IO's", path);
     if (strcmp(path, "/") == 0)
         return luaL_error(L, "siolua.engine: path / would take every request");
@@ -1172,16 +1240,16 @@ static int l_engine(lua_State *L)
     e->next = vm->endpoints;
     vm->endpoints = e;
     /* mounted now if this VM serves; else when it starts (or takes over in a reload) */
-    if (vm->started && h->srv->lua == h && !h->srv->closing)
+    if (vm->started && env->vms.cur == h && !env->closing)
         ep_mount(vm, e);
     return 1;
 }
 
-/* ---------------------------------------------------------------- entry points (lhost.h) */
+/* ---------------------------------------------------------------- entry points (lengine.h) */
 
 static int vm_gc(lua_State *L)
 {
-    lvm_t *vm = lua_touserdata(L, 1);
+    evm_t *vm = lua_touserdata(L, 1);
     for (lengine_t *e = vm->endpoints; e; e = e->next) {
         free(e->path);
         e->path = NULL;
@@ -1194,9 +1262,9 @@ static int vm_gc(lua_State *L)
 
 void lengine_open(lua_State *L)
 {
-    lvm_t *vm = lua_newuserdatauv(L, sizeof(*vm), 0);
+    evm_t *vm = lua_newuserdatauv(L, sizeof(*vm), 0);
     memset(vm, 0, sizeof(*vm));
-    vm->srv = lhost_get(L)->srv;
+    vm->env = lenv_get(L);
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, vm_gc);
     lua_setfield(L, -2, "__gc");
@@ -1218,10 +1286,8 @@ void lengine_open(lua_State *L)
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
 
-    lua_getglobal(L, "siolua");
-    lua_pushcfunction(L, l_engine);
+    lua_pushcfunction(L, l_engine); /* siolua.engine */
     lua_setfield(L, -2, "engine");
-    lua_pop(L, 1);
 
     /* io.engine: a raw field of the io object (its metatable only has __index) */
     lua_getglobal(L, "io");
@@ -1231,23 +1297,23 @@ void lengine_open(lua_State *L)
     lua_pop(L, 1);
 }
 
-void lengine_start(lhost_t *h)
+void lengine_start(lvm_t *h)
 {
-    lvm_t *vm = vm_get(h);
-    sl_server_t *srv = h->srv;
+    evm_t *vm = vm_get(h);
+    lenv_t *env = lvm_ud(h->L);
     if (vm == NULL)
         return;
     vm->started = 1;
-    srv->eio.obs = &main_observer;
-    srv->eio.obs_ud = vm;
+    env->eio->obs = &main_observer;
+    env->eio->obs_ud = vm;
     for (lengine_t *e = vm->endpoints; e; e = e->next)
         if (e->ep == NULL && !e->closed)
             ep_mount(vm, e);
 }
 
-eio_server_t *lengine_route(lhost_t *h, const http_req_t *req)
+eio_server_t *lengine_route(lenv_t *env, const http_req_t *req)
 {
-    lvm_t *vm = h != NULL ? vm_get(h) : NULL;
+    evm_t *vm = env->vms.cur != NULL ? vm_get(env->vms.cur) : NULL;
     for (lengine_t *e = vm ? vm->endpoints : NULL; e; e = e->next) {
         size_t n = strlen(e->path);
         if (e->ep != NULL && req->url.len >= n && memcmp(req->url.ptr, e->path, n) == 0)
@@ -1256,68 +1322,83 @@ eio_server_t *lengine_route(lhost_t *h, const http_req_t *req)
     return NULL;
 }
 
-void lengine_close(lhost_t *h)
+void lengine_close(lvm_t *h)
 {
-    lvm_t *vm = h != NULL ? vm_get(h) : NULL;
+    evm_t *vm = h != NULL ? vm_get(h) : NULL;
     for (lengine_t *e = vm ? vm->endpoints : NULL; e; e = e->next) {
         e->closed = 1;
         ep_close(e, 0);
     }
 }
 
-void lengine_free(lhost_t *h)
+/* The conns of io.engine made by h (the Socket.IO sessions') become closed handles, silently. */
+static void release_observed(lvm_t *h, lenv_t *env)
 {
-    lvm_t *vm = vm_get(h);
-    sl_server_t *srv = h->srv;
-    lhost_t *cur = srv->lua;
-    lvm_t *next = cur != NULL && cur != h ? vm_get(cur) : NULL;
     eio_session_t **v;
     size_t n;
-    if (vm == NULL)
+    if (env->eio->loop == NULL || env->eio->shutting)
         return;
-    if (vm->started && srv->eio.loop != NULL && !srv->eio.shutting) {
-        /* io.engine's conns of this VM become closed handles, silently */
-        n = eio_server_sessions(&srv->eio, &v);
-        for (size_t i = 0; i < n; i++) {
-            lconn_t *c = eio_session_obs_data(v[i]);
-            if (c != NULL && c->e->h == h)
-                conn_release(c);
-        }
-        eio_sessions_release(v, n);
+    n = eio_server_sessions(env->eio, &v);
+    for (size_t i = 0; i < n; i++) {
+        lconn_t *c = eio_session_obs_data(v[i]);
+        if (c != NULL && c->e->h == h)
+            conn_release(c);
     }
+    eio_sessions_release(v, n);
+}
+
+void lengine_handover(lvm_t *old, lvm_t *nw)
+{
+    evm_t *vm = vm_get(old), *next = vm_get(nw);
+    lenv_t *env = vm->env;
+    eio_session_t **v;
+    size_t n;
+    if (!vm->started)
+        return;
+    release_observed(old, env);
     for (lengine_t *e = vm->endpoints; e; e = e->next) {
-        lengine_t *succ = vm->started && next != NULL ? find_endpoint(next, e->path) : NULL;
+        lengine_t *succ = find_endpoint(next, e->path);
         if (e->ep == NULL)
             continue;
         if (succ != NULL && succ->ep == NULL)
-            ep_adopt(e, succ, srv);
+            ep_adopt(e, succ, env);
         else
             ep_close(e, 1);
     }
-    if (vm->started && next != NULL && !srv->closing) {
-        /* a reload succeeded: the new VM serves from now on */
-        next->started = 1;
-        for (lengine_t *e = next->endpoints; e; e = e->next)
-            if (e->ep == NULL && !e->closed)
-                ep_mount(next, e);
-        if (srv->eio.loop != NULL && !srv->eio.shutting) {
-            srv->eio.obs_ud = next;
-            if (next->io_engine->flags & EV_CONNECTION) {
-                n = eio_server_sessions(&srv->eio, &v);
-                for (size_t i = 0; i < n; i++)
-                    if (eio_session_is_open(v[i]) && eio_session_obs_data(v[i]) == NULL)
-                        on_connection(next->io_engine, v[i], 1);
-                eio_sessions_release(v, n);
-            }
+    vm->started = 0;
+    /* the new VM serves from now on */
+    next->started = 1;
+    for (lengine_t *e = next->endpoints; e; e = e->next)
+        if (e->ep == NULL && !e->closed)
+            ep_mount(next, e);
+    if (env->eio->loop != NULL && !env->eio->shutting) {
+        env->eio->obs_ud = next;
+        if (next->io_engine->flags & EV_CONNECTION) {
+            n = eio_server_sessions(env->eio, &v);
+            for (size_t i = 0; i < n; i++)
+                if (eio_session_is_open(v[i]) && eio_session_obs_data(v[i]) == NULL)
+                    on_connection(next->io_engine, v[i], 1);
+            eio_sessions_release(v, n);
         }
     }
+}
+
+void lengine_free(lvm_t *h)
+{
+    evm_t *vm = vm_get(h);
+    if (vm == NULL)
+        return;
+    if (vm->started)
+        release_observed(h, vm->env);
+    for (lengine_t *e = vm->endpoints; e; e = e->next)
+        ep_close(e, 1);
     vm->started = 0;
 }
 
 void lengine_push_conn(lua_State *L, eio_session_t *s)
 {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &VM_KEY);
-    lvm_t *vm = lua_touserdata(L, -1);
+    evm_t *vm = lua_touserdata(L, -1);
     lconn_t *c = eio_session_obs_data(s);
     lua_pop(L, 1);
     if (c != NULL)

@@ -1,5 +1,5 @@
 /* log: the server log. One line per call, to stderr, with a level tag.
- * Lua's print() ends up here too (lhost.c). */
+ * Lua's print() ends up here too (lvm.c). */
 #ifndef SL_LOG_H
 #define SL_LOG_H
 

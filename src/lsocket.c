@@ -1,24 +1,20 @@
-/* lsocket: the Lua handle of a Socket.IO socket (userdata "siolua.socket").
- * The userdata holds the C pointer (NULL once the socket is gone) and a copy of the id; its two
- * user values, collected with the handle, are both created on first use:
- *   1. the listeners table {name -> fn | {fn...}} (socket.on),
- *   2. the private table { acks = {id -> fn}, data = {}, props = {}, auth = ..., handshake = ...,
- *      mw, any, anyout, conn (socket.conn)... } (the prelude's core.uv), itself with sub-tables made on
- *      first use.
- * So an idle socket whose app called socket.on holds the userdata and one listeners table.
- * socket.x(...) and socket:x(...) both work: methods are returned bound to their socket. */
+/* lsocket: see lsocket.h. */
+#include "lsocket.h"
+
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "eio.h"
-#include "lhost.h"
-#include "log.h"
+#include "lengine.h"
+#include "lenv.h"
+#include "lnsp.h"
+#include "lreq.h"
 #include "lvalue.h"
 
 #define SOCKET_MT "siolua.socket"
-#define MAX_ATT 64
+#define MAX_ATT LSOCKET_MAX_ATT
 
 typedef struct {
     sio_socket_t *s; /* NULL once the socket is closed */
@@ -108,12 +104,11 @@ static void events_table(lua_State *L, int ud)
 rbuf_t *lsocket_encode(lua_State *L, int first, const char *nsp, sio_type_t type, int64_t id, rbuf_t **att,
                        int *natt)
 {
-    lhost_t *h = lhost_get(L);
     int n = lua_gettop(L) - first + 1;
     size_t len;
     const char *json;
     rbuf_t *pkt;
-    *natt = lvalue_encode_args(L, first, n, att, MAX_ATT, h->srv->cfg.max_json_depth);
+    *natt = lvalue_encode_args(L, first, n, att, MAX_ATT, lenv_get(L)->cfg->max_json_depth);
     json = lua_tolstring(L, -1, &len);
     if (*natt > 0)
         type = type == SIO_ACK ? SIO_BINARY_ACK : SIO_BINARY_EVENT;
@@ -159,7 +154,7 @@ static int64_t emit_from(lua_State *L, int ud, int first, int volatile_)
     if (!lua_isnil(L, -1)) {
         int top = lua_gettop(L) - 1;
         lua_pop(L, 1);
-        lhost_push_hook(L, "outgoing");
+        lvm_push_hook(L, "outgoing");
         lua_pushvalue(L, ud);
         for (int i = first; i <= top; i++)
             lua_pushvalue(L, i);
@@ -178,13 +173,13 @@ static int64_t emit_from(lua_State *L, int ud, int first, int volatile_)
 /* emit(event, ...[, ack]) on the socket at upvalue 1: true (false if the socket is gone). */
 static int m_emit(lua_State *L)
 {
-    lhost_selfcall(L, lua_upvalueindex(1));
+    lvm_selfcall(L, lua_upvalueindex(1));
     lua_pushboolean(L, emit_from(L, lua_upvalueindex(1), 1, 0) != -2);
     return 1;
 }
 
 /* core.emit(socket, volatile, ev, ack|nil, ...): sent, ack id (for socket.timeout/volatile). */
-static int c_emit(lua_State *L)
+int lsocket_core_emit(lua_State *L)
 {
     int volatile_ = lua_toboolean(L, 2);
     int64_t id;
@@ -206,7 +201,7 @@ static int c_emit(lua_State *L)
 }
 
 /* core.cancel_ack(socket, id): forgets a pending ack (its timeout fired). */
-static int c_cancel_ack(lua_State *L)
+int lsocket_core_cancel_ack(lua_State *L)
 {
     check(L, 1);
     lua_Integer id = luaL_checkinteger(L, 2);
@@ -222,7 +217,7 @@ static int c_cancel_ack(lua_State *L)
 static int m_join(lua_State *L)
 {
     lsock_t *h = check(L, lua_upvalueindex(1));
-    lhost_selfcall(L, lua_upvalueindex(1));
+    lvm_selfcall(L, lua_upvalueindex(1));
     if (h->s != NULL) {
         if (lua_istable(L, 1)) {
             for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, 1); i++) {
@@ -247,7 +242,7 @@ static int m_leave(lua_State *L)
 {
     lsock_t *h = check(L, lua_upvalueindex(1));
     size_t len;
-    lhost_selfcall(L, lua_upvalueindex(1));
+    lvm_selfcall(L, lua_upvalueindex(1));
     const char *r = luaL_tolstring(L, 1, &len);
     if (h->s != NULL)
         sio_socket_leave(h->s, r, len);
@@ -281,7 +276,7 @@ static int add_listener(lua_State *L, int once)
 {
     const char *ev;
     int t;
-    lhost_selfcall(L, lua_upvalueindex(1));
+    lvm_selfcall(L, lua_upvalueindex(1));
     ev = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TFUNCTION);
     events_table(L, lua_upvalueindex(1));
@@ -324,7 +319,7 @@ static int m_once(lua_State *L) { return add_listener(L, 1); }
 static int m_off(lua_State *L)
 {
     const char *ev;
-    lhost_selfcall(L, lua_upvalueindex(1));
+    lvm_selfcall(L, lua_upvalueindex(1));
     ev = luaL_checkstring(L, 1);
     if (events(L, lua_upvalueindex(1)) == LUA_TNIL) {
         lua_pushvalue(L, lua_upvalueindex(1));
@@ -385,7 +380,7 @@ static void fire(lua_State *L, int ud, int evidx, const char *ev, int nargs)
         /* one listener: call it, no copy */
         for (int a = 0; a < nargs; a++)
             lua_pushvalue(L, args + a);
-        lhost_callf(L, nargs, "handler for \"%s\" of socket %s", ev, ((lsock_t *)lua_touserdata(L, ud))->id);
+        lvm_callf(L, nargs, "handler for \"%s\" of socket %s", ev, ((lsock_t *)lua_touserdata(L, ud))->id);
         lua_settop(L, args - 1);
         return;
     }
@@ -418,7 +413,7 @@ static void fire(lua_State *L, int ud, int evidx, const char *ev, int nargs)
         }
         for (int a = 0; a < nargs; a++)
             lua_pushvalue(L, args + a);
-        lhost_callf(L, nargs, "handler for \"%s\" of socket %s", ev, ((lsock_t *)lua_touserdata(L, ud))->id);
+        lvm_callf(L, nargs, "handler for \"%s\" of socket %s", ev, ((lsock_t *)lua_touserdata(L, ud))->id);
     }
     lua_settop(L, args - 1);
 }
@@ -445,12 +440,11 @@ static int ack_call(lua_State *L)
 
 int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, size_t natt)
 {
-    lhost_t *host = lhost_get(L);
     int ud, n;
     lsocket_push(L, s);
     ud = lua_gettop(L);
     /* the arguments go straight on the stack: [ud, arg1, ..., argn] */
-    n = lvalue_push_json_args(L, p->data.ptr, p->data.len, att, natt, host->srv->cfg.max_json_depth);
+    n = lvalue_push_json_args(L, p->data.ptr, p->data.len, att, natt, lenv_get(L)->cfg->max_json_depth);
     if (p->type == SIO_ACK || p->type == SIO_BINARY_ACK) {
         uv_field(L, ud, "acks");
         if (!lua_istable(L, -1))
@@ -462,7 +456,7 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
         lua_rawseti(L, -3, p->id);
         lua_replace(L, ud); /* [fn, args..., acks] */
         lua_pop(L, 1);
-        lhost_callf(L, n, "ack callback of socket %s%s", s->id, "");
+        lvm_callf(L, n, "ack callback of socket %s%s", s->id, "");
         return 0;
     }
     /* EVENT: [name, args...], name a string (or a number) that is not reserved */
@@ -488,7 +482,7 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
         /* socket.use middlewares or onAny listeners: the prelude's dispatch(socket, ev, args...,
          * ack) runs them, then the listeners */
         int top = lua_gettop(L);
-        lhost_push_hook(L, "dispatch");
+        lvm_push_hook(L, "dispatch");
         lua_pushvalue(L, ud);
         for (int i = evidx; i <= top; i++)
             lua_pushvalue(L, i);
@@ -551,7 +545,7 @@ void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason)
 /* ---------------------------------------------------------------- primitives for the prelude */
 
 /* core.fire(socket, ev, ...): the socket's listeners for ev (after socket.use and onAny). */
-static int c_fire(lua_State *L)
+int lsocket_core_fire(lua_State *L)
 {
     const char *ev;
     check(L, 1);
@@ -562,7 +556,7 @@ static int c_fire(lua_State *L)
 
 /* core.uv(socket[, create]): the handle's private table (acks, middlewares, data...); nil if it
  * does not exist yet, unless create is true. */
-static int c_uv(lua_State *L)
+int lsocket_core_uv(lua_State *L)
 {
     check(L, 1);
     if (lua_toboolean(L, 2))
@@ -573,7 +567,7 @@ static int c_uv(lua_State *L)
 }
 
 /* core.watch_outgoing(socket, on): broadcasts call the socket's onAnyOutgoing listeners. */
-static int c_watch_outgoing(lua_State *L)
+int lsocket_core_watch_outgoing(lua_State *L)
 {
     lsock_t *h = check(L, 1);
     if (h->s != NULL) {
@@ -586,17 +580,17 @@ static int c_watch_outgoing(lua_State *L)
 }
 
 /* core.nsp(socket): its namespace object (nil once closed). */
-static int c_nsp(lua_State *L)
+int lsocket_core_nsp(lua_State *L)
 {
     lsock_t *h = check(L, 1);
     if (h->s == NULL)
         return 0;
-    lserver_push_nsp(L, h->s->nsp);
+    lnsp_push(L, h->s->nsp);
     return 1;
 }
 
 /* core.accept(socket): answers the CONNECT; false if the client went away meanwhile. */
-static int c_accept(lua_State *L)
+int lsocket_core_accept(lua_State *L)
 {
     lsock_t *h = check(L, 1);
     if (h->s == NULL || h->s->state != SIO_S_CONNECTING) {
@@ -609,7 +603,7 @@ static int c_accept(lua_State *L)
 }
 
 /* core.refuse(socket, message, data): CONNECT_ERROR {"message":..., "data":...}. */
-static int c_refuse(lua_State *L)
+int lsocket_core_refuse(lua_State *L)
 {
     lsock_t *h = check(L, 1);
     luaL_checkstring(L, 2);
@@ -622,7 +616,7 @@ static int c_refuse(lua_State *L)
         lua_pushvalue(L, 3);
         lua_setfield(L, -2, "data");
     }
-    lvalue_encode_value(L, -1, lhost_get(L)->srv->cfg.max_json_depth, 0);
+    lvalue_encode_value(L, -1, lenv_get(L)->cfg->max_json_depth, 0);
     size_t len;
     const char *json = lua_tolstring(L, -1, &len);
     sio_socket_t *s = h->s;
@@ -637,7 +631,7 @@ static int c_refuse(lua_State *L)
 static int m_disconnect(lua_State *L)
 {
     lsock_t *h = check(L, lua_upvalueindex(1));
-    lhost_selfcall(L, lua_upvalueindex(1));
+    lvm_selfcall(L, lua_upvalueindex(1));
     if (h->s != NULL) {
         sio_socket_t *s = h->s;
         sio_socket_ref(s);
@@ -657,9 +651,9 @@ static void push_handshake(lua_State *L, int ud, lsock_t *h)
     lua_pop(L, 1);
     const eio_handshake_t *hs = eio_session_handshake(sio_socket_session(h->s));
     lua_createtable(L, 0, 9);
-    lhost_push_packed_headers(L, hs->nheaders, hs->headers);
+    lreq_push_packed_headers(L, hs->nheaders, hs->headers);
     lua_setfield(L, -2, "headers");
-    lhost_push_query(L, hs->query.ptr, hs->query.len);
+    lreq_push_query(L, hs->query.ptr, hs->query.len);
     lua_setfield(L, -2, "query");
     uv_field(L, ud, "auth");
     if (lua_isnil(L, -1)) {
@@ -774,7 +768,7 @@ static int s_index(lua_State *L)
     case K_NSP:
         if (h->s == NULL)
             return 0;
-        lserver_push_nsp(L, h->s->nsp);
+        lnsp_push(L, h->s->nsp);
         break;
     case K_CONN:
         /* io.engine's conn of the session, kept by the handle once asked for (the same object
@@ -791,7 +785,7 @@ static int s_index(lua_State *L)
         break;
     default:
         /* the prelude's properties and methods, then the app's own fields */
-        if (lhost_prelude_member(L, 1, &PROPS_KEY, &METHODS_KEY, k))
+        if (lvm_member(L, 1, &PROPS_KEY, &METHODS_KEY, k))
             return 1;
         uv_field(L, 1, "props");
         if (lua_isnil(L, -1))
@@ -827,11 +821,6 @@ static int s_tostring(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg core_funcs[] = {{"emit", c_emit},     {"cancel_ack", c_cancel_ack}, {"fire", c_fire},
-                                      {"uv", c_uv},         {"nsp", c_nsp},               {"accept", c_accept},
-                                      {"refuse", c_refuse}, {"watch_outgoing", c_watch_outgoing},
-                                      {NULL, NULL}};
-
 void lsocket_open(lua_State *L)
 {
     luaL_newmetatable(L, SOCKET_MT);
@@ -852,10 +841,6 @@ void lsocket_open(lua_State *L)
     lua_pushcfunction(L, s_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
-    lua_getglobal(L, "siolua");
-    lua_getfield(L, -1, "_core");
-    luaL_setfuncs(L, core_funcs, 0);
-    lua_pop(L, 2);
     /* until the prelude provides them: no extra properties or methods */
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
@@ -865,5 +850,5 @@ void lsocket_open(lua_State *L)
 
 void lsocket_bind_prelude(lua_State *L)
 {
-    lhost_bind_prelude_members(L, &PROPS_KEY, "_socket_props", &METHODS_KEY, "_socket_methods");
+    lvm_bind_members(L, &PROPS_KEY, "socket_props", &METHODS_KEY, "socket_methods");
 }

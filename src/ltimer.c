@@ -1,21 +1,17 @@
-/* ltimer: JS-style timers for Lua apps on the libuv loop:
- *   local t = setTimeout(fn, ms, ...)   clearTimeout(t)
- *   local t = setInterval(fn, ms, ...)  clearInterval(t)
- * (also siolua.setTimeout ...). A timer is a userdata "siolua.timer"; C keeps it alive (registry
- * ref) while it is armed, so dropping the handle does not stop it, as in JS. The callback runs like
- * any handler (own coroutine, errors logged). Every armed timer is on its VM's list, so
- * ltimer_close_all() stops them all when the VM goes away. */
+/* ltimer: see ltimer.h. */
+#include "ltimer.h"
+
 #include <lauxlib.h>
 #include <stdlib.h>
 
-#include "lhost.h"
-#include "log.h"
+#include "buf.h"
+#include "lenv.h"
 
 #define TIMER_MT "siolua.timer"
 
 typedef struct ltimer {
     uv_timer_t t;              /* t.data = this */
-    lhost_t *h;
+    lvm_t *h;
     int self_ref;              /* registry ref of the userdata while armed, else LUA_NOREF */
     struct ltimer *prev, *next;/* the VM's armed timers */
 } ltimer_t;
@@ -24,7 +20,7 @@ typedef struct {
     ltimer_t *timer; /* NULL once stopped (the C part is freed in the close callback) */
 } ltimer_box_t;
 
-/* The list head lives in the registry as a light userdata-addressed field of lhost. */
+/* The list head of the VM's armed timers: a userdata in the registry. */
 static const char LIST_KEY = 'l';
 
 static ltimer_t **list_head(lua_State *L)
@@ -78,20 +74,20 @@ static int fire_k(lua_State *L)
     luaL_checkstack(L, n + 2, "timer arguments");
     for (int i = 1; i <= n; i++)
         lua_rawgeti(L, 2, i);
-    lhost_call(L, n - 1, repeat ? "interval callback" : "timeout callback");
+    lvm_call(L, n - 1, repeat ? "interval callback" : "timeout callback");
     return 0;
 }
 
 static void on_timer(uv_timer_t *ut)
 {
     ltimer_t *t = ut->data;
-    lhost_protect(t->h, fire_k, t, "timer");
+    lvm_protect(t->h, fire_k, t, "timer");
 }
 
 /* setTimeout(fn, ms, ...) / setInterval(fn, ms, ...) */
 static int start(lua_State *L, int repeat)
 {
-    lhost_t *h = lhost_get(L);
+    lvm_t *h = lvm_get(L);
     lua_Integer ms;
     int nargs = lua_gettop(L);
     ltimer_box_t *box;
@@ -119,7 +115,7 @@ static int start(lua_State *L, int repeat)
     /* from here on nothing raises: the C part is allocated last */
     t = xcalloc(1, sizeof(*t));
     t->h = h;
-    uv_timer_init(h->srv->loop, &t->t);
+    uv_timer_init(lenv_get(L)->loop, &t->t);
     t->t.data = t;
     lua_pushvalue(L, -1);
     t->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -151,7 +147,7 @@ static int t_tostring(lua_State *L)
     return 1;
 }
 
-void ltimer_close_all(lhost_t *h)
+void ltimer_close_all(lvm_t *h)
 {
     lua_State *L = h->L;
     ltimer_t **head = list_head(L);
@@ -172,9 +168,7 @@ void ltimer_open(lua_State *L)
     lua_pushcfunction(L, t_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
-    lua_getglobal(L, "siolua");
     luaL_setfuncs(L, funcs, 0);
-    lua_pop(L, 1);
     lua_pushglobaltable(L);
     luaL_setfuncs(L, funcs, 0);
     lua_pop(L, 1);

@@ -212,6 +212,28 @@ void lvalue_mark_array(lua_State *L, int idx)
     lua_setmetatable(L, idx);
 }
 
+int lvalue_core_json_encode(lua_State *L)
+{
+    int flags = lua_toboolean(L, 2) ? LVALUE_RAW : 0;
+    lua_settop(L, 1);
+    lvalue_encode_value(L, 1, (int)lua_tointeger(L, lua_upvalueindex(1)), flags);
+    return 1;
+}
+
+int lvalue_core_json_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    lvalue_push_json(L, s, len, NULL, 0, (int)lua_tointeger(L, lua_upvalueindex(1)));
+    return 1;
+}
+
+int lvalue_core_value_mark(lua_State *L)
+{
+    lua_pushboolean(L, lvalue_is_mark(L, 1));
+    return 1;
+}
+
 void lvalue_open(lua_State *L)
 {
     luaL_checkstack(L, 4, NULL);

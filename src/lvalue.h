@@ -21,7 +21,7 @@
  * order they came in; a duplicate key keeps its first place and its last value. Keys the app adds
  * to a decoded object go after the recorded ones; objects the app builds have no recorded order.
  * JSON is parsed by yajl (SAX, building Lua values directly) and written by this module.
- * Every function here may raise a Lua error (bad input, too deep): call them inside lhost_call().
+ * Every function here may raise a Lua error (bad input, too deep): call them inside lvm_call() or lvm_protect().
  * They hold no C resource while raising. */
 #ifndef SL_LVALUE_H
 #define SL_LVALUE_H
@@ -42,6 +42,16 @@ enum {
 /* Registers the metatables and adds to the table at the top of the stack (the `siolua` module):
  * null, binary(str), isbinary(v), array([t]). [-0, +0, e] */
 void lvalue_open(lua_State *L);
+
+/* The prelude's primitives (lapp's core list), with the depth limit as upvalue 1:
+ *   core.json_encode(v [, raw]) / core.json_decode(s): siolua's value mapping; raw keeps strings'
+ *     bytes as they are (a hot reload hands them to the next VM unchanged); without it the text is
+ *     valid UTF-8, as on the wire
+ *   core.value_mark(mt): true if mt is one of the marks (an array, a decoded object's key order),
+ *     which the copies made for a hot reload keep */
+int lvalue_core_json_encode(lua_State *L);
+int lvalue_core_json_decode(lua_State *L);
+int lvalue_core_value_mark(lua_State *L);
 
 /* ------------------------------------------------------------------------------ JSON */
 

@@ -24,10 +24,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stderr, NULL, _IOLBF, 0);
     rc = sl_server_start(&srv, loop);
-    if (rc == 0) {
+    if (rc >= 0) { /* serving, or closed by the app at its top level */
         uv_run(loop, UV_RUN_DEFAULT);
         uv_run(loop, UV_RUN_NOWAIT); /* close callbacks of what the shutdown closed */
     }
     sl_server_free(&srv);
-    return rc == 0 ? 0 : 1;
+    return rc < 0 ? 1 : 0;
 }

@@ -1,4 +1,5 @@
-/* reload: hot reload of app.lua without dropping a connection.
+/* reload: hot reload of app.lua without dropping a connection: the watching and the transaction
+ * (the swap itself is lapp_swap, lapp.h).
  *
  * Trigger: a change to app.lua or to a Lua module it require()d from the app's folder (libuv fs
  * events on the folders, debounced 100 ms so an editor's save burst reloads once), or SIGHUP
@@ -31,7 +32,7 @@
 
 #include <uv.h>
 
-struct sl_server;
+struct lapp;
 
 typedef struct reload_watch {
     uv_fs_event_t ev;          /* watches one folder */
@@ -39,7 +40,8 @@ typedef struct reload_watch {
 } reload_watch_t;
 
 typedef struct {
-    struct sl_server *srv;
+    struct lapp *app;          /* the Lua layer: new VMs, the swap */
+    const char *path;          /* app.lua (the server's configuration owns it) */
     uv_timer_t debounce;       /* fires 100 ms after the last relevant change */
     reload_watch_t *watches;   /* folders of app.lua and of its modules */
     char **files;              /* absolute paths of the watched files */
@@ -48,8 +50,8 @@ typedef struct {
     int active;
 } reload_t;
 
-/* Starts the file watching if watch. Returns 0 or a UV_E* code. */
-int reload_init(reload_t *r, struct sl_server *srv, int watch);
+/* Starts the file watching of path if watch. Returns 0 or a UV_E* code. */
+int reload_init(reload_t *r, uv_loop_t *loop, struct lapp *app, const char *path, int watch);
 /* Reloads now (the transaction above). Returns 0 on success, -1 when the old code stays. */
 int reload_now(reload_t *r, const char *why);
 void reload_close(reload_t *r);

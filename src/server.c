@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "embed.h"
-#include "lhost.h"
 #include "log.h"
 #include "tls.h"
 #include "ws.h"
@@ -178,7 +177,7 @@ static void on_request(http_req_t *req, void *data)
     }
     {
         /* Engine.IO-only endpoints of the app (siolua.engine), on their own paths */
-        eio_server_t *raw = lengine_route(srv->lua, req);
+        eio_server_t *raw = lapp_route(&srv->app, req);
         if (raw != NULL) {
             eio_handle_request(raw, req);
             return;
@@ -204,7 +203,7 @@ static void on_cut(const http_req_t *req, void *data)
     if (srv->closing)
         return;
     if (req->url.len < plen || memcmp(req->url.ptr, srv->cfg.path, plen) != 0)
-        eio = lengine_route(srv->lua, req);
+        eio = lapp_route(&srv->app, req);
     if (eio != NULL)
         eio_handle_cut(eio, req);
 }
@@ -279,22 +278,42 @@ static void client_version(sl_server_t *srv)
     snprintf(srv->client_etag, sizeof(srv->client_etag), "\"%.*s\"", (int)(n ? n : 1), n ? v : "0");
 }
 
+/* io.close() (lenv_t.close): at the app's top level, before the server is set up, it is noted and
+ * acted on once the rest is set up (without listening); later it closes at once. */
+static void close_request(void *ud)
+{
+    sl_server_t *srv = ud;
+    if (!srv->started)
+        srv->close_early = 1;
+    else
+        sl_server_close(srv);
+}
+
+static void flush_output(void *ud)
+{
+    net_flush(ud);
+}
+
 int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
 {
     const char *err = NULL;
     int rc;
     struct stat st;
+    lvm_t *vm;
     srv->loop = loop;
     tq_clock_init(&srv->clock, loop);
-    sio_server_init(&srv->sio, loop, &srv->cfg.sio, &lhost_sio_handler, NULL);
+    lapp_init(&srv->app, loop, &srv->cfg, &srv->sio, &srv->eio, &srv->clock, close_request, srv);
+    srv->app.env.vms.flush = flush_output; /* before a slice of preempted handlers */
+    srv->app.env.vms.flush_ud = &srv->net;
+    sio_server_init(&srv->sio, loop, &srv->cfg.sio, lapp_sio_handler(), &srv->app.env);
     tq_watch(&srv->sio.q_connect, &srv->clock);
-    lhost_loop_start(srv);
-    srv->lua = lhost_new(srv);
-    if (srv->lua == NULL)
+    vm = lapp_vm_new(&srv->app);
+    if (vm == NULL)
         return -1;
-    srv->sio.ud = srv->lua;
-    if (lhost_run_app(srv->lua, srv->cfg.app) != 0)
+    lapp_serve(&srv->app, vm);
+    if (lvm_run_file(vm, srv->cfg.app) != 0)
         return -1;
+    srv->started = 1;
     /* the app may have changed timeouts with io.options: they apply from here on */
     srv->sio.q_connect.timeout = srv->sio.q_resolve.timeout = srv->cfg.sio.connect_timeout;
     srv->cfg.eio.allow_timeout = srv->cfg.sio.connect_timeout; /* allowRequest answers within it */
@@ -310,11 +329,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     client_version(srv);
     eio_server_init(&srv->eio, loop, &srv->cfg.eio, &srv->cfg.http, &sio_eio_handler, &srv->sio);
     eio_server_watch(&srv->eio, &srv->clock);
-    srv->eio.allow_request = lhost_allow_request;
-    srv->eio.allow_ud = srv->lua;
-    lengine_start(srv->lua); /* io.engine events, siolua.engine endpoints */
-    /* Redis adapter (adapter_redis.h): connects in the background, survives reloads */
-    if (srv->cfg.redis.url != NULL && adapter_redis_start(srv) != 0)
+    if (lapp_listening(&srv->app) != 0) /* allowRequest, io.engine, endpoints, the Redis adapter */
         return -1;
     srv->net.max_queued = srv->cfg.max_write_queue;
     srv->net.max_total_queued = srv->cfg.output_memory_limit;
@@ -330,6 +345,11 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
         eio_generate_id(id);
         ws_accept_key("dGhlIHNhbXBsZSBub25jZQ==", 24, accept);
     }
+    if (srv->close_early) {
+        /* io.close() at the app's top level: nothing is listened, the closing finishes in the loop */
+        sl_server_close(srv);
+        return 1;
+    }
     rc = net_listen(&srv->net, loop, srv->cfg.host, srv->cfg.port, on_accept, srv, &err);
     if (rc != 0) {
         log_error("siolua: cannot listen on %s:%d: %s (%s)", srv->cfg.host, srv->cfg.port, uv_strerror(rc),
@@ -343,7 +363,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
-    reload_init(&srv->reload, srv, srv->cfg.watch);
+    reload_init(&srv->reload, loop, &srv->app, srv->cfg.app, srv->cfg.watch);
     log_info("siolua listening on %s://%s:%d", srv->tls ? "https" : "http", srv->cfg.host, net_port(&srv->net));
     if (srv->cfg.static_dir)
         log_info("siolua: serving %s at /", srv->cfg.static_dir);
@@ -363,20 +383,19 @@ void sl_server_close(sl_server_t *srv)
         return;
     srv->closing = 1;
     srv->closing_since = uv_now(srv->loop);
-    lhost_loop_close(srv); /* the disconnect handlers below run to their end */
+    lapp_stop(&srv->app); /* the disconnect handlers below run to their end */
     net_stop(&srv->net);
     reload_close(&srv->reload);
     sio_server_close(&srv->sio, "server shutting down");
-    adapter_redis_close(srv->redis); /* after the disconnect handlers: their publishes are flushed */
-    if (srv->lua != NULL)
-        ltimer_close_all(srv->lua);
     eio_server_close(&srv->eio, "forced close");
-    lengine_close(srv->lua); /* siolua.engine endpoints */
+    lapp_close(&srv->app); /* the adapter (the disconnect handlers' publishes are flushed), timers, endpoints */
     uv_close((uv_handle_t *)&srv->sio.q_connect.timer, NULL);
     uv_close((uv_handle_t *)&srv->sio.q_resolve.timer, NULL);
-    uv_close((uv_handle_t *)&srv->sigint, NULL);
-    uv_close((uv_handle_t *)&srv->sigterm, NULL);
-    uv_close((uv_handle_t *)&srv->sighup, NULL);
+    if (srv->sigint.loop != NULL) { /* (not set up when the app closed at its top level) */
+        uv_close((uv_handle_t *)&srv->sigint, NULL);
+        uv_close((uv_handle_t *)&srv->sigterm, NULL);
+        uv_close((uv_handle_t *)&srv->sighup, NULL);
+    }
     tq_clock_close(&srv->clock); /* from here deadlines are judged at once */
     /* Keep-alive HTTP connections and closing WebSockets may linger: give them a moment, then
      * stop the loop. */
@@ -387,18 +406,9 @@ void sl_server_close(sl_server_t *srv)
 
 void sl_server_free(sl_server_t *srv)
 {
-    adapter_redis_free(srv->redis); /* Redis adapter */
-    srv->redis = NULL;
-    zip_release(); /* the deflate streams kept for compression */
-    lhost_free(srv->lua);
-    srv->lua = NULL;
-    while (srv->sio.nsps != NULL) {
-        sio_nsp_t *n = srv->sio.nsps;
-        srv->sio.nsps = n->next;
-        room_index_free(&n->rooms);
-        free(n->name);
-        free(n);
-    }
+    lapp_free(&srv->app); /* the VM (its namespace objects), the adapter */
+    zip_release();        /* the deflate streams kept for compression */
+    sio_server_free(&srv->sio);
     options_free(&srv->cfg);
     /* After the loop: sessions of connections still open at exit are not freed (they stay
      * reachable from the loop's handles), the context is. */

@@ -665,6 +665,13 @@ sio_nsp_t *sio_nsp_create(sio_server_t *srv, const char *name, size_t len)
     return n;
 }
 
+static void nsp_destroy(sio_nsp_t *nsp)
+{
+    room_index_free(&nsp->rooms);
+    free(nsp->name);
+    free(nsp);
+}
+
 static void nsp_free(sio_server_t *srv, sio_nsp_t *nsp)
 {
     if (srv->h->on_nsp_free != NULL)
@@ -674,9 +681,7 @@ static void nsp_free(sio_server_t *srv, sio_nsp_t *nsp)
             *pp = nsp->next;
             break;
         }
-    room_index_free(&nsp->rooms);
-    free(nsp->name);
-    free(nsp);
+    nsp_destroy(nsp);
 }
 
 void sio_server_init(sio_server_t *srv, uv_loop_t *loop, const sio_config_t *cfg, const sio_handler_t *h,
@@ -710,4 +715,13 @@ void sio_server_close(sio_server_t *srv, const char *reason)
     for (i = 0; i < n; i++)
         nsp_unref(v[i]);
     free(v);
+}
+
+void sio_server_free(sio_server_t *srv)
+{
+    while (srv->nsps != NULL) {
+        sio_nsp_t *n = srv->nsps;
+        srv->nsps = n->next;
+        nsp_destroy(n);
+    }
 }

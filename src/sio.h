@@ -149,6 +149,9 @@ void sio_socket_leave_all(sio_socket_t *s);
 void sio_socket_disconnect(sio_socket_t *s, int close);
 /* Closes every client: sockets get on_disconnect(reason). */
 void sio_server_close(sio_server_t *srv, const char *reason);
+/* Frees the namespaces (after the loop ended: no client left, q_connect and q_resolve closed).
+ * The upper layer's nsp->data must be released already. */
+void sio_server_free(sio_server_t *srv);
 
 static inline void sio_socket_ref(sio_socket_t *s) { s->refs++; }
 void sio_socket_unref(sio_socket_t *s);

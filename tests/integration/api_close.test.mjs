@@ -1,9 +1,16 @@
 // The server API (issue 3), io.close() from the app: every socket of every namespace gets
-// "server shutting down" (clients see their transport close), the process exits with status 0.
+// "server shutting down" (clients see their transport close), the process exits with status 0;
+// at the app's top level it ends the process before anything is listened.
 // App: apps/api_close.lua (twin: ref/api_apps.mjs).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, connect, once, closeAll, withTimeout } from "./helpers.mjs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { startServer, connect, once, closeAll, withTimeout, REF, ROOT } from "./helpers.mjs";
+
+const BIN = path.resolve(ROOT, process.env.SIOLUA_BIN || "./siolua");
 
 test("io.close(): every socket gets \"server shutting down\", the process exits 0", async () => {
   const srv = await startServer("api_close");
@@ -32,5 +39,26 @@ test("io.close(): every socket gets \"server shutting down\", the process exits 
   } finally {
     closeAll();
     if (!srv.exited()) await srv.stop();
+  }
+});
+
+test("io.close() at the app's top level: nothing is listened, the process exits 0", { skip: REF && "siolua's process" }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "siolua-close-"));
+  const app = path.join(dir, "app.lua");
+  // a timer and a namespace made before the close are taken down with the rest
+  writeFileSync(app, 'setTimeout(function() print("fired") end, 60000)\nio.of("/admin")\n' +
+    'io.close()\nprint("after close")\n');
+  try {
+    const proc = spawn(BIN, [app, "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+    let log = "";
+    proc.stdout.on("data", (d) => { log += d; });
+    proc.stderr.on("data", (d) => { log += d; });
+    const st = await withTimeout(new Promise((resolve) => proc.once("exit", (code, signal) => resolve({ code, signal }))),
+      10000, "the server process to exit");
+    assert.deepEqual(st, { code: 0, signal: null }, log);
+    assert.match(log, /after close/);
+    assert.doesNotMatch(log, /listening on|fired|Assertion|ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

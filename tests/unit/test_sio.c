@@ -183,14 +183,10 @@ static void srv_stop(srv_t *s)
     uv_close((uv_handle_t *)&s->sio.q_connect.timer, NULL);
     uv_close((uv_handle_t *)&s->sio.q_resolve.timer, NULL);
     CHECK_EQ_INT(lb_stop(&s->lb), 0);
-    while (s->sio.nsps != NULL) {
-        sio_nsp_t *n = s->sio.nsps;
+    for (sio_nsp_t *n = s->sio.nsps; n; n = n->next)
         CHECK_EQ_INT(n->nrefs, 0);
-        s->sio.nsps = n->next;
-        room_index_free(&n->rooms);
-        free(n->name);
-        free(n);
-    }
+    sio_server_free(&s->sio);
+    CHECK(s->sio.nsps == NULL);
     buf_free(&s->log);
 }
 

@@ -1,0 +1,36 @@
+/* lenv: what the Lua bindings may see of the server, handed to them explicitly (as luv hands each
+ * handle its loop and nothing else): the loop, the protocol objects they drive, the options and
+ * limits, a few facts, and the operations they may request. A binding that needs something new
+ * asks for it here, where a reader sees it. One lenv_t serves every VM of the process (lapp.h owns
+ * it); lvm_ud(L) returns it, and the lower layers' callbacks get it as their context. */
+#ifndef SL_LENV_H
+#define SL_LENV_H
+
+#include "eio.h"
+#include "lvm.h"
+#include "options.h"
+#include "sio.h"
+#include "tq.h"
+
+struct adapter_redis;
+
+typedef struct lenv {
+    uv_loop_t *loop;
+    sl_config_t *cfg;          /* the options: io.options{} writes them at start-up, bindings read
+                                  their limits here */
+    sio_server_t *sio;         /* Socket.IO: namespaces, sockets */
+    eio_server_t *eio;         /* the Socket.IO endpoint's Engine.IO server (loop NULL until listening) */
+    tq_clock_t *clock;         /* the loop's poll clock, for the deadlines of siolua.engine endpoints */
+    lvm_loop_t vms;            /* the current VM (vms.cur) and the scheduler */
+    struct adapter_redis *redis; /* the Redis adapter's connections (NULL: in-memory) */
+    int listening;             /* the server listens: its options are set (a hot-reloaded app's
+                                  io.options{} takes allowRequest only), endpoints mount at once */
+    int closing;               /* the server is shutting down */
+    void (*close)(void *ud);   /* io.close(): asks the server to shut down (close_ud) */
+    void *close_ud;
+} lenv_t;
+
+/* The environment of the VM running L. [-0, +0, -] */
+static inline lenv_t *lenv_get(lua_State *L) { return lvm_ud(L); }
+
+#endif
