@@ -10,13 +10,12 @@
 --   KEY-request#NSP#    requests: JSON, or msgpack for BROADCAST (the one with acks);
 --                       its subscriber count (PUBSUB NUMSUB) is the server count
 --   KEY-response#NSP#   responses (and KEY-response#NSP#UID# with publishOnSpecificResponseChannel)
+local core, hooks, lib = ... -- (prelude.lua)
 local siolua = siolua
-local core = siolua._core
-local hooks = siolua._hooks
-local op_methods, nsp_methods = siolua._op_methods, siolua._nsp_methods
-local new_op, bind = siolua._new_op, siolua._bind
-local is_parent, targets = siolua._is_parent, siolua._targets
-local reserved = siolua._reserved
+local op_methods, nsp_methods = lib.op_methods, lib.nsp_methods
+local new_op, bind = lib.new_op, lib.bind
+local is_parent, targets = lib.is_parent, lib.targets
+local reserved = lib.reserved
 local null = siolua.null
 local pack, unpack = table.pack, table.unpack
 local json_encode, json_decode = core.json_encode, core.json_decode
@@ -35,8 +34,6 @@ local ack_requests = {}    -- requestId -> {client_count, ack} of our broadcasts
 local pending = {}         -- core.redis_command id -> function(reply, err)
 local known = { ["/"] = true } -- namespaces seen, subscribed when the adapter starts
 
-local cluster = {}
-siolua.cluster = cluster
 
 ---------------------------------------------------------------------------- helpers
 
@@ -76,7 +73,7 @@ local function event_data(ev, args)
 end
 
 -- What JSON carries of a value (handshake, socket.data in fetchSockets answers): the prelude's.
-local jsonable = siolua._jsonable
+local jsonable = lib.jsonable
 
 local pre_broadcast, pre_request, pre_response, own_prefix -- channel prefixes, our messages' first bytes
 
@@ -159,19 +156,12 @@ local function subscribe_nsp(name)
 end
 
 -- New namespaces (io.of, dynamic children) get their channels, as the Node adapter makes one
--- adapter per namespace. n_of announces them through siolua._fire(io, "new_namespace", nsp).
-local orig_fire = siolua._fire
-siolua._fire = function(nsp, ev, ...)
-  if ev == "new_namespace" and rawequal(nsp, io_) then
-    local child = ...
-    local name = type(child) == "table" and rawget(child, "name") or nil
-    if type(name) == "string" then
-      known[name] = true
-      if enabled then subscribe_nsp(name) end
-    end
-  end
-  return orig_fire(nsp, ev, ...)
-end
+-- adapter per namespace. C announces them through hooks.new_namespace (prelude.lua).
+table.insert(lib.nsp_created, function(nsp)
+  local name = rawget(nsp, "name")
+  known[name] = true
+  if enabled then subscribe_nsp(name) end
+end)
 
 -- Called by C once the adapter started (a VM made by a hot reload finds it enabled at load time).
 function hooks.cluster_start()
@@ -186,9 +176,6 @@ if core.redis_enabled() then
   subscribe_nsp("/") -- already subscribed by the previous VM: C ignores the repeat
 end
 
-function cluster.enabled() return enabled end
-function cluster.connected() return enabled and core.redis_connected() end
-function cluster.uid() return uid end
 
 ---------------------------------------------------------------------------- broadcasts
 
@@ -521,7 +508,7 @@ local function on_request(nspname, payload)
         publish(ch_response(nspname), json_encode({ type = SERVER_SIDE_EMIT, requestId = rid, data = arg }))
       end
     end
-    siolua._fire(nsp, unpack(data, 1, n))
+    lib.fire(nsp, unpack(data, 1, n))
   elseif t == BROADCAST then
     if rid == nil or ack_requests[rid] or req.uid == uid then return end
     local packet, opts = val(req.packet), val(req.opts)

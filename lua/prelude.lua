@@ -1,11 +1,12 @@
 -- siolua's Lua-side prelude: the parts of the server API that are sugar over the C primitives in
--- siolua._core (broadcast operators, middlewares, catch-all listeners, namespaces' listeners,
--- dynamic namespaces, acknowledgements with timeouts, emitWithAck). It runs once per Lua VM,
--- before app.lua. The hot paths (packet decoding, listener calls, encoding, fan-out) stay in C.
+-- `core` (broadcast operators, middlewares, catch-all listeners, namespaces' listeners, dynamic
+-- namespaces, acknowledgements with timeouts, emitWithAck). It runs once per Lua VM, before app.lua
+-- (src/lapp.c runs the prelude files in their order). The hot paths (packet decoding, listener
+-- calls, encoding, fan-out) stay in C.
+-- Its arguments, out of the app's reach (the registry): core, C's primitives (lapp.c's list);
+-- hooks, the entry points C calls; lib, what the prelude files share.
+local core, hooks, lib = ...
 local siolua = siolua
-local core = siolua._core
-local hooks = {}
-siolua._hooks = hooks
 
 local null = siolua.null
 local pack, unpack = table.pack, table.unpack
@@ -20,7 +21,7 @@ local function bind(self, m)
   end
 end
 
-siolua._bind = bind
+lib.bind = bind
 hooks.bind = bind
 
 local function list(v)
@@ -42,7 +43,7 @@ end
 
 local function check_event(ev)
   if type(ev) ~= "string" then error("event name must be a string", 3) end
-  if siolua._reserved[ev] then error('"' .. ev .. '" is a reserved event name', 3) end
+  if lib.reserved[ev] then error('"' .. ev .. '" is a reserved event name', 3) end
 end
 
 -- An error value the app can test: a table with .message, printed as its message.
@@ -151,7 +152,7 @@ local function is_parent(nsp)
   local st = nsp_state_of(nsp)
   return st ~= nil and st.children ~= nil
 end
-siolua._is_parent = is_parent
+lib.is_parent = is_parent
 
 -- The namespaces an emit reaches: a parent's children, or the namespace itself.
 local function targets(nsp)
@@ -162,7 +163,7 @@ local function targets(nsp)
   end
   return { nsp }
 end
-siolua._targets = targets
+lib.targets = targets
 
 function op_methods.emit(self, ev, ...)
   check_event(ev)
@@ -241,8 +242,8 @@ function op_methods.disconnectSockets(self, close)
   for _, s in ipairs(op_methods.fetchSockets(self)) do s.disconnect(close) end
 end
 
-siolua._new_op = new_op
-siolua._op_methods, siolua._op_props = op_methods, op_props
+lib.new_op = new_op
+lib.op_methods, lib.op_props = op_methods, op_props
 
 ---------------------------------------------------------------------------- namespaces
 
@@ -256,11 +257,10 @@ local function state(nsp)
   end
   return st
 end
-siolua._nsp_state = state
 nsp_state_of = function(nsp) return nsp_state[nsp] end
 
 local nsp_methods, nsp_props = {}, {}
-siolua._nsp_methods, siolua._nsp_props = nsp_methods, nsp_props
+lib.nsp_methods = nsp_methods
 hooks.nsp_methods, hooks.nsp_props = nsp_methods, nsp_props -- for the namespace objects (lnsp.c)
 
 function nsp_methods.on(self, ev, fn)
@@ -301,7 +301,7 @@ local function fire(nsp, ev, ...)
   end
   if st.parent then fire(st.parent, ev, ...) end
 end
-siolua._fire = fire
+lib.fire = fire
 
 for _, name in ipairs({ "to", "in", "except", "compress", "timeout", "emit", "emitWithAck", "send",
   "fetchSockets", "socketsJoin", "socketsLeave", "disconnectSockets" }) do
@@ -322,10 +322,19 @@ function nsp_props.sockets(self)
   return out
 end
 
+-- Called by C when io.of(name) made a namespace: what was registered in lib.nsp_created (the Redis
+-- adapter subscribes its channels), then io.on("new_namespace", fn) listeners.
+lib.nsp_created = {}
+function hooks.new_namespace(nsp)
+  for _, f in ipairs(lib.nsp_created) do f(nsp) end
+  fire(io, "new_namespace", nsp)
+end
+
 -- Dynamic namespaces: io.of(pattern or function). A pattern is a Lua pattern string starting with
 -- "^" (a namespace name always starts with "/", so it cannot be mistaken for one).
 local dynamic = {}
-function siolua._of_dynamic(spec)
+-- Called by C for io.of(pattern or function).
+function hooks.of_dynamic(spec)
   local parent = setmetatable({ name = type(spec) == "string" and spec or "<function>" }, getmetatable(io))
   nsp_state[parent] = { listeners = {}, middlewares = {}, children = {}, matcher = spec }
   table.insert(dynamic, parent)
@@ -443,7 +452,6 @@ end
 ---------------------------------------------------------------------------- sockets
 
 local socket_methods, socket_props = {}, {}
-siolua._socket_methods, siolua._socket_props = socket_methods, socket_props
 hooks.socket_methods, hooks.socket_props = socket_methods, socket_props -- for the handles (lsocket.c)
 
 function socket_props.broadcast(self) return new_op(core.nsp(self), nil, { self.id }) end
@@ -564,7 +572,7 @@ local function jsonable(v, seen, depth)
   end
   return out
 end
-siolua._jsonable = jsonable
+lib.jsonable = jsonable
 
 -- Reload, old VM: what each socket keeps (nil when it has nothing, the common case).
 function hooks.export_all(sockets)

@@ -65,7 +65,7 @@ static const char *const prelude[] = {"prelude.lua", "cluster.lua", NULL};
 static int open_k(lua_State *L)
 {
     lenv_t *env = lenv_get(L);
-    int siolua;
+    int siolua, core_t, hooks, lib;
     /* siolua (also package.loaded.siolua), with the values' functions: null, binary, array... */
     lua_newtable(L);
     siolua = lua_gettop(L);
@@ -76,16 +76,6 @@ static int open_k(lua_State *L)
     lua_pushvalue(L, siolua);
     lua_setfield(L, -2, "siolua");
     lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushinteger(L, env->cfg->max_json_depth);
-    luaL_setfuncs(L, core, 1);
-    lua_setfield(L, siolua, "_core");
-    lua_newtable(L);
-    for (int i = 0; lsocket_reserved_names[i]; i++) { /* for the prelude's check_event */
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, lsocket_reserved_names[i]);
-    }
-    lua_setfield(L, siolua, "_reserved");
 
     /* the bindings, in this order: io is made by lnsp, io.engine and siolua.engine by lengine */
     ltimer_open(L);  /* setTimeout... (globals and siolua) */
@@ -94,17 +84,35 @@ static int open_k(lua_State *L)
     lengine_open(L); /* io.engine, siolua.engine */
     lua_settop(L, siolua);
 
+    /* what the prelude files get (...), all out of the app's reach: the primitives, the hooks C
+     * calls (in the registry), and a table for what the files share */
+    lua_newtable(L);
+    core_t = lua_gettop(L);
+    lua_pushinteger(L, env->cfg->max_json_depth);
+    luaL_setfuncs(L, core, 1);
+    lua_newtable(L);
+    hooks = lua_gettop(L);
+    lua_pushvalue(L, hooks);
+    lvm_set_hooks(L);
+    lua_newtable(L);
+    lib = lua_gettop(L);
+    lua_newtable(L);
+    for (int i = 0; lsocket_reserved_names[i]; i++) { /* for the prelude's check_event */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, lsocket_reserved_names[i]);
+    }
+    lua_setfield(L, lib, "reserved");
     for (int i = 0; prelude[i] != NULL; i++) {
         const embed_file_t *f = embed_find(embed_prelude, prelude[i], strlen(prelude[i]));
         if (f == NULL)
             return luaL_error(L, "prelude file %s is not embedded", prelude[i]);
         if (luaL_loadbufferx(L, f->data, f->len, f->name, "t") != LUA_OK)
             return lua_error(L);
-        lua_call(L, 0, 0);
+        lua_pushvalue(L, core_t);
+        lua_pushvalue(L, hooks);
+        lua_pushvalue(L, lib);
+        lua_call(L, 3, 0);
     }
-    /* the prelude's entry points, kept where the app cannot replace them */
-    lua_getfield(L, siolua, "_hooks");
-    lvm_set_hooks(L);
     lsocket_bind_prelude(L);
     lnsp_bind_prelude(L);
     return 0;

@@ -98,8 +98,7 @@ static int n_of(lua_State *L)
     lvm_selfcall(L, lua_upvalueindex(1));
     if (lua_isfunction(L, 1) || (lua_type(L, 1) == LUA_TSTRING && lua_tostring(L, 1)[0] == '^')) {
         /* a dynamic namespace: a function, or a Lua pattern (a string starting with ^) */
-        lua_getglobal(L, "siolua");
-        lua_getfield(L, -1, "_of_dynamic");
+        lvm_push_hook(L, "of_dynamic");
         lua_pushvalue(L, 1);
         lua_call(L, 1, 1);
         return 1;
@@ -111,15 +110,10 @@ static int n_of(lua_State *L)
         return luaL_error(L, "invalid namespace name \"%s\"", name);
     int created = sio_nsp_find(env->sio, name, len) == NULL;
     lnsp_push(L, sio_nsp_create(env->sio, name, len));
-    if (created) {
-        /* io.on("new_namespace", fn) listeners */
-        lua_getglobal(L, "siolua");
-        lua_getfield(L, -1, "_fire");
-        lua_getglobal(L, "io");
-        lua_pushstring(L, "new_namespace");
-        lua_pushvalue(L, -5);
-        lua_call(L, 3, 0);
-        lua_pop(L, 1);
+    if (created) { /* the prelude's: adapters, then io.on("new_namespace", fn) listeners */
+        lvm_push_hook(L, "new_namespace");
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 0);
     }
     return 1;
 }
