@@ -247,12 +247,12 @@ lib.op_methods, lib.op_props = op_methods, op_props
 
 ---------------------------------------------------------------------------- namespaces
 
--- Per-namespace state of the Lua side: listeners, middlewares, children of a parent namespace.
+-- Per-namespace state of the Lua side: middlewares, children of a parent namespace (listeners are C's).
 local nsp_state = setmetatable({}, { __mode = "k" })
 local function state(nsp)
   local st = nsp_state[nsp]
   if not st then
-    st = { listeners = {}, middlewares = {} }
+    st = { middlewares = {} }
     nsp_state[nsp] = st
   end
   return st
@@ -263,25 +263,6 @@ local nsp_methods, nsp_props = {}, {}
 lib.nsp_methods = nsp_methods
 hooks.nsp_methods, hooks.nsp_props = nsp_methods, nsp_props -- for the namespace objects (lnsp.c)
 
-function nsp_methods.on(self, ev, fn)
-  if type(fn) ~= "function" then error("listener must be a function", 2) end
-  if ev == "connect" then ev = "connection" end
-  local l = state(self).listeners
-  l[ev] = l[ev] or {}
-  table.insert(l[ev], fn)
-  return self
-end
-
-function nsp_methods.off(self, ev, fn)
-  if ev == "connect" then ev = "connection" end
-  local l = state(self).listeners[ev]
-  if not l then return self end
-  for i = #l, 1, -1 do
-    if fn == nil or l[i] == fn then table.remove(l, i) end
-  end
-  return self
-end
-
 function nsp_methods.use(self, fn)
   if type(fn) ~= "function" then error("middleware must be a function", 2) end
   table.insert(state(self).middlewares, fn)
@@ -290,16 +271,9 @@ end
 
 -- Calls the namespace's listeners for ev (and its parent's, for a child of a dynamic namespace).
 local function fire(nsp, ev, ...)
-  local st = state(nsp)
-  local ls = st.listeners[ev]
-  if ls then
-    if #ls == 1 then
-      core.call(ls[1], ev, ...) -- the common case: no copy to make
-    else
-      for _, fn in ipairs({ table.unpack(ls) }) do core.call(fn, ev, ...) end
-    end
-  end
-  if st.parent then fire(st.parent, ev, ...) end
+  core.fire(nsp, ev, ...)
+  local st = nsp_state[nsp]
+  if st and st.parent then fire(st.parent, ev, ...) end
 end
 lib.fire = fire
 
@@ -336,7 +310,7 @@ local dynamic = {}
 -- Called by C for io.of(pattern or function).
 function hooks.of_dynamic(spec)
   local parent = setmetatable({ name = type(spec) == "string" and spec or "<function>" }, getmetatable(io))
-  nsp_state[parent] = { listeners = {}, middlewares = {}, children = {}, matcher = spec }
+  nsp_state[parent] = { middlewares = {}, children = {}, matcher = spec }
   table.insert(dynamic, parent)
   return parent
 end
@@ -619,7 +593,7 @@ end
 -- A re-bound socket: its namespace's "connection" listeners (and a dynamic parent's) run again.
 function hooks.reconnect(nsp, socket)
   local st = state(nsp)
-  if not st.parent and nsp.name ~= "/" and #dynamic > 0 and next(st.listeners) == nil then
+  if not st.parent and nsp.name ~= "/" and #dynamic > 0 and #nsp.eventNames() == 0 then
     -- a child of a dynamic namespace: find its parent in the new code (its answer may come later)
     find_parent(nsp.name, socket.handshake.auth or {}, function(child)
       if child ~= nil and socket.connected then fire(nsp, "connection", socket) end

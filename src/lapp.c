@@ -7,6 +7,7 @@
 
 #include "adapter_redis.h"
 #include "embed.h"
+#include "lemitter.h"
 #include "lengine.h"
 #include "lnsp.h"
 #include "log.h"
@@ -30,7 +31,7 @@ static const luaL_Reg core[] = {
     /* sockets (lsocket.h) */
     {"emit", lsocket_core_emit},
     {"cancel_ack", lsocket_core_cancel_ack},
-    {"fire", lsocket_core_fire},
+    {"fire", lemitter_core_fire}, /* (lemitter.h) the listeners of a socket or a namespace */
     {"uv", lsocket_core_uv},
     {"nsp", lsocket_core_nsp},
     {"accept", lsocket_core_accept},

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lemitter.h"
 #include "lenv.h"
 #include "log.h"
 #include "lreq.h"
@@ -148,12 +149,9 @@ static unsigned listener_flags(lua_State *L, int obj, const char *const *names)
 {
     unsigned f = 0;
     uv_field(L, obj, "events");
-    for (int i = 0; names[i]; i++) {
-        lua_getfield(L, -1, names[i]);
-        if (lua_istable(L, -1) && lua_rawlen(L, -1) > 0)
+    for (int i = 0; names[i]; i++)
+        if (lemitter_has(L, lua_gettop(L), names[i]))
             f |= 1u << i;
-        lua_pop(L, 1);
-    }
     lua_pop(L, 1);
     return f;
 }
@@ -175,51 +173,24 @@ static void update_flags(lua_State *L, int obj)
     }
 }
 
-/* Calls the listeners of ev on the object at obj with the nargs values on top, each in its own
- * handler coroutine (lvm_call: errors are logged, not raised). Once-listeners are removed
- * before any runs; the list is snapshotted so listeners may add or remove listeners.
- * [-nargs, +0, m] */
-static void fire(lua_State *L, int obj, const char *ev, int nargs, const char *what)
+/* ---------------------------------------------------------------- listeners (lemitter.h) */
+
+/* An engine's or a conn's listeners: its user value's `events` (made with the object). */
+static void events_table(lua_State *L, int obj, int create)
 {
-    int args = lua_gettop(L) - nargs + 1, snap, live;
-    lua_Integer n, k = 0, keep = 0;
-    obj = lua_absindex(L, obj);
-    luaL_checkstack(L, nargs + 8, "fire");
+    (void)create;
     uv_field(L, obj, "events");
-    lua_getfield(L, -1, ev);
-    if (!lua_istable(L, -1)) {
-        lua_settop(L, args - 1);
-        return;
-    }
-    live = lua_gettop(L);
-    n = (lua_Integer)lua_rawlen(L, live);
-    lua_createtable(L, (int)n, 0);
-    snap = lua_gettop(L);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, live, i);
-        if (lua_istable(L, -1)) { /* {fn}: a once-listener, dropped from the live list */
-            lua_rawgeti(L, -1, 1);
-            lua_rawseti(L, snap, ++k);
-            lua_pop(L, 1);
-        } else {
-            lua_pushvalue(L, -1);
-            lua_rawseti(L, snap, ++k);
-            lua_rawseti(L, live, ++keep);
-        }
-    }
-    for (lua_Integer i = keep + 1; i <= n; i++) {
-        lua_pushnil(L);
-        lua_rawseti(L, live, i);
-    }
-    if (keep != n)
-        update_flags(L, obj);
-    for (lua_Integer i = 1; i <= k; i++) {
-        lua_rawgeti(L, snap, i);
-        for (int a = 0; a < nargs; a++)
-            lua_pushvalue(L, args + a);
-        lvm_call(L, nargs, what);
-    }
-    lua_settop(L, args - 1);
+}
+
+static const lemitter_kind_t engine_kind = {
+    .table = events_table, .changed = update_flags, .fmt = "engine \"%s\" handler%s"};
+static const lemitter_kind_t conn_kind = {
+    .table = events_table, .changed = update_flags, .fmt = "engine conn \"%s\" handler%s"};
+
+/* Calls the listeners of ev of the engine or conn at obj with the nargs values on top (popped). */
+static void fire(lua_State *L, int obj, const char *ev, int nargs)
+{
+    lemitter_fire(L, obj, luaL_testudata(L, obj, ENGINE_MT) ? &engine_kind : &conn_kind, 0, ev, nargs, "");
 }
 
 /* ---------------------------------------------------------------- calls from eio into Lua */
@@ -280,7 +251,7 @@ static int connection_k(lua_State *L)
     conn_new(L, e, a->s, a->reloaded);
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref);
     lua_pushvalue(L, 1);
-    fire(L, -2, "connection", 1, "engine \"connection\" handler");
+    fire(L, -2, "connection", 1);
     return 0;
 }
 
@@ -303,8 +274,8 @@ static int message_k(lua_State *L)
     else
         lua_pushlstring(L, a->data, a->len);
     lua_pushvalue(L, 2);
-    fire(L, 1, "data", 1, "engine conn \"data\" handler");
-    fire(L, 1, "message", 1, "engine conn \"message\" handler");
+    fire(L, 1, "data", 1);
+    fire(L, 1, "message", 1);
     return 0;
 }
 
@@ -351,7 +322,7 @@ static int notify_k(lua_State *L)
     switch (a->what) {
     case EIO_W_PACKET_CREATE:
         push_out_packet(L, a->pkts[0]);
-        fire(L, 1, "packetCreate", 1, "engine conn \"packetCreate\" handler");
+        fire(L, 1, "packetCreate", 1);
         break;
     case EIO_W_FLUSH:
         lua_createtable(L, (int)a->n, 0);
@@ -359,17 +330,17 @@ static int notify_k(lua_State *L)
             push_out_packet(L, a->pkts[i]);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
-        fire(L, 1, "flush", 1, "engine conn \"flush\" handler");
+        fire(L, 1, "flush", 1);
         break;
     case EIO_W_DRAIN:
-        fire(L, 1, "drain", 0, "engine conn \"drain\" handler");
+        fire(L, 1, "drain", 0);
         break;
     case EIO_W_HEARTBEAT:
-        fire(L, 1, "heartbeat", 0, "engine conn \"heartbeat\" handler");
+        fire(L, 1, "heartbeat", 0);
         break;
     case EIO_W_UPGRADING:
         push_websocket(L);
-        fire(L, 1, "upgrading", 1, "engine conn \"upgrading\" handler");
+        fire(L, 1, "upgrading", 1);
         break;
     }
     return 0;
@@ -391,7 +362,7 @@ static int packet_k(lua_State *L)
     else
         lua_pushnil(L);
     lua_setfield(L, -2, "data");
-    fire(L, 1, "packet", 1, "engine conn \"packet\" handler");
+    fire(L, 1, "packet", 1);
     return 0;
 }
 
@@ -401,7 +372,7 @@ static int close_k(lua_State *L)
     lua_settop(L, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->c->ref);
     lua_pushstring(L, a->reason);
-    fire(L, 1, "close", 1, "engine conn \"close\" handler");
+    fire(L, 1, "close", 1);
     return 0;
 }
 
@@ -411,7 +382,7 @@ static int upgrade_k(lua_State *L)
     lua_settop(L, 0);
     lua_rawgeti(L, LUA_REGISTRYINDEX, a->c->ref);
     push_websocket(L);
-    fire(L, 1, "upgrade", 1, "engine conn \"upgrade\" handler");
+    fire(L, 1, "upgrade", 1);
     return 0;
 }
 
@@ -438,7 +409,7 @@ static int error_k(lua_State *L)
         lua_setfield(L, -2, "name");
     }
     lua_setfield(L, -2, "context");
-    fire(L, 1, "connection_error", 1, "engine \"connection_error\" handler");
+    fire(L, 1, "connection_error", 1);
     return 0;
 }
 
@@ -502,12 +473,12 @@ static int headers_k(lua_State *L)
     if (a->initial && (e->flags & EV_INITIAL)) {
         lua_pushvalue(L, 2);
         lua_pushvalue(L, 3);
-        fire(L, 1, "initial_headers", 2, "engine \"initial_headers\" handler");
+        fire(L, 1, "initial_headers", 2);
     }
     if (e->flags & EV_HEADERS) {
         lua_pushvalue(L, 2);
         lua_pushvalue(L, 3);
-        fire(L, 1, "headers", 2, "engine \"headers\" handler");
+        fire(L, 1, "headers", 2);
     }
     /* read the table back: strings are copied into vm->hdr_store, then pointed to */
     vm->hdr_store.len = 0;
@@ -844,92 +815,7 @@ static lengine_t *find_endpoint(evm_t *vm, const char *path)
     return NULL;
 }
 
-/* ---------------------------------------------------------------- emitter methods */
-
-/* on(ev, fn) / once(ev, fn) on the object at upvalue 1; returns the object. */
-static int add_listener(lua_State *L, int once)
-{
-    int obj = lua_upvalueindex(1);
-    lvm_selfcall(L, obj);
-    luaL_checkstring(L, 1);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    uv_field(L, obj, "events");
-    if (lua_getfield(L, -1, lua_tostring(L, 1)) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, lua_tostring(L, 1));
-    }
-    if (once) {
-        lua_createtable(L, 1, 0);
-        lua_pushvalue(L, 2);
-        lua_rawseti(L, -2, 1);
-    } else {
-        lua_pushvalue(L, 2);
-    }
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    update_flags(L, obj);
-    lua_pushvalue(L, obj);
-    return 1;
-}
-
-static int m_on(lua_State *L) { return add_listener(L, 0); }
-static int m_once(lua_State *L) { return add_listener(L, 1); }
-
-/* off(ev[, fn]) / removeAllListeners([ev]) */
-static int m_off(lua_State *L)
-{
-    int obj = lua_upvalueindex(1);
-    lvm_selfcall(L, obj);
-    uv_field(L, obj, "events");
-    if (lua_isnoneornil(L, 1)) {
-        lua_getiuservalue(L, obj, 1);
-        lua_newtable(L);
-        lua_setfield(L, -2, "events");
-    } else if (lua_getfield(L, -1, luaL_checkstring(L, 1)) == LUA_TTABLE) {
-        int list = lua_gettop(L);
-        lua_Integer n = (lua_Integer)lua_rawlen(L, list), keep = 0;
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_rawgeti(L, list, i);
-            if (lua_istable(L, -1))
-                lua_rawgeti(L, -1, 1);
-            else
-                lua_pushvalue(L, -1);
-            if (!lua_isnoneornil(L, 2) && !lua_rawequal(L, -1, 2)) {
-                lua_pop(L, 1);
-                lua_rawseti(L, list, ++keep);
-            } else {
-                lua_pop(L, 2);
-            }
-        }
-        for (lua_Integer i = keep + 1; i <= n; i++) {
-            lua_pushnil(L);
-            lua_rawseti(L, list, i);
-        }
-    }
-    update_flags(L, obj);
-    lua_pushvalue(L, obj);
-    return 1;
-}
-
-static int m_listener_count(lua_State *L)
-{
-    int obj = lua_upvalueindex(1);
-    lvm_selfcall(L, obj);
-    uv_field(L, obj, "events");
-    lua_getfield(L, -1, luaL_checkstring(L, 1));
-    lua_pushinteger(L, lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0);
-    return 1;
-}
-
-static const luaL_Reg emitter_methods[] = {{"on", m_on},
-                                           {"addListener", m_on},
-                                           {"once", m_once},
-                                           {"off", m_off},
-                                           {"removeListener", m_off},
-                                           {"removeAllListeners", m_off},
-                                           {"listenerCount", m_listener_count},
-                                           {NULL, NULL}};
+/* ---------------------------------------------------------------- methods */
 
 /* Pushes a method of `list` named k bound to the object at idx, or returns 0. */
 static int push_method(lua_State *L, const luaL_Reg *list, int idx, const char *k)
@@ -1018,7 +904,7 @@ static int conn_index(lua_State *L)
 {
     lconn_t *c = check_conn(L, 1);
     const char *k = luaL_checkstring(L, 2);
-    if (push_method(L, emitter_methods, 1, k) || push_method(L, conn_methods, 1, k))
+    if (lemitter_method(L, 1, &conn_kind, k) || push_method(L, conn_methods, 1, k))
         return 1;
     if (strcmp(k, "id") == 0) {
         lua_pushstring(L, c->id);
@@ -1117,7 +1003,7 @@ static int engine_index(lua_State *L)
 {
     lengine_t *e = check_engine(L, 1);
     const char *k = luaL_checkstring(L, 2);
-    if (push_method(L, emitter_methods, 1, k) || push_method(L, engine_methods, 1, k))
+    if (lemitter_method(L, 1, &engine_kind, k) || push_method(L, engine_methods, 1, k))
         return 1;
     if (strcmp(k, "clientsCount") == 0) {
         eio_server_t *eio = engine_eio(e);

@@ -4,12 +4,14 @@
 #include <lauxlib.h>
 #include <string.h>
 
+#include "lemitter.h"
 #include "lenv.h"
 #include "log.h"
 
 #define NSP_MT "siolua.namespace"
 
-static const char STATE_KEY = 's'; /* registry: object -> {ptr = nsp, events = {}} */
+static const char STATE_KEY = 's'; /* registry: object -> {ptr = nsp} */
+static const char EVENTS_KEY = 'e'; /* registry: object -> its listeners (weak keys: parents too) */
 static const char OBJS_KEY = 'o';  /* registry: nsp name -> object */
 static const char LUAIO_KEY = 'i'; /* registry: Lua's io library */
 
@@ -88,6 +90,31 @@ int lnsp_core_mark_child(lua_State *L)
     return 0;
 }
 
+/* ---------------------------------------------------------------- listeners (lemitter.h) */
+
+static void nsp_table(lua_State *L, int obj, int create)
+{
+    obj = lua_absindex(L, obj);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &EVENTS_KEY);
+    lua_pushvalue(L, obj);
+    if (lua_rawget(L, -2) == LUA_TNIL && create) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, obj);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+    }
+    lua_remove(L, -2);
+}
+
+/* io.on("connect", fn) is io.on("connection", fn), as in the reference */
+static const char *nsp_alias(const char *ev)
+{
+    return strcmp(ev, "connect") == 0 ? "connection" : ev;
+}
+
+static const lemitter_kind_t nsp_kind = {.table = nsp_table, .alias = nsp_alias, .fmt = "%s handler%s"};
+
 /* ---------------------------------------------------------------- io */
 
 static int n_of(lua_State *L)
@@ -157,7 +184,7 @@ static int nsp_index(lua_State *L)
     int is_io;
     if (k == NULL)
         return 0;
-    if (lvm_member(L, 1, &PROPS_KEY, &METHODS_KEY, k))
+    if (lvm_member(L, 1, &PROPS_KEY, &METHODS_KEY, k) || lemitter_method(L, 1, &nsp_kind, k))
         return 1;
     lua_getglobal(L, "io");
     is_io = lua_rawequal(L, 1, -1);
@@ -188,13 +215,19 @@ void lnsp_open(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &STATE_KEY);
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &OBJS_KEY);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &EVENTS_KEY);
     lua_getglobal(L, "io");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &LUAIO_KEY);
 
     luaL_newmetatable(L, NSP_MT);
     lua_pushcfunction(L, nsp_index);
     lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    lemitter_register(L, &nsp_kind); /* (pops the metatable) */
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);
     lua_newtable(L);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "eio.h"
+#include "lemitter.h"
 #include "lengine.h"
 #include "lenv.h"
 #include "lnsp.h"
@@ -265,157 +266,29 @@ static void push_rooms(lua_State *L, lsock_t *h)
     }
 }
 
-/* ---------------------------------------------------------------- listeners */
+/* ---------------------------------------------------------------- listeners (lemitter.h) */
 
-/* Listeners of an event live in the handle's events table as either one function (the common
- * case: one listener, no list to allocate or copy per event) or a list whose entries are functions
- * or one-shot wrappers {fn = f, once = true}. */
-
-/* on(event, fn) / once(event, fn): adds fn to the event's listeners. */
-static int add_listener(lua_State *L, int once)
+/* The handle's listeners table is its user value 1, made on first use. */
+static void socket_table(lua_State *L, int ud, int create)
 {
-    const char *ev;
-    int t;
-    lvm_selfcall(L, lua_upvalueindex(1));
-    ev = luaL_checkstring(L, 1);
-    luaL_checktype(L, 2, LUA_TFUNCTION);
-    events_table(L, lua_upvalueindex(1));
-    t = lua_getfield(L, -1, ev);
-    if (t == LUA_TNIL && !once) {
-        lua_pushvalue(L, 2);
-        lua_setfield(L, -3, ev); /* the first plain listener: stored as is */
-        lua_pushvalue(L, lua_upvalueindex(1));
-        return 1;
-    }
-    if (t != LUA_TTABLE) {
-        /* nil (a one-shot first listener) or one function: make a list */
-        lua_createtable(L, 2, 0);
-        if (t == LUA_TFUNCTION) {
-            lua_pushvalue(L, -2);
-            lua_rawseti(L, -2, 1);
-        }
-        lua_remove(L, -2);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, ev);
-    }
-    if (once) {
-        lua_createtable(L, 0, 2);
-        lua_pushvalue(L, 2);
-        lua_setfield(L, -2, "fn");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "once");
-    } else {
-        lua_pushvalue(L, 2);
-    }
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    return 1;
+    if (create)
+        events_table(L, ud);
+    else
+        events(L, ud);
 }
 
-static int m_on(lua_State *L) { return add_listener(L, 0); }
-static int m_once(lua_State *L) { return add_listener(L, 1); }
-
-/* off(event[, fn]): removes fn, or every listener of event. */
-static int m_off(lua_State *L)
+static const char *socket_label(lua_State *L, int ud)
 {
-    const char *ev;
-    lvm_selfcall(L, lua_upvalueindex(1));
-    ev = luaL_checkstring(L, 1);
-    if (events(L, lua_upvalueindex(1)) == LUA_TNIL) {
-        lua_pushvalue(L, lua_upvalueindex(1));
-        return 1;
-    }
-    if (lua_isnoneornil(L, 2)) {
-        lua_pushnil(L);
-        lua_setfield(L, -2, ev);
-    } else if (lua_getfield(L, -1, ev) == LUA_TFUNCTION) {
-        if (lua_rawequal(L, -1, 2)) {
-            lua_pushnil(L);
-            lua_setfield(L, -3, ev);
-        }
-    } else if (lua_istable(L, -1)) {
-        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_rawgeti(L, -1, i);
-            if (lua_istable(L, -1)) {
-                lua_getfield(L, -1, "fn");
-                lua_remove(L, -2);
-            }
-            int same = lua_rawequal(L, -1, 2);
-            lua_pop(L, 1);
-            if (same) {
-                for (lua_Integer j = i; j < n; j++) {
-                    lua_rawgeti(L, -1, j + 1);
-                    lua_rawseti(L, -2, j);
-                }
-                lua_pushnil(L);
-                lua_rawseti(L, -2, n);
-                break;
-            }
-        }
-    }
-    lua_pushvalue(L, lua_upvalueindex(1));
-    return 1;
+    return ((lsock_t *)lua_touserdata(L, ud))->id;
 }
 
-/* Calls every listener of `ev` on the handle at `ud` with the nargs values on top of the stack
- * (popped). Listeners run from a copy of the list (they may add or remove listeners); one-shot
- * listeners are removed from the list before any of them runs. evidx, when not 0, is where the
- * name is on the stack as a Lua string: looked up as is, without hashing `ev` again. */
+static const lemitter_kind_t socket_kind = {
+    .table = socket_table, .fmt = "handler for \"%s\" of socket %s", .label = socket_label};
+
+/* Calls every listener of `ev` on the handle at `ud` with the nargs values on top (popped). */
 static void fire(lua_State *L, int ud, int evidx, const char *ev, int nargs)
 {
-    int args = lua_gettop(L) - nargs + 1, list, copy, t;
-    lua_Integer n, k = 0;
-    if (events(L, ud) == LUA_TNIL) {
-        lua_settop(L, args - 1);
-        return;
-    }
-    if (evidx != 0) {
-        lua_pushvalue(L, evidx);
-        t = lua_rawget(L, -2);
-    } else {
-        t = lua_getfield(L, -1, ev);
-    }
-    if (t == LUA_TFUNCTION) {
-        /* one listener: call it, no copy */
-        for (int a = 0; a < nargs; a++)
-            lua_pushvalue(L, args + a);
-        lvm_callf(L, nargs, "handler for \"%s\" of socket %s", ev, ((lsock_t *)lua_touserdata(L, ud))->id);
-        lua_settop(L, args - 1);
-        return;
-    }
-    if (t != LUA_TTABLE) {
-        lua_settop(L, args - 1);
-        return;
-    }
-    list = lua_gettop(L);
-    n = (lua_Integer)lua_rawlen(L, list);
-    lua_createtable(L, (int)n, 0);
-    copy = lua_gettop(L);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, list, i);
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, copy, i);
-        if (lua_istable(L, -1))
-            lua_pop(L, 1);             /* once: dropped from the list */
-        else
-            lua_rawseti(L, list, ++k); /* kept, compacted in place (k <= i) */
-    }
-    for (lua_Integer i = k + 1; i <= n; i++) {
-        lua_pushnil(L);
-        lua_rawseti(L, list, i);
-    }
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, copy, i);
-        if (lua_istable(L, -1)) {
-            lua_getfield(L, -1, "fn");
-            lua_remove(L, -2);
-        }
-        for (int a = 0; a < nargs; a++)
-            lua_pushvalue(L, args + a);
-        lvm_callf(L, nargs, "handler for \"%s\" of socket %s", ev, ((lsock_t *)lua_touserdata(L, ud))->id);
-    }
-    lua_settop(L, args - 1);
+    lemitter_fire(L, ud, &socket_kind, evidx, ev, nargs, ((lsock_t *)lua_touserdata(L, ud))->id);
 }
 
 /* ---------------------------------------------------------------- acks */
@@ -543,16 +416,6 @@ void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason)
 }
 
 /* ---------------------------------------------------------------- primitives for the prelude */
-
-/* core.fire(socket, ev, ...): the socket's listeners for ev (after socket.use and onAny). */
-int lsocket_core_fire(lua_State *L)
-{
-    const char *ev;
-    check(L, 1);
-    ev = luaL_checkstring(L, 2);
-    fire(L, 1, 2, ev, lua_gettop(L) - 2);
-    return 0;
-}
 
 /* core.uv(socket[, create]): the handle's private table (acks, middlewares, data...); nil if it
  * does not exist yet, unless create is true. */
@@ -708,12 +571,12 @@ static void push_handshake(lua_State *L, int ud, lsock_t *h)
     lua_pop(L, 1);
 }
 
-static const luaL_Reg methods[] = {{"emit", m_emit},       {"on", m_on},       {"once", m_once},
-                                   {"off", m_off},         {"join", m_join},   {"leave", m_leave},
+static const luaL_Reg methods[] = {{"emit", m_emit}, {"join", m_join}, {"leave", m_leave},
                                    {"disconnect", m_disconnect}, {NULL, NULL}};
 
-/* The fields s_index answers itself; codes below K_ID are 1 + an index in methods[]. */
-enum { K_ID = 16, K_CONNECTED, K_DISCONNECTED, K_DATA, K_HANDSHAKE, K_ROOMS, K_NSP, K_CONN };
+/* The fields s_index answers itself; codes below K_ID are 1 + an index in methods[], codes from
+ * K_EMITTER on the emitter's methods (lemitter.h). */
+enum { K_ID = 16, K_CONNECTED, K_DISCONNECTED, K_DATA, K_HANDSHAKE, K_ROOMS, K_NSP, K_CONN, K_EMITTER = 32 };
 static const struct {
     const char *name;
     int code;
@@ -743,6 +606,10 @@ static int s_index(lua_State *L)
     if (code >= 1 && code < K_ID) {
         lua_pushvalue(L, 1);
         lua_pushcclosure(L, methods[code - 1].func, 1);
+        return 1;
+    }
+    if (code >= K_EMITTER) {
+        lemitter_push_method(L, 1, &socket_kind, code - K_EMITTER);
         return 1;
     }
     switch (code) {
@@ -824,10 +691,14 @@ static int s_tostring(lua_State *L)
 void lsocket_open(lua_State *L)
 {
     luaL_newmetatable(L, SOCKET_MT);
-    lua_createtable(L, 0, 16); /* key_code's {name -> code} */
+    lua_createtable(L, 0, 24); /* key_code's {name -> code} */
     for (int i = 0; methods[i].name; i++) {
         lua_pushinteger(L, i + 1);
         lua_setfield(L, -2, methods[i].name);
+    }
+    for (int i = 0; lemitter_method_name(i) != NULL; i++) {
+        lua_pushinteger(L, K_EMITTER + i);
+        lua_setfield(L, -2, lemitter_method_name(i));
     }
     for (int i = 0; fields[i].name; i++) {
         lua_pushinteger(L, fields[i].code);
@@ -840,7 +711,7 @@ void lsocket_open(lua_State *L)
     lua_setfield(L, -2, "__newindex");
     lua_pushcfunction(L, s_tostring);
     lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    lemitter_register(L, &socket_kind); /* (pops the metatable) */
     /* until the prelude provides them: no extra properties or methods */
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &PROPS_KEY);

@@ -45,12 +45,11 @@ rbuf_t *lsocket_encode(lua_State *L, int first, const char *nsp, sio_type_t type
                        int *natt);
 
 /* The prelude's primitives (lapp's core list): core.emit(socket, volatile, ev, ack|nil, ...),
- * core.cancel_ack(socket, id), core.fire(socket, ev, ...), core.uv(socket[, create]),
+ * core.cancel_ack(socket, id), core.uv(socket[, create]),
  * core.nsp(socket), core.accept(socket), core.refuse(socket, message, data),
  * core.watch_outgoing(socket, on). */
 int lsocket_core_emit(lua_State *L);
 int lsocket_core_cancel_ack(lua_State *L);
-int lsocket_core_fire(lua_State *L);
 int lsocket_core_uv(lua_State *L);
 int lsocket_core_nsp(lua_State *L);
 int lsocket_core_accept(lua_State *L);

@@ -464,6 +464,57 @@ export const apiApps = {
       });
     },
   },
+  api_emitter: {
+    options: {},
+    setup(io) {
+      const endpoint = engineAttach(io.httpServer, { path: "/emitter.io/" });
+      const other = io.of("/other");
+      const order = [];
+      other.on("connection", () => order.push("on"));
+      other.prependListener("connection", () => order.push("prepend"));
+      other.once("connection", () => order.push("once"));
+      other.prependOnceListener("connection", () => order.push("prependOnce"));
+      // io's emitter methods are its main namespace's and return it (in Lua, io is that namespace)
+      const self = (x) => (x === io ? io.sockets : x);
+      const exercise = (x) => {
+        const r = {};
+        const [f1, f2, f3, f4] = [() => {}, () => {}, () => {}, () => {}];
+        r.chain = x.on("e1", f1) === self(x) && x.prependListener("e1", f2) === self(x) && x.once("e1", f3) === self(x)
+          && x.prependOnceListener("e1", f4) === self(x);
+        r.count = x.listenerCount("e1");
+        let ls = x.listeners("e1");
+        r.order = ls.length === 4 && ls[0] === f4 && ls[1] === f2 && ls[2] === f1 && ls[3] === f3;
+        x.on("e1", f1);
+        r.off = x.off("e1", f1) === self(x);
+        ls = x.listeners("e1");
+        r.afterOff = ls.length === 4 && ls[2] === f1 && ls[3] === f3;
+        x.removeListener("e1", f2);
+        r.afterRemove = x.listenerCount("e1");
+        x.addListener("e2", f1);
+        const names = x.eventNames();
+        r.names = names.includes("e1") && names.includes("e2");
+        r.removeAll = x.removeAllListeners("e1") === self(x);
+        r.afterAll = x.listenerCount("e1");
+        r.u = x.listenerCount("e2");
+        x.off("e2", f1);
+        r.none = x.listenerCount("e2");
+        return r;
+      };
+      io.on("connection", (socket) => {
+        const log = [];
+        socket.on("exercise", (ack) => ack({
+          socket: exercise(socket), io: exercise(io), nsp: exercise(other), engine: exercise(io.engine),
+          endpoint: exercise(endpoint), conn: exercise(socket.conn),
+        }));
+        socket.on("t", (x) => log.push("on" + x));
+        socket.prependListener("t", (x) => log.push("prepend" + x));
+        socket.once("t", (x) => log.push("once" + x));
+        socket.prependOnceListener("t", (x) => log.push("prependOnce" + x));
+        socket.on("log", (ack) => ack(log));
+        socket.on("order", (ack) => ack(order));
+      });
+    },
+  },
   api_eio_events: {
     options: {},
     setup(io) {
