@@ -61,26 +61,26 @@ end
 
 ---------------------------------------------------------------------------- acknowledgements
 
--- Collects the replies of a broadcast with an ack: callback(err, replies) once every recipient
--- answered, or with err = "operation has timed out" (and the replies so far) at the timeout.
-local function collector(expected, timeout, callback)
-  local replies, done, timer = {}, false, nil
-  local function finish(err)
-    if done then return end
-    done = true
-    if timer then siolua.clearTimeout(timer) end
-    callback(err and new_error(err) or nil, replies)
+-- Runs fn(done) and returns what done(...) got, packed: at once when done was called during fn (an
+-- in-memory adapter's answer), else after suspending the calling handler until it is (another
+-- node's); what names the operation when that cannot be, at the top level.
+local function wait(what, fn)
+  local co, main = coroutine.running()
+  local result, ready, waiting = nil, false, false
+  fn(function(...)
+    if ready then return end
+    ready = true
+    result = pack(...)
+    if waiting then core.resume(co) end
+  end)
+  if not ready then
+    if main then error(what .. " must be called from a handler (a coroutine), not at the top level", 3) end
+    waiting = true
+    coroutine.yield()
   end
-  if timeout then timer = after(timeout, function() finish(TIMEOUT) end) end
-  local function on_reply(first, ...)
-    if done then return end
-    -- the reference collects the first argument of each reply
-    replies[#replies + 1] = first
-    if #replies >= expected then finish(nil) end
-  end
-  if expected == 0 then finish(nil) end
-  return on_reply
+  return result
 end
+lib.wait = wait
 
 -- Runs fn(callback) and suspends the calling handler until callback fires; returns what it got.
 -- A reply of the form (err, ...) where err is set raises err, as the reference's promise rejects.
@@ -105,25 +105,29 @@ end
 ---------------------------------------------------------------------------- broadcast operators
 
 -- An operator is immutable, as the reference's BroadcastOperator: every modifier returns a new one.
+-- Its _opts are the adapter's BroadcastOptions: rooms and except (sequences of room names, empty
+-- for none) and flags (volatile, compress, timeout, local).
 local Operator = {}
 local op_methods, op_props = {}, {}
+local NONE = {} -- an empty room list (never changed: with and concat make new ones)
 
 local function new_op(nsp, rooms, except, flags, socket)
-  return setmetatable({ _nsp = nsp, _rooms = rooms or {}, _except = except or {}, _flags = flags or {},
-    _socket = socket }, Operator)
+  return setmetatable({ _nsp = nsp, _socket = socket,
+    _opts = { rooms = rooms or NONE, except = except or NONE, flags = flags or {} } }, Operator)
 end
 
 local function with(op, changes)
   local flags = {}
-  for k, v in pairs(op._flags) do flags[k] = v end
+  local opts = op._opts
+  for k, v in pairs(opts.flags) do flags[k] = v end
   for k, v in pairs(changes.flags or {}) do flags[k] = v end
-  local socket, except = op._socket, changes.except or op._except
+  local socket, except = op._socket, changes.except or opts.except
   if socket and (changes.rooms or changes.except) then
     -- socket.volatile.to(room): a broadcast from the socket, which excludes itself
     except = concat({ socket.id }, except)
     socket = nil
   end
-  return new_op(op._nsp, changes.rooms or op._rooms, except, flags, socket)
+  return new_op(op._nsp, changes.rooms or opts.rooms, except, flags, socket)
 end
 
 Operator.__index = function(self, k)
@@ -134,16 +138,14 @@ Operator.__index = function(self, k)
 end
 Operator.__name = "siolua.operator"
 
-function op_methods.to(self, room) return with(self, { rooms = concat(self._rooms, list(room)) }) end
+function op_methods.to(self, room) return with(self, { rooms = concat(self._opts.rooms, list(room)) }) end
 op_methods["in"] = op_methods.to
-function op_methods.except(self, room) return with(self, { except = concat(self._except, list(room)) }) end
+function op_methods.except(self, room) return with(self, { except = concat(self._opts.except, list(room)) }) end
 function op_methods.compress(self, on) return with(self, { flags = { compress = on ~= false } }) end
 function op_methods.timeout(self, ms) return with(self, { flags = { timeout = ms } }) end
 function op_props.volatile(self) return with(self, { flags = { volatile = true } }) end
 op_props["local"] = function(self) return with(self, { flags = { ["local"] = true } }) end
 function op_props.broadcast(self) return self end
-
-local function rooms_arg(t) if #t == 0 then return nil end return t end
 
 -- A dynamic namespace's parent (io.of(pattern or function)) has no sockets of its own: emit reaches
 -- its children, and the socket operations find nothing, as the reference's ParentNamespace.
@@ -163,20 +165,67 @@ local function targets(nsp)
   end
   return { nsp }
 end
-lib.targets = targets
+
+-- The adapter of a namespace (adapter.lua).
+local function adapter(nsp) return lib.adapter_of(nsp) end
+
+-- A broadcast with an ack, as the reference's BroadcastOperator.emit: each target namespace's
+-- adapter reports how many clients it sent to per server (clientCount) and every client's ack;
+-- callback(err, replies) once every server counted and every client replied, or at the timeout
+-- with the replies so far.
+local function broadcast_with_ack(self, nsps, packet, cb)
+  local opts, timeout = self._opts, self._opts.flags.timeout
+  local replies, done, timer = siolua.array(), false, nil
+  local counts, expected_servers, actual_servers, expected_clients = #nsps, 0, 0, 0
+  local function finish(err)
+    if done then return end
+    done = true
+    if timer then siolua.clearTimeout(timer) end
+    core.call(cb, "broadcast ack callback", err, replies)
+  end
+  local function check()
+    if counts == 0 and expected_servers == actual_servers and #replies == expected_clients then finish(nil) end
+  end
+  local function client_count(n)
+    expected_clients = expected_clients + n
+    actual_servers = actual_servers + 1
+    check()
+  end
+  local function on_reply(first) -- the reference collects the first argument of each reply
+    if done then return end
+    if first == nil then first = null end
+    replies[#replies + 1] = first
+    check()
+  end
+  if timeout then timer = after(timeout, function() finish(new_error(TIMEOUT)) end) end
+  for _, nsp in ipairs(nsps) do
+    local a = adapter(nsp)
+    a:broadcastWithAck(packet, opts, client_count, on_reply)
+    a:serverCount(function(n)
+      expected_servers = expected_servers + n
+      counts = counts - 1
+      check()
+    end)
+  end
+  check() -- no target namespace (a parent without children): at once
+  return true
+end
 
 function op_methods.emit(self, ev, ...)
   check_event(ev)
-  local args = pack(...)
-  local cb = args.n > 0 and type(args[args.n]) == "function" and args[args.n] or nil
-  if cb then args.n = args.n - 1 end
+  local packet = pack(ev, ...) -- the adapter's packet: the event and its arguments
+  local cb = packet.n > 1 and type(packet[packet.n]) == "function" and packet[packet.n] or nil
+  if cb then
+    packet[packet.n] = nil
+    packet.n = packet.n - 1
+  end
   if self._socket then
     -- socket-level: socket.timeout(ms).emit / socket.volatile.emit
-    local socket, timeout = self._socket, self._flags.timeout
-    if cb and timeout then
+    local socket, flags = self._socket, self._opts.flags
+    if cb and flags.timeout then
       local id, done, timer
       local user = cb
-      timer = after(timeout, function()
+      timer = after(flags.timeout, function()
         if done then return end
         done = true
         core.cancel_ack(socket, id)
@@ -189,25 +238,14 @@ function op_methods.emit(self, ev, ...)
         user(nil, ...)
       end
       local sent
-      sent, id = core.emit(socket, self._flags.volatile or false, ev, cb, unpack(args, 1, args.n))
+      sent, id = core.emit(socket, flags.volatile or false, ev, cb, unpack(packet, 2, packet.n))
       return sent
     end
-    return (core.emit(socket, self._flags.volatile or false, ev, cb, unpack(args, 1, args.n)))
+    return (core.emit(socket, flags.volatile or false, ev, cb, unpack(packet, 2, packet.n)))
   end
-  if cb then
-    local on_reply
-    local count = 0
-    for _, nsp in ipairs(targets(self._nsp)) do
-      count = count + core.broadcast(nsp, rooms_arg(self._rooms), rooms_arg(self._except),
-        self._flags.volatile or false, function(...) return on_reply(...) end, ev, unpack(args, 1, args.n))
-    end
-    on_reply = collector(count, self._flags.timeout, cb)
-    return true
-  end
-  for _, nsp in ipairs(targets(self._nsp)) do
-    core.broadcast(nsp, rooms_arg(self._rooms), rooms_arg(self._except), self._flags.volatile or false,
-      nil, ev, unpack(args, 1, args.n))
-  end
+  local nsps = targets(self._nsp)
+  if cb then return broadcast_with_ack(self, nsps, packet, cb) end
+  for i = 1, #nsps do adapter(nsps[i]):broadcast(packet, self._opts) end
   return true
 end
 
@@ -216,7 +254,7 @@ end
 function op_methods.emitWithAck(self, ev, ...)
   local args = pack(...)
   -- broadcasts and timed emits answer (err, ...); a plain socket emit answers (...)
-  local err_first = self._flags.timeout ~= nil or self._socket == nil
+  local err_first = self._opts.flags.timeout ~= nil or self._socket == nil
   return await(function(done)
     args[args.n + 1] = err_first and done or function(...) done(nil, ...) end
     op_methods.emit(self, ev, unpack(args, 1, args.n + 1))
@@ -225,21 +263,45 @@ end
 
 function op_methods.send(self, ...) return op_methods.emit(self, "message", ...) end
 
+-- The sockets the operator selects, of every server (suspends the handler while other servers
+-- answer; raises what the adapter reports, e.g. a timeout).
 function op_methods.fetchSockets(self)
   if is_parent(self._nsp) then return {} end
-  return core.select(self._nsp, rooms_arg(self._rooms), rooms_arg(self._except))
+  local r = wait("fetchSockets", function(done) adapter(self._nsp):fetchSockets(self._opts, done) end)
+  if r[1] ~= nil then error(r[1], 2) end
+  return r[2]
 end
 
+-- A list of room names (strings, deduplicated) as an array, from a table, a value or nil.
+local function strlist(t)
+  local out = siolua.array()
+  if t == nil or t == null then return out end
+  if type(t) ~= "table" then t = { t } end
+  local seen = {}
+  for i = 1, #t do
+    local v = t[i]
+    if v ~= nil and v ~= null then
+      v = tostring(v)
+      if not seen[v] then
+        seen[v] = true
+        out[#out + 1] = v
+      end
+    end
+  end
+  return out
+end
+lib.strlist = strlist
+
 function op_methods.socketsJoin(self, room)
-  for _, s in ipairs(op_methods.fetchSockets(self)) do s.join(room) end
+  if not is_parent(self._nsp) then adapter(self._nsp):addSockets(self._opts, strlist(room)) end
 end
 
 function op_methods.socketsLeave(self, room)
-  for _, s in ipairs(op_methods.fetchSockets(self)) do s.leave(room) end
+  if not is_parent(self._nsp) then adapter(self._nsp):delSockets(self._opts, strlist(room)) end
 end
 
 function op_methods.disconnectSockets(self, close)
-  for _, s in ipairs(op_methods.fetchSockets(self)) do s.disconnect(close) end
+  if not is_parent(self._nsp) then adapter(self._nsp):disconnectSockets(self._opts, close == true) end
 end
 
 lib.new_op = new_op
@@ -287,6 +349,44 @@ function nsp_methods.fetchSockets(self)
   if is_parent(self) then error("fetchSockets() is not supported on parent namespaces", 2) end
   return op_methods.fetchSockets(new_op(self))
 end
+-- The reference's namespace events that serverSideEmit may not use.
+local nsp_reserved = { connect = true, connection = true, new_namespace = true }
+lib.nsp_reserved = nsp_reserved
+
+-- io.serverSideEmit(ev, args...[, function(err, responses) end]): the other servers' namespace
+-- listeners io.on(ev, function(args...[, callback]) end) get it (never this server's).
+function nsp_methods.serverSideEmit(self, ev, ...)
+  if type(ev) ~= "string" then error("event name must be a string", 2) end
+  if nsp_reserved[ev] then error('"' .. ev .. '" is a reserved event name', 2) end
+  local packet = pack(ev, ...)
+  local cb = packet.n > 1 and type(packet[packet.n]) == "function" and packet[packet.n] or nil
+  if cb then
+    packet[packet.n] = nil
+    packet.n = packet.n - 1
+  end
+  adapter(self):serverSideEmit(packet, cb and function(err, responses)
+    core.call(cb, "serverSideEmit callback", err, responses)
+  end)
+  return true
+end
+
+-- Suspends the handler until every other server answered: returns the responses, raises on timeout.
+function nsp_methods.serverSideEmitWithAck(self, ev, ...)
+  local args = pack(...)
+  local r = wait("serverSideEmitWithAck", function(done)
+    args.n = args.n + 1
+    args[args.n] = done
+    nsp_methods.serverSideEmit(self, ev, unpack(args, 1, args.n))
+  end)
+  if r[1] ~= nil then error(r[1], 2) end
+  return r[2]
+end
+
+-- io.serverCount(): how many servers the cluster has (1 without Redis); may suspend the handler.
+function nsp_methods.serverCount(self)
+  return wait("serverCount", function(done) adapter(self):serverCount(done) end)[1]
+end
+
 function nsp_props.volatile(self) return new_op(self, nil, nil, { volatile = true }) end
 nsp_props["local"] = function(self) return new_op(self, nil, nil, { ["local"] = true }) end
 function nsp_props.sockets(self)
@@ -296,11 +396,10 @@ function nsp_props.sockets(self)
   return out
 end
 
--- Called by C when io.of(name) made a namespace: what was registered in lib.nsp_created (the Redis
--- adapter subscribes its channels), then io.on("new_namespace", fn) listeners.
-lib.nsp_created = {}
+-- Called by C when io.of(name) made a namespace: its adapter (adapter.lua), then io.on(
+-- "new_namespace", fn) listeners.
 function hooks.new_namespace(nsp)
-  for _, f in ipairs(lib.nsp_created) do f(nsp) end
+  adapter(nsp)
   fire(io, "new_namespace", nsp)
 end
 

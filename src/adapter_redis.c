@@ -210,9 +210,9 @@ static int reply_k(lua_State *L)
 static int start_k(lua_State *L)
 {
     (void)lua_touserdata(L, 1);
-    lvm_push_hook(L, "cluster_start");
-    if (lua_isfunction(L, -1))
-        lua_call(L, 0, 0);
+    lvm_push_hook(L, "adapter_start");
+    lua_pushliteral(L, "redis");
+    lua_call(L, 1, 0);
     return 0;
 }
 
@@ -926,7 +926,7 @@ int adapter_redis_core_msgpack_decode(lua_State *L)
     return 1;
 }
 
-/* ---------------------------------------------------------------- primitives for cluster.lua */
+/* ---------------------------------------------------------------- primitives for lua/adapter_redis.lua */
 
 static adapter_redis_t *get(lua_State *L)
 {

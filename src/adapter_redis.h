@@ -1,7 +1,7 @@
 /* adapter_redis: the Redis adapter's C half - two hiredis connections (publish/commands and
  * subscribe) on the libuv loop, reconnection with backoff, and msgpack <-> Lua values. The
  * protocol itself (channels, uid, requests, responses), wire-compatible with the Node
- * @socket.io/redis-adapter and @socket.io/redis-emitter, is in lua/cluster.lua on top of the
+ * @socket.io/redis-adapter and @socket.io/redis-emitter, is in lua/adapter_redis.lua on top of the
  * prelude's primitives defined here (lapp's core list):
  *   core.redis_enabled()              true once the server runs with a Redis adapter
  *   core.redis_connected()            true while the publishing connection is up
@@ -35,7 +35,7 @@ typedef struct {
 typedef struct adapter_redis adapter_redis_t;
 
 /* Starts the adapter of env (env->cfg->redis.url set, a VM serving): connects in the background
- * and calls hooks.cluster_start() in the VM. Returns 0, or -1 (bad URL, logged). env->redis is set. */
+ * and calls hooks.adapter_start("redis") in the VM. Returns 0, or -1 (bad URL, logged). env->redis is set. */
 int adapter_redis_start(struct lenv *env);
 /* Shutdown (inside the loop): no more calls into Lua, disconnects (queued publishes are flushed),
  * stops the retry timer. NULL is a no-op. */

@@ -60,7 +60,7 @@ static const luaL_Reg core[] = {
 
 /* The prelude files (lua/, embedded), in the order they run: each may use what the earlier ones
  * made. */
-static const char *const prelude[] = {"prelude.lua", "cluster.lua", NULL};
+static const char *const prelude[] = {"prelude.lua", "adapter.lua", "adapter_redis.lua", NULL};
 
 /* [-0, +0, e] Opens the bindings and runs the prelude, in protected mode (lapp_vm_new). */
 static int open_k(lua_State *L)
@@ -116,6 +116,11 @@ static int open_k(lua_State *L)
     }
     lsocket_bind_prelude(L);
     lnsp_bind_prelude(L);
+    if (env->redis != NULL) { /* a hot reload of a server with a Redis adapter: the new code's too */
+        lvm_push_hook(L, "adapter_start");
+        lua_pushliteral(L, "redis");
+        lua_call(L, 1, 0);
+    }
     return 0;
 }
 

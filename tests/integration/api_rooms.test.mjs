@@ -199,6 +199,10 @@ test("socketsJoin and socketsLeave, on io and on a room", async () => {
   const [l2] = await request(B, "sockets-leave", null, "s3");
   assert.deepEqual(l2, []);
   assert.deepEqual(await request(A, "rooms"), [["<self>", "s1", "s2"], true]);
+  // a list of rooms (the reference's Room | Room[])
+  const [l3] = await request(B, "sockets-leave", "s1", ["s1", "s2"]);
+  assert.deepEqual(l3, []);
+  assert.deepEqual(await request(A, "rooms"), [["<self>"], true]);
   for (const s of [A, B]) s.disconnect();
 });
 

@@ -1,8 +1,10 @@
--- cluster.lua: the Redis adapter's protocol, wire-compatible with the Node @socket.io/redis-adapter
--- (8.x) and @socket.io/redis-emitter, so siolua nodes and Node servers can share one cluster.
--- It runs after prelude.lua in every VM and wraps the prelude's operator and namespace methods;
--- without a Redis adapter (core.redis_enabled() false) every wrapper falls through to the local
--- behaviour. The C half (src/adapter_redis.c) owns the connections and the subscriptions.
+-- adapter_redis.lua: the Redis adapter, an implementation of the adapter interface (adapter.lua),
+-- wire-compatible with the Node @socket.io/redis-adapter (8.x) and @socket.io/redis-emitter, so
+-- siolua nodes and Node servers can share one cluster. Each namespace's adapter holds an in-memory
+-- adapter (self.here) and delegates this server's part of every operation to it explicitly, then
+-- does the other servers' part over Redis, as the Node adapter extends the in-memory one. The C
+-- half (src/adapter_redis.c) owns the connections and the subscriptions; C starts this adapter
+-- (hooks.adapter_start("redis")) when the server has one.
 --
 -- Channels, for a namespace NSP and the prefix KEY ("socket.io"), as the Node adapter names them:
 --   KEY#NSP#            broadcasts: msgpack [uid, packet, {rooms, except, flags}]
@@ -10,64 +12,41 @@
 --   KEY-request#NSP#    requests: JSON, or msgpack for BROADCAST (the one with acks);
 --                       its subscriber count (PUBSUB NUMSUB) is the server count
 --   KEY-response#NSP#   responses (and KEY-response#NSP#UID# with publishOnSpecificResponseChannel)
-local core, hooks, lib = ... -- (prelude.lua)
+local core, hooks, lib = ...
 local siolua = siolua
-local op_methods, nsp_methods = lib.op_methods, lib.nsp_methods
-local new_op, bind = lib.new_op, lib.bind
-local is_parent, targets = lib.is_parent, lib.targets
-local reserved = lib.reserved
+local op_methods, new_op, bind = lib.op_methods, lib.new_op, lib.bind
+local strlist, reserved, nsp_reserved = lib.strlist, lib.reserved, lib.nsp_reserved
+local Memory = lib.adapters.memory
 local null = siolua.null
-local pack, unpack = table.pack, table.unpack
+local unpack = table.unpack
 local json_encode, json_decode = core.json_encode, core.json_decode
 local mp_encode, mp_decode = core.msgpack_encode, core.msgpack_decode
 local io_ = io
-local TIMEOUT = "operation has timed out"
 
 -- The request types of the Node adapter (lib/index.ts RequestType).
 local SOCKETS, ALL_ROOMS, REMOTE_JOIN, REMOTE_LEAVE, REMOTE_DISCONNECT, REMOTE_FETCH, SERVER_SIDE_EMIT,
   BROADCAST, BROADCAST_CLIENT_COUNT, BROADCAST_ACK = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
 
-local enabled = false      -- a Redis adapter is configured (its connection may be down)
+local enabled = false      -- the server runs this adapter (its connection may be down)
 local cfg, uid             -- core.redis_config(), this node's uid
 local requests = {}        -- requestId -> pending request of ours (fetchSockets, serverSideEmit)
 local ack_requests = {}    -- requestId -> {client_count, ack} of our broadcasts with acks
 local pending = {}         -- core.redis_command id -> function(reply, err)
-local known = { ["/"] = true } -- namespaces seen, subscribed when the adapter starts
-
 
 ---------------------------------------------------------------------------- helpers
 
 local function val(v) if v == null then return nil end return v end
 
--- A list of room names (strings, deduplicated) as an array, from a table, a value or nil.
-local function strlist(t)
-  local out = siolua.array()
-  if t == nil or t == null then return out end
-  if type(t) ~= "table" then t = { t } end
-  if #t == 0 then return out end
-  local seen = {}
-  for i = 1, #t do
-    local v = t[i]
-    if v ~= nil and v ~= null then
-      v = tostring(v)
-      if not seen[v] then
-        seen[v] = true
-        out[#out + 1] = v
-      end
-    end
-  end
-  return out
-end
-
 local function nonempty(t) if #t == 0 then return nil end return t end
 
--- {ev, args...}, nil arguments as null (an array keeps its length on the wire).
-local function event_data(ev, args)
-  local data = { ev }
-  for i = 1, args.n do
-    local v = args[i]
+-- {ev, args...} of a packet ({ev, args..., n}), nil arguments as null (an array keeps its length on
+-- the wire).
+local function event_data(packet)
+  local data = {}
+  for i = 1, packet.n do
+    local v = packet[i]
     if v == nil then v = null end
-    data[i + 1] = v
+    data[i] = v
   end
   return data
 end
@@ -109,25 +88,6 @@ local function nsp_obj(name)
   return o
 end
 
--- Runs fn(done) and suspends the calling handler until done(...) is called; returns its values
--- packed. Must run in a handler (every handler is a coroutine).
-local function await(what, fn)
-  local co, main = coroutine.running()
-  if main then error(what .. " must be called from a handler (a coroutine), not at the top level", 3) end
-  local result, ready, waiting = nil, false, false
-  fn(function(...)
-    if ready then return end
-    ready = true
-    result = pack(...)
-    if waiting then core.resume(co) end
-  end)
-  if not ready then
-    waiting = true
-    coroutine.yield()
-  end
-  return result
-end
-
 -- The number of servers of the cluster (subscribers of the namespace's request channel, this one
 -- included), given to cb; 1 when Redis cannot tell (down): the operation is then local only.
 local function server_count(nspname, cb)
@@ -146,39 +106,6 @@ function hooks.redis_reply(id, reply, err)
   f(reply, err)
 end
 
----------------------------------------------------------------------------- subscriptions
-
-local function subscribe_nsp(name)
-  core.redis_psubscribe(ch_broadcast(name) .. "*")
-  core.redis_subscribe(ch_request(name))
-  core.redis_subscribe(ch_response(name))
-  core.redis_subscribe(ch_response(name) .. uid .. "#")
-end
-
--- New namespaces (io.of, dynamic children) get their channels, as the Node adapter makes one
--- adapter per namespace. C announces them through hooks.new_namespace (prelude.lua).
-table.insert(lib.nsp_created, function(nsp)
-  local name = rawget(nsp, "name")
-  known[name] = true
-  if enabled then subscribe_nsp(name) end
-end)
-
--- Called by C once the adapter started (a VM made by a hot reload finds it enabled at load time).
-function hooks.cluster_start()
-  enabled = true
-  setup()
-  for name in pairs(known) do subscribe_nsp(name) end
-end
-
-if core.redis_enabled() then
-  enabled = true
-  setup()
-  subscribe_nsp("/") -- already subscribed by the previous VM: C ignores the repeat
-end
-
-
----------------------------------------------------------------------------- broadcasts
-
 local function wire_flags(flags)
   local f = {}
   if flags.volatile then f.volatile = true end
@@ -187,100 +114,12 @@ local function wire_flags(flags)
   return f
 end
 
-local function publish_broadcast(nspname, rooms, except, flags, data)
-  local msg = mp_encode({ uid, { type = 2, data = data, nsp = nspname },
-    { rooms = rooms, except = except, flags = wire_flags(flags) } })
-  local channel = ch_broadcast(nspname)
-  if #rooms == 1 then channel = channel .. rooms[1] .. "#" end
-  publish(channel, msg)
-end
-
--- A broadcast with an ack across the cluster (the reference's BroadcastOperator.emit with
--- broadcastWithAck): every server reports how many clients it sent to, then each client's ack
--- comes back; callback(err, replies) when all replied, or at the timeout with what came.
-local function broadcast_with_ack(self, rooms, except, ev, args, cb)
-  local nspname = self._nsp.name
-  local timeout = self._flags.timeout
-  local responses = siolua.array()
-  local done, timer = false, nil
-  local expected_servers, actual_servers, expected_clients = -1, 0, 0
-  local function finish(err)
-    if done then return end
-    done = true
-    if timer then siolua.clearTimeout(timer) end
-    core.call(cb, "broadcast ack callback", err, responses)
-  end
-  local function check()
-    if not done and expected_servers == actual_servers and #responses == expected_clients then finish(nil) end
-  end
-  local function client_count(n)
-    expected_clients = expected_clients + n
-    actual_servers = actual_servers + 1
-    check()
-  end
-  local function on_ack(first)
-    if done then return end
-    if first == nil then first = null end
-    responses[#responses + 1] = first
-    check()
-  end
-  if timeout then timer = siolua.setTimeout(function() finish(siolua.Error(TIMEOUT)) end, timeout) end
-  local data = event_data(ev, args)
-  local rid = core.redis_id()
-  ack_requests[rid] = { client_count = client_count, ack = on_ack }
-  publish(ch_request(nspname), mp_encode({ uid = uid, requestId = rid, type = BROADCAST,
-    packet = { type = 2, data = data, nsp = nspname },
-    opts = { rooms = rooms, except = except, flags = wire_flags(self._flags) } }))
-  siolua.setTimeout(function() ack_requests[rid] = nil end, timeout or cfg.requestsTimeout)
-  local count = core.broadcast(self._nsp, nonempty(rooms), nonempty(except), self._flags.volatile or false,
-    function(first) on_ack(first) end, ev, unpack(args, 1, args.n))
-  client_count(count)
-  server_count(nspname, function(n)
-    expected_servers = n
-    check()
-  end)
-  return true
-end
-
-local orig_emit = op_methods.emit
-function op_methods.emit(self, ev, ...)
-  if not enabled or self._socket ~= nil or self._flags["local"] then return orig_emit(self, ev, ...) end
-  if is_parent(self._nsp) then
-    -- a dynamic namespace's parent: each child broadcasts across the cluster (acks: here only)
-    local args = pack(...)
-    if args.n > 0 and type(args[args.n]) == "function" then return orig_emit(self, ev, ...) end
-    for _, child in ipairs(targets(self._nsp)) do
-      op_methods.emit(new_op(child, self._rooms, self._except, self._flags), ev, ...)
-    end
-    return true
-  end
-  if type(ev) ~= "string" then error("event name must be a string", 2) end
-  if reserved[ev] then error('"' .. ev .. '" is a reserved event name', 2) end
-  local args = pack(...)
-  local cb = args.n > 0 and type(args[args.n]) == "function" and args[args.n] or nil
-  if cb then args.n = args.n - 1 end
-  local rooms, except = strlist(self._rooms), strlist(self._except)
-  if cb then return broadcast_with_ack(self, rooms, except, ev, args, cb) end
-  core.broadcast(self._nsp, nonempty(rooms), nonempty(except), self._flags.volatile or false, nil, ev,
-    unpack(args, 1, args.n))
-  publish_broadcast(self._nsp.name, rooms, except, self._flags, event_data(ev, args))
-  return true
-end
-
-local function on_broadcast(nspname, payload)
-  if payload:sub(1, 8) == own_prefix then return end -- our own, back from Redis
-  local msg = mp_decode(payload)
-  if type(msg) ~= "table" then return end
-  local from, packet, opts = msg[1], msg[2], msg[3]
-  if from == uid or type(packet) ~= "table" then return end
-  local pn = val(packet.nsp) or "/"
-  if pn ~= nspname or (packet.type ~= 2 and packet.type ~= 5) then return end
-  local data = packet.data
-  if type(data) ~= "table" or type(data[1]) ~= "string" or reserved[data[1]] then return end
-  if type(opts) ~= "table" then opts = {} end
-  local flags = type(opts.flags) == "table" and opts.flags or {}
-  core.broadcast(nsp_obj(nspname), nonempty(strlist(opts.rooms)), nonempty(strlist(opts.except)),
-    flags.volatile == true, nil, unpack(data, 1, #data))
+local function finish_request(rid, ...)
+  local r = requests[rid]
+  if r == nil then return end
+  requests[rid] = nil
+  if r.timer then siolua.clearTimeout(r.timer) end
+  r.resolve(...)
 end
 
 ---------------------------------------------------------------------------- remote sockets
@@ -319,28 +158,64 @@ local function describe_socket(s)
   return { id = s.id, handshake = jsonable(s.handshake) or {}, rooms = rooms, data = jsonable(s.data) or {} }
 end
 
----------------------------------------------------------------------------- requests of ours
+---------------------------------------------------------------------------- the adapter
 
-local function finish_request(rid, ...)
-  local r = requests[rid]
-  if r == nil then return end
-  requests[rid] = nil
-  if r.timer then siolua.clearTimeout(r.timer) end
-  r.resolve(...)
+local Redis = { __name = "siolua.adapter.redis" }
+Redis.__index = Redis
+
+function Redis.new(nsp)
+  if not enabled then -- the first one: the server runs this adapter from now on
+    enabled = true
+    setup()
+  end
+  return setmetatable({ nsp = nsp, name = rawget(nsp, "name"), here = Memory.new(nsp) }, Redis)
 end
 
-local orig_fetch = op_methods.fetchSockets
-function op_methods.fetchSockets(self)
-  local sockets = orig_fetch(self)
-  if not enabled or self._flags["local"] or is_parent(self._nsp) then return sockets end
-  local nspname, nsp = self._nsp.name, self._nsp
-  local rooms, except = strlist(self._rooms), strlist(self._except)
-  local r = await("fetchSockets", function(done)
+-- Subscribes the namespace's channels (idempotent in C, kept across reconnections and reloads).
+function Redis:init()
+  local name = self.name
+  core.redis_psubscribe(ch_broadcast(name) .. "*")
+  core.redis_subscribe(ch_request(name))
+  core.redis_subscribe(ch_response(name))
+  core.redis_subscribe(ch_response(name) .. uid .. "#")
+end
+
+function Redis:close() end
+
+function Redis:broadcast(packet, opts)
+  self.here:broadcast(packet, opts)
+  if opts.flags["local"] then return end
+  local rooms, except = strlist(opts.rooms), strlist(opts.except)
+  local msg = mp_encode({ uid, { type = 2, data = event_data(packet), nsp = self.name },
+    { rooms = rooms, except = except, flags = wire_flags(opts.flags) } })
+  local channel = ch_broadcast(self.name)
+  if #rooms == 1 then channel = channel .. rooms[1] .. "#" end
+  publish(channel, msg)
+end
+
+-- The other servers report their client counts and their clients' acks on the response channel.
+function Redis:broadcastWithAck(packet, opts, client_count, ack)
+  if opts.flags["local"] then return self.here:broadcastWithAck(packet, opts, client_count, ack) end
+  local rid = core.redis_id()
+  ack_requests[rid] = { client_count = client_count, ack = ack }
+  publish(ch_request(self.name), mp_encode({ uid = uid, requestId = rid, type = BROADCAST,
+    packet = { type = 2, data = event_data(packet), nsp = self.name },
+    opts = { rooms = strlist(opts.rooms), except = strlist(opts.except), flags = wire_flags(opts.flags) } }))
+  siolua.setTimeout(function() ack_requests[rid] = nil end, opts.flags.timeout or cfg.requestsTimeout)
+  self.here:broadcastWithAck(packet, opts, client_count, ack)
+end
+
+function Redis:serverCount(cb) server_count(self.name, cb) end
+
+function Redis:fetchSockets(opts, cb)
+  self.here:fetchSockets(opts, function(_, sockets)
+    if opts.flags["local"] then return cb(nil, sockets) end
+    local nspname, nsp = self.name, self.nsp
     server_count(nspname, function(n)
-      if n <= 1 then return done(nil, sockets) end
+      if n <= 1 then return cb(nil, sockets) end
       local rid = core.redis_id()
       requests[rid] = {
-        type = REMOTE_FETCH, numSub = n, msgCount = 1, resolve = done, result = sockets,
+        type = REMOTE_FETCH, numSub = n, msgCount = 1, resolve = cb, result = sockets,
         add = function(s)
           if type(s) == "table" and type(s.id) == "string" then sockets[#sockets + 1] = remote_socket(nsp, s) end
         end,
@@ -349,71 +224,49 @@ function op_methods.fetchSockets(self)
         end, cfg.requestsTimeout),
       }
       if not publish(ch_request(nspname), json_encode({ uid = uid, requestId = rid, type = REMOTE_FETCH,
-        opts = { rooms = rooms, except = except } })) then
+        opts = { rooms = strlist(opts.rooms), except = strlist(opts.except) } })) then
         finish_request(rid, nil, sockets) -- Redis just went down: what this node has
       end
     end)
   end)
-  if r[1] ~= nil then error(r[1], 2) end
-  return r[2]
 end
 
 -- socketsJoin / socketsLeave / disconnectSockets: applied here at once, and published for the
 -- other nodes (which apply them to their own sockets; we ignore our own request when it comes back).
-local function remote_apply(self, rtype, extra, fn)
-  if is_parent(self._nsp) then return end -- no sockets of its own, here or on another node
-  local rooms, except = strlist(self._rooms), strlist(self._except)
-  for _, s in ipairs(core.select(self._nsp, nonempty(rooms), nonempty(except))) do fn(s) end
-  if enabled and not self._flags["local"] then
-    local req = { uid = uid, type = rtype, opts = { rooms = rooms, except = except } }
-    for k, v in pairs(extra) do req[k] = v end
-    publish(ch_request(self._nsp.name), json_encode(req))
-  end
+local function remote_apply(self, opts, rtype, extra)
+  if opts.flags["local"] then return end
+  local req = { uid = uid, type = rtype, opts = { rooms = strlist(opts.rooms), except = strlist(opts.except) } }
+  for k, v in pairs(extra) do req[k] = v end
+  publish(ch_request(self.name), json_encode(req))
 end
 
-function op_methods.socketsJoin(self, room)
-  local list = strlist(room)
-  remote_apply(self, REMOTE_JOIN, { rooms = list }, function(s) s.join(list) end)
+function Redis:addSockets(opts, rooms)
+  self.here:addSockets(opts, rooms)
+  remote_apply(self, opts, REMOTE_JOIN, { rooms = rooms })
 end
 
-function op_methods.socketsLeave(self, room)
-  local list = strlist(room)
-  remote_apply(self, REMOTE_LEAVE, { rooms = list }, function(s)
-    for _, r in ipairs(list) do s.leave(r) end
-  end)
+function Redis:delSockets(opts, rooms)
+  self.here:delSockets(opts, rooms)
+  remote_apply(self, opts, REMOTE_LEAVE, { rooms = rooms })
 end
 
-function op_methods.disconnectSockets(self, close)
-  remote_apply(self, REMOTE_DISCONNECT, { close = close == true }, function(s) s.disconnect(close == true) end)
+function Redis:disconnectSockets(opts, close)
+  self.here:disconnectSockets(opts, close)
+  remote_apply(self, opts, REMOTE_DISCONNECT, { close = close })
 end
 
-local nsp_reserved = { connect = true, connection = true, new_namespace = true }
-
--- io.serverSideEmit(ev, args...[, function(err, responses) end]): the other servers' namespace
--- listeners io.on(ev, function(args...[, callback]) end) get it (never this server's).
-function nsp_methods.serverSideEmit(self, ev, ...)
-  if type(ev) ~= "string" then error("event name must be a string", 2) end
-  if nsp_reserved[ev] then error('"' .. ev .. '" is a reserved event name', 2) end
-  local args = pack(...)
-  local cb = args.n > 0 and type(args[args.n]) == "function" and args[args.n] or nil
-  if cb then args.n = args.n - 1 end
-  local nspname = self.name
-  local function resolve(err, responses) core.call(cb, "serverSideEmit callback", err, responses) end
-  if not enabled then
-    if cb then resolve(nil, siolua.array()) end
-    return true
-  end
-  local data = event_data(ev, args)
+function Redis:serverSideEmit(packet, cb)
+  local nspname, data = self.name, event_data(packet)
   if not cb then
     publish(ch_request(nspname), json_encode({ uid = uid, type = SERVER_SIDE_EMIT, data = data }))
-    return true
+    return
   end
   json_encode(data) -- raises here, in the caller, for what JSON cannot carry
   server_count(nspname, function(n)
     local numSub = n - 1 -- ignore self
-    if numSub <= 0 then return resolve(nil, siolua.array()) end
+    if numSub <= 0 then return cb(nil, siolua.array()) end
     local rid = core.redis_id()
-    local req = { type = SERVER_SIDE_EMIT, numSub = numSub, responses = siolua.array(), resolve = resolve }
+    local req = { type = SERVER_SIDE_EMIT, numSub = numSub, responses = siolua.array(), resolve = cb }
     req.timer = siolua.setTimeout(function()
       finish_request(rid, siolua.Error(("timeout reached: only %d responses received out of %d")
         :format(#req.responses, numSub)), req.responses)
@@ -424,29 +277,38 @@ function nsp_methods.serverSideEmit(self, ev, ...)
       finish_request(rid, siolua.Error("not connected to Redis"), req.responses)
     end
   end)
-  return true
 end
 
--- Suspends the handler until every other server answered: returns the responses, raises on timeout.
-function nsp_methods.serverSideEmitWithAck(self, ev, ...)
-  local args = pack(...)
-  local r = await("serverSideEmitWithAck", function(done)
-    args.n = args.n + 1
-    args[args.n] = done
-    nsp_methods.serverSideEmit(self, ev, unpack(args, 1, args.n))
-  end)
-  if r[1] ~= nil then error(r[1], 2) end
-  return r[2]
-end
+-- this server's room index: the in-memory adapter's
+function Redis:addAll(id, rooms) return self.here:addAll(id, rooms) end
+function Redis:del(id, room) return self.here:del(id, room) end
+function Redis:delAll(id) return self.here:delAll(id) end
+function Redis:sockets(rooms) return self.here:sockets(rooms) end
+function Redis:socketRooms(id) return self.here:socketRooms(id) end
+function Redis:persistSession(session) return self.here:persistSession(session) end
+function Redis:restoreSession(pid, offset) return self.here:restoreSession(pid, offset) end
 
--- io.serverCount(): how many servers the cluster has (1 without Redis); suspends the handler.
-function nsp_methods.serverCount(self)
-  if not enabled then return 1 end
-  local r = await("serverCount", function(done) server_count(self.name, done) end)
-  return r[1]
-end
+-- C starts it (hooks.adapter_start("redis"), adapter.lua) when the server has a Redis adapter:
+-- once the app's top level ran, or in each VM made by a hot reload.
+lib.adapters.redis = Redis
 
----------------------------------------------------------------------------- requests of others
+---------------------------------------------------------------------------- messages of others
+
+local function on_broadcast(nspname, payload)
+  if payload:sub(1, 8) == own_prefix then return end -- our own, back from Redis
+  local msg = mp_decode(payload)
+  if type(msg) ~= "table" then return end
+  local from, packet, opts = msg[1], msg[2], msg[3]
+  if from == uid or type(packet) ~= "table" then return end
+  local pn = val(packet.nsp) or "/"
+  if pn ~= nspname or (packet.type ~= 2 and packet.type ~= 5) then return end
+  local data = packet.data
+  if type(data) ~= "table" or type(data[1]) ~= "string" or reserved[data[1]] then return end
+  if type(opts) ~= "table" then opts = {} end
+  local flags = type(opts.flags) == "table" and opts.flags or {}
+  core.broadcast(nsp_obj(nspname), nonempty(strlist(opts.rooms)), nonempty(strlist(opts.except)),
+    flags.volatile == true, nil, unpack(data, 1, #data))
+end
 
 local function decode_any(payload)
   if payload:byte(1) == 123 then -- "{": JSON, as the Node adapter tells them apart
@@ -572,8 +434,6 @@ local function on_response(payload)
     if #r.responses >= r.numSub then finish_request(rid, nil, r.responses) end
   end
 end
-
----------------------------------------------------------------------------- incoming messages
 
 -- Which namespace and kind a message is for, from its channel (or the pattern that matched).
 local function classify(channel, pattern)
