@@ -147,9 +147,8 @@ build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/pmd.c src/zip.c src/jsnum.
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lwslay -lssl -lcrypto -lz -lm
 build/fuzz/fuzz_pmd: tests/fuzz/fuzz_pmd.c src/pmd.c src/zip.c src/jsnum.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lz -lm
-# adapter_redis.c's primitives reach the Lua layer's environment (lvm_get): the harness links every module.
-build/fuzz/fuzz_msgpack: tests/fuzz/fuzz_msgpack.c $(SRC) $(LLHTTP_C) build/gen/prelude.c build/gen/client.c build/gen/client_z.c | build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
+build/fuzz/fuzz_msgpack: tests/fuzz/fuzz_msgpack.c src/lmsgpack.c src/lvalue.c src/lvalue_json.c src/jsnum.c src/utf8.c src/buf.c | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -lyajl -lmsgpackc -lm
 build/fuzz/fuzz_tls: tests/fuzz/fuzz_tls.c src/tls.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lssl -lcrypto
 build/fuzz:

@@ -5,16 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter_redis.h"
 #include "embed.h"
 #include "lemitter.h"
 #include "lengine.h"
+#include "lmsgpack.h"
 #include "lnsp.h"
+#include "lredis.h"
 #include "log.h"
 #include "lsio.h"
 #include "lsocket.h"
 #include "ltimer.h"
 #include "lvalue.h"
+#include "redis.h"
 
 /* ---------------------------------------------------------------- a new VM */
 
@@ -43,18 +45,18 @@ static const luaL_Reg core[] = {
     {"resolved", lsio_core_resolved},
     {"broadcast", lsio_core_broadcast},
     {"select", lsio_core_select},
-    /* the Redis adapter (adapter_redis.h) */
-    {"redis_enabled", adapter_redis_core_enabled},
-    {"redis_connected", adapter_redis_core_connected},
-    {"redis_config", adapter_redis_core_config},
-    {"redis_uid", adapter_redis_core_uid},
-    {"redis_id", adapter_redis_core_id},
-    {"redis_publish", adapter_redis_core_publish},
-    {"redis_subscribe", adapter_redis_core_subscribe},
-    {"redis_psubscribe", adapter_redis_core_psubscribe},
-    {"redis_command", adapter_redis_core_command},
-    {"msgpack_encode", adapter_redis_core_msgpack_encode},
-    {"msgpack_decode", adapter_redis_core_msgpack_decode},
+    /* the Redis adapter (lredis.h, lmsgpack.h) */
+    {"redis_enabled", lredis_enabled},
+    {"redis_connected", lredis_connected},
+    {"redis_config", lredis_config},
+    {"redis_uid", lredis_uid},
+    {"redis_id", lredis_id},
+    {"redis_publish", lredis_publish},
+    {"redis_subscribe", lredis_subscribe},
+    {"redis_psubscribe", lredis_psubscribe},
+    {"redis_command", lredis_command},
+    {"msgpack_encode", lmsgpack_encode},
+    {"msgpack_decode", lmsgpack_decode},
     {NULL, NULL},
 };
 
@@ -220,8 +222,8 @@ int lapp_listening(lapp_t *a)
     a->env.eio->allow_request = lengine_allow_request;
     a->env.eio->allow_ud = &a->env;
     lengine_start(a->env.vms.cur); /* io.engine events, siolua.engine endpoints */
-    /* the Redis adapter (adapter_redis.h): connects in the background, survives reloads */
-    if (a->env.cfg->redis.url != NULL && adapter_redis_start(&a->env) != 0)
+    /* the Redis adapter (lredis.h): connects in the background, survives reloads */
+    if (a->env.cfg->redis.url != NULL && lredis_start(&a->env) != 0)
         return -1;
     return 0;
 }
@@ -239,7 +241,7 @@ void lapp_stop(lapp_t *a)
 
 void lapp_close(lapp_t *a)
 {
-    adapter_redis_close(a->env.redis);
+    redis_close(a->env.redis);
     if (a->env.vms.cur == NULL)
         return;
     ltimer_close_all(a->env.vms.cur);
@@ -248,7 +250,7 @@ void lapp_close(lapp_t *a)
 
 void lapp_free(lapp_t *a)
 {
-    adapter_redis_free(a->env.redis);
+    redis_free(a->env.redis);
     a->env.redis = NULL;
     lapp_vm_free(a->env.vms.cur);
     a->env.vms.cur = NULL;

@@ -83,7 +83,7 @@ void lvalue_push_binary(lua_State *L, const void *p, size_t n);
 const char *lvalue_tobinary(lua_State *L, int idx, size_t *len);
 
 /* ------------------------------------------------------------------------------ marks
- * Shared with the msgpack mapping (adapter_redis.c), so that every carrier keeps them. */
+ * Shared with the msgpack mapping (lmsgpack.c), so that every carrier keeps them. */
 
 /* Marks the table at idx as an array (the siolua.array metatable). [-0, +0, m] */
 void lvalue_mark_array(lua_State *L, int idx);

@@ -383,7 +383,7 @@ static void tls_lua(lua_State *L, int idx, void *field, int keep, const char *wh
  * the Redis adapter. keep (--redis given) keeps the URL only. */
 static int redis_cli(sl_config_t *cfg, void *field, const char *arg)
 {
-    adapter_redis_config_t *r = field;
+    redis_config_t *r = field;
     (void)cfg;
     if (strncmp(arg, "redis://", 8) != 0)
         return -1;
@@ -392,9 +392,9 @@ static int redis_cli(sl_config_t *cfg, void *field, const char *arg)
     return 0;
 }
 
-static void redis_free(void *field)
+static void adapter_free(void *field)
 {
-    adapter_redis_config_t *r = field;
+    redis_config_t *r = field;
     free(r->url);
     free(r->key);
     r->url = r->key = NULL;
@@ -402,7 +402,7 @@ static void redis_free(void *field)
 
 static void redis_lua(lua_State *L, int idx, void *field, int keep, const char *who)
 {
-    adapter_redis_config_t *cfg = field;
+    redis_config_t *cfg = field;
     idx = lua_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) {
         if (!keep) {
@@ -731,7 +731,7 @@ static const opt_row_t rows[] = {
      .help = "output queued for all clients together; over it the clients holding\n"
              "the most are disconnected (default: a quarter of the memory; 0: none)"},
     {.flag = "redis", .arg = "URL", .key = "adapter", .type = OT_CUSTOM, F(redis), .cli = redis_cli, .lua = redis_lua,
-     .free = redis_free,
+     .free = adapter_free,
      .help = "Redis adapter: share broadcasts and rooms with other nodes\n"
              "(redis://[:password@]host[:port]; see README \"Scaling out\")"},
     {.flag = "tls-cert", .arg = "FILE", .key = "tls", .type = OT_CUSTOM, F(tls), .cli = tls_cert_cli,

@@ -1,12 +1,14 @@
-/* Unit tests for adapter_redis: the msgpack <-> Lua mapping (core.msgpack_encode/decode), byte for
- * byte against what the Node adapter's notepack.io writes (the vectors were captured from a Node
- * cluster with redis-cli), malformed and truncated input, and the primitives without an adapter.
+/* Unit tests for lmsgpack, the Redis adapter's msgpack <-> Lua mapping (core.msgpack_encode and
+ * decode), byte for byte against what the Node adapter's notepack.io writes (the vectors were
+ * captured from a Node cluster with redis-cli), malformed and truncated input; and lredis's
+ * primitives without an adapter.
  * Each case is a Lua chunk; `hex(s)` / `unhex(h)` convert, `same(a, b)` compares deeply. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
 
-#include "adapter_redis.h"
+#include "lmsgpack.h"
+#include "lredis.h"
 #include "lvalue.h"
 #include "test.h"
 
@@ -24,12 +26,12 @@ static const char PRELUDE[] =
     "end\n";
 
 static const luaL_Reg adapter_core[] = {
-    {"redis_enabled", adapter_redis_core_enabled},   {"redis_connected", adapter_redis_core_connected},
-    {"redis_config", adapter_redis_core_config},     {"redis_uid", adapter_redis_core_uid},
-    {"redis_id", adapter_redis_core_id},             {"redis_publish", adapter_redis_core_publish},
-    {"redis_subscribe", adapter_redis_core_subscribe}, {"redis_psubscribe", adapter_redis_core_psubscribe},
-    {"redis_command", adapter_redis_core_command},   {"msgpack_encode", adapter_redis_core_msgpack_encode},
-    {"msgpack_decode", adapter_redis_core_msgpack_decode}, {NULL, NULL},
+    {"redis_enabled", lredis_enabled},   {"redis_connected", lredis_connected},
+    {"redis_config", lredis_config},     {"redis_uid", lredis_uid},
+    {"redis_id", lredis_id},             {"redis_publish", lredis_publish},
+    {"redis_subscribe", lredis_subscribe}, {"redis_psubscribe", lredis_psubscribe},
+    {"redis_command", lredis_command},   {"msgpack_encode", lmsgpack_encode},
+    {"msgpack_decode", lmsgpack_decode}, {NULL, NULL},
 };
 
 static lua_State *new_state(void)

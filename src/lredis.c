@@ -1,0 +1,227 @@
+/* lredis: see lredis.h. */
+#include "lredis.h"
+
+#include <hiredis/hiredis.h>
+#include <lauxlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "redis.h"
+
+#define MAX_REPLY_DEPTH 8 /* command replies converted to Lua (PUBSUB answers are flat) */
+
+/* ---------------------------------------------------------------- news, into the current VM */
+
+typedef struct {
+    const char *channel, *payload, *pattern;
+    size_t clen, plen, patlen;
+    int64_t id;
+    const redisReply *reply;
+    const char *err;
+} call_t;
+
+/* [-0, +1, e] A command reply as a Lua value (errors are handled by the caller). */
+static void push_reply(lua_State *L, const redisReply *rep, int depth)
+{
+    luaL_checkstack(L, 3, "redis reply");
+    switch (rep->type) {
+    case REDIS_REPLY_STRING:
+    case REDIS_REPLY_STATUS:
+        lua_pushlstring(L, rep->str, rep->len);
+        break;
+    case REDIS_REPLY_INTEGER:
+        lua_pushinteger(L, (lua_Integer)rep->integer);
+        break;
+    case REDIS_REPLY_ARRAY:
+        lua_createtable(L, (int)(rep->elements < 1024 ? rep->elements : 0), 0);
+        for (size_t i = 0; depth < MAX_REPLY_DEPTH && i < rep->elements; i++) {
+            push_reply(L, rep->element[i], depth + 1);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        break;
+    default:
+        lua_pushnil(L);
+    }
+}
+
+static int message_k(lua_State *L)
+{
+    call_t *a = lua_touserdata(L, 1);
+    lvm_push_hook(L, "redis_message");
+    if (!lua_isfunction(L, -1))
+        return 0;
+    lua_pushlstring(L, a->channel, a->clen);
+    lua_pushlstring(L, a->payload, a->plen);
+    if (a->pattern != NULL)
+        lua_pushlstring(L, a->pattern, a->patlen);
+    else
+        lua_pushnil(L);
+    lua_call(L, 3, 0);
+    return 0;
+}
+
+static int reply_k(lua_State *L)
+{
+    call_t *a = lua_touserdata(L, 1);
+    lvm_push_hook(L, "redis_reply");
+    if (!lua_isfunction(L, -1))
+        return 0;
+    lua_pushinteger(L, (lua_Integer)a->id);
+    if (a->reply != NULL)
+        push_reply(L, a->reply, 0);
+    else
+        lua_pushnil(L);
+    if (a->err != NULL)
+        lua_pushstring(L, a->err);
+    else
+        lua_pushnil(L);
+    lua_call(L, 3, 0);
+    return 0;
+}
+
+static int start_k(lua_State *L)
+{
+    lvm_push_hook(L, "adapter_start");
+    lua_pushliteral(L, "redis");
+    lua_call(L, 1, 0);
+    return 0;
+}
+
+static void on_message(const char *channel, size_t clen, const char *payload, size_t plen, const char *pattern,
+                       size_t patlen, void *ud)
+{
+    lenv_t *env = ud;
+    call_t a = {.channel = channel, .clen = clen, .payload = payload, .plen = plen, .pattern = pattern,
+                .patlen = patlen};
+    if (env->vms.cur != NULL)
+        lvm_protect(env->vms.cur, message_k, &a, "redis adapter message");
+}
+
+static void on_reply(int64_t id, const redisReply *reply, const char *err, void *ud)
+{
+    lenv_t *env = ud;
+    call_t a = {.id = id, .reply = reply, .err = err};
+    if (env->vms.cur != NULL)
+        lvm_protect(env->vms.cur, reply_k, &a, "redis adapter reply");
+}
+
+static const redis_handler_t handler = {on_message, on_reply};
+
+int lredis_start(lenv_t *env)
+{
+    env->redis = redis_start(env->loop, &env->cfg->redis, &handler, env);
+    if (env->redis == NULL)
+        return -1;
+    /* the Lua side subscribes its namespaces' channels (kept until the connection is up) */
+    lvm_protect(env->vms.cur, start_k, NULL, "redis adapter start");
+    return 0;
+}
+
+/* ---------------------------------------------------------------- primitives */
+
+/* The environment of L's VM: NULL in a bare state (the unit tests'). */
+static lenv_t *env_of(lua_State *L)
+{
+    lvm_t *vm = lvm_get(L);
+    return vm != NULL ? vm->ud : NULL;
+}
+
+static redis_t *get(lua_State *L)
+{
+    lenv_t *env = env_of(L);
+    return env != NULL ? env->redis : NULL;
+}
+
+int lredis_enabled(lua_State *L)
+{
+    lua_pushboolean(L, get(L) != NULL);
+    return 1;
+}
+
+int lredis_connected(lua_State *L)
+{
+    redis_t *r = get(L);
+    lua_pushboolean(L, r != NULL && redis_connected(r));
+    return 1;
+}
+
+int lredis_config(lua_State *L)
+{
+    lenv_t *env = env_of(L);
+    const redis_config_t *cfg = env != NULL ? &env->cfg->redis : NULL;
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, cfg != NULL && cfg->key != NULL ? cfg->key : "socket.io");
+    lua_setfield(L, -2, "key");
+    lua_pushinteger(L, cfg != NULL && cfg->requests_timeout > 0 ? (lua_Integer)cfg->requests_timeout : 5000);
+    lua_setfield(L, -2, "requestsTimeout");
+    lua_pushboolean(L, cfg != NULL && cfg->specific_response);
+    lua_setfield(L, -2, "publishOnSpecificResponseChannel");
+    return 1;
+}
+
+int lredis_uid(lua_State *L)
+{
+    redis_t *r = get(L);
+    if (r == NULL)
+        return 0;
+    lua_pushstring(L, redis_uid(r));
+    return 1;
+}
+
+int lredis_id(lua_State *L)
+{
+    char id[7];
+    redis_random_id(id, 6);
+    lua_pushstring(L, id);
+    return 1;
+}
+
+int lredis_publish(lua_State *L)
+{
+    redis_t *r = get(L);
+    size_t clen, plen;
+    const char *ch = luaL_checklstring(L, 1, &clen);
+    const char *pl = luaL_checklstring(L, 2, &plen);
+    lua_pushboolean(L, r != NULL && redis_publish(r, ch, clen, pl, plen));
+    return 1;
+}
+
+static int do_subscribe(lua_State *L, int pattern)
+{
+    redis_t *r = get(L);
+    size_t n;
+    const char *name = luaL_checklstring(L, 1, &n);
+    lua_pushboolean(L, r != NULL && redis_subscribe(r, name, n, pattern) == 0);
+    return 1;
+}
+
+int lredis_subscribe(lua_State *L) { return do_subscribe(L, 0); }
+int lredis_psubscribe(lua_State *L) { return do_subscribe(L, 1); }
+
+/* core.redis_command({argv...}): id, or nil + err. At most 16 arguments. */
+int lredis_command(lua_State *L)
+{
+    redis_t *r = get(L);
+    const char *argv[16];
+    size_t lens[16];
+    const char *err = "not connected to Redis";
+    int64_t id = -1;
+    int argc;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    argc = (int)lua_rawlen(L, 1);
+    luaL_argcheck(L, argc > 0 && argc <= 16, 1, "1 to 16 arguments");
+    for (int i = 0; i < argc; i++) {
+        lua_rawgeti(L, 1, i + 1);
+        argv[i] = luaL_checklstring(L, -1, &lens[i]); /* the table keeps the strings alive */
+        lua_pop(L, 1);
+    }
+    if (r != NULL)
+        id = redis_command(r, argc, argv, lens, &err);
+    if (id < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)id);
+    return 1;
+}
