@@ -112,6 +112,15 @@ int lemitter_has(lua_State *L, int tbl, const char *ev)
     return has;
 }
 
+unsigned lemitter_flags(lua_State *L, int tbl, const char *const *names)
+{
+    unsigned f = 0;
+    for (int i = 0; names[i]; i++)
+        if (lemitter_has(L, tbl, names[i]))
+            f |= 1u << i;
+    return f;
+}
+
 int lemitter_core_fire(lua_State *L)
 {
     const lemitter_kind_t *kind = kind_of(L, 1);

@@ -44,8 +44,10 @@ void lemitter_push_method(lua_State *L, int obj, const lemitter_kind_t *kind, in
  * the log's second %s (NULL: kind->label's). [-nargs, +0, m] */
 void lemitter_fire(lua_State *L, int obj, const lemitter_kind_t *kind, int evidx, const char *ev, int nargs,
                    const char *label);
-/* 1 if the listeners table at tbl has a listener for ev. [-0, +0, -] */
+/* 1 if the listeners table at tbl has a listener for ev; lemitter_flags: bit i set for each
+ * names[i] (NULL-terminated) that has one. [-0, +0, -] */
 int lemitter_has(lua_State *L, int tbl, const char *ev);
+unsigned lemitter_flags(lua_State *L, int tbl, const char *const *names);
 
 /* core.fire(obj, ev, ...): the listeners of ev of a socket or a namespace (lapp's core list). */
 int lemitter_core_fire(lua_State *L);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lconn.h"
 #include "lemitter.h"
 #include "lenv.h"
 #include "log.h"
@@ -31,7 +32,6 @@
 #include "utf8.h"
 
 #define ENGINE_MT "siolua.engine"
-#define CONN_MT "siolua.engine.conn"
 #define MAX_HEADER_NAME 256
 #define MAX_HEADER_VALUE 8192
 
@@ -39,22 +39,7 @@ static const char VM_KEY = 'v'; /* registry: this VM's evm_t (a userdata) */
 
 /* Engine events with listeners (lengine_t.flags): C skips the call into Lua when unset. */
 enum { EV_CONNECTION = 1, EV_ERROR = 2, EV_HEADERS = 4, EV_INITIAL = 8 };
-/* Conn events with listeners (lconn_t.flags), in conn_events' order. */
-enum { CV_MESSAGE = 1, CV_PACKET = 2, CV_CLOSE = 4, CV_UPGRADE = 8, CV_PACKET_CREATE = 16, CV_FLUSH = 32,
-       CV_DRAIN = 64, CV_HEARTBEAT = 128, CV_UPGRADING = 256, CV_DATA = 512 };
-
 static const char *const engine_events[] = {"connection", "connection_error", "headers", "initial_headers", NULL};
-static const char *const conn_events[] = {"message", "packet",    "close",     "upgrade", "packetCreate", "flush",
-                                          "drain",   "heartbeat", "upgrading", "data",    NULL};
-/* What the observer reports only when asked (eio_session_watch), by conn event. */
-static const struct {
-    unsigned cv, w;
-} watched[] = {{CV_PACKET_CREATE, EIO_W_PACKET_CREATE},
-               {CV_FLUSH, EIO_W_FLUSH},
-               {CV_DRAIN, EIO_W_DRAIN},
-               {CV_HEARTBEAT, EIO_W_HEARTBEAT},
-               {CV_UPGRADING, EIO_W_UPGRADING}};
-
 struct lengine;
 
 typedef struct {
@@ -85,16 +70,6 @@ typedef struct {
     buf_t hdr_store;         /* strings of the last on_headers answer (eio copies them at once) */
 } evm_t;                     /* the engines of one VM */
 
-typedef struct {
-    eio_session_t *s;        /* NULL once closed */
-    lengine_t *e;
-    unsigned flags;          /* CV_* */
-    int ref;                 /* registry ref while the session lives */
-    int reloaded;            /* made by a hot reload for a session that was already open */
-    int transport;           /* EIO_T_* when it closed (while open: the session's) */
-    char id[21];
-} lconn_t;
-
 /* ---------------------------------------------------------------- helpers */
 
 static evm_t *vm_get(lvm_t *h)
@@ -109,33 +84,6 @@ static evm_t *vm_get(lvm_t *h)
     return vm;
 }
 
-static lconn_t *conn_of(const lengine_t *e, const eio_session_t *s)
-{
-    return e->raw ? eio_session_data(s) : eio_session_obs_data(s);
-}
-
-static void set_conn(const lengine_t *e, eio_session_t *s, lconn_t *c)
-{
-    if (e->raw)
-        eio_session_set_data(s, c);
-    else
-        eio_session_set_obs_data(s, c);
-}
-
-/* Turns c into a closed handle and drops its ref. Never raises (no allocation). */
-static void conn_release(lconn_t *c)
-{
-    lua_State *L = lvm_state(c->e->h);
-    if (c->s != NULL) {
-        c->transport = eio_session_transport(c->s);
-        set_conn(c->e, c->s, NULL);
-        eio_session_watch(c->s, 0);
-    }
-    c->s = NULL;
-    luaL_unref(L, LUA_REGISTRYINDEX, c->ref);
-    c->ref = LUA_NOREF;
-}
-
 /* Pushes the user value's field k. [-0, +1, -] */
 static void uv_field(lua_State *L, int obj, const char *k)
 {
@@ -144,38 +92,18 @@ static void uv_field(lua_State *L, int obj, const char *k)
     lua_remove(L, -2);
 }
 
-/* Recomputes the bits of the events that have listeners. */
-static unsigned listener_flags(lua_State *L, int obj, const char *const *names)
-{
-    unsigned f = 0;
-    uv_field(L, obj, "events");
-    for (int i = 0; names[i]; i++)
-        if (lemitter_has(L, lua_gettop(L), names[i]))
-            f |= 1u << i;
-    lua_pop(L, 1);
-    return f;
-}
-
+/* Which events have listeners (C skips the call into Lua for the others). */
 static void update_flags(lua_State *L, int obj)
 {
-    lengine_t *e = luaL_testudata(L, obj, ENGINE_MT);
-    if (e != NULL) {
-        e->flags = listener_flags(L, obj, engine_events);
-    } else {
-        lconn_t *c = luaL_checkudata(L, obj, CONN_MT);
-        unsigned w = 0;
-        c->flags = listener_flags(L, obj, conn_events);
-        for (size_t i = 0; i < sizeof(watched) / sizeof(watched[0]); i++)
-            if (c->flags & watched[i].cv)
-                w |= watched[i].w;
-        if (c->s != NULL)
-            eio_session_watch(c->s, w);
-    }
+    lengine_t *e = lua_touserdata(L, obj);
+    uv_field(L, obj, "events");
+    e->flags = lemitter_flags(L, lua_gettop(L), engine_events);
+    lua_pop(L, 1);
 }
 
 /* ---------------------------------------------------------------- listeners (lemitter.h) */
 
-/* An engine's or a conn's listeners: its user value's `events` (made with the object). */
+/* An engine's listeners: its user value's `events` (made with the object). */
 static void events_table(lua_State *L, int obj, int create)
 {
     (void)create;
@@ -184,13 +112,11 @@ static void events_table(lua_State *L, int obj, int create)
 
 static const lemitter_kind_t engine_kind = {
     .table = events_table, .changed = update_flags, .fmt = "engine \"%s\" handler%s"};
-static const lemitter_kind_t conn_kind = {
-    .table = events_table, .changed = update_flags, .fmt = "engine conn \"%s\" handler%s"};
 
-/* Calls the listeners of ev of the engine or conn at obj with the nargs values on top (popped). */
+/* Calls the listeners of ev of the engine at obj with the nargs values on top (popped). */
 static void fire(lua_State *L, int obj, const char *ev, int nargs)
 {
-    lemitter_fire(L, obj, luaL_testudata(L, obj, ENGINE_MT) ? &engine_kind : &conn_kind, 0, ev, nargs, "");
+    lemitter_fire(L, obj, &engine_kind, 0, ev, nargs, "");
 }
 
 /* ---------------------------------------------------------------- calls from eio into Lua */
@@ -198,12 +124,6 @@ static void fire(lua_State *L, int obj, const char *ev, int nargs)
 typedef struct {
     lengine_t *e;
     eio_session_t *s;
-    lconn_t *c;
-    const char *reason;
-    const eio_packet_t *p;
-    int binary;
-    const char *data;
-    size_t len;
     const http_req_t *req;
     eio_error_t code;
     const char *context, *name;
@@ -211,36 +131,7 @@ typedef struct {
     http_hdr_t *hdrs;
     size_t n, cap;
     int reloaded;
-    unsigned what;          /* EIO_W_* of notify_k, with pkts[0..n) */
-    rbuf_t *const *pkts;
 } args_t;
-
-/* Makes the conn of session s for engine e and stores it in s's slot. [-0, +1, m] */
-static lconn_t *conn_new(lua_State *L, lengine_t *e, eio_session_t *s, int reloaded)
-{
-    lconn_t *c = lua_newuserdatauv(L, sizeof(*c), 1);
-    int obj = lua_gettop(L);
-    memset(c, 0, sizeof(*c));
-    c->ref = LUA_NOREF;
-    c->e = e;
-    c->reloaded = reloaded;
-    c->transport = eio_session_transport(s);
-    memcpy(c->id, eio_session_id(s), sizeof(c->id));
-    luaL_setmetatable(L, CONN_MT);
-    lua_createtable(L, 0, 3);
-    lua_newtable(L);
-    lua_setfield(L, -2, "events");
-    lua_newtable(L);
-    lua_setfield(L, -2, "data");
-    lua_newtable(L);
-    lua_setfield(L, -2, "props");
-    lua_setiuservalue(L, obj, 1);
-    lua_pushvalue(L, obj);
-    c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    c->s = s; /* from here on the session and the handle know each other */
-    set_conn(e, s, c);
-    return c;
-}
 
 /* A new conn for a->s, then the engine's "connection" listeners. */
 static int connection_k(lua_State *L)
@@ -248,7 +139,7 @@ static int connection_k(lua_State *L)
     args_t *a = lua_touserdata(L, 1);
     lengine_t *e = a->e;
     lua_settop(L, 0);
-    conn_new(L, e, a->s, a->reloaded);
+    lconn_new(L, a->s, e->raw, a->reloaded);
     lua_rawgeti(L, LUA_REGISTRYINDEX, e->ref);
     lua_pushvalue(L, 1);
     fire(L, -2, "connection", 1);
@@ -261,129 +152,6 @@ static void conn_open(lengine_t *e, eio_session_t *s, int reloaded)
     char what[64];
     snprintf(what, sizeof(what), "engine connection %s", eio_session_id(s));
     lvm_protect(e->h, connection_k, &a, what);
-}
-
-/* "data" then "message" (the reference emits both, in that order). */
-static int message_k(lua_State *L)
-{
-    args_t *a = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->c->ref);
-    if (a->binary)
-        lvalue_push_binary(L, a->data, a->len);
-    else
-        lua_pushlstring(L, a->data, a->len);
-    lua_pushvalue(L, 2);
-    fire(L, 1, "data", 1);
-    fire(L, 1, "message", 1);
-    return 0;
-}
-
-static const char *const packet_types[] = {"open", "close", "ping", "pong", "message", "upgrade", "noop"};
-
-/* An outgoing packet as the reference's packetCreate/flush show it: {type, options = {compress},
- * data} (no data when there is none). [-0, +1, m] */
-static void push_out_packet(lua_State *L, const rbuf_t *b)
-{
-    eio_packet_t p;
-    if (eio_decode_ws((b->flags & RBUF_BINARY) != 0, b->data + RBUF_HEADROOM, b->len, &p) != EIO_PKT_OK)
-        p = (eio_packet_t){EIO_MESSAGE, 0, {"", 0}}; /* never: eio makes every packet it sends */
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, packet_types[p.type]);
-    lua_setfield(L, -2, "type");
-    lua_createtable(L, 0, 1);
-    lua_pushboolean(L, 1);
-    lua_setfield(L, -2, "compress");
-    lua_setfield(L, -2, "options");
-    if (p.binary)
-        lvalue_push_binary(L, p.data.ptr, p.data.len);
-    else if (p.data.len > 0)
-        lua_pushlstring(L, p.data.ptr, p.data.len);
-    else
-        return;
-    lua_setfield(L, -2, "data");
-}
-
-/* {name = "websocket"}: the transport argument of "upgrading" and "upgrade". [-0, +1, m] */
-static void push_websocket(lua_State *L)
-{
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "websocket");
-    lua_setfield(L, -2, "name");
-}
-
-/* The EIO_W_* events: "packetCreate" (packet), "flush" (packets), "drain", "heartbeat",
- * "upgrading" (transport). */
-static int notify_k(lua_State *L)
-{
-    args_t *a = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->c->ref);
-    switch (a->what) {
-    case EIO_W_PACKET_CREATE:
-        push_out_packet(L, a->pkts[0]);
-        fire(L, 1, "packetCreate", 1);
-        break;
-    case EIO_W_FLUSH:
-        lua_createtable(L, (int)a->n, 0);
-        for (size_t i = 0; i < a->n; i++) {
-            push_out_packet(L, a->pkts[i]);
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        fire(L, 1, "flush", 1);
-        break;
-    case EIO_W_DRAIN:
-        fire(L, 1, "drain", 0);
-        break;
-    case EIO_W_HEARTBEAT:
-        fire(L, 1, "heartbeat", 0);
-        break;
-    case EIO_W_UPGRADING:
-        push_websocket(L);
-        fire(L, 1, "upgrading", 1);
-        break;
-    }
-    return 0;
-}
-
-static int packet_k(lua_State *L)
-{
-    args_t *a = lua_touserdata(L, 1);
-    const eio_packet_t *p = a->p;
-    lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->c->ref);
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, (unsigned)p->type < 7 ? packet_types[p->type] : "error");
-    lua_setfield(L, -2, "type");
-    if (p->binary)
-        lvalue_push_binary(L, p->data.ptr, p->data.len);
-    else if (p->type == EIO_MESSAGE || p->data.len > 0)
-        lua_pushlstring(L, p->data.ptr, p->data.len);
-    else
-        lua_pushnil(L);
-    lua_setfield(L, -2, "data");
-    fire(L, 1, "packet", 1);
-    return 0;
-}
-
-static int close_k(lua_State *L)
-{
-    args_t *a = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->c->ref);
-    lua_pushstring(L, a->reason);
-    fire(L, 1, "close", 1);
-    return 0;
-}
-
-static int upgrade_k(lua_State *L)
-{
-    args_t *a = lua_touserdata(L, 1);
-    lua_settop(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->c->ref);
-    push_websocket(L);
-    fire(L, 1, "upgrade", 1);
-    return 0;
 }
 
 /* err = {code, message, req, context = {message?, name?}} */
@@ -525,51 +293,40 @@ static void on_connection(lengine_t *e, eio_session_t *s, int reloaded)
     conn_open(e, s, reloaded);
 }
 
+/* The conn events: to the session's conn, if it has one. */
 static void on_message(lengine_t *e, eio_session_t *s, int binary, const char *data, size_t len)
 {
-    lconn_t *c = e ? conn_of(e, s) : NULL;
-    args_t a = {.e = e, .c = c, .binary = binary, .data = data, .len = len};
-    if (c == NULL || !(c->flags & (CV_MESSAGE | CV_DATA)))
-        return;
-    lvm_protect(e->h, message_k, &a, "engine conn message");
+    lconn_t *c = e ? lconn_of(s, e->raw) : NULL;
+    if (c != NULL)
+        lconn_message(c, binary, data, len);
 }
 
 static void on_packet(lengine_t *e, eio_session_t *s, const eio_packet_t *p)
 {
-    lconn_t *c = e ? conn_of(e, s) : NULL;
-    args_t a = {.e = e, .c = c, .p = p};
-    if (c == NULL || !(c->flags & CV_PACKET))
-        return;
-    lvm_protect(e->h, packet_k, &a, "engine conn packet");
+    lconn_t *c = e ? lconn_of(s, e->raw) : NULL;
+    if (c != NULL)
+        lconn_packet(c, p);
 }
 
 static void on_upgrade(lengine_t *e, eio_session_t *s)
 {
-    lconn_t *c = e ? conn_of(e, s) : NULL;
-    args_t a = {.e = e, .c = c};
-    if (c == NULL || !(c->flags & CV_UPGRADE))
-        return;
-    lvm_protect(e->h, upgrade_k, &a, "engine conn upgrade");
+    lconn_t *c = e ? lconn_of(s, e->raw) : NULL;
+    if (c != NULL)
+        lconn_upgrade(c);
 }
 
 static void on_notify(lengine_t *e, eio_session_t *s, unsigned what, rbuf_t *const *pkts, size_t n)
 {
-    lconn_t *c = e ? conn_of(e, s) : NULL;
-    args_t a = {.e = e, .c = c, .what = what, .pkts = pkts, .n = n};
-    if (c == NULL)
-        return;
-    lvm_protect(e->h, notify_k, &a, "engine conn event");
+    lconn_t *c = e ? lconn_of(s, e->raw) : NULL;
+    if (c != NULL)
+        lconn_notify(c, what, pkts, n);
 }
 
 static void on_close(lengine_t *e, eio_session_t *s, const char *reason)
 {
-    lconn_t *c = e ? conn_of(e, s) : NULL;
-    args_t a = {.e = e, .c = c, .reason = reason};
-    if (c == NULL)
-        return;
-    if (c->flags & CV_CLOSE)
-        lvm_protect(e->h, close_k, &a, "engine conn close");
-    conn_release(c); /* also when a listener failed: the handle must not outlive the session */
+    lconn_t *c = e ? lconn_of(s, e->raw) : NULL;
+    if (c != NULL)
+        lconn_close(c, reason);
 }
 
 static void on_error(lengine_t *e, const http_req_t *req, eio_error_t code, const char *context, const char *name)
@@ -774,9 +531,9 @@ static void ep_close(lengine_t *e, int silent)
         eio_session_t **v;
         size_t n = eio_server_sessions(&ep->eio, &v);
         for (size_t i = 0; i < n; i++) {
-            lconn_t *c = eio_session_data(v[i]);
+            lconn_t *c = lconn_of(v[i], 1);
             if (c != NULL)
-                conn_release(c);
+                lconn_release(c);
         }
         eio_sessions_release(v, n);
         ep->eio.ud = ep->eio.obs_ud = NULL;
@@ -797,12 +554,12 @@ static void ep_adopt(lengine_t *from, lengine_t *to, lenv_t *env)
     ep_bind(ep, to, env);
     n = eio_server_sessions(&ep->eio, &v);
     for (size_t i = 0; i < n; i++) {
-        lconn_t *c = eio_session_data(v[i]);
+        lconn_t *c = lconn_of(v[i], 1);
         if (c != NULL)
-            conn_release(c);
+            lconn_release(c);
     }
     for (size_t i = 0; i < n; i++)
-        if (eio_session_is_open(v[i]) && eio_session_data(v[i]) == NULL)
+        if (eio_session_is_open(v[i]) && lconn_of(v[i], 1) == NULL)
             on_connection(to, v[i], 1);
     eio_sessions_release(v, n);
 }
@@ -813,156 +570,6 @@ static lengine_t *find_endpoint(evm_t *vm, const char *path)
         if (!e->closed && strcmp(e->path, path) == 0)
             return e;
     return NULL;
-}
-
-/* ---------------------------------------------------------------- methods */
-
-/* Pushes a method of `list` named k bound to the object at idx, or returns 0. */
-static int push_method(lua_State *L, const luaL_Reg *list, int idx, const char *k)
-{
-    for (const luaL_Reg *m = list; m->name; m++)
-        if (strcmp(k, m->name) == 0) {
-            lua_pushvalue(L, idx);
-            lua_pushcclosure(L, m->func, 1);
-            return 1;
-        }
-    return 0;
-}
-
-/* ---------------------------------------------------------------- conn */
-
-static lconn_t *check_conn(lua_State *L, int idx) { return luaL_checkudata(L, idx, CONN_MT); }
-
-/* send(data) / write(data): a string is a text message, a siolua.binary a binary one.
- * Returns true, or false when the session is closed. Raw endpoints only. */
-static int c_send(lua_State *L)
-{
-    lconn_t *c = check_conn(L, lua_upvalueindex(1));
-    const char *p;
-    size_t n;
-    rbuf_t *b;
-    lvm_selfcall(L, lua_upvalueindex(1));
-    if (!c->e->raw)
-        return luaL_error(L, "conn.send: this session belongs to Socket.IO (use socket.emit)");
-    if ((p = lvalue_tobinary(L, 1, &n)) != NULL) {
-        b = rbuf_from(p, n);
-        b->flags |= RBUF_BINARY;
-    } else if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
-        p = lua_tolstring(L, 1, &n);
-        b = NULL; /* made below, once nothing can raise */
-    } else {
-        return luaL_argerror(L, 1, "a string or a siolua.binary expected");
-    }
-    if (c->s == NULL || !eio_session_is_open(c->s)) {
-        rbuf_unref(b);
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    if (b == NULL && utf8_valid_prefix(p, n) != n) {
-        /* a text message is UTF-8 on the wire: ill-formed bytes (and a lone surrogate's WTF-8)
-         * go out as U+FFFD, what a JS string's bytes would be */
-        buf_t fixed = BUF_INIT;
-        utf8_repair(&fixed, p, n, 1);
-        b = eio_packet_new(EIO_MESSAGE, fixed.base, fixed.len);
-        buf_free(&fixed);
-    } else if (b == NULL) {
-        b = eio_packet_new(EIO_MESSAGE, p, n);
-    }
-    eio_send(c->s, b);
-    rbuf_unref(b);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* close(): closes the session ("forced close"); pending packets are flushed first. */
-static int c_close(lua_State *L)
-{
-    lconn_t *c = check_conn(L, lua_upvalueindex(1));
-    lvm_selfcall(L, lua_upvalueindex(1));
-    if (c->s != NULL)
-        eio_close(c->s);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    return 1;
-}
-
-static const luaL_Reg conn_methods[] = {{"send", c_send}, {"write", c_send}, {"close", c_close}, {NULL, NULL}};
-
-static void push_conn_request(lua_State *L, int obj, lconn_t *c)
-{
-    uv_field(L, obj, "request");
-    if (!lua_isnil(L, -1) || c->s == NULL)
-        return;
-    lua_pop(L, 1);
-    lreq_push_handshake_request(L, eio_session_handshake(c->s));
-    lua_getiuservalue(L, obj, 1);
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "request");
-    lua_pop(L, 1);
-}
-
-static int conn_index(lua_State *L)
-{
-    lconn_t *c = check_conn(L, 1);
-    const char *k = luaL_checkstring(L, 2);
-    if (lemitter_method(L, 1, &conn_kind, k) || push_method(L, conn_methods, 1, k))
-        return 1;
-    if (strcmp(k, "id") == 0) {
-        lua_pushstring(L, c->id);
-    } else if (strcmp(k, "transport") == 0) {
-        int t = c->s != NULL ? eio_session_transport(c->s) : c->transport;
-        lua_createtable(L, 0, 1);
-        lua_pushstring(L, t == EIO_T_WEBSOCKET ? "websocket" : "polling");
-        lua_setfield(L, -2, "name");
-    } else if (strcmp(k, "readyState") == 0) {
-        lua_pushstring(L, c->s == NULL ? "closed" : eio_session_is_open(c->s) ? "open" : "closing");
-    } else if (strcmp(k, "upgraded") == 0) {
-        lua_pushboolean(L, c->s != NULL && eio_session_upgraded(c->s));
-    } else if (strcmp(k, "protocol") == 0) {
-        lua_pushinteger(L, 4);
-    } else if (strcmp(k, "reloaded") == 0) {
-        lua_pushboolean(L, c->reloaded);
-    } else if (strcmp(k, "request") == 0) {
-        push_conn_request(L, 1, c);
-    } else if (strcmp(k, "remoteAddress") == 0) {
-        if (c->s == NULL)
-            return 0;
-        lua_pushstring(L, eio_session_handshake(c->s)->address);
-    } else if (strcmp(k, "data") == 0) {
-        uv_field(L, 1, "data");
-    } else {
-        uv_field(L, 1, "props");
-        lua_getfield(L, -1, k);
-    }
-    return 1;
-}
-
-static int conn_newindex(lua_State *L)
-{
-    static const char *const ro[] = {"id",       "transport", "readyState", "upgraded", "protocol", "reloaded",
-                                     "request",  "remoteAddress", NULL};
-    const char *k;
-    check_conn(L, 1);
-    k = luaL_checkstring(L, 2);
-    for (int i = 0; ro[i]; i++)
-        if (strcmp(k, ro[i]) == 0)
-            return luaL_error(L, "conn.%s cannot be assigned", k);
-    lua_getiuservalue(L, 1, 1);
-    if (strcmp(k, "data") == 0) {
-        lua_pushvalue(L, 3);
-        lua_setfield(L, -2, "data");
-        return 0;
-    }
-    lua_getfield(L, -1, "props");
-    lua_pushvalue(L, 3);
-    lua_setfield(L, -2, k);
-    return 0;
-}
-
-static int conn_tostring(lua_State *L)
-{
-    lconn_t *c = check_conn(L, 1);
-    lua_pushfstring(L, "siolua.engine.conn(%s%s)", c->id, c->s ? "" : ", closed");
-    return 1;
 }
 
 /* ---------------------------------------------------------------- engine */
@@ -1003,7 +610,7 @@ static int engine_index(lua_State *L)
 {
     lengine_t *e = check_engine(L, 1);
     const char *k = luaL_checkstring(L, 2);
-    if (lemitter_method(L, 1, &engine_kind, k) || push_method(L, engine_methods, 1, k))
+    if (lemitter_method(L, 1, &engine_kind, k) || lvm_method(L, engine_methods, 1, k))
         return 1;
     if (strcmp(k, "clientsCount") == 0) {
         eio_server_t *eio = engine_eio(e);
@@ -1163,14 +770,7 @@ void lengine_open(lua_State *L)
     lua_pushcfunction(L, engine_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
-    luaL_newmetatable(L, CONN_MT);
-    lua_pushcfunction(L, conn_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, conn_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, conn_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
+    lconn_open(L);
 
     lua_pushcfunction(L, l_engine); /* siolua.engine */
     lua_setfield(L, -2, "engine");
@@ -1226,9 +826,9 @@ static void release_observed(lvm_t *h, lenv_t *env)
         return;
     n = eio_server_sessions(env->eio, &v);
     for (size_t i = 0; i < n; i++) {
-        lconn_t *c = eio_session_obs_data(v[i]);
-        if (c != NULL && c->e->h == h)
-            conn_release(c);
+        lconn_t *c = lconn_of(v[i], 0);
+        if (c != NULL && lconn_vm(c) == h)
+            lconn_release(c);
     }
     eio_sessions_release(v, n);
 }
@@ -1262,7 +862,7 @@ void lengine_handover(lvm_t *old, lvm_t *nw)
         if (next->io_engine->flags & EV_CONNECTION) {
             n = eio_server_sessions(env->eio, &v);
             for (size_t i = 0; i < n; i++)
-                if (eio_session_is_open(v[i]) && eio_session_obs_data(v[i]) == NULL)
+                if (eio_session_is_open(v[i]) && lconn_of(v[i], 0) == NULL)
                     on_connection(next->io_engine, v[i], 1);
             eio_sessions_release(v, n);
         }
@@ -1285,10 +885,10 @@ void lengine_push_conn(lua_State *L, eio_session_t *s)
 {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &VM_KEY);
     evm_t *vm = lua_touserdata(L, -1);
-    lconn_t *c = eio_session_obs_data(s);
+    lconn_t *c = lconn_of(s, 0);
     lua_pop(L, 1);
     if (c != NULL)
-        lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+        lconn_push(L, c);
     else
-        conn_new(L, vm->io_engine, s, 0);
+        lconn_new(L, s, vm->io_engine->raw, 0);
 }

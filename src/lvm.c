@@ -600,6 +600,17 @@ void lvm_selfcall(lua_State *L, int self_idx)
         lua_remove(L, 1);
 }
 
+int lvm_method(lua_State *L, const luaL_Reg *list, int obj, const char *k)
+{
+    for (const luaL_Reg *m = list; m->name; m++)
+        if (strcmp(k, m->name) == 0) {
+            lua_pushvalue(L, obj);
+            lua_pushcclosure(L, m->func, 1);
+            return 1;
+        }
+    return 0;
+}
+
 int lvm_member(lua_State *L, int obj, const void *props_key, const void *methods_key, const char *k)
 {
     obj = lua_absindex(L, obj);

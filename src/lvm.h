@@ -25,6 +25,7 @@
 #ifndef SL_LVM_H
 #define SL_LVM_H
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <stdint.h>
 #include <uv.h>
@@ -133,6 +134,9 @@ void lvm_bind_members(lua_State *L, const void *props_key, const char *props, co
                       const char *methods);
 /* If stack[1] is `self` (a colon call), removes it, so obj.m(x) and obj:m(x) both work. */
 void lvm_selfcall(lua_State *L, int self_idx);
+/* If list has a function named k, pushes it as a closure whose upvalue 1 is the object at obj and
+ * returns 1; else 0. [-0, +(0|1), m] */
+int lvm_method(lua_State *L, const luaL_Reg *list, int obj, const char *k);
 
 /* A C object handed to Lua to be used once later (allowRequest's callback, a dynamic namespace's
  * answer): a userdata "siolua.box" holding obj, which release(obj) releases when the box is
