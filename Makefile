@@ -36,7 +36,7 @@ CLIENT_DIST := node_modules/socket.io-client/dist
 CLIENT_FILES := $(CLIENT_DIST)/socket.io.js $(CLIENT_DIST)/socket.io.min.js $(CLIENT_DIST)/socket.io.js.map \
                 $(CLIENT_DIST)/socket.io.min.js.map
 
-.PHONY: all setup run test unit integration asan clean format fuzz bench valgrind soak
+.PHONY: all setup run test unit integration asan clean format fuzz bench valgrind soak layers
 
 all: siolua
 
@@ -86,6 +86,10 @@ setup:
 unit: $(UNIT_BIN)
 	@sh scripts/run-unit.sh $(UNIT_BIN)
 
+# The layering check: no #include and no call from a lower layer's module to a higher one's.
+layers: siolua
+	@sh scripts/layers.sh $(OUT)/obj
+
 asan:
 	$(MAKE) OUT=build/asan EXTRA_CFLAGS="$(SANFLAGS)" LDFLAGS="$(SANFLAGS)" build/asan/siolua unit
 
@@ -97,7 +101,7 @@ run: setup
 	./siolua examples/chat/app.lua --port $(PORT)
 
 test: setup
-	$(MAKE) siolua unit
+	$(MAKE) siolua unit layers
 	$(MAKE) asan
 	SIOLUA_BIN=./build/asan/siolua sh tests/integration/run.sh
 	SIOLUA_BIN=./build/asan/siolua sh tests/hostile/run.sh
