@@ -16,10 +16,10 @@ TABLE='
 1 pmd http ws
 2 eio_packet eio
 3 sio_packet sio rooms
-4 redis
+4 adapter_redis
 5 lvm lvalue lvalue_json lmsgpack lemitter
 6 options
-7 lenv lreq lconn lengine lnsp lsocket lsio ltimer lredis
+7 lenv lreq lconn lengine lnsp lsocket lsio ltimer ladapter_redis
 8 lapp
 9 reload
 10 server

@@ -10,13 +10,13 @@
 #include "lengine.h"
 #include "lmsgpack.h"
 #include "lnsp.h"
-#include "lredis.h"
+#include "ladapter_redis.h"
 #include "log.h"
 #include "lsio.h"
 #include "lsocket.h"
 #include "ltimer.h"
 #include "lvalue.h"
-#include "redis.h"
+#include "adapter_redis.h"
 
 /* ---------------------------------------------------------------- a new VM */
 
@@ -45,16 +45,16 @@ static const luaL_Reg core[] = {
     {"resolved", lsio_core_resolved},
     {"broadcast", lsio_core_broadcast},
     {"select", lsio_core_select},
-    /* the Redis adapter (lredis.h, lmsgpack.h) */
-    {"redis_enabled", lredis_enabled},
-    {"redis_connected", lredis_connected},
-    {"redis_config", lredis_config},
-    {"redis_uid", lredis_uid},
-    {"redis_id", lredis_id},
-    {"redis_publish", lredis_publish},
-    {"redis_subscribe", lredis_subscribe},
-    {"redis_psubscribe", lredis_psubscribe},
-    {"redis_command", lredis_command},
+    /* the Redis adapter (ladapter_redis.h, lmsgpack.h) */
+    {"redis_enabled", ladapter_redis_enabled},
+    {"redis_connected", ladapter_redis_connected},
+    {"redis_config", ladapter_redis_config},
+    {"redis_uid", ladapter_redis_uid},
+    {"redis_id", ladapter_redis_id},
+    {"redis_publish", ladapter_redis_publish},
+    {"redis_subscribe", ladapter_redis_subscribe},
+    {"redis_psubscribe", ladapter_redis_psubscribe},
+    {"redis_command", ladapter_redis_command},
     {"msgpack_encode", lmsgpack_encode},
     {"msgpack_decode", lmsgpack_decode},
     {NULL, NULL},
@@ -222,8 +222,8 @@ int lapp_listening(lapp_t *a)
     a->env.eio->allow_request = lengine_allow_request;
     a->env.eio->allow_ud = &a->env;
     lengine_start(a->env.vms.cur); /* io.engine events, siolua.engine endpoints */
-    /* the Redis adapter (lredis.h): connects in the background, survives reloads */
-    if (a->env.cfg->redis.url != NULL && lredis_start(&a->env) != 0)
+    /* the Redis adapter (ladapter_redis.h): connects in the background, survives reloads */
+    if (a->env.cfg->redis.url != NULL && ladapter_redis_start(&a->env) != 0)
         return -1;
     return 0;
 }
@@ -241,7 +241,7 @@ void lapp_stop(lapp_t *a)
 
 void lapp_close(lapp_t *a)
 {
-    redis_close(a->env.redis);
+    adapter_redis_close(a->env.redis);
     if (a->env.vms.cur == NULL)
         return;
     ltimer_close_all(a->env.vms.cur);
@@ -250,7 +250,7 @@ void lapp_close(lapp_t *a)
 
 void lapp_free(lapp_t *a)
 {
-    redis_free(a->env.redis);
+    adapter_redis_free(a->env.redis);
     a->env.redis = NULL;
     lapp_vm_free(a->env.vms.cur);
     a->env.vms.cur = NULL;

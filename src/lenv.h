@@ -12,7 +12,7 @@
 #include "sio.h"
 #include "tq.h"
 
-struct redis;
+struct adapter_redis;
 
 typedef struct lenv {
     uv_loop_t *loop;
@@ -22,7 +22,7 @@ typedef struct lenv {
     eio_server_t *eio;         /* the Socket.IO endpoint's Engine.IO server (loop NULL until listening) */
     tq_clock_t *clock;         /* the loop's poll clock, for the deadlines of siolua.engine endpoints */
     lvm_loop_t vms;            /* the current VM (vms.cur) and the scheduler */
-    struct redis *redis;       /* the Redis adapter's connections (NULL: in-memory) */
+    struct adapter_redis *redis;       /* the Redis adapter's connections (NULL: in-memory) */
     int listening;             /* the server listens: its options are set (a hot-reloaded app's
                                   io.options{} takes allowRequest only), endpoints mount at once */
     int closing;               /* the server is shutting down */

@@ -383,7 +383,7 @@ static void tls_lua(lua_State *L, int idx, void *field, int keep, const char *wh
  * the Redis adapter. keep (--redis given) keeps the URL only. */
 static int redis_cli(sl_config_t *cfg, void *field, const char *arg)
 {
-    redis_config_t *r = field;
+    adapter_redis_config_t *r = field;
     (void)cfg;
     if (strncmp(arg, "redis://", 8) != 0)
         return -1;
@@ -394,7 +394,7 @@ static int redis_cli(sl_config_t *cfg, void *field, const char *arg)
 
 static void adapter_free(void *field)
 {
-    redis_config_t *r = field;
+    adapter_redis_config_t *r = field;
     free(r->url);
     free(r->key);
     r->url = r->key = NULL;
@@ -402,7 +402,7 @@ static void adapter_free(void *field)
 
 static void redis_lua(lua_State *L, int idx, void *field, int keep, const char *who)
 {
-    redis_config_t *cfg = field;
+    adapter_redis_config_t *cfg = field;
     idx = lua_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) {
         if (!keep) {

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "redis.h"
+#include "adapter_redis.h"
 #include "eio.h"
 #include "http.h"
 #include "sio.h"
@@ -41,7 +41,7 @@ typedef struct {
     int watch;                 /* reload when app.lua or its modules change (--no-watch: 0) */
     uint64_t handler_timeout;  /* ms one handler call may run before it is aborted (0 = no limit) */
     uint64_t handler_slice;    /* ms of Lua per loop turn before handlers are preempted (0 = never) */
-    redis_config_t redis;      /* --redis / io.options{adapter = ...}: the Redis adapter (url NULL: none) */
+    adapter_redis_config_t redis;      /* --redis / io.options{adapter = ...}: the Redis adapter (url NULL: none) */
     options_tls_t tls;         /* --tls-cert, --tls-key / io.options{tls = ...} */
 } sl_config_t;
 

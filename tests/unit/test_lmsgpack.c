@@ -1,6 +1,6 @@
 /* Unit tests for lmsgpack, the Redis adapter's msgpack <-> Lua mapping (core.msgpack_encode and
  * decode), byte for byte against what the Node adapter's notepack.io writes (the vectors were
- * captured from a Node cluster with redis-cli), malformed and truncated input; and lredis's
+ * captured from a Node cluster with redis-cli), malformed and truncated input; and ladapter_redis's
  * primitives without an adapter.
  * Each case is a Lua chunk; `hex(s)` / `unhex(h)` convert, `same(a, b)` compares deeply. */
 #include <lauxlib.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "lmsgpack.h"
-#include "lredis.h"
+#include "ladapter_redis.h"
 #include "lvalue.h"
 #include "test.h"
 
@@ -26,11 +26,11 @@ static const char PRELUDE[] =
     "end\n";
 
 static const luaL_Reg adapter_core[] = {
-    {"redis_enabled", lredis_enabled},   {"redis_connected", lredis_connected},
-    {"redis_config", lredis_config},     {"redis_uid", lredis_uid},
-    {"redis_id", lredis_id},             {"redis_publish", lredis_publish},
-    {"redis_subscribe", lredis_subscribe}, {"redis_psubscribe", lredis_psubscribe},
-    {"redis_command", lredis_command},   {"msgpack_encode", lmsgpack_encode},
+    {"redis_enabled", ladapter_redis_enabled},   {"redis_connected", ladapter_redis_connected},
+    {"redis_config", ladapter_redis_config},     {"redis_uid", ladapter_redis_uid},
+    {"redis_id", ladapter_redis_id},             {"redis_publish", ladapter_redis_publish},
+    {"redis_subscribe", ladapter_redis_subscribe}, {"redis_psubscribe", ladapter_redis_psubscribe},
+    {"redis_command", ladapter_redis_command},   {"msgpack_encode", lmsgpack_encode},
     {"msgpack_decode", lmsgpack_decode}, {NULL, NULL},
 };
 

@@ -1,12 +1,12 @@
-/* lredis: see lredis.h. */
-#include "lredis.h"
+/* ladapter_redis: see ladapter_redis.h. */
+#include "ladapter_redis.h"
 
 #include <hiredis/hiredis.h>
 #include <lauxlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "redis.h"
+#include "adapter_redis.h"
 
 #define MAX_REPLY_DEPTH 8 /* command replies converted to Lua (PUBSUB answers are flat) */
 
@@ -105,11 +105,11 @@ static void on_reply(int64_t id, const redisReply *reply, const char *err, void 
         lvm_protect(env->vms.cur, reply_k, &a, "redis adapter reply");
 }
 
-static const redis_handler_t handler = {on_message, on_reply};
+static const adapter_redis_handler_t handler = {on_message, on_reply};
 
-int lredis_start(lenv_t *env)
+int ladapter_redis_start(lenv_t *env)
 {
-    env->redis = redis_start(env->loop, &env->cfg->redis, &handler, env);
+    env->redis = adapter_redis_start(env->loop, &env->cfg->redis, &handler, env);
     if (env->redis == NULL)
         return -1;
     /* the Lua side subscribes its namespaces' channels (kept until the connection is up) */
@@ -126,29 +126,29 @@ static lenv_t *env_of(lua_State *L)
     return vm != NULL ? vm->ud : NULL;
 }
 
-static redis_t *get(lua_State *L)
+static adapter_redis_t *get(lua_State *L)
 {
     lenv_t *env = env_of(L);
     return env != NULL ? env->redis : NULL;
 }
 
-int lredis_enabled(lua_State *L)
+int ladapter_redis_enabled(lua_State *L)
 {
     lua_pushboolean(L, get(L) != NULL);
     return 1;
 }
 
-int lredis_connected(lua_State *L)
+int ladapter_redis_connected(lua_State *L)
 {
-    redis_t *r = get(L);
-    lua_pushboolean(L, r != NULL && redis_connected(r));
+    adapter_redis_t *r = get(L);
+    lua_pushboolean(L, r != NULL && adapter_redis_connected(r));
     return 1;
 }
 
-int lredis_config(lua_State *L)
+int ladapter_redis_config(lua_State *L)
 {
     lenv_t *env = env_of(L);
-    const redis_config_t *cfg = env != NULL ? &env->cfg->redis : NULL;
+    const adapter_redis_config_t *cfg = env != NULL ? &env->cfg->redis : NULL;
     lua_createtable(L, 0, 3);
     lua_pushstring(L, cfg != NULL && cfg->key != NULL ? cfg->key : "socket.io");
     lua_setfield(L, -2, "key");
@@ -159,49 +159,49 @@ int lredis_config(lua_State *L)
     return 1;
 }
 
-int lredis_uid(lua_State *L)
+int ladapter_redis_uid(lua_State *L)
 {
-    redis_t *r = get(L);
+    adapter_redis_t *r = get(L);
     if (r == NULL)
         return 0;
-    lua_pushstring(L, redis_uid(r));
+    lua_pushstring(L, adapter_redis_uid(r));
     return 1;
 }
 
-int lredis_id(lua_State *L)
+int ladapter_redis_id(lua_State *L)
 {
     char id[7];
-    redis_random_id(id, 6);
+    adapter_redis_random_id(id, 6);
     lua_pushstring(L, id);
     return 1;
 }
 
-int lredis_publish(lua_State *L)
+int ladapter_redis_publish(lua_State *L)
 {
-    redis_t *r = get(L);
+    adapter_redis_t *r = get(L);
     size_t clen, plen;
     const char *ch = luaL_checklstring(L, 1, &clen);
     const char *pl = luaL_checklstring(L, 2, &plen);
-    lua_pushboolean(L, r != NULL && redis_publish(r, ch, clen, pl, plen));
+    lua_pushboolean(L, r != NULL && adapter_redis_publish(r, ch, clen, pl, plen));
     return 1;
 }
 
 static int do_subscribe(lua_State *L, int pattern)
 {
-    redis_t *r = get(L);
+    adapter_redis_t *r = get(L);
     size_t n;
     const char *name = luaL_checklstring(L, 1, &n);
-    lua_pushboolean(L, r != NULL && redis_subscribe(r, name, n, pattern) == 0);
+    lua_pushboolean(L, r != NULL && adapter_redis_subscribe(r, name, n, pattern) == 0);
     return 1;
 }
 
-int lredis_subscribe(lua_State *L) { return do_subscribe(L, 0); }
-int lredis_psubscribe(lua_State *L) { return do_subscribe(L, 1); }
+int ladapter_redis_subscribe(lua_State *L) { return do_subscribe(L, 0); }
+int ladapter_redis_psubscribe(lua_State *L) { return do_subscribe(L, 1); }
 
 /* core.redis_command({argv...}): id, or nil + err. At most 16 arguments. */
-int lredis_command(lua_State *L)
+int ladapter_redis_command(lua_State *L)
 {
-    redis_t *r = get(L);
+    adapter_redis_t *r = get(L);
     const char *argv[16];
     size_t lens[16];
     const char *err = "not connected to Redis";
@@ -216,7 +216,7 @@ int lredis_command(lua_State *L)
         lua_pop(L, 1);
     }
     if (r != NULL)
-        id = redis_command(r, argc, argv, lens, &err);
+        id = adapter_redis_command(r, argc, argv, lens, &err);
     if (id < 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);

@@ -1,7 +1,7 @@
-/* redis: see redis.h. Each connection is a conn_t that owns at most one hiredis async context at a
+/* adapter_redis: see adapter_redis.h. Each connection is a conn_t that owns at most one hiredis async context at a
  * time. When a context dies (connect failure, lost connection) hiredis frees it after calling us,
  * we forget it and a retry timer makes a new one. */
-#include "redis.h"
+#include "adapter_redis.h"
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -21,7 +21,7 @@
 enum { C_IDLE = 0, C_CONNECTING, C_CONNECTED };
 
 typedef struct conn {
-    struct redis *r;
+    struct adapter_redis *r;
     redisAsyncContext *ac; /* NULL while down (hiredis frees it after the disconnect callback) */
     int state;             /* C_* */
     const char *name;      /* "publish" / "subscribe", for the log */
@@ -32,9 +32,9 @@ typedef struct {
     int pattern; /* PSUBSCRIBE instead of SUBSCRIBE */
 } sub_t;
 
-struct redis {
+struct adapter_redis {
     uv_loop_t *loop;
-    const redis_handler_t *h;
+    const adapter_redis_handler_t *h;
     void *ud;
     char *host;
     int port;
@@ -49,7 +49,7 @@ struct redis {
     uint64_t delay;          /* next retry delay (ms) */
     uint64_t down_since;     /* loop time when the cluster link went down (0: up or never up) */
     uint64_t dropped;        /* publishes dropped during the current outage */
-    int64_t next_cmd;        /* ids of redis_command */
+    int64_t next_cmd;        /* ids of adapter_redis_command */
     int was_ready;           /* the cluster link was complete once (later: "reconnected") */
     int ready_logged;        /* "ready" logged for the current connection */
     int closing;
@@ -58,7 +58,7 @@ struct redis {
 /* ---------------------------------------------------------------- ids and URL */
 
 /* Random [A-Za-z0-9]{n} into out (n + 1 bytes), like the Node adapter's uid2. */
-void redis_random_id(char *out, size_t n)
+void adapter_redis_random_id(char *out, size_t n)
 {
     static const char chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     unsigned char rnd[32];
@@ -187,7 +187,7 @@ static void connect_conn(conn_t *c);
 
 static void on_retry(uv_timer_t *t)
 {
-    redis_t *r = t->data;
+    adapter_redis_t *r = t->data;
     if (r->closing)
         return;
     if (r->pub.state == C_IDLE)
@@ -199,7 +199,7 @@ static void on_retry(uv_timer_t *t)
 /* A connection failed or went down: forget its context, log, retry later. */
 static void conn_down(conn_t *c, const char *why, int was_connected)
 {
-    redis_t *r = c->r;
+    adapter_redis_t *r = c->r;
     c->ac = NULL;
     c->state = C_IDLE;
     if (c == &r->sub)
@@ -233,7 +233,7 @@ static void conn_down(conn_t *c, const char *why, int was_connected)
 }
 
 /* Both connections up and every subscription confirmed: the node is part of the cluster again. */
-static void check_ready(redis_t *r)
+static void check_ready(adapter_redis_t *r)
 {
     if (r->ready_logged || r->pub.state != C_CONNECTED || r->sub.state != C_CONNECTED || r->unconfirmed > 0)
         return;
@@ -252,7 +252,7 @@ static void check_ready(redis_t *r)
     r->dropped = 0;
 }
 
-static void send_subscription(redis_t *r, const sub_t *s);
+static void send_subscription(adapter_redis_t *r, const sub_t *s);
 
 static void on_connect(const redisAsyncContext *ac, int status)
 {
@@ -291,7 +291,7 @@ static void drop_conn(conn_t *c, int graceful);
 
 static void on_connect_timeout(uv_timer_t *t)
 {
-    redis_t *r = t->data;
+    adapter_redis_t *r = t->data;
     conn_t *cs[2] = {&r->pub, &r->sub};
     for (int i = 0; i < 2; i++)
         if (cs[i]->state == C_CONNECTING) {
@@ -302,7 +302,7 @@ static void on_connect_timeout(uv_timer_t *t)
 
 static void connect_conn(conn_t *c)
 {
-    redis_t *r = c->r;
+    adapter_redis_t *r = c->r;
     redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
     if (ac == NULL) {
         conn_down(c, "out of memory", 0);
@@ -338,7 +338,7 @@ static void connect_conn(conn_t *c)
 
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    redis_t *r = privdata;
+    adapter_redis_t *r = privdata;
     redisReply *rep = reply;
     (void)ac;
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
@@ -363,7 +363,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata)
         r->h->on_message(ch->str, ch->len, pl->str, pl->len, NULL, 0, r->ud);
 }
 
-static void send_subscription(redis_t *r, const sub_t *s)
+static void send_subscription(adapter_redis_t *r, const sub_t *s)
 {
     const char *argv[2] = {s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE", s->name};
     size_t lens[2] = {strlen(argv[0]), strlen(s->name)};
@@ -374,7 +374,7 @@ static void send_subscription(redis_t *r, const sub_t *s)
 }
 
 /* Adds a subscription (once) and sends it if connected. Returns 0, or -1 over the limit. */
-static int subscribe(redis_t *r, const char *name, size_t len, int pattern)
+static int subscribe(adapter_redis_t *r, const char *name, size_t len, int pattern)
 {
     for (size_t i = 0; i < r->nsubs; i++)
         if (r->subs[i].pattern == pattern && strlen(r->subs[i].name) == len && memcmp(r->subs[i].name, name, len) == 0)
@@ -394,7 +394,7 @@ static int subscribe(redis_t *r, const char *name, size_t len, int pattern)
 static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     conn_t *c = ac->data;
-    redis_t *r = c != NULL ? c->r : NULL;
+    adapter_redis_t *r = c != NULL ? c->r : NULL;
     redisReply *rep = reply;
     int64_t id = (int64_t)(intptr_t)privdata;
     if (r == NULL || r->closing)
@@ -415,10 +415,10 @@ static size_t pending_out(const conn_t *c)
 
 /* ---------------------------------------------------------------- lifecycle */
 
-redis_t *redis_start(uv_loop_t *loop, const redis_config_t *cfg, const redis_handler_t *h, void *ud)
+adapter_redis_t *adapter_redis_start(uv_loop_t *loop, const adapter_redis_config_t *cfg, const adapter_redis_handler_t *h, void *ud)
 {
     const char *err = NULL;
-    redis_t *r = xcalloc(1, sizeof(*r));
+    adapter_redis_t *r = xcalloc(1, sizeof(*r));
     if (parse_url(cfg->url, &r->host, &r->port, &r->password, &err) != 0) {
         log_error("siolua: redis adapter: bad URL %s: %s", cfg->url, err);
         free(r);
@@ -427,7 +427,7 @@ redis_t *redis_start(uv_loop_t *loop, const redis_config_t *cfg, const redis_han
     r->loop = loop;
     r->h = h;
     r->ud = ud;
-    redis_random_id(r->uid, 6);
+    adapter_redis_random_id(r->uid, 6);
     r->pub = (conn_t){.r = r, .name = "publish"};
     r->sub = (conn_t){.r = r, .name = "subscribe"};
     r->delay = RETRY_MIN_MS;
@@ -456,7 +456,7 @@ static void drop_conn(conn_t *c, int graceful)
         redisAsyncFree(ac);
 }
 
-void redis_close(redis_t *r)
+void adapter_redis_close(adapter_redis_t *r)
 {
     if (r == NULL || r->closing)
         return;
@@ -469,13 +469,13 @@ void redis_close(redis_t *r)
     log_info("siolua: redis adapter: disconnected");
 }
 
-void redis_free(redis_t *r)
+void adapter_redis_free(adapter_redis_t *r)
 {
     if (r == NULL)
         return;
     if (!r->closing) {
         /* start succeeded but the server never ran its loop: close, then let libuv finish */
-        redis_close(r);
+        adapter_redis_close(r);
         uv_run(r->loop, UV_RUN_NOWAIT);
     }
     for (size_t i = 0; i < r->nsubs; i++)
@@ -488,17 +488,17 @@ void redis_free(redis_t *r)
 
 /* ---------------------------------------------------------------- the owner's operations */
 
-int redis_connected(const redis_t *r)
+int adapter_redis_connected(const adapter_redis_t *r)
 {
     return r->pub.state == C_CONNECTED && r->sub.state == C_CONNECTED;
 }
 
-const char *redis_uid(const redis_t *r)
+const char *adapter_redis_uid(const adapter_redis_t *r)
 {
     return r->uid;
 }
 
-int redis_publish(redis_t *r, const char *channel, size_t clen, const char *payload, size_t plen)
+int adapter_redis_publish(adapter_redis_t *r, const char *channel, size_t clen, const char *payload, size_t plen)
 {
     int ok = 0;
     if (!r->closing && r->pub.state == C_CONNECTED && pending_out(&r->pub) < MAX_PENDING_OUT) {
@@ -511,7 +511,7 @@ int redis_publish(redis_t *r, const char *channel, size_t clen, const char *payl
     return ok;
 }
 
-int redis_subscribe(redis_t *r, const char *name, size_t len, int pattern)
+int adapter_redis_subscribe(adapter_redis_t *r, const char *name, size_t len, int pattern)
 {
     if (subscribe(r, name, len, pattern) != 0) {
         log_warn("siolua: redis adapter: more than %d subscriptions: %.*s not subscribed", MAX_SUBSCRIPTIONS, (int)len,
@@ -521,7 +521,7 @@ int redis_subscribe(redis_t *r, const char *name, size_t len, int pattern)
     return 0;
 }
 
-int64_t redis_command(redis_t *r, int argc, const char **argv, const size_t *lens, const char **err)
+int64_t adapter_redis_command(adapter_redis_t *r, int argc, const char **argv, const size_t *lens, const char **err)
 {
     int64_t id;
     if (r->closing || r->pub.state != C_CONNECTED) {
