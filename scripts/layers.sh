@@ -16,7 +16,7 @@ TABLE='
 1 pmd http ws
 2 eio_packet eio
 3 sio_packet sio rooms
-4 adapter_redis
+4 rconn adapter_redis
 5 lvm lvalue lvalue_json lmsgpack lemitter
 6 options
 7 lenv lreq lconn lengine lnsp lsocket lsio ltimer ladapter_redis
