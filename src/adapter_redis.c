@@ -22,7 +22,6 @@
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/sds.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <msgpack.h>
@@ -32,6 +31,7 @@
 #include "lhost.h"
 #include "log.h"
 #include "lvalue.h"
+#include "rconn.h"
 #include "server.h"
 
 #define RETRY_MIN_MS 100
@@ -42,12 +42,9 @@
 #define MAX_REPLY_DEPTH 8           /* command replies converted to Lua (PUBSUB answers are flat) */
 #define DEFAULT_DEPTH 64
 
-enum { C_IDLE = 0, C_CONNECTING, C_CONNECTED };
-
 typedef struct conn {
     struct adapter_redis *r;
-    redisAsyncContext *ac; /* NULL while down (hiredis frees it after the disconnect callback) */
-    int state;             /* C_* */
+    rconn_t rc;            /* rc.ac: NULL while down (hiredis frees it after the disconnect callback) */
     const char *name;      /* "publish" / "subscribe", for the log */
 } conn_t;
 
@@ -58,16 +55,13 @@ typedef struct {
 
 struct adapter_redis {
     sl_server_t *srv;
-    char *host;
-    int port;
-    char *password;          /* NULL: no AUTH */
+    rconn_url_t url;         /* host, port, password (user and db are not used: pub/sub ignores db) */
     char uid[7];             /* this node's uid in every message, as uid2(6) */
     conn_t pub, sub;
     sub_t *subs;             /* every subscription, re-sent on each (re)connection */
     size_t nsubs;
     size_t unconfirmed;      /* subscriptions sent but not yet confirmed on the current connection */
     uv_timer_t retry;        /* reconnects the connections that are down */
-    uv_timer_t connect_timer; /* gives up on connects still pending after CONNECT_TIMEOUT_MS */
     uint64_t delay;          /* next retry delay (ms) */
     uint64_t down_since;     /* loop time when the cluster link went down (0: up or never up) */
     uint64_t dropped;        /* publishes dropped during the current outage */
@@ -95,43 +89,6 @@ static void random_id(char *out, size_t n)
     for (size_t i = 0; i < n; i++)
         out[i] = chars[rnd[i] % (sizeof(chars) - 1)];
     out[n] = '\0';
-}
-
-/* redis://[[user]:password@]host[:port][/db]. Returns 0 or -1 with *err set. */
-static int parse_url(const char *url, char **host, int *port, char **password, const char **err)
-{
-    const char *p = url, *at, *end, *colon;
-    size_t hlen;
-    *host = *password = NULL;
-    *port = 6379;
-    if (strncmp(p, "redis://", 8) != 0) {
-        *err = "the URL must start with redis://";
-        return -1;
-    }
-    p += 8;
-    end = p + strcspn(p, "/?#");
-    at = memchr(p, '@', (size_t)(end - p));
-    if (at != NULL) {
-        const char *c = memchr(p, ':', (size_t)(at - p));
-        if (c != NULL && at - c > 1)
-            *password = xstrndup(c + 1, (size_t)(at - c - 1));
-        p = at + 1;
-    }
-    colon = memchr(p, ':', (size_t)(end - p));
-    hlen = (size_t)((colon ? colon : end) - p);
-    if (colon != NULL) {
-        char *e;
-        long v = strtol(colon + 1, &e, 10);
-        if (e != end || v <= 0 || v > 65535) {
-            free(*password);
-            *password = NULL;
-            *err = "bad port";
-            return -1;
-        }
-        *port = (int)v;
-    }
-    *host = hlen > 0 ? xstrndup(p, hlen) : xstrndup("127.0.0.1", 9);
-    return 0;
 }
 
 /* ---------------------------------------------------------------- calls into the current VM */
@@ -217,75 +174,6 @@ static int start_k(lua_State *L)
     return 0;
 }
 
-/* ---------------------------------------------------------------- hiredis on the libuv loop */
-
-/* hiredis's own adapters/libuv.h in Debian's 0.14 returns early when libuv reports a poll error
- * (status != 0): a refused connect or a reset connection then hangs forever. This is the same glue
- * with the fix hiredis 1.0 made (on an error, run the registered handlers: hiredis's read/write
- * then sees the socket error and tears the context down). */
-typedef struct {
-    redisAsyncContext *ac; /* NULL once hiredis cleaned up (the handle is closing) */
-    uv_poll_t poll;
-    int events;
-} evglue_t;
-
-static void glue_poll(uv_poll_t *h, int status, int events)
-{
-    evglue_t *g = h->data;
-    int ev = status != 0 ? g->events : events;
-    if (g->ac != NULL && (ev & UV_READABLE))
-        redisAsyncHandleRead(g->ac);
-    if (g->ac != NULL && (ev & UV_WRITABLE))
-        redisAsyncHandleWrite(g->ac);
-}
-
-static void glue_update(evglue_t *g, int events)
-{
-    g->events = events;
-    if (events != 0)
-        uv_poll_start(&g->poll, events, glue_poll);
-    else
-        uv_poll_stop(&g->poll);
-}
-
-static void glue_add_read(void *p) { glue_update(p, ((evglue_t *)p)->events | UV_READABLE); }
-static void glue_del_read(void *p) { glue_update(p, ((evglue_t *)p)->events & ~UV_READABLE); }
-static void glue_add_write(void *p) { glue_update(p, ((evglue_t *)p)->events | UV_WRITABLE); }
-static void glue_del_write(void *p) { glue_update(p, ((evglue_t *)p)->events & ~UV_WRITABLE); }
-
-static void glue_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void glue_cleanup(void *p)
-{
-    evglue_t *g = p;
-    g->ac = NULL;
-    uv_close((uv_handle_t *)&g->poll, glue_closed);
-}
-
-static int glue_attach(redisAsyncContext *ac, uv_loop_t *loop)
-{
-    evglue_t *g;
-    if (ac->ev.data != NULL)
-        return REDIS_ERR;
-    g = xcalloc(1, sizeof(*g));
-    if (uv_poll_init(loop, &g->poll, ac->c.fd) != 0) {
-        free(g);
-        return REDIS_ERR;
-    }
-    g->ac = ac;
-    g->poll.data = g;
-    ac->ev.addRead = glue_add_read;
-    ac->ev.delRead = glue_del_read;
-    ac->ev.addWrite = glue_add_write;
-    ac->ev.delWrite = glue_del_write;
-    ac->ev.cleanup = glue_cleanup;
-    ac->ev.data = g;
-    return REDIS_OK;
-}
-
 /* ---------------------------------------------------------------- connections */
 
 static void connect_conn(conn_t *c);
@@ -295,18 +183,16 @@ static void on_retry(uv_timer_t *t)
     adapter_redis_t *r = t->data;
     if (r->closing)
         return;
-    if (r->pub.state == C_IDLE)
+    if (r->pub.rc.state == RCONN_IDLE)
         connect_conn(&r->pub);
-    if (r->sub.state == C_IDLE)
+    if (r->sub.rc.state == RCONN_IDLE)
         connect_conn(&r->sub);
 }
 
-/* A connection failed or went down: forget its context, log, retry later. */
+/* A connection failed or went down (its context is forgotten): log, retry later. */
 static void conn_down(conn_t *c, const char *why, int was_connected)
 {
     adapter_redis_t *r = c->r;
-    c->ac = NULL;
-    c->state = C_IDLE;
     if (c == &r->sub)
         r->unconfirmed = 0;
     r->ready_logged = 0;
@@ -321,7 +207,7 @@ static void conn_down(conn_t *c, const char *why, int was_connected)
     if (uv_is_active((uv_handle_t *)&r->retry)) {
         /* the other connection already scheduled this round's retry */
         if (was_connected)
-            log_warn("siolua: redis adapter: %s connection to %s:%d lost (%s)", c->name, r->host, r->port,
+            log_warn("siolua: redis adapter: %s connection to %s:%d lost (%s)", c->name, r->url.host, r->url.port,
                      why ? why : "closed");
         return;
     }
@@ -331,27 +217,27 @@ static void conn_down(conn_t *c, const char *why, int was_connected)
     if (was_connected)
         log_warn("siolua: redis adapter: %s connection to %s:%d lost (%s): cluster messages are dropped until it "
                  "is back, local traffic goes on; reconnecting in %llu ms",
-                 c->name, r->host, r->port, why ? why : "closed", (unsigned long long)d);
+                 c->name, r->url.host, r->url.port, why ? why : "closed", (unsigned long long)d);
     else
-        log_warn("siolua: redis adapter: cannot connect to %s:%d (%s); retrying in %llu ms", r->host, r->port,
-                 why ? why : "error", (unsigned long long)d);
+        log_warn("siolua: redis adapter: cannot connect to %s:%d (%s); retrying in %llu ms", r->url.host,
+                 r->url.port, why ? why : "error", (unsigned long long)d);
 }
 
 /* Both connections up and every subscription confirmed: the node is part of the cluster again. */
 static void check_ready(adapter_redis_t *r)
 {
-    if (r->ready_logged || r->pub.state != C_CONNECTED || r->sub.state != C_CONNECTED || r->unconfirmed > 0)
+    if (r->ready_logged || r->pub.rc.state != RCONN_UP || r->sub.rc.state != RCONN_UP || r->unconfirmed > 0)
         return;
     r->ready_logged = 1;
     r->delay = RETRY_MIN_MS;
     if (r->was_ready && r->down_since != 0)
         log_info("siolua: redis adapter: reconnected to %s:%d after %.1f s (%llu cluster messages dropped "
                  "meanwhile); %zu subscriptions restored",
-                 r->host, r->port, (double)(uv_now(r->srv->loop) - r->down_since) / 1000.0,
+                 r->url.host, r->url.port, (double)(uv_now(r->srv->loop) - r->down_since) / 1000.0,
                  (unsigned long long)r->dropped, r->nsubs);
     else
-        log_info("siolua: redis adapter: ready (%s:%d, node uid %s, %zu subscriptions)", r->host, r->port, r->uid,
-                 r->nsubs);
+        log_info("siolua: redis adapter: ready (%s:%d, node uid %s, %zu subscriptions)", r->url.host, r->url.port,
+                 r->uid, r->nsubs);
     r->was_ready = 1;
     r->down_since = 0;
     r->dropped = 0;
@@ -359,84 +245,27 @@ static void check_ready(adapter_redis_t *r)
 
 static void send_subscription(adapter_redis_t *r, const sub_t *s);
 
-static void on_connect(const redisAsyncContext *ac, int status)
+static void on_up(rconn_t *rc)
 {
-    conn_t *c = ac->data;
-    if (c == NULL || c->ac != ac)
-        return;
-    if (status != REDIS_OK) {
-        conn_down(c, ac->errstr, 0); /* hiredis frees ac after this callback */
-        return;
-    }
-    c->state = C_CONNECTED;
+    conn_t *c = rc->data;
     if (c == &c->r->sub)
         for (size_t i = 0; i < c->r->nsubs; i++)
             send_subscription(c->r, &c->r->subs[i]);
     check_ready(c->r);
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
+static void on_down(rconn_t *rc, const char *why, int was_up)
 {
-    conn_t *c = ac->data;
-    if (c == NULL || c->ac != ac)
-        return;
-    conn_down(c, status == REDIS_OK ? "closed by the server" : ac->errstr, c->state == C_CONNECTED);
+    conn_down(rc->data, why, was_up);
 }
 
-static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    redisReply *rep = reply;
-    (void)privdata;
-    if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
-        log_error("siolua: redis adapter: AUTH refused: %.*s", (int)rep->len, rep->str);
-    (void)ac;
-}
-
-static void drop_conn(conn_t *c, int graceful);
-
-static void on_connect_timeout(uv_timer_t *t)
-{
-    adapter_redis_t *r = t->data;
-    conn_t *cs[2] = {&r->pub, &r->sub};
-    for (int i = 0; i < 2; i++)
-        if (cs[i]->state == C_CONNECTING) {
-            drop_conn(cs[i], 0);
-            conn_down(cs[i], "connect timed out", 0);
-        }
-}
+static const rconn_handler_t conn_handler = {on_up, on_down};
 
 static void connect_conn(conn_t *c)
 {
-    adapter_redis_t *r = c->r;
-    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
-    if (ac == NULL) {
-        conn_down(c, "out of memory", 0);
-        return;
-    }
-    if (ac->err) {
-        char why[128];
-        snprintf(why, sizeof(why), "%s", ac->errstr);
-        redisAsyncFree(ac); /* nothing attached to the loop yet */
+    const char *why = NULL;
+    if (rconn_connect(&c->rc, &why) != 0)
         conn_down(c, why, 0);
-        return;
-    }
-    ac->data = c;
-    if (glue_attach(ac, r->srv->loop) != REDIS_OK) {
-        redisAsyncFree(ac);
-        conn_down(c, "cannot attach to the loop", 0);
-        return;
-    }
-    c->ac = ac;
-    c->state = C_CONNECTING;
-    uv_timer_start(&r->connect_timer, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    /* after the attach: hiredis arms the write event that detects the connection here */
-    redisAsyncSetConnectCallback(ac, on_connect);
-    if (r->password != NULL) {
-        const char *argv[2] = {"AUTH", r->password};
-        size_t lens[2] = {4, strlen(r->password)};
-        redisAsyncCommandArgv(ac, on_auth, NULL, 2, argv, lens);
-    }
 }
 
 /* ---------------------------------------------------------------- subscriptions */
@@ -474,9 +303,9 @@ static void send_subscription(adapter_redis_t *r, const sub_t *s)
 {
     const char *argv[2] = {s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE", s->name};
     size_t lens[2] = {strlen(argv[0]), strlen(s->name)};
-    if (r->sub.state != C_CONNECTED)
+    if (r->sub.rc.state != RCONN_UP)
         return;
-    if (redisAsyncCommandArgv(r->sub.ac, on_sub_reply, r, 2, argv, lens) == REDIS_OK)
+    if (redisAsyncCommandArgv(r->sub.rc.ac, on_sub_reply, r, 2, argv, lens) == REDIS_OK)
         r->unconfirmed++;
 }
 
@@ -500,8 +329,8 @@ static int subscribe(adapter_redis_t *r, const char *name, size_t len, int patte
 
 static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    conn_t *c = ac->data;
-    adapter_redis_t *r = c != NULL ? c->r : NULL;
+    rconn_t *rc = ac->data;
+    adapter_redis_t *r = rc != NULL ? ((conn_t *)rc->data)->r : NULL;
     redisReply *rep = reply;
     call_t a = {.id = (int64_t)(intptr_t)privdata, .reply = rep};
     if (r == NULL || !can_call_lua(r))
@@ -513,12 +342,6 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *privdata)
     lhost_protect(r->srv->lua, reply_k, &a, "redis adapter reply");
 }
 
-/* Bytes waiting in the publishing connection's output buffer (bounded by MAX_PENDING_OUT). */
-static size_t pending_out(const conn_t *c)
-{
-    return c->ac != NULL && c->ac->c.obuf != NULL ? sdslen(c->ac->c.obuf) : 0;
-}
-
 /* ---------------------------------------------------------------- lifecycle */
 
 int adapter_redis_start(sl_server_t *srv)
@@ -526,22 +349,26 @@ int adapter_redis_start(sl_server_t *srv)
     const adapter_redis_config_t *cfg = &srv->cfg.redis;
     const char *err = NULL;
     adapter_redis_t *r = xcalloc(1, sizeof(*r));
-    if (parse_url(cfg->url, &r->host, &r->port, &r->password, &err) != 0) {
+    if (rconn_url_parse(cfg->url, &r->url, &err) != 0) {
         log_error("siolua: redis adapter: bad URL %s: %s", cfg->url, err);
         free(r);
         return -1;
     }
+    /* as before rconn: AUTH with the password only, and no SELECT (pub/sub ignores the db) */
+    free(r->url.user);
+    r->url.user = NULL;
+    r->url.db = 0;
     r->srv = srv;
     random_id(r->uid, 6);
     r->pub = (conn_t){.r = r, .name = "publish"};
     r->sub = (conn_t){.r = r, .name = "subscribe"};
+    rconn_init(&r->pub.rc, srv->loop, &r->url, &conn_handler, &r->pub, "redis adapter", CONNECT_TIMEOUT_MS);
+    rconn_init(&r->sub.rc, srv->loop, &r->url, &conn_handler, &r->sub, "redis adapter", CONNECT_TIMEOUT_MS);
     r->delay = RETRY_MIN_MS;
     uv_timer_init(srv->loop, &r->retry);
     r->retry.data = r;
-    uv_timer_init(srv->loop, &r->connect_timer);
-    r->connect_timer.data = r;
     srv->redis = r;
-    log_info("siolua: redis adapter: connecting to %s:%d (key \"%s\", node uid %s)", r->host, r->port,
+    log_info("siolua: redis adapter: connecting to %s:%d (key \"%s\", node uid %s)", r->url.host, r->url.port,
              cfg->key ? cfg->key : "socket.io", r->uid);
     /* the Lua side subscribes its namespaces' channels (kept here until the connection is up) */
     lhost_protect(srv->lua, start_k, NULL, "redis adapter start");
@@ -550,30 +377,16 @@ int adapter_redis_start(sl_server_t *srv)
     return 0;
 }
 
-static void drop_conn(conn_t *c, int graceful)
-{
-    redisAsyncContext *ac = c->ac;
-    if (ac == NULL)
-        return;
-    c->ac = NULL;
-    c->state = C_IDLE;
-    ac->data = NULL; /* callbacks that still come see no conn */
-    if (graceful)
-        redisAsyncDisconnect(ac); /* queued publishes are written first */
-    else
-        redisAsyncFree(ac);
-}
-
 void adapter_redis_close(adapter_redis_t *r)
 {
     if (r == NULL || r->closing)
         return;
     r->closing = 1;
-    drop_conn(&r->sub, 0);
-    drop_conn(&r->pub, 1);
+    rconn_drop(&r->sub.rc, 0);
+    rconn_close(&r->sub.rc);
+    rconn_close(&r->pub.rc); /* queued publishes are written first */
     uv_timer_stop(&r->retry);
     uv_close((uv_handle_t *)&r->retry, NULL);
-    uv_close((uv_handle_t *)&r->connect_timer, NULL);
     log_info("siolua: redis adapter: disconnected");
 }
 
@@ -589,8 +402,7 @@ void adapter_redis_free(adapter_redis_t *r)
     for (size_t i = 0; i < r->nsubs; i++)
         free(r->subs[i].name);
     free(r->subs);
-    free(r->host);
-    free(r->password);
+    rconn_url_free(&r->url);
     free(r);
 }
 
@@ -982,7 +794,7 @@ static int c_enabled(lua_State *L)
 static int c_connected(lua_State *L)
 {
     adapter_redis_t *r = get(L);
-    lua_pushboolean(L, r != NULL && r->pub.state == C_CONNECTED && r->sub.state == C_CONNECTED);
+    lua_pushboolean(L, r != NULL && r->pub.rc.state == RCONN_UP && r->sub.rc.state == RCONN_UP);
     return 1;
 }
 
@@ -1024,10 +836,10 @@ static int c_publish(lua_State *L)
     const char *ch = luaL_checklstring(L, 1, &clen);
     const char *pl = luaL_checklstring(L, 2, &plen);
     int ok = 0;
-    if (r != NULL && !r->closing && r->pub.state == C_CONNECTED && pending_out(&r->pub) < MAX_PENDING_OUT) {
+    if (r != NULL && !r->closing && r->pub.rc.state == RCONN_UP && rconn_pending_out(&r->pub.rc) < MAX_PENDING_OUT) {
         const char *argv[3] = {"PUBLISH", ch, pl};
         size_t lens[3] = {7, clen, plen};
-        ok = redisAsyncCommandArgv(r->pub.ac, NULL, NULL, 3, argv, lens) == REDIS_OK;
+        ok = redisAsyncCommandArgv(r->pub.rc.ac, NULL, NULL, 3, argv, lens) == REDIS_OK;
     }
     if (!ok && r != NULL) {
         if (r->dropped++ == 0 && r->was_ready)
@@ -1073,13 +885,13 @@ static int c_command(lua_State *L)
         argv[i] = luaL_checklstring(L, -1, &lens[i]); /* the table keeps the strings alive */
         lua_pop(L, 1);
     }
-    if (r == NULL || r->closing || r->pub.state != C_CONNECTED) {
+    if (r == NULL || r->closing || r->pub.rc.state != RCONN_UP) {
         lua_pushnil(L);
         lua_pushstring(L, "not connected to Redis");
         return 2;
     }
     int64_t id = ++r->next_cmd;
-    if (redisAsyncCommandArgv(r->pub.ac, on_cmd_reply, (void *)(intptr_t)id, argc, argv, lens) != REDIS_OK) {
+    if (redisAsyncCommandArgv(r->pub.rc.ac, on_cmd_reply, (void *)(intptr_t)id, argc, argv, lens) != REDIS_OK) {
         lua_pushnil(L);
         lua_pushstring(L, "cannot send the command");
         return 2;
