@@ -13,7 +13,9 @@
 
 #include "embed.h"
 #include "log.h"
+#include "lredis.h"
 #include "lvalue.h"
+#include "lwait.h"
 
 static const char LHOST_KEY = 'h';     /* registry key (its address) of the lhost_t pointer */
 static const char POOL_KEY = 'p';      /* registry: finished coroutines, reused for the next handler */
@@ -830,6 +832,9 @@ static int open_all(lua_State *L)
     lserver_open(L);
     lengine_open(L); /* io.engine, siolua.engine */
     adapter_redis_open(L); /* core.redis_*, core.msgpack_* for lua/cluster.lua */
+    /* handlers that talk to the world: the waits they share, then each client */
+    lwait_open(L);
+    lredis_open(L); /* siolua.redis */
 
     for (const embed_file_t *f = embed_prelude; f->name != NULL; f++) {
         if (luaL_loadbufferx(L, f->data, f->len, f->name, "t") != LUA_OK)

@@ -8,6 +8,7 @@
 
 #include "lhost.h"
 #include "log.h"
+#include "lwait.h"
 #include "server.h"
 
 #define DEBOUNCE_MS 100
@@ -302,6 +303,7 @@ int reload_now(reload_t *r, const char *why)
     if (lhost_run_app(nw, srv->cfg.app) != 0) {
         /* 2. keep the old code; the error was logged with file:line */
         ltimer_close_all(nw);
+        lwait_close_all(nw);
         lhost_free(nw);
         log_error("siolua: reload failed: the old code keeps running (fix %s and save again)", srv->cfg.app);
         return -1;
@@ -324,6 +326,7 @@ int reload_now(reload_t *r, const char *why)
     srv->sio.ud = nw;
     srv->eio.allow_ud = nw;
     ltimer_close_all(old);
+    lwait_close_all(old); /* what the old code opened: clients, databases */
     lhost_free(old);
     r->generation++;
     /* the new code takes over: connection listeners run again (middlewares only for sockets that

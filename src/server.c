@@ -14,6 +14,7 @@
 #include "embed.h"
 #include "lhost.h"
 #include "log.h"
+#include "lwait.h"
 #include "tls.h"
 #include "ws.h"
 #include "zip.h"
@@ -430,8 +431,10 @@ void sl_server_close(sl_server_t *srv)
     reload_close(&srv->reload);
     sio_server_close(&srv->sio, "server shutting down");
     adapter_redis_close(srv->redis); /* after the disconnect handlers: their publishes are flushed */
-    if (srv->lua != NULL)
+    if (srv->lua != NULL) {
         ltimer_close_all(srv->lua);
+        lwait_close_all(srv->lua); /* what the app opened: clients, databases */
+    }
     eio_server_close(&srv->eio, "forced close");
     lengine_close(srv->lua); /* siolua.engine endpoints */
     uv_close((uv_handle_t *)&srv->sio.q_connect.timer, NULL);

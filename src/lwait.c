@@ -1,0 +1,361 @@
+/* lwait: see lwait.h.
+ *
+ * A waiting handler is a coroutine suspended inside a C function (lua_yieldk). Its wait holds a
+ * registry ref of the coroutine and a timer. The completion resumes it through the same entry the
+ * prelude's emitWithAck uses (siolua._core.resume, taken when the VM is made, before any app code
+ * runs), with (true, results...) or (false, message); the C function's continuation returns the
+ * results or raises the message in the handler, where pcall can catch it. */
+#include "lwait.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lhost.h"
+#include "log.h"
+
+static const char ENV_KEY = 'e';    /* registry: the lwait_env_t userdata */
+static const char RESUME_KEY = 'r'; /* registry: siolua._core.resume */
+
+#define ERROR_MT "siolua.error"
+
+struct lwait {
+    uv_timer_t timer; /* the timeout; timer.data = this; freed in its close callback */
+    lwait_env_t *env; /* NULL once ended */
+    int co_ref;       /* registry ref of the waiting coroutine */
+    uint64_t timeout_ms;
+    const char *what; /* static: "siolua.redis" */
+    lwait_cancel_cb cancel;
+    void *op;
+    lwait_t *prev, *next; /* env->waits */
+};
+
+/* ---------------------------------------------------------------- environment */
+
+lwait_env_t *lwait_env(lua_State *L)
+{
+    lwait_env_t *env;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ENV_KEY);
+    env = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return env;
+}
+
+static int error_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "message");
+    return 1;
+}
+
+void lwait_open(lua_State *L)
+{
+    lhost_t *h = lhost_get(L);
+    lwait_env_t *env = lua_newuserdatauv(L, sizeof(*env), 0);
+    memset(env, 0, sizeof(*env));
+    /* the one place the bindings' view of the server is read */
+    env->h = h;
+    env->loop = h->srv->loop;
+    env->max_json_depth = h->srv->cfg.max_json_depth;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ENV_KEY);
+    lua_getglobal(L, "siolua");
+    lua_getfield(L, -1, "_core");
+    lua_getfield(L, -1, "resume");
+    luaL_checktype(L, -1, LUA_TFUNCTION);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &RESUME_KEY);
+    lua_pop(L, 2);
+    if (luaL_newmetatable(L, ERROR_MT)) {
+        lua_pushcfunction(L, error_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_pop(L, 1);
+}
+
+/* ---------------------------------------------------------------- waits */
+
+/* 1 if the bottom frame of L is a main chunk: the app's top level (or a module it requires there). */
+static int at_top_level(lua_State *L)
+{
+    lua_Debug ar;
+    int lo = 0, hi = 1;
+    while (lua_getstack(L, hi, &ar)) /* the deepest level, by doubling then halving */
+        lo = hi, hi *= 2;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (lua_getstack(L, mid, &ar))
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if (!lua_getstack(L, lo, &ar) || !lua_getinfo(L, "S", &ar))
+        return 0;
+    return strcmp(ar.what, "main") == 0;
+}
+
+void lwait_check(lua_State *L, const char *what)
+{
+    lwait_env_t *env = lwait_env(L);
+    if (env == NULL || env->closed)
+        luaL_error(L, "%s: the app is being unloaded", what);
+    if (lhost_state(env->h) != L || !lua_isyieldable(L))
+        luaL_error(L,
+                   "%s must be called from a handler (an event listener, middleware, timer or ack callback), "
+                   "not inside a coroutine of the app's own or a metamethod",
+                   what);
+    if (at_top_level(L))
+        luaL_error(L,
+                   "%s cannot wait at the top level of the app (the server starts once it has run): call it "
+                   "from a handler, e.g. setTimeout(function() ... end, 0)",
+                   what);
+}
+
+static void on_wait_closed(uv_handle_t *t)
+{
+    free(t->data);
+}
+
+/* Takes w off its list and frees it (once its timer is closed). */
+static void unlink_wait(lwait_t *w)
+{
+    lwait_env_t *env = w->env;
+    if (env == NULL)
+        return;
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        env->waits = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    w->env = NULL;
+    uv_close((uv_handle_t *)&w->timer, on_wait_closed);
+}
+
+static void on_timeout(uv_timer_t *t);
+
+lwait_t *lwait_begin(lua_State *L, uint64_t timeout_ms, const char *what, lwait_cancel_cb cancel, void *op)
+{
+    lwait_env_t *env = lwait_env(L);
+    lwait_t *w;
+    int ref;
+    lua_pushthread(L);
+    ref = luaL_ref(L, LUA_REGISTRYINDEX); /* may raise: before anything is allocated */
+    w = xcalloc(1, sizeof(*w));
+    w->env = env;
+    w->co_ref = ref;
+    w->timeout_ms = timeout_ms;
+    w->what = what;
+    w->cancel = cancel;
+    w->op = op;
+    w->next = env->waits;
+    if (env->waits != NULL)
+        env->waits->prev = w;
+    env->waits = w;
+    uv_timer_init(env->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, on_timeout, timeout_ms, 0);
+    return w;
+}
+
+void lwait_abort(lwait_t *w)
+{
+    lua_State *L = w->env->h->L;
+    luaL_unref(L, LUA_REGISTRYINDEX, w->co_ref);
+    unlink_wait(w);
+}
+
+/* The continuation of a waiting C function: stack[ctx + 1] is the ok flag, the results follow. */
+static int after_wait(lua_State *L, int status, lua_KContext ctx)
+{
+    int base = (int)ctx;
+    (void)status;
+    if (lua_gettop(L) <= base) /* resumed by something else than lwait (cannot happen) */
+        return luaL_error(L, "a waiting handler was resumed without a result");
+    if (!lua_toboolean(L, base + 1)) {
+        lua_settop(L, base + 2);
+        return lua_error(L);
+    }
+    return lua_gettop(L) - base - 1;
+}
+
+int lwait_yield(lua_State *L, lwait_t *w)
+{
+    (void)w;
+    return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), after_wait);
+}
+
+typedef struct {
+    lwait_env_t *env;
+    int co_ref;
+    lwait_push_cb push;
+    void *arg;
+    const char *err;
+    int resuming; /* set once the results are pushed: an error after it is not ours */
+} resume_args_t;
+
+/* [-0, +0, e] Resumes the coroutine with (ok, results...) through core.resume. */
+static int resume_k(lua_State *L)
+{
+    resume_args_t *a = lua_touserdata(L, 1);
+    int base, n;
+    lua_settop(L, 0);
+    luaL_checkstack(L, 8, "resume");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &RESUME_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->co_ref);
+    base = lua_gettop(L);
+    if (a->err != NULL) {
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, a->err);
+    } else {
+        lua_pushboolean(L, 1);
+        n = a->push(L, a->arg);
+        if (n < 0) { /* the error message is at the top */
+            lua_pushboolean(L, 0);
+            lua_replace(L, base + 1);
+            lua_settop(L, base + 2);
+        } else {
+            lua_settop(L, base + 1 + n);
+        }
+    }
+    a->resuming = 1;
+    lua_call(L, lua_gettop(L) - 1, 0);
+    return 0;
+}
+
+/* Ends w and resumes its handler (with push's results, or err). */
+static void finish(lwait_t *w, lwait_push_cb push, void *arg, const char *err)
+{
+    lwait_env_t *env = w->env;
+    resume_args_t a = {env, w->co_ref, push, arg, err, 0};
+    const char *what = w->what;
+    char msg[256];
+    if (env == NULL)
+        return;
+    unlink_wait(w);
+    if (lhost_protect(env->h, resume_k, &a, "resuming a handler") != 0 && !a.resuming) {
+        /* the results could not be made (memory): the handler gets the error instead */
+        snprintf(msg, sizeof(msg), "%s: not enough memory for the result", what);
+        a.err = msg;
+        lhost_protect(env->h, resume_k, &a, "resuming a handler");
+    }
+    luaL_unref(env->h->L, LUA_REGISTRYINDEX, a.co_ref);
+}
+
+void lwait_resume(lwait_t *w, lwait_push_cb push, void *arg)
+{
+    finish(w, push, arg, NULL);
+}
+
+void lwait_fail(lwait_t *w, const char *msg)
+{
+    finish(w, NULL, NULL, msg);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    lwait_t *w = t->data;
+    char msg[128];
+    if (w->env == NULL)
+        return;
+    w->cancel(w->op);
+    snprintf(msg, sizeof(msg), "%s: timed out after %llu ms", w->what, (unsigned long long)w->timeout_ms);
+    lwait_fail(w, msg);
+}
+
+/* ---------------------------------------------------------------- resources */
+
+void lwait_res_add(lwait_env_t *env, lwait_res_t *r)
+{
+    r->env = env;
+    r->prev = NULL;
+    r->next = env->res;
+    if (env->res != NULL)
+        env->res->prev = r;
+    env->res = r;
+}
+
+void lwait_res_remove(lwait_res_t *r)
+{
+    lwait_env_t *env = r->env;
+    if (env == NULL)
+        return;
+    if (r->prev != NULL)
+        r->prev->next = r->next;
+    else
+        env->res = r->next;
+    if (r->next != NULL)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    r->env = NULL;
+}
+
+static int count(const lwait_env_t *env, void (*close)(lwait_res_t *))
+{
+    int n = 0;
+    for (const lwait_res_t *r = env->res; r != NULL; r = r->next)
+        n += r->close == close;
+    return n;
+}
+
+void lwait_res_limit(lua_State *L, void (*close)(lwait_res_t *), int max, const char *what)
+{
+    lwait_env_t *env = lwait_env(L);
+    if (count(env, close) < max)
+        return;
+    lua_gc(L, LUA_GCCOLLECT); /* the handles the app dropped close in their __gc */
+    if (count(env, close) >= max)
+        luaL_error(L, "%s: too many open at once (max %d): close() those you no longer need", what, max);
+}
+
+void lwait_close_all(lhost_t *h)
+{
+    lwait_env_t *env = lwait_env(h->L);
+    if (env == NULL || env->closed)
+        return;
+    env->closed = 1;
+    while (env->waits != NULL) {
+        lwait_t *w = env->waits;
+        w->cancel(w->op);
+        unlink_wait(w); /* the coroutine's ref goes with the VM */
+    }
+    while (env->res != NULL) {
+        lwait_res_t *r = env->res;
+        lwait_res_remove(r);
+        r->close(r);
+    }
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+void *lwait_checkbox(lua_State *L, int idx, const char *mt, const char *what)
+{
+    lwait_box_t *b = luaL_checkudata(L, idx, mt);
+    if (b->p == NULL)
+        luaL_error(L, "%s is closed", what);
+    return b->p;
+}
+
+uint64_t lwait_opt_ms(lua_State *L, int idx, const char *key, uint64_t dflt)
+{
+    lua_Integer v;
+    int isnum;
+    if (lua_isnoneornil(L, idx))
+        return dflt;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    if (lua_getfield(L, idx, key) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return dflt;
+    }
+    v = lua_tointegerx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (!isnum || v < 1 || v > 86400000)
+        luaL_error(L, "option %s must be a number of milliseconds from 1 to 86400000", key);
+    return (uint64_t)v;
+}
+
+void lwait_push_error(lua_State *L, const char *msg, size_t len)
+{
+    lua_createtable(L, 0, 1);
+    lua_pushlstring(L, msg, len);
+    lua_setfield(L, -2, "message");
+    luaL_setmetatable(L, ERROR_MT);
+}

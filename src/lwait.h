@@ -1,0 +1,103 @@
+/* lwait: what the bindings that talk to the world (lredis.c, lsqlite.c, lpg.c, lfetch.c, lhttp.c)
+ * share. A binding starts an operation and suspends the calling handler (the coroutine lhost runs)
+ * until a libuv callback hands back the result; waiting costs no CPU budget (a resume is a new
+ * call for --handler-timeout). Every wait has a timeout: past it the handler is resumed with the
+ * error "<what>: timed out after N ms" and the binding is told to drop the operation. Everything an
+ * app opened (a client, a database, a pool) is on its VM's list, so lwait_close_all() releases it
+ * when the VM goes away (hot reload, shutdown): nothing an app opened outlives its code.
+ * Bindings get the loop and the limits they need from lwait_env(), not from the server.
+ * Errors reach the handler as raised strings (pcall-able), never as a crash or a silent nil. */
+#ifndef SL_LWAIT_H
+#define SL_LWAIT_H
+
+#include <lua.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct lhost;
+
+typedef struct lwait lwait_t;
+typedef struct lwait_res lwait_res_t;
+
+/* What a binding may use of the server (one per VM, made by lwait_open). */
+typedef struct {
+    uv_loop_t *loop;
+    struct lhost *h;    /* the VM, for lhost_protect / lhost_call from libuv callbacks */
+    int max_json_depth; /* nesting of the JSON values bindings encode or decode */
+    lwait_t *waits;     /* handlers waiting now */
+    lwait_res_t *res;   /* what the app opened and has not closed */
+    int closed;         /* lwait_close_all ran: nothing new may start */
+} lwait_env_t;
+
+/* Registers the environment of the VM being made (lhost's set-up, after siolua._core exists).
+ * [-0, +0, e] */
+void lwait_open(lua_State *L);
+/* The environment of L's VM. [-0, +0, -] */
+lwait_env_t *lwait_env(lua_State *L);
+/* The VM goes away (before lua_close, inside the loop): every waiting handler is abandoned (its
+ * binding's cancel runs, it is never resumed), then every resource is closed. No Lua runs. */
+void lwait_close_all(struct lhost *h);
+
+/* ---------------------------------------------------------------- waiting */
+
+/* The wait ended without the operation's result (timeout, VM closing): the binding forgets the
+ * waiter (op->wait = NULL) and may drop or abandon the operation. No Lua may run in it. */
+typedef void (*lwait_cancel_cb)(void *op);
+/* Pushes the results of a completed operation in L and returns their number; or pushes an error
+ * message and returns -1 (the handler then raises it). May raise (memory). */
+typedef int (*lwait_push_cb)(lua_State *L, void *arg);
+
+/* Raises unless L may wait: a handler's own coroutine, where Lua can yield, not the app's top level
+ * (whose end the server waits for to listen or swap) nor a coroutine the app made. Call it before
+ * allocating anything. [-0, +0, v] */
+void lwait_check(lua_State *L, const char *what);
+/* Starts a wait of the running handler (lwait_check passed) for op, with a timeout (ms, > 0).
+ * `what` (static) names the binding in errors ("siolua.redis"). Then start the operation: if that
+ * fails at once, lwait_abort(w); else `return lwait_yield(L, w)`. [-0, +0, m] */
+lwait_t *lwait_begin(lua_State *L, uint64_t timeout_ms, const char *what, lwait_cancel_cb cancel, void *op);
+/* Ends a wait whose operation never started (nothing is resumed). */
+void lwait_abort(lwait_t *w);
+/* Suspends the handler; its C function returns what the completion pushed (or raises its error).
+ * The stack below stays as it is (keep the object the operation uses there: it then cannot be
+ * collected while the handler waits). */
+int lwait_yield(lua_State *L, lwait_t *w);
+/* The operation completed: resumes the handler with what push pushes (arg is push's). w is ended
+ * (freed): the binding forgets it. Called from a libuv callback or from Lua. */
+void lwait_resume(lwait_t *w, lwait_push_cb push, void *arg);
+/* The operation failed: the handler raises msg (copied). w is ended. */
+void lwait_fail(lwait_t *w, const char *msg);
+
+/* ---------------------------------------------------------------- resources */
+
+struct lwait_res {
+    void (*close)(lwait_res_t *r); /* the VM goes: release everything now or soon; no Lua may run */
+    lwait_env_t *env;              /* NULL once removed */
+    lwait_res_t *prev, *next;
+};
+
+/* Puts r on env's list (r->close set by the caller). */
+void lwait_res_add(lwait_env_t *env, lwait_res_t *r);
+/* Takes r off its list (the app closed it). No-op if it is not on one. */
+void lwait_res_remove(lwait_res_t *r);
+/* Raises "<what>: too many open (max N): close some" when the VM holds max resources of the kind
+ * whose close function is `close` after a full garbage collection (handles the app dropped are
+ * closed by their __gc). [-0, +0, v] */
+void lwait_res_limit(lua_State *L, void (*close)(lwait_res_t *), int max, const char *what);
+
+/* ---------------------------------------------------------------- helpers */
+
+/* Box of a C object in a userdata "name": the pointer (NULL once closed). Binding objects have
+ * this shape so that their __gc and their methods share the closed check. */
+typedef struct {
+    void *p;
+} lwait_box_t;
+/* The object of the box at idx (a userdata with metatable `mt`), raising "<what> is closed" when
+ * it was closed. [-0, +0, v] */
+void *lwait_checkbox(lua_State *L, int idx, const char *mt, const char *what);
+/* An optional timeout option: t[key] at idx (a table or nil) as ms in [1, 86400000], else dflt.
+ * Raises on a bad value. [-0, +0, v] */
+uint64_t lwait_opt_ms(lua_State *L, int idx, const char *key, uint64_t dflt);
+/* Pushes siolua.Error(msg) (a table with .message, printed as its message). [-0, +1, m] */
+void lwait_push_error(lua_State *L, const char *msg, size_t len);
+
+#endif
