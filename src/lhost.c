@@ -14,6 +14,7 @@
 #include "embed.h"
 #include "log.h"
 #include "lredis.h"
+#include "lsqlite.h"
 #include "lvalue.h"
 #include "lwait.h"
 
@@ -834,7 +835,8 @@ static int open_all(lua_State *L)
     adapter_redis_open(L); /* core.redis_*, core.msgpack_* for lua/cluster.lua */
     /* handlers that talk to the world: the waits they share, then each client */
     lwait_open(L);
-    lredis_open(L); /* siolua.redis */
+    lredis_open(L);  /* siolua.redis */
+    lsqlite_open(L); /* siolua.sqlite */
 
     for (const embed_file_t *f = embed_prelude; f->name != NULL; f++) {
         if (luaL_loadbufferx(L, f->data, f->len, f->name, "t") != LUA_OK)

@@ -420,13 +420,14 @@ static int send_and_wait(lua_State *L, lredis_t *c, int n, int multi, const char
     lwait_t *w;
     lwait_check(L, WHAT);
     ac = conn_or_raise(L, c);
+    w = lwait_begin(L, c->timeout, WHAT, op_cancel); /* may raise: before anything is allocated */
     op = xcalloc(1, sizeof(*op));
     op->c = c;
     op->n = n;
     op->multi = multi;
     if (n > 1)
         op->replies = xcalloc((size_t)n, sizeof(*op->replies));
-    w = lwait_begin(L, c->timeout, WHAT, op_cancel, op);
+    lwait_bind(w, op);
     for (int i = 0; i < n; i++) {
         /* hiredis formats into its output buffer: it fails only when out of memory, and then
          * before it took the callback */

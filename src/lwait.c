@@ -132,7 +132,7 @@ static void unlink_wait(lwait_t *w)
 
 static void on_timeout(uv_timer_t *t);
 
-lwait_t *lwait_begin(lua_State *L, uint64_t timeout_ms, const char *what, lwait_cancel_cb cancel, void *op)
+lwait_t *lwait_begin(lua_State *L, uint64_t timeout_ms, const char *what, lwait_cancel_cb cancel)
 {
     lwait_env_t *env = lwait_env(L);
     lwait_t *w;
@@ -145,7 +145,6 @@ lwait_t *lwait_begin(lua_State *L, uint64_t timeout_ms, const char *what, lwait_
     w->timeout_ms = timeout_ms;
     w->what = what;
     w->cancel = cancel;
-    w->op = op;
     w->next = env->waits;
     if (env->waits != NULL)
         env->waits->prev = w;
@@ -154,6 +153,11 @@ lwait_t *lwait_begin(lua_State *L, uint64_t timeout_ms, const char *what, lwait_
     w->timer.data = w;
     uv_timer_start(&w->timer, on_timeout, timeout_ms, 0);
     return w;
+}
+
+void lwait_bind(lwait_t *w, void *op)
+{
+    w->op = op;
 }
 
 void lwait_abort(lwait_t *w)

@@ -51,10 +51,13 @@ typedef int (*lwait_push_cb)(lua_State *L, void *arg);
  * (whose end the server waits for to listen or swap) nor a coroutine the app made. Call it before
  * allocating anything. [-0, +0, v] */
 void lwait_check(lua_State *L, const char *what);
-/* Starts a wait of the running handler (lwait_check passed) for op, with a timeout (ms, > 0).
- * `what` (static) names the binding in errors ("siolua.redis"). Then start the operation: if that
+/* Starts a wait of the running handler (lwait_check passed), with a timeout (ms, > 0). `what`
+ * (static) names the binding in errors ("siolua.redis"). It raises (memory) before it takes
+ * anything, so allocate the operation after it, then lwait_bind(w, op), then start it: if that
  * fails at once, lwait_abort(w); else `return lwait_yield(L, w)`. [-0, +0, m] */
-lwait_t *lwait_begin(lua_State *L, uint64_t timeout_ms, const char *what, lwait_cancel_cb cancel, void *op);
+lwait_t *lwait_begin(lua_State *L, uint64_t timeout_ms, const char *what, lwait_cancel_cb cancel);
+/* The operation cancel gets. */
+void lwait_bind(lwait_t *w, void *op);
 /* Ends a wait whose operation never started (nothing is resumed). */
 void lwait_abort(lwait_t *w);
 /* Suspends the handler; its C function returns what the completion pushed (or raises its error).
