@@ -65,7 +65,8 @@ void lwait_abort(lwait_t *w);
  * collected while the handler waits). */
 int lwait_yield(lua_State *L, lwait_t *w);
 /* The operation completed: resumes the handler with what push pushes (arg is push's). w is ended
- * (freed): the binding forgets it. Called from a libuv callback or from Lua. */
+ * (freed): the binding forgets it. Called from a libuv callback or from Lua, never before the
+ * handler waits (an operation must not complete inside the call that starts it). */
 void lwait_resume(lwait_t *w, lwait_push_cb push, void *arg);
 /* The operation failed: the handler raises msg (copied). w is ended. */
 void lwait_fail(lwait_t *w, const char *msg);
