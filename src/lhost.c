@@ -14,6 +14,7 @@
 #include "embed.h"
 #include "log.h"
 #include "lfetch.h"
+#include "lhttp.h"
 #include "lpg.h"
 #include "lredis.h"
 #include "lsqlite.h"
@@ -841,6 +842,7 @@ static int open_all(lua_State *L)
     lsqlite_open(L); /* siolua.sqlite */
     lfetch_open(L);  /* siolua.fetch */
     lpg_open(L);     /* siolua.pg */
+    lhttp_open(L);   /* siolua.route */
 
     for (const embed_file_t *f = embed_prelude; f->name != NULL; f++) {
         if (luaL_loadbufferx(L, f->data, f->len, f->name, "t") != LUA_OK)

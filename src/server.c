@@ -13,6 +13,7 @@
 
 #include "embed.h"
 #include "lhost.h"
+#include "lhttp.h"
 #include "log.h"
 #include "lwait.h"
 #include "tls.h"
@@ -255,6 +256,8 @@ static void on_request(http_req_t *req, void *data)
         respond_text(req, 413, "Payload Too Large");
         return;
     }
+    if (lhttp_handle(srv->lua, req)) /* the app's siolua.route endpoints */
+        return;
     serve_static(srv, req);
 }
 
