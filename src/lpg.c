@@ -551,16 +551,13 @@ static void res_close(lwait_res_t *r)
     pool_close((lpg_t *)r, 1);
 }
 
-/* Parameters stack[first..top]: tables become their JSON text in place (may raise), so that the
- * copy below cannot. */
-static void encode_tables(lua_State *L, int first, int depth)
+/* Parameters (checked by lwait_sql_params) as libpq's text: numbers with every digit (tostring
+ * keeps 14), PostgreSQL's spellings of NaN and infinities, booleans as true/false. [-0, +0, m] */
+static void to_text(lua_State *L, int first)
 {
     for (int i = first; i <= lua_gettop(L); i++) {
         int t = lua_type(L, i);
-        if (t == LUA_TTABLE) {
-            lvalue_encode_value(L, i, depth, 0);
-            lua_replace(L, i);
-        } else if (t == LUA_TNUMBER && !lua_isinteger(L, i)) { /* every digit (tostring keeps 14) */
+        if (t == LUA_TNUMBER && !lua_isinteger(L, i)) {
             char num[48];
             double d = lua_tonumber(L, i);
             if (d != d)
@@ -577,12 +574,6 @@ static void encode_tables(lua_State *L, int first, int depth)
         } else if (t == LUA_TBOOLEAN) {
             lua_pushstring(L, lua_toboolean(L, i) ? "true" : "false");
             lua_replace(L, i);
-        } else if (t != LUA_TNIL && t != LUA_TSTRING && !(t == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) == NULL) &&
-                   luaL_testudata(L, i, LVALUE_BINARY_MT) == NULL) {
-            luaL_error(L,
-                       "%s: parameter %d is a %s (nil, siolua.null, booleans, numbers, strings, siolua.binary "
-                       "and JSON-able tables)",
-                       WHAT, i - first + 1, luaL_typename(L, i));
         }
     }
 }
@@ -603,7 +594,8 @@ static int run(lua_State *L, int kind)
     lwait_t *w;
     if (memchr(sql, '\0', len) != NULL)
         return luaL_error(L, WHAT ": the SQL has a NUL byte");
-    encode_tables(L, 3, pool->env->max_json_depth);
+    lwait_sql_params(L, 3, WHAT);
+    to_text(L, 3);
     lwait_check(L, WHAT);
     w = lwait_begin(L, pool->timeout, WHAT, q_cancel); /* may raise: before anything is allocated */
     q = xcalloc(1, sizeof(*q));
@@ -657,22 +649,15 @@ static int l_query(lua_State *L)
     return run(L, Q_QUERY);
 }
 
-static int l_close(lua_State *L)
+static void app_close(void *p)
 {
-    lwait_box_t *b = luaL_checkudata(L, 1, MT);
-    if (b->p != NULL)
-        pool_close(b->p, 0);
-    return 0;
+    pool_close(p, 0);
 }
 
-static int l_gc(lua_State *L)
+/* pg:close(), and __gc */
+static int l_close(lua_State *L)
 {
-    lwait_box_t *b = lua_touserdata(L, 1);
-    if (b->p != NULL) {
-        ((lpg_t *)b->p)->box = NULL;
-        pool_close(b->p, 0);
-    }
-    return 0;
+    return lwait_box_close(L, MT, app_close);
 }
 
 static int l_tostring(lua_State *L)
@@ -745,7 +730,7 @@ void lpg_open(lua_State *L)
     luaL_newmetatable(L, MT);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
+    lua_pushcfunction(L, l_close);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, l_tostring);
     lua_setfield(L, -2, "__tostring");

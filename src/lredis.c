@@ -701,22 +701,15 @@ static int l_punsubscribe(lua_State *L)
 
 /* ---------------------------------------------------------------- handle */
 
-static int l_close(lua_State *L)
+static void app_close(void *p)
 {
-    lwait_box_t *b = luaL_checkudata(L, 1, MT);
-    if (b->p != NULL)
-        client_close(b->p, 0);
-    return 0;
+    client_close(p, 0);
 }
 
-static int l_gc(lua_State *L)
+/* r:close(), and __gc */
+static int l_close(lua_State *L)
 {
-    lwait_box_t *b = lua_touserdata(L, 1);
-    if (b->p != NULL) {
-        ((lredis_t *)b->p)->box = NULL;
-        client_close(b->p, 0);
-    }
-    return 0;
+    return lwait_box_close(L, MT, app_close);
 }
 
 static const luaL_Reg methods[] = {{"call", l_call},
@@ -800,7 +793,7 @@ void lredis_open(lua_State *L)
     luaL_newmetatable(L, MT);
     lua_pushcfunction(L, l_index);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
+    lua_pushcfunction(L, l_close);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, l_tostring);
     lua_setfield(L, -2, "__tostring");

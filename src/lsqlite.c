@@ -215,12 +215,37 @@ static int take_row(lsqlite_t *db, sqlite3_stmt *st, job_t *j)
     return j->bytes > db->max_result ? -1 : 0;
 }
 
+/* Runs st to its end (its rows kept for a query), notes the changes, finalizes it. Returns 0, or -1
+ * with j's error set. */
+static int step_all(lsqlite_t *db, sqlite3 *s, sqlite3_stmt *st, job_t *j)
+{
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (j->kind == J_QUERY && take_row(db, st, j) != 0) {
+            char msg[160];
+            snprintf(msg, sizeof(msg), "%s: the result is larger than %zu bytes (maxResultBytes)", WHAT,
+                     db->max_result);
+            fail(j, "%s", msg);
+            sqlite3_finalize(st);
+            return -1;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        fail_db(db, s, j);
+        sqlite3_finalize(st);
+        return -1;
+    }
+    j->changes = sqlite3_changes64(s);
+    j->last_id = sqlite3_last_insert_rowid(s);
+    sqlite3_finalize(st);
+    return 0;
+}
+
 /* One statement (the first of j->sql) with j's parameters; rows kept for a query. */
 static void run_one(lsqlite_t *db, sqlite3 *s, job_t *j)
 {
     sqlite3_stmt *st = NULL, *extra = NULL;
     const char *tail = NULL;
-    int rc;
     if (sqlite3_prepare_v2(s, j->sql, -1, &st, &tail) != SQLITE_OK) {
         fail_db(db, s, j);
         return;
@@ -251,24 +276,7 @@ static void run_one(lsqlite_t *db, sqlite3 *s, job_t *j)
         sqlite3_finalize(st);
         return;
     }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (j->kind == J_QUERY && take_row(db, st, j) != 0) {
-            char msg[160];
-            snprintf(msg, sizeof(msg), "%s: the result is larger than %zu bytes (maxResultBytes)", WHAT,
-                     db->max_result);
-            fail(j, "%s", msg);
-            sqlite3_finalize(st);
-            return;
-        }
-    }
-    if (rc != SQLITE_DONE) {
-        fail_db(db, s, j);
-        sqlite3_finalize(st);
-        return;
-    }
-    j->changes = sqlite3_changes64(s);
-    j->last_id = sqlite3_last_insert_rowid(s);
-    sqlite3_finalize(st);
+    step_all(db, s, st, j);
 }
 
 /* A script: every statement of j->sql, rows ignored. */
@@ -278,23 +286,14 @@ static void run_script(lsqlite_t *db, sqlite3 *s, job_t *j)
     while (sql != NULL && *sql != '\0') {
         sqlite3_stmt *st = NULL;
         const char *tail = NULL;
-        int rc;
         if (sqlite3_prepare_v2(s, sql, -1, &st, &tail) != SQLITE_OK) {
             fail_db(db, s, j);
             return;
         }
         if (st == NULL) /* only spaces or comments were left */
             break;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-            ;
-        if (rc != SQLITE_DONE) {
-            fail_db(db, s, j);
-            sqlite3_finalize(st);
+        if (step_all(db, s, st, j) != 0)
             return;
-        }
-        j->changes = sqlite3_changes64(s);
-        j->last_id = sqlite3_last_insert_rowid(s);
-        sqlite3_finalize(st);
         sql = tail;
     }
 }
@@ -486,27 +485,6 @@ static lsqlite_t *check(lua_State *L)
     return lwait_checkbox(L, 1, MT, "the database");
 }
 
-/* Parameters stack[first..top]: tables become their JSON text in place (may raise), so that the
- * copy below cannot. */
-static void encode_tables(lua_State *L, int first, int depth)
-{
-    for (int i = first; i <= lua_gettop(L); i++) {
-        int t = lua_type(L, i);
-        if (t == LUA_TTABLE) {
-            lvalue_encode_value(L, i, depth, 0);
-            lua_replace(L, i);
-        } else if (t == LUA_TUSERDATA && luaL_testudata(L, i, LVALUE_BINARY_MT) != NULL) {
-            continue;
-        } else if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER && t != LUA_TSTRING &&
-                   !(t == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) == NULL)) {
-            luaL_error(L,
-                       "%s: parameter %d is a %s (nil, siolua.null, booleans, numbers, strings, siolua.binary "
-                       "and JSON-able tables)",
-                       WHAT, i - first + 1, luaL_typename(L, i));
-        }
-    }
-}
-
 static void copy_param(lua_State *L, int idx, sval_t *v)
 {
     size_t n;
@@ -552,7 +530,7 @@ static int run(lua_State *L, int kind)
     int nparams = lua_gettop(L) - 2;
     job_t *j;
     lwait_t *w;
-    encode_tables(L, 3, lwait_env(L)->max_json_depth);
+    lwait_sql_params(L, 3, WHAT);
     lwait_check(L, WHAT);
     w = lwait_begin(L, db->timeout, WHAT, job_cancel); /* may raise: before anything is allocated */
     j = xcalloc(1, sizeof(*j));
@@ -587,22 +565,15 @@ static int l_query(lua_State *L)
     return run(L, J_QUERY);
 }
 
-static int l_close(lua_State *L)
+static void app_close(void *p)
 {
-    lwait_box_t *b = luaL_checkudata(L, 1, MT);
-    if (b->p != NULL)
-        db_close(b->p, 0);
-    return 0;
+    db_close(p, 0);
 }
 
-static int l_gc(lua_State *L)
+/* db:close(), and __gc */
+static int l_close(lua_State *L)
 {
-    lwait_box_t *b = lua_touserdata(L, 1);
-    if (b->p != NULL) {
-        ((lsqlite_t *)b->p)->box = NULL;
-        db_close(b->p, 0);
-    }
-    return 0;
+    return lwait_box_close(L, MT, app_close);
 }
 
 static int l_tostring(lua_State *L)
@@ -671,7 +642,7 @@ void lsqlite_open(lua_State *L)
     luaL_newmetatable(L, MT);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
+    lua_pushcfunction(L, l_close);
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, l_tostring);
     lua_setfield(L, -2, "__tostring");

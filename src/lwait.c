@@ -14,6 +14,7 @@
 
 #include "lhost.h"
 #include "log.h"
+#include "lvalue.h"
 
 static const char ENV_KEY = 'e';    /* registry: the lwait_env_t userdata */
 static const char RESUME_KEY = 'r'; /* registry: siolua._core.resume */
@@ -336,6 +337,33 @@ void *lwait_checkbox(lua_State *L, int idx, const char *mt, const char *what)
     if (b->p == NULL)
         luaL_error(L, "%s is closed", what);
     return b->p;
+}
+
+int lwait_box_close(lua_State *L, const char *mt, void (*close)(void *p))
+{
+    lwait_box_t *b = luaL_checkudata(L, 1, mt);
+    if (b->p != NULL)
+        close(b->p);
+    return 0;
+}
+
+void lwait_sql_params(lua_State *L, int first, const char *what)
+{
+    int depth = lwait_env(L)->max_json_depth;
+    for (int i = first; i <= lua_gettop(L); i++) {
+        int t = lua_type(L, i);
+        if (t == LUA_TTABLE) {
+            lvalue_encode_value(L, i, depth, 0);
+            lua_replace(L, i);
+        } else if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER && t != LUA_TSTRING &&
+                   !(t == LUA_TLIGHTUSERDATA && lua_touserdata(L, i) == NULL) &&
+                   luaL_testudata(L, i, LVALUE_BINARY_MT) == NULL) {
+            luaL_error(L,
+                       "%s: parameter %d is a %s (nil, siolua.null, booleans, numbers, strings, siolua.binary "
+                       "and JSON-able tables)",
+                       what, i - first + 1, luaL_typename(L, i));
+        }
+    }
 }
 
 uint64_t lwait_opt_ms(lua_State *L, int idx, const char *key, uint64_t dflt)

@@ -98,6 +98,14 @@ typedef struct {
 /* The object of the box at idx (a userdata with metatable `mt`), raising "<what> is closed" when
  * it was closed. [-0, +0, v] */
 void *lwait_checkbox(lua_State *L, int idx, const char *mt, const char *what);
+/* The body of obj:close() and of the box's __gc: close(p) unless already closed (close clears
+ * the box). [-0, +0, v] */
+int lwait_box_close(lua_State *L, const char *mt, void (*close)(void *p));
+/* The parameters stack[first..top] of a database call, checked before anything is allocated (so
+ * that copying them cannot raise): a table becomes its JSON text in place; anything but nil,
+ * siolua.null, booleans, numbers, strings and siolua.binary raises "<what>: parameter N ...".
+ * [-0, +0, v] */
+void lwait_sql_params(lua_State *L, int first, const char *what);
 /* An optional timeout option: t[key] at idx (a table or nil) as ms in [1, 86400000], else dflt.
  * Raises on a bad value. [-0, +0, v] */
 uint64_t lwait_opt_ms(lua_State *L, int idx, const char *key, uint64_t dflt);
