@@ -188,61 +188,123 @@ int lwait_yield(lua_State *L, lwait_t *w)
     return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), after_wait);
 }
 
+/* A handler whose operation ended: resumed from the check handle (never from inside the binding
+ * that completed it, whose structures a resumed handler may close: pg:close(), io.close()). */
+typedef struct ready {
+    struct ready *next;
+    int co_ref;  /* the coroutine */
+    int res_ref; /* {ok, results...; n = N}, or LUA_NOREF: no memory was left to make it */
+} ready_t;
+
 typedef struct {
-    lwait_env_t *env;
-    int co_ref;
     lwait_push_cb push;
     void *arg;
     const char *err;
-    int resuming; /* set once the results are pushed: an error after it is not ours */
-} resume_args_t;
+    int ref; /* out */
+} collect_args_t;
 
-/* [-0, +0, e] Resumes the coroutine with (ok, results...) through core.resume. */
-static int resume_k(lua_State *L)
+/* [-0, +0, e] Makes the results table {ok, values...; n = N} and refs it. */
+static int collect_k(lua_State *L)
 {
-    resume_args_t *a = lua_touserdata(L, 1);
-    int base, n;
+    collect_args_t *a = lua_touserdata(L, 1);
+    int n;
     lua_settop(L, 0);
-    luaL_checkstack(L, 8, "resume");
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &RESUME_KEY);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, a->co_ref);
-    base = lua_gettop(L);
+    lua_createtable(L, 4, 1); /* 1 */
     if (a->err != NULL) {
         lua_pushboolean(L, 0);
         lua_pushstring(L, a->err);
+        n = 2;
     } else {
         lua_pushboolean(L, 1);
         n = a->push(L, a->arg);
-        if (n < 0) { /* the error message is at the top */
+        if (n < 0) { /* the error value is at the top */
             lua_pushboolean(L, 0);
-            lua_replace(L, base + 1);
-            lua_settop(L, base + 2);
+            lua_replace(L, 2);
+            lua_settop(L, 3);
+            n = 2;
         } else {
-            lua_settop(L, base + 1 + n);
+            lua_settop(L, 2 + n);
+            n++;
         }
     }
-    a->resuming = 1;
+    for (int i = n; i >= 1; i--)
+        lua_rawseti(L, 1, i);
+    lua_pushinteger(L, n);
+    lua_setfield(L, 1, "n");
+    a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* [-0, +0, e] core.resume(co, results...). */
+static int resume_k(lua_State *L)
+{
+    ready_t *r = lua_touserdata(L, 1);
+    int n;
+    lua_settop(L, 0);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &RESUME_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->co_ref);
+    if (lua_rawgeti(L, LUA_REGISTRYINDEX, r->res_ref) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "siolua: not enough memory for the result");
+    } else {
+        lua_getfield(L, 3, "n");
+        n = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        luaL_checkstack(L, n + 2, "results");
+        for (int i = 1; i <= n; i++)
+            lua_rawgeti(L, 3, i);
+        lua_remove(L, 3);
+    }
     lua_call(L, lua_gettop(L) - 1, 0);
     return 0;
 }
 
-/* Ends w and resumes its handler (with push's results, or err). */
+static void on_check(uv_check_t *c)
+{
+    lwait_env_t *env = c->data;
+    lua_State *L = env->h->L;
+    while (env->ready != NULL && !env->closed) { /* those queued meanwhile too */
+        ready_t *r = env->ready;
+        env->ready = r->next;
+        if (env->ready == NULL)
+            env->ready_tail = NULL;
+        lhost_protect(env->h, resume_k, r, "resuming a handler");
+        if (!env->closed) { /* a handler may have closed the app (io.close()) */
+            luaL_unref(L, LUA_REGISTRYINDEX, r->co_ref);
+            luaL_unref(L, LUA_REGISTRYINDEX, r->res_ref);
+        }
+        free(r);
+    }
+    if (env->check != NULL && env->ready == NULL)
+        uv_check_stop(env->check);
+}
+
+/* Ends w; its handler is resumed with push's results (or err) at the end of this loop phase. */
 static void finish(lwait_t *w, lwait_push_cb push, void *arg, const char *err)
 {
     lwait_env_t *env = w->env;
-    resume_args_t a = {env, w->co_ref, push, arg, err, 0};
-    const char *what = w->what;
-    char msg[256];
+    collect_args_t a = {push, arg, err, LUA_NOREF};
+    ready_t *r;
     if (env == NULL)
         return;
+    r = xcalloc(1, sizeof(*r));
+    r->co_ref = w->co_ref;
     unlink_wait(w);
-    if (lhost_protect(env->h, resume_k, &a, "resuming a handler") != 0 && !a.resuming) {
-        /* the results could not be made (memory): the handler gets the error instead */
-        snprintf(msg, sizeof(msg), "%s: not enough memory for the result", what);
-        a.err = msg;
-        lhost_protect(env->h, resume_k, &a, "resuming a handler");
+    if (lhost_protect(env->h, collect_k, &a, "the result of a call") != 0)
+        a.ref = LUA_NOREF; /* resume_k then raises "not enough memory" in the handler */
+    r->res_ref = a.ref;
+    if (env->ready_tail != NULL)
+        env->ready_tail->next = r;
+    else
+        env->ready = r;
+    env->ready_tail = r;
+    if (env->check == NULL) {
+        env->check = xcalloc(1, sizeof(*env->check));
+        uv_check_init(env->loop, env->check);
+        env->check->data = env;
     }
-    luaL_unref(env->h->L, LUA_REGISTRYINDEX, a.co_ref);
+    uv_check_start(env->check, on_check);
 }
 
 void lwait_resume(lwait_t *w, lwait_push_cb push, void *arg)
@@ -311,6 +373,11 @@ void lwait_res_limit(lua_State *L, void (*close)(lwait_res_t *), int max, const 
         luaL_error(L, "%s: too many open at once (max %d): close() those you no longer need", what, max);
 }
 
+static void check_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
 void lwait_close_all(lhost_t *h)
 {
     lwait_env_t *env = lwait_env(h->L);
@@ -326,6 +393,16 @@ void lwait_close_all(lhost_t *h)
         lwait_res_t *r = env->res;
         lwait_res_remove(r);
         r->close(r);
+    }
+    while (env->ready != NULL) { /* never resumed: their refs go with the VM */
+        ready_t *r = env->ready;
+        env->ready = r->next;
+        free(r);
+    }
+    env->ready_tail = NULL;
+    if (env->check != NULL) {
+        uv_close((uv_handle_t *)env->check, check_closed);
+        env->check = NULL;
     }
 }
 

@@ -22,11 +22,13 @@ typedef struct lwait_res lwait_res_t;
 /* What a binding may use of the server (one per VM, made by lwait_open). */
 typedef struct {
     uv_loop_t *loop;
-    struct lhost *h;    /* the VM, for lhost_protect / lhost_call from libuv callbacks */
-    int max_json_depth; /* nesting of the JSON values bindings encode or decode */
-    lwait_t *waits;     /* handlers waiting now */
-    lwait_res_t *res;   /* what the app opened and has not closed */
-    int closed;         /* lwait_close_all ran: nothing new may start */
+    struct lhost *h;                  /* the VM, for lhost_protect / lhost_call from libuv callbacks */
+    int max_json_depth;               /* nesting of the JSON values bindings encode or decode */
+    lwait_t *waits;                   /* handlers waiting now */
+    lwait_res_t *res;                 /* what the app opened and has not closed */
+    struct ready *ready, *ready_tail; /* handlers to resume at the end of this loop phase */
+    uv_check_t *check;                /* resumes them (made on the first use) */
+    int closed;                       /* lwait_close_all ran: nothing new may start */
 } lwait_env_t;
 
 /* Registers the environment of the VM being made (lhost's set-up, after siolua._core exists).
@@ -64,9 +66,10 @@ void lwait_abort(lwait_t *w);
  * The stack below stays as it is (keep the object the operation uses there: it then cannot be
  * collected while the handler waits). */
 int lwait_yield(lua_State *L, lwait_t *w);
-/* The operation completed: resumes the handler with what push pushes (arg is push's). w is ended
- * (freed): the binding forgets it. Called from a libuv callback or from Lua, never before the
- * handler waits (an operation must not complete inside the call that starts it). */
+/* The operation completed: push makes the results now (arg is push's, used only during this
+ * call); the handler is resumed with them at the end of this loop phase (a uv_check), never inside
+ * the caller: a binding may call this from its loops over its own structures, which the resumed
+ * handler may close. w is ended (freed): the binding forgets it. */
 void lwait_resume(lwait_t *w, lwait_push_cb push, void *arg);
 /* The operation failed: the handler raises msg (copied). w is ended. */
 void lwait_fail(lwait_t *w, const char *msg);

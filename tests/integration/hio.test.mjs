@@ -101,6 +101,8 @@ describe("siolua.redis", { skip }, () => {
     assert.deepEqual(aborted, { ok: false, res: "EXECABORT Transaction discarded because of previous errors." });
     const refused = await call(sock, "redis", ["SUBSCRIBE", "x"]);
     assert.match(refused.res, /use r:subscribe/);
+    // a handler closes clients that have just answered it
+    assert.deepEqual(await call(sock, "use_then_close", false), { sqlite: 1, redis: "three" });
   });
 
   test("pub/sub: channels and patterns reach the callback, unsubscribe stops them", async () => {

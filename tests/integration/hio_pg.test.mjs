@@ -99,6 +99,16 @@ describe("siolua.pg", { skip }, () => {
     assert.ok(n >= 1 && n <= 3, `siolua holds ${n} connections`);
   });
 
+  test("a handler closes the clients that just answered it, then the server: nothing breaks", async () => {
+    assert.deepEqual(await call(sock, "use_then_close", false), { sqlite: 1, pg: 2 });
+    const own = await startWithEnv("hio", { HIO_PG: pg.conninfo });
+    const s = await connect(own.url, { transports: ["websocket"] });
+    const exited = new Promise((r) => own.proc.once("exit", (code, signal) => r({ code, signal })));
+    assert.deepEqual(await call(s, "use_then_close", true), { sqlite: 1, pg: 2 });
+    assert.deepEqual(await exited, { code: 0, signal: null }); // io.close() from a resumed handler
+    assert.doesNotMatch(own.log(), /ERROR: AddressSanitizer|runtime error:/);
+  });
+
   test("PostgreSQL stopped: calls fail at once with the reason; started again: calls succeed", async () => {
     await pg.stop();
     const down = await q("query", "SELECT 1");

@@ -81,7 +81,30 @@ io.on("connection", function(socket)
     ack(e)
   end)
 
-  -- calls made in several handlers at once complete independently
+  -- a handler closes the clients that have just answered it (from inside their completion, for
+  -- the bindings); with `stop`, the server then (io.close())
+  socket.on("use_then_close", function(stop, ack)
+    local out = {}
+    local d = siolua.sqlite(":memory:")
+    out.sqlite = d:query("SELECT 1 AS one")[1].one
+    d:close()
+    if os.getenv("HIO_PG") then
+      local p = siolua.pg(os.getenv("HIO_PG"), { max = 1 })
+      out.pg = p:query("SELECT 2 AS two")[1].two
+      p:close()
+    end
+    if os.getenv("HIO_REDIS") then
+      local c = siolua.redis(os.getenv("HIO_REDIS"))
+      out.redis = c:call("ECHO", "three")
+      c:close()
+    end
+    ack(out)
+    if stop then
+      pg:query("SELECT 4")
+      io.close()
+    end
+  end)
+
   socket.on("closed_use", function(ack)
     local d = siolua.sqlite(":memory:")
     d:close()
