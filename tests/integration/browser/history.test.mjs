@@ -7,12 +7,11 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
 import { REF, ROOT, closeAll } from "../helpers.mjs";
+import { launchChromium } from "./chat.helpers.mjs";
 import { startWithEnv } from "../hio.helpers.mjs";
 import { freePort } from "../redis.helpers.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const skip = REF ? "the example runs on siolua" : false;
 let srv, browser, dir;
 
@@ -23,12 +22,7 @@ before(async () => {
   srv = await startWithEnv("examples/history/app.lua", {
     HISTORY_DB: path.join(dir, "chat.db"), HISTORY_AUTH_URL: `http://127.0.0.1:${port}/auth/check`,
   }, ["--port", String(port)]);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    timeout: 30000,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   closeAll();
