@@ -85,7 +85,6 @@ struct lpg {
     int nconns;
     pgq_t *head, *tail; /* calls waiting for a connection */
     uv_timer_t *kick;   /* dispatches new calls on the next turn (made on the first call) */
-    char last_err[320]; /* the last connection failure */
     int closed;
 };
 
@@ -297,13 +296,11 @@ static void connect_step(pgconn_t *c)
         PQsetnonblocking(c->conn, 1);
         c->state = C_IDLE;
         watch(c, UV_READABLE); /* an idle connection the server closes is noticed */
-        pool->last_err[0] = '\0';
         dispatch(pool);
         return;
     default: {
         char why[300];
         snprintf(why, sizeof(why), "cannot connect: %s", PQerrorMessage(c->conn));
-        snprintf(pool->last_err, sizeof(pool->last_err), "%s", why);
         conn_close(c, why);
         if (pool->nconns == 0)
             fail_queue(pool, why); /* nothing else will serve them */
@@ -325,7 +322,6 @@ static void open_conn(lpg_t *pool)
     if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD) {
         char why[300];
         snprintf(why, sizeof(why), "cannot connect: %s", c->conn ? PQerrorMessage(c->conn) : "out of memory");
-        snprintf(pool->last_err, sizeof(pool->last_err), "%s", why);
         conn_close(c, why);
         if (pool->nconns == 0)
             fail_queue(pool, why);

@@ -211,7 +211,6 @@ static int take_row(lsqlite_t *db, sqlite3_stmt *st, job_t *j)
         }
     }
     j->nrows++;
-    (void)db;
     return j->bytes > db->max_result ? -1 : 0;
 }
 
