@@ -416,7 +416,7 @@ describe("the handler budget counts running time, not waiting", { skip }, () => 
   let redis, srv, sock;
   before(async () => {
     redis = await startRedis();
-    srv = await startWithEnv("hio", { HIO_REDIS: redis.url, HIO_TIMEOUT: "5000" }, ["--handler-timeout", "1000"]);
+    srv = await startWithEnv("hio", { HIO_REDIS: redis.url, HIO_TIMEOUT: "6000" }, ["--handler-timeout", "2000"]);
     sock = await connect(srv.url, { transports: ["websocket"] });
   });
   after(async () => {
@@ -425,11 +425,12 @@ describe("the handler budget counts running time, not waiting", { skip }, () => 
     await redis?.stop();
   });
 
-  test("300 ms of work, a 1.5 s wait, 300 ms of work: over 2 s in all, completes under a 1 s budget", async () => {
-    const res = await call(sock, "spin_wait_spin", 300, { kind: "redis", args: ["BLPOP", "nothing", "1.5"] });
+  // (little work and a long wait: the work must fit the budget on a loaded machine, under ASan)
+  test("50 ms of work, a 2.5 s wait, 50 ms of work: over 2.5 s in all, completes under a 2 s budget", async () => {
+    const res = await call(sock, "spin_wait_spin", 50, { kind: "redis", args: ["BLPOP", "nothing", "2.5"] });
     assert.deepEqual(res, { ok: true });
-    // the control: 1.5 s of work in one go is aborted (the budget is on)
-    sock.emit("spin_wait_spin", 1500, { kind: "redis", args: ["PING"] }, () => {});
-    await srv.waitLog(/handler aborted: it ran longer than 1000 ms/, 10000);
+    // the control: 4 s of work in one go is aborted (the budget is on)
+    sock.emit("spin_wait_spin", 4000, { kind: "redis", args: ["PING"] }, () => {});
+    await srv.waitLog(/handler aborted: it ran longer than 2000 ms/, 15000);
   });
 });
