@@ -253,6 +253,7 @@ db.commit()`);
     const res = await sql("query", "SELECT 1 AS z, 2 AS a, 3 AS m");
     assert.equal(JSON.stringify(res.res), '[{"z":1,"a":2,"m":3}]');
     assert.deepEqual((await sql("query", "PRAGMA journal_mode")).res, [{ journal_mode: "wal" }]);
+    assert.deepEqual((await sql("query", "PRAGMA synchronous")).res, [{ synchronous: 1 }]); // NORMAL
     const j = await sql("query", "SELECT ? AS j, json_extract(?, '$.b[1]') AS x", [{ b: [1, 2] }, { b: [1, 2] }]);
     assert.deepEqual(j.res, [{ j: '{"b":[1,2]}', x: 2 }]);
     assert.deepEqual((await sql("query", "SELECT 1 WHERE 0")).res, []);
@@ -279,7 +280,7 @@ db.commit()`);
   test("writes from 300 handlers at once run one at a time, in the order they were called", async () => {
     await sql("exec", "CREATE TABLE o (n INTEGER)");
     const all = await Promise.all(Array.from({ length: 300 }, (_, n) => sql("exec", "INSERT INTO o VALUES (?)", [n])));
-    all.forEach((r) => assert.equal(r.ok, true));
+    all.forEach((r) => assert.equal(r.ok, true, JSON.stringify(r)));
     const rows = await sql("query", "SELECT n FROM o ORDER BY rowid");
     assert.deepEqual(rows.res.map((x) => x.n), Array.from({ length: 300 }, (_, n) => n));
   });
