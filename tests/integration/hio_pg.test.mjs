@@ -27,7 +27,7 @@ after(async () => {
 describe("siolua.pg", { skip }, () => {
   let srv, sock;
   before(async () => {
-    srv = await startWithEnv("hio", { HIO_PG: pg.conninfo, HIO_TIMEOUT: "1500" });
+    srv = await startWithEnv("hio", { HIO_PG: pg.conninfo, HIO_TIMEOUT: "3000" });
     sock = await connect(srv.url, { transports: ["websocket"] });
   });
   after(async () => {
@@ -84,7 +84,7 @@ describe("siolua.pg", { skip }, () => {
   });
 
   test("a call past its timeout raises and its connection is closed; the pool goes on", async () => {
-    assert.deepEqual(await q("query", "SELECT pg_sleep(5)"), { ok: false, res: "siolua.pg: timed out after 1500 ms" });
+    assert.deepEqual(await q("query", "SELECT pg_sleep(5)"), { ok: false, res: "siolua.pg: timed out after 3000 ms" });
     assert.deepEqual((await q("query", "SELECT 7 AS seven")).res, [{ seven: 7 }]);
     const big = await q("query", "SELECT repeat('x', 1000) FROM generate_series(1, 500)");
     assert.deepEqual(big, { ok: false, res: "siolua.pg: the result is larger than 100000 bytes (maxResultBytes)" });
