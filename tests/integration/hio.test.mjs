@@ -8,7 +8,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import os from "node:os";
@@ -30,6 +30,26 @@ function rng(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+// the libraries are linked, but an app that uses none of them gets none of their threads or connections
+test("nothing exists before it is used: an app that calls none of them has one thread and only its clients' sockets", { skip }, async () => {
+  const srv = await startServer("main", ["--no-watch"]);
+  try {
+    const sock = await connect(srv.url, { transports: ["websocket"] });
+    const pid = srv.proc.pid;
+    assert.equal(readdirSync(`/proc/${pid}/task`).length, 1, "threads of siolua");
+    const inodes = readdirSync(`/proc/${pid}/fd`)
+      .map((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { return ""; } })
+      .map((l) => /^socket:\[(\d+)\]$/.exec(l)?.[1]).filter(Boolean);
+    const tcp = ["tcp", "tcp6"].flatMap((f) => readFileSync(`/proc/net/${f}`, "utf8").trim().split("\n").slice(1))
+      .map((l) => l.trim().split(/\s+/)).filter((c) => inodes.includes(c[9]));
+    // the listening socket (state 0A) and the one client's connection: no Redis, PostgreSQL or HTTP peer
+    assert.deepEqual(tcp.map((c) => c[3]).sort(), ["01", "0A"], JSON.stringify(tcp));
+    sock.close();
+  } finally {
+    await srv.stop();
+  }
+});
 
 describe("siolua.redis", { skip }, () => {
   let redis, srv, sock, node;
