@@ -30,6 +30,7 @@
 
 #include "lhost.h"
 #include "log.h"
+#include "lredis.h"
 #include "lvalue.h"
 #include "rconn.h"
 #include "server.h"
@@ -39,7 +40,6 @@
 #define CONNECT_TIMEOUT_MS 3000     /* a connect that neither succeeds nor fails (packets dropped) */
 #define MAX_SUBSCRIPTIONS 4096      /* channels + patterns (namespaces x 4): dynamic namespaces are bounded */
 #define MAX_PENDING_OUT (64u << 20) /* bytes queued to Redis before publishes are dropped */
-#define MAX_REPLY_DEPTH 8           /* command replies converted to Lua (PUBSUB answers are flat) */
 #define DEFAULT_DEPTH 64
 
 typedef struct conn {
@@ -106,30 +106,6 @@ static int can_call_lua(adapter_redis_t *r)
     return !r->closing && r->srv->lua != NULL;
 }
 
-/* [-0, +1, e] A command reply as a Lua value (errors are handled by the caller). */
-static void push_reply(lua_State *L, const redisReply *rep, int depth)
-{
-    luaL_checkstack(L, 3, "redis reply");
-    switch (rep->type) {
-    case REDIS_REPLY_STRING:
-    case REDIS_REPLY_STATUS:
-        lua_pushlstring(L, rep->str, rep->len);
-        break;
-    case REDIS_REPLY_INTEGER:
-        lua_pushinteger(L, (lua_Integer)rep->integer);
-        break;
-    case REDIS_REPLY_ARRAY:
-        lua_createtable(L, (int)(rep->elements < 1024 ? rep->elements : 0), 0);
-        for (size_t i = 0; depth < MAX_REPLY_DEPTH && i < rep->elements; i++) {
-            push_reply(L, rep->element[i], depth + 1);
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        break;
-    default:
-        lua_pushnil(L);
-    }
-}
-
 static int message_k(lua_State *L)
 {
     call_t *a = lua_touserdata(L, 1);
@@ -154,7 +130,7 @@ static int reply_k(lua_State *L)
         return 0;
     lua_pushinteger(L, (lua_Integer)a->id);
     if (a->reply != NULL && a->reply->type != REDIS_REPLY_ERROR)
-        push_reply(L, a->reply, 0);
+        lredis_push_reply(L, a->reply); /* siolua.redis's mapping */
     else
         lua_pushnil(L);
     if (a->err != NULL)

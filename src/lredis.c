@@ -218,6 +218,11 @@ static void push_reply(lua_State *L, const redisReply *rep, int depth)
     }
 }
 
+void lredis_push_reply(lua_State *L, const redisReply *rep)
+{
+    push_reply(L, rep, 0);
+}
+
 /* A deep copy (malloc'd) of a reply hiredis frees after its callback. */
 static redisReply *copy_reply(const redisReply *r)
 {

@@ -15,9 +15,14 @@
 #ifndef SL_LREDIS_H
 #define SL_LREDIS_H
 
+#include <hiredis/hiredis.h>
 #include <lua.h>
 
 /* Adds siolua.redis (the siolua table at the top of the stack is not needed). [-0, +0, e] */
 void lredis_open(lua_State *L);
+/* Pushes a reply as the Lua value siolua.redis gives (above; nested arrays converted to 16
+ * levels); the Redis adapter (adapter_redis.c) maps its command replies with it too.
+ * [-0, +1, m] */
+void lredis_push_reply(lua_State *L, const redisReply *rep);
 
 #endif

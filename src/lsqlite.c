@@ -652,16 +652,5 @@ static const luaL_Reg methods[] = {{"exec", l_exec}, {"query", l_query}, {"close
 
 void lsqlite_open(lua_State *L)
 {
-    luaL_newmetatable(L, MT);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_pop(L, 1);
-    lua_getglobal(L, "siolua");
-    lua_pushcfunction(L, l_new);
-    lua_setfield(L, -2, "sqlite");
-    lua_pop(L, 1);
+    lwait_class(L, MT, methods, l_close, l_tostring, "sqlite", l_new);
 }

@@ -408,6 +408,24 @@ void lwait_close_all(lhost_t *h)
 
 /* ---------------------------------------------------------------- helpers */
 
+void lwait_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction close,
+                 lua_CFunction tostring, const char *name, lua_CFunction ctor)
+{
+    luaL_newmetatable(L, mt);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    lua_getglobal(L, "siolua");
+    lua_pushcfunction(L, ctor);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
 void *lwait_checkbox(lua_State *L, int idx, const char *mt, const char *what)
 {
     lwait_box_t *b = luaL_checkudata(L, idx, mt);

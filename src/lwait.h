@@ -10,6 +10,7 @@
 #ifndef SL_LWAIT_H
 #define SL_LWAIT_H
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <stdint.h>
 #include <uv.h>
@@ -98,6 +99,10 @@ void lwait_res_limit(lua_State *L, void (*close)(lwait_res_t *), int max, const 
 typedef struct {
     void *p;
 } lwait_box_t;
+/* Registers the class of a box: metatable `mt` with __index = methods, __gc = close (the
+ * methods' close too), __tostring = tostring; and siolua[name] = ctor. [-0, +0, e] */
+void lwait_class(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction close,
+                 lua_CFunction tostring, const char *name, lua_CFunction ctor);
 /* The object of the box at idx (a userdata with metatable `mt`), raising "<what> is closed" when
  * it was closed. [-0, +0, v] */
 void *lwait_checkbox(lua_State *L, int idx, const char *mt, const char *what);
