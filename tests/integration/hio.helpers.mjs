@@ -3,7 +3,7 @@
 // postgres refuses root; stopped by PID), siolua started with environment variables, and the
 // app's { ok, res } answers. Redis comes from redis.helpers.mjs.
 import { execFileSync, spawn } from "node:child_process";
-import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { startServer, withTimeout } from "./helpers.mjs";
@@ -121,12 +121,21 @@ export function call(socket, ev, ...args) {
   return withTimeout(socket.emitWithAck(ev, ...args), 15000, `the answer to ${ev} ${JSON.stringify(args)}`);
 }
 
-/** The open file descriptors and threads of a process. */
-export function fdsAndThreads(pid) {
-  return {
-    fds: readdirSync(`/proc/${pid}/fd`).length,
-    threads: readdirSync(`/proc/${pid}/task`).length,
-  };
+/**
+ * The open file descriptors and threads of a process; with `file`, the descriptors of that file
+ * are counted apart (`fileFds`), not in `fds`.
+ */
+export function fdsAndThreads(pid, file = null) {
+  const dir = `/proc/${pid}/fd`;
+  const links = readdirSync(dir).map((fd) => {
+    try {
+      return readlinkSync(`${dir}/${fd}`);
+    } catch {
+      return ""; // closed meanwhile
+    }
+  });
+  const fileFds = file === null ? 0 : links.filter((l) => l === file).length;
+  return { fds: links.length - fileFds, fileFds, threads: readdirSync(`/proc/${pid}/task`).length };
 }
 
 /** Polls fn until truthy. */

@@ -148,6 +148,7 @@ describe("hot reload and what the app opened", { skip }, () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  const dbPath = () => path.join(dir, "r.db");
   const warmCount = () => (srv.log().match(/hio warm v1 true/g) || []).length;
   async function reload(n) {
     srv.proc.kill("SIGHUP");
@@ -179,20 +180,24 @@ describe("hot reload and what the app opened", { skip }, () => {
     assert.deepEqual(answered, []); // abandoned handlers are never resumed
   });
 
+  // The database file is counted apart: the new code opens it before the old code's connection is
+  // closed, and SQLite defers closing a descriptor of a file on which the process holds locks (a
+  // close would drop them all: POSIX locks are per process) until it reuses it for the next open,
+  // so the file has one or two descriptors depending on the order of the two threads, never more.
   test("100 reloads: the same file descriptors, threads and service connections as after the first", async () => {
     let gen = 2;
     for (; gen < 7; ) await reload(++gen); // warm-up: libuv's and libcurl's lazy state exists now
     const base = await until(async () => {
       await new Promise((r) => setTimeout(r, 200));
-      return fdsAndThreads(srv.proc.pid);
+      return fdsAndThreads(srv.proc.pid, dbPath());
     }, "a baseline");
     const pgBase = Number(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"));
     for (; gen < 102; ) await reload(++gen);
     const now = await until(() => {
-      const f = fdsAndThreads(srv.proc.pid);
-      return f.fds <= base.fds && f.threads <= base.threads ? f : null;
-    }, `fds and threads back to ${JSON.stringify(base)} (now ${JSON.stringify(fdsAndThreads(srv.proc.pid))})`, 10000);
-    assert.ok(now.fds <= base.fds && now.threads <= base.threads);
+      const f = fdsAndThreads(srv.proc.pid, dbPath());
+      return f.fds <= base.fds && f.threads <= base.threads && f.fileFds <= 2 ? f : null;
+    }, `fds and threads back to ${JSON.stringify(base)} (now ${JSON.stringify(fdsAndThreads(srv.proc.pid, dbPath()))})`, 10000);
+    assert.ok(now.fds <= base.fds && now.threads <= base.threads && now.fileFds <= 2);
     const pgNow = Number(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"));
     assert.ok(pgNow <= Math.max(pgBase, 3), `PostgreSQL sessions: ${pgNow} (after the warm-up: ${pgBase})`);
     const { createClient } = await import("redis");
