@@ -222,6 +222,11 @@ describe("siolua.sqlite", { skip }, () => {
     assert.deepEqual(await call(sock, "closed_use"), { ok: false, res: "the database is closed" });
   });
 
+  test("an ack callback waits like any other handler", async () => {
+    sock.once("ask", (cb) => cb("from the client"));
+    assert.deepEqual(await call(sock, "query_in_ack"), { ok: true, res: [{ answer: "from the client" }] });
+  });
+
   test(`values written by siolua read the same in Python's sqlite3, and back (generated, SEED=${SEED})`, async () => {
     const r = rng(SEED + 1);
     const value = () => {

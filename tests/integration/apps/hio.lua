@@ -74,6 +74,11 @@ io.on("connection", function(socket)
     ack(res)
   end)
 
+  -- an ack callback (the client's answer to the server's "ask") waits like any handler
+  socket.on("query_in_ack", function(ack)
+    socket.emit("ask", function(answer) ack(run(db.query, db, "SELECT ? AS answer", answer)) end)
+  end)
+
   -- a call inside a coroutine of the app's own cannot wait: the error says so
   socket.on("own_coroutine", function(ack)
     local co = coroutine.create(function() return db:query("SELECT 1") end)
