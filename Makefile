@@ -15,8 +15,8 @@ WARN    += -Werror
 endif
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(EXTRA_CFLAGS)
-CPPFLAGS += -Isrc -Ibuild/gen -I/usr/include/lua5.4 -I$(LLHTTP_INC)
-LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lyajl -lssl -lcrypto -lm -lhiredis -lmsgpackc -lz
+CPPFLAGS += -Isrc -Ibuild/gen -I/usr/include/lua5.4 -I/usr/include/postgresql -I$(LLHTTP_INC)
+LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lyajl -lssl -lcrypto -lm -lhiredis -lmsgpackc -lz -lcurl -lsqlite3 -lpq -lpthread
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c))
 # the prelude files, embedded; the order they run in is lapp.c's
@@ -133,7 +133,7 @@ clean:
 # (Debian's clang, installed by scripts/setup.sh) builds them with ASan and UBSan.
 FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
-FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Isrc -I/usr/include/lua5.4 -I$(LLHTTP_INC) -g -O1 \
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Isrc -I/usr/include/lua5.4 -I/usr/include/postgresql -I$(LLHTTP_INC) -g -O1 \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_NAMES := eio_payload sio_packet lvalue http ws msgpack tls pmd
 LLHTTP_C   := $(wildcard $(LLHTTP_DIR)/*.c)

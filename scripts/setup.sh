@@ -13,11 +13,14 @@ cd "$(dirname "$0")/.."
 # nginx-light for the sticky-session test, redis-server for the adapter tests, the openssl CLI (the
 # TLS tests' CA), certutil (libnss3-tools: that CA in Chromium's NSS database) and pyOpenSSL (the
 # hostile suite's TLS sessions that misbehave).
+# Handlers that talk to the world: libcurl (siolua.fetch), SQLite (siolua.sqlite), libpq
+# (siolua.pg); postgresql for their tests.
 PKGS="build-essential pkg-config libuv1-dev node-llhttp libwslay-dev liblua5.4-dev lua-cjson-dev
 libyajl-dev libssl-dev python3 python3-socketio python3-websocket python3-requests chromium fonts-dejavu-core clang
 nginx-light openssl libnss3-tools python3-openssl
 libhiredis-dev libmsgpack-dev redis-server
-zlib1g-dev libbrotli-dev"
+zlib1g-dev libbrotli-dev
+libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql"
 # Node comes from the machine when present; Debian's nodejs only on a machine that has none.
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"

@@ -5,10 +5,9 @@
 #include <lauxlib.h>
 #include <string.h>
 
-#include "log.h"
 #include "adapter_redis.h"
-
-#define MAX_REPLY_DEPTH 8 /* command replies converted to Lua (PUBSUB answers are flat) */
+#include "log.h"
+#include "lredis.h"
 
 /* ---------------------------------------------------------------- news, into the current VM */
 
@@ -19,30 +18,6 @@ typedef struct {
     const redisReply *reply;
     const char *err;
 } call_t;
-
-/* [-0, +1, e] A command reply as a Lua value (errors are handled by the caller). */
-static void push_reply(lua_State *L, const redisReply *rep, int depth)
-{
-    luaL_checkstack(L, 3, "redis reply");
-    switch (rep->type) {
-    case REDIS_REPLY_STRING:
-    case REDIS_REPLY_STATUS:
-        lua_pushlstring(L, rep->str, rep->len);
-        break;
-    case REDIS_REPLY_INTEGER:
-        lua_pushinteger(L, (lua_Integer)rep->integer);
-        break;
-    case REDIS_REPLY_ARRAY:
-        lua_createtable(L, (int)(rep->elements < 1024 ? rep->elements : 0), 0);
-        for (size_t i = 0; depth < MAX_REPLY_DEPTH && i < rep->elements; i++) {
-            push_reply(L, rep->element[i], depth + 1);
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        break;
-    default:
-        lua_pushnil(L);
-    }
-}
 
 static int message_k(lua_State *L)
 {
@@ -68,7 +43,7 @@ static int reply_k(lua_State *L)
         return 0;
     lua_pushinteger(L, (lua_Integer)a->id);
     if (a->reply != NULL)
-        push_reply(L, a->reply, 0);
+        lredis_push_reply(L, a->reply); /* siolua.redis's mapping (PUBSUB NUMSUB: flat, never nil) */
     else
         lua_pushnil(L);
     if (a->err != NULL)

@@ -5,18 +5,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapter_redis.h"
 #include "embed.h"
+#include "ladapter_redis.h"
 #include "lemitter.h"
 #include "lengine.h"
+#include "lfetch.h"
+#include "lhttp.h"
 #include "lmsgpack.h"
 #include "lnsp.h"
-#include "ladapter_redis.h"
 #include "log.h"
+#include "lpg.h"
+#include "lredis.h"
 #include "lsio.h"
 #include "lsocket.h"
+#include "lsqlite.h"
 #include "ltimer.h"
 #include "lvalue.h"
-#include "adapter_redis.h"
+#include "lwait.h"
 
 /* ---------------------------------------------------------------- a new VM */
 
@@ -85,6 +91,13 @@ static int open_k(lua_State *L)
     lsocket_open(L);
     lnsp_open(L);    /* io */
     lengine_open(L); /* io.engine, siolua.engine */
+    /* handlers that talk to the world: the waits they share, then each client */
+    lwait_open(L);
+    lredis_open(L);  /* siolua.redis */
+    lsqlite_open(L); /* siolua.sqlite */
+    lfetch_open(L);  /* siolua.fetch */
+    lpg_open(L);     /* siolua.pg */
+    lhttp_open(L);   /* siolua.route */
     lua_settop(L, siolua);
 
     /* what the prelude files get (...), all out of the app's reach: the primitives, the hooks C
@@ -150,7 +163,8 @@ void lapp_vm_free(lvm_t *vm)
     if (vm == NULL)
         return;
     ltimer_close_all(vm);
-    lengine_free(vm); /* raw Engine.IO handles, before the VM goes */
+    lwait_close_all(vm); /* what the app opened: clients, databases */
+    lengine_free(vm);    /* raw Engine.IO handles, before the VM goes */
     lvm_free(vm);
 }
 
@@ -233,6 +247,11 @@ eio_server_t *lapp_route(lapp_t *a, const http_req_t *req)
     return lengine_route(&a->env, req);
 }
 
+int lapp_http_route(lapp_t *a, http_req_t *req)
+{
+    return lhttp_handle(a->env.vms.cur, req);
+}
+
 void lapp_stop(lapp_t *a)
 {
     a->env.closing = 1;
@@ -245,7 +264,8 @@ void lapp_close(lapp_t *a)
     if (a->env.vms.cur == NULL)
         return;
     ltimer_close_all(a->env.vms.cur);
-    lengine_close(a->env.vms.cur); /* siolua.engine endpoints */
+    lwait_close_all(a->env.vms.cur); /* what the app opened: clients, databases */
+    lengine_close(a->env.vms.cur);   /* siolua.engine endpoints */
 }
 
 void lapp_free(lapp_t *a)

@@ -33,6 +33,8 @@ void lapp_serve(lapp_t *a, lvm_t *vm);
 int lapp_listening(lapp_t *a);
 /* The siolua.engine endpoint whose path prefixes req's URL, or NULL. */
 eio_server_t *lapp_route(lapp_t *a, const http_req_t *req);
+/* Answers req if the app has a siolua.route for its path (lhttp.h): 1; else 0 (req untouched). */
+int lapp_http_route(lapp_t *a, http_req_t *req);
 /* Hot reload, the swap (reload.h step 3): every socket gets a handle in nw with what it kept,
  * nw becomes the current VM (the one pointer that sio, eio, the adapter and the scheduler read),
  * the old VM's timers stop, its endpoints are handed over and it is closed; then the new code's
@@ -44,7 +46,8 @@ size_t lapp_swap(lapp_t *a, lvm_t *nw, int generation);
  * its end; later steps see env.closing. */
 void lapp_stop(lapp_t *a);
 /* Shutdown, last step (after Socket.IO and Engine.IO closed): the adapter disconnects (what the
- * disconnect handlers published is flushed), timers stop, endpoints close. */
+ * disconnect handlers published is flushed), timers stop, what the app opened (clients,
+ * databases) closes, endpoints close. */
 void lapp_close(lapp_t *a);
 /* After the loop ended: the current VM is closed, the adapter freed. */
 void lapp_free(lapp_t *a);

@@ -191,6 +191,8 @@ static void on_request(http_req_t *req, void *data)
         respond_text(req, 413, "Payload Too Large");
         return;
     }
+    if (lapp_http_route(&srv->app, req)) /* the app's siolua.route endpoints */
+        return;
     serve_static(srv, req);
 }
 

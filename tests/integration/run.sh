@@ -68,7 +68,7 @@ fi
 
 # Spec output for people, TAP to a file for the counts. Each file starts its own server(s).
 echo "== node tests"
-timeout -k 5 150 node --test --test-timeout=60000 \
+timeout -k 5 300 node --test --test-timeout=60000 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tmp/node.tap" \
   tests/integration/*.test.mjs
@@ -82,7 +82,7 @@ cat "$tmp/python.tap"
 count python "$tmp/python.tap" $st
 
 echo "== browser (headless chromium)"
-timeout -k 5 90 node --test --test-timeout=60000 \
+timeout -k 5 120 node --test --test-timeout=60000 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tmp/browser.tap" \
   tests/integration/browser/*.test.mjs
