@@ -351,8 +351,10 @@ int main(int argc, char **argv)
     int rc;
     memset(&srv, 0, sizeof(srv));
     sl_config_defaults(&srv.cfg);
-    if (parse_args(argc, argv, &srv.cfg) != 0)
+    if (parse_args(argc, argv, &srv.cfg) != 0) {
+        sl_server_free(&srv); /* the defaults' strings: a usage error exits 2, leak-free */
         return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stderr, NULL, _IOLBF, 0);
     rc = sl_server_start(&srv, loop);

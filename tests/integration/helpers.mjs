@@ -12,11 +12,11 @@ export const APPS = path.join(ROOT, "tests/integration/apps");
 export const REF = process.env.SIOLUA_REF === "1";
 const BIN = path.resolve(ROOT, process.env.SIOLUA_BIN || "./siolua");
 
+// A line of a sanitizer report, or of valgrind's (make valgrind runs the suite under memcheck).
+const SANITIZER = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|AddressSanitizer:DEADLYSIGNAL|runtime error:|SUMMARY: (Address|UndefinedBehavior|Leak)Sanitizer|==\d+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised|Syscall param|Mismatched free)|definitely lost in/;
 // Servers still running when this process ends are killed, also when the test runner ends it
 // with a signal (a file-level timeout). run.sh also gets their PIDs through SIOLUA_PIDFILE and
 // kills any left over, in case this process itself was SIGKILLed.
-// sanitizer reports, and valgrind's (make valgrind runs the suite under memcheck)
-const SANITIZER = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer|==\d+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised|Syscall param|Mismatched free)|definitely lost in/;
 const running = new Set();
 const killAll = () => {
   for (const p of running) p.kill("SIGKILL");
@@ -39,20 +39,13 @@ export function withTimeout(promise, ms, what) {
 }
 
 /**
- * Starts the server with app (a path, or a name in apps/) and extra command-line args (the Node
- * reference with { ref: true }, whatever SIOLUA_REF says: for side-by-side tests).
- * Resolves to { port, url, proc, log(), waitLog(re, ms), stop() } once it printed its
- * "siolua listening on http://HOST:PORT" line (https:// with --tls-cert: url is then https too).
+ * Spawns cmd (stdout and stderr collected into one log) and watches it. Returns
+ * { proc, log(), waitLog(re, ms), exited(), ended(ms, expect), stop(grace, expect) }; `what`
+ * names the process in messages. Every process started here is killed if still running when
+ * this test process ends, and its PID goes to SIOLUA_PIDFILE for run.sh's clean-up.
  */
-export async function startServer(app, args = [], { timeout = 10000, ref = REF } = {}) {
-  const appPath = app.includes("/") ? path.resolve(ROOT, app) : path.join(APPS, app + ".lua");
-  const [cmd, argv] = ref
-    ? [process.execPath, [path.join(ROOT, "tests/integration/ref/server.mjs"), appPath]]
-    : [BIN, [appPath]];
-  const proc = spawn(cmd, [...argv, "--port", "0", ...args], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+export function watch(cmd, args, { what = "server", env = process.env } = {}) {
+  const proc = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env });
   running.add(proc);
   if (process.env.SIOLUA_PIDFILE && proc.pid) appendFileSync(process.env.SIOLUA_PIDFILE, proc.pid + "\n");
   let log = "";
@@ -63,13 +56,21 @@ export async function startServer(app, args = [], { timeout = 10000, ref = REF }
   };
   proc.stdout.on("data", onData);
   proc.stderr.on("data", onData);
+  // "exit": the process is gone; "close": it is gone AND its stdout/stderr reached their end, so
+  // the log is complete (a leak report printed at exit may come after "exit").
   let exited = null;
-  const exitP = new Promise((resolve) => {
-    proc.on("exit", (code, signal) => {
-      exited = { code, signal };
+  let closed = null;
+  proc.on("exit", (code, signal) => {
+    exited = { code, signal };
+    running.delete(proc);
+  });
+  const closeP = new Promise((resolve) => {
+    proc.on("close", (code, signal) => {
+      closed = { code, signal };
+      exited = exited || closed;
       running.delete(proc);
       for (const w of waiters) w();
-      resolve(exited);
+      resolve(closed);
     });
   });
 
@@ -81,56 +82,97 @@ export async function startServer(app, args = [], { timeout = 10000, ref = REF }
           if (m) {
             waiters.delete(check);
             resolve(m);
-          } else if (exited) {
+          } else if (closed) {
             waiters.delete(check);
-            reject(new Error(`server exited (${JSON.stringify(exited)}) before logging ${re}; log:\n${log}`));
+            reject(new Error(`${what} exited (${JSON.stringify(closed)}) before logging ${re}; log:\n${log}`));
           }
         };
         waiters.add(check);
         check();
       }),
       ms,
-      `log line ${re}; log so far:\n${log}`,
+      `${what} to log ${re}; log so far:\n${log}`,
     );
 
-  let m;
-  try {
-    m = await waitLog(/siolua listening on (https?):\/\/([^\s/]+):(\d+)/, timeout);
-  } catch (e) {
-    proc.kill("SIGKILL");
-    throw e;
-  }
-  const port = Number(m[3]);
-  const server = {
-    port,
-    url: `${m[1]}://127.0.0.1:${port}`,
+  /** What is wrong with a finished process: a status other than `expect`, a sanitizer report. */
+  const verdict = (st, expect) => {
+    const problems = [];
+    if (st.code !== expect.code || st.signal !== (expect.signal ?? null))
+      problems.push(`${what}: exit status ${JSON.stringify(st)}, expected ${JSON.stringify({ signal: null, ...expect })}`);
+    const san = log.split("\n").filter((l) => SANITIZER.test(l));
+    if (san.length) problems.push(`${what}: its log has a sanitizer report: ${san[0]}`);
+    return problems;
+  };
+  const fail = (problems) => {
+    throw new Error(`${problems.join("; ")}\n---- ${what} log ----\n${log}`);
+  };
+  return {
     proc,
     log: () => log,
     waitLog,
+    /** null while the process runs, then its { code, signal }. */
     exited: () => exited,
     /**
-     * SIGTERM, then SIGKILL after a grace period; resolves to the exit status. Throws (failing
-     * the calling test or hook) when the server had to be killed, died on its own, or its log
-     * has a sanitizer report (the ASan/UBSan build runs this suite too).
+     * For a process that ends by itself (io.close(), a refused command line): waits until it
+     * exited and its output is complete; throws when the status is not `expect` or the log has
+     * a sanitizer report. Resolves to the status.
      */
-    async stop(grace = 3000) {
+    async ended(ms = 10000, expect = { code: 0 }) {
+      const st = await withTimeout(closeP, ms, `${what} to exit`);
+      const problems = verdict(st, expect);
+      if (problems.length) fail(problems);
+      return st;
+    },
+    /**
+     * SIGTERM, then SIGKILL after a grace period; resolves to the exit status once the process
+     * is gone and its output complete. Throws (failing the calling test or hook) when it had to
+     * be killed, died on its own before, exited with a status other than `expect` (0: a clean
+     * shutdown), or its log has a sanitizer report (the ASan/UBSan build runs this suite too).
+     */
+    async stop(grace = 10000, expect = { code: 0 }) {
       const diedBefore = exited;
       let killed = false;
       if (!exited) {
         proc.kill("SIGTERM");
-        const t = setTimeout(() => { killed = true; proc.kill("SIGKILL"); }, grace);
-        await exitP;
+        const t = setTimeout(() => {
+          killed = true;
+          proc.kill("SIGKILL");
+        }, grace);
+        await new Promise((resolve) => (exited ? resolve() : proc.once("exit", resolve)));
         clearTimeout(t);
       }
+      const st = await closeP;
       const problems = [];
-      if (diedBefore) problems.push(`the server died during the test: ${JSON.stringify(diedBefore)}`);
-      if (killed) problems.push(`the server ignored SIGTERM for ${grace} ms and was killed`);
-      if (SANITIZER.test(log)) problems.push("the server log has a sanitizer report");
-      if (problems.length) throw new Error(`${problems.join("; ")}\n---- server log ----\n${log}`);
-      return exited;
+      if (diedBefore) problems.push(`${what} died during the test: ${JSON.stringify(diedBefore)}`);
+      if (killed) problems.push(`${what} ignored SIGTERM for ${grace} ms and was killed`);
+      else problems.push(...verdict(st, expect));
+      if (problems.length) fail(problems);
+      return st;
     },
   };
-  return server;
+}
+
+/**
+ * Starts the server with app (a path, or a name in apps/), extra command-line args and the
+ * environment env (the Node reference with { ref: true }, whatever SIOLUA_REF says: for
+ * side-by-side tests). Resolves, once it printed its "siolua listening on http://HOST:PORT" line
+ * (https:// with --tls-cert: url is then https too), to watch()'s object with { port, url } added.
+ */
+export async function startServer(app, args = [], { timeout = 10000, env = process.env, ref = REF } = {}) {
+  const appPath = app.includes("/") ? path.resolve(ROOT, app) : path.join(APPS, app + ".lua");
+  const [cmd, argv] = ref
+    ? [process.execPath, [path.join(ROOT, "tests/integration/ref/server.mjs"), appPath]]
+    : [BIN, [appPath]];
+  const srv = watch(cmd, [...argv, "--port", "0", ...args], { env });
+  let m;
+  try {
+    m = await srv.waitLog(/siolua listening on (https?):\/\/([^\s/]+):(\d+)/, timeout);
+  } catch (e) {
+    srv.proc.kill("SIGKILL");
+    throw e;
+  }
+  const port = Number(m[3]);
+  return Object.assign(srv, { port, url: `${m[1]}://127.0.0.1:${port}` });
 }
 
 /** Awaits one event on an emitter (socket.io-client socket, Manager, ws...), with a timeout. */
@@ -164,6 +206,23 @@ export async function connect(url, opts = {}, ms = 5000) {
 export function closeAll() {
   for (const s of clients) s.disconnect();
   clients.clear();
+}
+
+/** Resolves with the args of the first `event` whose args satisfy pred (seen from now on). */
+export function waitFor(socket, event, pred, ms = 5000) {
+  return withTimeout(
+    new Promise((resolve) => {
+      const on = (...args) => {
+        if (pred(...args)) {
+          socket.off(event, on);
+          resolve(args);
+        }
+      };
+      socket.on(event, on);
+    }),
+    ms,
+    `"${event}" matching ${pred}`,
+  );
 }
 
 /** Collects the arguments of every `event` into an array (for "did not receive" checks). */

@@ -2,23 +2,11 @@
 // persistence, its own folder), the Node peer (redis_peer.mjs), and siolua nodes on one Redis.
 // Every process started here is stopped by PID at the end of its test file; their PIDs also go to
 // SIOLUA_PIDFILE, and their command lines contain "siolua", so run.sh kills any left over.
-import { spawn } from "node:child_process";
-import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { ROOT, startServer, withTimeout } from "./helpers.mjs";
-
-const procs = new Set();
-process.on("exit", () => {
-  for (const p of procs) p.kill("SIGKILL");
-});
-
-function track(proc) {
-  procs.add(proc);
-  proc.on("exit", () => procs.delete(proc));
-  if (process.env.SIOLUA_PIDFILE && proc.pid) appendFileSync(process.env.SIOLUA_PIDFILE, proc.pid + "\n");
-}
+import { ROOT, startServer, watch, withTimeout } from "./helpers.mjs";
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export function freePort() {
@@ -32,55 +20,10 @@ export function freePort() {
   });
 }
 
-/** Spawns cmd, resolves once its output matches re; returns { proc, log(), waitLog(re), stop() }. */
-function spawnWatched(cmd, args, re, what, env = process.env) {
-  const proc = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env });
-  track(proc);
-  let log = "";
-  let exited = null;
-  const waiters = new Set();
-  const onData = (c) => {
-    log += c.toString();
-    for (const w of waiters) w();
-  };
-  proc.stdout.on("data", onData);
-  proc.stderr.on("data", onData);
-  const exitP = new Promise((resolve) =>
-    proc.on("exit", (code, signal) => {
-      exited = { code, signal };
-      for (const w of waiters) w();
-      resolve(exited);
-    }),
-  );
-  const waitLog = (r, ms = 5000) =>
-    withTimeout(
-      new Promise((resolve, reject) => {
-        const check = () => {
-          const m = log.match(r);
-          if (m) {
-            waiters.delete(check);
-            resolve(m);
-          } else if (exited) {
-            waiters.delete(check);
-            reject(new Error(`${what} exited (${JSON.stringify(exited)}) before logging ${r}; log:\n${log}`));
-          }
-        };
-        waiters.add(check);
-        check();
-      }),
-      ms,
-      `${what} to log ${r}; log so far:\n${log}`,
-    );
-  const stop = async (grace = 3000) => {
-    if (!exited) {
-      proc.kill("SIGTERM");
-      const t = setTimeout(() => proc.kill("SIGKILL"), grace);
-      await exitP;
-      clearTimeout(t);
-    }
-    return exited;
-  };
-  return { proc, log: () => log, waitLog, stop, ready: waitLog(re, 10000), exited: () => exited };
+/** watch() (helpers.mjs) with `ready`: a promise of the first match of re in its output. */
+function spawnWatched(cmd, args, re, what) {
+  const p = watch(cmd, args, { what });
+  return Object.assign(p, { ready: p.waitLog(re, 10000) });
 }
 
 /**
@@ -106,7 +49,7 @@ export async function startRedis(port) {
     url: `redis://127.0.0.1:${port}`,
     log: r.log,
     async stop() {
-      await r.stop(2000);
+      await r.stop();
       rmSync(dir, { recursive: true, force: true });
     },
     /** SIGKILL: Redis gone without a goodbye. */
@@ -120,19 +63,10 @@ export async function startRedis(port) {
 
 /** A siolua node on redis (by --redis, or through io.options with `viaOptions`), ready in the cluster. */
 export async function startNode(redis, { name = "siolua", viaOptions = false, app = "redis" } = {}) {
-  const prev = { ...process.env };
-  process.env.SIOLUA_NODE_NAME = name;
-  if (viaOptions) process.env.SIOLUA_TEST_REDIS = redis.url;
-  else delete process.env.SIOLUA_TEST_REDIS;
-  let srv;
-  try {
-    srv = await startServer(app, viaOptions ? [] : ["--redis", redis.url]);
-  } finally {
-    process.env.SIOLUA_NODE_NAME = prev.SIOLUA_NODE_NAME;
-    if (prev.SIOLUA_NODE_NAME === undefined) delete process.env.SIOLUA_NODE_NAME;
-    if (prev.SIOLUA_TEST_REDIS === undefined) delete process.env.SIOLUA_TEST_REDIS;
-    else process.env.SIOLUA_TEST_REDIS = prev.SIOLUA_TEST_REDIS;
-  }
+  const env = { ...process.env, SIOLUA_NODE_NAME: name };
+  if (viaOptions) env.SIOLUA_TEST_REDIS = redis.url;
+  else delete env.SIOLUA_TEST_REDIS;
+  const srv = await startServer(app, viaOptions ? [] : ["--redis", redis.url], { env });
   await srv.waitLog(/redis adapter: ready/, 5000);
   srv.name = name;
   return srv;

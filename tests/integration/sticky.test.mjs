@@ -5,12 +5,11 @@
 // and broadcasts cross the nodes through Redis; with round-robin (the control) polling fails.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync, existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { io } from "socket.io-client";
-import { withTimeout, REF } from "./helpers.mjs";
+import { withTimeout, REF, watch } from "./helpers.mjs";
 import { freePort, startRedis, startNode, waitServers } from "./redis.helpers.mjs";
 
 const NGINX = "/usr/sbin/nginx";
@@ -47,7 +46,7 @@ http {
   }
 }
 `);
-  const proc = spawn(NGINX, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { stdio: ["ignore", "pipe", "pipe"] });
+  const p = watch(NGINX, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { what: "nginx" });
   // ready once it accepts connections
   const t0 = Date.now();
   for (;;) {
@@ -55,15 +54,14 @@ http {
       await fetch(`http://127.0.0.1:${port}/socket.io/?EIO=4&transport=polling`);
       break;
     } catch {
-      if (Date.now() - t0 > 5000) throw new Error("nginx did not start");
+      if (p.exited() || Date.now() - t0 > 15000) throw new Error(`nginx did not start: ${p.log()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
   return {
     url: `http://127.0.0.1:${port}`,
     async stop() {
-      proc.kill("SIGTERM");
-      await withTimeout(new Promise((r) => (proc.exitCode !== null ? r() : proc.once("exit", r))), 3000, "nginx exit");
+      await p.stop(); // SIGTERM: nginx's fast shutdown, status 0
       rmSync(dir, { recursive: true, force: true });
     },
   };
