@@ -29,11 +29,12 @@ for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) {
   });
 }
 
-/** Rejects after ms with a message naming what was awaited. */
+/** Rejects after ms with a message naming what was awaited (a string, or a function giving one). */
 export function withTimeout(promise, ms, what) {
   let timer;
   const t = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    const name = () => (typeof what === "function" ? what() : what);
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${name()}`)), ms);
   });
   return Promise.race([promise, t]).finally(() => clearTimeout(timer));
 }
@@ -91,7 +92,7 @@ export function watch(cmd, args, { what = "server", env = process.env } = {}) {
         check();
       }),
       ms,
-      `${what} to log ${re}; log so far:\n${log}`,
+      () => `${what} to log ${re}; log so far:\n${log}`,
     );
 
   /** What is wrong with a finished process: a status other than `expect`, a sanitizer report. */
