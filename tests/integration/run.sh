@@ -3,9 +3,13 @@
 #   node     tests/integration/*.test.mjs       (node --test, npm socket.io-client and raw HTTP/WS)
 #   python   tests/integration/python_client.py (Debian's python3-socketio, /usr/bin/python3)
 #   browser  tests/integration/browser/*.test.mjs (headless /usr/bin/chromium via playwright-core)
-# and ends with one line: "integration: N passed, N failed" (exit 1 if anything failed).
+# and ends with one line: "integration: N passed, N failed, N skipped" (exit 1 if anything failed).
 # SIOLUA_REF=1 runs the same tests against the Node socket.io reference (tests/integration/ref/),
 # to check the tests themselves.
+# Every skipped test or suite is listed with its reason. Against siolua no skip is intended: each
+# one counts as a failure (a missing nginx or redis-server must not turn tests off unnoticed).
+# Against the reference, the tests of siolua's own features skip themselves; the reasons allowed
+# then are the lines of tests/integration/skips-ref.txt, any other skip is a failure.
 set -u
 
 cd "$(dirname "$0")/../.." || exit 1
@@ -15,6 +19,7 @@ export SIOLUA_BIN
 passed=0
 failed=0
 tmp=$(mktemp -d)
+: > "$tmp/skips"
 # Every server the tests start is listed here; any still alive at the end is killed by PID
 # (a test process killed by a timeout cannot stop its own).
 SIOLUA_PIDFILE="$tmp/pids"
@@ -44,6 +49,11 @@ count() { # name tapfile status
     return
   fi
   f=$((f + ${c:-0}))
+  # "ok N - NAME # SKIP REASON", for tests and for whole suites (the summary counts tests only);
+  # a "# TODO" test (its failure would not count) is listed the same way
+  sed -n -e 's/^ *\(not \)\{0,1\}ok [0-9]* - \(.*\) # SKIP *\(.*\)$/\3\t\2/p' \
+    -e 's/^ *\(not \)\{0,1\}ok [0-9]* - \(.*\) # TODO *\(.*\)$/TODO \3\t\2/p' "$2" |
+    sed "s/^/$1\t/" >> "$tmp/skips"
   if [ "$3" -ne 0 ] && [ "$f" -eq 0 ]; then
     echo "$1: exit status $3 with no failed test: counted as 1 failure"
     f=1
@@ -88,5 +98,18 @@ timeout -k 5 120 node --test --test-timeout=60000 \
   tests/integration/browser/*.test.mjs
 count browser "$tmp/browser.tap" $?
 
-echo "integration: $passed passed, $failed failed"
+# Skips: listed with their reasons; those not intended are failures.
+skipped=0
+tab=$(printf '\t')
+while IFS="$tab" read -r runner reason name; do
+  skipped=$((skipped + 1))
+  if [ "${SIOLUA_REF:-0}" = 1 ] && grep -qxF -- "$reason" tests/integration/skips-ref.txt; then
+    echo "$runner: skipped (intended): $name: $reason"
+  else
+    echo "$runner: skipped, NOT intended (counted as a failure): $name: $reason"
+    failed=$((failed + 1))
+  fi
+done < "$tmp/skips"
+
+echo "integration: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
