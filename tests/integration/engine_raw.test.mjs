@@ -6,7 +6,7 @@ import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Socket } from "engine.io-client";
 import WebSocket from "ws";
-import { startServer, once, withTimeout, REF } from "./helpers.mjs";
+import { startServer, once, withTimeout, REF, WAIT } from "./helpers.mjs";
 
 // apps/engine_main.lua has no JavaScript twin in ref/ (siolua.engine{} endpoints are siolua's)
 describe("siolua.engine endpoints", { skip: REF && "no JS twin of apps/engine_main.lua" }, () => {
@@ -27,7 +27,7 @@ describe("siolua.engine endpoints", { skip: REF && "no JS twin of apps/engine_ma
         s.once("open", resolve);
         s.once("error", reject);
       }),
-      5000,
+      WAIT,
       `engine.io open with ${JSON.stringify(opts)}`,
     );
     return s;
@@ -110,7 +110,7 @@ describe("siolua.engine endpoints", { skip: REF && "no JS twin of apps/engine_ma
     assert.equal(hs.pingTimeout, 150);
     assert.deepEqual(hs.upgrades, []);
     // nobody polls, so the ping is never answered
-    await srv.waitLog(new RegExp(`fast close ${hs.sid} ping timeout`), 3000);
+    await srv.waitLog(new RegExp(`fast close ${hs.sid} ping timeout`), WAIT);
     // websocket is not among its transports
     const ws = await fetch(`${srv.url}/fast/?EIO=4&transport=websocket`);
     assert.equal(ws.status, 400);

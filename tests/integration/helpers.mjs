@@ -10,6 +10,12 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const APPS = path.join(ROOT, "tests/integration/apps");
 /** True when the suite runs against the Node reference, to check the tests themselves. */
 export const REF = process.env.SIOLUA_REF === "1";
+/**
+ * ms: how long a test waits by default for one thing that must happen (an event, an ack, a log
+ * line). Only a failing test waits that long; it is a bound for a loaded 2-core machine running
+ * the ASan build, never a measure of speed.
+ */
+export const WAIT = 10000;
 const BIN = path.resolve(ROOT, process.env.SIOLUA_BIN || "./siolua");
 
 // A line of a sanitizer report, or of valgrind's (make valgrind runs the suite under memcheck).
@@ -75,7 +81,7 @@ export function watch(cmd, args, { what = "server", env = process.env } = {}) {
     });
   });
 
-  const waitLog = (re, ms = 5000) =>
+  const waitLog = (re, ms = WAIT) =>
     withTimeout(
       new Promise((resolve, reject) => {
         const check = () => {
@@ -118,7 +124,7 @@ export function watch(cmd, args, { what = "server", env = process.env } = {}) {
      * exited and its output is complete; throws when the status is not `expect` or the log has
      * a sanitizer report. Resolves to the status.
      */
-    async ended(ms = 10000, expect = { code: 0 }) {
+    async ended(ms = WAIT, expect = { code: 0 }) {
       const st = await withTimeout(closeP, ms, `${what} to exit`);
       const problems = verdict(st, expect);
       if (problems.length) fail(problems);
@@ -130,7 +136,7 @@ export function watch(cmd, args, { what = "server", env = process.env } = {}) {
      * be killed, died on its own before, exited with a status other than `expect` (0: a clean
      * shutdown), or its log has a sanitizer report (the ASan/UBSan build runs this suite too).
      */
-    async stop(grace = 10000, expect = { code: 0 }) {
+    async stop(grace = WAIT, expect = { code: 0 }) {
       const diedBefore = exited;
       let killed = false;
       if (!exited) {
@@ -159,7 +165,7 @@ export function watch(cmd, args, { what = "server", env = process.env } = {}) {
  * side-by-side tests). Resolves, once it printed its "siolua listening on http://HOST:PORT" line
  * (https:// with --tls-cert: url is then https too), to watch()'s object with { port, url } added.
  */
-export async function startServer(app, args = [], { timeout = 10000, env = process.env, ref = REF } = {}) {
+export async function startServer(app, args = [], { timeout = 2 * WAIT, env = process.env, ref = REF } = {}) {
   const appPath = app.includes("/") ? path.resolve(ROOT, app) : path.join(APPS, app + ".lua");
   const [cmd, argv] = ref
     ? [process.execPath, [path.join(ROOT, "tests/integration/ref/server.mjs"), appPath]]
@@ -177,7 +183,7 @@ export async function startServer(app, args = [], { timeout = 10000, env = proce
 }
 
 /** Awaits one event on an emitter (socket.io-client socket, Manager, ws...), with a timeout. */
-export function once(emitter, event, ms = 5000) {
+export function once(emitter, event, ms = WAIT) {
   return withTimeout(
     new Promise((resolve) => {
       const on = emitter.once ? emitter.once.bind(emitter) : emitter.on.bind(emitter);
@@ -190,7 +196,7 @@ export function once(emitter, event, ms = 5000) {
 
 /** Connects a socket.io-client and resolves once connected; every client is closed by closeAll(). */
 const clients = new Set();
-export async function connect(url, opts = {}, ms = 5000) {
+export async function connect(url, opts = {}, ms = WAIT) {
   const socket = ioClient(url, { forceNew: true, reconnection: false, ...opts });
   clients.add(socket);
   await withTimeout(
@@ -210,7 +216,7 @@ export function closeAll() {
 }
 
 /** Resolves with the args of the first `event` whose args satisfy pred (seen from now on). */
-export function waitFor(socket, event, pred, ms = 5000) {
+export function waitFor(socket, event, pred, ms = WAIT) {
   return withTimeout(
     new Promise((resolve) => {
       const on = (...args) => {
@@ -234,7 +240,7 @@ export function collect(socket, event) {
 }
 
 /** Waits until socket received a "gone" event (the main app's disconnect report) for id. */
-export function waitGone(observer, id, ms = 5000) {
+export function waitGone(observer, id, ms = WAIT) {
   return withTimeout(
     new Promise((resolve) => {
       const on = (goneId, reason) => {
@@ -252,9 +258,23 @@ export function waitGone(observer, id, ms = 5000) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Calls fn (which may be async: a request to the server) every 25 ms until it returns a truthy
+ * value, which it resolves to; fails after ms. For state that has no event to wait for.
+ */
+export async function until(fn, what, ms = WAIT) {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === "function" ? what() : what}`);
+    await sleep(25);
+  }
+}
+
 /** Emits with an ack request; resolves to ALL the ack's arguments (emitWithAck keeps only the first). */
 export function request(socket, event, ...args) {
   return new Promise((resolve, reject) => {
-    socket.timeout(5000).emit(event, ...args, (err, ...res) => (err ? reject(new Error(`no ack for "${event}": ${err.message}`)) : resolve(res)));
+    socket.timeout(WAIT).emit(event, ...args, (err, ...res) => (err ? reject(new Error(`no ack for "${event}": ${err.message}`)) : resolve(res)));
   });
 }

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { ROOT, startServer, watch, withTimeout } from "./helpers.mjs";
+import { ROOT, WAIT, startServer, waitFor, watch, withTimeout } from "./helpers.mjs";
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export function freePort() {
@@ -23,7 +23,7 @@ export function freePort() {
 /** watch() (helpers.mjs) with `ready`: a promise of the first match of re in its output. */
 function spawnWatched(cmd, args, re, what) {
   const p = watch(cmd, args, { what });
-  return Object.assign(p, { ready: p.waitLog(re, 10000) });
+  return Object.assign(p, { ready: p.waitLog(re, 2 * WAIT) });
 }
 
 /**
@@ -55,7 +55,7 @@ export async function startRedis(port) {
     /** SIGKILL: Redis gone without a goodbye. */
     async kill() {
       r.proc.kill("SIGKILL");
-      await withTimeout(new Promise((res) => (r.exited() ? res() : r.proc.once("exit", res))), 3000, "redis exit");
+      await withTimeout(new Promise((res) => (r.exited() ? res() : r.proc.once("exit", res))), WAIT, "redis exit");
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -67,7 +67,7 @@ export async function startNode(redis, { name = "siolua", viaOptions = false, ap
   if (viaOptions) env.SIOLUA_TEST_REDIS = redis.url;
   else delete env.SIOLUA_TEST_REDIS;
   const srv = await startServer(app, viaOptions ? [] : ["--redis", redis.url], { env });
-  await srv.waitLog(/redis adapter: ready/, 5000);
+  await srv.waitLog(/redis adapter: ready/);
   srv.name = name;
   return srv;
 }
@@ -85,7 +85,7 @@ export async function startPeer(redis, name = "node") {
 }
 
 /** Resolves once `n` servers are subscribed to the main namespace's request channel. */
-export async function waitServers(redisPort, n, ms = 5000) {
+export async function waitServers(redisPort, n, ms = WAIT) {
   const { createClient } = await import("redis");
   const c = createClient({ url: `redis://127.0.0.1:${redisPort}` });
   await c.connect();
@@ -100,4 +100,13 @@ export async function waitServers(redisPort, n, ms = 5000) {
   } finally {
     await c.quit();
   }
+}
+
+/**
+ * Resolves once each client got both "end-a" and "end-b" ("msg"): a sentinel from each sending
+ * client. Redis delivers one publisher's messages in order and a node handles one client's packets
+ * in order, so whatever a sender emitted before its sentinel has reached every client by then.
+ */
+export function bothEnds(clients, tags = ["end-a", "end-b"]) {
+  return Promise.all(clients.flatMap((c) => tags.map((t) => waitFor(c, "msg", (m) => m === t))));
 }

@@ -5,22 +5,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { REF, closeAll, collect, connect, once, request, sleep, waitFor, watch } from "./helpers.mjs";
-import { startNode, startRedis, waitServers } from "./redis.helpers.mjs";
+import { REF, closeAll, collect, connect, once, request, waitFor, watch, until, WAIT } from "./helpers.mjs";
+import { bothEnds, startNode, startRedis, waitServers } from "./redis.helpers.mjs";
 
 const require = createRequire(import.meta.url);
 const skip = REF ? "the Redis adapter tests drive siolua nodes (redis-interop covers the Node side)" : false;
-
-/** Polls fn until it returns a truthy value (cluster operations without an answer). */
-async function until(fn, what, ms = 3000) {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 async function stopAll(...servers) {
   closeAll();
@@ -78,17 +67,16 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
     const seenA = collect(ca, "msg");
     const seenB = collect(cb, "msg");
     await request(ca, "join", "r2");
+    const ended = bothEnds([ca, cb]);
     ca.emit("except", "r1", "not r1");       // ca (not in r1) only
     ca.emit("broadcast", "not the sender"); // cb only
     ca.emit("local", "only a's node");      // ca only
     cb.emit("rooms2", "r1", "r2", "r1 or r2"); // both, once each
-    const end = Promise.all([once(ca, "msg"), once(cb, "msg")]);
-    await sleep(50);
-    ca.emit("bcast", "end");
-    await end;
-    await sleep(20);
-    assert.deepEqual(seenA.map((x) => x[0]).sort(), ["end", "not r1", "only a's node", "r1 or r2"].sort());
-    assert.deepEqual(seenB.map((x) => x[0]).sort(), ["end", "not the sender", "r1 or r2"].sort());
+    ca.emit("bcast", "end-a");
+    cb.emit("bcast", "end-b");
+    await ended;
+    assert.deepEqual(seenA.map((x) => x[0]).sort(), ["end-a", "end-b", "not r1", "only a's node", "r1 or r2"].sort());
+    assert.deepEqual(seenB.map((x) => x[0]).sort(), ["end-a", "end-b", "not the sender", "r1 or r2"].sort());
     await request(ca, "leave", "r2");
     ca.off("msg");
     cb.off("msg");
@@ -127,8 +115,12 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
     const noted = once(cb, "noted");
     ca.emit("note", "hello");
     assert.deepEqual(await noted, ["hello", "b"]);
-    await sleep(100);
-    assert.deepEqual(seenA, []); // never the sender's own server
+    // b answers with a note of its own, published after a's: had a taken its own "hello" (from its
+    // subscription or at once), ca would have got it before this one
+    const back = waitFor(ca, "noted", (x) => x === "back");
+    cb.emit("note", "back");
+    await back;
+    assert.deepEqual(seenA, [["back", "a"]]); // never the sender's own server
   });
 
   test("broadcast with an ack collects one reply per client of every node", async () => {
@@ -271,10 +263,11 @@ describe("redis adapter: Redis killed and restarted", { skip }, () => {
     const [all] = await request(ca, "fetch", null);
     assert.deepEqual(all.map((s) => s.id), [ca.id]);
     assert.deepEqual(await request(ca, "sse", 1), [null, []]);
-    await a.waitLog(/redis adapter: cannot connect to .*retrying in \d+ ms/, 3000);
+    await a.waitLog(/redis adapter: cannot connect to .*retrying in \d+ ms/, WAIT);
 
     redis = await startRedis(port);
-    await Promise.all([a.waitLog(/redis adapter: reconnected to .* after [\d.]+ s/, 8000), b.waitLog(/redis adapter: reconnected/, 8000)]);
+    // at their next retry (the backoff has not reached its 5 s cap yet)
+    await Promise.all([a.waitLog(/redis adapter: reconnected to .* after [\d.]+ s/, 2 * WAIT), b.waitLog(/redis adapter: reconnected/, 2 * WAIT)]);
     await waitServers(redis.port, 2);
     assert.deepEqual(seenB, []);
     crossed = Promise.all([once(ca, "msg"), once(cb, "msg")]);

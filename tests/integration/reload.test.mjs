@@ -2,7 +2,7 @@
 // connected with the same socket id, Engine.IO session, rooms and socket.data.
 import { test, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { closeAll, connect, request, sleep } from "./helpers.mjs";
+import { closeAll, connect, request, until } from "./helpers.mjs";
 import {
   SKIP, closeRecorded, copyApp, withVersion, startCopy, waitReloaded, connectRecorded, ask, eventually, once,
 } from "./reload.helpers.mjs";
@@ -68,8 +68,9 @@ test("websocket and polling clients stay connected across a reload; the next eve
   assert.deepEqual(await ask(late, "version"),
     { app: 3, lib: 1, fmt: 1, reloaded: false, connections: 1, loads: 3 });
 
-  // nobody was disconnected on either side
-  await sleep(50);
+  // nobody was disconnected on either side (a round trip each: a disconnect would have come first)
+  for (const s of [ws, poll]) await ask(s, "version");
+  await request(admin, "version");
   for (const s of [ws, poll, admin]) assert.deepEqual(s.disconnects, []);
   assert.doesNotMatch(srv.log(), /^disconnect /m);
 });
@@ -162,8 +163,12 @@ test("the old code's timers stop and its pending ack callbacks are dropped; the 
   await eventually(b, "beat", (v) => v === 2);
   await eventually(a, "push", (n, v) => v === 2);
   lateAnswer("late");
-  await ask(a, "version");
-  await sleep(200);
+  await ask(a, "version"); // after the late answer on the same connection: handled by now
+  // ten more beats of the new code (20 ms apart, as the old code's were): an old timer still
+  // armed would have fired in between
+  const marks = [a, b].map((s) => s.events.length);
+  const beats = (s, from) => s.events.slice(from).filter(([ev, v]) => ev === "beat" && v === 2).length;
+  await until(() => beats(a, marks[0]) >= 10 && beats(b, marks[1]) >= 10, "ten more beats of the new code");
   for (const s of [a, b]) {
     // ...and after the swap (the "reloaded" event), nothing of the old code's ran any more
     const r = s.events.findIndex(([ev]) => ev === "reloaded");

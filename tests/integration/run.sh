@@ -76,23 +76,24 @@ if [ ! -d node_modules/socket.io-client ] || [ ! -d node_modules/playwright-core
   exit 1
 fi
 
-# Spec output for people, TAP to a file for the counts. Each file starts its own server(s).
+# Spec output for people, TAP to a file for the counts. Each file starts its own server(s). The
+# time limits are for a loaded 2-core machine running the ASan build (unloaded: about a third).
 echo "== node tests"
-timeout -k 5 300 node --test --test-timeout=60000 \
+timeout -k 5 420 node --test --test-timeout=60000 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tmp/node.tap" \
   tests/integration/*.test.mjs
 count node "$tmp/node.tap" $?
 
 echo "== python-socketio client"
-timeout -k 5 60 node tests/integration/with-server.mjs main --per-message-deflate -- \
+timeout -k 5 120 node tests/integration/with-server.mjs main --per-message-deflate -- \
   /usr/bin/python3 tests/integration/python_client.py "{url}" > "$tmp/python.tap" 2>&1
 st=$?
 cat "$tmp/python.tap"
 count python "$tmp/python.tap" $st
 
 echo "== browser (headless chromium)"
-timeout -k 5 120 node --test --test-timeout=60000 \
+timeout -k 5 180 node --test --test-timeout=60000 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tmp/browser.tap" \
   tests/integration/browser/*.test.mjs

@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync, rmSync, existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { io } from "socket.io-client";
-import { withTimeout, REF, watch } from "./helpers.mjs";
+import { withTimeout, REF, watch, WAIT } from "./helpers.mjs";
 import { freePort, startRedis, startNode, waitServers } from "./redis.helpers.mjs";
 
 const NGINX = "/usr/sbin/nginx";
@@ -87,7 +87,7 @@ test("two nodes behind nginx: sticky polling sessions work, broadcasts cross; ro
           const key = `k${i}`;
           const c = client(sticky.url, key, key);
           clients.push(c);
-          await withTimeout(new Promise((r, j) => { c.once("connect", r); c.once("connect_error", j); }), 5000, `sticky connect ${key}`);
+          await withTimeout(new Promise((r, j) => { c.once("connect", r); c.once("connect_error", j); }), WAIT, `sticky connect ${key}`);
           names[key] = await c.emitWithAck("whoami");
           // the session really is sticky: a few more round trips stay on its node
           for (let k = 0; k < 3; k++) assert.deepEqual(await c.emitWithAck("whoami"), names[key]);
@@ -98,7 +98,7 @@ test("two nodes behind nginx: sticky polling sessions work, broadcasts cross; ro
         // a broadcast from a client on one node reaches a client on the other, through Redis
         const [k1, k2] = Object.keys(names).filter((k, i, all) => names[k].node !== names[all[0]].node || i === 0);
         const from = clients[Object.keys(names).indexOf(k1)], to = clients[Object.keys(names).indexOf(k2)];
-        const got = withTimeout(new Promise((r) => to.once("msg", (...args) => r(args))), 5000, "cross-node broadcast");
+        const got = withTimeout(new Promise((r) => to.once("msg", (...args) => r(args))), WAIT, "cross-node broadcast");
         from.emit("bcast", "over redis");
         assert.deepEqual(await got, ["over redis"]);
       } finally {
@@ -115,7 +115,7 @@ test("two nodes behind nginx: sticky polling sessions work, broadcasts cross; ro
           const outcome = await withTimeout(new Promise((r) => {
             c.once("connect", () => r("connect"));
             c.once("connect_error", () => r("error"));
-          }), 8000, "round-robin outcome");
+          }), WAIT, "round-robin outcome");
           if (outcome === "error") failures++;
         }
         assert.ok(failures >= 2, `polling through round-robin should fail (failed ${failures} of 3)`);

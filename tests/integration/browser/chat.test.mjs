@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { startServer, connect, closeAll, withTimeout, ROOT } from "../helpers.mjs";
+import { startServer, connect, closeAll, withTimeout, ROOT, WAIT } from "../helpers.mjs";
 import { launchChromium, openChat as open } from "./chat.helpers.mjs";
 
 // issue 11's table, and a key order a signature depends on
@@ -43,12 +43,12 @@ test("a message typed in one page appears in the other", async () => {
   await alice.page.fill("#input", "Hello from Alice");
   await alice.page.click("#send");
   // the sender shows its own message locally, the other page gets it through the server
-  await alice.page.waitForSelector("#messages li.own >> text=Hello from Alice", { timeout: 5000 });
-  await bob.page.waitForSelector("#messages li:not(.own) >> text=Hello from Alice", { timeout: 5000 });
+  await alice.page.waitForSelector("#messages li.own >> text=Hello from Alice", { timeout: WAIT });
+  await bob.page.waitForSelector("#messages li:not(.own) >> text=Hello from Alice", { timeout: WAIT });
 
   await bob.page.fill("#input", "Hi Alice, Bob here");
   await bob.page.press("#input", "Enter");
-  await alice.page.waitForSelector("#messages li:not(.own) >> text=Hi Alice, Bob here", { timeout: 5000 });
+  await alice.page.waitForSelector("#messages li:not(.own) >> text=Hi Alice, Bob here", { timeout: WAIT });
 
   // the server broadcast to everyone but the sender: no echo of one's own message
   assert.deepEqual(await alice.page.$$eval("#messages li", (els) => els.map((e) => [e.className, e.textContent])),
