@@ -61,9 +61,12 @@ export async function startRedis(port) {
   };
 }
 
-/** A siolua node on redis (by --redis, or through io.options with `viaOptions`), ready in the cluster. */
-export async function startNode(redis, { name = "siolua", viaOptions = false, app = "redis" } = {}) {
-  const env = { ...process.env, SIOLUA_NODE_NAME: name };
+/**
+ * A siolua node on redis (by --redis, or through io.options with `viaOptions`), ready in the
+ * cluster; `env`: more environment for the app (apps/redis.lua reads SIOLUA_TEST_*).
+ */
+export async function startNode(redis, { name = "siolua", viaOptions = false, app = "redis", env: more = {} } = {}) {
+  const env = { ...process.env, ...more, SIOLUA_NODE_NAME: name };
   if (viaOptions) env.SIOLUA_TEST_REDIS = redis.url;
   else delete env.SIOLUA_TEST_REDIS;
   const srv = await startServer(app, viaOptions ? [] : ["--redis", redis.url], { env });
@@ -72,11 +75,11 @@ export async function startNode(redis, { name = "siolua", viaOptions = false, ap
   return srv;
 }
 
-/** The Node peer (socket.io + @socket.io/redis-adapter) on redis. */
-export async function startPeer(redis, name = "node") {
+/** The Node peer (socket.io + @socket.io/redis-adapter) on redis; `flags`: more of its flags. */
+export async function startPeer(redis, name = "node", flags = []) {
   const p = spawnWatched(
     process.execPath,
-    [path.join(ROOT, "tests/integration/redis_peer.mjs"), "--siolua-peer", "--port", "0", "--redis", redis.url, "--name", name],
+    [path.join(ROOT, "tests/integration/redis_peer.mjs"), "--siolua-peer", "--port", "0", "--redis", redis.url, "--name", name, ...flags],
     /siolua listening on http:\/\/127\.0\.0\.1:(\d+)/,
     "node peer",
   );
