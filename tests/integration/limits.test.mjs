@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { startServer, connect, closeAll, waitGone, request, withTimeout, WAIT } from "./helpers.mjs";
+import { REF, startServer, connect, closeAll, waitGone, request, withTimeout, WAIT } from "./helpers.mjs";
 
 let srv, observer;
 before(async () => {
@@ -129,4 +129,50 @@ test("a session that never joins a namespace is closed after --connect-timeout",
   await withTimeout(closed, 15000, "the server to close a session without a namespace");
   const elapsed = Date.now() - t0;
   assert.ok(elapsed >= 1900, `closed after ${elapsed} ms, the connect timeout is 2000 ms`);
+});
+
+// siolua's own limit (the reference queues without a bound): README "bytes waiting for a polling
+// client's next GET". A server of its own, with the default (25 s) heartbeat.
+test("a polling client that does not poll: 16 MiB may wait for its next GET; more closes the session", { skip: REF && "siolua limit" }, async () => {
+  const own = await startServer("main");
+  try {
+    const watcher = await connect(own.url, { transports: ["websocket"] });
+    const base = `${own.url}/socket.io/?EIO=4&transport=polling`;
+    const session = async () => {
+      const open = JSON.parse((await (await fetch(base)).text()).slice(1));
+      const url = `${base}&sid=${open.sid}`;
+      assert.equal((await fetch(url, { method: "POST", body: "40" })).status, 200);
+      const id = JSON.parse((await (await fetch(url)).text()).split("\x1e")[0].slice(2)).sid;
+      return { url, id };
+    };
+    const MiB = 1 << 20;
+    const blobs = (url, n) => fetch(url, { method: "POST", body: `42["blobs",${n},${MiB}]` }).then((r) => r.status);
+
+    // 15 MiB and a little: kept, and delivered by the next GETs
+    const kept = await session();
+    assert.equal(await blobs(kept.url, 15), 200);
+    let got = 0;
+    while (got < 15) {
+      const body = await (await fetch(kept.url)).text();
+      for (const p of body.split("\x1e")) if (p.startsWith('42["blob",')) got++;
+    }
+    assert.equal(got, 15);
+    assert.equal((await fetch(kept.url, { method: "POST", body: '421["echo","still here"]' })).status, 200);
+    assert.equal(await (await fetch(kept.url)).text(), '431["still here"]');
+
+    // 17 MiB: the session closes ("transport error") as the 17th is queued, and says why
+    const over = await session();
+    const gone = waitGone(watcher, over.id);
+    assert.equal(await blobs(over.url, 17), 200);
+    assert.equal(await gone, "transport error");
+    await own.waitLog(/eio: session \S+: more than 16777216 bytes waiting for a poll, closing/);
+    const res = await fetch(over.url);
+    assert.equal(res.status, 400);
+    assert.equal(await res.text(), '{"code":1,"message":"Session ID unknown"}');
+    // the server goes on
+    assert.deepEqual(await request(watcher, "echo", "after"), ["after"]);
+  } finally {
+    closeAll();
+    await own.stop();
+  }
 });
