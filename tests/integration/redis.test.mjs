@@ -106,6 +106,14 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
     assert.equal(found, true);
     assert.deepEqual(await direct, ["direct from a"]);
     await until(async () => (await request(cb, "rooms"))[0].includes("picked"), "cb to join picked");
+    // the same with s:emit, s:join, s:leave on the remote socket
+    const colon = once(cb, "msg");
+    assert.deepEqual(await request(ca, "remoteEmitColon", cb.id), [true]);
+    assert.deepEqual(await colon, ["direct from a"]);
+    await until(async () => {
+      const [rooms] = await request(cb, "rooms");
+      return rooms.includes("picked-colon") && !rooms.includes("picked");
+    }, "cb to join picked-colon and leave picked");
   });
 
   test("serverSideEmit reaches the other nodes' listeners, acks come back", async () => {

@@ -83,6 +83,17 @@ io.on("connection", (socket) => {
     }
     ack(false);
   });
+  socket.on("remoteEmitColon", async (id, ack) => { // s:emit(...) in Lua
+    for (const s of await io.fetchSockets()) {
+      if (s.id === id) {
+        s.emit("msg", "direct from " + NAME);
+        s.join("picked-colon");
+        s.leave("picked");
+        return ack(true);
+      }
+    }
+    ack(false);
+  });
 });
 const admin = io.of("/admin");
 admin.on("connection", (socket) => {

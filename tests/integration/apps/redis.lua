@@ -80,6 +80,18 @@ io.on("connection", function(socket)
     end
     ack(false)
   end)
+  -- the same with the Lua spelling of the (remote) socket's methods
+  socket.on("remoteEmitColon", function(id, ack)
+    for _, s in ipairs(io.fetchSockets()) do
+      if s.id == id then
+        s:emit("msg", "direct from " .. NAME)
+        s:join("picked-colon")
+        s:leave("picked")
+        return ack(true)
+      end
+    end
+    ack(false)
+  end)
 end)
 
 -- serverSideEmit from other nodes
