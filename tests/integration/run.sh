@@ -37,8 +37,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Adds the "# pass N" / "# fail N" (and "# cancelled N", counted as failed) of a TAP file to the
-# totals; a runner that left no summary (crashed, timed out) counts as one failure.
+# Adds the "# pass N" / "# fail N" (and "# cancelled N" and failed suite hooks, counted as failed) of
+# a TAP file to the totals; a runner that left no summary (crashed, timed out) counts as one failure.
 count() { # name tapfile status
   p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$2" 2>/dev/null | tail -n 1)
   f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$2" 2>/dev/null | tail -n 1)
@@ -48,7 +48,11 @@ count() { # name tapfile status
     failed=$((failed + 1))
     return
   fi
-  f=$((f + ${c:-0}))
+  # a describe()'s failing before/after hook (a server that failed its stop) fails the suite, which
+  # node's "# fail" does not count (a file's own hooks are counted): count those suites here
+  h=$(awk '/^ *(not )?ok [0-9]/ { suite = 0 } /^ *type: .suite.$/ { suite = 1 }
+           suite && /^ *failureType: .hookFailed.$/ { n++ } END { print n + 0 }' "$2")
+  f=$((f + ${c:-0} + h))
   # "ok N - NAME # SKIP REASON", for tests and for whole suites (the summary counts tests only);
   # a "# TODO" test (its failure would not count) is listed the same way
   sed -n -e 's/^ *\(not \)\{0,1\}ok [0-9]* - \(.*\) # SKIP *\(.*\)$/\3\t\2/p' \
