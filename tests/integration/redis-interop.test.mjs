@@ -6,8 +6,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { REF, closeAll, collect, connect, once, request, until } from "./helpers.mjs";
-import { bothEnds, startNode, startPeer, startRedis, waitServers } from "./redis.helpers.mjs";
+import { REF, collect, connect, once, request, until } from "./helpers.mjs";
+import { bothEnds, startNode, startPeer, startRedis, stopAll, waitServers } from "./redis.helpers.mjs";
 
 const require = createRequire(import.meta.url);
 const skip = REF ? "drives a siolua node beside the Node peer" : false;
@@ -24,19 +24,7 @@ describe("redis adapter: siolua and Node servers in one cluster", { skip }, () =
     await request(cs, "join", "sroom");
     await request(cn, "join", "nroom");
   });
-  after(async () => {
-    closeAll();
-    const errors = [];
-    for (const x of [s, n]) {
-      try {
-        await x?.stop();
-      } catch (e) {
-        errors.push(e);
-      }
-    }
-    await redis?.stop();
-    if (errors.length) throw errors[0];
-  });
+  after(() => stopAll([s, n], redis));
 
   test("io.emit crosses both ways, binaries and nested values intact", async () => {
     const args = ["x", 42, 2.5, Buffer.from([0, 255]), { deep: [null, { b: Buffer.from("hi") }], t: true }];

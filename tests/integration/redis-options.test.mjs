@@ -6,31 +6,13 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { REF, WAIT, closeAll, connect, once, request, startServer, until } from "./helpers.mjs";
-import { freePort, startNode, startPeer, startRedis, waitServers } from "./redis.helpers.mjs";
+import { REF, WAIT, connect, once, request, startServer, until } from "./helpers.mjs";
+import { freePort, startNode, startPeer, startRedis, stopAll, uidOf, waitServers } from "./redis.helpers.mjs";
 
 const require = createRequire(import.meta.url);
 const { createClient } = require("redis");
 const msgpack = require("notepack.io");
 const skip = REF ? "the Redis adapter tests drive siolua nodes (redis-interop covers the Node side)" : false;
-
-/** Stops whatever was started (servers first, then Redis); the first failure is thrown. */
-async function stopAll(servers, redis) {
-  closeAll();
-  const errors = [];
-  for (const s of servers) {
-    try {
-      await s?.stop();
-    } catch (e) {
-      errors.push(e);
-    }
-  }
-  await redis?.stop();
-  if (errors.length) throw errors[0];
-}
-
-/** The uid a siolua node logs when it connects. */
-const uidOf = (srv) => srv.log().match(/redis adapter: connecting to .* node uid (\w+)\)/)[1];
 
 describe("redis adapter: a node started while Redis is unreachable", { skip }, () => {
   let srv, redis, b;

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { ROOT, WAIT, startServer, waitFor, watch, withTimeout } from "./helpers.mjs";
+import { ROOT, WAIT, closeAll, startServer, waitFor, watch, withTimeout } from "./helpers.mjs";
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export function freePort() {
@@ -113,3 +113,24 @@ export async function waitServers(redisPort, n, ms = WAIT) {
 export function bothEnds(clients, tags = ["end-a", "end-b"]) {
   return Promise.all(clients.flatMap((c) => tags.map((t) => waitFor(c, "msg", (m) => m === t))));
 }
+
+/**
+ * Closes the clients and stops the servers (siolua nodes, Node peers), then redis (if given): all
+ * of them, whatever fails; the first failure is thrown afterwards.
+ */
+export async function stopAll(servers, redis) {
+  closeAll();
+  const errors = [];
+  for (const s of servers) {
+    try {
+      await s?.stop();
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  await redis?.stop();
+  if (errors.length) throw errors[0];
+}
+
+/** The uid a siolua node logged when it connected to Redis. */
+export const uidOf = (srv) => srv.log().match(/redis adapter: connecting to .* node uid (\w+)\)/)[1];

@@ -5,25 +5,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { REF, closeAll, collect, connect, once, request, waitFor, watch, until, WAIT } from "./helpers.mjs";
-import { bothEnds, startNode, startRedis, waitServers } from "./redis.helpers.mjs";
+import { REF, collect, connect, once, request, waitFor, watch, until, WAIT } from "./helpers.mjs";
+import { bothEnds, startNode, startRedis, stopAll, uidOf, waitServers } from "./redis.helpers.mjs";
 
 const require = createRequire(import.meta.url);
 const skip = REF ? "the Redis adapter tests drive siolua nodes (redis-interop covers the Node side)" : false;
-
-async function stopAll(...servers) {
-  closeAll();
-  const errors = [];
-  for (const s of servers) {
-    if (!s) continue;
-    try {
-      await s.stop();
-    } catch (e) {
-      errors.push(e);
-    }
-  }
-  if (errors.length) throw errors[0];
-}
 
 describe("redis adapter: two and three siolua nodes", { skip }, () => {
   let redis, a, b, c;
@@ -38,10 +24,7 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
     cb = await connect(b.url, { auth: { name: "cb" }, transports: ["websocket"] });
     await request(cb, "join", "r1");
   });
-  after(async () => {
-    await stopAll(a, b, c);
-    await redis?.stop();
-  });
+  after(() => stopAll([a, b, c], redis));
 
   test("io.emit and to(room) reach the other node's clients, values and binaries intact", async () => {
     const args = [1, "two", Buffer.from([1, 2, 3]), { k: [true, null], f: 1.5, nested: { bin: Buffer.from("x") } }];
@@ -169,7 +152,7 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
   });
 
   test("a hot reload (SIGHUP) keeps the node in the cluster: same connections, subscriptions, uid", async () => {
-    const logged = b.log().match(/node uid (\w+)/)[1];
+    const logged = uidOf(b);
     // the uid b's broadcasts carry on the wire (msgpack [uid, packet, opts]), before and after
     const { createClient } = require("redis");
     const msgpack = require("notepack.io");
@@ -177,7 +160,7 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
     await sub.connect();
     const wire = [];
     await sub.pSubscribe("socket.io#/#*", (msg) => wire.push(msgpack.decode(msg)), true);
-    const uidOf = async (x, tag) => {
+    const wireUid = async (x, tag) => {
       const got = waitFor(x, "msg", (m) => m === tag);
       x.emit("bcast", tag);
       await got;
@@ -186,7 +169,7 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
     };
     try {
       const x0 = await connect(b.url);
-      assert.equal(await uidOf(x0, "from b, before the reload"), logged);
+      assert.equal(await wireUid(x0, "from b, before the reload"), logged);
       b.proc.kill("SIGHUP");
       await b.waitLog(/reloaded .*generation 2/, 10000);
       assert.deepEqual(await request(ca, "count"), [3]);
@@ -200,8 +183,8 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
       assert.deepEqual(await got, [["after reload, from b"], ["after reload, from b"]]);
       assert.deepEqual(await request(x1, "sse", 5), [null, ["pong-5-b", "pong-5-c"]]);
       // the same uid, on the wire, from the old connection and from a new one
-      assert.equal(await uidOf(x0, "from b, after the reload"), logged);
-      assert.equal(await uidOf(x2, "from b's new client"), logged);
+      assert.equal(await wireUid(x0, "from b, after the reload"), logged);
+      assert.equal(await wireUid(x2, "from b's new client"), logged);
       assert.match(logged, /^\w{6}$/);
       // one connection to Redis for the node's whole life
       assert.equal(b.log().match(/redis adapter: connecting/g).length, 1);
@@ -247,10 +230,7 @@ describe("redis adapter: Redis killed and restarted", { skip }, () => {
     b = await startNode(redis, { name: "b" });
     await waitServers(redis.port, 2);
   });
-  after(async () => {
-    await stopAll(a, b);
-    await redis?.stop();
-  });
+  after(() => stopAll([a, b], redis));
 
   test("local traffic keeps flowing, cluster traffic resumes after the reconnect, the log says so", async () => {
     const ca = await connect(a.url, { auth: { name: "ca" } });
