@@ -81,9 +81,10 @@ if [ ! -d node_modules/socket.io-client ] || [ ! -d node_modules/playwright-core
 fi
 
 # Spec output for people, TAP to a file for the counts. Each file starts its own server(s). The
-# time limits are for a loaded 2-core machine running the ASan build (unloaded: about a third).
+# time limits are for a loaded 2-core machine running the ASan build (unloaded: about a third);
+# --test-timeout also bounds a whole file (its tests and hooks together), not only one test.
 echo "== node tests"
-timeout -k 5 420 node --test --test-timeout=60000 \
+timeout -k 5 420 node --test --test-timeout=240000 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tmp/node.tap" \
   tests/integration/*.test.mjs
@@ -97,7 +98,7 @@ cat "$tmp/python.tap"
 count python "$tmp/python.tap" $st
 
 echo "== browser (headless chromium)"
-timeout -k 5 180 node --test --test-timeout=60000 \
+timeout -k 5 180 node --test --test-timeout=150000 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tmp/browser.tap" \
   tests/integration/browser/*.test.mjs
