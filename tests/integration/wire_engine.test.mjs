@@ -124,8 +124,8 @@ test("siolua.engine{} takes the Engine.IO options: cors, cookie, allowRequest, h
   const open = await fetch(base, { headers: origin });
   assert.equal(open.status, 200);
   const hs = JSON.parse((await open.text()).slice(1));
-  assert.equal(hs.pingInterval, 300);
-  assert.equal(hs.pingTimeout, 200);
+  assert.equal(hs.pingInterval, 20000);
+  assert.equal(hs.pingTimeout, 10000);
   assert.equal(open.headers.get("access-control-allow-origin"), "http://a.test");
   assert.equal(open.headers.get("access-control-allow-credentials"), "true");
   assert.equal(open.headers.get("set-cookie"), `eio=${hs.sid}; Path=/; HttpOnly; SameSite=Lax`);
