@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { io as ioClient } from "socket.io-client";
-import { startServer, connect, closeAll, request, sleep, once, withTimeout } from "./helpers.mjs";
+import { startServer, connect, closeAll, request, sleep, once, withTimeout, WAIT } from "./helpers.mjs";
 
 let srv, observer;
 before(async () => {
@@ -84,7 +84,7 @@ test("polling: packets queued between two GETs are flushed in order; upgrading c
   const u = ioClient(srv.url, { forceNew: true, reconnection: false, transports: ["polling", "websocket"] });
   try {
     const upgraded = withTimeout(new Promise((resolve) => u.io.once("open", () => u.io.engine.once("upgrade", resolve))),
-      5000, "the upgrade");
+      WAIT, "the upgrade");
     await once(u, "connect");
     await upgraded;
     const ul = await log(u, (l) => l.includes("upgrade websocket"));

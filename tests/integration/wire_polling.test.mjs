@@ -10,7 +10,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { startServer, withTimeout, REF } from "./helpers.mjs";
+import { startServer, withTimeout, REF, WAIT } from "./helpers.mjs";
 
 let srv;
 before(async () => { srv = await startServer("wire_polling"); });
@@ -174,12 +174,12 @@ function wsOpen(query) {
     };
     ws.on("message", check);
     check();
-  }), 5000, what);
+  }), WAIT, what);
   return withTimeout(new Promise((resolve, reject) => {
     ws.once("open", () => resolve(ws));
     ws.once("unexpected-response", (req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
     ws.once("error", reject);
-  }), 5000, `WebSocket ${query}`);
+  }), WAIT, `WebSocket ${query}`);
 }
 
 test("over WebSocket the reference ignores a close packet: the session stays", async () => {
