@@ -69,7 +69,7 @@ local function describe(v, fx)
       socket = rawget(v, "_socket") and describe(rawget(v, "_socket"), fx) or "none",
     } }
   end
-  if t == "table" and rawget(v, "_socket") ~= nil then return "conn of " .. describe(rawget(v, "_socket"), fx) end
+  if fx.s and rawequal(v, fx.s.conn) then return "conn of fixture:s" end
   if t == "userdata" then -- a socket or a raw connection, else a handle of another kind
     local ok, id = pcall(function() return v.id end)
     if ok and type(id) == "string" then return "handle:" .. (roles[id] or "?") end
