@@ -6,6 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, connect, closeAll, request, REF } from "./helpers.mjs";
 
+const SKIP = REF && "the reference runs JavaScript handlers";
 let srv;
 before(async () => {
   if (!REF) srv = await startServer("scheduler", ["--handler-timeout", "4000"]);
@@ -15,13 +16,13 @@ after(async () => {
   await srv?.stop();
 });
 
-test("the top level is never preempted: its io.options{} after 300 ms of work apply", { skip: REF }, async () => {
+test("the top level is never preempted: its io.options{} after 300 ms of work apply", { skip: SKIP }, async () => {
   const res = await fetch(`${srv.url}/socket.io/?EIO=4&transport=polling`);
   const open = JSON.parse((await res.text()).slice(1));
   assert.equal(open.pingInterval, 12345);
 });
 
-test("a long handler is preempted: another client's handler runs in the middle of it", { skip: REF }, async () => {
+test("a long handler is preempted: another client's handler runs in the middle of it", { skip: SKIP }, async () => {
   const a = await connect(srv.url, { transports: ["websocket"] });
   const b = await connect(srv.url, { transports: ["websocket"] });
   const long = request(a, "long");
@@ -35,20 +36,20 @@ test("a long handler is preempted: another client's handler runs in the middle o
   assert.deepEqual(await long, [true]);
 });
 
-test("a preempted handler goes on, and can still wait in emitWithAck", { skip: REF }, async () => {
+test("a preempted handler goes on, and can still wait in emitWithAck", { skip: SKIP }, async () => {
   const a = await connect(srv.url, { transports: ["websocket"] });
   a.on("question", (x, cb) => cb(`answer to ${x}`));
   assert.deepEqual(await request(a, "long-then-ask"), ["answer to true"]);
 });
 
-test("a client's events keep their order: the next one waits while a long one is preempted", { skip: REF }, async () => {
+test("a client's events keep their order: the next one waits while a long one is preempted", { skip: SKIP }, async () => {
   const a = await connect(srv.url, { transports: ["websocket"] });
   a.emit("first");
   a.emit("second");
   assert.deepEqual(await request(a, "order"), ["first second"]);
 });
 
-test("the budget spans slices, and pcall cannot catch the abort", { skip: REF }, async () => {
+test("the budget spans slices, and pcall cannot catch the abort", { skip: SKIP }, async () => {
   const a = await connect(srv.url, { transports: ["websocket"] });
   const after = [];
   a.on("after-pcall", (ok) => after.push(ok));
