@@ -266,7 +266,9 @@ def _(srv):
 @case("tcp", "output budget: 50 clients that never read ask for large acks; the biggest holders are closed")
 def _(srv):
     budget = 32 << 20
-    other = Server(BIN, APP, ["--no-watch", "--ping-interval", "20000", "--ping-timeout", "20000",
+    # the modest clients answer no ping until the budget has acted, which can take most of a minute
+    # on a loaded machine (20 s + 20 s closed one with "ping timeout" at load 9)
+    other = Server(BIN, APP, ["--no-watch", "--ping-interval", "60000", "--ping-timeout", "60000",
                               "--output-memory-limit", str(budget)], os.path.join(LOGDIR, "budget.log"))
     try:
         hogs = [sio_ws(other, rcvbuf=4096) for _ in range(20)]
