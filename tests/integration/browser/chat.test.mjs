@@ -104,7 +104,7 @@ test("the chat example relays issue 11's values unchanged between a browser, a N
 
   const until = (what, pred) => withTimeout((async () => {
     while (!(await pred())) await new Promise((r) => setTimeout(r, 20));
-  })(), 15000, what);
+  })(), WAIT, what);
   const browserGot = () => page.evaluate(() => window.got);
 
   // Node sends, then the browser, then Python: each time the two others get all of it
@@ -141,12 +141,12 @@ test("Chromium negotiates permessage-deflate; long messages cross compressed; th
   await alice.page.fill("#input", long);
   await alice.page.click("#send");
   await bob.page.waitForFunction((t) => [...document.querySelectorAll("#messages li:not(.own)")]
-    .some((li) => li.textContent === t), long, { timeout: 5000 });
+    .some((li) => li.textContent === t), long, { timeout: WAIT });
   const reply = "Bob: " + "ok ".repeat(600);
   await bob.page.fill("#input", reply);
   await bob.page.press("#input", "Enter");
   await alice.page.waitForFunction((t) => [...document.querySelectorAll("#messages li:not(.own)")]
-    .some((li) => li.textContent === t.trim() || li.textContent === t), reply, { timeout: 5000 });
+    .some((li) => li.textContent === t.trim() || li.textContent === t), reply, { timeout: WAIT });
   assert.deepEqual(alice.errors, []);
   assert.deepEqual(bob.errors, []);
   await zsrv.waitLog(/message received:\s+Alice says: word0/);
