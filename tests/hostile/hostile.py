@@ -764,7 +764,7 @@ def expect_bounded_close(srv, ws, blob, code, rss_kib=None):
         ws.send(blob)
     except OSError:
         pass
-    got = ws.recv_close(5)
+    got = ws.recv_close()
     check(got == code, "close code %r, expected %d" % (got, code))
     if rss_kib is not None:
         grown = srv.rss_kb() - rss0
@@ -804,9 +804,9 @@ def _(srv):
         for ws in conns:
             ws.send(bomb * 3)
         for ws in conns:
-            check(ws.recv_close(5) == 1009, "no 1009")
+            check(ws.recv_close() == 1009, "no 1009")
             ws.close()
-        wait_for(lambda: srv.socket_fds() <= 1, 5)
+        check(wait_for(lambda: srv.socket_fds() <= 1, WAIT), "the bombed connections are still open")
         rss.append(srv.rss_kb())
     # (the first rounds fill ASan's 16 MB quarantine of freed blocks; after it, nothing may grow)
     check(rss[-1] - rss[3] < 2 << 10, "RSS after each round: %r KiB" % rss)
@@ -872,18 +872,24 @@ def _(srv):
 def _(srv):
     import zlib
     c = zlib.compressobj(6, zlib.DEFLATED, -15)
-    blob = []
-    for i in range(10000):
-        m = c.compress(('42["echo","message %d of a long stream"]' % i).encode()) + c.flush(zlib.Z_SYNC_FLUSH)
-        blob.append(frame(OP_TEXT, m[:-4], rsv=4))
     ws = zsio_ws(srv)
-    rss0 = srv.rss_kb()
-    ws.send(b"".join(blob))
-    m = c.compress(b'4299["echo","last"]') + c.flush(zlib.Z_SYNC_FLUSH)
-    ws.send(frame(OP_TEXT, m[:-4], rsv=4))
-    check(expect_msg(ws, lambda t: t.startswith("4399"), 10) == '4399["last"]', "no answer to the last")
-    grown = srv.rss_kb() - rss0
-    check(grown < 16 << 10, "RSS grew by %d KiB" % grown)
+    grown = []
+    # three rounds: the first ones' growth is the allocator's (ASan's quarantine and pools, whose
+    # high-water mark depends on the cases run before this one: +36, +12, +3 MiB run alone, flat in
+    # the whole suite and in the normal build); the last one's is what the messages leave behind
+    for rnd in range(3):
+        blob = []
+        for i in range(10000):
+            m = c.compress(('42["echo","message %d of a long stream"]' % i).encode()) + c.flush(zlib.Z_SYNC_FLUSH)
+            blob.append(frame(OP_TEXT, m[:-4], rsv=4))
+        rss0 = srv.rss_kb()
+        ws.send(b"".join(blob))
+        m = c.compress(b'42%d["echo","last"]' % (98 + rnd)) + c.flush(zlib.Z_SYNC_FLUSH)
+        ws.send(frame(OP_TEXT, m[:-4], rsv=4))
+        want = '43%d["last"]' % (98 + rnd)
+        check(expect_msg(ws, lambda t: t.startswith(want[:4]), 2 * WAIT) == want, "no answer to the last")
+        grown.append(srv.rss_kb() - rss0)
+    check(grown[-1] < 16 << 10, "RSS grew by %r KiB in each round" % grown)
     ws.close()
 
 
@@ -1269,7 +1275,7 @@ def _(srv):
     ws.send(b"".join(frame(OP_TEXT, "40/n%d," % i) for i in range(300)))
     ws.send(b"".join(frame(OP_TEXT, "40/admin,") for _ in range(50)))
     ws.text("40")
-    expect_msg(ws, lambda t: t.startswith("40{"), 5)
+    expect_msg(ws, lambda t: t.startswith("40{"))
     ws.close()
 
 
