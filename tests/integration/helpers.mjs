@@ -135,12 +135,13 @@ export function watch(cmd, args, { what = "server", env = process.env } = {}) {
      * is gone and its output complete. Throws (failing the calling test or hook) when it had to
      * be killed, died on its own before, exited with a status other than `expect` (0: a clean
      * shutdown), or its log has a sanitizer report (the ASan/UBSan build runs this suite too).
+     * `sig` replaces SIGTERM for a process whose clean shutdown is another signal (postgres: SIGINT).
      */
-    async stop(grace = WAIT, expect = { code: 0 }) {
+    async stop(grace = WAIT, expect = { code: 0 }, sig = "SIGTERM") {
       const diedBefore = exited;
       let killed = false;
       if (!exited) {
-        proc.kill("SIGTERM");
+        proc.kill(sig);
         const t = setTimeout(() => {
           killed = true;
           proc.kill("SIGKILL");
@@ -151,7 +152,7 @@ export function watch(cmd, args, { what = "server", env = process.env } = {}) {
       const st = await closeP;
       const problems = [];
       if (diedBefore) problems.push(`${what} died during the test: ${JSON.stringify(diedBefore)}`);
-      if (killed) problems.push(`${what} ignored SIGTERM for ${grace} ms and was killed`);
+      if (killed) problems.push(`${what} ignored ${sig} for ${grace} ms and was killed`);
       else problems.push(...verdict(st, expect));
       if (problems.length) fail(problems);
       return st;
