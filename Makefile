@@ -9,10 +9,16 @@ PORT    ?= 3000
 LLHTTP_DIR := /usr/share/llhttp
 LLHTTP_INC := /usr/share/include/llhttp
 
+# Warnings: `make`, `make run` show them and go on; every compile keeps what the compiler said in
+# OBJECT.warn, and `make test` fails while any object of either build has a warning (also one
+# compiled earlier by a plain `make`, which -Werror on `make test` alone would not see). CI=true
+# adds -Werror: the first warning stops the build.
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings
 ifeq ($(CI),true)
 WARN    += -Werror
 endif
+# $(call cc_keep,COMMAND): runs a compile, prints its diagnostics and keeps them in $@.warn
+cc_keep = $(1) 2> $@.warn; st=$$?; cat $@.warn >&2; exit $$st
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(EXTRA_CFLAGS)
 CPPFLAGS += -Isrc -Ibuild/gen -I/usr/include/lua5.4 -I/usr/include/postgresql -I$(LLHTTP_INC)
@@ -36,7 +42,7 @@ CLIENT_DIST := node_modules/socket.io-client/dist
 CLIENT_FILES := $(CLIENT_DIST)/socket.io.js $(CLIENT_DIST)/socket.io.min.js $(CLIENT_DIST)/socket.io.js.map \
                 $(CLIENT_DIST)/socket.io.min.js.map
 
-.PHONY: all setup run test unit integration asan clean format fuzz bench valgrind soak layers
+.PHONY: all setup run test unit integration asan clean format fuzz bench valgrind soak warnings layers
 
 all: siolua
 
@@ -47,8 +53,10 @@ siolua: $(OUT)/siolua
 $(OUT)/siolua: $(OUT)/obj/main.o $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(OUT)/obj/%.o: src/%.c $(wildcard src/*.h) | $(OUT)/obj
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+# (Makefile is a prerequisite: new flags rebuild every object, and its warnings record)
+$(OUT)/obj/%.o: src/%.c $(wildcard src/*.h) Makefile | $(OUT)/obj
+	@echo "$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<"
+	@$(call cc_keep,$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<)
 
 # llhttp's C sources come from Debian's node-llhttp package, compiled in as they are.
 $(OUT)/obj/llhttp_%.o: $(LLHTTP_DIR)/%.c | $(OUT)/obj
@@ -63,11 +71,13 @@ $(OUT)/gen/client.c: scripts/embed.sh | $(OUT)/gen
 # ... and its br / gzip / deflate forms, compressed once here by a host tool (scripts/precompress.c)
 $(OUT)/gen/client_z.c: scripts/embed.sh scripts/precompress.c $(OUT)/gen/client.c | $(OUT)/gen
 	mkdir -p $(OUT)/gen/z
-	$(CC) -O2 -std=c11 $(WARN) -o $(OUT)/gen/precompress scripts/precompress.c -lz -lbrotlienc
+	@echo "$(CC) -O2 -std=c11 $(WARN) -o $(OUT)/gen/precompress scripts/precompress.c -lz -lbrotlienc"
+	@$(call cc_keep,$(CC) -O2 -std=c11 $(WARN) -o $(OUT)/gen/precompress scripts/precompress.c -lz -lbrotlienc)
 	for f in $(CLIENT_FILES); do $(OUT)/gen/precompress $$f $(OUT)/gen/z || exit 1; done
 	sh scripts/embed.sh client_z $(foreach f,$(CLIENT_FILES),$(addprefix $(OUT)/gen/z/$(notdir $(f)),.br .gz .zz)) > $@
-$(OUT)/obj/gen_%.o: $(OUT)/gen/%.c | $(OUT)/obj
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+$(OUT)/obj/gen_%.o: $(OUT)/gen/%.c Makefile | $(OUT)/obj
+	@echo "$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<"
+	@$(call cc_keep,$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<)
 
 $(OUT)/obj $(OUT)/gen $(OUT)/tests:
 	mkdir -p $@
@@ -75,10 +85,23 @@ $(OUT)/obj $(OUT)/gen $(OUT)/tests:
 # Unit tests: one executable per tests/unit/test_*.c, linked with every module but main.c and with
 # the loopback harness (tests/unit/loopback.h) that the network tests share.
 UNIT_LIB := $(OUT)/tests/loopback.o
-$(OUT)/tests/loopback.o: tests/unit/loopback.c tests/unit/loopback.h $(wildcard src/*.h) | $(OUT)/tests
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -c -o $@ $<
+$(OUT)/tests/loopback.o: tests/unit/loopback.c tests/unit/loopback.h $(wildcard src/*.h) Makefile | $(OUT)/tests
+	@echo "$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -c -o $@ $<"
+	@$(call cc_keep,$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -c -o $@ $<)
 $(OUT)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/loopback.h $(UNIT_LIB) $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ) | $(OUT)/tests
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(UNIT_LIB) $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ) $(LDLIBS)
+	@echo "$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -Wno-missing-prototypes -o $@ $< ..."
+	@$(call cc_keep,$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(UNIT_LIB) $(OBJ) $(LLHTTP_OBJ) $(GEN_OBJ) $(LDLIBS))
+
+# Fails, listing them, while an object or unit test of build/ or build/asan/ has a warning on record.
+WARN_FILES = $(foreach o,build build/asan,$(patsubst src/%.c,$(o)/obj/%.o.warn,$(SRC) src/main.c) \
+               $(o)/obj/gen_prelude.o.warn $(o)/obj/gen_client.o.warn $(o)/obj/gen_client_z.o.warn \
+               $(o)/gen/client_z.c.warn $(o)/tests/loopback.o.warn \
+               $(patsubst tests/unit/%.c,$(o)/tests/%.warn,$(UNIT_SRC)))
+warnings:
+	@found=0; for f in $(WARN_FILES); do \
+	  if [ -s "$$f" ]; then found=1; echo "warning on record in $$f:"; sed 's/^/  /' "$$f"; fi; \
+	done; \
+	if [ $$found = 1 ]; then echo "make test fails on any compiler warning: fix them (or 'make clean')"; exit 1; fi
 
 setup:
 	@sh scripts/setup.sh
@@ -103,6 +126,7 @@ run: setup
 test: setup
 	$(MAKE) siolua unit layers
 	$(MAKE) asan
+	$(MAKE) warnings
 	SIOLUA_BIN=./build/asan/siolua sh tests/integration/run.sh
 	SIOLUA_BIN=./build/asan/siolua sh tests/hostile/run.sh
 	$(MAKE) fuzz FUZZ_TIME=10

@@ -71,7 +71,7 @@ def wait_for(pred, timeout, step=0.02):
     return pred()
 
 
-def wait_log(srv, n0, needle, timeout=3.0):
+def wait_log(srv, n0, needle, timeout=WAIT):
     return wait_for(lambda: any(needle in l for l in srv.lines_since(n0)), timeout)
 
 
@@ -81,7 +81,7 @@ def timed(fn):
     return r, time.monotonic() - t0
 
 
-def expect_closed_with(srv, raw, statuses, timeout=3.0):
+def expect_closed_with(srv, raw, statuses, timeout=WAIT):
     """raw on a fresh connection gets one of `statuses` and the connection closes."""
     if isinstance(statuses, int):
         statuses = (statuses,)
@@ -96,19 +96,19 @@ def expect_closed_with(srv, raw, statuses, timeout=3.0):
 @case("tcp", "an idle connect gets 408 and is closed after the header timeout")
 def _(srv):
     s = connect(srv)
-    (data, how), dt = timed(lambda: read_until_close(s, 3))
+    (data, how), dt = timed(lambda: read_until_close(s))
     s.close()
-    check(how in ("eof", "reset"), "still open after 3 s")
+    check(how in ("eof", "reset"), "still open after %.0f s" % WAIT)
     check(data.startswith(b"HTTP/1.1 408 "), "expected 408, got %r" % data[:40])
-    check(0.5 < dt < 2.5, "closed after %.2f s, header timeout is 0.8 s" % dt)
+    check(0.5 < dt < 6, "closed after %.2f s, header timeout is 0.8 s" % dt)
 
 
 @case("tcp", "60 idle connections are all closed by the header timeout")
 def _(srv):
     socks = [connect(srv) for _ in range(60)]
-    check(wait_for(lambda: srv.socket_fds() >= 61, 2), "the server did not accept them all")
+    check(wait_for(lambda: srv.socket_fds() >= 61, WAIT), "the server did not accept them all")
     for s in socks:
-        data, how = read_until_close(s, 3)
+        data, how = read_until_close(s)
         check(how in ("eof", "reset"), "one is still open")
         s.close()
 
@@ -117,7 +117,7 @@ def _(srv):
 def _(srv):
     s = connect(srv)
     s.sendall(b"GET /socket.io/?EIO=4&transport=pol")
-    data, how = read_until_close(s, 3)
+    data, how = read_until_close(s)
     s.close()
     check(data.startswith(b"HTTP/1.1 408 ") and how in ("eof", "reset"), "got %r (%s)" % (data[:40], how))
 
@@ -127,7 +127,7 @@ def _(srv):
     s = connect(srv)
     s.sendall(get("/index.html"))
     s.shutdown(socket.SHUT_WR)
-    data, how = read_until_close(s, 3)
+    data, how = read_until_close(s)
     s.close()
     r = parse_responses(data)
     check(r and r[0][0] == 200 and b"hostile" in r[0][2], "got %r" % data[:80])
@@ -158,7 +158,7 @@ def _(srv):
     s.sendall(get("/socket.io/?EIO=4&transport=polling&sid=" + sid))
     time.sleep(0.1)
     reset(s)
-    check(wait_log(srv, n0, "session %s closed" % sid, 2), "the session did not close")
+    check(wait_log(srv, n0, "session %s closed" % sid), "the session did not close")
 
 
 @case("tcp", "reset right after a WebSocket handshake request")
@@ -256,7 +256,7 @@ def _(srv):
     except (socket.timeout, OSError):
         pass
     t = TIMEOUTS
-    limit = (t["ping_interval"] + t["ping_timeout"] + t["ws_close"]) / 1000 + 1.0
+    limit = (t["ping_interval"] + t["ping_timeout"] + t["ws_close"]) / 1000 + WAIT
     # our socket stays open (and unread): the server must let go of its end by itself
     ok = wait_for(lambda: srv.socket_fds() <= 1, limit)
     ws.close()
@@ -266,7 +266,9 @@ def _(srv):
 @case("tcp", "output budget: 50 clients that never read ask for large acks; the biggest holders are closed")
 def _(srv):
     budget = 32 << 20
-    other = Server(BIN, APP, ["--no-watch", "--ping-interval", "20000", "--ping-timeout", "20000",
+    # the modest clients answer no ping until the budget has acted, which can take most of a minute
+    # on a loaded machine (20 s + 20 s closed one with "ping timeout" at load 9)
+    other = Server(BIN, APP, ["--no-watch", "--ping-interval", "60000", "--ping-timeout", "60000",
                               "--output-memory-limit", str(budget)], os.path.join(LOGDIR, "budget.log"))
     try:
         hogs = [sio_ws(other, rcvbuf=4096) for _ in range(20)]
@@ -285,8 +287,10 @@ def _(srv):
         for ws in hogs:  # 14 x 1 MiB each (under the 16 MiB per connection), 280 MiB in all
             ws.send(b"".join(frame(OP_TEXT, '42%d["big",1048576]' % i) for i in range(1, 15)))
         try:
-            check(wait_log(other, n0, "over the budget of %d" % budget, 15), "the budget was not logged")
-            check(wait_for(lambda: other.socket_fds() <= 50, 10), "no connection was closed")
+            # the kernel takes ~2.6 MiB per connection first (53 MiB here), and the ASan build makes
+            # the acks at a few MiB/s of a loaded core: the budget can take 12 s and more to reach
+            check(wait_log(other, n0, "over the budget of %d" % budget, 6 * WAIT), "the budget was not logged")
+            check(wait_for(lambda: other.socket_fds() <= 50, WAIT), "no connection was closed")
             # the others lost nothing (so the ones closed were hogs): every ack, whole, once they read
             for ws in modest:
                 got = sorted(int(t[2:t.index("[")]) for t in
@@ -309,14 +313,14 @@ def _(srv):
 @case("tcp", "per-IP limit: connections over --max-connections-per-ip get 503, other IPs do not")
 def _(srv):
     socks = [connect(srv, "127.0.0.5") for _ in range(PER_IP)]
-    check(wait_for(lambda: srv.socket_fds() >= PER_IP + 1, 2), "not all accepted")
+    check(wait_for(lambda: srv.socket_fds() >= PER_IP + 1, WAIT), "not all accepted")
     r = http(srv, get("/index.html"), src="127.0.0.5")
     check(r[0] and r[0][0][0] == 503 and r[1] in ("eof", "reset"), "expected 503, got %r" % r[2][:60])
     st = http_one(srv, get("/index.html"), src="127.0.0.6")
     check(st[0] == 200, "another IP was refused: %r" % (st,))
     for s in socks:
         s.close()
-    check(wait_for(lambda: srv.socket_fds() <= 2, 3), "not released")
+    check(wait_for(lambda: srv.socket_fds() <= 2, WAIT), "not released")
     st = http_one(srv, get("/index.html"), src="127.0.0.5")
     check(st[0] == 200, "the IP was not let in again: %r" % (st,))
 
@@ -326,14 +330,14 @@ def _(srv):
     other = Server(BIN, APP, ["--max-connections", "5", "--no-watch"], os.path.join(LOGDIR, "maxconns.log"))
     try:
         socks = [connect(other) for _ in range(5)]
-        check(wait_for(lambda: other.socket_fds() >= 6, 2), "not all accepted")
+        check(wait_for(lambda: other.socket_fds() >= 6, WAIT), "not all accepted")
         r = http(other, get("/socket.io/?EIO=4&transport=polling"))
         check(r[0] and r[0][0][0] == 503, "expected 503, got %r" % r[2][:60])
         socks.pop().close()
-        check(wait_for(lambda: other.socket_fds() <= 5, 2), "not released")
+        check(wait_for(lambda: other.socket_fds() <= 5, WAIT), "not released")
         st = http_one(other, get("/socket.io/?EIO=4&transport=polling"))
         check(st[0] == 200, "a freed slot was not reused: %r" % (st,))
-        check(wait_for(lambda: any("--max-connections reached" in l for l in other.lines), 2),
+        check(wait_for(lambda: any("--max-connections reached" in l for l in other.lines), WAIT),
               "the operator was not told: %r" % other.lines[-3:])
         for s in socks:
             s.close()
@@ -362,7 +366,7 @@ def _(srv):
         check(used < 50, "%d ticks of CPU in 1 s at EMFILE: spinning" % used)
         for s in socks:
             s.close()
-        check(wait_for(lambda: other.socket_fds() <= 1, 3), "connections not released")
+        check(wait_for(lambda: other.socket_fds() <= 1, WAIT), "connections not released")
         st = http_one(other, get("/socket.io/?EIO=4&transport=polling"))
         check(st[0] == 200, "no recovery: %r" % (st,))
         warns = [l for l in other.lines if "accept" in l or "refusing" in l]
@@ -504,7 +508,7 @@ def _(srv):
     dt = time.monotonic() - t0
     s.close()
     check(data.startswith(b"HTTP/1.1 408 "), "got %r" % data[:40])
-    check(dt < 2.0, "took %.2f s" % dt)
+    check(dt < 6, "took %.2f s (sending it all takes 20 s)" % dt)
 
 
 @case("http", "slow body: a body that does not arrive within the body timeout gets 408")
@@ -513,10 +517,10 @@ def _(srv):
     s = connect(srv)
     s.sendall(post_raw(sid, "Content-Length: 50\r\n", "4hel"))
     t0 = time.monotonic()
-    data, how = read_until_close(s, 3)
+    data, how = read_until_close(s)
     s.close()
     check(data.startswith(b"HTTP/1.1 408 "), "got %r" % data[:40])
-    check(time.monotonic() - t0 < 2.0, "late")
+    check(time.monotonic() - t0 < 6, "late: %.2f s, the body timeout is 0.8 s" % (time.monotonic() - t0))
 
 
 @case("http", "an idle keep-alive connection is closed without a word")
@@ -525,10 +529,10 @@ def _(srv):
     s.sendall(get("/index.html"))
     r = read_response(s)
     check(r[0] == 200 and r[1].get("connection") == "keep-alive", "got %r" % (r[:2],))
-    (data, how), dt = timed(lambda: read_until_close(s, 3))
+    (data, how), dt = timed(lambda: read_until_close(s))
     s.close()
     check(how in ("eof", "reset") and data == b"", "got %r (%s)" % (data[:40], how))
-    check(0.5 < dt < 2.5, "closed after %.2f s" % dt)
+    check(0.5 < dt < 6, "closed after %.2f s, the keep-alive timeout is 0.8 s" % dt)
 
 
 @case("http", "HTTP/1.0 gets its answer and the connection closes")
@@ -692,7 +696,7 @@ def _(srv):
         ws.send(blob)
     except OSError:
         pass
-    ws.expect_eof(3)
+    ws.expect_eof()
     check(srv.rss_kb() - rss0 < 32 << 10, "RSS grew by %d KiB" % (srv.rss_kb() - rss0))
     ws.close()
 
@@ -760,7 +764,7 @@ def expect_bounded_close(srv, ws, blob, code, rss_kib=None):
         ws.send(blob)
     except OSError:
         pass
-    got = ws.recv_close(5)
+    got = ws.recv_close()
     check(got == code, "close code %r, expected %d" % (got, code))
     if rss_kib is not None:
         grown = srv.rss_kb() - rss0
@@ -800,9 +804,9 @@ def _(srv):
         for ws in conns:
             ws.send(bomb * 3)
         for ws in conns:
-            check(ws.recv_close(5) == 1009, "no 1009")
+            check(ws.recv_close() == 1009, "no 1009")
             ws.close()
-        wait_for(lambda: srv.socket_fds() <= 1, 5)
+        check(wait_for(lambda: srv.socket_fds() <= 1, WAIT), "the bombed connections are still open")
         rss.append(srv.rss_kb())
     # (the first rounds fill ASan's 16 MB quarantine of freed blocks; after it, nothing may grow)
     check(rss[-1] - rss[3] < 2 << 10, "RSS after each round: %r KiB" % rss)
@@ -868,18 +872,24 @@ def _(srv):
 def _(srv):
     import zlib
     c = zlib.compressobj(6, zlib.DEFLATED, -15)
-    blob = []
-    for i in range(10000):
-        m = c.compress(('42["echo","message %d of a long stream"]' % i).encode()) + c.flush(zlib.Z_SYNC_FLUSH)
-        blob.append(frame(OP_TEXT, m[:-4], rsv=4))
     ws = zsio_ws(srv)
-    rss0 = srv.rss_kb()
-    ws.send(b"".join(blob))
-    m = c.compress(b'4299["echo","last"]') + c.flush(zlib.Z_SYNC_FLUSH)
-    ws.send(frame(OP_TEXT, m[:-4], rsv=4))
-    check(expect_msg(ws, lambda t: t.startswith("4399"), 10) == '4399["last"]', "no answer to the last")
-    grown = srv.rss_kb() - rss0
-    check(grown < 16 << 10, "RSS grew by %d KiB" % grown)
+    grown = []
+    # three rounds: the first ones' growth is the allocator's (ASan's quarantine and pools, whose
+    # high-water mark depends on the cases run before this one: +36, +12, +3 MiB run alone, flat in
+    # the whole suite and in the normal build); the last one's is what the messages leave behind
+    for rnd in range(3):
+        blob = []
+        for i in range(10000):
+            m = c.compress(('42["echo","message %d of a long stream"]' % i).encode()) + c.flush(zlib.Z_SYNC_FLUSH)
+            blob.append(frame(OP_TEXT, m[:-4], rsv=4))
+        rss0 = srv.rss_kb()
+        ws.send(b"".join(blob))
+        m = c.compress(b'42%d["echo","last"]' % (98 + rnd)) + c.flush(zlib.Z_SYNC_FLUSH)
+        ws.send(frame(OP_TEXT, m[:-4], rsv=4))
+        want = '43%d["last"]' % (98 + rnd)
+        check(expect_msg(ws, lambda t: t.startswith(want[:4]), 2 * WAIT) == want, "no answer to the last")
+        grown.append(srv.rss_kb() - rss0)
+    check(grown[-1] < 16 << 10, "RSS grew by %r KiB in each round" % grown)
     ws.close()
 
 
@@ -902,7 +912,7 @@ for _name, _offer in [("a parameter with a value that must have none", "permessa
 
 # ==================================================================================== eio
 
-def poll_get(srv, sid, timeout=3.0, src=None):
+def poll_get(srv, sid, timeout=WAIT, src=None):
     return http_one(srv, get("/socket.io/?EIO=4&transport=polling&sid=" + sid), timeout, src)
 
 
@@ -966,14 +976,14 @@ def _(srv):
 def _(srv):
     sid = poll_handshake(srv)
     http_one(srv, post(sid, "2"))
-    check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), 2), "the session survived")
+    check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), WAIT), "the session survived")
 
 
 @case("eio", "client ping over WebSocket (wrong heartbeat direction) closes the session")
 def _(srv):
     ws, _ = eio_ws(srv)
     ws.text("2")
-    ws.expect_eof(3)
+    ws.expect_eof()
     ws.close()
 
 
@@ -992,7 +1002,7 @@ def _(srv):
 def _(srv):
     sid = poll_handshake(srv)
     http_one(srv, post(sid, "1"))
-    check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), 2), "the session survived")
+    check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), WAIT), "the session survived")
 
 
 def sio_polling(srv):
@@ -1025,7 +1035,7 @@ def _(srv):
     sid, socket_id = sio_polling(srv)
     s = connect(srv)
     s.sendall(post_raw(sid, "Content-Length: 1000\r\n", '42["echo","half'))
-    check(wait_for(lambda: server_rx_queue(srv, s) == 0, 3), "the server did not read the head")
+    check(wait_for(lambda: server_rx_queue(srv, s) == 0, WAIT), "the server did not read the head")
     reset(s)
     # without the fix the session lives until the ping timeout, and the reason is "ping timeout"
     r = reason_of(srv, socket_id)
@@ -1038,7 +1048,7 @@ def _(srv):
     for body in ["x", "\x1e\x1e", "4\x1e", "b!!!notbase64", "9"]:
         sid = poll_handshake(srv)
         http_one(srv, post(sid, body))
-        check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), 2), "survived %r" % body)
+        check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), WAIT), "survived %r" % body)
 
 
 @case("eio", "a binary Content-Type on a polling POST is refused")
@@ -1054,7 +1064,7 @@ def _(srv):
 def _(srv):
     sid = poll_handshake(srv)
     http_one(srv, post(sid, "\x1e".join(["3"] * 1500)))
-    check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), 2), "the session survived")
+    check(wait_for(lambda: eio_code(poll_get(srv, sid)) == (400, 1), WAIT), "the session survived")
 
 
 @case("eio", "pong flood over polling: 500 pongs in one POST are accepted")
@@ -1131,7 +1141,7 @@ def _(srv):
     sid = poll_handshake(srv)
     ws = probe(srv, sid)
     ws.text("2probe")
-    ws.expect_eof(TIMEOUTS["upgrade"] / 1000 + 1.5)
+    ws.expect_eof(TIMEOUTS["upgrade"] / 1000 + WAIT)
     ws.close()
     r = http_one(srv, post(sid, "40"))
     check(r[0] == 200, "polling broken: %r" % (r,))
@@ -1142,7 +1152,7 @@ def _(srv):
     sid = poll_handshake(srv)
     ws = probe(srv, sid)
     ws.text("4hello")
-    ws.expect_eof(2)
+    ws.expect_eof()
     ws.close()
 
 
@@ -1192,20 +1202,33 @@ def sio_raw(srv):
     return ws
 
 
-def closes_or_answers(ws, timeout=2.0):
-    """Waits for the server to close ws, or for it to stay usable; returns 'closed' or 'open'."""
+def closes_or_answers(ws, ack_id=5):
+    """After a packet that may end the connection: sends an echo and reads on. The server handles
+    one connection's packets in order, so it either closes before answering the echo (the packet
+    ended the connection) or answers it (the packet was ignored, the socket still works). Returns
+    'closed' or 'open'; no time window decides, however slow the machine is."""
     try:
-        f = ws.recv_frame(timeout)
-    except socket.timeout:
-        return "open"
-    while f is not None:
-        if f[1] == OP_CLOSE:
-            return "closed"
+        ws.text('42%d["echo","after"]' % ack_id)
+    except OSError:
+        return "closed"
+    want = "43%d" % ack_id
+    end = time.monotonic() + WAIT
+    while True:
+        left = end - time.monotonic()
+        check(left > 0, "neither closed nor answered the echo in %.0f s" % WAIT)
         try:
-            f = ws.recv_frame(timeout)
+            f = ws.recv_frame(left)
         except socket.timeout:
+            continue
+        except OSError:
+            return "closed"
+        if f is None or f[1] == OP_CLOSE:
+            return "closed"
+        if f[1] == OP_TEXT and f[2] == b"2":
+            ws.text("3")
+        elif f[1] == OP_TEXT and f[2].startswith(want.encode() + b"["):
+            check(json.loads(f[2][len(want):]) == ["after"], "echo answered with %r" % f[2])
             return "open"
-    return "closed"
 
 
 @case("sio", "an EVENT before CONNECT is not delivered, and CONNECT still works after")
@@ -1252,7 +1275,7 @@ def _(srv):
     ws.send(b"".join(frame(OP_TEXT, "40/n%d," % i) for i in range(300)))
     ws.send(b"".join(frame(OP_TEXT, "40/admin,") for _ in range(50)))
     ws.text("40")
-    expect_msg(ws, lambda t: t.startswith("40{"), 5)
+    expect_msg(ws, lambda t: t.startswith("40{"))
     ws.close()
 
 
@@ -1267,9 +1290,7 @@ for _p in BAD_SIO:
         def fn(srv):
             ws = sio_ws(srv)
             ws.text(p)
-            st = closes_or_answers(ws, 0.3)
-            if st == "open":  # still usable: the packet was ignored, the socket must still work
-                check(sio_call(ws, 5, "echo", "after") == ["after"], "socket broken")
+            closes_or_answers(ws)  # either: ignored (the echo is answered) or closed (parse error)
             ws.close()
         return fn
     case("sio", "invalid packet %r" % (_p[:24] + ("..." if len(_p) > 24 else "")))(_mk(_p))
@@ -1312,9 +1333,7 @@ def _(srv):
 def _(srv):
     ws = sio_ws(srv)
     binary_then(ws, '451-9["echo",{"_placeholder":true,"num":5}]', [frame(OP_BIN, b"a")])
-    st = closes_or_answers(ws, 0.5)
-    if st == "open":
-        check(sio_call(ws, 5, "echo", "after") == ["after"], "socket broken")
+    closes_or_answers(ws)  # either: ignored (the echo is answered) or closed
     ws.close()
 
 
@@ -1353,8 +1372,7 @@ def _(srv):
 def _(srv):
     ws = sio_ws(srv)
     ws.text('42["disconnect","forged"]')
-    st = closes_or_answers(ws, 0.3)
-    if st == "open":
+    if closes_or_answers(ws) == "open":
         s = sio_call(ws, 4, "stats")[0]
         check(s["sockets"] == s["fetched"], "the app's count was forged: %r" % s)
     ws.close()
@@ -1414,7 +1432,7 @@ def _(srv):
     ws = sio_ws(srv)
     ws.text('42["boom"]')
     check(sio_call(ws, 1, "echo", "after") == ["after"], "socket broken")
-    check(wait_log(srv, n0, "kaboom", 1), "the error was not logged")
+    check(wait_log(srv, n0, "kaboom"), "the error was not logged")
     ws.close()
 
 
@@ -1429,7 +1447,7 @@ def _(srv):
     check(r == ["meanwhile"], "no echo")
     check(dt < TIMEOUTS["handler"] / 1000 + 0.7, "other client waited %.2f s" % dt)
     check(sio_call(ws, 2, "echo", "after") == ["after"], "the spinning socket is broken")
-    check(wait_for(lambda: len(srv.lines_since(n0)) > 0, 1), "nothing logged")
+    check(wait_for(lambda: len(srv.lines_since(n0)) > 0, WAIT), "nothing logged")
     ws.close()
     other.close()
 
@@ -1549,7 +1567,7 @@ def _(srv):
 def _(srv):
     ws = sio_ws(srv)
     ws.text('421["emit-after-close"]')
-    ws.expect_eof(2)
+    ws.expect_eof()
     ws.close()
 
 

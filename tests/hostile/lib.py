@@ -16,6 +16,10 @@ import threading
 import time
 
 HOST = "127.0.0.1"
+# s: the default bound of every wait for something that must happen (an answer, a close, a frame).
+# Only a failing case waits that long: it is set for a loaded 2-core machine running the ASan
+# build, not as a measure of speed.
+WAIT = 8.0
 CHECKER_IP = "127.0.0.2"  # the health checker connects from its own address (per-IP limits)
 SAN_RE = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|"
                     r"SUMMARY: (Address|UndefinedBehavior|Leak)Sanitizer|AddressSanitizer:DEADLYSIGNAL")
@@ -136,7 +140,7 @@ class Server:
 
 # ------------------------------------------------------------------------------------ TCP / HTTP
 
-def connect(srv, src=None, timeout=3.0, rcvbuf=None):
+def connect(srv, src=None, timeout=WAIT, rcvbuf=None):
     """rcvbuf: a small receive buffer set before connecting, so that the window the server sees is
     small from the start (a client that does not read then really stops the server's output)."""
     s = socket.socket()
@@ -158,7 +162,7 @@ def reset(s):
     s.close()
 
 
-def read_until_close(s, timeout=3.0, limit=64 << 20):
+def read_until_close(s, timeout=WAIT, limit=64 << 20):
     """Reads until EOF, reset or timeout. Returns (bytes, "eof" | "reset" | "timeout")."""
     data = b""
     end = time.monotonic() + timeout
@@ -200,7 +204,7 @@ def parse_responses(data):
     return out
 
 
-def http(srv, raw, timeout=3.0, src=None):
+def http(srv, raw, timeout=WAIT, src=None):
     """Sends raw bytes on a fresh connection; returns (responses, how the connection ended, raw)."""
     s = connect(srv, src)
     try:
@@ -211,7 +215,7 @@ def http(srv, raw, timeout=3.0, src=None):
     return parse_responses(data), how, data
 
 
-def http_one(srv, raw, timeout=3.0, src=None):
+def http_one(srv, raw, timeout=WAIT, src=None):
     """One request, whose response is read as soon as it is complete (keep-alive or not)."""
     s = connect(srv, src)
     try:
@@ -221,7 +225,7 @@ def http_one(srv, raw, timeout=3.0, src=None):
         s.close()
 
 
-def read_response(s, timeout=3.0):
+def read_response(s, timeout=WAIT):
     data = b""
     end = time.monotonic() + timeout
     while True:
@@ -288,7 +292,7 @@ class WS:
     EOF; every wait is bounded."""
 
     def __init__(self, srv, path="/socket.io/?EIO=4&transport=websocket", headers=None, src=None,
-                 timeout=3.0, expect=101, rcvbuf=None):
+                 timeout=WAIT, expect=101, rcvbuf=None):
         self.s = connect(srv, src, timeout, rcvbuf)
         key = base64.b64encode(os.urandom(16)).decode()
         hdrs = {"Host": "x", "Upgrade": "websocket", "Connection": "Upgrade",
@@ -327,7 +331,7 @@ class WS:
     def text(self, t):
         self.send_frame(OP_TEXT, t)
 
-    def recv_frame(self, timeout=3.0):
+    def recv_frame(self, timeout=WAIT):
         end = time.monotonic() + timeout
         try:
             while True:
@@ -356,7 +360,7 @@ class WS:
         except (EOFError, ConnectionResetError):
             return None
 
-    def recv_close(self, timeout=3.0):
+    def recv_close(self, timeout=WAIT):
         """Reads frames until a close frame (returns its code, or None without one / at EOF)."""
         end = time.monotonic() + timeout
         while True:
@@ -372,7 +376,7 @@ class WS:
             if f[1] == OP_CLOSE:
                 return struct.unpack("!H", f[2][:2])[0] if len(f[2]) >= 2 else 1005
 
-    def expect_eof(self, timeout=3.0):
+    def expect_eof(self, timeout=WAIT):
         """Waits for the server to close TCP (frames before it are skipped)."""
         end = time.monotonic() + timeout
         while True:
@@ -402,7 +406,7 @@ def eio_ws(srv, src=None, path="/socket.io/?EIO=4&transport=websocket", rcvbuf=N
     return ws, json.loads(f[2][1:])
 
 
-def next_msg(ws, timeout=3.0, pong=True):
+def next_msg(ws, timeout=WAIT, pong=True):
     """The next text/binary message, answering Engine.IO pings ("2") on the way."""
     end = time.monotonic() + timeout
     while True:
@@ -425,7 +429,7 @@ def next_msg(ws, timeout=3.0, pong=True):
             raise Fail("the server closed the WebSocket (%r)" % p[:2])
 
 
-def expect_msg(ws, pred, timeout=3.0):
+def expect_msg(ws, pred, timeout=WAIT):
     end = time.monotonic() + timeout
     seen = []
     while True:
@@ -448,7 +452,7 @@ def sio_ws(srv, src=None, nsp="/", rcvbuf=None):
     return ws
 
 
-def sio_call(ws, ack_id, event, *args, timeout=3.0):
+def sio_call(ws, ack_id, event, *args, timeout=WAIT):
     """Emits event with an ack id and returns the ack's arguments."""
     ws.text("42%d%s" % (ack_id, json.dumps([event] + list(args))))
     want = "43%d" % ack_id

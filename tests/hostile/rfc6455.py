@@ -6,7 +6,7 @@ import json
 import struct
 import time
 
-from lib import (OP_BIN, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Fail, check, expect_msg, frame,
+from lib import (OP_BIN, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WAIT, Fail, check, expect_msg, frame,
                  next_msg, sio_ws)
 
 
@@ -14,13 +14,13 @@ def echo_packet(ack_id, text):
     return ("42%d" % ack_id + json.dumps(["echo", text], ensure_ascii=False)).encode()
 
 
-def expect_echo(ws, ack_id, text, timeout=3.0):
+def expect_echo(ws, ack_id, text, timeout=WAIT):
     want = "43%d" % ack_id + json.dumps([text], ensure_ascii=False)
     got = expect_msg(ws, lambda t: isinstance(t, str) and t.startswith("43%d[" % ack_id), timeout)
     check(got == want, "echo %r, expected %r" % (got[:80], want[:80]))
 
 
-def fails_with(ws, code, timeout=3.0):
+def fails_with(ws, code, timeout=WAIT):
     """The server sends a close frame with `code`, then closes TCP."""
     got = ws.recv_close(timeout)
     check(got == code, "close code %r, expected %d" % (got, code))

@@ -11,7 +11,7 @@ if [ ! -x "$SIOLUA_BIN" ]; then
   echo "hostile: 0 passed, 1 failed"
   exit 1
 fi
-timeout -k 5 170 /usr/bin/python3 tests/hostile/hostile.py "$@"
+timeout -k 5 300 /usr/bin/python3 tests/hostile/hostile.py "$@"
 st=$?
 if [ $st -ge 124 ]; then # killed by the timeout, or the interpreter crashed: no summary line was printed
   echo "hostile: the suite did not finish (exit status $st)"

@@ -19,7 +19,7 @@ import time
 
 from OpenSSL import SSL
 
-from lib import (CHECKER_IP, HOST, OP_TEXT, Fail, Server, check, connect, frame, http, poll_handshake, post_raw,
+from lib import (CHECKER_IP, HOST, OP_TEXT, WAIT, Fail, Server, check, connect, frame, http, poll_handshake, post_raw,
                  read_until_close, sio_call, sio_ws)
 
 STATE = {}  # the TLS server and its files, made by the first case that needs them
@@ -59,7 +59,7 @@ def tls_server(binary, app, args, logdir):
     return STATE["srv"]
 
 
-def raw(srv, data, timeout=3.0):
+def raw(srv, data, timeout=WAIT):
     """data on a plain TCP connection to the TLS port; returns (what came back, how it ended)."""
     s = socket.create_connection((HOST, srv.port), timeout)
     try:
@@ -100,7 +100,7 @@ def client_hello(version=None, ciphers=None):
 class Session:
     """A pyOpenSSL client over a raw socket: the test can write raw bytes between records."""
 
-    def __init__(self, srv, version=None, timeout=3.0):
+    def __init__(self, srv, version=None, timeout=WAIT):
         ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
         if version:
             ctx.set_min_proto_version(version)
@@ -120,7 +120,7 @@ class Session:
                 return
             self.sock.sendall(out)
 
-    def pump(self, step, timeout=3.0):
+    def pump(self, step, timeout=WAIT):
         """Runs step until it stops asking for input; returns its result."""
         end = time.monotonic() + timeout
         while True:
@@ -140,14 +140,14 @@ class Session:
         self.c.sendall(data)
         self.flush()
 
-    def recv(self, timeout=3.0):
+    def recv(self, timeout=WAIT):
         return self.pump(lambda: self.c.recv(65536), timeout)
 
     def close(self):
         self.sock.close()
 
 
-def expect_closed(sess, what, timeout=3.0):
+def expect_closed(sess, what, timeout=WAIT):
     data, how = read_until_close(sess.sock, timeout)
     check(how in ("eof", "reset"), "%s: still open (%s)" % (what, how))
     sess.close()
@@ -212,7 +212,7 @@ def register(case, binary, app, args, logdir, helpers):
         # two, or a line that counts them, is in the log
         time.sleep(1.1)  # past the rate limit's second
         clean_close(*raw(srv, b"POST / HTTP/1.1\r\nHost: x\r\n\r\n"), what="plain HTTP")
-        end = time.monotonic() + 3
+        end = time.monotonic() + WAIT
         while time.monotonic() < end and not any("handshake failed: plain HTTP request" in l
                                                  for l in srv.lines_since(n0)):
             time.sleep(0.05)
@@ -235,10 +235,10 @@ def register(case, binary, app, args, logdir, helpers):
     def _(srv):
         hello = client_hello()
         t0 = time.monotonic()
-        data, how = raw(srv, hello[:len(hello) // 2], timeout=5.0)
+        data, how = raw(srv, hello[:len(hello) // 2], timeout=WAIT)
         dt = time.monotonic() - t0
         clean_close(data, how, "stalled handshake")
-        check(0.5 <= dt <= 4.0, "closed after %.2f s (header timeout 0.8 s)" % dt)
+        check(0.5 <= dt <= 6.0, "closed after %.2f s (header timeout 0.8 s)" % dt)
 
     @tls_case("60 stalled handshakes are all closed by the deadline")
     def _(srv):
@@ -249,14 +249,14 @@ def register(case, binary, app, args, logdir, helpers):
             s.sendall(hello[:20])
             socks.append(s)
         for s in socks:
-            data, how = read_until_close(s, 5.0)
+            data, how = read_until_close(s)
             clean_close(data, how, "stalled handshake")
             s.close()
 
     @tls_case("a completed handshake and no request: 408 over TLS at the header timeout")
     def _(srv):
         s = connect(srv)
-        data, how = read_until_close(s, 5.0)
+        data, how = read_until_close(s)
         s.close()
         check(data.startswith(b"HTTP/1.1 408 "), "got %r" % data[:40])
         check(how in ("eof", "reset"), "not closed: %s" % how)

@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Socket as EioSocket } from "engine.io-client";
-import { startServer, connect, once, closeAll, request, withTimeout } from "./helpers.mjs";
+import { startServer, connect, once, closeAll, request, withTimeout, WAIT } from "./helpers.mjs";
 
 let srv;
 const raw = new Set();
@@ -33,11 +33,11 @@ async function eio(transports, upgrade = true) {
     };
     s.on("message", check);
     check();
-  }), 5000, what);
+  }), WAIT, what);
   await withTimeout(new Promise((resolve, reject) => {
     s.once("open", resolve);
     s.once("error", reject);
-  }), 5000, `engine.io open over ${transports}`);
+  }), WAIT, `engine.io open over ${transports}`);
   return s;
 }
 

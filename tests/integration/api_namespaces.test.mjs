@@ -4,7 +4,7 @@
 // App: apps/api_namespaces.lua (twin: ref/api_apps.mjs).
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, connect, closeAll, request, collect, withTimeout } from "./helpers.mjs";
+import { startServer, connect, closeAll, request, collect, waitFor } from "./helpers.mjs";
 
 let srv;
 before(async () => { srv = await startServer("api_namespaces"); });
@@ -12,19 +12,6 @@ afterEach(() => closeAll());
 after(async () => { closeAll(); await srv?.stop(); });
 
 const WS = { transports: ["websocket"] };
-
-/** Resolves with the args of the first `event` whose args satisfy pred (seen from now on). */
-function waitFor(socket, event, pred, ms = 5000) {
-  return withTimeout(new Promise((resolve) => {
-    const on = (...args) => {
-      if (pred(...args)) {
-        socket.off(event, on);
-        resolve(args);
-      }
-    };
-    socket.on(event, on);
-  }), ms, `"${event}" matching ${pred}`);
-}
 const news = (socket, from, msg) => waitFor(socket, "news", (f, m) => f === from && m === msg);
 
 function invalid(p) {

@@ -5,7 +5,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { io as ioClient } from "socket.io-client";
-import { startServer, connect, once, closeAll, request, withTimeout } from "./helpers.mjs";
+import { startServer, connect, once, closeAll, request, withTimeout, WAIT } from "./helpers.mjs";
 
 const servers = [];
 async function server(app) {
@@ -57,7 +57,7 @@ test("cleanupEmptyChildNamespaces: an empty child of a dynamic namespace is remo
     const joined = () => withTimeout(new Promise((resolve, reject) => {
       child.once("connect", resolve);
       child.once("connect_error", reject);
-    }), 5000, "connect to /room-1");
+    }), WAIT, "connect to /room-1");
     let p = joined();
     await p;
     assert.deepEqual(await request(child, "nsp"), ["/room-1"]);

@@ -5,7 +5,7 @@
 // App: apps/api_rooms.lua (twin: ref/api_apps.mjs).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, connect, once, closeAll, request, waitGone, withTimeout } from "./helpers.mjs";
+import { startServer, connect, once, closeAll, request, waitGone, waitFor } from "./helpers.mjs";
 
 let srv, observer;
 before(async () => {
@@ -17,18 +17,6 @@ after(async () => { closeAll(); await srv?.stop(); });
 const WS = { transports: ["websocket"] };
 const POLL = { transports: ["polling"] };
 const client = (name, opts = WS) => connect(srv.url, { ...opts, auth: { name } });
-
-function waitFor(socket, event, pred, ms = 5000) {
-  return withTimeout(new Promise((resolve) => {
-    const on = (...args) => {
-      if (pred(...args)) {
-        socket.off(event, on);
-        resolve(args);
-      }
-    };
-    socket.on(event, on);
-  }), ms, `"${event}" matching ${pred}`);
-}
 
 /**
  * Has `driver` run a broadcast spec (see api_rooms.lua "bcast") and returns how many "hit"s with

@@ -4,7 +4,7 @@
 // App: apps/api_state.lua (twin: ref/api_apps.mjs).
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, connect, once, closeAll, request } from "./helpers.mjs";
+import { startServer, connect, once, closeAll, request, until } from "./helpers.mjs";
 
 let srv;
 before(async () => { srv = await startServer("api_state"); });
@@ -58,11 +58,8 @@ test("socket.connected is false once disconnected", async () => {
   const s = await connect(srv.url, { transports: ["websocket"] });
   const id = s.id;
   s.disconnect();
-  let st = null;
-  for (let i = 0; i < 50 && st === null; i++) {
-    [st] = await request(observer, "state-of", id);
-    if (st === null) await new Promise((r) => setTimeout(r, 20));
-  }
+  // the app records the state when its "disconnect" listener runs
+  const st = await until(async () => (await request(observer, "state-of", id))[0], `the disconnect of ${id}`);
   assert.deepEqual(st, { connected: false, reason: "client namespace disconnect" });
 });
 

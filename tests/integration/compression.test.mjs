@@ -22,7 +22,7 @@ import path from "node:path";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import WebSocket from "ws";
-import { startServer, connect, closeAll, once, withTimeout, REF, ROOT } from "./helpers.mjs";
+import { startServer, connect, closeAll, once, withTimeout, REF, ROOT, WAIT } from "./helpers.mjs";
 import { pmdSets, httpzSets } from "./ref/apps.mjs";
 
 const require = createRequire(import.meta.url);
@@ -229,7 +229,7 @@ async function rawSession(srv, wsOpts) {
     msgs.push(isBinary ? Buffer.from(data) : data.toString());
     while (waiters.length && msgs.length) waiters.shift()(msgs.shift());
   });
-  const next = () => withTimeout(new Promise((res) => (msgs.length ? res(msgs.shift()) : waiters.push(res))), 5000, "a message");
+  const next = () => withTimeout(new Promise((res) => (msgs.length ? res(msgs.shift()) : waiters.push(res))), WAIT, "a message");
   await once(ws, "open");
   const frames = frameTap(ws._socket);
   assert.match(await next(), /^0\{/);
@@ -295,7 +295,7 @@ test("a compression bomb (10 MB of zeros, ~10 KB compressed) is refused with clo
   ws.send(Buffer.alloc(10 << 20));
   const [code] = await closed;
   assert.equal(code, 1009);
-  assert.equal(await watcher.timeout(3000).emitWithAck("echo", "still here"), "still here");
+  assert.equal(await watcher.timeout(WAIT).emitWithAck("echo", "still here"), "still here");
   watcher.disconnect();
 });
 
@@ -331,16 +331,16 @@ test("bad deflate data: close 1007; RSV1 where permessage-deflate was not agreed
   const srv = await app();
   const a = await rawWs(srv.port, "permessage-deflate");
   a.frame(0xc1, Buffer.from([0xff, 0xff, 0xff, 0xff, 0x00])); // FIN + RSV1 + text, block type 3
-  assert.equal(await withTimeout(a.closeCode, 5000, "close"), 1007);
+  assert.equal(await withTimeout(a.closeCode, WAIT, "close"), 1007);
   a.c.destroy();
   const b = await rawWs(srv.port, null);
   b.frame(0xc1, zlib.deflateRawSync("40", { finishFlush: zlib.constants.Z_SYNC_FLUSH }).subarray(0, -4));
-  assert.equal(await withTimeout(b.closeCode, 5000, "close"), 1002);
+  assert.equal(await withTimeout(b.closeCode, WAIT, "close"), 1002);
   b.c.destroy();
   const c = await rawWs(srv.port, "permessage-deflate"); // a text message, not UTF-8 once inflated
   const bad = zlib.deflateRawSync(Buffer.from([0x34, 0xc3, 0x28]), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
   c.frame(0xc1, bad.subarray(0, -4));
-  assert.equal(await withTimeout(c.closeCode, 5000, "close"), 1007);
+  assert.equal(await withTimeout(c.closeCode, WAIT, "close"), 1007);
   c.c.destroy();
 });
 

@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { startServer, connect, once, closeAll, waitGone, request, withTimeout } from "./helpers.mjs";
+import { startServer, connect, once, closeAll, waitGone, request, withTimeout, WAIT } from "./helpers.mjs";
 
 let srv, observer;
 before(async () => {
@@ -64,7 +64,7 @@ async function rawWs(url) {
       if (d[0] === "0") ws.send("40");
       else if (d.startsWith("40")) resolve(JSON.parse(d.slice(2)).sid);
     });
-  }), 5000, "raw websocket connect");
+  }), WAIT, "raw websocket connect");
   const closed = new Promise((resolve) => ws.on("close", (code) => resolve(code)));
   // resolves with the first frame (already received or to come) that pred accepts
   const frame = (pred, what) => withTimeout(new Promise((resolve) => {
@@ -75,7 +75,7 @@ async function rawWs(url) {
       if (pred(d)) { ws.off("message", on); resolve(d); }
     };
     ws.on("message", on);
-  }), 3000, what);
+  }), WAIT, what);
   return { ws, sid, frames, closed, frame };
 }
 
@@ -94,7 +94,7 @@ test("raw websocket: disconnect() keeps the connection (the client may join agai
   gone = waitGone(observer, sid2);
   r.ws.send('42["kick",true]');
   assert.equal(await gone, "server namespace disconnect");
-  await withTimeout(r.closed, 3000, "the websocket to be closed by disconnect(true)");
+  await withTimeout(r.closed, WAIT, "the websocket to be closed by disconnect(true)");
 });
 
 test("a raw client that drops its TCP connection: server reason \"transport close\"", async () => {
@@ -109,7 +109,7 @@ test("an invalid Engine.IO packet: \"parse error\"", async () => {
   const server = waitGone(observer, r.sid);
   r.ws.send("9"); // no such Engine.IO packet type
   assert.equal(await server, "parse error");
-  await withTimeout(r.closed, 3000, "the raw websocket to be closed");
+  await withTimeout(r.closed, WAIT, "the raw websocket to be closed");
 });
 
 test("an invalid Socket.IO packet closes the connection: \"forced close\"", async () => {
@@ -118,7 +118,7 @@ test("an invalid Socket.IO packet closes the connection: \"forced close\"", asyn
   const server = waitGone(observer, r.sid);
   r.ws.send('42["unterminated"');
   assert.equal(await server, "forced close");
-  await withTimeout(r.closed, 3000, "the raw websocket to be closed");
+  await withTimeout(r.closed, WAIT, "the raw websocket to be closed");
 });
 
 test("the observer still works after all that", async () => {

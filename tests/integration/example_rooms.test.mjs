@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
-import { startServer, withTimeout, REF } from "./helpers.mjs";
+import { startServer, withTimeout, REF, WAIT } from "./helpers.mjs";
 
 const once = (s, ev) => new Promise((r) => s.once(ev, (...a) => r(a)));
 
@@ -13,23 +13,23 @@ test("examples/rooms: messages stay in their room; /admin needs the token and se
     const opts = { transports: ["websocket"], forceNew: true };
     const a = io(url, opts), b = io(url, opts), c = io(url, opts);
     try {
-      const [err] = await withTimeout(once(io(url + "/admin", { ...opts, auth: { token: "no" } }), "connect_error"), 5000, "refusal");
+      const [err] = await withTimeout(once(io(url + "/admin", { ...opts, auth: { token: "no" } }), "connect_error"), WAIT, "refusal");
       assert.equal(err.message, "not authorized");
       assert.deepEqual(err.data, { hint: "the token is in app.lua" });
       const admin = io(url + "/admin", { ...opts, auth: { token: "letmein" } });
-      await withTimeout(once(admin, "rooms"), 5000, "admin rooms");
-      await Promise.all([a, b, c].map((s) => (s.connected ? null : withTimeout(once(s, "connect"), 5000, "connect"))));
+      await withTimeout(once(admin, "rooms"), WAIT, "admin rooms");
+      await Promise.all([a, b, c].map((s) => (s.connected ? null : withTimeout(once(s, "connect"), WAIT, "connect"))));
       assert.deepEqual(await a.emitWithAck("join", "ann", "r1"), { room: "r1" });
       assert.deepEqual(await b.emitWithAck("join", "bob", "r1"), { room: "r1" });
       assert.deepEqual(await c.emitWithAck("join", "cy", "r2"), { room: "r2" });
       const leaked = [];
       c.on("message", (m) => leaked.push(m));
-      const activity = withTimeout(once(admin, "activity"), 5000, "admin activity");
-      const got = withTimeout(once(b, "message"), 5000, "message in r1");
+      const activity = withTimeout(once(admin, "activity"), WAIT, "admin activity");
+      const got = withTimeout(once(b, "message"), WAIT, "message in r1");
       a.emit("message", "hello r1");
       assert.deepEqual((await got)[0], { from: "ann", text: "hello r1" });
       // the admin's announcement to r2 reaches c only
-      const ann = withTimeout(once(c, "system"), 5000, "announcement");
+      const ann = withTimeout(once(c, "system"), WAIT, "announcement");
       admin.emit("announce", "r2", "for r2");
       assert.equal((await ann)[0], "announcement to r2: for r2");
       await activity;

@@ -10,13 +10,19 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 export const APPS = path.join(ROOT, "tests/integration/apps");
 /** True when the suite runs against the Node reference, to check the tests themselves. */
 export const REF = process.env.SIOLUA_REF === "1";
+/**
+ * ms: how long a test waits by default for one thing that must happen (an event, an ack, a log
+ * line). Only a failing test waits that long; it is a bound for a loaded 2-core machine running
+ * the ASan build, never a measure of speed.
+ */
+export const WAIT = 10000;
 const BIN = path.resolve(ROOT, process.env.SIOLUA_BIN || "./siolua");
 
+// A line of a sanitizer report, or of valgrind's (make valgrind runs the suite under memcheck).
+const SANITIZER = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|AddressSanitizer:DEADLYSIGNAL|runtime error:|SUMMARY: (Address|UndefinedBehavior|Leak)Sanitizer|==\d+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised|Syscall param|Mismatched free)|definitely lost in/;
 // Servers still running when this process ends are killed, also when the test runner ends it
 // with a signal (a file-level timeout). run.sh also gets their PIDs through SIOLUA_PIDFILE and
 // kills any left over, in case this process itself was SIGKILLed.
-// sanitizer reports, and valgrind's (make valgrind runs the suite under memcheck)
-const SANITIZER = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer|==\d+== (Invalid (read|write|free)|Conditional jump|Use of uninitialised|Syscall param|Mismatched free)|definitely lost in/;
 const running = new Set();
 const killAll = () => {
   for (const p of running) p.kill("SIGKILL");
@@ -29,30 +35,24 @@ for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"]) {
   });
 }
 
-/** Rejects after ms with a message naming what was awaited. */
+/** Rejects after ms with a message naming what was awaited (a string, or a function giving one). */
 export function withTimeout(promise, ms, what) {
   let timer;
   const t = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    const name = () => (typeof what === "function" ? what() : what);
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${name()}`)), ms);
   });
   return Promise.race([promise, t]).finally(() => clearTimeout(timer));
 }
 
 /**
- * Starts the server with app (a path, or a name in apps/) and extra command-line args (the Node
- * reference with { ref: true }, whatever SIOLUA_REF says: for side-by-side tests).
- * Resolves to { port, url, proc, log(), waitLog(re, ms), stop() } once it printed its
- * "siolua listening on http://HOST:PORT" line (https:// with --tls-cert: url is then https too).
+ * Spawns cmd (stdout and stderr collected into one log) and watches it. Returns
+ * { proc, log(), waitLog(re, ms), exited(), ended(ms, expect), stop(grace, expect) }; `what`
+ * names the process in messages. Every process started here is killed if still running when
+ * this test process ends, and its PID goes to SIOLUA_PIDFILE for run.sh's clean-up.
  */
-export async function startServer(app, args = [], { timeout = 10000, ref = REF } = {}) {
-  const appPath = app.includes("/") ? path.resolve(ROOT, app) : path.join(APPS, app + ".lua");
-  const [cmd, argv] = ref
-    ? [process.execPath, [path.join(ROOT, "tests/integration/ref/server.mjs"), appPath]]
-    : [BIN, [appPath]];
-  const proc = spawn(cmd, [...argv, "--port", "0", ...args], {
-    cwd: ROOT,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+export function watch(cmd, args, { what = "server", env = process.env } = {}) {
+  const proc = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env });
   running.add(proc);
   if (process.env.SIOLUA_PIDFILE && proc.pid) appendFileSync(process.env.SIOLUA_PIDFILE, proc.pid + "\n");
   let log = "";
@@ -63,17 +63,25 @@ export async function startServer(app, args = [], { timeout = 10000, ref = REF }
   };
   proc.stdout.on("data", onData);
   proc.stderr.on("data", onData);
+  // "exit": the process is gone; "close": it is gone AND its stdout/stderr reached their end, so
+  // the log is complete (a leak report printed at exit may come after "exit").
   let exited = null;
-  const exitP = new Promise((resolve) => {
-    proc.on("exit", (code, signal) => {
-      exited = { code, signal };
+  let closed = null;
+  proc.on("exit", (code, signal) => {
+    exited = { code, signal };
+    running.delete(proc);
+  });
+  const closeP = new Promise((resolve) => {
+    proc.on("close", (code, signal) => {
+      closed = { code, signal };
+      exited = exited || closed;
       running.delete(proc);
       for (const w of waiters) w();
-      resolve(exited);
+      resolve(closed);
     });
   });
 
-  const waitLog = (re, ms = 5000) =>
+  const waitLog = (re, ms = WAIT) =>
     withTimeout(
       new Promise((resolve, reject) => {
         const check = () => {
@@ -81,60 +89,102 @@ export async function startServer(app, args = [], { timeout = 10000, ref = REF }
           if (m) {
             waiters.delete(check);
             resolve(m);
-          } else if (exited) {
+          } else if (closed) {
             waiters.delete(check);
-            reject(new Error(`server exited (${JSON.stringify(exited)}) before logging ${re}; log:\n${log}`));
+            reject(new Error(`${what} exited (${JSON.stringify(closed)}) before logging ${re}; log:\n${log}`));
           }
         };
         waiters.add(check);
         check();
       }),
       ms,
-      `log line ${re}; log so far:\n${log}`,
+      () => `${what} to log ${re}; log so far:\n${log}`,
     );
 
-  let m;
-  try {
-    m = await waitLog(/siolua listening on (https?):\/\/([^\s/]+):(\d+)/, timeout);
-  } catch (e) {
-    proc.kill("SIGKILL");
-    throw e;
-  }
-  const port = Number(m[3]);
-  const server = {
-    port,
-    url: `${m[1]}://127.0.0.1:${port}`,
+  /** What is wrong with a finished process: a status other than `expect`, a sanitizer report. */
+  const verdict = (st, expect) => {
+    const problems = [];
+    if (st.code !== expect.code || st.signal !== (expect.signal ?? null))
+      problems.push(`${what}: exit status ${JSON.stringify(st)}, expected ${JSON.stringify({ signal: null, ...expect })}`);
+    const san = log.split("\n").filter((l) => SANITIZER.test(l));
+    if (san.length) problems.push(`${what}: its log has a sanitizer report: ${san[0]}`);
+    return problems;
+  };
+  const fail = (problems) => {
+    throw new Error(`${problems.join("; ")}\n---- ${what} log ----\n${log}`);
+  };
+  return {
     proc,
     log: () => log,
     waitLog,
+    /** null while the process runs, then its { code, signal }. */
     exited: () => exited,
     /**
-     * SIGTERM, then SIGKILL after a grace period; resolves to the exit status. Throws (failing
-     * the calling test or hook) when the server had to be killed, died on its own, or its log
-     * has a sanitizer report (the ASan/UBSan build runs this suite too).
+     * For a process that ends by itself (io.close(), a refused command line): waits until it
+     * exited and its output is complete; throws when the status is not `expect` or the log has
+     * a sanitizer report. Resolves to the status.
      */
-    async stop(grace = 3000) {
+    async ended(ms = WAIT, expect = { code: 0 }) {
+      const st = await withTimeout(closeP, ms, `${what} to exit`);
+      const problems = verdict(st, expect);
+      if (problems.length) fail(problems);
+      return st;
+    },
+    /**
+     * SIGTERM, then SIGKILL after a grace period; resolves to the exit status once the process
+     * is gone and its output complete. Throws (failing the calling test or hook) when it had to
+     * be killed, died on its own before, exited with a status other than `expect` (0: a clean
+     * shutdown), or its log has a sanitizer report (the ASan/UBSan build runs this suite too).
+     * `sig` replaces SIGTERM for a process whose clean shutdown is another signal (postgres: SIGINT).
+     */
+    async stop(grace = WAIT, expect = { code: 0 }, sig = "SIGTERM") {
       const diedBefore = exited;
       let killed = false;
       if (!exited) {
-        proc.kill("SIGTERM");
-        const t = setTimeout(() => { killed = true; proc.kill("SIGKILL"); }, grace);
-        await exitP;
+        proc.kill(sig);
+        const t = setTimeout(() => {
+          killed = true;
+          proc.kill("SIGKILL");
+        }, grace);
+        await new Promise((resolve) => (exited ? resolve() : proc.once("exit", resolve)));
         clearTimeout(t);
       }
+      const st = await closeP;
       const problems = [];
-      if (diedBefore) problems.push(`the server died during the test: ${JSON.stringify(diedBefore)}`);
-      if (killed) problems.push(`the server ignored SIGTERM for ${grace} ms and was killed`);
-      if (SANITIZER.test(log)) problems.push("the server log has a sanitizer report");
-      if (problems.length) throw new Error(`${problems.join("; ")}\n---- server log ----\n${log}`);
-      return exited;
+      if (diedBefore) problems.push(`${what} died during the test: ${JSON.stringify(diedBefore)}`);
+      if (killed) problems.push(`${what} ignored ${sig} for ${grace} ms and was killed`);
+      else problems.push(...verdict(st, expect));
+      if (problems.length) fail(problems);
+      return st;
     },
   };
-  return server;
+}
+
+/**
+ * Starts the server with app (a path, or a name in apps/), extra command-line args and the
+ * environment env (the Node reference with { ref: true }, whatever SIOLUA_REF says: for
+ * side-by-side tests). Resolves, once it printed its "siolua listening on http://HOST:PORT" line
+ * (https:// with --tls-cert: url is then https too), to watch()'s object with { port, url } added.
+ */
+export async function startServer(app, args = [], { timeout = 2 * WAIT, env = process.env, ref = REF } = {}) {
+  const appPath = app.includes("/") ? path.resolve(ROOT, app) : path.join(APPS, app + ".lua");
+  const [cmd, argv] = ref
+    ? [process.execPath, [path.join(ROOT, "tests/integration/ref/server.mjs"), appPath]]
+    : [BIN, [appPath]];
+  const srv = watch(cmd, [...argv, "--port", "0", ...args], { env });
+  let m;
+  try {
+    m = await srv.waitLog(/siolua listening on (https?):\/\/([^\s/]+):(\d+)/, timeout);
+  } catch (e) {
+    srv.proc.kill("SIGKILL");
+    throw e;
+  }
+  const port = Number(m[3]);
+  return Object.assign(srv, { port, url: `${m[1]}://127.0.0.1:${port}` });
 }
 
 /** Awaits one event on an emitter (socket.io-client socket, Manager, ws...), with a timeout. */
-export function once(emitter, event, ms = 5000) {
+export function once(emitter, event, ms = WAIT) {
   return withTimeout(
     new Promise((resolve) => {
       const on = emitter.once ? emitter.once.bind(emitter) : emitter.on.bind(emitter);
@@ -147,7 +197,7 @@ export function once(emitter, event, ms = 5000) {
 
 /** Connects a socket.io-client and resolves once connected; every client is closed by closeAll(). */
 const clients = new Set();
-export async function connect(url, opts = {}, ms = 5000) {
+export async function connect(url, opts = {}, ms = WAIT) {
   const socket = ioClient(url, { forceNew: true, reconnection: false, ...opts });
   clients.add(socket);
   await withTimeout(
@@ -166,6 +216,23 @@ export function closeAll() {
   clients.clear();
 }
 
+/** Resolves with the args of the first `event` whose args satisfy pred (seen from now on). */
+export function waitFor(socket, event, pred, ms = WAIT) {
+  return withTimeout(
+    new Promise((resolve) => {
+      const on = (...args) => {
+        if (pred(...args)) {
+          socket.off(event, on);
+          resolve(args);
+        }
+      };
+      socket.on(event, on);
+    }),
+    ms,
+    `"${event}" matching ${pred}`,
+  );
+}
+
 /** Collects the arguments of every `event` into an array (for "did not receive" checks). */
 export function collect(socket, event) {
   const got = [];
@@ -174,7 +241,7 @@ export function collect(socket, event) {
 }
 
 /** Waits until socket received a "gone" event (the main app's disconnect report) for id. */
-export function waitGone(observer, id, ms = 5000) {
+export function waitGone(observer, id, ms = WAIT) {
   return withTimeout(
     new Promise((resolve) => {
       const on = (goneId, reason) => {
@@ -192,9 +259,23 @@ export function waitGone(observer, id, ms = 5000) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Calls fn (which may be async: a request to the server) every 25 ms until it returns a truthy
+ * value, which it resolves to; fails after ms. For state that has no event to wait for.
+ */
+export async function until(fn, what, ms = WAIT) {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() - t0 > ms) throw new Error(`timed out after ${ms} ms waiting for ${typeof what === "function" ? what() : what}`);
+    await sleep(25);
+  }
+}
+
 /** Emits with an ack request; resolves to ALL the ack's arguments (emitWithAck keeps only the first). */
 export function request(socket, event, ...args) {
   return new Promise((resolve, reject) => {
-    socket.timeout(5000).emit(event, ...args, (err, ...res) => (err ? reject(new Error(`no ack for "${event}": ${err.message}`)) : resolve(res)));
+    socket.timeout(WAIT).emit(event, ...args, (err, ...res) => (err ? reject(new Error(`no ack for "${event}": ${err.message}`)) : resolve(res)));
   });
 }

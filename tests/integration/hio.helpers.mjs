@@ -1,12 +1,13 @@
 // Helpers of the tests of handlers that talk to the world (issue 17): a private PostgreSQL cluster
 // (initdb + postgres on a free loopback port, in a temporary folder, as the postgres user since
-// postgres refuses root; stopped by PID), siolua started with environment variables, and the
-// app's { ok, res } answers. Redis comes from redis.helpers.mjs.
-import { execFileSync, spawn } from "node:child_process";
-import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+// postgres refuses root; run by helpers.mjs's watch(): stopped by PID, its status checked), siolua
+// started with environment variables, and the app's { ok, res } answers. Redis comes from
+// redis.helpers.mjs.
+import { execFileSync } from "node:child_process";
+import { chownSync, existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startServer, withTimeout } from "./helpers.mjs";
+import { WAIT, startServer, until, watch, withTimeout } from "./helpers.mjs";
 import { freePort } from "./redis.helpers.mjs";
 
 const PGBIN = (() => {
@@ -15,11 +16,6 @@ const PGBIN = (() => {
   return versions.length ? path.join(base, versions[0], "bin") : null;
 })();
 export const HAVE_PG = PGBIN !== null && existsSync(path.join(PGBIN, "postgres"));
-
-const procs = new Set();
-process.on("exit", () => {
-  for (const p of procs) p.kill("SIGKILL");
-});
 
 /** Runs cmd as the postgres user when we are root (postgres refuses root), else as ourselves. */
 function asPostgres(cmd, args) {
@@ -43,46 +39,24 @@ export async function startPostgres() {
   ]);
   execFileSync(icmd, iargs, { stdio: "ignore" });
   const port = await freePort();
-  let proc = null;
-  let log = "";
+  let pgw = null; // watch()'s object for the running postgres
   const start = async () => {
-    log = "";
     const [cmd, args] = asPostgres(path.join(PGBIN, "postgres"), [
       "-D", path.join(dir, "data"), "-k", dir, "-p", String(port), "-h", "127.0.0.1", "-c", "fsync=off",
       "-c", "max_connections=60", "-c", "full_page_writes=off",
     ]);
-    proc = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    procs.add(proc);
-    proc.on("exit", () => procs.delete(proc));
-    if (process.env.SIOLUA_PIDFILE && proc.pid) appendFileSync(process.env.SIOLUA_PIDFILE, proc.pid + "\n");
-    proc.stderr.on("data", (d) => (log += d));
-    proc.stdout.on("data", (d) => (log += d));
-    await withTimeout(
-      new Promise((resolve, reject) => {
-        const check = () => {
-          if (/ready to accept connections/.test(log)) resolve();
-          else if (proc.exitCode !== null) reject(new Error(`postgres exited:\n${log}`));
-          else setTimeout(check, 25);
-        };
-        check();
-      }),
-      15000,
-      `postgres to start; log:\n${log}`,
-    );
+    pgw = watch(cmd, args, { what: "postgres" });
+    await pgw.waitLog(/ready to accept connections/, 2 * WAIT);
   };
+  // SIGINT is postgres's fast shutdown (sessions are ended); it exits 0, or the test fails
   const stop = async () => {
-    if (!proc || proc.exitCode !== null) return;
-    const p = proc;
-    p.kill("SIGINT"); // fast shutdown: sessions are ended
-    const t = setTimeout(() => p.kill("SIGKILL"), 5000);
-    await new Promise((r) => (p.exitCode !== null ? r() : p.once("exit", r)));
-    clearTimeout(t);
+    if (pgw && !pgw.exited()) await pgw.stop(WAIT, { code: 0 }, "SIGINT");
   };
   await start();
   return {
     port,
     conninfo: `host=127.0.0.1 port=${port} user=siolua dbname=postgres connect_timeout=5`,
-    log: () => log,
+    log: () => (pgw ? pgw.log() : ""),
     start,
     stop,
     /** Runs sql through psql; resolves to its unaligned output lines. */
@@ -138,14 +112,5 @@ export function fdsAndThreads(pid, file = null) {
   return { fds: links.length - fileFds, fileFds, threads: readdirSync(`/proc/${pid}/task`).length };
 }
 
-/** Polls fn until truthy. */
-export async function until(fn, what, ms = 5000) {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
+// (polling state: helpers.mjs's until(), bounded by WAIT like every wait of the suite)
+export { until };

@@ -6,21 +6,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { REF, closeAll, collect, connect, once, request, sleep } from "./helpers.mjs";
-import { startNode, startPeer, startRedis, waitServers } from "./redis.helpers.mjs";
+import { REF, collect, connect, once, request, until } from "./helpers.mjs";
+import { bothEnds, startNode, startPeer, startRedis, stopAll, waitServers } from "./redis.helpers.mjs";
 
 const require = createRequire(import.meta.url);
 const skip = REF ? "drives a siolua node beside the Node peer" : false;
-
-async function until(fn, what, ms = 3000) {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 describe("redis adapter: siolua and Node servers in one cluster", { skip }, () => {
   let redis, s, n, cs, cn;
@@ -34,19 +24,7 @@ describe("redis adapter: siolua and Node servers in one cluster", { skip }, () =
     await request(cs, "join", "sroom");
     await request(cn, "join", "nroom");
   });
-  after(async () => {
-    closeAll();
-    const errors = [];
-    for (const x of [s, n]) {
-      try {
-        await x?.stop();
-      } catch (e) {
-        errors.push(e);
-      }
-    }
-    await redis?.stop();
-    if (errors.length) throw errors[0];
-  });
+  after(() => stopAll([s, n], redis));
 
   test("io.emit crosses both ways, binaries and nested values intact", async () => {
     const args = ["x", 42, 2.5, Buffer.from([0, 255]), { deep: [null, { b: Buffer.from("hi") }], t: true }];
@@ -61,18 +39,17 @@ describe("redis adapter: siolua and Node servers in one cluster", { skip }, () =
   test("to(room), except and socket.broadcast cross both ways", async () => {
     const seenS = collect(cs, "msg");
     const seenN = collect(cn, "msg");
+    const ended = bothEnds([cs, cn], ["end-s", "end-n"]);
     cs.emit("room", "nroom", "s->nroom");
     cn.emit("room", "sroom", "n->sroom");
     cs.emit("except", "nroom", "s except nroom");
     cn.emit("broadcast", "n broadcast");
     cs.emit("broadcast", "s broadcast");
-    await sleep(100);
-    const end = Promise.all([once(cs, "msg"), once(cn, "msg")]);
-    cn.emit("bcast", "end");
-    await end;
-    await sleep(20);
-    assert.deepEqual(seenS.map((x) => x[0]).sort(), ["end", "n broadcast", "n->sroom", "s except nroom"].sort());
-    assert.deepEqual(seenN.map((x) => x[0]).sort(), ["end", "s broadcast", "s->nroom"].sort());
+    cs.emit("bcast", "end-s");
+    cn.emit("bcast", "end-n");
+    await ended;
+    assert.deepEqual(seenS.map((x) => x[0]).sort(), ["end-n", "end-s", "n broadcast", "n->sroom", "s except nroom"].sort());
+    assert.deepEqual(seenN.map((x) => x[0]).sort(), ["end-n", "end-s", "s broadcast", "s->nroom"].sort());
     cs.off("msg");
     cn.off("msg");
   });

@@ -2,23 +2,11 @@
 // persistence, its own folder), the Node peer (redis_peer.mjs), and siolua nodes on one Redis.
 // Every process started here is stopped by PID at the end of its test file; their PIDs also go to
 // SIOLUA_PIDFILE, and their command lines contain "siolua", so run.sh kills any left over.
-import { spawn } from "node:child_process";
-import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { ROOT, startServer, withTimeout } from "./helpers.mjs";
-
-const procs = new Set();
-process.on("exit", () => {
-  for (const p of procs) p.kill("SIGKILL");
-});
-
-function track(proc) {
-  procs.add(proc);
-  proc.on("exit", () => procs.delete(proc));
-  if (process.env.SIOLUA_PIDFILE && proc.pid) appendFileSync(process.env.SIOLUA_PIDFILE, proc.pid + "\n");
-}
+import { ROOT, WAIT, closeAll, startServer, waitFor, watch, withTimeout } from "./helpers.mjs";
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export function freePort() {
@@ -32,55 +20,10 @@ export function freePort() {
   });
 }
 
-/** Spawns cmd, resolves once its output matches re; returns { proc, log(), waitLog(re), stop() }. */
-function spawnWatched(cmd, args, re, what, env = process.env) {
-  const proc = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env });
-  track(proc);
-  let log = "";
-  let exited = null;
-  const waiters = new Set();
-  const onData = (c) => {
-    log += c.toString();
-    for (const w of waiters) w();
-  };
-  proc.stdout.on("data", onData);
-  proc.stderr.on("data", onData);
-  const exitP = new Promise((resolve) =>
-    proc.on("exit", (code, signal) => {
-      exited = { code, signal };
-      for (const w of waiters) w();
-      resolve(exited);
-    }),
-  );
-  const waitLog = (r, ms = 5000) =>
-    withTimeout(
-      new Promise((resolve, reject) => {
-        const check = () => {
-          const m = log.match(r);
-          if (m) {
-            waiters.delete(check);
-            resolve(m);
-          } else if (exited) {
-            waiters.delete(check);
-            reject(new Error(`${what} exited (${JSON.stringify(exited)}) before logging ${r}; log:\n${log}`));
-          }
-        };
-        waiters.add(check);
-        check();
-      }),
-      ms,
-      `${what} to log ${r}; log so far:\n${log}`,
-    );
-  const stop = async (grace = 3000) => {
-    if (!exited) {
-      proc.kill("SIGTERM");
-      const t = setTimeout(() => proc.kill("SIGKILL"), grace);
-      await exitP;
-      clearTimeout(t);
-    }
-    return exited;
-  };
-  return { proc, log: () => log, waitLog, stop, ready: waitLog(re, 10000), exited: () => exited };
+/** watch() (helpers.mjs) with `ready`: a promise of the first match of re in its output. */
+function spawnWatched(cmd, args, re, what) {
+  const p = watch(cmd, args, { what });
+  return Object.assign(p, { ready: p.waitLog(re, 2 * WAIT) });
 }
 
 /**
@@ -106,43 +49,37 @@ export async function startRedis(port) {
     url: `redis://127.0.0.1:${port}`,
     log: r.log,
     async stop() {
-      await r.stop(2000);
+      await r.stop();
       rmSync(dir, { recursive: true, force: true });
     },
     /** SIGKILL: Redis gone without a goodbye. */
     async kill() {
       r.proc.kill("SIGKILL");
-      await withTimeout(new Promise((res) => (r.exited() ? res() : r.proc.once("exit", res))), 3000, "redis exit");
+      await withTimeout(new Promise((res) => (r.exited() ? res() : r.proc.once("exit", res))), WAIT, "redis exit");
       rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
-/** A siolua node on redis (by --redis, or through io.options with `viaOptions`), ready in the cluster. */
-export async function startNode(redis, { name = "siolua", viaOptions = false, app = "redis" } = {}) {
-  const prev = { ...process.env };
-  process.env.SIOLUA_NODE_NAME = name;
-  if (viaOptions) process.env.SIOLUA_TEST_REDIS = redis.url;
-  else delete process.env.SIOLUA_TEST_REDIS;
-  let srv;
-  try {
-    srv = await startServer(app, viaOptions ? [] : ["--redis", redis.url]);
-  } finally {
-    process.env.SIOLUA_NODE_NAME = prev.SIOLUA_NODE_NAME;
-    if (prev.SIOLUA_NODE_NAME === undefined) delete process.env.SIOLUA_NODE_NAME;
-    if (prev.SIOLUA_TEST_REDIS === undefined) delete process.env.SIOLUA_TEST_REDIS;
-    else process.env.SIOLUA_TEST_REDIS = prev.SIOLUA_TEST_REDIS;
-  }
-  await srv.waitLog(/redis adapter: ready/, 5000);
+/**
+ * A siolua node on redis (by --redis, or through io.options with `viaOptions`), ready in the
+ * cluster; `env`: more environment for the app (apps/redis.lua reads SIOLUA_TEST_*).
+ */
+export async function startNode(redis, { name = "siolua", viaOptions = false, app = "redis", env: more = {} } = {}) {
+  const env = { ...process.env, ...more, SIOLUA_NODE_NAME: name };
+  if (viaOptions) env.SIOLUA_TEST_REDIS = redis.url;
+  else delete env.SIOLUA_TEST_REDIS;
+  const srv = await startServer(app, viaOptions ? [] : ["--redis", redis.url], { env });
+  await srv.waitLog(/redis adapter: ready/);
   srv.name = name;
   return srv;
 }
 
-/** The Node peer (socket.io + @socket.io/redis-adapter) on redis. */
-export async function startPeer(redis, name = "node") {
+/** The Node peer (socket.io + @socket.io/redis-adapter) on redis; `flags`: more of its flags. */
+export async function startPeer(redis, name = "node", flags = []) {
   const p = spawnWatched(
     process.execPath,
-    [path.join(ROOT, "tests/integration/redis_peer.mjs"), "--siolua-peer", "--port", "0", "--redis", redis.url, "--name", name],
+    [path.join(ROOT, "tests/integration/redis_peer.mjs"), "--siolua-peer", "--port", "0", "--redis", redis.url, "--name", name, ...flags],
     /siolua listening on http:\/\/127\.0\.0\.1:(\d+)/,
     "node peer",
   );
@@ -151,7 +88,7 @@ export async function startPeer(redis, name = "node") {
 }
 
 /** Resolves once `n` servers are subscribed to the main namespace's request channel. */
-export async function waitServers(redisPort, n, ms = 5000) {
+export async function waitServers(redisPort, n, ms = WAIT) {
   const { createClient } = await import("redis");
   const c = createClient({ url: `redis://127.0.0.1:${redisPort}` });
   await c.connect();
@@ -167,3 +104,33 @@ export async function waitServers(redisPort, n, ms = 5000) {
     await c.quit();
   }
 }
+
+/**
+ * Resolves once each client got both "end-a" and "end-b" ("msg"): a sentinel from each sending
+ * client. Redis delivers one publisher's messages in order and a node handles one client's packets
+ * in order, so whatever a sender emitted before its sentinel has reached every client by then.
+ */
+export function bothEnds(clients, tags = ["end-a", "end-b"]) {
+  return Promise.all(clients.flatMap((c) => tags.map((t) => waitFor(c, "msg", (m) => m === t))));
+}
+
+/**
+ * Closes the clients and stops the servers (siolua nodes, Node peers), then redis (if given): all
+ * of them, whatever fails; the first failure is thrown afterwards.
+ */
+export async function stopAll(servers, redis) {
+  closeAll();
+  const errors = [];
+  for (const s of servers) {
+    try {
+      await s?.stop();
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  await redis?.stop();
+  if (errors.length) throw errors[0];
+}
+
+/** The uid a siolua node logged when it connected to Redis. */
+export const uidOf = (srv) => srv.log().match(/redis adapter: connecting to .* node uid (\w+)\)/)[1];

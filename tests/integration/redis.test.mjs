@@ -5,36 +5,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import { REF, closeAll, collect, connect, once, request, sleep, withTimeout } from "./helpers.mjs";
-import { startNode, startRedis, waitServers } from "./redis.helpers.mjs";
+import { REF, collect, connect, once, request, waitFor, watch, until, WAIT } from "./helpers.mjs";
+import { bothEnds, startNode, startRedis, stopAll, uidOf, waitServers } from "./redis.helpers.mjs";
 
 const require = createRequire(import.meta.url);
 const skip = REF ? "the Redis adapter tests drive siolua nodes (redis-interop covers the Node side)" : false;
-
-/** Polls fn until it returns a truthy value (cluster operations without an answer). */
-async function until(fn, what, ms = 3000) {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
-async function stopAll(...servers) {
-  closeAll();
-  const errors = [];
-  for (const s of servers) {
-    if (!s) continue;
-    try {
-      await s.stop();
-    } catch (e) {
-      errors.push(e);
-    }
-  }
-  if (errors.length) throw errors[0];
-}
 
 describe("redis adapter: two and three siolua nodes", { skip }, () => {
   let redis, a, b, c;
@@ -49,10 +24,7 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
     cb = await connect(b.url, { auth: { name: "cb" }, transports: ["websocket"] });
     await request(cb, "join", "r1");
   });
-  after(async () => {
-    await stopAll(a, b, c);
-    await redis?.stop();
-  });
+  after(() => stopAll([a, b, c], redis));
 
   test("io.emit and to(room) reach the other node's clients, values and binaries intact", async () => {
     const args = [1, "two", Buffer.from([1, 2, 3]), { k: [true, null], f: 1.5, nested: { bin: Buffer.from("x") } }];
@@ -78,17 +50,16 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
     const seenA = collect(ca, "msg");
     const seenB = collect(cb, "msg");
     await request(ca, "join", "r2");
+    const ended = bothEnds([ca, cb]);
     ca.emit("except", "r1", "not r1");       // ca (not in r1) only
     ca.emit("broadcast", "not the sender"); // cb only
     ca.emit("local", "only a's node");      // ca only
     cb.emit("rooms2", "r1", "r2", "r1 or r2"); // both, once each
-    const end = Promise.all([once(ca, "msg"), once(cb, "msg")]);
-    await sleep(50);
-    ca.emit("bcast", "end");
-    await end;
-    await sleep(20);
-    assert.deepEqual(seenA.map((x) => x[0]).sort(), ["end", "not r1", "only a's node", "r1 or r2"].sort());
-    assert.deepEqual(seenB.map((x) => x[0]).sort(), ["end", "not the sender", "r1 or r2"].sort());
+    ca.emit("bcast", "end-a");
+    cb.emit("bcast", "end-b");
+    await ended;
+    assert.deepEqual(seenA.map((x) => x[0]).sort(), ["end-a", "end-b", "not r1", "only a's node", "r1 or r2"].sort());
+    assert.deepEqual(seenB.map((x) => x[0]).sort(), ["end-a", "end-b", "not the sender", "r1 or r2"].sort());
     await request(ca, "leave", "r2");
     ca.off("msg");
     cb.off("msg");
@@ -118,6 +89,14 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
     assert.equal(found, true);
     assert.deepEqual(await direct, ["direct from a"]);
     await until(async () => (await request(cb, "rooms"))[0].includes("picked"), "cb to join picked");
+    // the same with s:emit, s:join, s:leave on the remote socket
+    const colon = once(cb, "msg");
+    assert.deepEqual(await request(ca, "remoteEmitColon", cb.id), [true]);
+    assert.deepEqual(await colon, ["direct from a"]);
+    await until(async () => {
+      const [rooms] = await request(cb, "rooms");
+      return rooms.includes("picked-colon") && !rooms.includes("picked");
+    }, "cb to join picked-colon and leave picked");
   });
 
   test("serverSideEmit reaches the other nodes' listeners, acks come back", async () => {
@@ -127,8 +106,12 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
     const noted = once(cb, "noted");
     ca.emit("note", "hello");
     assert.deepEqual(await noted, ["hello", "b"]);
-    await sleep(100);
-    assert.deepEqual(seenA, []); // never the sender's own server
+    // b answers with a note of its own, published after a's: had a taken its own "hello" (from its
+    // subscription or at once), ca would have got it before this one
+    const back = waitFor(ca, "noted", (x) => x === "back");
+    cb.emit("note", "back");
+    await back;
+    assert.deepEqual(seenA, [["back", "a"]]); // never the sender's own server
   });
 
   test("broadcast with an ack collects one reply per client of every node", async () => {
@@ -169,21 +152,45 @@ describe("redis adapter: two and three siolua nodes", { skip }, () => {
   });
 
   test("a hot reload (SIGHUP) keeps the node in the cluster: same connections, subscriptions, uid", async () => {
-    const before = (await b.log().match(/node uid (\w+)/))[1];
-    b.proc.kill("SIGHUP");
-    await b.waitLog(/reloaded .*generation 2/, 5000);
-    assert.deepEqual(await request(ca, "count"), [3]);
-    const x1 = await connect(a.url);
-    const x2 = await connect(b.url);
-    let got = Promise.all([once(x1, "msg"), once(x2, "msg")]);
-    x1.emit("bcast", "after reload, from a");
-    assert.deepEqual(await got, [["after reload, from a"], ["after reload, from a"]]);
-    got = Promise.all([once(x1, "msg"), once(x2, "msg")]);
-    x2.emit("bcast", "after reload, from b");
-    assert.deepEqual(await got, [["after reload, from b"], ["after reload, from b"]]);
-    assert.deepEqual(await request(x1, "sse", 5), [null, ["pong-5-b", "pong-5-c"]]);
-    assert.equal(before.length, 6);
-    assert.doesNotMatch(b.log(), /redis adapter: connecting.*\n(.|\n)*redis adapter: connecting/);
+    const logged = uidOf(b);
+    // the uid b's broadcasts carry on the wire (msgpack [uid, packet, opts]), before and after
+    const { createClient } = require("redis");
+    const msgpack = require("notepack.io");
+    const sub = createClient({ url: redis.url });
+    await sub.connect();
+    const wire = [];
+    await sub.pSubscribe("socket.io#/#*", (msg) => wire.push(msgpack.decode(msg)), true);
+    const wireUid = async (x, tag) => {
+      const got = waitFor(x, "msg", (m) => m === tag);
+      x.emit("bcast", tag);
+      await got;
+      const found = await until(() => wire.find((m) => m[1]?.data?.[1] === tag), `"${tag}" on the wire`);
+      return found[0];
+    };
+    try {
+      const x0 = await connect(b.url);
+      assert.equal(await wireUid(x0, "from b, before the reload"), logged);
+      b.proc.kill("SIGHUP");
+      await b.waitLog(/reloaded .*generation 2/, 10000);
+      assert.deepEqual(await request(ca, "count"), [3]);
+      const x1 = await connect(a.url);
+      const x2 = await connect(b.url);
+      let got = Promise.all([once(x1, "msg"), once(x2, "msg")]);
+      x1.emit("bcast", "after reload, from a");
+      assert.deepEqual(await got, [["after reload, from a"], ["after reload, from a"]]);
+      got = Promise.all([once(x1, "msg"), once(x2, "msg")]);
+      x2.emit("bcast", "after reload, from b");
+      assert.deepEqual(await got, [["after reload, from b"], ["after reload, from b"]]);
+      assert.deepEqual(await request(x1, "sse", 5), [null, ["pong-5-b", "pong-5-c"]]);
+      // the same uid, on the wire, from the old connection and from a new one
+      assert.equal(await wireUid(x0, "from b, after the reload"), logged);
+      assert.equal(await wireUid(x2, "from b's new client"), logged);
+      assert.match(logged, /^\w{6}$/);
+      // one connection to Redis for the node's whole life
+      assert.equal(b.log().match(/redis adapter: connecting/g).length, 1);
+    } finally {
+      await sub.quit();
+    }
   });
 
   test("the messages are the Node adapter's: msgpack [uid, packet, {rooms, except, flags}] on socket.io#/#[room#]", async () => {
@@ -223,10 +230,7 @@ describe("redis adapter: Redis killed and restarted", { skip }, () => {
     b = await startNode(redis, { name: "b" });
     await waitServers(redis.port, 2);
   });
-  after(async () => {
-    await stopAll(a, b);
-    await redis?.stop();
-  });
+  after(() => stopAll([a, b], redis));
 
   test("local traffic keeps flowing, cluster traffic resumes after the reconnect, the log says so", async () => {
     const ca = await connect(a.url, { auth: { name: "ca" } });
@@ -247,10 +251,11 @@ describe("redis adapter: Redis killed and restarted", { skip }, () => {
     const [all] = await request(ca, "fetch", null);
     assert.deepEqual(all.map((s) => s.id), [ca.id]);
     assert.deepEqual(await request(ca, "sse", 1), [null, []]);
-    await a.waitLog(/redis adapter: cannot connect to .*retrying in \d+ ms/, 3000);
+    await a.waitLog(/redis adapter: cannot connect to .*retrying in \d+ ms/, WAIT);
 
     redis = await startRedis(port);
-    await Promise.all([a.waitLog(/redis adapter: reconnected to .* after [\d.]+ s/, 8000), b.waitLog(/redis adapter: reconnected/, 8000)]);
+    // at their next retry (the backoff has not reached its 5 s cap yet)
+    await Promise.all([a.waitLog(/redis adapter: reconnected to .* after [\d.]+ s/, 2 * WAIT), b.waitLog(/redis adapter: reconnected/, 2 * WAIT)]);
     await waitServers(redis.port, 2);
     assert.deepEqual(seenB, []);
     crossed = Promise.all([once(ca, "msg"), once(cb, "msg")]);
@@ -262,14 +267,9 @@ describe("redis adapter: Redis killed and restarted", { skip }, () => {
 });
 
 describe("redis adapter: configuration", { skip }, () => {
-  test("a bad --redis URL is refused at start-up", async () => {
-    const { spawn } = await import("node:child_process");
-    const { ROOT } = await import("./helpers.mjs");
-    const p = spawn(process.env.SIOLUA_BIN || "./siolua", ["tests/integration/apps/redis.lua", "--port", "0", "--redis", "http://x"], { cwd: ROOT });
-    let err = "";
-    p.stderr.on("data", (d) => (err += d));
-    const [code] = await withTimeout(new Promise((r) => p.on("exit", (...x) => r(x))), 5000, "exit");
-    assert.notEqual(code, 0); // 2 (usage); LeakSanitizer's exit code in the ASan build
-    assert.match(err, /invalid value for --redis/);
+  test("a bad --redis URL is refused at start-up: usage error, status 2", async () => {
+    const p = watch(process.env.SIOLUA_BIN || "./siolua", ["tests/integration/apps/redis.lua", "--port", "0", "--redis", "http://x"]);
+    assert.deepEqual(await p.ended(10000, { code: 2 }), { code: 2, signal: null });
+    assert.match(p.log(), /invalid value for --redis: http:\/\/x/);
   });
 });

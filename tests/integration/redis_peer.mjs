@@ -1,7 +1,8 @@
 // The Node twin of apps/redis.lua: a socket.io server with @socket.io/redis-adapter, for the
 // interop tests. Usage: node tests/integration/redis_peer.mjs --siolua-peer --port N --redis URL
 // [--name NAME]. Prints "siolua listening on http://127.0.0.1:PORT" (stderr) once it listens and
-// the adapter's connections are up, and exits 0 on SIGTERM.
+// the adapter's connections are up, and exits 0 on SIGTERM. --specific turns the adapter's
+// publishOnSpecificResponseChannel on.
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 import { createAdapter } from "@socket.io/redis-adapter";
@@ -21,7 +22,9 @@ sub.on("error", () => {});
 await Promise.all([pub.connect(), sub.connect()]);
 
 const httpServer = createServer();
-const io = new Server(httpServer, { adapter: createAdapter(pub, sub, { requestsTimeout: 1500 }) });
+const io = new Server(httpServer, {
+  adapter: createAdapter(pub, sub, { requestsTimeout: 1500, publishOnSpecificResponseChannel: process.argv.includes("--specific") }),
+});
 
 const describe = (list) =>
   list.map((s) => ({
@@ -45,6 +48,13 @@ io.on("connection", (socket) => {
   socket.on("local", (...a) => io.local.emit("msg", ...a));
   socket.on("volatile", (...a) => io.volatile.emit("msg", ...a));
   socket.on("fetch", async (room, ack) => ack(describe(await target(room).fetchSockets())));
+  socket.on("fetch-pcall", async (ack) => {
+    try {
+      ack(true, (await io.fetchSockets()).length);
+    } catch (e) {
+      ack(false, e.message);
+    }
+  });
   socket.on("count", async (ack) => ack(await io.of("/").adapter.serverCount()));
   socket.on("sse", (x, ack) => {
     io.serverSideEmit("ping", x, (err, responses) => ack(err ? err.message : null, [...responses].sort()));
@@ -68,6 +78,17 @@ io.on("connection", (socket) => {
       if (s.id === id) {
         s.emit("msg", "direct from " + NAME);
         s.join("picked");
+        return ack(true);
+      }
+    }
+    ack(false);
+  });
+  socket.on("remoteEmitColon", async (id, ack) => { // s:emit(...) in Lua
+    for (const s of await io.fetchSockets()) {
+      if (s.id === id) {
+        s.emit("msg", "direct from " + NAME);
+        s.join("picked-colon");
+        s.leave("picked");
         return ack(true);
       }
     }

@@ -3,7 +3,7 @@
 // checked on both sides.
 import { test, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { sleep, withTimeout } from "./helpers.mjs";
+import { WAIT, until, withTimeout } from "./helpers.mjs";
 import {
   SKIP, closeRecorded, copyApp, withVersion, startCopy, waitReloaded, connectRecorded, ask,
 } from "./reload.helpers.mjs";
@@ -31,7 +31,7 @@ function sender(socket) {
     while (!st.stopped && st.inflight < WINDOW) {
       const n = ++st.sent;
       st.inflight++;
-      socket.timeout(10000).emit("seq", n, (err, got, version) => {
+      socket.timeout(WAIT).emit("seq", n, (err, got, version) => {
         st.inflight--;
         if (err) st.errors.push(`${n}: ${err.message}`);
         else {
@@ -46,14 +46,10 @@ function sender(socket) {
   st.stop = () => {
     st.stopped = true;
     if (st.inflight === 0) finish();
-    return withTimeout(done, 10000, "the last acks");
+    return withTimeout(done, WAIT, "the last acks");
   };
   pump();
   return st;
-}
-
-async function until(what, cond, ms = 10000) {
-  await withTimeout((async () => { while (!cond()) await sleep(5); })(), ms, what);
 }
 
 test("a reload under traffic loses and duplicates no message, in either direction", { skip: SKIP }, async () => {
@@ -67,12 +63,12 @@ test("a reload under traffic loses and duplicates no message, in either directio
   const senders = clients.map(sender);
   const acked = () => Math.min(...senders.map((s) => s.acks.length));
 
-  await until("traffic before the reloads", () => acked() >= STEP);
+  await until(() => acked() >= STEP, "traffic before the reloads", 2 * WAIT);
   for (const gen of [2, 3]) {
     const mark = acked();
     copy.edit("app.lua", (t) => withVersion(t, gen));
     await waitReloaded(srv, gen);
-    await until(`traffic after reload ${gen}`, () => acked() >= mark + STEP);
+    await until(() => acked() >= mark + STEP, `traffic after reload ${gen}`, 2 * WAIT);
   }
   await Promise.all(senders.map((s) => s.stop()));
 

@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import assert from "node:assert/strict";
 import { io as ioClient } from "socket.io-client";
-import { APPS, REF, startServer, once, withTimeout } from "./helpers.mjs";
+import { APPS, REF, WAIT, startServer, once, withTimeout } from "./helpers.mjs";
 
 /** The Node reference has no hot reload: the reload tests are skipped against it. */
 export const SKIP = REF ? "the Node reference has no hot reload" : false;
@@ -52,7 +52,7 @@ export function startCopy(copy, args = []) {
 const RELOADED = (gen) => new RegExp(`siolua: reloaded [^\\n]*: generation ${gen}, (\\d+) sockets re-bound in ([\\d.]+) ms`);
 
 /** Waits for the log line of the reload that makes generation gen; resolves to { sockets, ms }. */
-export async function waitReloaded(srv, gen, ms = 5000) {
+export async function waitReloaded(srv, gen, ms = WAIT) {
   const m = await srv.waitLog(RELOADED(gen), ms);
   return { sockets: Number(m[1]), ms: Number(m[2]) };
 }
@@ -61,7 +61,7 @@ export async function waitReloaded(srv, gen, ms = 5000) {
 export const hasGeneration = (srv, gen) => RELOADED(gen).test(srv.log());
 
 /** Waits until the log holds n "reload failed" lines. */
-export function waitFailures(srv, n, ms = 5000) {
+export function waitFailures(srv, n, ms = WAIT) {
   return srv.waitLog(new RegExp(`(?:[\\s\\S]*?siolua: reload failed){${n}}`), ms);
 }
 
@@ -83,7 +83,7 @@ export async function connectRecorded(url, opts = {}) {
       socket.once("connect", resolve);
       socket.once("connect_error", reject);
     }),
-    5000,
+    WAIT,
     `connect to ${url} with ${JSON.stringify(opts)}`,
   );
   return socket;
@@ -96,11 +96,11 @@ export function closeRecorded() {
 
 /** Emits with an ack; resolves to the ack's first argument. */
 export function ask(socket, event, ...args) {
-  return withTimeout(socket.emitWithAck(event, ...args), 5000, `the ack of "${event}"`);
+  return withTimeout(socket.emitWithAck(event, ...args), WAIT, `the ack of "${event}"`);
 }
 
 /** Awaits an event whose arguments satisfy pred (events received before the call count too). */
-export function eventually(socket, event, pred = () => true, ms = 5000) {
+export function eventually(socket, event, pred = () => true, ms = WAIT) {
   const found = () => socket.events.find(([ev, ...args]) => ev === event && pred(...args));
   if (found()) return Promise.resolve(found().slice(1));
   return withTimeout(

@@ -5,12 +5,11 @@
 // and broadcasts cross the nodes through Redis; with round-robin (the control) polling fails.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync, existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { io } from "socket.io-client";
-import { withTimeout, REF } from "./helpers.mjs";
+import { withTimeout, REF, watch, WAIT } from "./helpers.mjs";
 import { freePort, startRedis, startNode, waitServers } from "./redis.helpers.mjs";
 
 const NGINX = "/usr/sbin/nginx";
@@ -47,7 +46,7 @@ http {
   }
 }
 `);
-  const proc = spawn(NGINX, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { stdio: ["ignore", "pipe", "pipe"] });
+  const p = watch(NGINX, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { what: "nginx" });
   // ready once it accepts connections
   const t0 = Date.now();
   for (;;) {
@@ -55,15 +54,14 @@ http {
       await fetch(`http://127.0.0.1:${port}/socket.io/?EIO=4&transport=polling`);
       break;
     } catch {
-      if (Date.now() - t0 > 5000) throw new Error("nginx did not start");
+      if (p.exited() || Date.now() - t0 > 15000) throw new Error(`nginx did not start: ${p.log()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
   return {
     url: `http://127.0.0.1:${port}`,
     async stop() {
-      proc.kill("SIGTERM");
-      await withTimeout(new Promise((r) => (proc.exitCode !== null ? r() : proc.once("exit", r))), 3000, "nginx exit");
+      await p.stop(); // SIGTERM: nginx's fast shutdown, status 0
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -89,7 +87,7 @@ test("two nodes behind nginx: sticky polling sessions work, broadcasts cross; ro
           const key = `k${i}`;
           const c = client(sticky.url, key, key);
           clients.push(c);
-          await withTimeout(new Promise((r, j) => { c.once("connect", r); c.once("connect_error", j); }), 5000, `sticky connect ${key}`);
+          await withTimeout(new Promise((r, j) => { c.once("connect", r); c.once("connect_error", j); }), WAIT, `sticky connect ${key}`);
           names[key] = await c.emitWithAck("whoami");
           // the session really is sticky: a few more round trips stay on its node
           for (let k = 0; k < 3; k++) assert.deepEqual(await c.emitWithAck("whoami"), names[key]);
@@ -100,7 +98,7 @@ test("two nodes behind nginx: sticky polling sessions work, broadcasts cross; ro
         // a broadcast from a client on one node reaches a client on the other, through Redis
         const [k1, k2] = Object.keys(names).filter((k, i, all) => names[k].node !== names[all[0]].node || i === 0);
         const from = clients[Object.keys(names).indexOf(k1)], to = clients[Object.keys(names).indexOf(k2)];
-        const got = withTimeout(new Promise((r) => to.once("msg", (...args) => r(args))), 5000, "cross-node broadcast");
+        const got = withTimeout(new Promise((r) => to.once("msg", (...args) => r(args))), WAIT, "cross-node broadcast");
         from.emit("bcast", "over redis");
         assert.deepEqual(await got, ["over redis"]);
       } finally {
@@ -117,7 +115,7 @@ test("two nodes behind nginx: sticky polling sessions work, broadcasts cross; ro
           const outcome = await withTimeout(new Promise((r) => {
             c.once("connect", () => r("connect"));
             c.once("connect_error", () => r("error"));
-          }), 8000, "round-robin outcome");
+          }), WAIT, "round-robin outcome");
           if (outcome === "error") failures++;
         }
         assert.ok(failures >= 2, `polling through round-robin should fail (failed ${failures} of 3)`);

@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { io as ioClient } from "socket.io-client";
-import { startServer, connect, once, closeAll, request, withTimeout } from "./helpers.mjs";
+import { startServer, connect, once, closeAll, request, withTimeout, WAIT } from "./helpers.mjs";
 
 let srv;
 before(async () => { srv = await startServer("main"); });
@@ -37,7 +37,7 @@ test("polling upgrades to websocket", async () => {
         assert.equal(s.io.engine.transport.name, "polling");
         s.io.engine.once("upgrade", resolve);
       })),
-      5000,
+      WAIT,
       "the engine's upgrade event",
     );
     await once(s, "connect");

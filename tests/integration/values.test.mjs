@@ -10,7 +10,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { startServer, connect, closeAll, withTimeout, REF } from "./helpers.mjs";
+import { startServer, connect, closeAll, withTimeout, REF, WAIT } from "./helpers.mjs";
 import { startRedis, startNode, startPeer, waitServers } from "./redis.helpers.mjs";
 
 const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1000000007;
@@ -171,7 +171,7 @@ async function rawClient(url, { auth = null, answer = true } = {}) {
   await withTimeout(new Promise((resolve, reject) => {
     ws.once("open", resolve);
     ws.once("error", reject);
-  }), 5000, "WebSocket open");
+  }), WAIT, "WebSocket open");
   await c.next((m) => m.startsWith("0{"));
   ws.send(auth == null ? "40" : "40" + auth);
   const connected = await c.next((m) => m.startsWith("40") || m.startsWith("44"));
@@ -255,9 +255,9 @@ test("values: invalid UTF-8 in a polling body reaches a WebSocket socket.io-clie
     const bad = Buffer.concat([Buffer.from('42["relay","a'), Buffer.from([0xff, 0x62, 0xed, 0xa0, 0x80, 0x63, 0xe2, 0x82]),
       Buffer.from('","x\\ud800y"]')]);
     assert.equal((await post(bad)).status, 200);
-    const args = await withTimeout(got, 5000, "relayed");
+    const args = await withTimeout(got, WAIT, "relayed");
     // still connected: an echo works
-    assert.deepEqual(await B.timeout(5000).emitWithAck("echo", "after"), "after");
+    assert.deepEqual(await B.timeout(WAIT).emitWithAck("echo", "after"), "after");
     assert.equal(B.connected, true);
     B.disconnect();
     return args;

@@ -8,7 +8,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { startServer, connect, closeAll, request, once, sleep, withTimeout, REF } from "./helpers.mjs";
+import { startServer, connect, closeAll, request, once, sleep, withTimeout, REF, WAIT } from "./helpers.mjs";
 
 const SIOLUA_ONLY = REF && "siolua bounds the wait, ignores a second answer and survives a raising function";
 let srv, approver;
@@ -119,7 +119,7 @@ test("a client that goes away while its namespace is being decided", async () =>
   await withTimeout(new Promise((resolve) => {
     const check = () => (approvals.includes("/late-slow") ? resolve() : setTimeout(check, 10));
     check();
-  }), 5000, "the approver being asked");
+  }), WAIT, "the approver being asked");
   s.disconnect(); // before the approver answers (300 ms)
   await sleep(400);
   const again = await nspSocket("/late-1", { ok: true });

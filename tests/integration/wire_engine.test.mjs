@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { io as ioClient } from "socket.io-client";
-import { startServer, connect, closeAll, request, sleep, once, withTimeout } from "./helpers.mjs";
+import { startServer, connect, closeAll, request, sleep, once, withTimeout, WAIT } from "./helpers.mjs";
 
 let srv, observer;
 before(async () => {
@@ -84,7 +84,7 @@ test("polling: packets queued between two GETs are flushed in order; upgrading c
   const u = ioClient(srv.url, { forceNew: true, reconnection: false, transports: ["polling", "websocket"] });
   try {
     const upgraded = withTimeout(new Promise((resolve) => u.io.once("open", () => u.io.engine.once("upgrade", resolve))),
-      5000, "the upgrade");
+      WAIT, "the upgrade");
     await once(u, "connect");
     await upgraded;
     const ul = await log(u, (l) => l.includes("upgrade websocket"));
@@ -124,8 +124,8 @@ test("siolua.engine{} takes the Engine.IO options: cors, cookie, allowRequest, h
   const open = await fetch(base, { headers: origin });
   assert.equal(open.status, 200);
   const hs = JSON.parse((await open.text()).slice(1));
-  assert.equal(hs.pingInterval, 300);
-  assert.equal(hs.pingTimeout, 200);
+  assert.equal(hs.pingInterval, 20000);
+  assert.equal(hs.pingTimeout, 10000);
   assert.equal(open.headers.get("access-control-allow-origin"), "http://a.test");
   assert.equal(open.headers.get("access-control-allow-credentials"), "true");
   assert.equal(open.headers.get("set-cookie"), `eio=${hs.sid}; Path=/; HttpOnly; SameSite=Lax`);

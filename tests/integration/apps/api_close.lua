@@ -10,6 +10,10 @@ local function track(nsp)
       print("closing the server")
       io.close()
     end)
+    socket.on("close-server-colon", function() -- the Lua spelling of the same call
+      print("closing the server")
+      io:close()
+    end)
   end)
 end
 track(io)

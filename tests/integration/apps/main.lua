@@ -63,6 +63,12 @@ io.on("connection", function(socket)
 
   socket.on("kick", function(close) socket.disconnect(close == true) end)
 
+  -- n events "blob" of size bytes each, at once (the polling buffer limit, limits.test.mjs)
+  socket.on("blobs", function(n, size)
+    local blob = string.rep("b", size)
+    for i = 1, n do socket.emit("blob", i, blob) end
+  end)
+
   socket.on("boom", function() error("kaboom") end)
 
   -- Lua's own io library still works through the global io (the server).

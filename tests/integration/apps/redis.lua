@@ -1,8 +1,10 @@
 -- The Redis adapter tests' app (tests/integration/redis*.test.mjs). Its Node twin, run on the
 -- Node socket.io server with @socket.io/redis-adapter, is tests/integration/redis_peer.mjs: both
 -- answer the same events, so a test can drive either kind of node the same way.
--- The URL comes from --redis, or from SIOLUA_TEST_REDIS through io.options (both are tested).
-io.options{ adapter = { redis = os.getenv("SIOLUA_TEST_REDIS"), requestsTimeout = 1500 } }
+-- The URL comes from --redis, or from SIOLUA_TEST_REDIS through io.options (both are tested);
+-- SIOLUA_TEST_SPECIFIC=1 turns publishOnSpecificResponseChannel on.
+io.options{ adapter = { redis = os.getenv("SIOLUA_TEST_REDIS"), requestsTimeout = 1500,
+  publishOnSpecificResponseChannel = os.getenv("SIOLUA_TEST_SPECIFIC") == "1" } }
 
 local NAME = os.getenv("SIOLUA_NODE_NAME") or "siolua"
 
@@ -41,6 +43,11 @@ io.on("connection", function(socket)
   socket.on("local", function(...) io["local"].emit("msg", ...) end)
   socket.on("volatile", function(...) io.volatile.emit("msg", ...) end)
   socket.on("fetch", function(room, ack) ack(describe(target(room).fetchSockets())) end)
+  -- fetchSockets' error, if it raises one (a node that does not answer in requestsTimeout)
+  socket.on("fetch-pcall", function(ack)
+    local ok, res = pcall(io.fetchSockets)
+    ack(ok, ok and #res or tostring(res))
+  end)
   socket.on("count", function(ack) ack(io.serverCount()) end)
   socket.on("sse", function(x, ack)
     io.serverSideEmit("ping", x, function(err, responses)
@@ -68,6 +75,18 @@ io.on("connection", function(socket)
       if s.id == id then
         s.emit("msg", "direct from " .. NAME)
         s.join("picked")
+        return ack(true)
+      end
+    end
+    ack(false)
+  end)
+  -- the same with the Lua spelling of the (remote) socket's methods
+  socket.on("remoteEmitColon", function(id, ack)
+    for _, s in ipairs(io.fetchSockets()) do
+      if s.id == id then
+        s:emit("msg", "direct from " .. NAME)
+        s:join("picked-colon")
+        s:leave("picked")
         return ack(true)
       end
     end

@@ -61,8 +61,8 @@ end)
 -- an Engine.IO-only endpoint with its own options, as engine.io's attach(httpServer, options)
 local own = siolua.engine({
   path = "/eio-opts/",
-  pingInterval = 300,
-  pingTimeout = 200,
+  pingInterval = 20000,
+  pingTimeout = 10000,
   cors = { origin = "http://a.test", credentials = true },
   cookie = { name = "eio" },
   allowRequest = function(req, callback)

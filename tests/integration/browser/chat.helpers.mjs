@@ -1,6 +1,7 @@
 // What the browser tests share: headless Chromium (Debian's /usr/bin/chromium, or $CHROMIUM) and
 // a page of the chat example that has connected.
 import { chromium } from "playwright-core";
+import { WAIT } from "../helpers.mjs";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 
@@ -32,7 +33,7 @@ export async function openChat(browser, url, { record = false } = {}) {
     });
   }
   page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(url + "/", { timeout: 10000 });
-  await page.waitForSelector("#status.online", { timeout: 10000 });
+  await page.goto(url + "/", { timeout: WAIT });
+  await page.waitForSelector("#status.online", { timeout: WAIT });
   return { page, errors, seen };
 }

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { startServer, connect, closeAll, withTimeout, ROOT } from "../helpers.mjs";
+import { startServer, connect, closeAll, withTimeout, ROOT, WAIT } from "../helpers.mjs";
 import { launchChromium, openChat as open } from "./chat.helpers.mjs";
 
 // issue 11's table, and a key order a signature depends on
@@ -43,12 +43,12 @@ test("a message typed in one page appears in the other", async () => {
   await alice.page.fill("#input", "Hello from Alice");
   await alice.page.click("#send");
   // the sender shows its own message locally, the other page gets it through the server
-  await alice.page.waitForSelector("#messages li.own >> text=Hello from Alice", { timeout: 5000 });
-  await bob.page.waitForSelector("#messages li:not(.own) >> text=Hello from Alice", { timeout: 5000 });
+  await alice.page.waitForSelector("#messages li.own >> text=Hello from Alice", { timeout: WAIT });
+  await bob.page.waitForSelector("#messages li:not(.own) >> text=Hello from Alice", { timeout: WAIT });
 
   await bob.page.fill("#input", "Hi Alice, Bob here");
   await bob.page.press("#input", "Enter");
-  await alice.page.waitForSelector("#messages li:not(.own) >> text=Hi Alice, Bob here", { timeout: 5000 });
+  await alice.page.waitForSelector("#messages li:not(.own) >> text=Hi Alice, Bob here", { timeout: WAIT });
 
   // the server broadcast to everyone but the sender: no echo of one's own message
   assert.deepEqual(await alice.page.$$eval("#messages li", (els) => els.map((e) => [e.className, e.textContent])),
@@ -104,7 +104,7 @@ test("the chat example relays issue 11's values unchanged between a browser, a N
 
   const until = (what, pred) => withTimeout((async () => {
     while (!(await pred())) await new Promise((r) => setTimeout(r, 20));
-  })(), 15000, what);
+  })(), WAIT, what);
   const browserGot = () => page.evaluate(() => window.got);
 
   // Node sends, then the browser, then Python: each time the two others get all of it
@@ -141,12 +141,12 @@ test("Chromium negotiates permessage-deflate; long messages cross compressed; th
   await alice.page.fill("#input", long);
   await alice.page.click("#send");
   await bob.page.waitForFunction((t) => [...document.querySelectorAll("#messages li:not(.own)")]
-    .some((li) => li.textContent === t), long, { timeout: 5000 });
+    .some((li) => li.textContent === t), long, { timeout: WAIT });
   const reply = "Bob: " + "ok ".repeat(600);
   await bob.page.fill("#input", reply);
   await bob.page.press("#input", "Enter");
   await alice.page.waitForFunction((t) => [...document.querySelectorAll("#messages li:not(.own)")]
-    .some((li) => li.textContent === t.trim() || li.textContent === t), reply, { timeout: 5000 });
+    .some((li) => li.textContent === t.trim() || li.textContent === t), reply, { timeout: WAIT });
   assert.deepEqual(alice.errors, []);
   assert.deepEqual(bob.errors, []);
   await zsrv.waitLog(/message received:\s+Alice says: word0/);

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { startServer, ROOT } from "../helpers.mjs";
+import { startServer, ROOT, WAIT } from "../helpers.mjs";
 import { makePki } from "../tls.helpers.mjs";
 import { launchChromium, openChat as open } from "./chat.helpers.mjs";
 
@@ -33,14 +33,14 @@ after(async () => {
 async function openChat() {
   const { page, errors } = await open(browser, srv.url);
   // the page upgrades from HTTPS long-polling to WSS
-  await page.waitForFunction(() => socket.io.engine.transport.name === "websocket", null, { timeout: 10000 });
+  await page.waitForFunction(() => socket.io.engine.transport.name === "websocket", null, { timeout: WAIT });
   return { page, errors, id: await page.evaluate(() => socket.id) };
 }
 
 async function say(from, to, text) {
   await from.page.fill("#input", text);
   await from.page.click("#send");
-  for (const p of to) await p.page.waitForSelector(`#messages li:not(.own) >> text=${text}`, { timeout: 10000 });
+  for (const p of to) await p.page.waitForSelector(`#messages li:not(.own) >> text=${text}`, { timeout: WAIT });
 }
 
 test("two pages chat over HTTPS/WSS; after a rotation they go on, and a new page gets the new certificate", async () => {

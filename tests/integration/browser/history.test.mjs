@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { REF, ROOT, closeAll } from "../helpers.mjs";
+import { REF, ROOT, WAIT, closeAll } from "../helpers.mjs";
 import { launchChromium } from "./chat.helpers.mjs";
 import { startWithEnv } from "../hio.helpers.mjs";
 import { freePort } from "../redis.helpers.mjs";
@@ -36,8 +36,8 @@ async function open(token, ready = "#status.online") {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${srv.url}/?token=${token}`, { timeout: 10000 });
-  await page.waitForSelector(ready, { timeout: 10000 });
+  await page.goto(`${srv.url}/?token=${token}`, { timeout: WAIT });
+  await page.waitForSelector(ready, { timeout: WAIT });
   return { page, errors };
 }
 
@@ -46,22 +46,22 @@ test("history, live messages and presence in two browsers; an unknown token is r
   for (const text of ["first", "second", "third"]) {
     await alice.page.fill("#input", text);
     await alice.page.press("#input", "Enter");
-    await alice.page.waitForSelector(`#messages li.own >> text=${text}`, { timeout: 5000 });
+    await alice.page.waitForSelector(`#messages li.own >> text=${text}`, { timeout: WAIT });
   }
   // bob joins later: the three messages come as history, and alice sees bob online
   const bob = await open("bob-token");
-  await bob.page.waitForFunction(() => document.body.dataset.history === "3", null, { timeout: 5000 });
+  await bob.page.waitForFunction(() => document.body.dataset.history === "3", null, { timeout: WAIT });
   assert.deepEqual(await bob.page.$$eval("#messages li", (els) => els.map((e) => e.lastChild.textContent)),
     ["first", "second", "third"]);
-  await alice.page.waitForSelector("#online >> text=online: alice, bob", { timeout: 5000 });
+  await alice.page.waitForSelector("#online >> text=online: alice, bob", { timeout: WAIT });
 
   await bob.page.fill("#input", "hello alice");
   await bob.page.click("#send");
-  await alice.page.waitForSelector("#messages li:not(.own) >> text=hello alice", { timeout: 5000 });
-  await bob.page.waitForSelector("#messages li.own >> text=hello alice", { timeout: 5000 });
+  await alice.page.waitForSelector("#messages li:not(.own) >> text=hello alice", { timeout: WAIT });
+  await bob.page.waitForSelector("#messages li.own >> text=hello alice", { timeout: WAIT });
 
   const mallory = await open("mallory-token", "#status.offline");
-  await mallory.page.waitForSelector("#error >> text=cannot join: invalid token", { timeout: 5000 });
+  await mallory.page.waitForSelector("#error >> text=cannot join: invalid token", { timeout: WAIT });
 
   assert.deepEqual([alice.errors, bob.errors, mallory.errors], [[], [], []]);
   const shots = path.join(ROOT, "build/screenshots");

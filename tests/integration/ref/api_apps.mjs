@@ -382,11 +382,13 @@ export const apiApps = {
       const track = (nsp) => {
         nsp.on("connection", (socket) => {
           socket.on("disconnect", (reason) => console.error(`disconnect ${nsp.name} ${socket.id} ${reason}`));
-          socket.on("close-server", () => {
+          const close = () => {
             console.error("closing the server");
             // siolua's io.close() ends the process with status 0
             io.close(() => process.exit(0));
-          });
+          };
+          socket.on("close-server", close);
+          socket.on("close-server-colon", close); // io:close() in Lua
         });
       };
       track(io.of("/"));

@@ -52,11 +52,6 @@ export const apps = {
         socket.on("shout", (msg) => socket.broadcast.emit("shout", msg, socket.id));
         socket.on("announce", (msg) => io.emit("announcement", msg));
         socket.on("kick", (close) => socket.disconnect(close === true));
-        socket.on("boom", () => {
-          // Node would crash the process on a throwing handler; siolua logs it. Log only here.
-          console.error("main.lua:0: kaboom\nstack traceback: (reference)");
-        });
-        socket.on("luaio", (text, ack) => ack(text, "function", "function"));
         socket.on("disconnect", (reason) => {
           console.error("disconnect " + socket.id + " " + reason);
           io.emit("gone", socket.id, reason);

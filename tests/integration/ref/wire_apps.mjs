@@ -69,8 +69,8 @@ export const wireApps = {
       });
       const own = engineAttach(io.httpServer, {
         path: "/eio-opts/",
-        pingInterval: 300,
-        pingTimeout: 200,
+        pingInterval: 20000,
+        pingTimeout: 10000,
         cors: { origin: "http://a.test", credentials: true },
         cookie: { name: "eio" },
         allowRequest: (req, callback) => {

@@ -63,6 +63,11 @@ io.on("connection", function(socket)
   socket.on("ask", function()
     socket.emit("question", VERSION, function(answer) socket.emit("answered", answer, VERSION) end)
   end)
+  -- The same in a handler suspended in emitWithAck: a reload abandons it (it never resumes).
+  socket.on("ask-wait", function()
+    local answer = socket.emitWithAck("question", VERSION)
+    socket.emit("resumed", answer, VERSION)
+  end)
 
   -- Numbered messages (the reload-under-traffic test): the server checks the sequence too.
   socket.on("seq", function(n, ack)
