@@ -60,12 +60,12 @@ local function describe(v, fx)
   for role, x in pairs(fx) do
     if rawequal(v, x) then return "fixture:" .. role end
   end
-  if t == "table" and rawget(v, "_nsp") ~= nil then -- a broadcast operator
-    local flags = {}
-    for k, x in pairs(rawget(v, "_flags")) do flags[k] = x end
+  if t == "table" and rawget(v, "_nsp") ~= nil then -- a broadcast operator (_opts: its adapter options)
+    local opts, flags = rawget(v, "_opts"), {}
+    for k, x in pairs(opts.flags) do flags[k] = x end
     return { op = {
-      nsp = describe(rawget(v, "_nsp"), fx), rooms = sorted_roles(rawget(v, "_rooms")),
-      except = sorted_roles(rawget(v, "_except")), flags = flags,
+      nsp = describe(rawget(v, "_nsp"), fx), rooms = sorted_roles(opts.rooms),
+      except = sorted_roles(opts.except), flags = flags,
       socket = rawget(v, "_socket") and describe(rawget(v, "_socket"), fx) or "none",
     } }
   end
