@@ -721,6 +721,7 @@ static void ep_bind(ep_t *ep, lengine_t *e, sl_server_t *srv)
     ep->eio.q_pong.timeout = ep->cfg.ping_timeout;
     ep->eio.q_upgrade.timeout = ep->cfg.upgrade_timeout;
     ep->eio.q_allow.timeout = ep->cfg.allow_timeout;
+    ep->eio.q_ping3.timeout = ep->cfg.ping_interval + ep->cfg.ping_timeout;
     /* one HTTP body limit for the port: the largest; each endpoint checks its own */
     if (ep->cfg.max_payload > srv->cfg.http.max_body)
         srv->cfg.http.max_body = ep->cfg.max_payload;

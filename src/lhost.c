@@ -1153,7 +1153,10 @@ static int connect_k(lua_State *L)
     lsocket_push_new(L, s); /* 1: the handle */
     if (a->auth.len > 0) { /* kept for socket.handshake.auth */
         lsocket_private(L, 1);
-        lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
+        if (sio_socket_protocol(s) == 3) /* a v2 client's namespace query */
+            lhost_push_query(L, a->auth.ptr, a->auth.len);
+        else
+            lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
         lua_setfield(L, -2, "auth");
         lua_pop(L, 1);
     }
@@ -1189,7 +1192,9 @@ static int resolve_k(lua_State *L)
     lua_settop(L, 0);
     lhost_push_hook(L, "resolve");
     lua_pushlstring(L, a->name.ptr, a->name.len);
-    if (a->auth.len > 0)
+    if (a->auth.len > 0 && sio_resolve_protocol(a->resolve) == 3)
+        lhost_push_query(L, a->auth.ptr, a->auth.len);
+    else if (a->auth.len > 0)
         lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
     else
         lua_newtable(L);

@@ -742,6 +742,18 @@ static int n_options(lua_State *L)
             uint64_t v = opt_ms(L, "io.options", k);
             if (!(cfg->cli_set & CFG_CONNECT_TIMEOUT))
                 cfg->sio.connect_timeout = v;
+        } else if (strcmp(k, "allowEIO3") == 0) {
+            luaL_checktype(L, -1, LUA_TBOOLEAN);
+            if (!(cfg->cli_set & CFG_ALLOW_EIO3))
+                cfg->eio.allow_eio3 = lua_toboolean(L, -1);
+        } else if (strcmp(k, "parser") == 0) {
+            int parser;
+            if (lua_type(L, -1) != LUA_TSTRING || sio_parser_from_name(lua_tostring(L, -1), &parser) != 0)
+                return luaL_error(L, "io.options: parser must be \"default\" or \"msgpack\" (socket.io-msgpack-parser's "
+                                     "format), not %s",
+                                  lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+            if (!(cfg->cli_set & CFG_PARSER))
+                cfg->sio.parser = parser;
         } else if (strcmp(k, "serveClient") == 0) {
             if (!(cfg->cli_set & CFG_SERVE_CLIENT))
                 cfg->serve_client = lua_toboolean(L, -1);

@@ -22,8 +22,8 @@
 
 typedef struct {
     sio_socket_t *s; /* NULL once the socket is closed */
-    char id[21];
     uint8_t leaving; /* 1 while "disconnecting" runs (rooms still readable), 2 from "disconnect" on */
+    char id[];       /* a copy of the id (20 characters but for a v2 client's outside "/") */
 } lsock_t;
 
 const char *const lsocket_reserved_names[] = {"connect",       "connect_error", "disconnect",
@@ -503,10 +503,10 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
 
 void lsocket_push_new(lua_State *L, sio_socket_t *s)
 {
-    lsock_t *h = lua_newuserdatauv(L, sizeof(*h), 2); /* both user values made on first use */
+    lsock_t *h = lua_newuserdatauv(L, sizeof(*h) + s->idlen + 1u, 2); /* both user values made on first use */
     h->s = s;
     h->leaving = 0;
-    memcpy(h->id, s->id, sizeof(h->id));
+    memcpy(h->id, s->id, s->idlen + 1u);
     luaL_setmetatable(L, SOCKET_MT);
     lua_pushvalue(L, -1);
     s->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -608,19 +608,46 @@ static int c_accept(lua_State *L)
     return 1;
 }
 
-/* core.refuse(socket, message, data): CONNECT_ERROR {"message":..., "data":...}. */
+/* A JS value's truthiness: nil, false, siolua.null, 0, NaN and "" are falsy. [-0, +0, -] */
+static int js_truthy(lua_State *L, int idx)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNONE:
+    case LUA_TNIL:
+        return 0;
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx);
+    case LUA_TLIGHTUSERDATA:
+        return lua_touserdata(L, idx) != NULL;
+    case LUA_TNUMBER: {
+        lua_Number d = lua_tonumber(L, idx);
+        return d == d && d != 0;
+    }
+    case LUA_TSTRING:
+        return lua_rawlen(L, idx) > 0;
+    }
+    return 1;
+}
+
+/* core.refuse(socket, message, data): CONNECT_ERROR {"message":..., "data":...}; to a Socket.IO v2
+ * client, the reference's err.data || err.message. */
 static int c_refuse(lua_State *L)
 {
     lsock_t *h = check(L, 1);
     luaL_checkstring(L, 2);
     if (h->s == NULL || h->s->state != SIO_S_CONNECTING)
         return 0;
-    lua_createtable(L, 0, 2);
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "message");
-    if (!lua_isnoneornil(L, 3)) {
-        lua_pushvalue(L, 3);
-        lua_setfield(L, -2, "data");
+    if (sio_socket_protocol(h->s) == 3)
+        lua_pushvalue(L, js_truthy(L, 3) ? 3 : 2);
+    else
+        lua_createtable(L, 0, 2);
+    if (sio_socket_protocol(h->s) != 3) {
+        lua_pushvalue(L, 2);
+        lua_setfield(L, -2, "message");
+        if (!lua_isnoneornil(L, 3)) {
+            lua_pushvalue(L, 3);
+            lua_setfield(L, -2, "data");
+        }
     }
     lvalue_encode_value(L, -1, lhost_get(L)->srv->cfg.max_json_depth, 0);
     size_t len;

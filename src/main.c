@@ -37,6 +37,9 @@ static void usage(FILE *out)
           "  --per-message-deflate       compress WebSocket messages of 1024 bytes or more (permessage-deflate)\n"
           "                              with clients that offer it (default off; parameters: io.options)\n"
           "  --no-http-compression       do not gzip/deflate polling answers of 1024 bytes or more (default on)\n"
+          "  --parser msgpack            encode Socket.IO packets with msgpack, as socket.io-msgpack-parser\n"
+          "                              (default: the JSON parser)\n"
+          "  --allow-eio3                accept Socket.IO v2 clients (Engine.IO protocol v3; default: refused)\n"
           "  --no-watch                  do not reload when app.lua or its modules change (SIGHUP still does)\n"
           "  --lua-memory-limit BYTES    memory the Lua VM may use (default 536870912; 0: no limit)\n"
           "  --handler-timeout MS        longest a handler may run before it is aborted (default 2000; 0: none)\n"
@@ -84,6 +87,7 @@ enum {
     OPT_CONNECT_TIMEOUT, OPT_MAX_BUFFER, OPT_TRANSPORTS, OPT_NO_UPGRADES, OPT_CORS_ORIGIN, OPT_CORS_METHODS,
     OPT_CORS_CREDENTIALS, OPT_NO_SERVE_CLIENT, OPT_LOG_LEVEL, OPT_LUA_MEMORY, OPT_HANDLER_TIMEOUT,
     OPT_NO_WATCH, OPT_OUTPUT_MEMORY, OPT_HANDLER_SLICE, OPT_PER_MESSAGE_DEFLATE, OPT_NO_HTTP_COMPRESSION,
+    OPT_PARSER, OPT_ALLOW_EIO3,
     OPT_REDIS, /* the Redis adapter */
     OPT_TLS_CERT, OPT_TLS_KEY,
     /* transport limits */
@@ -111,6 +115,8 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         {"no-serve-client", no_argument, 0, OPT_NO_SERVE_CLIENT},
         {"per-message-deflate", no_argument, 0, OPT_PER_MESSAGE_DEFLATE},
         {"no-http-compression", no_argument, 0, OPT_NO_HTTP_COMPRESSION},
+        {"parser", required_argument, 0, OPT_PARSER},
+        {"allow-eio3", no_argument, 0, OPT_ALLOW_EIO3},
         {"log-level", required_argument, 0, OPT_LOG_LEVEL},
         {"lua-memory-limit", required_argument, 0, OPT_LUA_MEMORY},
         {"handler-timeout", required_argument, 0, OPT_HANDLER_TIMEOUT},
@@ -253,6 +259,15 @@ static int parse_args(int argc, char **argv, sl_config_t *cfg)
         case OPT_NO_HTTP_COMPRESSION:
             cfg->eio.http_compression.enabled = 0;
             cfg->cli_set |= CFG_HTTP_COMPRESSION;
+            break;
+        case OPT_PARSER:
+            if (sio_parser_from_name(optarg, &cfg->sio.parser) != 0)
+                goto bad;
+            cfg->cli_set |= CFG_PARSER;
+            break;
+        case OPT_ALLOW_EIO3:
+            cfg->eio.allow_eio3 = 1;
+            cfg->cli_set |= CFG_ALLOW_EIO3;
             break;
         case OPT_LOG_LEVEL:
             if (strcmp(optarg, "error") == 0)

@@ -25,6 +25,7 @@ enum {
     CFG_ALLOW_UPGRADES = 1 << 10, CFG_CORS = 1 << 11, CFG_SERVE_CLIENT = 1 << 12,
     CFG_COOKIE = 1 << 13, /* no flag: for siolua.engine's own options (lserver_eio_option) */
     CFG_PER_MESSAGE_DEFLATE = 1 << 14, CFG_HTTP_COMPRESSION = 1 << 15,
+    CFG_ALLOW_EIO3 = 1 << 16, CFG_PARSER = 1 << 17,
     CFG_REDIS = 1 << 20, /* --redis (the Redis adapter) */
     CFG_TLS = 1 << 21,   /* --tls-cert / --tls-key */
 };

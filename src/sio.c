@@ -69,6 +69,8 @@ void sio_socket_unref(sio_socket_t *s)
     if (--s->refs > 0)
         return;
     nsp = s->nsp;
+    if (s->id != s->idbuf)
+        free(s->id);
     free(s);
     nsp_unref(nsp);
 }
@@ -133,6 +135,11 @@ static void send_control(sio_client_t *c, sio_type_t type, slice_t nsp, const ch
     rbuf_unref(b);
 }
 
+int sio_socket_protocol(const sio_socket_t *s)
+{
+    return s->client != NULL && s->client->session != NULL ? eio_session_protocol(s->client->session) : 4;
+}
+
 void sio_socket_accept(sio_socket_t *s)
 {
     sio_nsp_t *nsp = s->nsp;
@@ -146,6 +153,11 @@ void sio_socket_accept(sio_socket_t *s)
     nsp->head.nprev = s;
     nsp->nsockets++;
     room_add_id(&nsp->rooms, s);
+    if (eio_session_protocol(s->client->session) == 3) {
+        /* Socket.IO v2: the client makes the socket's id itself */
+        send_control(s->client, SIO_CONNECT, (slice_t){nsp->name, strlen(nsp->name)}, NULL, 0);
+        return;
+    }
     /* {"sid":"<id>"}: the id is base64url, nothing to escape */
     memcpy(json, "{\"sid\":\"", 8);
     memcpy(json + 8, s->id, 20);
@@ -383,7 +395,20 @@ static void connect_socket(sio_client_t *c, sio_nsp_t *nsp, slice_t name, slice_
         return;
     tq_remove(&c->ct);
     s = xcalloc(1, sizeof(*s));
-    eio_generate_id(s->id);
+    s->id = s->idbuf;
+    s->idlen = 20;
+    if (eio_session_protocol(c->session) != 3) {
+        eio_generate_id(s->id);
+    } else if (nsp->name[0] == '/' && nsp->name[1] == '\0') {
+        memcpy(s->id, eio_session_id(c->session), 21); /* v2: the Engine.IO id in "/"... */
+    } else {
+        size_t n = strlen(nsp->name); /* ...and "<nsp>#<Engine.IO id>" elsewhere */
+        s->id = xmalloc(n + 22);
+        memcpy(s->id, nsp->name, n);
+        s->id[n] = '#';
+        memcpy(s->id + n + 1, eio_session_id(c->session), 21);
+        s->idlen = (uint16_t)(n + 21);
+    }
     s->state = SIO_S_CONNECTING;
     s->refs = 1; /* the client's */
     s->nsp = nsp;
@@ -405,6 +430,11 @@ void sio_resolve_unref(sio_resolve_t *r)
 }
 
 int sio_resolve_pending(const sio_resolve_t *r) { return r->client != NULL && !r->answered; }
+
+int sio_resolve_protocol(const sio_resolve_t *r)
+{
+    return r->client != NULL && r->client->session != NULL ? eio_session_protocol(r->client->session) : 4;
+}
 
 /* Takes r off its client's list and the deadline queue; drops the client's reference. */
 static void resolve_unlink(sio_resolve_t *r)
@@ -484,11 +514,24 @@ static void ask_resolve(sio_client_t *c, slice_t name, slice_t auth)
 static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
 {
     sio_server_t *srv = c->srv;
-    sio_nsp_t *nsp = sio_nsp_find(srv, p->nsp.ptr, p->nsp.len);
+    slice_t name = p->nsp, auth = p->data;
+    sio_nsp_t *nsp;
+    if (eio_session_protocol(c->session) == 3) {
+        /* Socket.IO v2 puts the namespace's query in its name ("/admin?token=abc"), which the
+         * reference reads as a URL: the path is the namespace, the query its auth (a fragment
+         * is no part of either) */
+        const char *q = memchr(name.ptr, '?', name.len), *h = memchr(name.ptr, '#', name.len);
+        const char *end = name.ptr + name.len;
+        if (h != NULL && (q == NULL || h < q))
+            q = NULL;
+        name.len = (size_t)((q ? q : h ? h : end) - name.ptr);
+        auth = q ? (slice_t){q + 1, (size_t)((h ? h : end) - q - 1)} : (slice_t){"", 0};
+    }
+    nsp = sio_nsp_find(srv, name.ptr, name.len);
     if (nsp == NULL && srv->h->resolve != NULL)
-        ask_resolve(c, p->nsp, p->data);
+        ask_resolve(c, name, auth);
     else
-        connect_socket(c, nsp, p->nsp, p->data);
+        connect_socket(c, nsp, name, auth);
 }
 
 /* A complete packet (attachments gathered). Returns -1 when the client must be closed. */
@@ -600,6 +643,12 @@ static void eh_open(eio_session_t *session, void *ud)
     if (srv->clients)
         srv->clients->prev = c;
     srv->clients = c;
+    if (eio_session_protocol(session) == 3) {
+        /* Socket.IO v2: every client is in "/" without asking (the reference's onconnection) */
+        c->refs++;
+        connect_socket(c, srv->nsps, SLICE_LIT("/"), (slice_t){"", 0});
+        client_unref(c);
+    }
 }
 
 static void eh_message(eio_session_t *session, int binary, const char *data, size_t len, void *ud)

@@ -126,6 +126,17 @@ int sio_decode(const char *p, size_t n, const sio_limits_t *lim, sio_packet_t *o
     return SIO_PKT_OK;
 }
 
+int sio_parser_from_name(const char *name, int *out)
+{
+    if (strcmp(name, "default") == 0 || strcmp(name, "json") == 0)
+        *out = SIO_PARSER_JSON;
+    else if (strcmp(name, "msgpack") == 0)
+        *out = SIO_PARSER_MSGPACK;
+    else
+        return -1;
+    return 0;
+}
+
 const char *sio_strerror(int code)
 {
     switch (code) {

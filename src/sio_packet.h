@@ -39,6 +39,14 @@ enum {
                                   EVENT whose payload does not start with '[') */
 };
 
+/* The packet encodings (the reference's `parser` option). */
+enum {
+    SIO_PARSER_JSON = 0,    /* socket.io-parser: text packets, binary as attachments */
+    SIO_PARSER_MSGPACK = 1, /* socket.io-msgpack-parser: a packet is one msgpack binary message */
+};
+/* Reads a parser's name ("default" or "json", "msgpack") into *out: 0, or -1 if unknown. */
+int sio_parser_from_name(const char *name, int *out);
+
 typedef struct {
     uint32_t max_attachments; /* default 10 */
     size_t max_nsp;           /* namespace name bytes, default 256 */
