@@ -40,7 +40,8 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
 
 CLIENT_DIST := node_modules/socket.io-client/dist
 CLIENT_FILES := $(CLIENT_DIST)/socket.io.js $(CLIENT_DIST)/socket.io.min.js $(CLIENT_DIST)/socket.io.js.map \
-                $(CLIENT_DIST)/socket.io.min.js.map
+                $(CLIENT_DIST)/socket.io.min.js.map $(CLIENT_DIST)/socket.io.msgpack.min.js \
+                $(CLIENT_DIST)/socket.io.msgpack.min.js.map
 
 .PHONY: all setup run test unit integration asan clean format fuzz bench valgrind soak warnings
 

@@ -1143,6 +1143,19 @@ typedef struct {
     int rc;
 } call_args_t;
 
+/* Pushes a CONNECT's auth (not empty): a v2 client's namespace query, or the payload in the
+ * parser's format (raises if it is invalid). [-0, +1, e] */
+static void push_auth(lua_State *L, slice_t auth, int protocol)
+{
+    const sl_config_t *cfg = &lhost_get(L)->srv->cfg;
+    if (protocol == 3)
+        lhost_push_query(L, auth.ptr, auth.len);
+    else if (cfg->sio.parser == SIO_PARSER_MSGPACK && lvalue_push_msgpack(L, auth.ptr, auth.len) != 0)
+        lua_error(L);
+    else if (cfg->sio.parser != SIO_PARSER_MSGPACK)
+        lvalue_push_json(L, auth.ptr, auth.len, NULL, 0, cfg->max_json_depth);
+}
+
 /* CONNECT: make the handle with handshake.auth, then the prelude's hooks.connect runs the
  * middlewares, accepts and fires "connection". */
 static int connect_k(lua_State *L)
@@ -1153,10 +1166,7 @@ static int connect_k(lua_State *L)
     lsocket_push_new(L, s); /* 1: the handle */
     if (a->auth.len > 0) { /* kept for socket.handshake.auth */
         lsocket_private(L, 1);
-        if (sio_socket_protocol(s) == 3) /* a v2 client's namespace query */
-            lhost_push_query(L, a->auth.ptr, a->auth.len);
-        else
-            lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
+        push_auth(L, a->auth, sio_socket_protocol(s));
         lua_setfield(L, -2, "auth");
         lua_pop(L, 1);
     }
@@ -1175,8 +1185,7 @@ static void h_connect(sio_socket_t *s, slice_t auth, void *ud)
     sio_socket_ref(s);
     h->origin = s; /* its middlewares and connection handlers are its own */
     if (lhost_protect(h, connect_k, &a, "connect") != 0 && s->state == SIO_S_CONNECTING) {
-        static const char err[] = "{\"message\":\"Invalid payload\"}";
-        sio_socket_refuse(s, err, sizeof(err) - 1);
+        sio_socket_refuse_message(s, "Invalid payload");
     }
     h->origin = origin;
     sio_socket_unref(s);
@@ -1192,10 +1201,8 @@ static int resolve_k(lua_State *L)
     lua_settop(L, 0);
     lhost_push_hook(L, "resolve");
     lua_pushlstring(L, a->name.ptr, a->name.len);
-    if (a->auth.len > 0 && sio_resolve_protocol(a->resolve) == 3)
-        lhost_push_query(L, a->auth.ptr, a->auth.len);
-    else if (a->auth.len > 0)
-        lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lhost_get(L)->srv->cfg.max_json_depth);
+    if (a->auth.len > 0)
+        push_auth(L, a->auth, sio_resolve_protocol(a->resolve));
     else
         lua_newtable(L);
     lhost_box_push(L, a->resolve, release_resolve);

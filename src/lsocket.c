@@ -111,14 +111,21 @@ rbuf_t *lsocket_encode(lua_State *L, int first, const char *nsp, sio_type_t type
     lhost_t *h = lhost_get(L);
     int n = lua_gettop(L) - first + 1;
     size_t len;
-    const char *json;
+    const char *data;
     rbuf_t *pkt;
-    *natt = lvalue_encode_args(L, first, n, att, MAX_ATT, h->srv->cfg.max_json_depth);
-    json = lua_tolstring(L, -1, &len);
+    if (h->srv->cfg.sio.parser == SIO_PARSER_MSGPACK) {
+        /* one binary message, binaries inline (no attachments) */
+        *natt = 0;
+        lvalue_encode_msgpack(L, first, n, 1, h->srv->cfg.max_json_depth);
+    } else {
+        *natt = lvalue_encode_args(L, first, n, att, MAX_ATT, h->srv->cfg.max_json_depth);
+    }
+    data = lua_tolstring(L, -1, &len);
     if (*natt > 0)
         type = type == SIO_ACK ? SIO_BINARY_ACK : SIO_BINARY_EVENT;
-    sio_packet_t p = {type, (uint32_t)*natt, {nsp, strlen(nsp)}, id, {json, len}};
-    pkt = sio_encode(&p); /* never raises: nothing to leak from here on */
+    sio_packet_t p = {type, (uint32_t)*natt, {nsp, strlen(nsp)}, id, {data, len}, NULL};
+    /* never raises: nothing to leak from here on */
+    pkt = h->srv->cfg.sio.parser == SIO_PARSER_MSGPACK ? sio_encode_msgpack(&p) : sio_encode(&p);
     lua_pop(L, 1);
     return pkt;
 }
@@ -450,7 +457,10 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
     lsocket_push(L, s);
     ud = lua_gettop(L);
     /* the arguments go straight on the stack: [ud, arg1, ..., argn] */
-    n = lvalue_push_json_args(L, p->data.ptr, p->data.len, att, natt, host->srv->cfg.max_json_depth);
+    if (p->obj != NULL) /* the msgpack parser's decoded array */
+        n = lvalue_push_msgpack_args(L, p->obj);
+    else
+        n = lvalue_push_json_args(L, p->data.ptr, p->data.len, att, natt, host->srv->cfg.max_json_depth);
     if (p->type == SIO_ACK || p->type == SIO_BINARY_ACK) {
         uv_field(L, ud, "acks");
         if (!lua_istable(L, -1))
@@ -649,7 +659,10 @@ static int c_refuse(lua_State *L)
             lua_setfield(L, -2, "data");
         }
     }
-    lvalue_encode_value(L, -1, lhost_get(L)->srv->cfg.max_json_depth, 0);
+    if (lhost_get(L)->srv->cfg.sio.parser == SIO_PARSER_MSGPACK)
+        lvalue_encode_msgpack(L, -1, 1, 0, lhost_get(L)->srv->cfg.max_json_depth);
+    else
+        lvalue_encode_value(L, -1, lhost_get(L)->srv->cfg.max_json_depth, 0);
     size_t len;
     const char *json = lua_tolstring(L, -1, &len);
     sio_socket_t *s = h->s;

@@ -4,6 +4,7 @@
  * Clients and sockets are refcounted so that a Lua handler closing them mid-dispatch is safe. */
 #include "sio.h"
 
+#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,7 +44,6 @@ typedef struct sio_partial {
     rbuf_t *att[];
 } sio_partial_t;
 
-static const char invalid_nsp_json[] = "{\"message\":\"Invalid namespace\"}";
 
 /* ---------------------------------------------------------------- sockets */
 
@@ -123,16 +123,26 @@ static void socket_close(sio_socket_t *s, const char *reason)
     sio_socket_unref(s);   /* the guard above */
 }
 
-/* Sends a packet that carries no payload for the application (CONNECT, DISCONNECT, CONNECT_ERROR). */
-static void send_control(sio_client_t *c, sio_type_t type, slice_t nsp, const char *json, size_t len)
+/* Sends a packet that carries no payload for the application (CONNECT, DISCONNECT, CONNECT_ERROR);
+ * data is in the server's parser format. */
+static void send_control(sio_client_t *c, sio_type_t type, slice_t nsp, const char *data, size_t len)
 {
-    sio_packet_t p = {type, 0, nsp, -1, {json, len}};
+    sio_packet_t p = {type, 0, nsp, -1, {data, len}, NULL};
     rbuf_t *b;
     if (c->session == NULL)
         return;
-    b = sio_encode(&p);
+    b = c->srv->cfg->parser == SIO_PARSER_MSGPACK ? sio_encode_msgpack(&p) : sio_encode(&p);
     eio_send(c->session, b);
     rbuf_unref(b);
+}
+
+/* send_control with the object {key: value} as data (two strings that need no escaping). */
+static void send_control_kv(sio_client_t *c, sio_type_t type, slice_t nsp, const char *key, const char *value)
+{
+    buf_t b = BUF_INIT;
+    sio_control_data(c->srv->cfg->parser, &b, key, value);
+    send_control(c, type, nsp, b.base, b.len);
+    buf_free(&b);
 }
 
 int sio_socket_protocol(const sio_socket_t *s)
@@ -143,7 +153,6 @@ int sio_socket_protocol(const sio_socket_t *s)
 void sio_socket_accept(sio_socket_t *s)
 {
     sio_nsp_t *nsp = s->nsp;
-    char json[40];
     if (s->state != SIO_S_CONNECTING || s->client == NULL || s->client->session == NULL)
         return;
     s->state = SIO_S_CONNECTED;
@@ -159,10 +168,7 @@ void sio_socket_accept(sio_socket_t *s)
         return;
     }
     /* {"sid":"<id>"}: the id is base64url, nothing to escape */
-    memcpy(json, "{\"sid\":\"", 8);
-    memcpy(json + 8, s->id, 20);
-    memcpy(json + 28, "\"}", 2);
-    send_control(s->client, SIO_CONNECT, (slice_t){nsp->name, strlen(nsp->name)}, json, 30);
+    send_control_kv(s->client, SIO_CONNECT, (slice_t){nsp->name, strlen(nsp->name)}, "sid", s->id);
 }
 
 void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len)
@@ -170,6 +176,14 @@ void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len)
     if (s->state != SIO_S_CONNECTING || s->client == NULL)
         return;
     send_control(s->client, SIO_CONNECT_ERROR, (slice_t){s->nsp->name, strlen(s->nsp->name)}, json, len);
+    socket_close(s, "connect error");
+}
+
+void sio_socket_refuse_message(sio_socket_t *s, const char *message)
+{
+    if (s->state != SIO_S_CONNECTING || s->client == NULL)
+        return;
+    send_control_kv(s->client, SIO_CONNECT_ERROR, (slice_t){s->nsp->name, strlen(s->nsp->name)}, "message", message);
     socket_close(s, "connect error");
 }
 
@@ -369,12 +383,11 @@ static uint32_t client_nsps(const sio_client_t *c)
 
 static int too_many_nsps(sio_client_t *c, slice_t name)
 {
-    static const char too_many[] = "{\"message\":\"Too many namespaces\"}";
     uint32_t max = c->srv->cfg->max_nsps_per_client;
     if (max == 0 || client_nsps(c) < max)
         return 0;
     /* one connection cannot pile up sockets (dynamic namespaces make that cheap) */
-    send_control(c, SIO_CONNECT_ERROR, name, too_many, sizeof(too_many) - 1);
+    send_control_kv(c, SIO_CONNECT_ERROR, name, "message", "Too many namespaces");
     return 1;
 }
 
@@ -386,7 +399,7 @@ static void connect_socket(sio_client_t *c, sio_nsp_t *nsp, slice_t name, slice_
     if (c->session == NULL)
         return;
     if (nsp == NULL) {
-        send_control(c, SIO_CONNECT_ERROR, name, invalid_nsp_json, sizeof(invalid_nsp_json) - 1);
+        send_control_kv(c, SIO_CONNECT_ERROR, name, "message", "Invalid namespace");
         return;
     }
     if (client_socket(c, name) != NULL)
@@ -511,6 +524,12 @@ static void ask_resolve(sio_client_t *c, slice_t name, slice_t auth)
     sio_resolve_unref(r);
 }
 
+static int buf_writer(void *data, const char *p, size_t n)
+{
+    buf_append(data, p, n);
+    return 0;
+}
+
 static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
 {
     sio_server_t *srv = c->srv;
@@ -527,11 +546,21 @@ static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
         name.len = (size_t)((q ? q : h ? h : end) - name.ptr);
         auth = q ? (slice_t){q + 1, (size_t)((h ? h : end) - q - 1)} : (slice_t){"", 0};
     }
+    buf_t packed = BUF_INIT;
+    if (p->obj != NULL) {
+        /* msgpack parser: the auth map as msgpack bytes, which the upper layer decodes (and a
+         * CONNECT waiting for a dynamic namespace keeps) */
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &packed, buf_writer);
+        msgpack_pack_object(&pk, *p->obj);
+        auth = (slice_t){packed.base, packed.len};
+    }
     nsp = sio_nsp_find(srv, name.ptr, name.len);
     if (nsp == NULL && srv->h->resolve != NULL)
         ask_resolve(c, name, auth);
     else
         connect_socket(c, nsp, name, auth);
+    buf_free(&packed);
 }
 
 /* A complete packet (attachments gathered). Returns -1 when the client must be closed. */
@@ -566,10 +595,32 @@ static int dispatch(sio_client_t *c, const sio_packet_t *p, rbuf_t *const *att, 
     return -1;
 }
 
+/* msgpack parser: a whole packet in one binary message. */
+static void on_msgpack(sio_client_t *c, const char *data, size_t len)
+{
+    sio_packet_t p;
+    msgpack_unpacked u;
+    int rc;
+    msgpack_unpacked_init(&u);
+    rc = sio_decode_msgpack(data, len, &c->srv->cfg->limits, &u, &p);
+    if (rc != SIO_PKT_OK) {
+        log_debug("sio: invalid msgpack packet from %s: %s", eio_session_id(c->session), sio_strerror(rc));
+        client_close(c);
+    } else if (dispatch(c, &p, NULL, 0) < 0) {
+        client_close(c);
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
 static void on_text(sio_client_t *c, const char *data, size_t len)
 {
     sio_packet_t p;
     int rc;
+    if (c->srv->cfg->parser == SIO_PARSER_MSGPACK) {
+        log_debug("sio: text message from %s with the msgpack parser", eio_session_id(c->session));
+        client_close(c);
+        return;
+    }
     if (c->partial != NULL) {
         log_debug("sio: text packet while reassembling a binary packet");
         client_close(c);
@@ -601,6 +652,10 @@ static void on_binary(sio_client_t *c, const char *data, size_t len)
     sio_packet_t p;
     int rc;
     sio_partial_t *pa = c->partial;
+    if (c->srv->cfg->parser == SIO_PARSER_MSGPACK) {
+        on_msgpack(c, data, len);
+        return;
+    }
     if (pa == NULL) {
         log_debug("sio: binary data outside of a binary packet");
         client_close(c);

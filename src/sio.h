@@ -61,7 +61,8 @@ struct sio_nsp {
 
 typedef struct {
     /* CONNECT to an existing namespace: the upper layer must answer with sio_socket_accept() or
-     * sio_socket_refuse(), now or later. auth is the raw JSON ("" when absent); for a Socket.IO v2
+     * sio_socket_refuse(), now or later. auth is the raw JSON ("" when absent), or with the
+     * msgpack parser the msgpack bytes of the auth map; for a Socket.IO v2
      * client (sio_socket_protocol(s) == 3), the query string its CONNECT put after the namespace
      * ("/admin?token=abc": "token=abc"), which the reference reads as URLSearchParams. Such a
      * client is connected to "/" as soon as its session opens, without a CONNECT, as in the
@@ -127,9 +128,13 @@ int sio_resolve_protocol(const sio_resolve_t *r);
 /* Answers a pending CONNECT: sends CONNECT {"sid":id} (to a v2 client: CONNECT without data) and
  * adds s to its namespace. */
 void sio_socket_accept(sio_socket_t *s);
-/* Answers a pending CONNECT with CONNECT_ERROR carrying json (an object text {"message":...}; for a
- * v2 client, which reads it as an ERROR packet, the reference sends err.data || err.message). */
+/* Answers a pending CONNECT with CONNECT_ERROR carrying json (an object {"message":...}, in the
+ * parser's format: JSON text, or msgpack bytes with the msgpack parser; for a v2 client, which
+ * reads it as an ERROR packet, the reference sends err.data || err.message). */
 void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len);
+/* The same with the object {"message": message} (a static text that needs no escaping), in the
+ * server's parser format. */
+void sio_socket_refuse_message(sio_socket_t *s, const char *message);
 /* The Engine.IO protocol of s's client: 4, or 3 for a Socket.IO v2 client (allowEIO3); 4 once s
  * is closed. */
 int sio_socket_protocol(const sio_socket_t *s);
