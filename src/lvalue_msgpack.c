@@ -7,13 +7,15 @@
  *   siolua.binary <-> bin (a Node Buffer)
  *   tables: arrays and objects as the JSON mapping has them (lvalue_shape: marked arrays, key
  *   order, integer keys written as strings, as JS object keys are); decoded arrays get the array
- *   mark and maps their key order (lvalue_obj_*), so values cross msgpack as they cross JSON.
+ *   mark and maps their key order (lvalue_obj_*), so values cross msgpack as they cross JSON; a
+ *   map's integer keys (notepack writes none) are strings too, as a JS object's keys are.
  *   notepack's `undefined` (fixext 1, type 0) and other ext values decode to nil (a map drops the
  *   key, an array holds null).
  * Nesting is bounded (max_depth on encoding, msgpack-c's own stack on decoding). */
 #include <lauxlib.h>
 #include <math.h>
 #include <msgpack.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lvalue.h"
@@ -209,8 +211,16 @@ int lvalue_push_msgpack_object(lua_State *L, const struct msgpack_object *o)
             if (kv->key.type != MSGPACK_OBJECT_STR && kv->key.type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
                 kv->key.type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
                 continue;
-            if (!lvalue_push_msgpack_object(L, &kv->key))
-                continue;
+            if (kv->key.type == MSGPACK_OBJECT_STR) {
+                lua_pushlstring(L, kv->key.via.str.ptr, kv->key.via.str.size);
+            } else { /* a JS object's key is a string */
+                char num[24];
+                if (kv->key.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                    snprintf(num, sizeof(num), "%llu", (unsigned long long)kv->key.via.u64);
+                else
+                    snprintf(num, sizeof(num), "%lld", (long long)kv->key.via.i64);
+                lua_pushstring(L, num);
+            }
             if (!lvalue_push_msgpack_object(L, &kv->val)) {
                 lua_pop(L, 1); /* key: undefined drops it, as JSON.stringify does */
                 continue;
