@@ -88,8 +88,9 @@ BAD_MSGPACK = [
 
 def register(case, binary, app, args, logdir, helpers):
     """case: hostile.py's decorator; args: its main server's flags (with --allow-eio3); helpers:
-    http_one, get (its HTTP helpers), health."""
-    http_one, get = helpers["http_one"], helpers["get"]
+    hostile.py's http_one, get, wait_for and closes_or_answers."""
+    http_one, get, wait_for = helpers["http_one"], helpers["get"], helpers["wait_for"]
+    closes_or_answers = helpers["closes_or_answers"]
     state = {}
 
     # ------------------------------------------------------------ msgpack: a server of its own
@@ -273,26 +274,3 @@ def register(case, binary, app, args, logdir, helpers):
         check(closes_or_answers(ws) == "closed", "not closed")
         ws.close()
 
-
-def wait_for(pred, timeout, step=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
-def closes_or_answers(ws, timeout=2.0):
-    try:
-        f = ws.recv_frame(timeout)
-    except OSError:
-        return "open"
-    while f is not None:
-        if f[1] == OP_CLOSE:
-            return "closed"
-        try:
-            f = ws.recv_frame(timeout)
-        except OSError:
-            return "open"
-    return "closed"

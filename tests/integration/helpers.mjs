@@ -279,3 +279,14 @@ export function request(socket, event, ...args) {
     socket.timeout(WAIT).emit(event, ...args, (err, ...res) => (err ? reject(new Error(`no ack for "${event}": ${err.message}`)) : resolve(res)));
   });
 }
+
+/** A seeded PRNG (mulberry32): the generators of the differential tests, replayable with SEED=n. */
+export function mulberry32(a) {
+  return () => {
+    a |= 0;
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import parser from "socket.io-msgpack-parser";
-import { startServer, connect, closeAll, withTimeout, once, ROOT, REF } from "./helpers.mjs";
+import { startServer, connect, closeAll, withTimeout, once, mulberry32, ROOT, REF } from "./helpers.mjs";
 
 const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1000000007;
 const TRANSPORTS = { polling: ["polling"], websocket: ["websocket"], upgrade: ["polling", "websocket"] };
@@ -98,16 +98,6 @@ test("msgpack: /socket.io/socket.io.msgpack.min.js (and its map) is the client's
 });
 
 // ------------------------------------------------------------------ values, side by side
-
-function mulberry32(a) {
-  return () => {
-    a |= 0;
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NUMBERS = [0, -0, 1, -1, 0.1, 0.30000000000000004, 2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, -(2 ** 53), 2 ** 60,
   -(2 ** 63), 2 ** 64, 1e21, 1e-7, 5e-324, 1.7976931348623157e308, NaN, Infinity, -Infinity, 127, 128, 255, 256,
