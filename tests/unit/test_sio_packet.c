@@ -367,6 +367,25 @@ TEST(msgpack_limits)
     }
 }
 
+/* msgpack-c nests 32 containers at most: the packet's map and 31 more (its data array included). */
+TEST(msgpack_depth)
+{
+    for (int depth = 31; depth <= 32; depth++) {
+        static const char head[] = "\x83" K_TYPE "\x02" NSP_ROOT K_DATA "\x92\xa1" "e";
+        char in[128];
+        size_t n = sizeof(head) - 1;
+        sio_packet_t p;
+        msgpack_unpacked u;
+        memcpy(in, head, n);
+        for (int i = 1; i < depth; i++) /* the data array is the first of them */
+            in[n++] = (char)0x91;
+        in[n++] = (char)0xc0;
+        msgpack_unpacked_init(&u);
+        CHECK_EQ_INT(sio_decode_msgpack(in, n, &lim, &u, &p), depth == 31 ? SIO_PKT_OK : SIO_PKT_EPAYLOAD);
+        msgpack_unpacked_destroy(&u);
+    }
+}
+
 TEST(msgpack_encode)
 {
     sio_packet_t p = {SIO_EVENT, 0, SLICE_LIT("/"), -1, {M(ARR_A1)}, NULL};
@@ -432,6 +451,7 @@ int main(void)
     RUN(cut_at_every_byte);
     RUN(msgpack_decode);
     RUN(msgpack_limits);
+    RUN(msgpack_depth);
     RUN(msgpack_encode);
     RUN(msgpack_cut_at_every_byte);
     return test_summary();
