@@ -743,7 +743,8 @@ static int n_options(lua_State *L)
             if (!(cfg->cli_set & CFG_CONNECT_TIMEOUT))
                 cfg->sio.connect_timeout = v;
         } else if (strcmp(k, "allowEIO3") == 0) {
-            luaL_checktype(L, -1, LUA_TBOOLEAN);
+            if (!lua_isboolean(L, -1))
+                return luaL_error(L, "io.options: allowEIO3 must be true or false, not a %s", luaL_typename(L, -1));
             if (!(cfg->cli_set & CFG_ALLOW_EIO3))
                 cfg->eio.allow_eio3 = lua_toboolean(L, -1);
         } else if (strcmp(k, "parser") == 0) {

@@ -205,3 +205,40 @@ test(`msgpack values: echo, relay and server-side acks deliver what the referenc
       assert.equal(diffs.length, 0, `${k}: ${diffs.length} of ${values.length} differ (SEED=${SEED}):\n${diffs.slice(0, 5).join("\n")}`);
     }
   });
+
+test("the options: --help, io.options, and bad values refused at start with a clear message",
+  { skip: REF && "siolua's command line" }, async () => {
+    const { execFileSync, spawnSync } = await import("node:child_process");
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const os = await import("node:os");
+    const bin = path.resolve(ROOT, process.env.SIOLUA_BIN || "./siolua");
+    const help = execFileSync(bin, ["--help"]).toString();
+    assert.match(help, /--parser msgpack/);
+    assert.match(help, /--allow-eio3/);
+    const dir = mkdtempSync(path.join(os.tmpdir(), "siolua-parser-opts-"));
+    const run = (lua, args = []) => {
+      const app = path.join(dir, "app.lua");
+      writeFileSync(app, lua);
+      return spawnSync(bin, [app, "--port", "0", ...args], { timeout: 20000 });
+    };
+    let r = run('io.options{ parser = "json5" }\n');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr.toString(), /io\.options: parser must be "default" or "msgpack" \(socket\.io-msgpack-parser's format\), not json5/);
+    r = run('io.options{ parser = 1 }\n');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr.toString(), /parser must be "default" or "msgpack".*not number/);
+    r = run('io.options{ allowEIO3 = "yes" }\n');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr.toString(), /io\.options: allowEIO3 must be true or false, not a string/);
+    r = run("", ["--parser", "json5"]);
+    assert.equal(r.status, 2);
+    // io.options{} sets both (a flag would win over the script)
+    const app = path.join(dir, "both.lua");
+    writeFileSync(app, 'io.options{ parser = "msgpack", allowEIO3 = true }\nio.on("connection", function(s) s.on("echo", function(x, ack) ack(x) end) end)\n');
+    const srv = await startServer(app);
+    stops.push(() => srv.stop());
+    const s = await mp(srv.url, { transports: ["websocket"] });
+    assert.deepEqual(await s.timeout(5000).emitWithAck("echo", { b: Buffer.from([1]) }), { b: Buffer.from([1]) });
+    const v3 = await fetch(`${srv.url}/socket.io/?EIO=3&transport=polling`);
+    assert.match(await v3.text(), /^\d+:0\{"sid"/);
+  });
