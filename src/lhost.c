@@ -1148,12 +1148,14 @@ typedef struct {
 static void push_auth(lua_State *L, slice_t auth, int protocol)
 {
     const sl_config_t *cfg = &lhost_get(L)->srv->cfg;
-    if (protocol == 3)
+    if (protocol == 3) {
         lhost_push_query(L, auth.ptr, auth.len);
-    else if (cfg->sio.parser == SIO_PARSER_MSGPACK && lvalue_push_msgpack(L, auth.ptr, auth.len) != 0)
-        lua_error(L);
-    else if (cfg->sio.parser != SIO_PARSER_MSGPACK)
+    } else if (cfg->sio.parser == SIO_PARSER_MSGPACK) {
+        if (lvalue_push_msgpack(L, auth.ptr, auth.len) != 0)
+            lua_error(L); /* its message */
+    } else {
         lvalue_push_json(L, auth.ptr, auth.len, NULL, 0, cfg->max_json_depth);
+    }
 }
 
 /* CONNECT: make the handle with handshake.auth, then the prelude's hooks.connect runs the

@@ -647,11 +647,10 @@ static int c_refuse(lua_State *L)
     luaL_checkstring(L, 2);
     if (h->s == NULL || h->s->state != SIO_S_CONNECTING)
         return 0;
-    if (sio_socket_protocol(h->s) == 3)
-        lua_pushvalue(L, js_truthy(L, 3) ? 3 : 2);
-    else
+    if (sio_socket_protocol(h->s) == 3) {
+        lua_pushvalue(L, js_truthy(L, 3) ? 3 : 2); /* what a v2 client's ERROR packet carries */
+    } else {
         lua_createtable(L, 0, 2);
-    if (sio_socket_protocol(h->s) != 3) {
         lua_pushvalue(L, 2);
         lua_setfield(L, -2, "message");
         if (!lua_isnoneornil(L, 3)) {

@@ -44,7 +44,6 @@ typedef struct sio_partial {
     rbuf_t *att[];
 } sio_partial_t;
 
-
 /* ---------------------------------------------------------------- sockets */
 
 static void client_unref(sio_client_t *c)
