@@ -2,7 +2,7 @@
 // WebSocket and upgrade, beside v4 clients, and the Engine.IO v3 wire (length-prefixed payloads in
 // UTF-16 units, base64 and binary payloads, the client's pings) on raw HTTP. Every test runs
 // against the reference too (SIOLUA_REF=1, with allowEIO3).
-import { test, after } from "node:test";
+import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import ioV2 from "socket.io-client-v2";
 import { startServer, connect, closeAll, withTimeout, once } from "./helpers.mjs";
@@ -10,10 +10,21 @@ import { startServer, connect, closeAll, withTimeout, once } from "./helpers.mjs
 const TRANSPORTS = { polling: ["polling"], websocket: ["websocket"], upgrade: ["polling", "websocket"] };
 
 const v2clients = new Set();
-after(() => {
-  for (const s of v2clients) s.close();
-  closeAll();
+let shared; // the --allow-eio3 server most tests share (each test closes its clients)
+before(async () => {
+  shared = await startServer("parsers", ["--allow-eio3"]);
 });
+after(async () => {
+  closeV2();
+  closeAll();
+  await shared?.stop();
+});
+
+/** Closes every v2 client's connection (its Manager: all its namespaces). */
+function closeV2() {
+  for (const s of v2clients) s.io.close();
+  v2clients.clear();
+}
 
 /** A v2 socket, resolved once connected (rejects with its 'error' data: a refusal). */
 function connectV2(url, opts = {}) {
@@ -47,7 +58,7 @@ test("without allowEIO3 a v2 client is refused (Unsupported protocol version)", 
 
 for (const [name, transports] of Object.entries(TRANSPORTS)) {
   test(`v2 client over ${name}: implicit /, ids, acks both ways, binary at depth, namespaces, refusals`, async () => {
-    const srv = await startServer("parsers", ["--allow-eio3"]);
+    const srv = shared;
     try {
       const s = await connectV2(srv.url, { transports });
       // the main namespace is joined without a CONNECT; the socket id is the Engine.IO id
@@ -85,13 +96,13 @@ for (const [name, transports] of Object.entries(TRANSPORTS)) {
       s.emit("bye");
       assert.equal((await gone)[0], "io server disconnect");
     } finally {
-      await srv.stop();
+      closeV2();
     }
   });
 }
 
 test("v2 and v4 clients share rooms and broadcasts (each transport)", async () => {
-  const srv = await startServer("parsers", ["--allow-eio3"]);
+  const srv = shared;
   try {
     const v2 = await Promise.all(Object.values(TRANSPORTS).map((transports) => connectV2(srv.url, { transports })));
     const v4 = await connect(srv.url, { transports: ["websocket"] });
@@ -119,7 +130,8 @@ test("v2 and v4 clients share rooms and broadcasts (each transport)", async () =
     v2[1].emit("everyone", 1.5);
     for (const [x] of await Promise.all(heard)) assert.equal(x, 1.5);
   } finally {
-    await srv.stop();
+    closeV2();
+    closeAll();
   }
 });
 
@@ -189,59 +201,54 @@ async function openV3(srv, query = "") {
   };
   // the server connects the client to "/" without a CONNECT: "40" comes on the next GET
   assert.deepEqual(records(await (await get()).text()), ["40"]);
-  return { sid, poll, get, post };
+  const close = () => fetch(poll, { method: "POST", body: "1:1", headers: { "Content-Type": "text/plain;charset=UTF-8" } });
+  return { sid, poll, get, post, close };
 }
 
 const rec = (p) => `${p.length}:${p}`;
 
 test("v3 polling: lengths in UTF-16 code units both ways, binary as b4<base64> with b64=1", async () => {
-  const srv = await startServer("parsers", ["--allow-eio3"]);
-  try {
-    const c = await openV3(srv, "&b64=1");
-    const text = '2["echo","😀é€",{"k":"𝄞"}]';
-    await c.post(rec(`421${text.slice(1)}`));
-    assert.deepEqual(records(await (await c.get()).text()), ['431["😀é€",{"k":"𝄞"}]']);
-    // binary from the server: "b4" + base64 records
-    await c.post(rec('452-7["echo",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]') + rec("b4AAH/") + rec("b4"));
-    const body = await (await c.get()).text();
-    assert.deepEqual(records(body), ['462-7[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]', "b4AAH/", "b4"]);
-    // several packets, some empty records ("0:" is skipped)
-    await c.post("0:" + rec('422["echo",1]') + "0:" + rec('423["echo","x"]'));
-    assert.deepEqual(records(await (await c.get()).text()), ["432[1]", '433["x"]']);
-  } finally {
-    await srv.stop();
-  }
+  const srv = shared;
+  const c = await openV3(srv, "&b64=1");
+  const text = '2["echo","😀é€",{"k":"𝄞"}]';
+  await c.post(rec(`421${text.slice(1)}`));
+  assert.deepEqual(records(await (await c.get()).text()), ['431["😀é€",{"k":"𝄞"}]']);
+  // binary from the server: "b4" + base64 records
+  await c.post(rec('452-7["echo",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]') + rec("b4AAH/") + rec("b4"));
+  const body = await (await c.get()).text();
+  assert.deepEqual(records(body), ['462-7[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]', "b4AAH/", "b4"]);
+  // several packets, some empty records ("0:" is skipped)
+  await c.post("0:" + rec('422["echo",1]') + "0:" + rec('423["echo","x"]'));
+  assert.deepEqual(records(await (await c.get()).text()), ["432[1]", '433["x"]']);
+  await c.close();
 });
 
 test("v3 polling without b64: binary payloads both ways (XHR2)", async () => {
-  const srv = await startServer("parsers", ["--allow-eio3"]);
-  try {
-    const c = await openV3(srv);
-    const frame = (kind, bytes) => {
-      const digits = [...String(bytes.length)].map(Number);
-      return Buffer.concat([Buffer.from([kind, ...digits, 255]), bytes]);
-    };
-    await c.post(
-      Buffer.concat([
-        frame(0, Buffer.from('451-3["echo","é",{"_placeholder":true,"num":0}]')),
-        frame(1, Buffer.from([4, 9, 8, 7])),
-      ]),
-      "application/octet-stream",
-    );
-    const res = await c.get();
-    assert.equal(res.headers.get("content-type"), "application/octet-stream");
-    assert.deepEqual(binaryRecords(Buffer.from(await res.arrayBuffer())), [
-      { text: '461-3["é",{"_placeholder":true,"num":0}]' },
-      { binary: Buffer.from([4, 9, 8, 7]) },
-    ]);
-    // text-only answers stay text payloads
-    await c.post(rec('421["echo","t"]'));
-    const r2 = await c.get();
-    assert.match(r2.headers.get("content-type"), /^text\/plain/);
-    assert.deepEqual(records(await r2.text()), ['431["t"]']);
-  } finally {
-    await srv.stop();
-  }
+  const srv = shared;
+  const c = await openV3(srv);
+  const frame = (kind, bytes) => {
+    const digits = [...String(bytes.length)].map(Number);
+    return Buffer.concat([Buffer.from([kind, ...digits, 255]), bytes]);
+  };
+  await c.post(
+    Buffer.concat([
+      frame(0, Buffer.from('451-3["echo","é",{"_placeholder":true,"num":0}]')),
+      frame(1, Buffer.from([4, 9, 8, 7])),
+    ]),
+    "application/octet-stream",
+  );
+  const res = await c.get();
+  assert.equal(res.headers.get("content-type"), "application/octet-stream");
+  assert.deepEqual(binaryRecords(Buffer.from(await res.arrayBuffer())), [
+    { text: '461-3["é",{"_placeholder":true,"num":0}]' },
+    { binary: Buffer.from([4, 9, 8, 7]) },
+  ]);
+  // text-only answers stay text payloads
+  await c.post(rec('421["echo","t"]'));
+  const r2 = await c.get();
+  assert.match(r2.headers.get("content-type"), /^text\/plain/);
+  assert.deepEqual(records(await r2.text()), ['431["t"]']);
+  await c.close();
 });
 
 test("v3 heartbeats: the client pings and the server answers; no ping closes the session; a pong is an error", async () => {
