@@ -1646,7 +1646,8 @@ def main():
     os.symlink("../secret.txt", os.path.join(pub, "link.txt"))
     import parser_cases  # v3 cases on this server, msgpack ones on a second server of their own
     parser_cases.register(case, BIN, APP, server_args(pub), LOGDIR,
-                          dict(http_one=http_one, get=get, wait_for=wait_for, closes_or_answers=closes_or_answers))
+                          dict(http_one=http_one, get=get, wait_for=wait_for, closes_or_answers=closes_or_answers,
+                               deflated=deflated, expect_bounded_close=expect_bounded_close, PMD=PMD))
     import tls_cases  # a second server of its own, over TLS: after the others
     tls_cases.register(case, BIN, APP, server_args(pub), LOGDIR,
                        dict(health=health, flood_unread=flood_unread, max_buffer=MAX_BUFFER))

@@ -88,9 +88,11 @@ BAD_MSGPACK = [
 
 def register(case, binary, app, args, logdir, helpers):
     """case: hostile.py's decorator; args: its main server's flags (with --allow-eio3); helpers:
-    hostile.py's http_one, get, wait_for and closes_or_answers."""
+    hostile.py's http_one, get, wait_for, closes_or_answers, and its permessage-deflate
+    deflated, expect_bounded_close and PMD."""
     http_one, get, wait_for = helpers["http_one"], helpers["get"], helpers["wait_for"]
     closes_or_answers = helpers["closes_or_answers"]
+    deflated, expect_bounded_close, PMD = helpers["deflated"], helpers["expect_bounded_close"], helpers["PMD"]
     state = {}
 
     # ------------------------------------------------------------ msgpack: a server of its own
@@ -272,5 +274,20 @@ def register(case, binary, app, args, logdir, helpers):
         expect_msg(ws, lambda t: t == "40")
         ws.text("b4AQID")
         check(closes_or_answers(ws) == "closed", "not closed")
+        ws.close()
+
+    @case("eio3", "v3 WebSocket with permessage-deflate: a bomb in a binary message (type byte 4, 50 MB of zeros) "
+          "closes 1009; the server goes on")
+    def _(srv):
+        bomb = frame(OP_BIN, deflated(b"\x04" + b"\0" * (50 << 20)), rsv=4)
+        ws = WS(srv, "/socket.io/?EIO=3&transport=websocket", headers=PMD)
+        check(b"permessage-deflate" in ws.head, "not negotiated: %r" % ws.head)
+        expect_msg(ws, lambda t: isinstance(t, str) and t.startswith("0{"))
+        expect_msg(ws, lambda t: t == "40")
+        expect_bounded_close(srv, ws, bomb, 1009, rss_kib=8 << 10)
+        ws = WS(srv, "/socket.io/?EIO=3&transport=websocket")
+        expect_msg(ws, lambda t: t == "40", 5)
+        ws.text('421["echo","still here"]')
+        expect_msg(ws, lambda t: t == '431["still here"]')
         ws.close()
 

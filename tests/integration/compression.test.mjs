@@ -22,7 +22,7 @@ import path from "node:path";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import WebSocket from "ws";
-import { startServer, connect, closeAll, once, withTimeout, REF, ROOT, WAIT } from "./helpers.mjs";
+import { startServer, connect, closeAll, once, withTimeout, frameTap, REF, ROOT, WAIT } from "./helpers.mjs";
 import { pmdSets, httpzSets } from "./ref/apps.mjs";
 
 const require = createRequire(import.meta.url);
@@ -197,27 +197,6 @@ for (const set of Object.keys(pmdSets)) {
 }
 
 // ------------------------------------------------------------------------------ frames
-
-/** Parses the server's frame headers from the raw bytes a ws client receives. */
-function frameTap(socket) {
-  const frames = [];
-  let buf = Buffer.alloc(0), skip = 0;
-  socket.prependListener("data", (d) => {
-    if (skip >= d.length) { skip -= d.length; return; }
-    buf = Buffer.concat([buf, d.subarray(skip)]);
-    skip = 0;
-    for (;;) {
-      if (buf.length < 2) return;
-      let len = buf[1] & 0x7f, off = 2;
-      if (len === 126) { if (buf.length < 4) return; len = buf.readUInt16BE(2); off = 4; }
-      else if (len === 127) { if (buf.length < 10) return; len = Number(buf.readBigUInt64BE(2)); off = 10; }
-      frames.push({ rsv1: (buf[0] & 0x40) !== 0, op: buf[0] & 0x0f, len });
-      if (buf.length >= off + len) buf = buf.subarray(off + len);
-      else { skip = off + len - buf.length; buf = Buffer.alloc(0); return; }
-    }
-  });
-  return frames;
-}
 
 /** A raw Engine.IO/Socket.IO session over the npm ws client with permessage-deflate. */
 async function rawSession(srv, wsOpts) {

@@ -5,7 +5,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import ioV2 from "socket.io-client-v2";
-import { startServer, connect, closeAll, withTimeout, once } from "./helpers.mjs";
+import WebSocket from "ws";
+import { startServer, connect, closeAll, withTimeout, once, frameTap } from "./helpers.mjs";
 
 const TRANSPORTS = { polling: ["polling"], websocket: ["websocket"], upgrade: ["polling", "websocket"] };
 
@@ -276,6 +277,75 @@ test("v3 heartbeats: the client pings and the server answers; no ping closes the
     assert.equal(m.status, 400);
     assert.deepEqual(await m.json(), { code: 3, message: "Bad request" });
   } finally {
+    await srv.stop();
+  }
+});
+
+test("compression with v3 clients: permessage-deflate on v3 messages (a binary one with its type byte), httpCompression on v3 payloads", async () => {
+  const srv = await startServer("parsers", ["--allow-eio3", "--per-message-deflate"]);
+  try {
+    // a v2 client negotiates permessage-deflate (through its ws 7) and chats with big messages
+    const s = await connectV2(srv.url, { transports: ["websocket"] });
+    assert.equal(s.io.engine.transport.ws.extensions, "permessage-deflate");
+    const big = Buffer.alloc(20000, "compressible binary ");
+    const [t, deep] = await ask(s, "echo", "x".repeat(5000), { a: [big] });
+    assert.equal(t, "x".repeat(5000));
+    assert.deepEqual(deep, { a: [big] });
+
+    // raw: a v3 binary message is one binary frame, its type byte (4) first, compressed whole
+    const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=3&transport=websocket`,
+      { perMessageDeflate: { threshold: 0 } });
+    const msgs = [], waiters = [];
+    ws.on("message", (data, isBinary) => {
+      msgs.push(isBinary ? Buffer.from(data) : data.toString());
+      while (waiters.length && msgs.length) waiters.shift()(msgs.shift());
+    });
+    const next = () => withTimeout(new Promise((res) => (msgs.length ? res(msgs.shift()) : waiters.push(res))), 5000, "a message");
+    await once(ws, "open");
+    const frames = frameTap(ws._socket);
+    assert.match(await next(), /^0\{/);
+    assert.equal(await next(), "40");
+    assert.equal(ws.extensions, "permessage-deflate");
+    const start = frames.length;
+    let id = 0;
+    for (const n of [3, 5000, 70000]) {
+      const bin = Buffer.concat([Buffer.from([4]), Buffer.alloc(n, "compressible binary ")]);
+      ws.send(`451-${++id}["echo",{"_placeholder":true,"num":0}]`);
+      ws.send(bin);
+      assert.equal(await next(), `461-${id}[{"_placeholder":true,"num":0}]`);
+      assert.ok(bin.equals(await next()), `binary message of ${n} bytes`);
+    }
+    // the big binary frames went compressed (RSV1), and shorter than their message
+    const bins = frames.slice(start).filter((f) => f.op === 2);
+    assert.equal(bins.length, 3);
+    for (const [i, n] of [[1, 5000], [2, 70000]]) {
+      assert.ok(bins[i].rsv1, `RSV1 on the binary message of ${n} bytes`);
+      assert.ok(bins[i].len < n / 4, `${bins[i].len} bytes on the wire for ${n}`);
+    }
+    ws.close();
+
+    // polling: v3 text payloads (b64=1) and binary payloads are gzipped from 1024 bytes
+    const gz = { "accept-encoding": "gzip" };
+    for (const query of ["&b64=1", ""]) {
+      const c = await openV3(srv, query);
+      const payload = Buffer.alloc(3000, "zzzz");
+      await c.post(rec('451-1["echo",{"_placeholder":true,"num":0}]') + rec(`b4${payload.toString("base64")}`));
+      const r = await fetch(c.poll, { headers: gz }); // fetch decodes the body
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get("content-encoding"), "gzip", `v3 payload${query}`);
+      const answer = ['461-1[{"_placeholder":true,"num":0}]'];
+      if (query) assert.deepEqual(records(await r.text()), [...answer, `b4${payload.toString("base64")}`]);
+      else assert.deepEqual(binaryRecords(Buffer.from(await r.arrayBuffer())),
+        [{ text: answer[0] }, { binary: Buffer.concat([Buffer.from([4]), payload]) }]);
+      // a short answer stays as it is
+      await c.post(rec('421["echo","t"]'));
+      const r2 = await fetch(c.poll, { headers: gz });
+      assert.equal(r2.headers.get("content-encoding"), null);
+      assert.deepEqual(records(await r2.text()), ['431["t"]']);
+      await c.close();
+    }
+  } finally {
+    closeV2();
     await srv.stop();
   }
 });
