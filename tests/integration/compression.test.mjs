@@ -410,7 +410,7 @@ test("the client bundle in br, gzip, deflate or as it is, as the reference choos
   let etag = null;
   for (let i = 0; i < Number(process.env.HEADERS || 60); i++) {
     const ae = genAcceptEncoding(r);
-    const name = pick(r, ["socket.io.js", "socket.io.min.js", "socket.io.min.js.map"]);
+    const name = pick(r, ["socket.io.js", "socket.io.min.js", "socket.io.min.js.map", "socket.io.msgpack.min.js"]);
     const res = await request(srv.port, "GET", `/socket.io/${name}`, ae === null ? {} : { "accept-encoding": ae });
     assert.equal(res.status, 200);
     const want = negotiated(ae, ["br", "gzip", "deflate"]);

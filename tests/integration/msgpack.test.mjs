@@ -247,3 +247,20 @@ test("the options: --help, io.options, and bad values refused at start with a cl
     const v3 = await fetch(`${srv.url}/socket.io/?EIO=3&transport=polling`);
     assert.match(await v3.text(), /^\d+:0\{"sid"/);
   });
+
+test("msgpack with perMessageDeflate: big binary messages at depth both ways, to one and to a room", async () => {
+  const srv = await startServer("parsers", ["--parser", "msgpack", "--per-message-deflate"]);
+  stops.push(() => srv.stop());
+  const a = await mp(srv.url, { transports: ["websocket"] });
+  const b = await mp(srv.url, { transports: ["websocket"] });
+  assert.equal(a.io.engine.transport.ws.extensions, "permessage-deflate");
+  const big = { list: [Buffer.alloc(30000, "msgpack "), { s: "é".repeat(3000) }], n: 2 ** 53 - 1 };
+  assert.deepEqual(await a.timeout(5000).emitWithAck("echo", big), big);
+  assert.equal(await a.timeout(5000).emitWithAck("join", "z"), "z");
+  assert.equal(await b.timeout(5000).emitWithAck("join", "z"), "z");
+  const said = once(b, "said");
+  a.emit("say", "z", big);
+  assert.deepEqual(await said, [big]);
+  a.disconnect();
+  b.disconnect();
+});
