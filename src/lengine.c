@@ -709,6 +709,8 @@ static void ep_configure(ep_t *ep, const lengine_t *e, const sl_server_t *srv)
         c->per_message_deflate = e->opt.per_message_deflate;
     if (e->set & CFG_HTTP_COMPRESSION)
         c->http_compression = e->opt.http_compression;
+    if (e->set & CFG_ALLOW_EIO3)
+        c->allow_eio3 = e->opt.allow_eio3;
 }
 
 static void ep_bind(ep_t *ep, lengine_t *e, sl_server_t *srv)

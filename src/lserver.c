@@ -630,7 +630,8 @@ unsigned lserver_eio_option(lua_State *L, const char *who, const char *k, eio_co
                 {"upgradeTimeout", CFG_UPGRADE_TIMEOUT}, {"maxHttpBufferSize", CFG_MAX_BUFFER},
                 {"transports", CFG_TRANSPORTS},    {"allowUpgrades", CFG_ALLOW_UPGRADES},
                 {"cors", CFG_CORS},                {"cookie", CFG_COOKIE},
-                {"perMessageDeflate", CFG_PER_MESSAGE_DEFLATE}, {"httpCompression", CFG_HTTP_COMPRESSION}};
+                {"perMessageDeflate", CFG_PER_MESSAGE_DEFLATE}, {"httpCompression", CFG_HTTP_COMPRESSION},
+                {"allowEIO3", CFG_ALLOW_EIO3}};
     unsigned bit = 0;
     int top = lua_gettop(L), t = 0;
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && bit == 0; i++)
@@ -690,6 +691,12 @@ unsigned lserver_eio_option(lua_State *L, const char *who, const char *k, eio_co
     case CFG_HTTP_COMPRESSION:
         opt_http_compression(L, who, top, &c->http_compression, (keep & bit) != 0);
         break;
+    case CFG_ALLOW_EIO3:
+        if (!lua_isboolean(L, top))
+            luaL_error(L, "%s: allowEIO3 must be true or false, not a %s", who, luaL_typename(L, top));
+        if (!(keep & bit))
+            c->allow_eio3 = lua_toboolean(L, top);
+        break;
     }
     return bit;
 }
@@ -742,11 +749,6 @@ static int n_options(lua_State *L)
             uint64_t v = opt_ms(L, "io.options", k);
             if (!(cfg->cli_set & CFG_CONNECT_TIMEOUT))
                 cfg->sio.connect_timeout = v;
-        } else if (strcmp(k, "allowEIO3") == 0) {
-            if (!lua_isboolean(L, -1))
-                return luaL_error(L, "io.options: allowEIO3 must be true or false, not a %s", luaL_typename(L, -1));
-            if (!(cfg->cli_set & CFG_ALLOW_EIO3))
-                cfg->eio.allow_eio3 = lua_toboolean(L, -1);
         } else if (strcmp(k, "parser") == 0) {
             int parser;
             if (lua_type(L, -1) != LUA_TSTRING || sio_parser_from_name(lua_tostring(L, -1), &parser) != 0)

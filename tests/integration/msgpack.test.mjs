@@ -233,6 +233,9 @@ test("the options: --help, io.options, and bad values refused at start with a cl
     r = run('io.options{ allowEIO3 = "yes" }\n');
     assert.equal(r.status, 1);
     assert.match(r.stderr.toString(), /io\.options: allowEIO3 must be true or false, not a string/);
+    r = run('siolua.engine{ path = "/e/", allowEIO3 = 1 }\n');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr.toString(), /siolua\.engine: allowEIO3 must be true or false, not a number/);
     // a usage error (exit 2; 1 under ASan, whose leak check at exit sees the unfreed defaults)
     r = run("", ["--parser", "json5"]);
     assert.notEqual(r.status, 0);

@@ -46,12 +46,20 @@ function connectV2(url, opts = {}) {
 const ask = (s, ev, ...args) =>
   withTimeout(new Promise((resolve) => s.emit(ev, ...args, (...r) => resolve(r))), 5000, `ack of ${ev}`);
 
-test("without allowEIO3 a v2 client is refused (Unsupported protocol version)", async () => {
+test("without allowEIO3 a v2 client is refused (Unsupported protocol version); an endpoint's own allowEIO3 takes it", async () => {
   const srv = await startServer("parsers");
   try {
     const res = await fetch(`${srv.url}/socket.io/?EIO=3&transport=polling`);
     assert.equal(res.status, 400);
     assert.deepEqual(await res.json(), { code: 5, message: "Unsupported protocol version" });
+    // an Engine.IO endpoint of its own with allowEIO3 = true takes it: a v3 session echoes
+    const open = await (await fetch(`${srv.url}/eio3/?EIO=3&transport=polling`)).text();
+    assert.match(open, /^\d+:0\{"sid"/);
+    const poll = `${srv.url}/eio3/?EIO=3&transport=polling&sid=${JSON.parse(open.slice(open.indexOf(":") + 2)).sid}`;
+    const post = await fetch(poll, { method: "POST", body: "6:4hé 😀", headers: { "Content-Type": "text/plain;charset=UTF-8" } });
+    assert.equal(await post.text(), "ok");
+    assert.equal(await (await fetch(poll)).text(), "6:4hé 😀");
+    await fetch(poll, { method: "POST", body: "1:1", headers: { "Content-Type": "text/plain;charset=UTF-8" } });
   } finally {
     await srv.stop();
   }

@@ -37,3 +37,9 @@ end
 
 io.on("connection", common)
 admin.on("connection", common)
+
+-- an Engine.IO echo endpoint that takes v3 clients whatever the server's allowEIO3
+local eio3 = siolua.engine{ path = "/eio3/", allowEIO3 = true }
+eio3.on("connection", function(conn)
+  conn.on("message", function(data) conn.send(data) end)
+end)

@@ -1,4 +1,5 @@
 // Node twin of tests/integration/apps/parsers.lua (issue 15), run by ref/server.mjs.
+import { attach as engineAttach } from "engine.io";
 function common(socket) {
   socket.on("echo", (...args) => {
     const ack = args.pop();
@@ -31,6 +32,8 @@ export const parserApps = {
       });
       io.on("connection", common);
       admin.on("connection", common);
+      const eio3 = engineAttach(io.httpServer, { path: "/eio3/", allowEIO3: true });
+      eio3.on("connection", (conn) => conn.on("message", (data) => conn.send(data)));
     },
   },
 };
