@@ -21,8 +21,7 @@ import crypto from "node:crypto";
 import path from "node:path";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import WebSocket from "ws";
-import { startServer, connect, closeAll, once, withTimeout, frameTap, REF, ROOT, WAIT } from "./helpers.mjs";
+import { startServer, connect, closeAll, once, withTimeout, rawSession, REF, ROOT, WAIT } from "./helpers.mjs";
 import { pmdSets, httpzSets } from "./ref/apps.mjs";
 
 const require = createRequire(import.meta.url);
@@ -197,25 +196,6 @@ for (const set of Object.keys(pmdSets)) {
 }
 
 // ------------------------------------------------------------------------------ frames
-
-/** A raw Engine.IO/Socket.IO session over the npm ws client with permessage-deflate. */
-async function rawSession(srv, wsOpts) {
-  const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`, wsOpts);
-  let answer = null; // the server's Sec-WebSocket-Extensions
-  ws.on("upgrade", (res) => { answer = res.headers["sec-websocket-extensions"] ?? null; });
-  const msgs = [], waiters = [];
-  ws.on("message", (data, isBinary) => {
-    msgs.push(isBinary ? Buffer.from(data) : data.toString());
-    while (waiters.length && msgs.length) waiters.shift()(msgs.shift());
-  });
-  const next = () => withTimeout(new Promise((res) => (msgs.length ? res(msgs.shift()) : waiters.push(res))), WAIT, "a message");
-  await once(ws, "open");
-  const frames = frameTap(ws._socket);
-  assert.match(await next(), /^0\{/);
-  ws.send("40");
-  assert.match(await next(), /^40\{/);
-  return { ws, next, frames, answer, start: frames.length }; // frames[start] comes after "40{...}"
-}
 
 test("compressed frames both ways: text, UTF-8 and binary of every size round-trip; RSV1 exactly from the threshold", async () => {
   // serverNoContextTakeover: the reference applies its threshold only then (with context takeover

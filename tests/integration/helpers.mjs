@@ -5,6 +5,7 @@ import { appendFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { io as ioClient } from "socket.io-client";
+import WebSocket from "ws";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const APPS = path.join(ROOT, "tests/integration/apps");
@@ -310,4 +311,28 @@ export function frameTap(socket) {
     }
   });
   return frames;
+}
+
+/** A raw Engine.IO/Socket.IO session over the npm ws client (wsOpts: its options, e.g.
+ * perMessageDeflate), connected to "/": Engine.IO v4 (sends CONNECT), or v3 (eio: 3; the server
+ * connects it). { ws, next() (the next message: a string or a Buffer), frames (frameTap), answer
+ * (the server's Sec-WebSocket-Extensions), start (frames[start] comes after the CONNECT answer) }. */
+export async function rawSession(srv, wsOpts, { eio = 4 } = {}) {
+  const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=${eio}&transport=websocket`, wsOpts);
+  let answer = null;
+  ws.on("upgrade", (res) => { answer = res.headers["sec-websocket-extensions"] ?? null; });
+  const msgs = [], waiters = [];
+  ws.on("message", (data, isBinary) => {
+    msgs.push(isBinary ? Buffer.from(data) : data.toString());
+    while (waiters.length && msgs.length) waiters.shift()(msgs.shift());
+  });
+  const next = () => withTimeout(new Promise((res) => (msgs.length ? res(msgs.shift()) : waiters.push(res))), WAIT, "a message");
+  await once(ws, "open");
+  const frames = frameTap(ws._socket);
+  const open = await next();
+  if (!/^0\{/.test(open)) throw new Error(`not an open packet: ${open}`);
+  if (eio === 4) ws.send("40");
+  const connected = await next();
+  if (!(eio === 4 ? /^40\{/ : /^40$/).test(connected)) throw new Error(`not a CONNECT answer: ${connected}`);
+  return { ws, next, frames, answer, start: frames.length };
 }

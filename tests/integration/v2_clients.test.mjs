@@ -5,8 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import ioV2 from "socket.io-client-v2";
-import WebSocket from "ws";
-import { startServer, connect, closeAll, withTimeout, once, frameTap } from "./helpers.mjs";
+import { startServer, connect, closeAll, withTimeout, once, rawSession } from "./helpers.mjs";
 
 const TRANSPORTS = { polling: ["polling"], websocket: ["websocket"], upgrade: ["polling", "websocket"] };
 
@@ -301,20 +300,8 @@ test("compression with v3 clients: permessage-deflate on v3 messages (a binary o
     assert.deepEqual(deep, { a: [big] });
 
     // raw: a v3 binary message is one binary frame, its type byte (4) first, compressed whole
-    const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=3&transport=websocket`,
-      { perMessageDeflate: { threshold: 0 } });
-    const msgs = [], waiters = [];
-    ws.on("message", (data, isBinary) => {
-      msgs.push(isBinary ? Buffer.from(data) : data.toString());
-      while (waiters.length && msgs.length) waiters.shift()(msgs.shift());
-    });
-    const next = () => withTimeout(new Promise((res) => (msgs.length ? res(msgs.shift()) : waiters.push(res))), 5000, "a message");
-    await once(ws, "open");
-    const frames = frameTap(ws._socket);
-    assert.match(await next(), /^0\{/);
-    assert.equal(await next(), "40");
-    assert.equal(ws.extensions, "permessage-deflate");
-    const start = frames.length;
+    const { ws, next, frames, answer, start } = await rawSession(srv, { perMessageDeflate: { threshold: 0 } }, { eio: 3 });
+    assert.equal(answer, "permessage-deflate");
     let id = 0;
     for (const n of [3, 5000, 70000]) {
       const bin = Buffer.concat([Buffer.from([4]), Buffer.alloc(n, "compressible binary ")]);
