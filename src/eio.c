@@ -486,8 +486,8 @@ static void respond_poll(eio_session_t *s, int tail)
 }
 
 /* Sends pkt on a WebSocket of s. A v3 client gets a binary message as its type byte and the
- * bytes (the header and that byte are this connection's, the bytes are still shared), or with b64
- * as a text frame "b4<base64>". */
+ * bytes (the header and that byte are this connection's, the bytes are still shared unless
+ * compressed: ws_send_prefixed), or with b64 as a text frame "b4<base64>". */
 static void send_ws(const eio_session_t *s, ws_conn_t *ws, rbuf_t *pkt, int b64)
 {
     if (s->protocol != 3 || !(pkt->flags & RBUF_BINARY)) {
