@@ -21,9 +21,10 @@ mkdir -p "$OUT"
 RES=$OUT/parsers-$(date -u +%Y%m%dT%H%M%SZ).jsonl
 [ -x ./siolua ] || make siolua
 cp ./siolua $OUT/siolua-parsers.tmp && mv -f $OUT/siolua-parsers.tmp $OUT/siolua-parsers
-PID=
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+BENCH=bench/parsers
+PIDS=
+. bench/lib.sh
+trap stop_all EXIT INT TERM
 
 for run in $(seq 1 "$RUNS"); do
     for target in siolua node; do
@@ -37,16 +38,12 @@ for run in $(seq 1 "$RUNS"); do
                 else
                     node bench/node/server.js --port 0 $pflag >"$log" 2>&1 &
                 fi
-                PID=$!
-                i=0
-                until grep -q 'listening on' "$log"; do
-                    i=$((i + 1)); [ $i -gt 200 ] && { echo "bench/parsers: $target did not start:" >&2; cat "$log" >&2; exit 1; }
-                    sleep 0.05
-                done
+                PIDS=$!
+                wait_log "$log" 'listening on'
                 port=$(sed -n 's/.*listening on http:\/\/[^:]*:\([0-9]*\).*/\1/p' "$log" | head -n1)
-                line=$(timeout $((DURATION + 60)) node bench/parsers/driver.mjs "http://127.0.0.1:$port" "$PID" \
+                line=$(timeout $((DURATION + 60)) node bench/parsers/driver.mjs "http://127.0.0.1:$port" "$PIDS" \
                        $parser $payload "$DURATION" "$CLIENTS" "$WINDOW")
-                kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+                stop_all
                 rm -f "$log"
                 echo "{\"target\":\"$target\",\"run\":$run,${line#\{}" | tee -a "$RES"
             done
