@@ -14,7 +14,7 @@ import struct
 import time
 
 from lib import *  # noqa: F401,F403
-from lib import Fail, Server, check
+from lib import WAIT, Fail, Server, check
 
 # ---------------------------------------------------------------- msgpack bytes, by hand
 
@@ -240,20 +240,20 @@ def register(case, binary, app, args, logdir, helpers):
             sid = v3_open(srv)
             r = v3_post(srv, sid, body, ctype)
             check(r[0] in (200, 400), "%r: answered %r" % (body[:40], r[:2]))
-            check(wait_for(lambda: v3_gone(srv, sid), 3), "%r: the session is still open" % (body[:40],))
+            check(wait_for(lambda: v3_gone(srv, sid), WAIT), "%r: the session is still open" % (body[:40],))
 
     @case("eio3", "a v3 POST of 1001 pings (over the packet limit) closes the session")
     def _(srv):
         sid = v3_open(srv)
         v3_post(srv, sid, "1:2" * 1001)
-        check(wait_for(lambda: v3_gone(srv, sid), 3), "the session is still open")
+        check(wait_for(lambda: v3_gone(srv, sid), WAIT), "the session is still open")
 
     @case("eio3", "a v3 session that never pings is closed after pingInterval + pingTimeout")
     def _(srv):
         sid = v3_open(srv)
         r = http_one(srv, get("/socket.io/?EIO=3&transport=polling&sid=" + sid))  # "2:40"
         check(r[0] == 200, "GET: %r" % (r,))
-        r = http_one(srv, get("/socket.io/?EIO=3&transport=polling&sid=" + sid), timeout=5)
+        r = http_one(srv, get("/socket.io/?EIO=3&transport=polling&sid=" + sid), timeout=WAIT)
         check(r[0] == 200 and r[2] == b"1:1", "held GET: %r" % (r,))
 
     @case("eio3", "v3 WebSocket: unknown binary types and bare 'b' frames are ignored; a pong closes the session")
@@ -286,7 +286,7 @@ def register(case, binary, app, args, logdir, helpers):
         expect_msg(ws, lambda t: t == "40")
         expect_bounded_close(srv, ws, bomb, 1009, rss_kib=8 << 10)
         ws = WS(srv, "/socket.io/?EIO=3&transport=websocket")
-        expect_msg(ws, lambda t: t == "40", 5)
+        expect_msg(ws, lambda t: t == "40")
         ws.text('421["echo","still here"]')
         expect_msg(ws, lambda t: t == '431["still here"]')
         ws.close()

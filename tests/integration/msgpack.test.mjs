@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import parser from "socket.io-msgpack-parser";
-import { startServer, connect, closeAll, withTimeout, once, mulberry32, ROOT, REF } from "./helpers.mjs";
+import { startServer, connect, closeAll, withTimeout, once, mulberry32, ROOT, REF, WAIT } from "./helpers.mjs";
 
 const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1000000007;
 const TRANSPORTS = { polling: ["polling"], websocket: ["websocket"], upgrade: ["polling", "websocket"] };
@@ -33,7 +33,7 @@ for (const [name, transports] of Object.entries(TRANSPORTS)) {
     const b = await mp(srv.url, { transports });
     const bin = Buffer.from([0, 1, 2, 255]);
     const deep = { list: [bin, { x: [Buffer.alloc(0), Buffer.from("yz")] }], n: -7, f: 0.5, big: 2 ** 60 };
-    assert.deepEqual(await a.timeout(5000).emitWithAck("echo", deep), deep);
+    assert.deepEqual(await a.timeout(WAIT).emitWithAck("echo", deep), deep);
     const [me] = await new Promise((r) => a.emit("whoami", (...x) => r(x)));
     assert.deepEqual(me, { id: a.id, auth: {}, nsp: "/" });
     // server -> client ack, binary both ways
@@ -45,7 +45,7 @@ for (const [name, transports] of Object.entries(TRANSPORTS)) {
     assert.deepEqual(a2, Buffer.from("bb"));
     // namespaces: the auth map, a refusal with data, a refusal with a message only
     const admin = await mp(srv.url + "/admin", { transports, auth: { token: "ok", extra: [1, bin] } });
-    const who = await admin.timeout(5000).emitWithAck("whoami");
+    const who = await admin.timeout(WAIT).emitWithAck("whoami");
     assert.deepEqual(who, { id: admin.id, auth: { token: "ok", extra: [1, bin] }, nsp: "/admin" });
     const e1 = await mp(srv.url + "/admin", { transports, auth: { token: "bad" } }).catch((e) => e);
     assert.equal(e1.message, "not authorized");
@@ -53,8 +53,8 @@ for (const [name, transports] of Object.entries(TRANSPORTS)) {
     const e2 = await mp(srv.url + "/admin", { transports, auth: { token: "plain" } }).catch((e) => e);
     assert.equal(e2.message, "plain refusal");
     // rooms and broadcasts
-    assert.equal(await a.timeout(5000).emitWithAck("join", "r"), "r");
-    assert.equal(await b.timeout(5000).emitWithAck("join", "r"), "r");
+    assert.equal(await a.timeout(WAIT).emitWithAck("join", "r"), "r");
+    assert.equal(await b.timeout(WAIT).emitWithAck("join", "r"), "r");
     const said = once(b, "said");
     a.emit("say", "r", { bin }, [bin]);
     assert.deepEqual(await said, [{ bin }, [bin]]);
@@ -178,8 +178,8 @@ async function roundTrips(srv, values) {
     A.emit("ask", v);
     asked.push(canon((await got)[0]));
   }
-  await A.timeout(5000).emitWithAck("join", "r");
-  await B.timeout(5000).emitWithAck("join", "r");
+  await A.timeout(WAIT).emitWithAck("join", "r");
+  await B.timeout(WAIT).emitWithAck("join", "r");
   for (const v of values) A.emit("say", "r", v);
   await withTimeout(new Promise((resolve) => {
     const check = () => (relayed.length >= values.length ? resolve() : setTimeout(check, 20));
@@ -246,7 +246,7 @@ test("the options: --help, io.options, and bad values refused at start with a cl
     const srv = await startServer(app);
     stops.push(() => srv.stop());
     const s = await mp(srv.url, { transports: ["websocket"] });
-    assert.deepEqual(await s.timeout(5000).emitWithAck("echo", { b: Buffer.from([1]) }), { b: Buffer.from([1]) });
+    assert.deepEqual(await s.timeout(WAIT).emitWithAck("echo", { b: Buffer.from([1]) }), { b: Buffer.from([1]) });
     const v3 = await fetch(`${srv.url}/socket.io/?EIO=3&transport=polling`);
     assert.match(await v3.text(), /^\d+:0\{"sid"/);
   });
@@ -258,9 +258,9 @@ test("msgpack with perMessageDeflate: big binary messages at depth both ways, to
   const b = await mp(srv.url, { transports: ["websocket"] });
   assert.equal(a.io.engine.transport.ws.extensions, "permessage-deflate");
   const big = { list: [Buffer.alloc(30000, "msgpack "), { s: "é".repeat(3000) }], n: 2 ** 53 - 1 };
-  assert.deepEqual(await a.timeout(5000).emitWithAck("echo", big), big);
-  assert.equal(await a.timeout(5000).emitWithAck("join", "z"), "z");
-  assert.equal(await b.timeout(5000).emitWithAck("join", "z"), "z");
+  assert.deepEqual(await a.timeout(WAIT).emitWithAck("echo", big), big);
+  assert.equal(await a.timeout(WAIT).emitWithAck("join", "z"), "z");
+  assert.equal(await b.timeout(WAIT).emitWithAck("join", "z"), "z");
   const said = once(b, "said");
   a.emit("say", "z", big);
   assert.deepEqual(await said, [big]);

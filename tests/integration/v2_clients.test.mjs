@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import ioV2 from "socket.io-client-v2";
-import { startServer, connect, closeAll, withTimeout, once, rawSession } from "./helpers.mjs";
+import { startServer, connect, closeAll, withTimeout, once, rawSession, WAIT } from "./helpers.mjs";
 
 const TRANSPORTS = { polling: ["polling"], websocket: ["websocket"], upgrade: ["polling", "websocket"] };
 
@@ -36,14 +36,14 @@ function connectV2(url, opts = {}) {
       s.once("error", (e) => reject(Object.assign(new Error("refused"), { data: e })));
       s.once("connect_error", (e) => reject(e));
     }),
-    8000,
+    WAIT,
     `v2 connect to ${url}`,
   );
 }
 
 /** emit with an ack, all the ack's arguments. */
 const ask = (s, ev, ...args) =>
-  withTimeout(new Promise((resolve) => s.emit(ev, ...args, (...r) => resolve(r))), 5000, `ack of ${ev}`);
+  withTimeout(new Promise((resolve) => s.emit(ev, ...args, (...r) => resolve(r))), WAIT, `ack of ${ev}`);
 
 test("without allowEIO3 a v2 client is refused (Unsupported protocol version); an endpoint's own allowEIO3 takes it", async () => {
   const srv = await startServer("parsers");

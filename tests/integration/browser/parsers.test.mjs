@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { startServer, ROOT } from "../helpers.mjs";
+import { startServer, ROOT, WAIT } from "../helpers.mjs";
 import { launchChromium } from "./chat.helpers.mjs";
 
 let browser;
@@ -26,13 +26,13 @@ async function page(srv) {
   const p = await context.newPage();
   const errors = [];
   p.on("pageerror", (e) => errors.push(e.message));
-  await p.goto(srv.url + "/index.html", { timeout: 10000 });
+  await p.goto(srv.url + "/index.html", { timeout: WAIT });
   return { p, errors };
 }
 
 // In the page: connect with the given options, echo a value holding binary at depth, then ask the
 // server to ask back (a server -> client ack); resolves to what came back, binaries as byte arrays.
-const SCRIPT = async ({ opts, v2 }) => {
+const SCRIPT = async ({ opts, v2, wait }) => {
   const bytes = (b) => Array.from(new Uint8Array(b));
   const plain = (x) => x instanceof ArrayBuffer || ArrayBuffer.isView(x) ? { bin: bytes(x.buffer ? x : x) } :
     Array.isArray(x) ? x.map(plain) : x && typeof x === "object" ? Object.fromEntries(Object.entries(x).map(([k, v]) => [k, plain(v)])) : x;
@@ -40,7 +40,7 @@ const SCRIPT = async ({ opts, v2 }) => {
   await new Promise((resolve, reject) => {
     s.once("connect", resolve);
     s.once(v2 ? "error" : "connect_error", reject);
-    setTimeout(() => reject(new Error("no connect")), 8000);
+    setTimeout(() => reject(new Error("no connect")), wait);
   });
   const value = { text: "héllo 😀", n: 2 ** 53 - 1, f: 0.1, list: [new Uint8Array([0, 1, 255]).buffer, { deep: new Uint8Array([7]).buffer }] };
   const echoed = await new Promise((resolve) => s.emit("echo", value, resolve));
@@ -61,7 +61,7 @@ test("msgpack: a page with the served socket.io.msgpack.min.js, over polling, We
   const { p, errors } = await page(srv);
   await p.addScriptTag({ url: srv.url + "/socket.io/socket.io.msgpack.min.js" });
   for (const transports of [["polling"], ["websocket"], ["polling", "websocket"]]) {
-    const r = await p.evaluate(SCRIPT, { opts: { transports }, v2: false });
+    const r = await p.evaluate(SCRIPT, { opts: { transports }, v2: false, wait: WAIT });
     assert.deepEqual(r.echoed, WANT_ECHO, String(transports));
     assert.deepEqual(r.answer, ["why?", { bin: [9, 8] }]);
     assert.equal(r.transport, transports.at(-1));
@@ -83,7 +83,7 @@ test("Socket.IO v2: a page with socket.io-client@2's bundle, XHR2 polling (binar
   });
   await p.addScriptTag({ content: readFileSync(path.join(ROOT, "node_modules/socket.io-client-v2/dist/socket.io.js"), "utf8") });
   for (const transports of [["polling"], ["websocket"], ["polling", "websocket"]]) {
-    const r = await p.evaluate(SCRIPT, { opts: { transports }, v2: true });
+    const r = await p.evaluate(SCRIPT, { opts: { transports }, v2: true, wait: WAIT });
     assert.deepEqual(r.echoed, WANT_ECHO, String(transports));
     assert.deepEqual(r.answer, ["why?", { bin: [9, 8] }]);
     if (transports.length === 1) assert.equal(r.transport, transports[0]);
