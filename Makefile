@@ -40,7 +40,8 @@ UNIT_BIN   := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
 
 CLIENT_DIST := node_modules/socket.io-client/dist
 CLIENT_FILES := $(CLIENT_DIST)/socket.io.js $(CLIENT_DIST)/socket.io.min.js $(CLIENT_DIST)/socket.io.js.map \
-                $(CLIENT_DIST)/socket.io.min.js.map
+                $(CLIENT_DIST)/socket.io.min.js.map $(CLIENT_DIST)/socket.io.msgpack.min.js \
+                $(CLIENT_DIST)/socket.io.msgpack.min.js.map
 
 .PHONY: all setup run test unit integration asan clean format fuzz bench valgrind soak warnings layers
 
@@ -159,14 +160,16 @@ FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Isrc -I/usr/include/lua5.4 -I/usr/include/postgresql -I$(LLHTTP_INC) -g -O1 \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_NAMES := eio_payload sio_packet lvalue http ws msgpack tls pmd
+FUZZ_NAMES := eio_payload sio_packet sio_msgpack lvalue http ws msgpack tls pmd
 LLHTTP_C   := $(wildcard $(LLHTTP_DIR)/*.c)
 NET_C      := src/net.c src/tls.c src/tq.c src/buf.c src/log.c
 
 build/fuzz/fuzz_eio_payload: tests/fuzz/fuzz_eio_payload.c src/eio_packet.c src/utf8.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lcrypto
 build/fuzz/fuzz_sio_packet: tests/fuzz/fuzz_sio_packet.c src/sio_packet.c src/buf.c | build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lmsgpackc -lm
+build/fuzz/fuzz_sio_msgpack: tests/fuzz/fuzz_sio_msgpack.c src/sio_packet.c src/lvalue.c src/lvalue_msgpack.c src/lvalue_json.c src/jsnum.c src/utf8.c src/buf.c | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -lyajl -lmsgpackc -lm
 build/fuzz/fuzz_lvalue: tests/fuzz/fuzz_lvalue.c src/lvalue.c src/lvalue_json.c src/jsnum.c src/utf8.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -lyajl -lm
 build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
@@ -175,7 +178,7 @@ build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/pmd.c src/zip.c src/jsnum.
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lwslay -lssl -lcrypto -lz -lm
 build/fuzz/fuzz_pmd: tests/fuzz/fuzz_pmd.c src/pmd.c src/zip.c src/jsnum.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lz -lm
-build/fuzz/fuzz_msgpack: tests/fuzz/fuzz_msgpack.c src/lmsgpack.c src/lvalue.c src/lvalue_json.c src/jsnum.c src/utf8.c src/buf.c | build/fuzz
+build/fuzz/fuzz_msgpack: tests/fuzz/fuzz_msgpack.c src/lvalue_msgpack.c src/sio_packet.c src/lvalue.c src/lvalue_json.c src/jsnum.c src/utf8.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -lyajl -lmsgpackc -lm
 build/fuzz/fuzz_tls: tests/fuzz/fuzz_tls.c src/tls.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lssl -lcrypto

@@ -1,5 +1,6 @@
-# Shell helpers of the side-by-side benchmarks (bench/redis/run.sh, bench/hio/run.sh), sourced by
-# them. They expect BENCH (a name for messages) and PIDS (the processes started, stopped by PID).
+# Shell helpers of the side-by-side benchmarks (bench/redis/run.sh, bench/hio/run.sh,
+# bench/parsers/run.sh), sourced by them. They expect BENCH (a name for messages) and PIDS (the
+# processes started, stopped by PID).
 
 # free_port: a free TCP port on 127.0.0.1 (bound, then released)
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }

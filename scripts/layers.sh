@@ -17,7 +17,7 @@ TABLE='
 2 eio_packet eio
 3 sio_packet sio rooms
 4 rconn adapter_redis
-5 lvm lvalue lvalue_json lmsgpack lemitter
+5 lvm lvalue lvalue_json lvalue_msgpack lemitter
 6 options
 7 lenv lreq lconn lengine lnsp lsocket lsio ltimer ladapter_redis lwait lredis lfetch lsqlite lpg lhttp
 8 lapp

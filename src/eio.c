@@ -33,6 +33,8 @@ struct eio_session {
     uint8_t opening;           /* the handshake answer is being written (initial_headers) */
     uint8_t upgraded;          /* moved from polling to WebSocket */
     uint8_t watch;             /* EIO_W_* events the observer gets */
+    uint8_t protocol;          /* 4, or 3 (allowEIO3) */
+    uint8_t b64;               /* v3: the transport's client asked for binary as base64 (b64=1) */
     uint32_t refs;
     ws_conn_t *ws;             /* WebSocket transport, or NULL */
     struct eio_polling *pl;    /* while the transport is polling, else NULL */
@@ -54,6 +56,7 @@ typedef struct eio_polling {
     size_t qbytes;
     tq_entry_t upg;    /* in q_upgrade while probing */
     uint8_t probed;    /* the probe answered 2probe: a held GET gets noops */
+    uint8_t probe_b64; /* v3: the probe's request asked for b64 */
 } eio_polling_t;
 
 /* A handshake waiting for allowRequest (eio.h). */
@@ -391,6 +394,14 @@ static void on_pong_due(tq_t *q, tq_entry_t *e)
     session_closed(s, "ping timeout");
 }
 
+/* v3: no ping from the client within pingInterval + pingTimeout. */
+static void on_ping3_due(tq_t *q, tq_entry_t *e)
+{
+    eio_session_t *s = container_of(e, eio_session_t, hb);
+    (void)q;
+    session_closed(s, "ping timeout");
+}
+
 /* ---------------------------------------------------------------- output */
 
 /* httpCompression: replaces body with its gzip or deflate form when it is at least the threshold
@@ -436,22 +447,31 @@ static void respond_poll(eio_session_t *s, int tail)
     pl->q = NULL; /* the queue is this answer's now */
     pl->nq = pl->capq = 0;
     pl->qbytes = 0;
+    int binary = 0; /* v3: a binary payload (the client takes binary and something is binary) */
     s->refs++;
     if (nq > 0)
         notify(s, EIO_W_FLUSH, q, nq);
+    for (uint32_t i = 0; i < nq && s->protocol == 3 && !s->b64; i++)
+        binary |= (q[i]->flags & RBUF_BINARY) != 0;
     for (uint32_t i = 0; i < nq; i++) {
-        eio_payload_append(&body, q[i]);
+        if (s->protocol == 3)
+            eio_payload_append3(&body, q[i], binary);
+        else
+            eio_payload_append(&body, q[i]);
         rbuf_unref(q[i]);
     }
     free(q);
     if (tail >= 0) {
         rbuf_t *c = eio_packet_new((eio_type_t)tail, NULL, 0);
-        eio_payload_append(&body, c);
+        if (s->protocol == 3)
+            eio_payload_append3(&body, c, binary);
+        else
+            eio_payload_append(&body, c);
         rbuf_unref(c);
     }
     const char *enc = compress_body(srv->cfg, req, &body);
     n = 0;
-    hdrs[n++] = (http_hdr_t){"Content-Type", "text/plain; charset=UTF-8"};
+    hdrs[n++] = (http_hdr_t){"Content-Type", binary ? "application/octet-stream" : "text/plain; charset=UTF-8"};
     if (enc != NULL)
         hdrs[n++] = (http_hdr_t){"Content-Encoding", enc};
     hdrs[n++] = (http_hdr_t){"cache-control", "no-store"};
@@ -465,6 +485,27 @@ static void respond_poll(eio_session_t *s, int tail)
     session_unref(s);
 }
 
+/* Sends pkt on a WebSocket of s. A v3 client gets a binary message as its type byte and the
+ * bytes (the header and that byte are this connection's, the bytes are still shared unless
+ * compressed: ws_send_prefixed), or with b64 as a text frame "b4<base64>". */
+static void send_ws(const eio_session_t *s, ws_conn_t *ws, rbuf_t *pkt, int b64)
+{
+    if (s->protocol != 3 || !(pkt->flags & RBUF_BINARY)) {
+        ws_send(ws, pkt);
+    } else if (!b64) {
+        ws_send_prefixed(ws, EIO_MESSAGE, pkt);
+    } else {
+        buf_t text = BUF_INIT;
+        rbuf_t *t;
+        buf_appendstr(&text, "b4");
+        eio_base64_encode(&text, (const unsigned char *)rbuf_payload(pkt), pkt->len);
+        t = rbuf_from(text.base, text.len);
+        buf_free(&text);
+        ws_send(ws, t);
+        rbuf_unref(t);
+    }
+}
+
 void eio_send(eio_session_t *s, rbuf_t *pkt)
 {
     if (s->state != S_OPEN)
@@ -474,7 +515,7 @@ void eio_send(eio_session_t *s, rbuf_t *pkt)
         return;
     }
     if (s->transport == EIO_T_WEBSOCKET) {
-        ws_send(s->ws, pkt);
+        send_ws(s, s->ws, pkt, s->b64);
         return;
     }
     queue_poll(s, pkt);
@@ -489,7 +530,7 @@ static void watched_send(eio_session_t *s, rbuf_t *pkt)
     if (s->state != S_OPEN) {
         /* closed by the observer: the packet is dropped */
     } else if (s->transport == EIO_T_WEBSOCKET) {
-        ws_send(s->ws, pkt);
+        send_ws(s, s->ws, pkt, s->b64);
         notify(s, EIO_W_FLUSH, &pkt, 1);
         notify(s, EIO_W_DRAIN, NULL, 0);
     } else {
@@ -545,12 +586,25 @@ static void on_packet(eio_session_t *s, const eio_packet_t *p)
     }
     switch (p->type) {
     case EIO_PONG:
-        if (s->state == S_OPEN) {
+        if (s->protocol == 3) {
+            session_closed(s, "transport error"); /* v3: the client pings, never the server */
+        } else if (s->state == S_OPEN) {
             tq_add(&srv->q_ping, &s->hb);
             notify(s, EIO_W_HEARTBEAT, NULL, 0);
         }
         break;
     case EIO_PING:
+        if (s->protocol == 3) {
+            /* v3: the client pings, the server answers and waits for the next ping */
+            if (s->state == S_OPEN) {
+                rbuf_t *pong = eio_packet_new(EIO_PONG, NULL, 0);
+                tq_add(&srv->q_ping3, &s->hb);
+                eio_send(s, pong);
+                rbuf_unref(pong);
+                notify(s, EIO_W_HEARTBEAT, NULL, 0);
+            }
+            break;
+        }
         /* protocol v4: the server pings, never the client */
         session_closed(s, "transport error");
         break;
@@ -595,24 +649,30 @@ static void handle_post(eio_session_t *s, http_req_t *req)
         session_closed(s, "transport error");
         return;
     }
-    if (ctype.ptr != NULL && slice_caseeq(ctype, "application/octet-stream")) {
+    /* (the reference compares the header exactly) */
+    int binary = ctype.ptr != NULL && slice_eq(ctype, "application/octet-stream");
+    if (binary && s->protocol != 3) {
         /* protocol v4 sends binary as base64 text */
         http_respond(req, 400, NULL, 0, NULL, 0);
         session_closed(s, "transport error");
         return;
     }
-    /* The reference reads the body as a string (UTF-8, U+FFFD for what is ill-formed): the
+    /* The reference reads a text body as a string (UTF-8, U+FFFD for what is ill-formed): the
      * packets reach the app, and WebSocket peers, as valid UTF-8. */
     buf_t fixed = BUF_INIT;
     const char *body = req->body.base;
     size_t blen = req->body.len;
-    if (blen > 0 && utf8_valid_prefix(body, blen) != blen) {
+    if (!binary && blen > 0 && utf8_valid_prefix(body, blen) != blen) {
         utf8_repair(&fixed, body, blen, 0);
         body = fixed.base;
         blen = fixed.len;
     }
     s->refs++; /* the callbacks below may close the session */
-    eio_payload_init(&it, body, blen, s->srv->cfg->max_packets_per_post);
+    if (s->protocol == 3)
+        eio_payload_init3(&it, body, blen, binary ? EIO_PAYLOAD_V3_BIN : EIO_PAYLOAD_V3,
+                          s->srv->cfg->max_packets_per_post);
+    else
+        eio_payload_init(&it, body, blen, s->srv->cfg->max_packets_per_post);
     while (s->state != S_CLOSED && (rc = eio_payload_next(&it, &p)) != 0) {
         if (rc < 0) {
             log_debug("eio: session %s: invalid polling payload (%d): %.*s", s->id, rc,
@@ -680,9 +740,14 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
     rbuf_t **q;
     uint32_t nq;
 
+    buf_t scratch = BUF_INIT; /* v3: a base64 packet's bytes */
+    int rc;
+
     if (s->state == S_CLOSED)
         return;
-    if (eio_decode_ws(binary, data, len, &p) != EIO_PKT_OK) {
+    rc = s->protocol == 3 ? eio_decode_ws3(binary, data, len, &scratch, &p) : eio_decode_ws(binary, data, len, &p);
+    if (rc != EIO_PKT_OK) {
+        buf_free(&scratch);
         if (ws == s->ws)
             session_closed(s, "parse error");
         else
@@ -691,7 +756,9 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
     }
     if (s->pl != NULL && ws == s->pl->probe) {
         eio_polling_t *pl = s->pl;
-        if (p.type == EIO_PING && slice_eq(p.data, "probe")) {
+        int probe = p.type == EIO_PING && slice_eq(p.data, "probe");
+        buf_free(&scratch); /* p.data is not used past this point */
+        if (probe) {
             rbuf_t *pong = eio_packet_new(EIO_PONG, "probe", 5);
             ws_send(ws, pong);
             rbuf_unref(pong);
@@ -711,9 +778,10 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
             pl->probe = NULL;
             s->ws = ws;
             s->transport = EIO_T_WEBSOCKET;
+            s->b64 = pl->probe_b64;
             /* what waited for a GET now goes over the WebSocket, in order */
             for (uint32_t i = 0; i < pl->nq; i++)
-                ws_send(ws, pl->q[i]);
+                send_ws(s, ws, pl->q[i], s->b64);
             q = pl->q, nq = pl->nq;
             pl->q = NULL, pl->nq = 0;
             polling_free(s);
@@ -743,6 +811,7 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
     s->refs++;
     on_packet(s, &p);
     session_unref(s);
+    buf_free(&scratch);
 }
 
 static void ws_on_close(ws_conn_t *ws, ws_close_reason_t why, void *ud)
@@ -859,12 +928,29 @@ static rbuf_t *open_packet(eio_session_t *s, int transport)
     return pkt;
 }
 
-static eio_session_t *session_new(eio_server_t *srv, const http_req_t *req, int transport)
+/* The protocol revision a request asks for, as the reference computes it: EIO=4 is 4, anything
+ * else (or none) 3. */
+static int request_protocol(const http_req_t *req, buf_t *tmp)
+{
+    return http_query(req, "EIO", tmp) == 0 && tmp->len == 1 && tmp->base[0] == '4' ? 4 : 3;
+}
+
+/* The b64 query parameter (v3): binary as base64 when it is there and not empty. */
+static int request_b64(const http_req_t *req, buf_t *tmp)
+{
+    return http_query(req, "b64", tmp) == 0 && tmp->len > 0;
+}
+
+static eio_session_t *session_new(eio_server_t *srv, const http_req_t *req, int transport, int protocol)
 {
     eio_session_t *s = xcalloc(1, sizeof(*s) + handshake_size(req));
+    buf_t tmp = BUF_INIT;
     s->srv = srv;
     s->refs = 1;
     s->transport = (uint8_t)transport;
+    s->protocol = (uint8_t)protocol;
+    s->b64 = protocol == 3 && request_b64(req, &tmp);
+    buf_free(&tmp);
     if (transport == EIO_T_POLLING)
         s->pl = xcalloc(1, sizeof(*s->pl));
     do
@@ -887,7 +973,7 @@ static void open_session(eio_session_t *s)
     s->opening = 0;
     rbuf_unref(open);
     if (s->state == S_OPEN) {
-        tq_add(&srv->q_ping, &s->hb);
+        tq_add(s->protocol == 3 ? &srv->q_ping3 : &srv->q_ping, &s->hb);
         srv->h->on_open(s, srv->ud);
     }
     if (srv->obs != NULL && srv->obs->on_connection != NULL && s->state == S_OPEN)
@@ -898,7 +984,8 @@ static void open_session(eio_session_t *s)
 static void handshake(eio_server_t *srv, http_req_t *req, int transport, buf_t *tmp)
 {
     eio_session_t *s;
-    if (http_query(req, "EIO", tmp) != 0 || tmp->len != 1 || tmp->base[0] != '4') {
+    int protocol = request_protocol(req, tmp);
+    if (protocol == 3 && !srv->cfg->allow_eio3) {
         abort_request(srv, req, EIO_ERR_UNSUPPORTED_PROTOCOL_VERSION, NULL, NULL);
         return;
     }
@@ -917,7 +1004,7 @@ static void handshake(eio_server_t *srv, http_req_t *req, int transport, buf_t *
             http_respond(req, 503, NULL, 0, NULL, 0); /* a listener closed the server */
             return;
         }
-        s = session_new(srv, req, transport);
+        s = session_new(srv, req, transport, protocol);
         n = add_cookie(srv, s->id, hdrs, n);
         s->ws = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
         s->refs++; /* held by the WebSocket until its on_close */
@@ -927,7 +1014,7 @@ static void handshake(eio_server_t *srv, http_req_t *req, int transport, buf_t *
         session_unref(s);
         return;
     }
-    s = session_new(srv, req, transport);
+    s = session_new(srv, req, transport, protocol);
     s->pl->poll = req;
     req->on_abort = on_poll_abort;
     req->abort_data = s;
@@ -1099,6 +1186,10 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
             abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "TRANSPORT_MISMATCH");
             goto done;
         }
+        if (request_protocol(req, &v) != s->protocol) {
+            abort_request(srv, req, EIO_ERR_BAD_REQUEST, NULL, "PROTOCOL_MISMATCH");
+            goto done;
+        }
         if (req->upgrade) {
             const char *err;
             ws_limits_t lim = {cfg->max_payload, &cfg->per_message_deflate};
@@ -1121,6 +1212,7 @@ void eio_handle_request(eio_server_t *srv, http_req_t *req)
                 goto done;
             }
             session_unref(s); /* still open: the table's reference keeps it */
+            s->pl->probe_b64 = request_b64(req, &v);
             s->pl->probe = ws_accept(req, hdrs, n, &ws_handler, &lim, s);
             s->refs++; /* held by the probe until its on_close */
             tq_add(&srv->q_upgrade, &s->pl->upg);
@@ -1178,9 +1270,10 @@ void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg
     tq_init(&srv->q_pong, loop, cfg->ping_timeout, on_pong_due, srv);
     tq_init(&srv->q_upgrade, loop, cfg->upgrade_timeout, on_upgrade_due, srv);
     tq_init(&srv->q_allow, loop, cfg->allow_timeout, on_allow_due, srv);
+    tq_init(&srv->q_ping3, loop, cfg->ping_interval + cfg->ping_timeout, on_ping3_due, srv);
     uv_idle_init(loop, &srv->reaper);
     srv->reaper.data = srv;
-    srv->ntimers = 5;
+    srv->ntimers = 6;
 }
 
 /* Close callback of the timers and the reaper. */
@@ -1195,7 +1288,7 @@ static void on_handle_closed(uv_handle_t *h)
 
 void eio_server_shutdown(eio_server_t *srv, const char *reason, void (*on_freed)(eio_server_t *srv))
 {
-    tq_t *qs[4] = {&srv->q_ping, &srv->q_pong, &srv->q_upgrade, &srv->q_allow};
+    tq_t *qs[5] = {&srv->q_ping, &srv->q_pong, &srv->q_upgrade, &srv->q_allow, &srv->q_ping3};
     if (srv->shutting)
         return;
     srv->shutting = 1;
@@ -1217,7 +1310,7 @@ void eio_server_shutdown(eio_server_t *srv, const char *reason, void (*on_freed)
     srv->buckets = NULL;
     srv->nbuckets = 0;
     /* tq_close's handles, closed here with a callback so that srv's memory outlives them */
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         assert(qs[i]->head.next == &qs[i]->head);
         qs[i]->timer.data = srv;
         uv_close((uv_handle_t *)&qs[i]->timer, on_handle_closed);
@@ -1229,6 +1322,7 @@ void eio_server_watch(eio_server_t *srv, const tq_clock_t *clock)
 {
     tq_watch(&srv->q_pong, clock);
     tq_watch(&srv->q_upgrade, clock);
+    tq_watch(&srv->q_ping3, clock);
 }
 
 void eio_server_close(eio_server_t *srv, const char *reason)
@@ -1268,6 +1362,7 @@ int eio_session_writable(const eio_session_t *s)
     return s->transport == EIO_T_WEBSOCKET ? ws_queued(s->ws) == 0 : s->pl->poll != NULL;
 }
 int eio_session_transport(const eio_session_t *s) { return s->transport; }
+int eio_session_protocol(const eio_session_t *s) { return s->protocol; }
 const eio_handshake_t *eio_session_handshake(const eio_session_t *s) { return &s->hs; }
 void *eio_session_data(const eio_session_t *s) { return s->data; }
 void eio_session_set_data(eio_session_t *s, void *data) { s->data = data; }

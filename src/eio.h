@@ -79,6 +79,7 @@ typedef struct {
     size_t max_packets_per_post;/* packets in one polling POST, 0 = unlimited */
     size_t max_buffered;        /* bytes queued for a polling client between two GETs */
     uint64_t allow_timeout;     /* ms allowRequest may take to answer; then the request is refused */
+    int allow_eio3;             /* allowEIO3: protocol v3 (Socket.IO v2 clients) too, 0 */
     eio_cors_t cors;
     eio_cookie_t cookie;
     eio_http_compression_t http_compression;
@@ -197,7 +198,7 @@ struct eio_server {
     void (*on_freed)(eio_server_t *srv); /* see eio_server_shutdown */
     int shutting;                 /* eio_server_shutdown was called */
     char cookie_buf[512];         /* the Set-Cookie being written (cookie option) */
-    int ntimers;                  /* handles not yet closed (4 timers + the reaper) */
+    int ntimers;                  /* handles not yet closed (5 timers + the reaper) */
     size_t nalive;                /* sessions not yet freed (closed ones included) */
     struct eio_session *zombies;  /* closed sessions freed by the reaper (deferred free) */
     uv_idle_t reaper;
@@ -208,6 +209,7 @@ struct eio_server {
     tq_t q_pong;     /* sessions waiting for a pong (pingTimeout); also closing polling sessions */
     tq_t q_upgrade;  /* WebSocket probes waiting for the upgrade packet (upgradeTimeout) */
     tq_t q_allow;    /* handshakes waiting for allowRequest's answer (allow_timeout) */
+    tq_t q_ping3;    /* v3 sessions waiting for the client's next ping (pingInterval + pingTimeout) */
 };
 
 void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg, const http_limits_t *lim,
@@ -248,6 +250,11 @@ const char *eio_session_id(const eio_session_t *s);
  * queued): volatile packets are only sent then. */
 int eio_session_writable(const eio_session_t *s);
 int eio_session_transport(const eio_session_t *s); /* EIO_T_* */
+/* The Engine.IO protocol revision of the session: 4, or 3 (a Socket.IO v2 client, allowEIO3). In
+ * v3 the client pings every pingInterval and the server answers; a client that sends no ping for
+ * pingInterval + pingTimeout is closed ("ping timeout"), also after an upgrade (the reference
+ * stops judging a v3 session once it has upgraded). */
+int eio_session_protocol(const eio_session_t *s);
 const eio_handshake_t *eio_session_handshake(const eio_session_t *s);
 void *eio_session_data(const eio_session_t *s);
 void eio_session_set_data(eio_session_t *s, void *data);

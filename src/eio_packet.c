@@ -5,6 +5,7 @@
 #include "eio_packet.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -163,16 +164,31 @@ void eio_payload_init(eio_payload_iter_t *it, const char *p, size_t n, size_t ma
     it->end = p + n;
     it->count = 0;
     it->max_packets = max_packets;
+    it->mode = EIO_PAYLOAD_V4;
+    it->first_rc = 0;
     it->scratch = (buf_t)BUF_INIT;
 }
 
 /* Every record is decoded, including an empty one after a trailing separator (an error, as
  * "split" in the reference yields it too). After an error the iterator is at its end: the caller
  * drops the whole payload, as the reference stops at its first error packet. */
+static int next3(eio_payload_iter_t *it, eio_packet_t *out);
+static int next3_binary(eio_payload_iter_t *it, eio_packet_t *out);
+
 int eio_payload_next(eio_payload_iter_t *it, eio_packet_t *out)
 {
+    if (it->first_rc != 0) {
+        int rc = it->first_rc;
+        it->first_rc = 0;
+        it->p = NULL;
+        return rc;
+    }
     if (it->p == NULL)
         return 0;
+    if (it->mode == EIO_PAYLOAD_V3)
+        return next3(it, out);
+    if (it->mode == EIO_PAYLOAD_V3_BIN)
+        return next3_binary(it, out);
     const char *rec = it->p;
     const char *sep = memchr(rec, EIO_SEPARATOR, (size_t)(it->end - rec));
     size_t n = (size_t)((sep ? sep : it->end) - rec);
@@ -206,6 +222,231 @@ void eio_payload_free(eio_payload_iter_t *it)
 {
     buf_free(&it->scratch);
     it->p = NULL;
+}
+
+/* ---------------------------------------------------------------- protocol v3 (Socket.IO v2 clients) */
+
+/* A v3 packet in its text form (a text payload's record, a text packet of a binary payload, a
+ * WebSocket text frame): "b<type><base64>" is a base64 binary packet (an unknown type is ignored
+ * by the reference: a noop), anything else a text packet. */
+static int decode_text3(buf_t *scratch, const char *p, size_t n, eio_packet_t *out)
+{
+    if (n == 0 || p[0] != 'b')
+        return decode_text(p, n, out);
+    out->binary = 1;
+    if (n < 2 || p[1] < '0' || p[1] > '6') {
+        out->type = EIO_NOOP;
+        out->data = (slice_t){"", 0};
+        return EIO_PKT_OK;
+    }
+    scratch->len = 0;
+    eio_base64_decode(scratch, p + 2, n - 2);
+    out->type = (eio_type_t)(p[1] - '0');
+    out->data.ptr = scratch->base ? scratch->base : "";
+    out->data.len = scratch->len;
+    return EIO_PKT_OK;
+}
+
+int eio_decode_ws3(int binary, const char *p, size_t n, buf_t *scratch, eio_packet_t *out)
+{
+    if (!binary)
+        return decode_text3(scratch, p, n, out);
+    /* the type byte, then the data; a type the reference does not know is ignored there */
+    out->binary = 1;
+    if (n == 0 || (unsigned char)p[0] > EIO_NOOP) {
+        out->type = EIO_NOOP;
+        out->data = (slice_t){"", 0};
+        return EIO_PKT_OK;
+    }
+    out->type = (eio_type_t)p[0];
+    out->data = (slice_t){p + 1, n - 1};
+    return EIO_PKT_OK;
+}
+
+/* The bytes of a UTF-8 character starting with lead byte c (its length as utf8_seq would find it
+ * in valid input). */
+static size_t utf8_len(unsigned char c)
+{
+    return c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+}
+
+/* UTF-16 code units of the valid UTF-8 text p[0, n): what JavaScript's length counts. */
+static size_t utf16_units(const char *p, size_t n)
+{
+    size_t units = 0;
+    for (size_t i = 0; i < n; i += utf8_len((unsigned char)p[i]))
+        units += (unsigned char)p[i] >= 0xf0 ? 2 : 1;
+    return units;
+}
+
+/* The binary payload's framing, as decodePayloadAsBinary reads it: a kind byte, the length's
+ * digits as bytes 0-9 (at most 310 of them), 255. Returns the packet's offset and fills *len and
+ * *text, or 0 if the framing is invalid. */
+static size_t frame3(const unsigned char *p, size_t n, size_t *len, int *text)
+{
+    size_t i = 1, v = 0, nd = 0;
+    if (n == 0)
+        return 0;
+    *text = p[0] == 0;
+    for (; i < n && p[i] != 255; i++) {
+        if (p[i] > 9 || ++nd > 310)
+            return 0;
+        if (v <= n) /* stops growing once past any possible length: no overflow */
+            v = v * 10 + p[i];
+    }
+    if (i == n || nd == 0 || v > n - i - 1)
+        return 0;
+    *len = v;
+    return i + 1;
+}
+
+void eio_payload_init3(eio_payload_iter_t *it, const char *p, size_t n, int mode, size_t max_packets)
+{
+    eio_payload_init(it, p, n, max_packets);
+    it->mode = mode;
+    if (n == 0) {
+        it->first_rc = EIO_PKT_EEMPTY; /* decodePayload("") is an error */
+        return;
+    }
+    if (mode == EIO_PAYLOAD_V3_BIN) {
+        /* the reference splits the whole body before it decodes any packet */
+        const unsigned char *q = (const unsigned char *)p;
+        size_t left = n, len, off;
+        int text;
+        while (left > 0) {
+            if ((off = frame3(q, left, &len, &text)) == 0) {
+                it->first_rc = EIO_PKT_EFRAMING;
+                return;
+            }
+            q += off + len;
+            left -= off + len;
+        }
+    }
+}
+
+static int count_packet(eio_payload_iter_t *it)
+{
+    if (++it->count > it->max_packets && it->max_packets) {
+        it->p = NULL;
+        return EIO_PKT_ETOOMANY;
+    }
+    return 0;
+}
+
+/* "<length>:<packet>" records; a length counts UTF-16 code units; "0:" is skipped. */
+static int next3(eio_payload_iter_t *it, eio_packet_t *out)
+{
+    for (;;) {
+        const char *q = it->p, *m;
+        size_t len = 0, nd = 0, units = 0;
+        int rc;
+        if (q == it->end) {
+            it->p = NULL;
+            return 0;
+        }
+        for (; q < it->end && *q != ':'; q++) {
+            if (*q < '0' || *q > '9' || ++nd > 16)
+                goto bad;
+            len = len * 10 + (size_t)(*q - '0');
+        }
+        if (q == it->end || nd == 0)
+            goto bad;
+        for (m = ++q; units < len; units += utf8_len((unsigned char)*m) == 4 ? 2 : 1, m += utf8_len((unsigned char)*m))
+            if (m == it->end || utf8_len((unsigned char)*m) > (size_t)(it->end - m))
+                goto bad;
+        if (units != len)
+            goto bad; /* the length ends between the two halves of a surrogate pair */
+        it->p = m;
+        if (m == q)
+            continue;
+        if ((rc = count_packet(it)) != 0)
+            return rc;
+        if ((rc = decode_text3(&it->scratch, q, (size_t)(m - q), out)) != EIO_PKT_OK) {
+            it->p = NULL;
+            return rc;
+        }
+        return 1;
+    bad:
+        it->p = NULL;
+        return EIO_PKT_EFRAMING;
+    }
+}
+
+/* The binary payload (its framing was checked whole by eio_payload_init3). */
+static int next3_binary(eio_payload_iter_t *it, eio_packet_t *out)
+{
+    const unsigned char *q = (const unsigned char *)it->p;
+    size_t len, off;
+    int text, rc;
+    if (q == (const unsigned char *)it->end) {
+        it->p = NULL;
+        return 0;
+    }
+    off = frame3(q, (size_t)(it->end - it->p), &len, &text);
+    it->p += off + len;
+    if ((rc = count_packet(it)) != 0)
+        return rc;
+    q += off;
+    if (!text)
+        rc = eio_decode_ws3(1, (const char *)q, len, &it->scratch, out);
+    else if (len > 0 && q[0] == 'b') /* base64 before any UTF-8 decoding, as decodePacket */
+        rc = decode_text3(&it->scratch, (const char *)q, len, out);
+    else {
+        /* utf8.js, non-strict: lone surrogates pass, anything else ill-formed is an error */
+        uint32_t cp;
+        for (size_t i = 0; i < len; i += (size_t)rc) {
+            if ((rc = utf8_seq(q + i, len - i, &cp, 1)) < 0) {
+                it->p = NULL;
+                return EIO_PKT_EFRAMING;
+            }
+        }
+        rc = decode_text((const char *)q, len, out);
+    }
+    if (rc != EIO_PKT_OK) {
+        it->p = NULL;
+        return rc;
+    }
+    return 1;
+}
+
+void eio_payload_append3(buf_t *out, const rbuf_t *b, int binary)
+{
+    const char *payload = b->data + RBUF_HEADROOM;
+    int isbin = (b->flags & RBUF_BINARY) != 0;
+    char num[24];
+    int nd;
+    if (binary) {
+        /* kind, the length's digits as bytes, 255, then the packet (binary: its type byte first) */
+        nd = snprintf(num, sizeof(num), "%zu", (size_t)b->len + (size_t)isbin);
+        buf_reserve(out, (size_t)nd + 3 + b->len);
+        buf_appendc(out, (char)isbin);
+        for (int i = 0; i < nd; i++)
+            buf_appendc(out, (char)(num[i] - '0'));
+        buf_appendc(out, (char)0xff);
+        if (isbin)
+            buf_appendc(out, (char)EIO_MESSAGE);
+        buf_append(out, payload, b->len);
+        return;
+    }
+    if (isbin) {
+        nd = snprintf(num, sizeof(num), "%zu:b4", 2 + 4 * (((size_t)b->len + 2) / 3));
+        buf_append(out, num, (size_t)nd);
+        eio_base64_encode(out, (const unsigned char *)payload, b->len);
+        return;
+    }
+    /* The length is the client's count of the text it decodes: ill-formed UTF-8 (which no packet of
+     * Socket.IO holds) is sent as the U+FFFD it would read. */
+    buf_t fixed = BUF_INIT;
+    size_t n = b->len;
+    if (utf8_valid_prefix(payload, n) != n) {
+        utf8_repair(&fixed, payload, n, 0);
+        payload = fixed.base;
+        n = fixed.len;
+    }
+    nd = snprintf(num, sizeof(num), "%zu:", utf16_units(payload, n));
+    buf_append(out, num, (size_t)nd);
+    buf_append(out, payload, n);
+    buf_free(&fixed);
 }
 
 /* ---------------------------------------------------------------- encoding */

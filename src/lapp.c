@@ -12,7 +12,6 @@
 #include "lengine.h"
 #include "lfetch.h"
 #include "lhttp.h"
-#include "lmsgpack.h"
 #include "lnsp.h"
 #include "log.h"
 #include "lpg.h"
@@ -51,7 +50,7 @@ static const luaL_Reg core[] = {
     {"resolved", lsio_core_resolved},
     {"broadcast", lsio_core_broadcast},
     {"select", lsio_core_select},
-    /* the Redis adapter (ladapter_redis.h, lmsgpack.h) */
+    /* the Redis adapter (ladapter_redis.h; msgpack: lvalue.h) */
     {"redis_enabled", ladapter_redis_enabled},
     {"redis_connected", ladapter_redis_connected},
     {"redis_config", ladapter_redis_config},
@@ -61,8 +60,8 @@ static const luaL_Reg core[] = {
     {"redis_subscribe", ladapter_redis_subscribe},
     {"redis_psubscribe", ladapter_redis_psubscribe},
     {"redis_command", ladapter_redis_command},
-    {"msgpack_encode", lmsgpack_encode},
-    {"msgpack_decode", lmsgpack_decode},
+    {"msgpack_encode", lvalue_core_msgpack_encode},
+    {"msgpack_decode", lvalue_core_msgpack_decode},
     {NULL, NULL},
 };
 

@@ -496,6 +496,7 @@ static void ep_bind(ep_t *ep, lengine_t *e, lenv_t *env)
     ep->eio.q_pong.timeout = ep->cfg.ping_timeout;
     ep->eio.q_upgrade.timeout = ep->cfg.upgrade_timeout;
     ep->eio.q_allow.timeout = ep->cfg.allow_timeout;
+    ep->eio.q_ping3.timeout = ep->cfg.ping_interval + ep->cfg.ping_timeout;
     /* one HTTP body limit for the port: the largest; each endpoint checks its own */
     if (ep->cfg.max_payload > env->cfg->http.max_body)
         env->cfg->http.max_body = ep->cfg.max_payload;

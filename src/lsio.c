@@ -5,6 +5,7 @@
 
 #include "lenv.h"
 #include "lnsp.h"
+#include "lreq.h"
 #include "lsocket.h"
 #include "lvalue.h"
 #include "log.h"
@@ -225,6 +226,21 @@ typedef struct {
     int rc;
 } call_args_t;
 
+/* Pushes a CONNECT's auth (not empty): a v2 client's namespace query, or the payload in the
+ * parser's format (raises if it is invalid). [-0, +1, e] */
+static void push_auth(lua_State *L, slice_t auth, int protocol)
+{
+    const sl_config_t *cfg = lenv_get(L)->cfg;
+    if (protocol == 3) {
+        lreq_push_query(L, auth.ptr, auth.len);
+    } else if (cfg->sio.parser == SIO_PARSER_MSGPACK) {
+        if (lvalue_push_msgpack(L, auth.ptr, auth.len) != 0)
+            lua_error(L); /* its message */
+    } else {
+        lvalue_push_json(L, auth.ptr, auth.len, NULL, 0, cfg->max_json_depth);
+    }
+}
+
 /* CONNECT: make the handle with handshake.auth, then the prelude's hooks.connect runs the
  * middlewares, accepts and fires "connection". */
 static int connect_k(lua_State *L)
@@ -235,7 +251,7 @@ static int connect_k(lua_State *L)
     lsocket_push_new(L, s); /* 1: the handle */
     if (a->auth.len > 0) { /* kept for socket.handshake.auth */
         lsocket_private(L, 1);
-        lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lenv_get(L)->cfg->max_json_depth);
+        push_auth(L, a->auth, sio_socket_protocol(s));
         lua_setfield(L, -2, "auth");
         lua_pop(L, 1);
     }
@@ -253,10 +269,8 @@ static void h_connect(sio_socket_t *s, slice_t auth, void *ud)
     void *origin = h->origin;
     sio_socket_ref(s);
     h->origin = s; /* its middlewares and connection handlers are its own */
-    if (lvm_protect(h, connect_k, &a, "connect") != 0 && s->state == SIO_S_CONNECTING) {
-        static const char err[] = "{\"message\":\"Invalid payload\"}";
-        sio_socket_refuse(s, err, sizeof(err) - 1);
-    }
+    if (lvm_protect(h, connect_k, &a, "connect") != 0 && s->state == SIO_S_CONNECTING)
+        sio_socket_refuse_message(s, "Invalid payload");
     h->origin = origin;
     sio_socket_unref(s);
 }
@@ -272,7 +286,7 @@ static int resolve_k(lua_State *L)
     lvm_push_hook(L, "resolve");
     lua_pushlstring(L, a->name.ptr, a->name.len);
     if (a->auth.len > 0)
-        lvalue_push_json(L, a->auth.ptr, a->auth.len, NULL, 0, lenv_get(L)->cfg->max_json_depth);
+        push_auth(L, a->auth, sio_resolve_protocol(a->resolve));
     else
         lua_newtable(L);
     lvm_box_push(L, a->resolve, release_resolve);

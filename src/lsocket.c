@@ -19,8 +19,8 @@
 
 typedef struct {
     sio_socket_t *s; /* NULL once the socket is closed */
-    char id[21];
     uint8_t leaving; /* 1 while "disconnecting" runs (rooms still readable), 2 from "disconnect" on */
+    char id[];       /* a copy of the id (20 characters but for a v2 client's outside "/") */
 } lsock_t;
 
 const char *const lsocket_reserved_names[] = {"connect",       "connect_error", "disconnect",
@@ -107,14 +107,22 @@ rbuf_t *lsocket_encode(lua_State *L, int first, const char *nsp, sio_type_t type
 {
     int n = lua_gettop(L) - first + 1;
     size_t len;
-    const char *json;
+    const char *data;
     rbuf_t *pkt;
-    *natt = lvalue_encode_args(L, first, n, att, MAX_ATT, lenv_get(L)->cfg->max_json_depth);
-    json = lua_tolstring(L, -1, &len);
+    const sl_config_t *cfg = lenv_get(L)->cfg;
+    if (cfg->sio.parser == SIO_PARSER_MSGPACK) {
+        /* one binary message, binaries inline (no attachments) */
+        *natt = 0;
+        lvalue_encode_msgpack(L, first, n, 1, cfg->max_json_depth);
+    } else {
+        *natt = lvalue_encode_args(L, first, n, att, MAX_ATT, cfg->max_json_depth);
+    }
+    data = lua_tolstring(L, -1, &len);
     if (*natt > 0)
         type = type == SIO_ACK ? SIO_BINARY_ACK : SIO_BINARY_EVENT;
-    sio_packet_t p = {type, (uint32_t)*natt, {nsp, strlen(nsp)}, id, {json, len}};
-    pkt = sio_encode(&p); /* never raises: nothing to leak from here on */
+    sio_packet_t p = {type, (uint32_t)*natt, {nsp, strlen(nsp)}, id, {data, len}, NULL};
+    /* never raises: nothing to leak from here on */
+    pkt = cfg->sio.parser == SIO_PARSER_MSGPACK ? sio_encode_msgpack(&p) : sio_encode(&p);
     lua_pop(L, 1);
     return pkt;
 }
@@ -317,7 +325,10 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
     lsocket_push(L, s);
     ud = lua_gettop(L);
     /* the arguments go straight on the stack: [ud, arg1, ..., argn] */
-    n = lvalue_push_json_args(L, p->data.ptr, p->data.len, att, natt, lenv_get(L)->cfg->max_json_depth);
+    if (p->obj != NULL) /* the msgpack parser's decoded array */
+        n = lvalue_push_msgpack_args(L, p->obj);
+    else
+        n = lvalue_push_json_args(L, p->data.ptr, p->data.len, att, natt, lenv_get(L)->cfg->max_json_depth);
     if (p->type == SIO_ACK || p->type == SIO_BINARY_ACK) {
         uv_field(L, ud, "acks");
         if (!lua_istable(L, -1))
@@ -370,10 +381,10 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
 
 void lsocket_push_new(lua_State *L, sio_socket_t *s)
 {
-    lsock_t *h = lua_newuserdatauv(L, sizeof(*h), 2); /* both user values made on first use */
+    lsock_t *h = lua_newuserdatauv(L, sizeof(*h) + s->idlen + 1u, 2); /* both user values made on first use */
     h->s = s;
     h->leaving = 0;
-    memcpy(h->id, s->id, sizeof(h->id));
+    memcpy(h->id, s->id, s->idlen + 1u);
     luaL_setmetatable(L, SOCKET_MT);
     lua_pushvalue(L, -1);
     s->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -465,21 +476,50 @@ int lsocket_core_accept(lua_State *L)
     return 1;
 }
 
-/* core.refuse(socket, message, data): CONNECT_ERROR {"message":..., "data":...}. */
+/* A JS value's truthiness: nil, false, siolua.null, 0, NaN and "" are falsy. [-0, +0, -] */
+static int js_truthy(lua_State *L, int idx)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNONE:
+    case LUA_TNIL:
+        return 0;
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx);
+    case LUA_TLIGHTUSERDATA:
+        return lua_touserdata(L, idx) != NULL;
+    case LUA_TNUMBER: {
+        lua_Number d = lua_tonumber(L, idx);
+        return d == d && d != 0;
+    }
+    case LUA_TSTRING:
+        return lua_rawlen(L, idx) > 0;
+    }
+    return 1;
+}
+
+/* core.refuse(socket, message, data): CONNECT_ERROR {"message":..., "data":...}; to a Socket.IO v2
+ * client, the reference's err.data || err.message. */
 int lsocket_core_refuse(lua_State *L)
 {
     lsock_t *h = check(L, 1);
     luaL_checkstring(L, 2);
     if (h->s == NULL || h->s->state != SIO_S_CONNECTING)
         return 0;
-    lua_createtable(L, 0, 2);
-    lua_pushvalue(L, 2);
-    lua_setfield(L, -2, "message");
-    if (!lua_isnoneornil(L, 3)) {
-        lua_pushvalue(L, 3);
-        lua_setfield(L, -2, "data");
+    if (sio_socket_protocol(h->s) == 3) {
+        lua_pushvalue(L, js_truthy(L, 3) ? 3 : 2); /* what a v2 client's ERROR packet carries */
+    } else {
+        lua_createtable(L, 0, 2);
+        lua_pushvalue(L, 2);
+        lua_setfield(L, -2, "message");
+        if (!lua_isnoneornil(L, 3)) {
+            lua_pushvalue(L, 3);
+            lua_setfield(L, -2, "data");
+        }
     }
-    lvalue_encode_value(L, -1, lenv_get(L)->cfg->max_json_depth, 0);
+    if (lenv_get(L)->cfg->sio.parser == SIO_PARSER_MSGPACK)
+        lvalue_encode_msgpack(L, -1, 1, 0, lenv_get(L)->cfg->max_json_depth);
+    else
+        lvalue_encode_value(L, -1, lenv_get(L)->cfg->max_json_depth, 0);
     size_t len;
     const char *json = lua_tolstring(L, -1, &len);
     sio_socket_t *s = h->s;

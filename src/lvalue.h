@@ -75,6 +75,30 @@ int lvalue_encode_args(lua_State *L, int first, int n, rbuf_t **att, int max_att
  * text. Binaries are not allowed there (raises). flags: LVALUE_RAW or 0. [-0, +1, e] */
 void lvalue_encode_value(lua_State *L, int idx, int max_depth, int flags);
 
+/* ------------------------------------------------------------------------------ msgpack
+ * (lvalue_msgpack.c: notepack.io's mapping, for the Redis adapter and the msgpack parser) */
+struct msgpack_object;
+
+/* Encodes the n values at stack[first..first+n) as msgpack: one array of them (as_array; an
+ * event's arguments), or each after the other (n = 1: one value). Binaries are msgpack bin.
+ * Pushes the bytes as a Lua string. Raises on values msgpack cannot carry (functions, cycles, too
+ * deep). [-0, +1, e] */
+void lvalue_encode_msgpack(lua_State *L, int first, int n, int as_array, int max_depth);
+/* Decodes s[0..len) (one msgpack value, nothing after it) and pushes it, returning 0; or pushes an
+ * error message and returns -1. [-0, +1, m] */
+int lvalue_push_msgpack(lua_State *L, const char *s, size_t len);
+/* Pushes the value of o (borrowed: an unpacked tree); ext values push nothing and return 0, any
+ * other 1. [-0, +(0|1), m] */
+int lvalue_push_msgpack_object(lua_State *L, const struct msgpack_object *o);
+/* Pushes the elements of the msgpack array arr (an event's arguments) and returns their number.
+ * [-0, +n, m] */
+int lvalue_push_msgpack_args(lua_State *L, const struct msgpack_object *arr);
+/* The prelude's primitives (lapp's core list; the depth limit is upvalue 1, 64 without it):
+ *   core.msgpack_encode(v): the bytes, as a string; raises on what msgpack cannot carry
+ *   core.msgpack_decode(bytes): the value, or nil + an error for invalid input (never raises) */
+int lvalue_core_msgpack_encode(lua_State *L);
+int lvalue_core_msgpack_decode(lua_State *L);
+
 /* ------------------------------------------------------------------------------ binaries */
 
 /* Pushes a new binary userdata holding a copy of p[0..n). [-0, +1, m] */
@@ -83,7 +107,7 @@ void lvalue_push_binary(lua_State *L, const void *p, size_t n);
 const char *lvalue_tobinary(lua_State *L, int idx, size_t *len);
 
 /* ------------------------------------------------------------------------------ marks
- * Shared with the msgpack mapping (lmsgpack.c), so that every carrier keeps them. */
+ * Shared with the msgpack mapping (lvalue_msgpack.c), so that every carrier keeps them. */
 
 /* Marks the table at idx as an array (the siolua.array metatable). [-0, +0, m] */
 void lvalue_mark_array(lua_State *L, int idx);

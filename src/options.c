@@ -620,6 +620,40 @@ static int http_compression_cli(sl_config_t *cfg, void *field, const char *arg)
     return 0;
 }
 
+/* parser = "default" | "json" | "msgpack" (sio_parser_from_name). */
+static int parser_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    (void)cfg;
+    return sio_parser_from_name(arg, field);
+}
+
+static void parser_lua(lua_State *L, int idx, void *field, int keep, const char *who)
+{
+    int parser;
+    if (lua_type(L, idx) != LUA_TSTRING || sio_parser_from_name(lua_tostring(L, idx), &parser) != 0)
+        luaL_error(L, "%s: parser must be \"default\" or \"msgpack\" (socket.io-msgpack-parser's format), not %s", who,
+                   lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : luaL_typename(L, idx));
+    if (!keep)
+        *(int *)field = parser;
+}
+
+/* allowEIO3 = true | false (nothing else). */
+static int allow_eio3_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    (void)cfg;
+    (void)arg;
+    *(int *)field = 1;
+    return 0;
+}
+
+static void allow_eio3_lua(lua_State *L, int idx, void *field, int keep, const char *who)
+{
+    if (!lua_isboolean(L, idx))
+        luaL_error(L, "%s: allowEIO3 must be true or false, not a %s", who, luaL_typename(L, idx));
+    if (!keep)
+        *(int *)field = lua_toboolean(L, idx);
+}
+
 /* allowRequest = function(req, callback) ... end: kept in the registry (code, so a hot reload
  * takes the new app's). */
 static const char ALLOW_KEY = 'a';
@@ -717,6 +751,12 @@ static const opt_row_t rows[] = {
     {.flag = "no-http-compression", .key = "httpCompression", .type = OT_CUSTOM, F(eio.http_compression),
      .flags = OF_ENGINE, .init = http_compression_init, .cli = http_compression_cli, .lua = http_compression_lua,
      .help = "do not gzip/deflate polling answers of 1024 bytes or more (default on)"},
+    {.flag = "parser", .arg = "msgpack", .key = "parser", .type = OT_CUSTOM, F(sio.parser), .cli = parser_cli,
+     .lua = parser_lua,
+     .help = "encode Socket.IO packets with msgpack, as socket.io-msgpack-parser\n(default: the JSON parser)"},
+    {.flag = "allow-eio3", .key = "allowEIO3", .type = OT_CUSTOM, F(eio.allow_eio3), .flags = OF_ENGINE,
+     .cli = allow_eio3_cli, .lua = allow_eio3_lua,
+     .help = "accept Socket.IO v2 clients (Engine.IO protocol v3; default: refused)"},
     {.flag = "no-watch", .type = OT_BOOL, F(watch), .def = 1, .flag_value = 0,
      .help = "do not reload when app.lua or its modules change (SIGHUP still does)"},
     {.flag = "lua-memory-limit", .arg = "BYTES", .type = OT_NUM, F(lua_memory_limit), .def = (uint64_t)512 << 20,

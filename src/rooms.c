@@ -139,7 +139,7 @@ static void ids_grow(room_index_t *x)
     for (size_t i = 0; i < x->nid_buckets; i++) {
         struct sio_socket *s = x->ids[i], *next;
         for (; s; s = next) {
-            uint32_t h = hash_bytes(s->id, 20) & (nb - 1);
+            uint32_t h = hash_bytes(s->id, s->idlen) & (nb - 1);
             next = s->idnext;
             s->idnext = b[h];
             b[h] = s;
@@ -155,7 +155,7 @@ void room_add_id(room_index_t *x, struct sio_socket *s)
     uint32_t h;
     if (x->nids + 1 > x->nid_buckets)
         ids_grow(x);
-    h = hash_bytes(s->id, 20) & (x->nid_buckets - 1);
+    h = hash_bytes(s->id, s->idlen) & (x->nid_buckets - 1);
     s->idnext = x->ids[h];
     x->ids[h] = s;
     x->nids++;
@@ -166,7 +166,7 @@ void room_remove_id(room_index_t *x, struct sio_socket *s)
     struct sio_socket **pp;
     if (x->nid_buckets == 0)
         return;
-    for (pp = &x->ids[hash_bytes(s->id, 20) & (x->nid_buckets - 1)]; *pp; pp = &(*pp)->idnext)
+    for (pp = &x->ids[hash_bytes(s->id, s->idlen) & (x->nid_buckets - 1)]; *pp; pp = &(*pp)->idnext)
         if (*pp == s) {
             *pp = s->idnext;
             s->idnext = NULL;
@@ -177,10 +177,10 @@ void room_remove_id(room_index_t *x, struct sio_socket *s)
 
 struct sio_socket *room_find_id(const room_index_t *x, const char *id, size_t len)
 {
-    if (len != 20 || x->nid_buckets == 0)
+    if (x->nid_buckets == 0)
         return NULL;
-    for (struct sio_socket *s = x->ids[hash_bytes(id, 20) & (x->nid_buckets - 1)]; s; s = s->idnext)
-        if (memcmp(s->id, id, 20) == 0)
+    for (struct sio_socket *s = x->ids[hash_bytes(id, len) & (x->nid_buckets - 1)]; s; s = s->idnext)
+        if (s->idlen == len && memcmp(s->id, id, len) == 0)
             return s;
     return NULL;
 }

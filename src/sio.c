@@ -4,6 +4,7 @@
  * Clients and sockets are refcounted so that a Lua handler closing them mid-dispatch is safe. */
 #include "sio.h"
 
+#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,8 +44,6 @@ typedef struct sio_partial {
     rbuf_t *att[];
 } sio_partial_t;
 
-static const char invalid_nsp_json[] = "{\"message\":\"Invalid namespace\"}";
-
 /* ---------------------------------------------------------------- sockets */
 
 static void client_unref(sio_client_t *c)
@@ -69,6 +68,8 @@ void sio_socket_unref(sio_socket_t *s)
     if (--s->refs > 0)
         return;
     nsp = s->nsp;
+    if (s->id != s->idbuf)
+        free(s->id);
     free(s);
     nsp_unref(nsp);
 }
@@ -121,22 +122,36 @@ static void socket_close(sio_socket_t *s, const char *reason)
     sio_socket_unref(s);   /* the guard above */
 }
 
-/* Sends a packet that carries no payload for the application (CONNECT, DISCONNECT, CONNECT_ERROR). */
-static void send_control(sio_client_t *c, sio_type_t type, slice_t nsp, const char *json, size_t len)
+/* Sends a packet that carries no payload for the application (CONNECT, DISCONNECT, CONNECT_ERROR);
+ * data is in the server's parser format. */
+static void send_control(sio_client_t *c, sio_type_t type, slice_t nsp, const char *data, size_t len)
 {
-    sio_packet_t p = {type, 0, nsp, -1, {json, len}};
+    sio_packet_t p = {type, 0, nsp, -1, {data, len}, NULL};
     rbuf_t *b;
     if (c->session == NULL)
         return;
-    b = sio_encode(&p);
+    b = c->srv->cfg->parser == SIO_PARSER_MSGPACK ? sio_encode_msgpack(&p) : sio_encode(&p);
     eio_send(c->session, b);
     rbuf_unref(b);
+}
+
+/* send_control with the object {key: value} as data (two strings that need no escaping). */
+static void send_control_kv(sio_client_t *c, sio_type_t type, slice_t nsp, const char *key, const char *value)
+{
+    buf_t b = BUF_INIT;
+    sio_control_data(c->srv->cfg->parser, &b, key, value);
+    send_control(c, type, nsp, b.base, b.len);
+    buf_free(&b);
+}
+
+int sio_socket_protocol(const sio_socket_t *s)
+{
+    return s->client != NULL && s->client->session != NULL ? eio_session_protocol(s->client->session) : 4;
 }
 
 void sio_socket_accept(sio_socket_t *s)
 {
     sio_nsp_t *nsp = s->nsp;
-    char json[40];
     if (s->state != SIO_S_CONNECTING || s->client == NULL || s->client->session == NULL)
         return;
     s->state = SIO_S_CONNECTED;
@@ -146,11 +161,13 @@ void sio_socket_accept(sio_socket_t *s)
     nsp->head.nprev = s;
     nsp->nsockets++;
     room_add_id(&nsp->rooms, s);
+    if (eio_session_protocol(s->client->session) == 3) {
+        /* Socket.IO v2: the client makes the socket's id itself */
+        send_control(s->client, SIO_CONNECT, (slice_t){nsp->name, strlen(nsp->name)}, NULL, 0);
+        return;
+    }
     /* {"sid":"<id>"}: the id is base64url, nothing to escape */
-    memcpy(json, "{\"sid\":\"", 8);
-    memcpy(json + 8, s->id, 20);
-    memcpy(json + 28, "\"}", 2);
-    send_control(s->client, SIO_CONNECT, (slice_t){nsp->name, strlen(nsp->name)}, json, 30);
+    send_control_kv(s->client, SIO_CONNECT, (slice_t){nsp->name, strlen(nsp->name)}, "sid", s->id);
 }
 
 void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len)
@@ -158,6 +175,14 @@ void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len)
     if (s->state != SIO_S_CONNECTING || s->client == NULL)
         return;
     send_control(s->client, SIO_CONNECT_ERROR, (slice_t){s->nsp->name, strlen(s->nsp->name)}, json, len);
+    socket_close(s, "connect error");
+}
+
+void sio_socket_refuse_message(sio_socket_t *s, const char *message)
+{
+    if (s->state != SIO_S_CONNECTING || s->client == NULL)
+        return;
+    send_control_kv(s->client, SIO_CONNECT_ERROR, (slice_t){s->nsp->name, strlen(s->nsp->name)}, "message", message);
     socket_close(s, "connect error");
 }
 
@@ -357,12 +382,11 @@ static uint32_t client_nsps(const sio_client_t *c)
 
 static int too_many_nsps(sio_client_t *c, slice_t name)
 {
-    static const char too_many[] = "{\"message\":\"Too many namespaces\"}";
     uint32_t max = c->srv->cfg->max_nsps_per_client;
     if (max == 0 || client_nsps(c) < max)
         return 0;
     /* one connection cannot pile up sockets (dynamic namespaces make that cheap) */
-    send_control(c, SIO_CONNECT_ERROR, name, too_many, sizeof(too_many) - 1);
+    send_control_kv(c, SIO_CONNECT_ERROR, name, "message", "Too many namespaces");
     return 1;
 }
 
@@ -374,7 +398,7 @@ static void connect_socket(sio_client_t *c, sio_nsp_t *nsp, slice_t name, slice_
     if (c->session == NULL)
         return;
     if (nsp == NULL) {
-        send_control(c, SIO_CONNECT_ERROR, name, invalid_nsp_json, sizeof(invalid_nsp_json) - 1);
+        send_control_kv(c, SIO_CONNECT_ERROR, name, "message", "Invalid namespace");
         return;
     }
     if (client_socket(c, name) != NULL)
@@ -383,7 +407,20 @@ static void connect_socket(sio_client_t *c, sio_nsp_t *nsp, slice_t name, slice_
         return;
     tq_remove(&c->ct);
     s = xcalloc(1, sizeof(*s));
-    eio_generate_id(s->id);
+    s->id = s->idbuf;
+    s->idlen = 20;
+    if (eio_session_protocol(c->session) != 3) {
+        eio_generate_id(s->id);
+    } else if (nsp->name[0] == '/' && nsp->name[1] == '\0') {
+        memcpy(s->id, eio_session_id(c->session), 21); /* v2: the Engine.IO id in "/"... */
+    } else {
+        size_t n = strlen(nsp->name); /* ...and "<nsp>#<Engine.IO id>" elsewhere */
+        s->id = xmalloc(n + 22);
+        memcpy(s->id, nsp->name, n);
+        s->id[n] = '#';
+        memcpy(s->id + n + 1, eio_session_id(c->session), 21);
+        s->idlen = (uint16_t)(n + 21);
+    }
     s->state = SIO_S_CONNECTING;
     s->refs = 1; /* the client's */
     s->nsp = nsp;
@@ -405,6 +442,11 @@ void sio_resolve_unref(sio_resolve_t *r)
 }
 
 int sio_resolve_pending(const sio_resolve_t *r) { return r->client != NULL && !r->answered; }
+
+int sio_resolve_protocol(const sio_resolve_t *r)
+{
+    return r->client != NULL && r->client->session != NULL ? eio_session_protocol(r->client->session) : 4;
+}
 
 /* Takes r off its client's list and the deadline queue; drops the client's reference. */
 static void resolve_unlink(sio_resolve_t *r)
@@ -481,14 +523,43 @@ static void ask_resolve(sio_client_t *c, slice_t name, slice_t auth)
     sio_resolve_unref(r);
 }
 
+static int buf_writer(void *data, const char *p, size_t n)
+{
+    buf_append(data, p, n);
+    return 0;
+}
+
 static void on_connect_packet(sio_client_t *c, const sio_packet_t *p)
 {
     sio_server_t *srv = c->srv;
-    sio_nsp_t *nsp = sio_nsp_find(srv, p->nsp.ptr, p->nsp.len);
+    slice_t name = p->nsp, auth = p->data;
+    sio_nsp_t *nsp;
+    if (eio_session_protocol(c->session) == 3) {
+        /* Socket.IO v2 puts the namespace's query in its name ("/admin?token=abc"), which the
+         * reference reads as a URL: the path is the namespace, the query its auth (a fragment
+         * is no part of either) */
+        const char *q = memchr(name.ptr, '?', name.len), *h = memchr(name.ptr, '#', name.len);
+        const char *end = name.ptr + name.len;
+        if (h != NULL && (q == NULL || h < q))
+            q = NULL;
+        name.len = (size_t)((q ? q : h ? h : end) - name.ptr);
+        auth = q ? (slice_t){q + 1, (size_t)((h ? h : end) - q - 1)} : (slice_t){"", 0};
+    }
+    buf_t packed = BUF_INIT;
+    if (p->obj != NULL) {
+        /* msgpack parser: the auth map as msgpack bytes, which the upper layer decodes (and a
+         * CONNECT waiting for a dynamic namespace keeps) */
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &packed, buf_writer);
+        msgpack_pack_object(&pk, *p->obj);
+        auth = (slice_t){packed.base, packed.len};
+    }
+    nsp = sio_nsp_find(srv, name.ptr, name.len);
     if (nsp == NULL && srv->h->resolve != NULL)
-        ask_resolve(c, p->nsp, p->data);
+        ask_resolve(c, name, auth);
     else
-        connect_socket(c, nsp, p->nsp, p->data);
+        connect_socket(c, nsp, name, auth);
+    buf_free(&packed);
 }
 
 /* A complete packet (attachments gathered). Returns -1 when the client must be closed. */
@@ -523,10 +594,32 @@ static int dispatch(sio_client_t *c, const sio_packet_t *p, rbuf_t *const *att, 
     return -1;
 }
 
+/* msgpack parser: a whole packet in one binary message. */
+static void on_msgpack(sio_client_t *c, const char *data, size_t len)
+{
+    sio_packet_t p;
+    msgpack_unpacked u;
+    int rc;
+    msgpack_unpacked_init(&u);
+    rc = sio_decode_msgpack(data, len, &c->srv->cfg->limits, &u, &p);
+    if (rc != SIO_PKT_OK) {
+        log_debug("sio: invalid msgpack packet from %s: %s", eio_session_id(c->session), sio_strerror(rc));
+        client_close(c);
+    } else if (dispatch(c, &p, NULL, 0) < 0) {
+        client_close(c);
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
 static void on_text(sio_client_t *c, const char *data, size_t len)
 {
     sio_packet_t p;
     int rc;
+    if (c->srv->cfg->parser == SIO_PARSER_MSGPACK) {
+        log_debug("sio: text message from %s with the msgpack parser", eio_session_id(c->session));
+        client_close(c);
+        return;
+    }
     if (c->partial != NULL) {
         log_debug("sio: text packet while reassembling a binary packet");
         client_close(c);
@@ -558,6 +651,10 @@ static void on_binary(sio_client_t *c, const char *data, size_t len)
     sio_packet_t p;
     int rc;
     sio_partial_t *pa = c->partial;
+    if (c->srv->cfg->parser == SIO_PARSER_MSGPACK) {
+        on_msgpack(c, data, len);
+        return;
+    }
     if (pa == NULL) {
         log_debug("sio: binary data outside of a binary packet");
         client_close(c);
@@ -600,6 +697,12 @@ static void eh_open(eio_session_t *session, void *ud)
     if (srv->clients)
         srv->clients->prev = c;
     srv->clients = c;
+    if (eio_session_protocol(session) == 3) {
+        /* Socket.IO v2: every client is in "/" without asking (the reference's onconnection) */
+        c->refs++;
+        connect_socket(c, srv->nsps, SLICE_LIT("/"), (slice_t){"", 0});
+        client_unref(c);
+    }
 }
 
 static void eh_message(eio_session_t *session, int binary, const char *data, size_t len, void *ud)

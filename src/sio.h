@@ -24,7 +24,10 @@ typedef struct sio_resolve sio_resolve_t;
 typedef enum { SIO_S_CONNECTING = 0, SIO_S_CONNECTED, SIO_S_CLOSED } sio_state_t;
 
 struct sio_socket {
-    char id[21];
+    char *id;                          /* NUL-terminated: idbuf, or allocated (a longer id) */
+    uint16_t idlen;
+    char idbuf[21];                    /* a 20-character id: every socket's, but a Socket.IO v2
+                                          client's outside "/", which is "<nsp>#<session id>" */
     sio_state_t state;
     uint32_t refs;                     /* holders; the socket is freed when closed and refs == 0 */
     sio_nsp_t *nsp;
@@ -58,7 +61,12 @@ struct sio_nsp {
 
 typedef struct {
     /* CONNECT to an existing namespace: the upper layer must answer with sio_socket_accept() or
-     * sio_socket_refuse(), now or later. auth is the raw JSON ("" when absent). */
+     * sio_socket_refuse(), now or later. auth is the raw JSON ("" when absent), or with the
+     * msgpack parser the msgpack bytes of the auth map; for a Socket.IO v2
+     * client (sio_socket_protocol(s) == 3), the query string its CONNECT put after the namespace
+     * ("/admin?token=abc": "token=abc"), which the reference reads as URLSearchParams. Such a
+     * client is connected to "/" as soon as its session opens, without a CONNECT, as in the
+     * reference. */
     void (*on_connect)(sio_socket_t *s, slice_t auth, void *ud);
     /* EVENT/ACK (binary ones complete with their attachments) for a connected socket.
      * Return 0, or -1 if the payload is invalid (the client is then closed: "forced close"). */
@@ -70,7 +78,8 @@ typedef struct {
     /* CONNECT to a namespace that does not exist (dynamic namespaces): the upper layer answers
      * with sio_resolve_done(r, nsp) during the call or later (NULL: CONNECT_ERROR "Invalid
      * namespace"), within connect_timeout, after which the CONNECT is refused with a warning. name
-     * and auth are valid during the call only. Optional (NULL: every such CONNECT is refused). */
+     * and auth (as on_connect's: a query string when sio_resolve_protocol(r) == 3) are valid
+     * during the call only. Optional (NULL: every such CONNECT is refused). */
     void (*resolve)(sio_resolve_t *r, slice_t name, slice_t auth, void *ud);
     /* A removable namespace lost its last socket and is about to be freed (cleanupEmptyChild-
      * Namespaces): the upper layer forgets it. Optional. */
@@ -82,6 +91,7 @@ typedef struct {
     sio_limits_t limits;       /* attachments per packet, namespace length */
     int cleanup_empty_children;/* cleanupEmptyChildNamespaces: free removable namespaces once empty */
     uint32_t max_nsps_per_client; /* namespaces one connection may join (0 = no limit), 100 */
+    int parser;                /* SIO_PARSER_*: how packets are encoded, for every client */
 } sio_config_t;
 
 struct sio_server {
@@ -112,10 +122,22 @@ int sio_resolve_pending(const sio_resolve_t *r);
 void sio_resolve_ref(sio_resolve_t *r);
 void sio_resolve_unref(sio_resolve_t *r);
 
-/* Answers a pending CONNECT: sends CONNECT {"sid":id} and adds s to its namespace. */
+/* The Engine.IO protocol of r's client: 4, or 3 for a Socket.IO v2 client. */
+int sio_resolve_protocol(const sio_resolve_t *r);
+
+/* Answers a pending CONNECT: sends CONNECT {"sid":id} (to a v2 client: CONNECT without data) and
+ * adds s to its namespace. */
 void sio_socket_accept(sio_socket_t *s);
-/* Answers a pending CONNECT with CONNECT_ERROR carrying json (an object text {"message":...}). */
+/* Answers a pending CONNECT with CONNECT_ERROR carrying json (an object {"message":...}, in the
+ * parser's format: JSON text, or msgpack bytes with the msgpack parser; for a v2 client, which
+ * reads it as an ERROR packet, the reference sends err.data || err.message). */
 void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len);
+/* The same with the object {"message": message} (a static text that needs no escaping), in the
+ * server's parser format. */
+void sio_socket_refuse_message(sio_socket_t *s, const char *message);
+/* The Engine.IO protocol of s's client: 4, or 3 for a Socket.IO v2 client (allowEIO3); 4 once s
+ * is closed. */
+int sio_socket_protocol(const sio_socket_t *s);
 
 /* Sends one packet (from sio_encode) and its attachments to s; takes references. */
 void sio_socket_send(sio_socket_t *s, rbuf_t *pkt, rbuf_t *const *att, size_t natt);

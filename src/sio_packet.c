@@ -9,6 +9,8 @@
 #include "sio_packet.h"
 
 #include <assert.h>
+#include <math.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -123,7 +125,19 @@ int sio_decode(const char *p, size_t n, const sio_limits_t *lim, sio_packet_t *o
     out->id = id;
     out->data.ptr = p + i;
     out->data.len = n - i;
+    out->obj = NULL;
     return SIO_PKT_OK;
+}
+
+int sio_parser_from_name(const char *name, int *out)
+{
+    if (strcmp(name, "default") == 0 || strcmp(name, "json") == 0)
+        *out = SIO_PARSER_JSON;
+    else if (strcmp(name, "msgpack") == 0)
+        *out = SIO_PARSER_MSGPACK;
+    else
+        return -1;
+    return 0;
 }
 
 const char *sio_strerror(int code)
@@ -195,4 +209,209 @@ rbuf_t *sio_encode(const sio_packet_t *pkt)
     if (pkt->data.len)
         memcpy(w, pkt->data.ptr, pkt->data.len);
     return b;
+}
+
+/* ---------------------------------------------------------------- msgpack parser */
+
+/* Big-endian k-byte integer at p. */
+static size_t be_size(const unsigned char *p, int k)
+{
+    size_t v = 0;
+    for (int i = 0; i < k; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* msgpack-c allocates a container's elements from its declared count before reading them (five
+ * bytes declaring 2^32 elements ask for ~100 GB), and has no limit to set in its C API. Every
+ * element is a token of its own, at least one byte, so a message whose containers declare more
+ * elements in all than it has bytes cannot be valid: this refuses it before unpacking, which then
+ * allocates at most ~24 bytes per input byte. A linear walk over the tokens (msgpack is a flat,
+ * pre-order token stream, so no stack is needed). Returns 1 if the sizes fit; a truncated token
+ * ends the walk (the unpacker reports it). */
+int sio_msgpack_sizes_fit(const char *text, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    static const uint8_t fixed[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
+    size_t i = 0, elements = 0;
+    while (i < n) {
+        unsigned c = p[i++];
+        size_t count = 0, skip = 0;
+        int hdr = 0; /* bytes of length or count after the type byte */
+        if (c >= 0x80 && c <= 0x8f)
+            count = 2 * (c & 0x0f);
+        else if (c >= 0x90 && c <= 0x9f)
+            count = c & 0x0f;
+        else if (c >= 0xa0 && c <= 0xbf)
+            skip = c & 0x1f;
+        else if (c >= 0xca && c <= 0xd3) /* float32/64, uint8-64, int8-64 */
+            skip = fixed[c - 0xca];
+        else if (c >= 0xd4 && c <= 0xd8) /* fixext 1-16: type byte + data */
+            skip = 1 + ((size_t)1 << (c - 0xd4));
+        else if (c >= 0xc4 && c <= 0xc9) /* bin8-32, ext8-32 (+ a type byte) */
+            hdr = 1 << ((c - 0xc4) % 3);
+        else if (c >= 0xd9 && c <= 0xdb) /* str8-32 */
+            hdr = 1 << (c - 0xd9);
+        else if (c >= 0xdc && c <= 0xdf) /* array16/32, map16/32 */
+            hdr = c == 0xdc || c == 0xde ? 2 : 4;
+        if (hdr > 0) {
+            size_t v;
+            if ((size_t)hdr > n - i)
+                return 1;
+            v = be_size(p + i, hdr);
+            i += (size_t)hdr;
+            if (c >= 0xdc)
+                count = c >= 0xde ? 2 * v : v;
+            else
+                skip = v + (c >= 0xc7 && c <= 0xc9);
+        }
+        if (count > n - elements || (elements += count) > n)
+            return 0;
+        if (skip > n - i)
+            return 1;
+        i += skip;
+    }
+    return 1;
+}
+
+/* notepack's undefined: fixext 1 of type 0 (socket.io-msgpack-parser sees an absent field). */
+static int is_undefined(const msgpack_object *o)
+{
+    return o->type == MSGPACK_OBJECT_EXT && o->via.ext.type == 0;
+}
+
+/* The value of o if it is an integer (a JS number: a float with an integral value counts) in
+ * [0, max], else -1. */
+static int64_t small_int(const msgpack_object *o, int64_t max)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return o->via.u64 <= (uint64_t)max ? (int64_t)o->via.u64 : -1;
+    if (o->type == MSGPACK_OBJECT_FLOAT32 || o->type == MSGPACK_OBJECT_FLOAT64) {
+        double d = o->via.f64;
+        return d == floor(d) && d >= 0 && d <= (double)max ? (int64_t)d : -1;
+    }
+    return -1; /* a negative integer too: -0.0 is the only one JS has in range, as a float */
+}
+
+int sio_decode_msgpack(const char *p, size_t n, const sio_limits_t *lim, msgpack_unpacked *u, sio_packet_t *out)
+{
+    const msgpack_object *type = NULL, *nsp = NULL, *data = NULL, *id = NULL;
+    size_t off = 0;
+    int64_t t, idv = -1;
+    if (lim == NULL)
+        lim = &default_limits;
+    if (n == 0)
+        return SIO_PKT_EEMPTY;
+    if (!sio_msgpack_sizes_fit(p, n))
+        return SIO_PKT_EPAYLOAD;
+    if (msgpack_unpack_next(u, p, n, &off) != MSGPACK_UNPACK_SUCCESS || off != n)
+        return SIO_PKT_EPAYLOAD; /* notepack throws on it, and on trailing bytes */
+    if (u->data.type != MSGPACK_OBJECT_MAP)
+        return SIO_PKT_ETYPE;
+    for (uint32_t i = 0; i < u->data.via.map.size; i++) {
+        const msgpack_object_kv *kv = &u->data.via.map.ptr[i];
+        const msgpack_object *v = is_undefined(&kv->val) ? NULL : &kv->val;
+        slice_t k;
+        if (kv->key.type != MSGPACK_OBJECT_STR)
+            continue;
+        k = (slice_t){kv->key.via.str.ptr, kv->key.via.str.size};
+        if (slice_eq(k, "type"))
+            type = v;
+        else if (slice_eq(k, "nsp"))
+            nsp = v;
+        else if (slice_eq(k, "data"))
+            data = v;
+        else if (slice_eq(k, "id"))
+            id = v;
+    }
+    if (type == NULL || (t = small_int(type, SIO_CONNECT_ERROR)) < 0)
+        return SIO_PKT_ETYPE;
+    if (nsp == NULL || nsp->type != MSGPACK_OBJECT_STR || nsp->via.str.size > lim->max_nsp)
+        return SIO_PKT_ENSP;
+    switch ((sio_type_t)t) {
+    case SIO_CONNECT:
+        if (data != NULL && data->type != MSGPACK_OBJECT_MAP)
+            return SIO_PKT_EPAYLOAD;
+        break;
+    case SIO_DISCONNECT:
+        if (data != NULL)
+            return SIO_PKT_EPAYLOAD;
+        break;
+    case SIO_CONNECT_ERROR:
+        if (data == NULL || (data->type != MSGPACK_OBJECT_STR && data->type != MSGPACK_OBJECT_MAP))
+            return SIO_PKT_EPAYLOAD;
+        break;
+    default:
+        if (data == NULL || data->type != MSGPACK_OBJECT_ARRAY)
+            return SIO_PKT_EPAYLOAD;
+        break;
+    }
+    if (id != NULL && (idv = small_int(id, SIO_MAX_ID)) < 0)
+        return SIO_PKT_EID;
+    out->type = (sio_type_t)t;
+    out->attachments = 0;
+    out->nsp = (slice_t){nsp->via.str.ptr, nsp->via.str.size};
+    out->id = idv;
+    out->data = (slice_t){"", 0};
+    out->obj = data;
+    return SIO_PKT_OK;
+}
+
+static int buf_write(void *data, const char *p, size_t n)
+{
+    buf_append(data, p, n);
+    return 0;
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *p, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, p, n);
+}
+
+rbuf_t *sio_encode_msgpack(const sio_packet_t *pkt)
+{
+    buf_t b = BUF_INIT;
+    msgpack_packer pk;
+    rbuf_t *r;
+    int ack = pkt->type == SIO_ACK || pkt->type == SIO_BINARY_ACK;
+    msgpack_packer_init(&pk, &b, buf_write);
+    msgpack_pack_map(&pk, 2 + (pkt->data.len > 0) + (pkt->id >= 0));
+    if (ack && pkt->id >= 0) {
+        pack_cstr(&pk, "id", 2);
+        msgpack_pack_int64(&pk, pkt->id);
+    }
+    pack_cstr(&pk, "type", 4);
+    msgpack_pack_int(&pk, ack ? SIO_ACK : pkt->type == SIO_BINARY_EVENT ? SIO_EVENT : (int)pkt->type);
+    if (pkt->data.len > 0) {
+        pack_cstr(&pk, "data", 4);
+        buf_append(&b, pkt->data.ptr, pkt->data.len); /* already msgpack */
+    }
+    if (!ack && pkt->id >= 0) {
+        pack_cstr(&pk, "id", 2);
+        msgpack_pack_int64(&pk, pkt->id);
+    }
+    pack_cstr(&pk, "nsp", 3);
+    pack_cstr(&pk, pkt->nsp.len ? pkt->nsp.ptr : "/", pkt->nsp.len ? pkt->nsp.len : 1);
+    r = rbuf_from(b.base, b.len);
+    r->flags |= RBUF_BINARY;
+    buf_free(&b);
+    return r;
+}
+
+void sio_control_data(int parser, buf_t *out, const char *key, const char *value)
+{
+    if (parser == SIO_PARSER_MSGPACK) {
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, out, buf_write);
+        msgpack_pack_map(&pk, 1);
+        pack_cstr(&pk, key, strlen(key));
+        pack_cstr(&pk, value, strlen(value));
+        return;
+    }
+    buf_appendstr(out, "{\"");
+    buf_appendstr(out, key);
+    buf_appendstr(out, "\":\"");
+    buf_appendstr(out, value);
+    buf_appendstr(out, "\"}");
 }

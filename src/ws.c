@@ -305,15 +305,18 @@ static const struct wslay_event_callbacks ws_callbacks = {
 
 /* ---------------------------------------------------------------- output */
 
-rbuf_t *ws_frame(rbuf_t *b)
+/* The length of the header of an unmasked frame of len bytes. */
+static uint8_t header_len(uint64_t len)
 {
-    if (b->flags & RBUF_FRAMED)
-        return b;
-    uint64_t len = b->len;
-    uint8_t hdr = len < 126 ? 2 : len < 65536 ? 4 : 10;
-    uint8_t *p = (uint8_t *)b->data + RBUF_HEADROOM - hdr;
-    p[0] =
-        0x80 | ((b->flags & RBUF_DEFLATED) ? 0x40 : 0) | ((b->flags & RBUF_BINARY) ? 0x2 : 0x1); /* FIN, RSV1, opcode */
+    return len < 126 ? 2 : len < 65536 ? 4 : 10;
+}
+
+/* Writes the header (header_len(len) bytes) of an unmasked final frame at p: text, or binary with
+ * RBUF_BINARY in flags; RSV1 with RBUF_DEFLATED. */
+static void put_header(uint8_t *p, unsigned flags, uint64_t len)
+{
+    uint8_t hdr = header_len(len);
+    p[0] = 0x80 | ((flags & RBUF_DEFLATED) ? 0x40 : 0) | ((flags & RBUF_BINARY) ? 0x2 : 0x1); /* FIN, RSV1, opcode */
     if (hdr == 2) {
         p[1] = (uint8_t)len;
     } else if (hdr == 4) {
@@ -325,6 +328,14 @@ rbuf_t *ws_frame(rbuf_t *b)
         for (int i = 0; i < 8; i++)
             p[2 + i] = (uint8_t)(len >> (56 - 8 * i));
     }
+}
+
+rbuf_t *ws_frame(rbuf_t *b)
+{
+    if (b->flags & RBUF_FRAMED)
+        return b;
+    uint8_t hdr = header_len(b->len);
+    put_header((uint8_t *)b->data + RBUF_HEADROOM - hdr, b->flags, b->len);
     b->hdr = hdr;
     b->flags |= RBUF_FRAMED;
     return b;
@@ -367,6 +378,30 @@ void ws_send(ws_conn_t *ws, rbuf_t *b)
     net_write(ws->net, b, RBUF_HEADROOM - b->hdr, (size_t)b->hdr + b->len);
     if (own)
         rbuf_unref(b);
+}
+
+void ws_send_prefixed(ws_conn_t *ws, uint8_t prefix, rbuf_t *b)
+{
+    uint8_t h[11];
+    uint64_t len = (uint64_t)b->len + 1;
+    uint8_t hdr = header_len(len);
+    if (ws->closing)
+        return;
+    if (ws->z_on && len >= ws->lim->pmd->threshold) {
+        /* compressed: the whole message is needed in one block, this connection's own */
+        rbuf_t *whole = rbuf_new((size_t)len);
+        rbuf_payload(whole)[0] = (char)prefix;
+        memcpy(rbuf_payload(whole) + 1, rbuf_payload(b), b->len);
+        whole->flags = b->flags & RBUF_BINARY;
+        ws_send(ws, whole);
+        rbuf_unref(whole);
+        return;
+    }
+    put_header(h, b->flags & RBUF_BINARY, len);
+    h[hdr] = prefix;
+    net_write_copy(ws->net, h, (size_t)hdr + 1);
+    if (b->len > 0)
+        net_write(ws->net, b, RBUF_HEADROOM, b->len);
 }
 
 static void write_close_frame(ws_conn_t *ws, uint16_t code, const char *reason)

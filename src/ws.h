@@ -66,6 +66,11 @@ rbuf_t *ws_frame(rbuf_t *b);
  * and b is at least the threshold long (b->alt: compressed once for all). Takes a reference only if
  * it must queue. */
 void ws_send(ws_conn_t *ws, rbuf_t *b);
+/* Sends b as one frame whose payload is the byte `prefix` then b's payload (an Engine.IO v3 binary
+ * message: its type byte, then the bytes): the header and that byte are written for this
+ * connection, b's payload is queued by reference, still shared; or, when permessage-deflate was
+ * agreed and the whole is at least the threshold long, the whole compressed for this connection. */
+void ws_send_prefixed(ws_conn_t *ws, uint8_t prefix, rbuf_t *b);
 /* Sends a close frame with code (and a short reason; code 0: no code and no reason, the peer reads
  * 1005), then closes once it is written. Idempotent. */
 void ws_close(ws_conn_t *ws, uint16_t code, const char *reason);

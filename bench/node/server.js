@@ -1,7 +1,8 @@
 // The benchmark's Node reference (bench/run.sh): npm socket.io from the repository's node_modules,
 // the same events as bench/app.lua. Usage: node bench/node/server.js --port N
 //   [--ping-interval MS] [--ping-timeout MS] [--tls-cert FILE --tls-key FILE (https.createServer)]
-//   [--per-message-deflate]; BENCH_ROOMS=1 uses rooms for join/bcast.
+//   [--per-message-deflate] [--parser msgpack (socket.io-msgpack-parser)];
+//   BENCH_ROOMS=1 uses rooms for join/bcast.
 "use strict";
 const http = require("http");
 const https = require("https");
@@ -17,6 +18,7 @@ for (let i = 2; i < process.argv.length; i += 2) {
   else if (k === "--ping-interval") opt.pingInterval = v;
   else if (k === "--ping-timeout") opt.pingTimeout = v;
   else if (k === "--per-message-deflate") { opt.perMessageDeflate = true; i--; }
+  else if (k === "--parser") opt.parser = process.argv[i + 1];
   else { console.error("unknown option " + k); process.exit(2); }
 }
 const rooms = process.env.BENCH_ROOMS === "1";
@@ -29,6 +31,7 @@ const io = new Server(httpServer, {
   pingTimeout: opt.pingTimeout,
   perMessageDeflate: opt.perMessageDeflate,
   serveClient: false,
+  ...(opt.parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
 });
 
 io.on("connection", (socket) => {

@@ -34,8 +34,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc > 0 || rc < EIO_PKT_ETOOMANY)
         abort();
     eio_payload_free(&it);
+    /* v3 (Socket.IO v2 clients): text and binary payloads; a binary message re-encoded in either
+     * form decodes to the same bytes */
+    for (int mode = EIO_PAYLOAD_V3; mode <= EIO_PAYLOAD_V3_BIN; mode++) {
+        eio_payload_init3(&it, p, size, mode, 16);
+        while ((rc = eio_payload_next(&it, &pkt)) == 1) {
+            if (!pkt.binary || pkt.type != EIO_MESSAGE)
+                continue;
+            rbuf_t *b = rbuf_from(pkt.data.ptr, pkt.data.len);
+            b->flags |= RBUF_BINARY;
+            for (int bin = 0; bin <= 1; bin++) {
+                eio_payload_iter_t back;
+                eio_packet_t q;
+                out.len = 0;
+                eio_payload_append3(&out, b, bin);
+                eio_payload_init3(&back, out.base, out.len, bin ? EIO_PAYLOAD_V3_BIN : EIO_PAYLOAD_V3, 0);
+                if (eio_payload_next(&back, &q) != 1 || !q.binary || q.type != EIO_MESSAGE || q.data.len != pkt.data.len ||
+                    (q.data.len && memcmp(q.data.ptr, pkt.data.ptr, q.data.len) != 0) || eio_payload_next(&back, &q) != 0)
+                    abort();
+                eio_payload_free(&back);
+            }
+            rbuf_unref(b);
+        }
+        if (rc > 0 || rc < EIO_PKT_ETOOMANY)
+            abort();
+        eio_payload_free(&it);
+    }
     buf_free(&out);
     eio_decode_ws(0, p, size, &pkt);
     eio_decode_ws(1, p, size, &pkt);
+    buf_t scratch = BUF_INIT;
+    eio_decode_ws3(0, p, size, &scratch, &pkt);
+    eio_decode_ws3(1, p, size, &scratch, &pkt);
+    buf_free(&scratch);
     return 0;
 }

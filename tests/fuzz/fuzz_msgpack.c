@@ -1,5 +1,5 @@
 /* libFuzzer harness for the Redis adapter's msgpack <-> Lua mapping, through its public functions
- * (core.msgpack_decode / core.msgpack_encode: lmsgpack_decode, lmsgpack_encode), so that it does not
+ * (core.msgpack_decode / core.msgpack_encode: lvalue_core_msgpack_decode, lvalue_core_msgpack_encode), so that it does not
  * depend on how adapter_redis.c maps values inside. The input is a message from another node.
  * Under lua_pcall, with v1 = decode(input):
  *   - decode returns a value, or nil (+ a string); it never raises;
@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "lmsgpack.h"
 #include "lvalue.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -91,9 +90,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lua_newtable(L); /* siolua, with what the mapping uses: null, binary, array marks */
     lvalue_open(L);
     lua_newtable(L); /* the primitives under test, as lapp's core list names them */
-    lua_pushcfunction(L, lmsgpack_encode);
+    lua_pushcfunction(L, lvalue_core_msgpack_encode);
     lua_setfield(L, -2, "msgpack_encode");
-    lua_pushcfunction(L, lmsgpack_decode);
+    lua_pushcfunction(L, lvalue_core_msgpack_decode);
     lua_setfield(L, -2, "msgpack_decode");
     lua_setfield(L, -2, "_core");
     lua_setglobal(L, "siolua");

@@ -21,8 +21,7 @@ import crypto from "node:crypto";
 import path from "node:path";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import WebSocket from "ws";
-import { startServer, connect, closeAll, once, withTimeout, REF, ROOT, WAIT } from "./helpers.mjs";
+import { startServer, connect, closeAll, once, withTimeout, rawSession, REF, ROOT, WAIT } from "./helpers.mjs";
 import { pmdSets, httpzSets } from "./ref/apps.mjs";
 
 const require = createRequire(import.meta.url);
@@ -197,46 +196,6 @@ for (const set of Object.keys(pmdSets)) {
 }
 
 // ------------------------------------------------------------------------------ frames
-
-/** Parses the server's frame headers from the raw bytes a ws client receives. */
-function frameTap(socket) {
-  const frames = [];
-  let buf = Buffer.alloc(0), skip = 0;
-  socket.prependListener("data", (d) => {
-    if (skip >= d.length) { skip -= d.length; return; }
-    buf = Buffer.concat([buf, d.subarray(skip)]);
-    skip = 0;
-    for (;;) {
-      if (buf.length < 2) return;
-      let len = buf[1] & 0x7f, off = 2;
-      if (len === 126) { if (buf.length < 4) return; len = buf.readUInt16BE(2); off = 4; }
-      else if (len === 127) { if (buf.length < 10) return; len = Number(buf.readBigUInt64BE(2)); off = 10; }
-      frames.push({ rsv1: (buf[0] & 0x40) !== 0, op: buf[0] & 0x0f, len });
-      if (buf.length >= off + len) buf = buf.subarray(off + len);
-      else { skip = off + len - buf.length; buf = Buffer.alloc(0); return; }
-    }
-  });
-  return frames;
-}
-
-/** A raw Engine.IO/Socket.IO session over the npm ws client with permessage-deflate. */
-async function rawSession(srv, wsOpts) {
-  const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=4&transport=websocket`, wsOpts);
-  let answer = null; // the server's Sec-WebSocket-Extensions
-  ws.on("upgrade", (res) => { answer = res.headers["sec-websocket-extensions"] ?? null; });
-  const msgs = [], waiters = [];
-  ws.on("message", (data, isBinary) => {
-    msgs.push(isBinary ? Buffer.from(data) : data.toString());
-    while (waiters.length && msgs.length) waiters.shift()(msgs.shift());
-  });
-  const next = () => withTimeout(new Promise((res) => (msgs.length ? res(msgs.shift()) : waiters.push(res))), WAIT, "a message");
-  await once(ws, "open");
-  const frames = frameTap(ws._socket);
-  assert.match(await next(), /^0\{/);
-  ws.send("40");
-  assert.match(await next(), /^40\{/);
-  return { ws, next, frames, answer, start: frames.length }; // frames[start] comes after "40{...}"
-}
 
 test("compressed frames both ways: text, UTF-8 and binary of every size round-trip; RSV1 exactly from the threshold", async () => {
   // serverNoContextTakeover: the reference applies its threshold only then (with context takeover
@@ -431,7 +390,7 @@ test("the client bundle in br, gzip, deflate or as it is, as the reference choos
   let etag = null;
   for (let i = 0; i < Number(process.env.HEADERS || 60); i++) {
     const ae = genAcceptEncoding(r);
-    const name = pick(r, ["socket.io.js", "socket.io.min.js", "socket.io.min.js.map"]);
+    const name = pick(r, ["socket.io.js", "socket.io.min.js", "socket.io.min.js.map", "socket.io.msgpack.min.js"]);
     const res = await request(srv.port, "GET", `/socket.io/${name}`, ae === null ? {} : { "accept-encoding": ae });
     assert.equal(res.status, 200);
     const want = negotiated(ae, ["br", "gzip", "deflate"]);

@@ -5,6 +5,7 @@ import { appendFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { io as ioClient } from "socket.io-client";
+import WebSocket from "ws";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const APPS = path.join(ROOT, "tests/integration/apps");
@@ -278,4 +279,60 @@ export function request(socket, event, ...args) {
   return new Promise((resolve, reject) => {
     socket.timeout(WAIT).emit(event, ...args, (err, ...res) => (err ? reject(new Error(`no ack for "${event}": ${err.message}`)) : resolve(res)));
   });
+}
+
+/** A seeded PRNG (mulberry32): the generators of the differential tests, replayable with SEED=n. */
+export function mulberry32(a) {
+  return () => {
+    a |= 0;
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Parses the server's frame headers from the raw bytes a ws client receives. */
+export function frameTap(socket) {
+  const frames = [];
+  let buf = Buffer.alloc(0), skip = 0;
+  socket.prependListener("data", (d) => {
+    if (skip >= d.length) { skip -= d.length; return; }
+    buf = Buffer.concat([buf, d.subarray(skip)]);
+    skip = 0;
+    for (;;) {
+      if (buf.length < 2) return;
+      let len = buf[1] & 0x7f, off = 2;
+      if (len === 126) { if (buf.length < 4) return; len = buf.readUInt16BE(2); off = 4; }
+      else if (len === 127) { if (buf.length < 10) return; len = Number(buf.readBigUInt64BE(2)); off = 10; }
+      frames.push({ rsv1: (buf[0] & 0x40) !== 0, op: buf[0] & 0x0f, len });
+      if (buf.length >= off + len) buf = buf.subarray(off + len);
+      else { skip = off + len - buf.length; buf = Buffer.alloc(0); return; }
+    }
+  });
+  return frames;
+}
+
+/** A raw Engine.IO/Socket.IO session over the npm ws client (wsOpts: its options, e.g.
+ * perMessageDeflate), connected to "/": Engine.IO v4 (sends CONNECT), or v3 (eio: 3; the server
+ * connects it). { ws, next() (the next message: a string or a Buffer), frames (frameTap), answer
+ * (the server's Sec-WebSocket-Extensions), start (frames[start] comes after the CONNECT answer) }. */
+export async function rawSession(srv, wsOpts, { eio = 4 } = {}) {
+  const ws = new WebSocket(`ws://127.0.0.1:${srv.port}/socket.io/?EIO=${eio}&transport=websocket`, wsOpts);
+  let answer = null;
+  ws.on("upgrade", (res) => { answer = res.headers["sec-websocket-extensions"] ?? null; });
+  const msgs = [], waiters = [];
+  ws.on("message", (data, isBinary) => {
+    msgs.push(isBinary ? Buffer.from(data) : data.toString());
+    while (waiters.length && msgs.length) waiters.shift()(msgs.shift());
+  });
+  const next = () => withTimeout(new Promise((res) => (msgs.length ? res(msgs.shift()) : waiters.push(res))), WAIT, "a message");
+  await once(ws, "open");
+  const frames = frameTap(ws._socket);
+  const open = await next();
+  if (!/^0\{/.test(open)) throw new Error(`not an open packet: ${open}`);
+  if (eio === 4) ws.send("40");
+  const connected = await next();
+  if (!(eio === 4 ? /^40\{/ : /^40$/).test(connected)) throw new Error(`not a CONNECT answer: ${connected}`);
+  return { ws, next, frames, answer, start: frames.length };
 }

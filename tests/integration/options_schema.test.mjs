@@ -22,7 +22,7 @@ function table(md, title) {
 }
 
 const flagsIn = (cell) => [...cell.matchAll(/`--([a-z0-9-]+)/g)].map((m) => m[1]);
-const keyIn = (cell) => (cell.match(/^`([A-Za-z]+)(`| =)/) || [])[1];
+const keyIn = (cell) => (cell.match(/^`([A-Za-z][A-Za-z0-9]*)(`| =)/) || [])[1];
 
 test("the README's options and limits tables name the options of the schema, with its defaults", { skip: REF && "siolua's command line" }, () => {
   const schema = JSON.parse(execFileSync(BIN, ["--options-json"], { encoding: "utf8" }));

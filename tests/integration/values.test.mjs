@@ -10,7 +10,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { startServer, connect, closeAll, withTimeout, REF, WAIT } from "./helpers.mjs";
+import { startServer, connect, closeAll, withTimeout, mulberry32, REF, WAIT } from "./helpers.mjs";
 import { startRedis, startNode, startPeer, waitServers } from "./redis.helpers.mjs";
 
 const SEED = process.env.SEED ? Number(process.env.SEED) : Date.now() % 1000000007;
@@ -25,16 +25,6 @@ after(async () => {
 });
 
 // ------------------------------------------------------------------ the generator (texts)
-
-function mulberry32(a) {
-  return () => {
-    a |= 0;
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SPECIAL_NUMBERS = [
   "0", "-0", "1", "-1", "0.1", "0.30000000000000004", "3.141592653589793", "9007199254740992",

@@ -69,17 +69,25 @@ TEST(decode_ws)
 
 /* Decodes a whole payload, writing "T:data|" per packet (binary data as hex after "B:") and "E<rc>"
  * on an error, then checks the result. */
-static void payload_str(const char *p, size_t n, size_t max, buf_t *o)
+static void payload_str_mode(const char *p, size_t n, size_t max, int mode, buf_t *o)
 {
     eio_payload_iter_t it;
     eio_packet_t pkt;
     int rc;
     char *in = dup_exact(p, n);
-    eio_payload_init(&it, in, n, max);
+    if (mode == EIO_PAYLOAD_V4)
+        eio_payload_init(&it, in, n, max);
+    else
+        eio_payload_init3(&it, in, n, mode, max);
     while ((rc = eio_payload_next(&it, &pkt)) == 1) {
         char tmp[16];
         if (pkt.binary) {
-            buf_appendstr(o, "B:");
+            if (pkt.type == EIO_MESSAGE) {
+                buf_appendstr(o, "B:");
+            } else { /* v3: a binary packet of another type */
+                snprintf(tmp, sizeof(tmp), "B%d:", (int)pkt.type);
+                buf_appendstr(o, tmp);
+            }
             for (size_t i = 0; i < pkt.data.len; i++) {
                 snprintf(tmp, sizeof(tmp), "%02x", (unsigned char)pkt.data.ptr[i]);
                 buf_appendstr(o, tmp);
@@ -100,6 +108,11 @@ static void payload_str(const char *p, size_t n, size_t max, buf_t *o)
     CHECK_EQ_INT(eio_payload_next(&it, &pkt), 0);
     eio_payload_free(&it);
     free(in);
+}
+
+static void payload_str(const char *p, size_t n, size_t max, buf_t *o)
+{
+    payload_str_mode(p, n, max, EIO_PAYLOAD_V4, o);
 }
 
 static const struct {
@@ -337,6 +350,151 @@ TEST(payload_append)
     rbuf_unref(empty);
 }
 
+/* ---------------------------------------------------------------- protocol v3 */
+
+static const struct {
+    int mode;
+    const char *in;
+    size_t n;
+    size_t max;
+    const char *want;
+} v3_vectors[] = {
+    {EIO_PAYLOAD_V3, V("6:4hello"), 0, "4:hello|"},
+    {EIO_PAYLOAD_V3, V("2:403:4ab"), 0, "4:0|4:ab|"},
+    {EIO_PAYLOAD_V3, V("0:"), 0, ""},
+    {EIO_PAYLOAD_V3, V("0:1:20:"), 0, "2:|"},
+    {EIO_PAYLOAD_V3, V("01:1"), 0, "1:|"}, /* leading zeros: Number("01") is 1 */
+    {EIO_PAYLOAD_V3, V("3:4\xf0\x9f\x98\x80"), 0, "4:\xf0\x9f\x98\x80|"}, /* an emoji: 2 UTF-16 units */
+    {EIO_PAYLOAD_V3, V("3:4\xc3\xa9\xe2\x82\xac"), 0, "4:\xc3\xa9\xe2\x82\xac|"},
+    {EIO_PAYLOAD_V3, V("6:b4AQID"), 0, "B:010203|"},
+    {EIO_PAYLOAD_V3, V("2:b4"), 0, "B:|"},
+    {EIO_PAYLOAD_V3, V("1:b"), 0, "B6:|"},      /* no type: ignored by the reference (a noop) */
+    {EIO_PAYLOAD_V3, V("3:b9A"), 0, "B6:|"},
+    {EIO_PAYLOAD_V3, V("3:b2A"), 0, "B2:|"},    /* a base64 ping */
+    {EIO_PAYLOAD_V3, V("1:21:21:2"), 2, "2:|2:|E-4"},
+    {EIO_PAYLOAD_V3, V(""), 0, "E-1"},
+    {EIO_PAYLOAD_V3, V("2:4\xf0\x9f\x98\x80"), 0, "E-3"}, /* between the halves of a pair */
+    {EIO_PAYLOAD_V3, V("4:4a"), 0, "E-3"},
+    {EIO_PAYLOAD_V3, V("x:4a"), 0, "E-3"},
+    {EIO_PAYLOAD_V3, V(":4a"), 0, "E-3"},
+    {EIO_PAYLOAD_V3, V("2:4a3"), 0, "4:a|E-3"},
+    {EIO_PAYLOAD_V3, V("2:9a"), 0, "E-2"},
+    {EIO_PAYLOAD_V3, V("12345678901234567:4"), 0, "E-3"},
+    /* binary payloads */
+    {EIO_PAYLOAD_V3_BIN, V("\x00\x06\xff" "4hello" "\x01\x04\xff\x04\x01\x02\x03"), 0, "4:hello|B:010203|"},
+    {EIO_PAYLOAD_V3_BIN, V("\x00\x01\x00\xff" "4abcdefghi"), 0, "4:abcdefghi|"},
+    {EIO_PAYLOAD_V3_BIN, V("\x01\x01\xff\x02"), 0, "B2:|"},
+    {EIO_PAYLOAD_V3_BIN, V("\x01\x00\xff"), 0, "B6:|"},
+    {EIO_PAYLOAD_V3_BIN, V("\x01\x02\xff\x09x"), 0, "B6:|"},
+    {EIO_PAYLOAD_V3_BIN, V("\x00\x06\xff" "b4AQ=="), 0, "B:01|"},
+    {EIO_PAYLOAD_V3_BIN, V("\x00\x04\xff" "4\xed\xa0\x80"), 0, "4:\xed\xa0\x80|"}, /* a lone surrogate */
+    {EIO_PAYLOAD_V3_BIN, V("\x00\x02\xff" "4\xff"), 0, "E-3"},
+    {EIO_PAYLOAD_V3_BIN, V("\x00\x00\xff"), 0, "E-1"},
+    {EIO_PAYLOAD_V3_BIN, V("\x00\x02\xff" "4a" "\x00\x09"), 0, "E-3"}, /* checked whole: no packet */
+    {EIO_PAYLOAD_V3_BIN, V("\x00\x05\xff" "4ab"), 0, "E-3"},
+    {EIO_PAYLOAD_V3_BIN, V("\x00\x0a\xff" "4a"), 0, "E-3"},
+    {EIO_PAYLOAD_V3_BIN, V("\x00\xff" "4a"), 0, "E-3"},
+    {EIO_PAYLOAD_V3_BIN, V(""), 0, "E-1"},
+    {EIO_PAYLOAD_V3_BIN, V("\x01\x01\xff\x02" "\x01\x01\xff\x02"), 1, "B2:|E-4"},
+};
+
+TEST(payload3_decode)
+{
+    for (size_t i = 0; i < sizeof(v3_vectors) / sizeof(v3_vectors[0]); i++) {
+        buf_t o = BUF_INIT;
+        payload_str_mode(v3_vectors[i].in, v3_vectors[i].n, v3_vectors[i].max, v3_vectors[i].mode, &o);
+        if (o.len != strlen(v3_vectors[i].want) || (o.len && memcmp(o.base, v3_vectors[i].want, o.len) != 0)) {
+            fprintf(stderr, "  v3 vector %zu: got \"%.*s\", expected \"%s\"\n", i, (int)o.len, o.base, v3_vectors[i].want);
+            test_failed_now = 1;
+        }
+        buf_free(&o);
+    }
+}
+
+TEST(decode_ws3)
+{
+    eio_packet_t p;
+    buf_t scratch = BUF_INIT;
+    CHECK_EQ_INT(eio_decode_ws3(1, "\x04\x01\x02", 3, &scratch, &p), EIO_PKT_OK);
+    CHECK(p.type == EIO_MESSAGE && p.binary);
+    CHECK_EQ_MEM(p.data.ptr, p.data.len, "\x01\x02");
+    CHECK_EQ_INT(eio_decode_ws3(1, "\x07x", 2, &scratch, &p), EIO_PKT_OK);
+    CHECK_EQ_INT(p.type, EIO_NOOP);
+    CHECK_EQ_INT(eio_decode_ws3(1, "", 0, &scratch, &p), EIO_PKT_OK);
+    CHECK_EQ_INT(p.type, EIO_NOOP);
+    CHECK_EQ_INT(eio_decode_ws3(0, "b4AQID", 6, &scratch, &p), EIO_PKT_OK);
+    CHECK(p.type == EIO_MESSAGE && p.binary);
+    CHECK_EQ_MEM(p.data.ptr, p.data.len, "\x01\x02\x03");
+    CHECK_EQ_INT(eio_decode_ws3(0, "4hi", 3, &scratch, &p), EIO_PKT_OK);
+    CHECK(p.type == EIO_MESSAGE && !p.binary);
+    CHECK_EQ_MEM(p.data.ptr, p.data.len, "hi");
+    CHECK_EQ_INT(eio_decode_ws3(0, "2probe", 6, &scratch, &p), EIO_PKT_OK);
+    CHECK_EQ_INT(p.type, EIO_PING);
+    CHECK_EQ_INT(eio_decode_ws3(0, "", 0, &scratch, &p), EIO_PKT_EEMPTY);
+    CHECK_EQ_INT(eio_decode_ws3(0, "8", 1, &scratch, &p), EIO_PKT_ETYPE);
+    buf_free(&scratch);
+}
+
+TEST(payload3_append)
+{
+    buf_t o = BUF_INIT;
+    rbuf_t *t = eio_packet_new(EIO_MESSAGE, "hello", 5);
+    rbuf_t *e = eio_packet_new(EIO_MESSAGE, "\xf0\x9f\x98\x80\xc3\xa9", 6);
+    rbuf_t *bad = eio_packet_new(EIO_MESSAGE, "\xff", 1);
+    rbuf_t *long_ = eio_packet_new(EIO_MESSAGE, "0123456789", 10);
+    rbuf_t *b = rbuf_from("\x01\x02\x03", 3);
+    b->flags |= RBUF_BINARY;
+    eio_payload_append3(&o, t, 0);
+    eio_payload_append3(&o, e, 0);
+    eio_payload_append3(&o, bad, 0);
+    eio_payload_append3(&o, b, 0);
+    CHECK_EQ_MEM(o.base, o.len, "6:4hello4:4\xf0\x9f\x98\x80\xc3\xa9" "2:4\xef\xbf\xbd" "6:b4AQID");
+    o.len = 0;
+    eio_payload_append3(&o, t, 1);
+    eio_payload_append3(&o, b, 1);
+    eio_payload_append3(&o, long_, 1);
+    CHECK_EQ_MEM(o.base, o.len,
+                 "\x00\x06\xff" "4hello" "\x01\x04\xff\x04\x01\x02\x03" "\x00\x01\x01\xff" "40123456789");
+    /* and what is appended decodes back */
+    buf_t d = BUF_INIT;
+    payload_str_mode(o.base, o.len, 0, EIO_PAYLOAD_V3_BIN, &d);
+    CHECK_EQ_MEM(d.base, d.len, "4:hello|B:010203|4:0123456789|");
+    buf_free(&d);
+    buf_free(&o);
+    rbuf_unref(t);
+    rbuf_unref(e);
+    rbuf_unref(bad);
+    rbuf_unref(long_);
+    rbuf_unref(b);
+}
+
+/* Every prefix of v3 payloads decodes to packets then the end or an error, reading nothing past it. */
+TEST(payload3_cut_at_every_byte)
+{
+    static const struct {
+        int mode;
+        const char *in;
+        size_t n;
+    } inputs[] = {
+        {EIO_PAYLOAD_V3, V("6:4hello3:4\xf0\x9f\x98\x80" "6:b4AQID1:2")},
+        {EIO_PAYLOAD_V3_BIN, V("\x00\x06\xff" "4hello" "\x01\x04\xff\x04\x01\x02\x03" "\x00\x04\xff" "4\xc3\xa9!")},
+    };
+    for (size_t k = 0; k < sizeof(inputs) / sizeof(inputs[0]); k++)
+        for (size_t cut = 0; cut <= inputs[k].n; cut++) {
+            eio_payload_iter_t it;
+            eio_packet_t pkt;
+            int rc, guard = 0;
+            char *in = dup_exact(inputs[k].in, cut);
+            eio_payload_init3(&it, in, cut, inputs[k].mode, 0);
+            while ((rc = eio_payload_next(&it, &pkt)) == 1 && guard++ < 100)
+                CHECK(pkt.data.ptr != NULL);
+            CHECK(rc <= 0);
+            CHECK(cut != inputs[k].n || rc == 0); /* the whole input is valid */
+            eio_payload_free(&it);
+            free(in);
+        }
+}
+
 int main(void)
 {
     RUN(decode_ws);
@@ -349,5 +507,9 @@ int main(void)
     RUN(base64_large_roundtrip);
     RUN(packet_new);
     RUN(payload_append);
+    RUN(payload3_decode);
+    RUN(decode_ws3);
+    RUN(payload3_append);
+    RUN(payload3_cut_at_every_byte);
     return test_summary();
 }

@@ -13,7 +13,9 @@
 static sio_socket_t *new_socket(int i)
 {
     sio_socket_t *s = calloc(1, sizeof(*s));
-    snprintf(s->id, sizeof(s->id), "sock%016d", i); /* 20 characters, as eio_generate_id's */
+    s->id = s->idbuf;
+    s->idlen = 20;
+    snprintf(s->id, sizeof(s->idbuf), "sock%016d", i); /* 20 characters, as eio_generate_id's */
     return s;
 }
 

@@ -303,7 +303,7 @@ TEST(connect_events_acks)
                "packet 3 / -1 [\"not an ack: no id\"]\n"
                "packet 3 / 5 [\"ack for 5\"]\n");
     /* the server acks 17: one packet from sio_encode, sent to the socket */
-    sio_packet_t ack = {SIO_ACK, 0, SLICE_LIT("/"), 17, SLICE_LIT("[\"ok\"]")};
+    sio_packet_t ack = {SIO_ACK, 0, SLICE_LIT("/"), 17, SLICE_LIT("[\"ok\"]"), NULL};
     rbuf_t *b = sio_encode(&ack);
     sio_socket_send(s.sk[0], b, NULL, 0);
     rbuf_unref(b);
@@ -426,7 +426,7 @@ TEST(refuse_and_deferred_accept)
     cl_send(&c, "42[\"now\"]");
     LB_UNTIL(&s.lb, s.npackets == 1);
     LOG_IS(&s, "connect  /\npacket 2 / -1 [\"now\"]\n");
-    sio_packet_t ev = {SIO_EVENT, 0, SLICE_LIT("/"), -1, SLICE_LIT("[\"next\"]")};
+    sio_packet_t ev = {SIO_EVENT, 0, SLICE_LIT("/"), -1, SLICE_LIT("[\"next\"]"), NULL};
     rbuf_t *b = sio_encode(&ev);
     sio_socket_send(so, b, NULL, 0);
     rbuf_unref(b);
@@ -710,12 +710,12 @@ TEST(send_many_encode_once)
     size_t n = sio_select(&s.sio, s.sk[0]->nsp, &all, &v);
     CHECK_EQ_INT(n, N);
     /* one encoded packet queued by reference on every socket: no copy per recipient */
-    sio_packet_t ev = {SIO_EVENT, 0, SLICE_LIT("/"), -1, SLICE_LIT("[\"news\",1]")};
+    sio_packet_t ev = {SIO_EVENT, 0, SLICE_LIT("/"), -1, SLICE_LIT("[\"news\",1]"), NULL};
     rbuf_t *pkt = sio_encode(&ev);
     CHECK_EQ_INT(sio_send_many(v, n, 0, pkt, NULL, 0), N);
     CHECK_EQ_INT(pkt->refs, 1 + N);
     /* volatile: the transports are busy with that packet, so it is dropped for all of them */
-    rbuf_t *vol = sio_encode(&(sio_packet_t){SIO_EVENT, 0, SLICE_LIT("/"), -1, SLICE_LIT("[\"volatile\"]")});
+    rbuf_t *vol = sio_encode(&(sio_packet_t){SIO_EVENT, 0, SLICE_LIT("/"), -1, SLICE_LIT("[\"volatile\"]"), NULL});
     CHECK_EQ_INT(sio_send_many(v, n, 1, vol, NULL, 0), 0);
     for (int i = 0; i < N; i++)
         EXPECT(&s, &c[i], "42[\"news\",1]");
@@ -727,7 +727,7 @@ TEST(send_many_encode_once)
         EXPECT(&s, &c[i], "42[\"volatile\"]");
     /* with an attachment: the packet, then the binary message, both shared */
     sio_packet_t bev = {SIO_BINARY_EVENT, 1, SLICE_LIT("/"), -1,
-                        SLICE_LIT("[\"bin\",{\"_placeholder\":true,\"num\":0}]")};
+                        SLICE_LIT("[\"bin\",{\"_placeholder\":true,\"num\":0}]"), NULL};
     rbuf_t *bpkt = sio_encode(&bev), *att = rbuf_from("\xde\xad", 2);
     att->flags |= RBUF_BINARY;
     CHECK_EQ_INT(sio_send_many(v, n, 0, bpkt, &att, 1), N);

@@ -1,6 +1,7 @@
 /* Unit tests for sio_packet: every packet type against the examples of
  * docs/socket.io-protocol/v5-current.md (decode, then encode back to the same bytes), every error
  * code, the limits, and input cut at every byte. */
+#include <msgpack.h>
 #include <stdlib.h>
 
 #include "sio_packet.h"
@@ -121,22 +122,22 @@ TEST(default_limits)
 
 TEST(encode)
 {
-    sio_packet_t pkt = {SIO_EVENT, 0, SLICE_LIT(""), -1, SLICE_LIT("[\"x\"]")};
+    sio_packet_t pkt = {SIO_EVENT, 0, SLICE_LIT(""), -1, SLICE_LIT("[\"x\"]"), NULL};
     rbuf_t *b = sio_encode(&pkt); /* an empty namespace is the main one, as `obj.nsp &&` in JS */
     CHECK_EQ_MEM(rbuf_payload(b), b->len, "42[\"x\"]");
     rbuf_unref(b);
 
-    pkt = (sio_packet_t){SIO_BINARY_ACK, 4294967295u, SLICE_LIT("/n"), 9007199254740991LL, SLICE_LIT("[]")};
+    pkt = (sio_packet_t){SIO_BINARY_ACK, 4294967295u, SLICE_LIT("/n"), 9007199254740991LL, SLICE_LIT("[]"), NULL};
     b = sio_encode(&pkt);
     CHECK_EQ_MEM(rbuf_payload(b), b->len, "464294967295-/n,9007199254740991[]");
     rbuf_unref(b);
 
-    pkt = (sio_packet_t){SIO_ACK, 7, SLICE_LIT("/"), 0, SLICE_LIT("[]")}; /* attachments ignored */
+    pkt = (sio_packet_t){SIO_ACK, 7, SLICE_LIT("/"), 0, SLICE_LIT("[]"), NULL}; /* attachments ignored */
     b = sio_encode(&pkt);
     CHECK_EQ_MEM(rbuf_payload(b), b->len, "430[]");
     rbuf_unref(b);
 
-    pkt = (sio_packet_t){SIO_CONNECT, 0, SLICE_LIT("/admin"), -1, {NULL, 0}};
+    pkt = (sio_packet_t){SIO_CONNECT, 0, SLICE_LIT("/admin"), -1, {NULL, 0}, NULL};
     b = sio_encode(&pkt);
     CHECK_EQ_MEM(rbuf_payload(b), b->len, "40/admin,");
     CHECK_EQ_INT(b->refs, 1);
@@ -267,6 +268,178 @@ TEST(cut_at_every_byte)
     }
 }
 
+/* ---------------------------------------------------------------- msgpack parser */
+
+#define M(s) s, sizeof(s) - 1
+/* keys and small values, as msgpack bytes */
+#define K_TYPE "\xa4type"
+#define K_NSP "\xa3nsp"
+#define K_DATA "\xa4" "data"
+#define K_ID "\xa2id"
+#define NSP_ROOT K_NSP "\xa1/"
+#define ARR_A1 "\x92\xa1" "a\x01" /* ["a", 1] */
+
+static const struct {
+    const char *in;
+    size_t n;
+    int rc;
+    int type;
+    int64_t id;
+    int has_data;
+} mp_vectors[] = {
+    {M("\x83" K_TYPE "\x02" NSP_ROOT K_DATA ARR_A1), SIO_PKT_OK, SIO_EVENT, -1, 1},
+    {M("\x84" K_TYPE "\x02" NSP_ROOT K_DATA ARR_A1 K_ID "\x05"), SIO_PKT_OK, SIO_EVENT, 5, 1},
+    {M("\x84" K_ID "\xcb\x40\x14\0\0\0\0\0\0" K_TYPE "\x03" NSP_ROOT K_DATA "\x90"), SIO_PKT_OK, SIO_ACK, 5, 1},
+    {M("\x83" K_TYPE "\xcb\x40\0\0\0\0\0\0\0" NSP_ROOT K_DATA ARR_A1), SIO_PKT_OK, SIO_EVENT, -1, 1}, /* 2.0 */
+    {M("\x82" K_TYPE "\x00" NSP_ROOT), SIO_PKT_OK, SIO_CONNECT, -1, 0},
+    {M("\x83" K_TYPE "\x00" NSP_ROOT K_DATA "\x81\xa1t\x01"), SIO_PKT_OK, SIO_CONNECT, -1, 1},
+    {M("\x83" K_TYPE "\x01" NSP_ROOT K_DATA "\xd4\x00\x00"), SIO_PKT_OK, SIO_DISCONNECT, -1, 0}, /* undefined */
+    {M("\x83" K_TYPE "\x04" NSP_ROOT K_DATA "\xa1x"), SIO_PKT_OK, SIO_CONNECT_ERROR, -1, 1},
+    {M("\x84" K_TYPE "\x00" K_TYPE "\x02" NSP_ROOT K_DATA ARR_A1), SIO_PKT_OK, SIO_EVENT, -1, 1}, /* the last wins */
+    {M("\x84" K_TYPE "\x02" NSP_ROOT K_DATA ARR_A1 "\xa5" "extra\xc0"), SIO_PKT_OK, SIO_EVENT, -1, 1},
+    {M("\x84" K_TYPE "\x02" NSP_ROOT K_DATA ARR_A1 "\x01\x02"), SIO_PKT_OK, SIO_EVENT, -1, 1}, /* a number key */
+    /* errors */
+    {M(""), SIO_PKT_EEMPTY, 0, 0, 0},
+    {M("\x90"), SIO_PKT_ETYPE, 0, 0, 0},
+    {M("\x82" NSP_ROOT K_DATA ARR_A1), SIO_PKT_ETYPE, 0, 0, 0},
+    {M("\x83" K_TYPE "\x05" NSP_ROOT K_DATA ARR_A1), SIO_PKT_ETYPE, 0, 0, 0}, /* no binary types */
+    {M("\x83" K_TYPE "\xa1\x32" NSP_ROOT K_DATA ARR_A1), SIO_PKT_ETYPE, 0, 0, 0},
+    {M("\x83" K_TYPE "\xff" NSP_ROOT K_DATA ARR_A1), SIO_PKT_ETYPE, 0, 0, 0},
+    {M("\x82" K_TYPE "\x02" K_DATA ARR_A1), SIO_PKT_ENSP, 0, 0, 0},
+    {M("\x83" K_TYPE "\x02" K_NSP "\x01" K_DATA ARR_A1), SIO_PKT_ENSP, 0, 0, 0},
+    {M("\x82" K_TYPE "\x02" NSP_ROOT), SIO_PKT_EPAYLOAD, 0, 0, 0},
+    {M("\x83" K_TYPE "\x02" NSP_ROOT K_DATA "\x80"), SIO_PKT_EPAYLOAD, 0, 0, 0},
+    {M("\x83" K_TYPE "\x00" NSP_ROOT K_DATA "\x90"), SIO_PKT_EPAYLOAD, 0, 0, 0},
+    {M("\x83" K_TYPE "\x00" NSP_ROOT K_DATA "\xc0"), SIO_PKT_EPAYLOAD, 0, 0, 0},
+    {M("\x83" K_TYPE "\x01" NSP_ROOT K_DATA "\x90"), SIO_PKT_EPAYLOAD, 0, 0, 0},
+    {M("\x82" K_TYPE "\x04" NSP_ROOT), SIO_PKT_EPAYLOAD, 0, 0, 0},
+    {M("\x84" K_TYPE "\x02" NSP_ROOT K_DATA ARR_A1 K_ID "\xff"), SIO_PKT_EID, 0, 0, 0},
+    {M("\x84" K_TYPE "\x02" NSP_ROOT K_DATA ARR_A1 K_ID "\xc0"), SIO_PKT_EID, 0, 0, 0},
+    {M("\x84" K_TYPE "\x02" NSP_ROOT K_DATA ARR_A1 K_ID "\xcb\x3f\xf8\0\0\0\0\0\0"), SIO_PKT_EID, 0, 0, 0},
+    {M("\x84" K_TYPE "\x02" NSP_ROOT K_DATA ARR_A1 K_ID "\xcf\0\x20\0\0\0\0\0\0"), SIO_PKT_EID, 0, 0, 0},
+    {M("\x83" K_TYPE "\x02" NSP_ROOT K_DATA ARR_A1 "\x00"), SIO_PKT_EPAYLOAD, 0, 0, 0}, /* trailing byte */
+    {M("\x83" K_TYPE "\x02" NSP_ROOT K_DATA "\x92\xa1"), SIO_PKT_EPAYLOAD, 0, 0, 0},  /* truncated */
+    {M("\x81" K_DATA "\xdd\xff\xff\xff\xff"), SIO_PKT_EPAYLOAD, 0, 0, 0},            /* 2^32 elements declared */
+};
+
+TEST(msgpack_decode)
+{
+    for (size_t i = 0; i < sizeof(mp_vectors) / sizeof(mp_vectors[0]); i++) {
+        sio_packet_t p;
+        msgpack_unpacked u;
+        char *in = dup_exact(mp_vectors[i].in, mp_vectors[i].n);
+        msgpack_unpacked_init(&u);
+        int rc = sio_decode_msgpack(in, mp_vectors[i].n, &lim, &u, &p);
+        if (rc != mp_vectors[i].rc)
+            fprintf(stderr, "  msgpack vector %zu:\n", i);
+        CHECK_EQ_INT(rc, mp_vectors[i].rc);
+        if (rc == SIO_PKT_OK) {
+            CHECK_EQ_INT(p.type, mp_vectors[i].type);
+            CHECK_EQ_INT(p.id, mp_vectors[i].id);
+            CHECK_EQ_INT(p.obj != NULL, mp_vectors[i].has_data);
+            CHECK(slice_is(p.nsp, "/"));
+            CHECK_EQ_INT(p.data.len, 0);
+        }
+        msgpack_unpacked_destroy(&u);
+        free(in);
+    }
+}
+
+TEST(msgpack_limits)
+{
+    /* a namespace of 256 bytes is fine, 257 is too long (str16 lengths) */
+    for (size_t len = 256; len <= 257; len++) {
+        char in[300];
+        size_t n = 0;
+        sio_packet_t p;
+        msgpack_unpacked u;
+        static const char head[] = "\x82" K_TYPE "\x00" K_NSP "\xda";
+        memcpy(in, head, sizeof(head) - 1);
+        n = sizeof(head) - 1;
+        in[n++] = (char)(len >> 8);
+        in[n++] = (char)len;
+        in[n++] = '/';
+        memset(in + n, 'a', len - 1);
+        n += len - 1;
+        msgpack_unpacked_init(&u);
+        CHECK_EQ_INT(sio_decode_msgpack(in, n, &lim, &u, &p), len == 256 ? SIO_PKT_OK : SIO_PKT_ENSP);
+        msgpack_unpacked_destroy(&u);
+    }
+}
+
+/* msgpack-c nests 32 containers at most: the packet's map and 31 more (its data array included). */
+TEST(msgpack_depth)
+{
+    for (int depth = 31; depth <= 32; depth++) {
+        static const char head[] = "\x83" K_TYPE "\x02" NSP_ROOT K_DATA "\x92\xa1" "e";
+        char in[128];
+        size_t n = sizeof(head) - 1;
+        sio_packet_t p;
+        msgpack_unpacked u;
+        memcpy(in, head, n);
+        for (int i = 1; i < depth; i++) /* the data array is the first of them */
+            in[n++] = (char)0x91;
+        in[n++] = (char)0xc0;
+        msgpack_unpacked_init(&u);
+        CHECK_EQ_INT(sio_decode_msgpack(in, n, &lim, &u, &p), depth == 31 ? SIO_PKT_OK : SIO_PKT_EPAYLOAD);
+        msgpack_unpacked_destroy(&u);
+    }
+}
+
+TEST(msgpack_encode)
+{
+    sio_packet_t p = {SIO_EVENT, 0, SLICE_LIT("/"), -1, {M(ARR_A1)}, NULL};
+    rbuf_t *b = sio_encode_msgpack(&p);
+    CHECK(b->flags & RBUF_BINARY);
+    CHECK_EQ_MEM(rbuf_payload(b), b->len, "\x83" K_TYPE "\x02" K_DATA ARR_A1 NSP_ROOT);
+    rbuf_unref(b);
+    sio_packet_t ack = {SIO_ACK, 0, SLICE_LIT("/admin"), 3, {M("\x90")}, NULL};
+    b = sio_encode_msgpack(&ack);
+    CHECK_EQ_MEM(rbuf_payload(b), b->len, "\x84" K_ID "\x03" K_TYPE "\x03" K_DATA "\x90" K_NSP "\xa6/admin");
+    /* and it decodes back */
+    sio_packet_t d;
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    CHECK_EQ_INT(sio_decode_msgpack(rbuf_payload(b), b->len, &lim, &u, &d), SIO_PKT_OK);
+    CHECK(d.type == SIO_ACK && d.id == 3 && slice_is(d.nsp, "/admin") && d.obj != NULL);
+    msgpack_unpacked_destroy(&u);
+    rbuf_unref(b);
+    sio_packet_t ev = {SIO_EVENT, 0, SLICE_LIT("/"), 7, {M(ARR_A1)}, NULL};
+    b = sio_encode_msgpack(&ev);
+    CHECK_EQ_MEM(rbuf_payload(b), b->len, "\x84" K_TYPE "\x02" K_DATA ARR_A1 K_ID "\x07" NSP_ROOT);
+    rbuf_unref(b);
+    sio_packet_t dis = {SIO_DISCONNECT, 0, SLICE_LIT("/"), -1, {"", 0}, NULL};
+    b = sio_encode_msgpack(&dis);
+    CHECK_EQ_MEM(rbuf_payload(b), b->len, "\x82" K_TYPE "\x01" NSP_ROOT);
+    rbuf_unref(b);
+
+    buf_t o = BUF_INIT;
+    sio_control_data(SIO_PARSER_MSGPACK, &o, "sid", "x");
+    CHECK_EQ_MEM(o.base, o.len, "\x81\xa3sid\xa1x");
+    o.len = 0;
+    sio_control_data(SIO_PARSER_JSON, &o, "message", "Invalid namespace");
+    CHECK_EQ_MEM(o.base, o.len, "{\"message\":\"Invalid namespace\"}");
+    buf_free(&o);
+    int parser = -1;
+    CHECK(sio_parser_from_name("msgpack", &parser) == 0 && parser == SIO_PARSER_MSGPACK);
+    CHECK(sio_parser_from_name("default", &parser) == 0 && parser == SIO_PARSER_JSON);
+    CHECK(sio_parser_from_name("MsgPack", &parser) == -1);
+}
+
+TEST(msgpack_cut_at_every_byte)
+{
+    static const char full[] = "\x84" K_TYPE "\x02" NSP_ROOT K_DATA "\x93\xa1" "a\xc4\x02xy\x81\xa1k\x90" K_ID "\x05";
+    for (size_t cut = 0; cut < sizeof(full) - 1; cut++) {
+        sio_packet_t p;
+        msgpack_unpacked u;
+        char *in = dup_exact(full, cut);
+        msgpack_unpacked_init(&u);
+        CHECK(sio_decode_msgpack(in, cut, &lim, &u, &p) != SIO_PKT_OK);
+        msgpack_unpacked_destroy(&u);
+        free(in);
+    }
+}
+
 int main(void)
 {
     RUN(decode_and_roundtrip);
@@ -276,5 +449,10 @@ int main(void)
     RUN(limits);
     RUN(strerror);
     RUN(cut_at_every_byte);
+    RUN(msgpack_decode);
+    RUN(msgpack_limits);
+    RUN(msgpack_depth);
+    RUN(msgpack_encode);
+    RUN(msgpack_cut_at_every_byte);
     return test_summary();
 }

@@ -916,6 +916,49 @@ TEST(deflate_once_for_every_recipient)
     buf_free(&m);
 }
 
+/* An Engine.IO v3 binary message (ws_send_prefixed: its type byte, then the shared bytes): as it
+ * is under the threshold or to a client without the extension, compressed whole (the byte
+ * included) from the threshold, the shared message left as it was. */
+TEST(deflate_prefixed)
+{
+    srv_t s;
+    srv_start(&s);
+    s.wlim.deflate = &zcfg;
+    int a = ws_client_z(&s, "permessage-deflate", "permessage-deflate");
+    int c = ws_client(&s, NULL, 0);
+    buf_t p = BUF_INIT, m = BUF_INIT;
+    char bin[600];
+    for (size_t i = 0; i < sizeof(bin); i++)
+        bin[i] = "binary "[i % 7];
+    for (size_t n = 0; n <= sizeof(bin); n += 100) { /* 98 and 99 bytes + the type byte: under 100 */
+        size_t len = n == 100 ? 98 : n;
+        rbuf_t *msg = rbuf_from(bin, len);
+        msg->flags |= RBUF_BINARY;
+        ws_send_prefixed(s.ws[0], 4, msg);
+        ws_send_prefixed(s.ws[1], 4, msg);
+        CHECK(msg->alt == NULL && msg->refs >= 1);
+        int op = read_frame(&s, a, &p);
+        if (len + 1 >= 100) {
+            CHECK_EQ_INT(op, 0xc2);
+            CHECK(p.len < len);
+            inflate_server(&p, &m);
+        } else {
+            CHECK_EQ_INT(op, 0x82);
+            m.len = 0;
+            buf_append(&m, p.base, p.len);
+        }
+        CHECK(m.len == len + 1 && m.base[0] == 4 && memcmp(m.base + 1, bin, len) == 0);
+        CHECK_EQ_INT(read_frame(&s, c, &p), 0x82);
+        CHECK(p.len == len + 1 && p.base[0] == 4 && memcmp(p.base + 1, bin, len) == 0);
+        rbuf_unref(msg);
+    }
+    close(a);
+    close(c);
+    srv_stop(&s);
+    buf_free(&p);
+    buf_free(&m);
+}
+
 TEST(deflate_violations)
 {
     buf_t f = BUF_INIT;
@@ -994,6 +1037,7 @@ int main(void)
     RUN(messages_cut_everywhere);
     RUN(deflate_messages_both_ways);
     RUN(deflate_once_for_every_recipient);
+    RUN(deflate_prefixed);
     RUN(deflate_violations);
     RUN(deflate_refused_offer);
     return test_summary();

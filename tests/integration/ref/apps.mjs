@@ -150,3 +150,7 @@ Object.assign(apps, apiApps);
 // issue 11's twins (wire_*.lua)
 import { wireApps } from "./wire_apps.mjs";
 Object.assign(apps, wireApps);
+
+// issue 15's twins (parsers.lua)
+import { parserApps } from "./parser_apps.mjs";
+Object.assign(apps, parserApps);

@@ -48,6 +48,13 @@ for (let i = 0; i < argv.length; i++) {
       opts.perMessageDeflate = typeof opts.perMessageDeflate === "object" ? opts.perMessageDeflate : true;
       break;
     case "--no-http-compression": opts.httpCompression = false; break;
+    case "--allow-eio3": opts.allowEIO3 = true; break;
+    case "--parser": {
+      const name = val();
+      if (name === "msgpack") opts.parser = (await import("socket.io-msgpack-parser")).default;
+      else if (name !== "default") { console.error(`ref: unknown parser ${name}`); process.exit(2); }
+      break;
+    }
     case "--log-level": val(); break;
     case "--tls-cert": tlsCert = val(); break;
     case "--tls-key": tlsKey = val(); break;

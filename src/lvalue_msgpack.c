@@ -1,57 +1,54 @@
-/* lmsgpack: see lmsgpack.h. */
-#include "lmsgpack.h"
-
+/* lvalue_msgpack: msgpack <-> Lua values (see lvalue.h), the mapping notepack.io's peers expect:
+ * the Redis adapter's messages (Node's @socket.io/redis-adapter) and the msgpack parser's packets
+ * (socket.io-msgpack-parser). Through msgpack-c.
+ *   nil, siolua.null <-> nil            boolean <-> boolean        string <-> str
+ *   integer, integral float within 2^53 -> int, other floats -> float64; int/float -> number, an
+ *   integer beyond 2^53 a float as in JS (the Node peers have only doubles)
+ *   siolua.binary <-> bin (a Node Buffer)
+ *   tables: arrays and objects as the JSON mapping has them (lvalue_shape: marked arrays, key
+ *   order, integer keys written as strings, as JS object keys are); decoded arrays get the array
+ *   mark and maps their key order (lvalue_obj_*), so values cross msgpack as they cross JSON; a
+ *   map's integer keys (notepack writes none) are strings too, as a JS object's keys are.
+ *   notepack's `undefined` (fixext 1, type 0) and other ext values decode to nil (a map drops the
+ *   key, an array holds null).
+ * Nesting is bounded (max_depth on encoding, msgpack-c's own stack on decoding). */
 #include <lauxlib.h>
 #include <math.h>
 #include <msgpack.h>
-#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
 
-#include "buf.h"
 #include "lvalue.h"
+#include "sio_packet.h"
 
-#define DEFAULT_DEPTH 64
+#define MAX_SAFE_INT 9007199254740992LL /* 2^53 */
 
 /* ---------------------------------------------------------------- encoding */
 
-typedef struct {
-    buf_t b;
-} box_t;
-
-static int box_gc(lua_State *L)
+static int buf_gc(lua_State *L)
 {
-    box_t *box = lua_touserdata(L, 1);
-    buf_free(&box->b);
+    buf_free(lua_touserdata(L, 1));
     return 0;
 }
 
 /* A userdata that owns a buf_t (freed by __gc, so a raise while encoding leaks nothing). [-0,+1,m] */
-static box_t *new_box(lua_State *L)
+static buf_t *new_box(lua_State *L)
 {
-    box_t *box = lua_newuserdatauv(L, sizeof(*box), 0);
-    box->b = (buf_t)BUF_INIT;
+    buf_t *b = lua_newuserdatauv(L, sizeof(*b), 0);
+    *b = (buf_t)BUF_INIT;
     if (luaL_newmetatable(L, "siolua.msgpack_buffer")) {
-        lua_pushcfunction(L, box_gc);
+        lua_pushcfunction(L, buf_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
-    return box;
+    return b;
 }
 
 static int box_write(void *data, const char *p, size_t n)
 {
-    buf_append(&((box_t *)data)->b, p, n);
+    buf_append(data, p, n);
     return 0;
 }
-
-/* The nesting limit: upvalue 1 (lapp's core list gives every primitive the JSON depth limit), or
- * the default. */
-static int max_depth(lua_State *L)
-{
-    lua_Integer d = lua_tointeger(L, lua_upvalueindex(1));
-    return d > 0 && d <= LVALUE_MAX_DEPTH ? (int)d : DEFAULT_DEPTH;
-}
-
-#define MAX_SAFE_INT 9007199254740992LL /* 2^53 */
 
 /* Packs stack[idx]. Raises on functions, threads, other userdata, too deep (cycles). */
 static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth, int maxd)
@@ -138,102 +135,28 @@ static void pack_value(lua_State *L, msgpack_packer *pk, int idx, int depth, int
     default:
         break;
     }
-    luaL_error(L, "cannot encode a %s value in a cluster message", luaL_typename(L, idx));
+    luaL_error(L, "cannot encode a %s value as msgpack", luaL_typename(L, idx));
 }
 
-/* core.msgpack_encode(v): the msgpack bytes of v, as a string. */
-int lmsgpack_encode(lua_State *L)
+void lvalue_encode_msgpack(lua_State *L, int first, int n, int as_array, int max_depth)
 {
     msgpack_packer pk;
-    box_t *box;
-    luaL_checkany(L, 1);
-    lua_settop(L, 1);
-    box = new_box(L);
-    msgpack_packer_init(&pk, box, box_write);
-    pack_value(L, &pk, 1, 0, max_depth(L));
-    lua_pushlstring(L, box->b.base ? box->b.base : "", box->b.len);
-    buf_free(&box->b);
-    return 1;
+    buf_t *b;
+    first = lua_absindex(L, first);
+    b = new_box(L);
+    msgpack_packer_init(&pk, b, box_write);
+    if (as_array)
+        msgpack_pack_array(&pk, (size_t)n);
+    for (int i = 0; i < n; i++)
+        pack_value(L, &pk, first + i, as_array, max_depth);
+    lua_pushlstring(L, b->base ? b->base : "", b->len);
+    buf_free(b);
+    lua_remove(L, -2); /* the box */
 }
 
 /* ---------------------------------------------------------------- decoding */
 
-/* Big-endian k-byte integer at p. */
-static size_t be_size(const unsigned char *p, int k)
-{
-    size_t v = 0;
-    for (int i = 0; i < k; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* msgpack-c allocates a container's elements from its declared count before reading them (five
- * bytes declaring 2^32 elements ask for ~100 GB), and has no limit to set in its C API. Every
- * element is a token of its own, at least one byte, so a message whose containers declare more
- * elements in all than it has bytes cannot be valid: this refuses it before unpacking, which then
- * allocates at most ~24 bytes per input byte. A linear walk over the tokens (msgpack is a flat,
- * pre-order token stream, so no stack is needed). Returns 1 if the sizes fit; a truncated token
- * ends the walk (the unpacker reports it). */
-static int declared_sizes_fit(const unsigned char *p, size_t n)
-{
-    static const uint8_t fixed[] = {4, 8, 1, 2, 4, 8, 1, 2, 4, 8};
-    size_t i = 0, elements = 0;
-    while (i < n) {
-        unsigned c = p[i++];
-        size_t count = 0, skip = 0;
-        int hdr = 0; /* bytes of length or count after the type byte */
-        if (c >= 0x80 && c <= 0x8f)
-            count = 2 * (c & 0x0f);
-        else if (c >= 0x90 && c <= 0x9f)
-            count = c & 0x0f;
-        else if (c >= 0xa0 && c <= 0xbf)
-            skip = c & 0x1f;
-        else if (c >= 0xca && c <= 0xd3) /* float32/64, uint8-64, int8-64 */
-            skip = fixed[c - 0xca];
-        else if (c >= 0xd4 && c <= 0xd8) /* fixext 1-16: type byte + data */
-            skip = 1 + ((size_t)1 << (c - 0xd4));
-        else if (c >= 0xc4 && c <= 0xc9) /* bin8-32, ext8-32 (+ a type byte) */
-            hdr = 1 << ((c - 0xc4) % 3);
-        else if (c >= 0xd9 && c <= 0xdb) /* str8-32 */
-            hdr = 1 << (c - 0xd9);
-        else if (c >= 0xdc && c <= 0xdf) /* array16/32, map16/32 */
-            hdr = c == 0xdc || c == 0xde ? 2 : 4;
-        if (hdr > 0) {
-            size_t v;
-            if ((size_t)hdr > n - i)
-                return 1;
-            v = be_size(p + i, hdr);
-            i += (size_t)hdr;
-            if (c >= 0xdc)
-                count = c >= 0xde ? 2 * v : v;
-            else
-                skip = v + (c >= 0xc7 && c <= 0xc9);
-        }
-        if (count > n - elements || (elements += count) > n)
-            return 0;
-        if (skip > n - i)
-            return 1;
-        i += skip;
-    }
-    return 1;
-}
-
-typedef struct {
-    msgpack_unpacked u;
-    int live;
-} unpacked_box_t;
-
-static int unpacked_gc(lua_State *L)
-{
-    unpacked_box_t *b = lua_touserdata(L, 1);
-    if (b->live)
-        msgpack_unpacked_destroy(&b->u);
-    b->live = 0;
-    return 0;
-}
-
-/* Pushes the Lua value of o; ext values push nothing and return 0 (1 otherwise). [-0, +(0|1), m] */
-static int push_object(lua_State *L, const msgpack_object *o)
+int lvalue_push_msgpack_object(lua_State *L, const struct msgpack_object *o)
 {
     luaL_checkstack(L, 4, "msgpack value too deep");
     switch (o->type) {
@@ -274,7 +197,7 @@ static int push_object(lua_State *L, const msgpack_object *o)
     case MSGPACK_OBJECT_ARRAY:
         lua_createtable(L, (int)(o->via.array.size < 4096 ? o->via.array.size : 4096), 0);
         for (uint32_t i = 0; i < o->via.array.size; i++) {
-            if (!push_object(L, &o->via.array.ptr[i]))
+            if (!lvalue_push_msgpack_object(L, &o->via.array.ptr[i]))
                 lua_pushlightuserdata(L, NULL); /* undefined inside an array: null, as JSON has it */
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
@@ -288,9 +211,17 @@ static int push_object(lua_State *L, const msgpack_object *o)
             if (kv->key.type != MSGPACK_OBJECT_STR && kv->key.type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
                 kv->key.type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
                 continue;
-            if (!push_object(L, &kv->key))
-                continue;
-            if (!push_object(L, &kv->val)) {
+            if (kv->key.type == MSGPACK_OBJECT_STR) {
+                lua_pushlstring(L, kv->key.via.str.ptr, kv->key.via.str.size);
+            } else { /* a JS object's key is a string */
+                char num[24];
+                if (kv->key.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                    snprintf(num, sizeof(num), "%llu", (unsigned long long)kv->key.via.u64);
+                else
+                    snprintf(num, sizeof(num), "%lld", (long long)kv->key.via.i64);
+                lua_pushstring(L, num);
+            }
+            if (!lvalue_push_msgpack_object(L, &kv->val)) {
                 lua_pop(L, 1); /* key: undefined drops it, as JSON.stringify does */
                 continue;
             }
@@ -304,16 +235,38 @@ static int push_object(lua_State *L, const msgpack_object *o)
     }
 }
 
-/* core.msgpack_decode(bytes): the value, or nil + error for invalid input. */
-int lmsgpack_decode(lua_State *L)
+int lvalue_push_msgpack_args(lua_State *L, const struct msgpack_object *arr)
 {
-    size_t len, off = 0;
-    const char *s = luaL_checklstring(L, 1, &len);
-    if (!declared_sizes_fit((const unsigned char *)s, len)) {
-        lua_pushnil(L);
+    uint32_t n = arr->type == MSGPACK_OBJECT_ARRAY ? arr->via.array.size : 0;
+    luaL_checkstack(L, (int)(n < 1000000 ? n : 1000000) + 4, "too many arguments");
+    for (uint32_t i = 0; i < n; i++)
+        if (!lvalue_push_msgpack_object(L, &arr->via.array.ptr[i]))
+            lua_pushlightuserdata(L, NULL);
+    return (int)n;
+}
+
+typedef struct {
+    msgpack_unpacked u;
+    int live;
+} unpacked_box_t;
+
+static int unpacked_gc(lua_State *L)
+{
+    unpacked_box_t *b = lua_touserdata(L, 1);
+    if (b->live)
+        msgpack_unpacked_destroy(&b->u);
+    b->live = 0;
+    return 0;
+}
+
+int lvalue_push_msgpack(lua_State *L, const char *s, size_t len)
+{
+    size_t off = 0;
+    if (!sio_msgpack_sizes_fit(s, len)) {
         lua_pushstring(L, "a msgpack container declares more elements than the message holds");
-        return 2;
+        return -1;
     }
+    /* the unpacked tree is boxed: a memory error while pushing frees it */
     unpacked_box_t *b = lua_newuserdatauv(L, sizeof(*b), 0);
     b->live = 0;
     if (luaL_newmetatable(L, "siolua.msgpack_unpacked")) {
@@ -327,14 +280,44 @@ int lmsgpack_decode(lua_State *L)
     if (rc != MSGPACK_UNPACK_SUCCESS || off != len) {
         msgpack_unpacked_destroy(&b->u);
         b->live = 0;
-        lua_pushnil(L);
+        lua_pop(L, 1);
         lua_pushstring(L, rc == MSGPACK_UNPACK_SUCCESS ? "trailing bytes after the msgpack value"
                                                        : "invalid or truncated msgpack");
-        return 2;
+        return -1;
     }
-    if (!push_object(L, &b->u.data))
+    if (!lvalue_push_msgpack_object(L, &b->u.data))
         lua_pushnil(L);
     msgpack_unpacked_destroy(&b->u);
     b->live = 0;
+    lua_remove(L, -2); /* the box */
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------ the prelude's primitives */
+
+/* The depth limit: upvalue 1 (lapp's core list gives it), 64 without it. */
+static int core_depth(lua_State *L)
+{
+    lua_Integer d = lua_tointeger(L, lua_upvalueindex(1));
+    return d > 0 ? (int)d : 64;
+}
+
+int lvalue_core_msgpack_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    lvalue_encode_msgpack(L, 1, 1, 0, core_depth(L));
+    return 1;
+}
+
+int lvalue_core_msgpack_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    if (lvalue_push_msgpack(L, s, len) != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
     return 1;
 }

@@ -1,4 +1,4 @@
-/* Unit tests for lmsgpack, the Redis adapter's msgpack <-> Lua mapping (core.msgpack_encode and
+/* Unit tests for lvalue_msgpack.c, the msgpack <-> Lua mapping of the Redis adapter (and the msgpack parser) (core.msgpack_encode and
  * decode), byte for byte against what the Node adapter's notepack.io writes (the vectors were
  * captured from a Node cluster with redis-cli), malformed and truncated input; and ladapter_redis's
  * primitives without an adapter.
@@ -7,7 +7,6 @@
 #include <lualib.h>
 #include <stdlib.h>
 
-#include "lmsgpack.h"
 #include "ladapter_redis.h"
 #include "lvalue.h"
 #include "test.h"
@@ -30,8 +29,8 @@ static const luaL_Reg adapter_core[] = {
     {"redis_config", ladapter_redis_config},     {"redis_uid", ladapter_redis_uid},
     {"redis_id", ladapter_redis_id},             {"redis_publish", ladapter_redis_publish},
     {"redis_subscribe", ladapter_redis_subscribe}, {"redis_psubscribe", ladapter_redis_psubscribe},
-    {"redis_command", ladapter_redis_command},   {"msgpack_encode", lmsgpack_encode},
-    {"msgpack_decode", lmsgpack_decode}, {NULL, NULL},
+    {"redis_command", ladapter_redis_command},   {"msgpack_encode", lvalue_core_msgpack_encode},
+    {"msgpack_decode", lvalue_core_msgpack_decode}, {NULL, NULL},
 };
 
 static lua_State *new_state(void)
