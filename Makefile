@@ -66,7 +66,9 @@ $(OUT)/obj/llhttp_%.o: $(LLHTTP_DIR)/%.c | $(OUT)/obj
 # The Lua prelude (lua/*.lua) and the socket.io client bundle are embedded as C arrays.
 $(OUT)/gen/prelude.c: $(LUA_SRC) scripts/embed.sh | $(OUT)/gen
 	sh scripts/embed.sh prelude $(LUA_SRC) > $@
-$(OUT)/gen/client.c: scripts/embed.sh | $(OUT)/gen
+# (Makefile: CLIENT_FILES is listed there; a build directory made before a file joined the list
+# would serve the old set)
+$(OUT)/gen/client.c: scripts/embed.sh Makefile | $(OUT)/gen
 	@[ -f $(CLIENT_DIST)/socket.io.min.js ] || { echo "socket.io-client is not installed: run 'make setup'"; exit 1; }
 	sh scripts/embed.sh client $(CLIENT_FILES) > $@
 # ... and its br / gzip / deflate forms, compressed once here by a host tool (scripts/precompress.c)
