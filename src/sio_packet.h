@@ -83,7 +83,8 @@ int sio_decode_msgpack(const char *p, size_t n, const sio_limits_t *lim, struct 
                        sio_packet_t *out);
 /* Encodes pkt as the msgpack parser's Engine.IO binary message (a new RBUF_BINARY rbuf): the map
  * {type, data, id, nsp} (an ACK: {id, type, data, nsp}, the reference's order), pkt->data being
- * the msgpack bytes of the data value (no data key when empty), id only when >= 0. */
+ * the msgpack bytes of the data value (no data key when empty), id only when >= 0, an empty nsp
+ * written as "/". */
 rbuf_t *sio_encode_msgpack(const sio_packet_t *pkt);
 /* Appends the object {key: value} (two strings that need no escaping in JSON: ids, static texts)
  * to out in the parser's format, for the packets sio makes itself (CONNECT {sid},
