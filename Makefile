@@ -164,7 +164,8 @@ FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Isrc -I/usr/include/lua5.4 -I/usr/include/
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 FUZZ_NAMES := eio_payload sio_packet sio_msgpack lvalue http ws msgpack tls pmd
 LLHTTP_C   := $(wildcard $(LLHTTP_DIR)/*.c)
-NET_C      := src/net.c src/tls.c src/tq.c src/buf.c src/log.c
+# (log.c writes JSON lines with yajl's generator: -lyajl, and repairs UTF-8 with utf8.c)
+NET_C      := src/net.c src/tls.c src/tq.c src/buf.c src/log.c src/utf8.c
 
 build/fuzz/fuzz_eio_payload: tests/fuzz/fuzz_eio_payload.c src/eio_packet.c src/utf8.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lcrypto
@@ -175,9 +176,9 @@ build/fuzz/fuzz_sio_msgpack: tests/fuzz/fuzz_sio_msgpack.c src/sio_packet.c src/
 build/fuzz/fuzz_lvalue: tests/fuzz/fuzz_lvalue.c src/lvalue.c src/lvalue_json.c src/jsnum.c src/utf8.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -lyajl -lm
 build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lssl -lcrypto
-build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/pmd.c src/zip.c src/jsnum.c src/utf8.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lwslay -lssl -lcrypto -lz -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lssl -lcrypto -lyajl
+build/fuzz/fuzz_ws: tests/fuzz/fuzz_ws.c src/ws.c src/pmd.c src/zip.c src/jsnum.c src/http.c $(NET_C) $(LLHTTP_C) | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -luv -lwslay -lssl -lcrypto -lz -lm -lyajl
 build/fuzz/fuzz_pmd: tests/fuzz/fuzz_pmd.c src/pmd.c src/zip.c src/jsnum.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lz -lm
 build/fuzz/fuzz_msgpack: tests/fuzz/fuzz_msgpack.c src/lvalue_msgpack.c src/sio_packet.c src/lvalue.c src/lvalue_json.c src/jsnum.c src/utf8.c src/buf.c | build/fuzz

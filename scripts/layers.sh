@@ -12,7 +12,7 @@ OBJ=${1:-build/obj}
 
 # layer  modules (a module is a file name without .c/.h)
 TABLE='
-0 buf log tq utf8 jsnum embed zip tls net
+0 buf log tq utf8 jsnum embed zip tls net metrics
 1 pmd http ws
 2 eio_packet eio
 3 sio_packet sio rooms
@@ -22,7 +22,7 @@ TABLE='
 7 lenv lreq lconn lengine lnsp lsocket lsio ltimer ladapter_redis lwait lredis lfetch lsqlite lpg lhttp
 8 lapp
 9 reload
-10 server
+10 server ops
 11 main
 '
 

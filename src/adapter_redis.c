@@ -43,11 +43,20 @@ struct adapter_redis {
     uint64_t delay;          /* next retry delay (ms) */
     uint64_t down_since;     /* loop time when the cluster link went down (0: up or never up) */
     uint64_t dropped;        /* publishes dropped during the current outage */
+    uint64_t dropped_total;  /* publishes dropped since start (for /metrics) */
     int64_t next_cmd;        /* ids of adapter_redis_command */
     int was_ready;           /* the cluster link was complete once (later: "reconnected") */
     int ready_logged;        /* "ready" logged for the current connection */
     int closing;
 };
+
+void adapter_redis_status(const adapter_redis_t *r, adapter_redis_status_t *st)
+{
+    st->up = !r->closing && r->pub.rc.state == RCONN_UP && r->sub.rc.state == RCONN_UP && r->unconfirmed == 0;
+    st->dropped = r->dropped_total;
+    st->pending_out = r->pub.rc.state == RCONN_UP ? rconn_pending_out(&r->pub.rc) : 0;
+    st->down_ms = r->down_since != 0 ? uv_now(r->loop) - r->down_since : 0;
+}
 
 /* ---------------------------------------------------------------- ids and URL */
 
@@ -110,12 +119,14 @@ static void conn_down(conn_t *c, const char *why, int was_connected)
     uv_timer_start(&r->retry, on_retry, d, 0);
     r->delay = d * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : d * 2;
     if (was_connected)
-        log_warn("siolua: redis adapter: %s connection to %s:%d lost (%s): cluster messages are dropped until it "
+        log_with(LOG_WARN, LOG_FIELDS(LOG_S("redis", r->url.host), LOG_I("port", r->url.port), LOG_S("state", "down")),
+                 "siolua: redis adapter: %s connection to %s:%d lost (%s): cluster messages are dropped until it "
                  "is back, local traffic goes on; reconnecting in %llu ms",
                  c->name, r->url.host, r->url.port, why ? why : "closed", (unsigned long long)d);
     else
-        log_warn("siolua: redis adapter: cannot connect to %s:%d (%s); retrying in %llu ms", r->url.host, r->url.port,
-                 why ? why : "error", (unsigned long long)d);
+        log_with(LOG_WARN, LOG_FIELDS(LOG_S("redis", r->url.host), LOG_I("port", r->url.port), LOG_S("state", "down")),
+                 "siolua: redis adapter: cannot connect to %s:%d (%s); retrying in %llu ms", r->url.host,
+                 r->url.port, why ? why : "error", (unsigned long long)d);
 }
 
 /* Both connections up and every subscription confirmed: the node is part of the cluster again. */
@@ -126,13 +137,15 @@ static void check_ready(adapter_redis_t *r)
     r->ready_logged = 1;
     r->delay = RETRY_MIN_MS;
     if (r->was_ready && r->down_since != 0)
-        log_info("siolua: redis adapter: reconnected to %s:%d after %.1f s (%llu cluster messages dropped "
+        log_with(LOG_INFO, LOG_FIELDS(LOG_S("redis", r->url.host), LOG_I("port", r->url.port), LOG_S("state", "up")),
+                 "siolua: redis adapter: reconnected to %s:%d after %.1f s (%llu cluster messages dropped "
                  "meanwhile); %zu subscriptions restored",
                  r->url.host, r->url.port, (double)(uv_now(r->loop) - r->down_since) / 1000.0,
                  (unsigned long long)r->dropped, r->nsubs);
     else
-        log_info("siolua: redis adapter: ready (%s:%d, node uid %s, %zu subscriptions)", r->url.host, r->url.port, r->uid,
-                 r->nsubs);
+        log_with(LOG_INFO, LOG_FIELDS(LOG_S("redis", r->url.host), LOG_I("port", r->url.port), LOG_S("state", "up")),
+                 "siolua: redis adapter: ready (%s:%d, node uid %s, %zu subscriptions)", r->url.host, r->url.port,
+                 r->uid, r->nsubs);
     r->was_ready = 1;
     r->down_since = 0;
     r->dropped = 0;
@@ -318,8 +331,11 @@ int adapter_redis_publish(adapter_redis_t *r, const char *channel, size_t clen, 
         size_t lens[3] = {7, clen, plen};
         ok = redisAsyncCommandArgv(r->pub.rc.ac, NULL, NULL, 3, argv, lens) == REDIS_OK;
     }
-    if (!ok && r->dropped++ == 0 && r->was_ready)
-        log_warn("siolua: redis adapter: not connected: dropping cluster messages until Redis is back");
+    if (!ok) {
+        r->dropped_total++;
+        if (r->dropped++ == 0 && r->was_ready)
+            log_warn("siolua: redis adapter: not connected: dropping cluster messages until Redis is back");
+    }
     return ok;
 }
 

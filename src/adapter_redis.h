@@ -7,6 +7,7 @@
 #ifndef SL_ADAPTER_REDIS_H
 #define SL_ADAPTER_REDIS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -53,5 +54,15 @@ int adapter_redis_subscribe(adapter_redis_t *r, const char *name, size_t len, in
 /* Sends a command on the publishing connection: its id (the reply comes to on_reply), or -1 with
  * *err set (not connected, cannot send). */
 int64_t adapter_redis_command(adapter_redis_t *r, int argc, const char **argv, const size_t *lens, const char **err);
+/* The adapter's state for the probes and /metrics: up (both connections up, every subscription
+ * confirmed), publishes dropped since start, bytes queued to Redis not yet written (the backlog a
+ * slow Redis builds), ms since the link went down (0 while up). */
+typedef struct {
+    int up;
+    uint64_t dropped;
+    size_t pending_out;
+    uint64_t down_ms;
+} adapter_redis_status_t;
+void adapter_redis_status(const adapter_redis_t *r, adapter_redis_status_t *st);
 
 #endif

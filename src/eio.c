@@ -17,6 +17,7 @@
 
 #include "eio_packet.h"
 #include "log.h"
+#include "metrics.h"
 #include "utf8.h"
 #include "ws.h"
 
@@ -88,7 +89,10 @@ static void abort_request(eio_server_t *srv, http_req_t *req, eio_error_t code, 
     http_hdr_t hdrs[8];
     size_t n;
     const char *msg = message ? message : eio_error_message(code);
-    log_debug("eio: refused %.*s: %s", (int)req->url.len, req->url.ptr, msg);
+    if ((unsigned)code < METRICS_NEIO_ERRORS)
+        METRIC_ADD(srv->metrics, eio_refused[code], 1);
+    log_with(LOG_DEBUG, LOG_FIELDS(LOG_SN("url", req->url.ptr, req->url.len), LOG_I("code", code), LOG_S("reason", msg)),
+             "eio: refused %.*s: %s", (int)req->url.len, req->url.ptr, msg);
     if (srv->obs != NULL && srv->obs->on_error != NULL)
         srv->obs->on_error(req, code, message, name, srv->obs_ud);
     if (req->upgrade) {
@@ -349,7 +353,8 @@ static void session_closed(eio_session_t *s, const char *reason)
     }
     if (s->ws != NULL)
         ws_close(s->ws, 1000, "");
-    log_debug("eio: session %s closed: %s", s->id, reason);
+    log_with(LOG_DEBUG, LOG_FIELDS(LOG_S("sid", s->id), LOG_S("reason", reason)), "eio: session %s closed: %s", s->id,
+             reason);
     srv->h->on_close(s, reason, srv->ud);
     if (srv->obs != NULL && srv->obs->on_close != NULL)
         srv->obs->on_close(s, reason, srv->obs_ud);
@@ -786,6 +791,7 @@ static void ws_on_message(ws_conn_t *ws, int binary, const char *data, size_t le
             pl->q = NULL, pl->nq = 0;
             polling_free(s);
             s->upgraded = 1;
+            METRIC_ADD(s->srv->metrics, eio_upgrades, 1);
             log_debug("eio: session %s upgraded to websocket", s->id);
             s->refs++;
             if (srv->h->on_upgrade)
@@ -973,6 +979,7 @@ static void open_session(eio_session_t *s)
     s->opening = 0;
     rbuf_unref(open);
     if (s->state == S_OPEN) {
+        METRIC_ADD(srv->metrics, eio_handshakes, 1);
         tq_add(s->protocol == 3 ? &srv->q_ping3 : &srv->q_ping, &s->hb);
         srv->h->on_open(s, srv->ud);
     }

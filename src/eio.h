@@ -210,6 +210,7 @@ struct eio_server {
     tq_t q_upgrade;  /* WebSocket probes waiting for the upgrade packet (upgradeTimeout) */
     tq_t q_allow;    /* handshakes waiting for allowRequest's answer (allow_timeout) */
     tq_t q_ping3;    /* v3 sessions waiting for the client's next ping (pingInterval + pingTimeout) */
+    struct metrics *metrics; /* handshakes, refusals, upgrades are counted there (NULL: not counted) */
 };
 
 void eio_server_init(eio_server_t *srv, uv_loop_t *loop, const eio_config_t *cfg, const http_limits_t *lim,

@@ -148,6 +148,7 @@ lvm_t *lapp_vm_new(lapp_t *a)
         .loop = &a->env.vms,
         .origin = &lsio_origin_ops,
         .ud = &a->env,
+        .metrics = a->env.metrics,
     };
     lvm_t *vm = lvm_new(&c);
     if (vm != NULL && lvm_protect(vm, open_k, NULL, "siolua's Lua set-up") != 0) {
@@ -337,7 +338,8 @@ static int adopt_all_k(lua_State *L)
             lua_pushnil(L);
         lua_pushboolean(L, b->v[i]->state == SIO_S_CONNECTED);
         if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
-            log_error("siolua: reload: socket %s: %s", b->v[i]->id, lua_tostring(L, -1));
+            log_with(LOG_ERROR, LOG_FIELDS(LOG_S("sid", b->v[i]->id), LOG_S("error", lua_tostring(L, -1))),
+                     "siolua: reload: socket %s: %s", b->v[i]->id, lua_tostring(L, -1));
             lua_pop(L, 1);
         }
     }

@@ -8,6 +8,7 @@
 
 #include "eio.h"
 #include "lvm.h"
+#include "metrics.h"
 #include "options.h"
 #include "sio.h"
 #include "tq.h"
@@ -26,6 +27,7 @@ typedef struct lenv {
     int listening;             /* the server listens: its options are set (a hot-reloaded app's
                                   io.options{} takes allowRequest only), endpoints mount at once */
     int closing;               /* the server is shutting down */
+    metrics_t *metrics;        /* the server's counters (metrics.h): handler time, acks, reloads */
     void (*close)(void *ud);   /* io.close(): asks the server to shut down (close_ud) */
     void *close_ud;
 } lenv_t;

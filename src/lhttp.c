@@ -89,7 +89,12 @@ static int finish(lua_State *L, int status, lua_KContext ctx)
     (void)ctx;
     if (status != LUA_OK && status != LUA_YIELD) {
         if (p->req != NULL)
-            log_error("error in route %.*s: %s", (int)p->req->path.len, p->req->path.ptr, lua_tostring(L, -1));
+        {
+            char what[160];
+            snprintf(what, sizeof(what), "route %.*s", (int)(p->req->path.len > 128 ? 128 : p->req->path.len),
+                     p->req->path.ptr);
+            lvm_log_error(lvm_get(L), what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)", NULL, NULL);
+        }
         answer_text(p, 500, "Internal Server Error");
         return 0;
     }

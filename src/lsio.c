@@ -32,7 +32,8 @@ static void origin_aborted(lvm_t *vm, void *origin)
     }
     if (++s->aborts < LSIO_ABORTS_MAX)
         return;
-    log_warn("siolua: socket %s: %d handler calls aborted within %d s (--handler-timeout): disconnecting it", s->id,
+    log_with(LOG_WARN, LOG_FIELDS(LOG_S("sid", s->id), LOG_S("nsp", s->nsp->name), LOG_I("aborts", s->aborts)),
+             "siolua: socket %s: %d handler calls aborted within %d s (--handler-timeout): disconnecting it", s->id,
              (int)s->aborts, LSIO_ABORTS_WINDOW);
     sio_socket_ref(s);
     lvm_cancel(vm, s);
@@ -40,7 +41,14 @@ static void origin_aborted(lvm_t *vm, void *origin)
     sio_socket_unref(s);
 }
 
-const lvm_origin_ops_t lsio_origin_ops = {origin_ref, origin_unref, origin_aborted};
+static const char *origin_describe(void *origin, const char **nsp)
+{
+    sio_socket_t *s = origin;
+    *nsp = s->nsp->name;
+    return s->id;
+}
+
+const lvm_origin_ops_t lsio_origin_ops = {origin_ref, origin_unref, origin_aborted, origin_describe};
 
 /* ---------------------------------------------------------------- dynamic namespaces */
 
@@ -148,6 +156,7 @@ int lsio_core_broadcast(lua_State *L)
     sel = select_boxed(L, nsp, 2, 3);
     int selidx = lua_gettop(L);
     if (with_ack) {
+        uint64_t now = uv_hrtime();
         id = nsp->next_ack++;
         for (size_t i = 0; i < sel->n; i++) {
             sio_socket_t *s = sel->v[i];
@@ -161,8 +170,7 @@ int lsio_core_broadcast(lua_State *L)
                 lua_pushvalue(L, -1);
                 lua_setfield(L, -3, "acks");
             }
-            lua_pushvalue(L, 5);
-            lua_rawseti(L, -2, id);
+            lsocket_ack_store(L, -1, 5, id, now);
             lua_pop(L, 3);
         }
     }

@@ -155,8 +155,7 @@ static int64_t emit_from(lua_State *L, int ud, int first, int volatile_)
     if (lua_gettop(L) > first && lua_isfunction(L, -1)) {
         id = s->nsp->next_ack++;
         uv_table(L, ud, "acks");
-        lua_pushvalue(L, -2);
-        lua_rawseti(L, -2, id);
+        lsocket_ack_store(L, -1, -2, id, uv_hrtime());
         lua_pop(L, 2); /* acks table, function */
     }
     uv_field(L, ud, "anyout");
@@ -209,6 +208,36 @@ int lsocket_core_emit(lua_State *L)
     return 2;
 }
 
+void lsocket_ack_store(lua_State *L, int acks, int fn, int64_t id, uint64_t now)
+{
+    acks = lua_absindex(L, acks);
+    lua_pushvalue(L, fn);
+    lua_rawseti(L, acks, id);
+#ifndef SL_NO_METRICS
+    lua_pushinteger(L, (lua_Integer)now);
+    lua_rawseti(L, acks, -id - 1);
+#else
+    (void)now;
+#endif
+}
+
+/* The answer of ack id came (or its timeout fired: timed_out): its round trip is counted and its
+ * start time forgotten. Stack: the acks table at acks. [-0, +0, -] */
+static void ack_done(lua_State *L, int acks, int64_t id, int timed_out)
+{
+    metrics_t *m = lenv_get(L)->metrics;
+    acks = lua_absindex(L, acks);
+    if (lua_rawgeti(L, acks, -id - 1) == LUA_TNUMBER) {
+        if (timed_out)
+            METRIC_ADD(m, ack_timeouts, 1);
+        else if (m != NULL)
+            METRIC_OBSERVE(&m->ack_seconds, (double)(uv_hrtime() - (uint64_t)lua_tointeger(L, -1)) / 1e9);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawseti(L, acks, -id - 1);
+}
+
 /* core.cancel_ack(socket, id): forgets a pending ack (its timeout fired). */
 int lsocket_core_cancel_ack(lua_State *L)
 {
@@ -218,6 +247,7 @@ int lsocket_core_cancel_ack(lua_State *L)
     if (lua_istable(L, -1)) {
         lua_pushnil(L);
         lua_rawseti(L, -2, id);
+        ack_done(L, -1, id, 1);
     }
     return 0;
 }
@@ -338,6 +368,7 @@ int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf
             return 0; /* unknown or already answered: ignored, as the reference does */
         lua_pushnil(L);
         lua_rawseti(L, -3, p->id);
+        ack_done(L, -2, p->id, 0);
         lua_replace(L, ud); /* [fn, args..., acks] */
         lua_pop(L, 1);
         lvm_callf(L, n, "ack callback of socket %s%s", s->id, "");

@@ -30,6 +30,9 @@ void lsocket_push_new(lua_State *L, sio_socket_t *s);
 void lsocket_push(lua_State *L, sio_socket_t *s);
 /* Pushes the private table of the handle at ud, creating it on first use. [-0, +1, m] */
 void lsocket_private(lua_State *L, int ud);
+/* Stores fn (at stack[fn]) as the ack id of the acks table at stack[acks], and when it was asked
+ * for (now, uv_hrtime(); at key -id-1): the round trip /metrics measures when it comes. [-0, +0, m] */
+void lsocket_ack_store(lua_State *L, int acks, int fn, int64_t id, uint64_t now);
 /* Calls s's handlers for an incoming EVENT or ACK; returns -1 for an invalid payload. [-0, +0, e] */
 int lsocket_on_packet(lua_State *L, sio_socket_t *s, const sio_packet_t *p, rbuf_t *const *att, size_t natt);
 /* Fires "disconnecting" and "disconnect" (reason) around leaving the rooms, then turns the handle

@@ -131,6 +131,8 @@ static int run(lua_State *L, lua_State *co, int nargs, uint64_t *spent, const ch
     h->deadline = outer;
     end = uv_hrtime();
     *spent += end - start;
+    if (h->metrics != NULL)
+        METRIC_OBSERVE(&h->metrics->handler_seconds, (double)(end - start) / 1e9);
     if (h->slice_end != 0 && end >= h->slice_end && h->origin != NULL)
         h->overran = h->origin; /* its next events wait for a later turn */
     if (rc == LUA_YIELD && h->yielded == co) {
@@ -150,12 +152,15 @@ static int run(lua_State *L, lua_State *co, int nargs, uint64_t *spent, const ch
     {
         const char *msg = aborted ? NULL : lua_tostring(co, -1);
         char what[160];
+        METRIC_ADD(h->metrics, handler_errors, 1);
+        METRIC_ADD(h->metrics, handler_aborts, (uint64_t)aborted);
         if (aborted)
             msg = lua_pushfstring(L, "handler aborted: it ran longer than %d ms (--handler-timeout)",
                                   (int)(h->budget_ns / 1000000));
         luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
         snprintf(what, sizeof(what), fmt, a, b); /* only now: the common case never formats */
-        log_error("error in %s: %s", what, lua_tostring(L, -1));
+        /* the emitters' descriptions quote the event's name: their first argument */
+        lvm_log_error(h, what, lua_tostring(L, -1), h->origin, strstr(fmt, "\"%s\"") != NULL ? a : NULL);
         lua_pop(L, aborted ? 2 : 1);
         if (aborted)
             lua_resetthread(co); /* dead: an ack that comes later finds nothing to resume */
@@ -554,6 +559,19 @@ int lvm_core_call(lua_State *L)
     return 0;
 }
 
+void lvm_log_error(lvm_t *vm, const char *what, const char *err, void *origin, const char *event)
+{
+    const char *tb = strstr(err, "\nstack traceback:");
+    const char *sid = NULL, *nsp = NULL;
+    size_t n = tb != NULL ? (size_t)(tb - err) : strlen(err);
+    if (origin != NULL && vm->ops != NULL && vm->ops->describe != NULL)
+        sid = vm->ops->describe(origin, &nsp);
+    log_with(LOG_ERROR,
+             LOG_FIELDS(LOG_S("handler", what), LOG_S("sid", sid), LOG_S("nsp", nsp), LOG_S("event", event),
+                        LOG_SN("error", err, n), LOG_TRAIL("traceback", tb ? tb + 1 : NULL)),
+             "error in %s: %.*s", what, (int)n, err);
+}
+
 /* Message handler of lvm_protect: the error plus a traceback (lua.c's msghandler). */
 static int traceback(lua_State *L)
 {
@@ -583,7 +601,7 @@ int lvm_protectf(lvm_t *h, lua_CFunction fn, void *arg, const char *fmt, const c
     if (rc != LUA_OK) {
         char what[160];
         snprintf(what, sizeof(what), fmt, a);
-        log_error("error in %s: %s", what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+        lvm_log_error(h, what, lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)", NULL, NULL);
     }
     lua_settop(L, base);
     return rc == LUA_OK ? 0 : -1;
@@ -675,7 +693,7 @@ static int l_print(lua_State *L)
         (void)len;
     }
     luaL_pushresult(&b);
-    log_info("%s", lua_tostring(L, -1));
+    log_with(LOG_INFO, LOG_FIELDS(LOG_S("source", "print")), "%s", lua_tostring(L, -1));
     return 0;
 }
 
@@ -822,6 +840,7 @@ lvm_t *lvm_new(const lvm_config_t *cfg)
     h->ud = cfg->ud;
     h->loop = cfg->loop;
     h->ops = cfg->origin;
+    h->metrics = cfg->metrics;
     h->mem_limit = cfg->mem_limit;
     h->budget_ns = cfg->budget_ms * 1000000ull;
     h->slice_ns = cfg->slice_ms * 1000000ull;

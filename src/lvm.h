@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "metrics.h"
+
 typedef struct lvm lvm_t;
 typedef struct lvm_group lvm_group_t; /* preempted handlers of one origin (lvm.c) */
 
@@ -39,6 +41,8 @@ typedef struct {
     void (*unref)(void *origin);
     /* a call it started was aborted (once per call): its owner may lvm_cancel() it */
     void (*aborted)(lvm_t *vm, void *origin);
+    /* for the log: its id, and its namespace in *nsp (optional) */
+    const char *(*describe)(void *origin, const char **nsp);
 } lvm_origin_ops_t;
 
 /* The VM that serves now and the scheduler's loop handles, which outlive VMs. */
@@ -57,6 +61,7 @@ typedef struct {
     lvm_loop_t *loop;         /* where preempted handlers are queued */
     const lvm_origin_ops_t *origin;
     void *ud;                 /* the bindings' environment (lenv_t), for lvm_ud() */
+    metrics_t *metrics;       /* handler time, errors, aborts are counted there (NULL: not counted) */
 } lvm_config_t;
 
 struct lvm {
@@ -65,6 +70,7 @@ struct lvm {
     void *ud;                 /* lvm_config_t.ud */
     lvm_loop_t *loop;
     const lvm_origin_ops_t *ops;
+    metrics_t *metrics;       /* lvm_config_t.metrics */
     size_t mem_used;          /* bytes the VM holds (its allocator counts them) */
     size_t mem_limit;         /* cap on mem_used, 0 = none: allocations beyond fail ("not enough memory") */
     size_t mem_peak;          /* highest mem_used since freed memory was last given back to the OS */
@@ -100,6 +106,10 @@ static inline lua_State *lvm_state(lvm_t *vm) { return vm->cur != NULL ? vm->cur
  * with a traceback handler, on the current thread. Returns 0, or -1 after logging "what: traceback".
  * The f form formats what (fmt with one %s) only if an error is logged. */
 int lvm_protect(lvm_t *vm, lua_CFunction fn, void *arg, const char *what);
+/* Logs a Lua error as "error in WHAT: MESSAGE": the part of err from "\nstack traceback:" on is
+ * the event's traceback field (text: the lines after it); origin (NULL: none) gives the socket
+ * id and namespace fields (lvm_origin_ops_t.describe), event (NULL: none) the event's name. */
+void lvm_log_error(lvm_t *vm, const char *what, const char *err, void *origin, const char *event);
 int lvm_protectf(lvm_t *vm, lua_CFunction fn, void *arg, const char *fmt, const char *a);
 /* Runs an application function (a handler): the function at stack[-nargs-1] with nargs arguments,
  * in a coroutine of its own (from a pool), so it may suspend in emitWithAck or be preempted (it

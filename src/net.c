@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "tls.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
@@ -353,6 +354,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     net_conn_t *c = container_of(s, net_conn_t, tcp);
     if (nread > 0) {
+        METRIC_ADD(c->ctx->metrics, bytes_in, (uint64_t)nread);
         if (c->tls != NULL)
             tls_input(c, c->ctx->readbuf, (size_t)nread);
         else if (!(c->flags & NET_F_CLOSING) && c->ops != NULL && c->ops->on_read != NULL)
@@ -440,6 +442,7 @@ static void flush_conn(net_conn_t *c)
             return;
         }
         size_t done = r > 0 ? (size_t)r : 0, k = 0;
+        METRIC_ADD(c->ctx->metrics, bytes_out, done);
         queued_sub(c, done);
         while (k < c->npending && done >= c->pending[k].len) { /* fully written items */
             done -= c->pending[k].len;
@@ -528,6 +531,8 @@ static void write_cb(uv_write_t *req, int status)
     net_conn_t *c = w->c;
     for (uint32_t i = 0; i < w->n; i++)
         rbuf_unref(w->items[i].b);
+    if (status >= 0)
+        METRIC_ADD(c->ctx->metrics, bytes_out, w->bytes);
     queued_sub(c, w->bytes);
     c->inflight = NULL;
     free(w);
@@ -687,6 +692,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    METRIC_ADD(ctx->metrics, accepted, 1);
     struct sockaddr_storage ss;
     int sl = sizeof(ss);
     char ip[48] = "";
@@ -786,10 +792,12 @@ static void tls_refused(net_conn_t *c, const char *why)
         return;
     }
     if (ctx->tls_quiet > 0)
-        log_info("tls: %s: handshake failed: %s (and %zu more since the last such line)", net_peer(c), why,
+        log_with(LOG_INFO, LOG_FIELDS(LOG_S("peer", net_peer(c)), LOG_S("reason", why), LOG_I("folded", ctx->tls_quiet)),
+                 "tls: %s: handshake failed: %s (and %zu more since the last such line)", net_peer(c), why,
                  ctx->tls_quiet);
     else
-        log_info("tls: %s: handshake failed: %s", net_peer(c), why);
+        log_with(LOG_INFO, LOG_FIELDS(LOG_S("peer", net_peer(c)), LOG_S("reason", why)),
+                 "tls: %s: handshake failed: %s", net_peer(c), why);
     ctx->tls_quiet = 0;
 }
 

@@ -45,6 +45,7 @@ typedef struct {
 struct net_wreq;
 struct tls_ctx;
 struct tls_conn;
+struct metrics;
 
 enum {
     NET_F_CLOSING = 1,     /* uv_close() has been called */
@@ -122,6 +123,7 @@ struct net_ctx {
     uv_prepare_t flush_prepare;
     uv_check_t flush_check;
     uint8_t flush_ready;
+    struct metrics *metrics; /* bytes in/out, accepts are counted there (NULL: not counted) */
     char readbuf[65536];    /* the loop-wide read buffer */
 };
 

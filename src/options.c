@@ -686,6 +686,106 @@ static int log_level_cli(sl_config_t *cfg, void *field, const char *arg)
     return -1;
 }
 
+static int log_format_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    (void)cfg;
+    (void)field;
+    if (strcmp(arg, "text") != 0 && strcmp(arg, "json") != 0)
+        return -1;
+    log_format = strcmp(arg, "json") == 0 ? LOG_JSON : LOG_TEXT;
+    return 0;
+}
+
+/* metrics = true | false | "/path" | { path = "/metrics", listen = "HOST:PORT" } (ops.h): on at
+ * /metrics, at a path of its own, on a listener of its own. --metrics, --metrics-path and
+ * --metrics-listen set the same option. */
+static void metrics_free(void *field)
+{
+    options_ops_t *o = field;
+    free(o->metrics_path);
+    free(o->metrics_listen);
+    o->metrics_path = o->metrics_listen = NULL;
+}
+
+static int metrics_path_ok(const char *p)
+{
+    return p[0] == '/' && strpbrk(p, "?# ") == NULL;
+}
+
+static void metrics_set(options_ops_t *o, const char *path, const char *listen)
+{
+    if (path != NULL) {
+        free(o->metrics_path);
+        o->metrics_path = xstrndup(path, strlen(path));
+    }
+    if (listen != NULL) {
+        free(o->metrics_listen);
+        o->metrics_listen = xstrndup(listen, strlen(listen));
+    }
+}
+
+static int metrics_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    options_ops_t *o = field;
+    (void)cfg;
+    (void)arg;
+    if (o->metrics_path == NULL)
+        metrics_set(o, "/metrics", NULL);
+    return 0;
+}
+
+static int metrics_path_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    (void)cfg;
+    if (!metrics_path_ok(arg))
+        return -1;
+    metrics_set(field, arg, NULL);
+    return 0;
+}
+
+static int metrics_listen_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    (void)cfg;
+    if (strchr(arg, ':') == NULL)
+        return -1;
+    metrics_set(field, NULL, arg);
+    return 0;
+}
+
+static void metrics_lua(lua_State *L, int idx, void *field, int keep, const char *who)
+{
+    options_ops_t *o = field;
+    const char *path = NULL, *listen = NULL;
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TBOOLEAN) {
+        if (!keep && !lua_toboolean(L, idx))
+            metrics_free(o);
+        path = lua_toboolean(L, idx) ? "/metrics" : NULL;
+    } else if (lua_type(L, idx) == LUA_TSTRING) {
+        path = lua_tostring(L, idx);
+    } else {
+        luaL_argexpected(L, lua_type(L, idx) == LUA_TTABLE, idx, "true, a path or {path =, listen =}");
+        lua_pushnil(L);
+        while (lua_next(L, idx) != 0) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+            if (strcmp(k, "path") != 0 && strcmp(k, "listen") != 0)
+                luaL_error(L, "%s: unknown metrics option \"%s\" (path, listen)", who, k);
+            lua_pop(L, 1);
+        }
+        lua_getfield(L, idx, "path");
+        path = lua_isnil(L, -1) ? "/metrics" : lua_tostring(L, -1);
+        lua_getfield(L, idx, "listen");
+        listen = lua_tostring(L, -1);
+        if (!lua_isnil(L, -1) && (listen == NULL || strchr(listen, ':') == NULL))
+            luaL_error(L, "%s: metrics.listen must be \"HOST:PORT\"", who);
+    }
+    if (path != NULL && !metrics_path_ok(path))
+        luaL_error(L, "%s: the metrics path must start with / (and have no ?, # or space)", who);
+    if (!keep)
+        metrics_set(o, path, listen);
+    lua_settop(L, idx);
+}
+
 /* As many connections as file descriptors allow, less a reserve for files, Redis, the listener:
  * past that, accept() would fail with EMFILE anyway. */
 static void max_conns_init(void *field)
@@ -803,7 +903,24 @@ static const opt_row_t rows[] = {
     {.flag = "ws-close-timeout", .arg = "MS", .type = OT_NUM, F(http.ws_close_timeout), .min = 1, .max = DAY_MS,
      .help = "time for a WebSocket close to be written (default 5000)"},
     {.flag = "log-level", .arg = "LEVEL", .type = OT_CUSTOM, NOF, .cli = log_level_cli,
-     .help = "error, warn, info (default) or debug"},
+     .help = "error, warn, info (default) or debug (README: what each prints)"},
+    {.flag = "log-format", .arg = "FORMAT", .type = OT_CUSTOM, NOF, .cli = log_format_cli,
+     .help = "text (default) or json: one JSON object per line"},
+    /* operations (ops.h) */
+    {.flag = "metrics", .key = "metrics", .type = OT_CUSTOM, F(ops), .cli = metrics_cli, .lua = metrics_lua,
+     .free = metrics_free, .help = "serve Prometheus metrics at /metrics (default off)"},
+    {.flag = "metrics-path", .arg = "PATH", .of = "metrics", .type = OT_CUSTOM, F(ops), .cli = metrics_path_cli,
+     .help = "serve them at PATH instead (implies --metrics)"},
+    {.flag = "metrics-listen", .arg = "HOST:PORT", .of = "metrics", .type = OT_CUSTOM, F(ops), .cli = metrics_listen_cli,
+     .help = "serve metrics and probes on a listener of their own (implies --metrics;\n"
+             "metrics are then not served on the main port)"},
+    {.flag = "no-probes", .key = "probes", .type = OT_BOOL, F(ops.probes), .def = 1, .flag_value = 0,
+     .help = "do not answer /healthz and /readyz"},
+    {.flag = "drain-delay", .arg = "MS", .key = "drainDelay", .type = OT_NUM, F(ops.drain_delay), .max = DAY_MS,
+     .help = "after SIGTERM, /readyz answers 503 for MS while clients are served as\n"
+             "before, then the shutdown (default 0: at once)"},
+    {.flag = "ready-ignore-redis", .key = "readyIgnoreRedis", .type = OT_BOOL, F(ops.ready_ignore_redis),
+     .flag_value = 1, .help = "/readyz stays 200 while the Redis adapter is down"},
     /* io.options only */
     {.key = "allowRequest", .type = OT_CUSTOM, NOF, .flags = OF_RELOAD, .lua = allow_lua},
     {.key = "cleanupEmptyChildNamespaces", .type = OT_BOOL, F(sio.cleanup_empty_children)},

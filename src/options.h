@@ -22,6 +22,17 @@ typedef struct {
     char *key;                 /* --tls-key / tls.key: its PEM private key file */
 } options_tls_t;
 
+/* The operator's endpoints (ops.h): probes, metrics, the drain. */
+typedef struct {
+    int probes;             /* serve /healthz and /readyz (--no-probes: 0) */
+    char *metrics_path;     /* --metrics / --metrics-path: Prometheus metrics there (NULL: off) */
+    char *metrics_listen;   /* --metrics-listen HOST:PORT: probes and metrics on a listener of their
+                               own, metrics no longer on the main one (NULL: none) */
+    uint64_t drain_delay;   /* --drain-delay MS: after SIGTERM, /readyz says "draining" this long
+                               while everything else is served, then the shutdown (0: at once) */
+    int ready_ignore_redis; /* --ready-ignore-redis: /readyz stays 200 while the Redis adapter is down */
+} options_ops_t;
+
 typedef struct {
     char *app;                 /* path of app.lua (the positional argument) */
     char *host;                /* "127.0.0.1" */
@@ -43,6 +54,7 @@ typedef struct {
     uint64_t handler_slice;    /* ms of Lua per loop turn before handlers are preempted (0 = never) */
     adapter_redis_config_t redis;      /* --redis / io.options{adapter = ...}: the Redis adapter (url NULL: none) */
     options_tls_t tls;         /* --tls-cert, --tls-key / io.options{tls = ...} */
+    options_ops_t ops;         /* probes, metrics, the drain (ops.h) */
 } sl_config_t;
 
 /* Fills cfg with the defaults (the reference's, where it has the option). */

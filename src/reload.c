@@ -170,6 +170,7 @@ int reload_now(reload_t *r, const char *why)
     /* 1. the new code, in isolation, with the old code's siolua.stash */
     nw = lapp_vm_new(app);
     if (nw == NULL) {
+        app->env.metrics->reloads_failed++;
         log_error("siolua: reload failed: cannot create a Lua VM; the old code keeps running");
         return -1;
     }
@@ -177,14 +178,21 @@ int reload_now(reload_t *r, const char *why)
     if (lvm_run_file(nw, r->path) != 0) {
         /* 2. keep the old code; the error was logged with file:line */
         lapp_vm_free(nw);
+        app->env.metrics->reloads_failed++;
         log_error("siolua: reload failed: the old code keeps running (fix %s and save again)", r->path);
         return -1;
     }
     /* 3. the swap */
     r->generation++;
     n = lapp_swap(app, nw, r->generation);
-    log_info("siolua: reloaded %s: generation %d, %zu sockets re-bound in %.1f ms", r->path, r->generation, n,
-             (double)(uv_hrtime() - t0) / 1e6);
+    {
+        double ms = (double)(uv_hrtime() - t0) / 1e6;
+        app->env.metrics->reloads_ok++;
+        app->env.metrics->reload_last_swap = ms / 1000;
+        log_with(LOG_INFO, LOG_FIELDS(LOG_S("app", r->path), LOG_I("generation", r->generation), LOG_I("sockets", n),
+                                      LOG_N("swap_ms", ms)),
+                 "siolua: reloaded %s: generation %d, %zu sockets re-bound in %.1f ms", r->path, r->generation, n, ms);
+    }
     rewatch(r);
     return 0;
 }

@@ -12,6 +12,7 @@
 
 #include "embed.h"
 #include "log.h"
+#include "ops.h"
 #include "tls.h"
 #include "ws.h"
 #include "zip.h"
@@ -164,6 +165,8 @@ static void on_request(http_req_t *req, void *data)
 {
     sl_server_t *srv = data;
     size_t plen = strlen(srv->cfg.path);
+    if (ops_route(srv, req)) /* /healthz, /readyz, /metrics: answered while shutting down too */
+        return;
     if (srv->closing) {
         respond_text(req, 503, "Service Unavailable");
         return;
@@ -223,8 +226,12 @@ static void on_accept(net_conn_t *c, void *data)
 static void on_signal(uv_signal_t *sig, int signum)
 {
     sl_server_t *srv = sig->data;
-    log_info("siolua: %s received, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    sl_server_close(srv);
+    log_with(LOG_INFO, LOG_FIELDS(LOG_S("signal", signum == SIGINT ? "SIGINT" : "SIGTERM")),
+             "siolua: %s received, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    if (signum == SIGTERM)
+        ops_drain(srv); /* --drain-delay: /readyz fails first, then the shutdown */
+    else
+        sl_server_close(srv);
 }
 
 /* SIGHUP: the certificate and key are read again (certificate rotation: new handshakes use the
@@ -308,6 +315,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     srv->app.env.vms.flush = flush_output; /* before a slice of preempted handlers */
     srv->app.env.vms.flush_ud = &srv->net;
     sio_server_init(&srv->sio, loop, &srv->cfg.sio, lapp_sio_handler(), &srv->app.env);
+    srv->sio.metrics = srv->net.metrics = srv->app.env.metrics = &srv->metrics;
     tq_watch(&srv->sio.q_connect, &srv->clock);
     vm = lapp_vm_new(&srv->app);
     if (vm == NULL)
@@ -331,6 +339,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     client_version(srv);
     eio_server_init(&srv->eio, loop, &srv->cfg.eio, &srv->cfg.http, &sio_eio_handler, &srv->sio);
     eio_server_watch(&srv->eio, &srv->clock);
+    srv->eio.metrics = &srv->metrics;
     if (lapp_listening(&srv->app) != 0) /* allowRequest, io.engine, endpoints, the Redis adapter */
         return -1;
     srv->net.max_queued = srv->cfg.max_write_queue;
@@ -358,6 +367,8 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
                   err ? err : "listen");
         return -1;
     }
+    if (ops_start(srv) != 0) /* probes, metrics, their listener */
+        return -1;
     uv_signal_init(loop, &srv->sigint);
     uv_signal_init(loop, &srv->sigterm);
     uv_signal_init(loop, &srv->sighup);
@@ -366,7 +377,10 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     reload_init(&srv->reload, loop, &srv->app, srv->cfg.app, srv->cfg.watch);
-    log_info("siolua listening on %s://%s:%d", srv->tls ? "https" : "http", srv->cfg.host, net_port(&srv->net));
+    log_with(LOG_INFO,
+             LOG_FIELDS(LOG_S("scheme", srv->tls ? "https" : "http"), LOG_S("host", srv->cfg.host),
+                        LOG_I("port", net_port(&srv->net))),
+             "siolua listening on %s://%s:%d", srv->tls ? "https" : "http", srv->cfg.host, net_port(&srv->net));
     if (srv->cfg.static_dir)
         log_info("siolua: serving %s at /", srv->cfg.static_dir);
     return 0;
@@ -375,7 +389,7 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
 static void on_shutdown_tick(uv_timer_t *t)
 {
     sl_server_t *srv = t->data;
-    if (srv->net.nconns == 0 || uv_now(srv->loop) - srv->closing_since > 2000)
+    if ((srv->net.nconns == 0 && ops_nconns(srv) == 0) || uv_now(srv->loop) - srv->closing_since > 2000)
         uv_stop(srv->loop);
 }
 
@@ -387,6 +401,7 @@ void sl_server_close(sl_server_t *srv)
     srv->closing_since = uv_now(srv->loop);
     lapp_stop(&srv->app); /* the disconnect handlers below run to their end */
     net_stop(&srv->net);
+    ops_close(srv);
     reload_close(&srv->reload);
     sio_server_close(&srv->sio, "server shutting down");
     eio_server_close(&srv->eio, "forced close");
@@ -412,6 +427,7 @@ void sl_server_free(sl_server_t *srv)
     zip_release();        /* the deflate streams kept for compression */
     sio_server_free(&srv->sio);
     options_free(&srv->cfg);
+    ops_free(srv);
     /* After the loop: sessions of connections still open at exit are not freed (they stay
      * reachable from the loop's handles), the context is. */
     tls_ctx_free(srv->tls);

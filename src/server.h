@@ -10,6 +10,7 @@
 #include "eio.h"
 #include "http.h"
 #include "lapp.h"
+#include "metrics.h"
 #include "net.h"
 #include "options.h"
 #include "reload.h"
@@ -25,7 +26,9 @@ typedef struct sl_server {
     sio_server_t sio;
     lapp_t app;                /* the Lua layer: its environment, the VM serving now, the adapter */
     reload_t reload;
+    metrics_t metrics;         /* counters of every layer (metrics.h); served by ops.c */
     struct tls_ctx *tls;       /* the certificate (NULL: plain HTTP); re-read on SIGHUP */
+    struct ops *ops;           /* probes, metrics, drain (ops.h); NULL before ops_start */
     tq_clock_t clock;          /* the loop's poll clock: deadlines that judge input wait for it */
     uv_signal_t sigint, sigterm, sighup;
     char client_etag[64];      /* "\"<socket.io-client version>\"" */

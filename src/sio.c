@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
 
@@ -105,6 +106,7 @@ static void socket_close(sio_socket_t *s, const char *reason)
         }
     s->refs++; /* the handlers below may drop the last other reference */
     if (was == SIO_S_CONNECTED) {
+        METRIC_ADD(srv->metrics, sio_disconnects[metrics_disconnect_index(reason)], 1);
         /* rooms are still readable in the handlers ("disconnecting"); the upper layer may leave
          * them itself before "disconnect", as the reference does */
         srv->h->on_disconnect(s, reason, srv->ud);
@@ -131,6 +133,7 @@ static void send_control(sio_client_t *c, sio_type_t type, slice_t nsp, const ch
     if (c->session == NULL)
         return;
     b = c->srv->cfg->parser == SIO_PARSER_MSGPACK ? sio_encode_msgpack(&p) : sio_encode(&p);
+    METRIC_ADD(c->srv->metrics, sio_out, 1);
     eio_send(c->session, b);
     rbuf_unref(b);
 }
@@ -160,6 +163,7 @@ void sio_socket_accept(sio_socket_t *s)
     nsp->head.nprev->nnext = s;
     nsp->head.nprev = s;
     nsp->nsockets++;
+    METRIC_ADD(s->client->srv->metrics, sio_connects, 1);
     room_add_id(&nsp->rooms, s);
     if (eio_session_protocol(s->client->session) == 3) {
         /* Socket.IO v2: the client makes the socket's id itself */
@@ -174,6 +178,7 @@ void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len)
 {
     if (s->state != SIO_S_CONNECTING || s->client == NULL)
         return;
+    METRIC_ADD(s->client->srv->metrics, sio_connect_errors, 1);
     send_control(s->client, SIO_CONNECT_ERROR, (slice_t){s->nsp->name, strlen(s->nsp->name)}, json, len);
     socket_close(s, "connect error");
 }
@@ -182,12 +187,14 @@ void sio_socket_refuse_message(sio_socket_t *s, const char *message)
 {
     if (s->state != SIO_S_CONNECTING || s->client == NULL)
         return;
+    METRIC_ADD(s->client->srv->metrics, sio_connect_errors, 1);
     send_control_kv(s->client, SIO_CONNECT_ERROR, (slice_t){s->nsp->name, strlen(s->nsp->name)}, "message", message);
     socket_close(s, "connect error");
 }
 
-static void send_all(eio_session_t *session, rbuf_t *pkt, rbuf_t *const *att, size_t natt)
+static void send_all(sio_server_t *srv, eio_session_t *session, rbuf_t *pkt, rbuf_t *const *att, size_t natt)
 {
+    METRIC_ADD(srv->metrics, sio_out, 1);
     eio_send(session, pkt);
     for (size_t i = 0; i < natt; i++)
         eio_send(session, att[i]);
@@ -197,7 +204,7 @@ void sio_socket_send(sio_socket_t *s, rbuf_t *pkt, rbuf_t *const *att, size_t na
 {
     if (s->state == SIO_S_CLOSED || s->client == NULL || s->client->session == NULL)
         return;
-    send_all(s->client->session, pkt, att, natt);
+    send_all(s->client->srv, s->client->session, pkt, att, natt);
 }
 
 /* ---------------------------------------------------------------- selection */
@@ -299,8 +306,13 @@ size_t sio_send_many(sio_socket_t **v, size_t n, int volatile_, rbuf_t *pkt, rbu
             continue;
         if (volatile_ && !eio_session_writable(s->client->session))
             continue;
-        send_all(s->client->session, pkt, att, natt);
+        send_all(s->client->srv, s->client->session, pkt, att, natt);
         sent++;
+    }
+    if (sent > 0) {
+        struct metrics *m = v[0]->nsp->srv->metrics;
+        METRIC_ADD(m, broadcasts, 1);
+        METRIC_ADD(m, broadcast_recipients, sent);
     }
     return sent;
 }
@@ -386,6 +398,7 @@ static int too_many_nsps(sio_client_t *c, slice_t name)
     if (max == 0 || client_nsps(c) < max)
         return 0;
     /* one connection cannot pile up sockets (dynamic namespaces make that cheap) */
+    METRIC_ADD(c->srv->metrics, sio_connect_errors, 1);
     send_control_kv(c, SIO_CONNECT_ERROR, name, "message", "Too many namespaces");
     return 1;
 }
@@ -398,6 +411,7 @@ static void connect_socket(sio_client_t *c, sio_nsp_t *nsp, slice_t name, slice_
     if (c->session == NULL)
         return;
     if (nsp == NULL) {
+        METRIC_ADD(srv->metrics, sio_connect_errors, 1);
         send_control_kv(c, SIO_CONNECT_ERROR, name, "message", "Invalid namespace");
         return;
     }
@@ -568,6 +582,8 @@ static int dispatch(sio_client_t *c, const sio_packet_t *p, rbuf_t *const *att, 
     sio_server_t *srv = c->srv;
     sio_socket_t *s;
     int rc = 0;
+    if ((unsigned)p->type < METRICS_NSIO_TYPES)
+        METRIC_ADD(srv->metrics, sio_in[p->type], 1);
     switch (p->type) {
     case SIO_CONNECT:
         on_connect_packet(c, p);
@@ -627,7 +643,8 @@ static void on_text(sio_client_t *c, const char *data, size_t len)
     }
     rc = sio_decode(data, len, &c->srv->cfg->limits, &p);
     if (rc != SIO_PKT_OK) {
-        log_debug("sio: invalid packet from %s: %s", eio_session_id(c->session), sio_strerror(rc));
+        log_with(LOG_DEBUG, LOG_FIELDS(LOG_S("sid", eio_session_id(c->session)), LOG_S("reason", sio_strerror(rc))),
+                 "sio: invalid packet from %s: %s", eio_session_id(c->session), sio_strerror(rc));
         client_close(c);
         return;
     }

@@ -104,6 +104,7 @@ struct sio_server {
     tq_t q_resolve;            /* CONNECTs waiting for resolve's answer (connect_timeout) */
     size_t nclients;
     struct sio_client *clients; /* every open client */
+    struct metrics *metrics;   /* packets, connects, disconnects, broadcasts are counted there (NULL: not) */
 };
 
 void sio_server_init(sio_server_t *srv, uv_loop_t *loop, const sio_config_t *cfg, const sio_handler_t *h,
