@@ -222,6 +222,16 @@ def flood_unread(srv, ws, blob, window=3.0):
     raise Fail("the server kept reading for %.1f s (%d bytes sent, %s unread)" % (window, sent, last))
 
 
+def slow_reader(srv):
+    """A client of srv that asks for echoes and never reads: srv stops reading it, its RSS bounded."""
+    ws = sio_ws(srv, rcvbuf=4096)
+    rss0 = srv.rss_kb()
+    msg = b"".join(frame(OP_TEXT, '42%d["echo","%s"]' % (i, "x" * 2000)) for i in range(1000))
+    flood_unread(srv, ws, msg)
+    check(srv.rss_kb() - rss0 < 32 << 10, "RSS grew by %d KiB" % (srv.rss_kb() - rss0))
+    ws.close()
+
+
 def quiet_server(name):
     """A server of its own with heartbeats too slow to interfere with a flood."""
     return Server(BIN, APP, ["--no-watch", "--ping-interval", "10000", "--ping-timeout", "10000"],
@@ -238,12 +248,7 @@ def stop_clean(other):
 def _(srv):
     other = quiet_server("slow-reader")
     try:
-        ws = sio_ws(other, rcvbuf=4096)
-        rss0 = other.rss_kb()
-        msg = b"".join(frame(OP_TEXT, '42%d["echo","%s"]' % (i, "x" * 2000)) for i in range(1000))
-        flood_unread(other, ws, msg)
-        check(other.rss_kb() - rss0 < 32 << 10, "RSS grew by %d KiB" % (other.rss_kb() - rss0))
-        ws.close()
+        slow_reader(other)
     finally:
         stop_clean(other)
 
@@ -1650,7 +1655,8 @@ def main():
                                deflated=deflated, expect_bounded_close=expect_bounded_close, PMD=PMD))
     import tls_cases  # a second server of its own, over TLS: after the others
     tls_cases.register(case, BIN, APP, server_args(pub), LOGDIR,
-                       dict(health=health, flood_unread=flood_unread, max_buffer=MAX_BUFFER))
+                       dict(health=health, slow_reader=slow_reader,
+                            stop_clean=stop_clean, max_buffer=MAX_BUFFER))
 
     cases = [c for c in CASES if only is None or only in "%s: %s" % (c[0], c[1])]
     passed = failed = 0

@@ -19,7 +19,7 @@ import time
 
 from OpenSSL import SSL
 
-from lib import (CHECKER_IP, HOST, OP_TEXT, WAIT, Fail, Server, check, connect, frame, http, poll_handshake, post_raw,
+from lib import (CHECKER_IP, HOST, OP_TEXT, WAIT, Fail, Server, check, connect, http, poll_handshake, post_raw,
                  read_until_close, sio_call, sio_ws)
 
 STATE = {}  # the TLS server and its files, made by the first case that needs them
@@ -155,9 +155,10 @@ def expect_closed(sess, what, timeout=WAIT):
 
 def register(case, binary, app, args, logdir, helpers):
     """case: hostile.py's decorator; args: its server's flags; helpers: hostile.py's health(srv,
-    base_fds) (run here on the TLS server), flood_unread(srv, ws, blob), max_buffer (its
-    --max-http-buffer-size)."""
-    health, flood_unread, max_buffer = helpers["health"], helpers["flood_unread"], helpers["max_buffer"]
+    base_fds) (run here on the TLS server), slow_reader(srv),
+    stop_clean(srv), max_buffer (its --max-http-buffer-size)."""
+    health, max_buffer = helpers["health"], helpers["max_buffer"]
+    slow_reader, stop_clean = helpers["slow_reader"], helpers["stop_clean"]
 
     def tls_case(name):
         def deco(fn):
@@ -331,16 +332,9 @@ def register(case, binary, app, args, logdir, helpers):
                                      "--tls-cert", STATE["cert"], "--tls-key", STATE["key"]],
                        os.path.join(logdir, "server-tls-quiet.log"), ssl_context=STATE["ctx"])
         try:
-            ws = sio_ws(quiet, rcvbuf=4096)
-            rss0 = quiet.rss_kb()
-            msg = b"".join(frame(OP_TEXT, '42%d["echo","%s"]' % (i, "x" * 2000)) for i in range(1000))
-            flood_unread(quiet, ws, msg)
-            check(quiet.rss_kb() - rss0 < 32 << 10, "RSS grew by %d KiB" % (quiet.rss_kb() - rss0))
-            ws.close()
+            slow_reader(quiet)
         finally:
-            rc = quiet.stop()
-        check(rc == 0 and not quiet.sanitizer_reports(), "quiet TLS server: exit status %s; %s"
-              % (rc, quiet.sanitizer_reports()[:1]))
+            stop_clean(quiet)
 
     @case("tls", "the TLS server exits 0 on SIGTERM with no sanitizer (leak) report")
     def _(_plain):
