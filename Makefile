@@ -132,7 +132,7 @@ test: setup
 	$(MAKE) warnings
 	SIOLUA_BIN=./build/asan/siolua sh tests/integration/run.sh
 	SIOLUA_BIN=./build/asan/siolua sh tests/hostile/run.sh
-	$(MAKE) fuzz FUZZ_TIME=10
+	$(MAKE) -j2 fuzz FUZZ_TIME=10
 
 # On demand: a soak run (minutes of clients connecting, chatting and leaving; RSS and fds flat).
 soak: setup
