@@ -127,8 +127,8 @@ run: setup
 	./siolua examples/chat/app.lua --port $(PORT)
 
 test: setup
-	$(MAKE) siolua unit layers
-	$(MAKE) asan
+	$(MAKE) -j2 siolua unit layers
+	$(MAKE) -j2 asan
 	$(MAKE) warnings
 	SIOLUA_BIN=./build/asan/siolua sh tests/integration/run.sh
 	SIOLUA_BIN=./build/asan/siolua sh tests/hostile/run.sh
