@@ -22,7 +22,7 @@ cc_keep = $(1) 2> $@.warn; st=$$?; cat $@.warn >&2; exit $$st
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(EXTRA_CFLAGS)
 CPPFLAGS += -Isrc -Ibuild/gen -I/usr/include/lua5.4 -I/usr/include/postgresql -I$(LLHTTP_INC)
-LDLIBS  := -luv -lwslay -llua5.4 -llua5.4-cjson -lyajl -lssl -lcrypto -lm -lhiredis -lmsgpackc -lz -lcurl -lsqlite3 -lpq -lpthread
+LDLIBS  := -lcrypt -luv -lwslay -llua5.4 -llua5.4-cjson -lyajl -lssl -lcrypto -lm -lhiredis -lmsgpackc -lz -lcurl -lsqlite3 -lpq -lpthread
 
 SRC     := $(filter-out src/main.c,$(wildcard src/*.c))
 # the prelude files, embedded; the order they run in is lapp.c's
@@ -34,7 +34,7 @@ SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 OBJ        := $(patsubst src/%.c,$(OUT)/obj/%.o,$(SRC))
 LLHTTP_OBJ := $(patsubst $(LLHTTP_DIR)/%.c,$(OUT)/obj/llhttp_%.o,$(wildcard $(LLHTTP_DIR)/*.c))
-GEN_OBJ    := $(OUT)/obj/gen_prelude.o $(OUT)/obj/gen_client.o $(OUT)/obj/gen_client_z.o
+GEN_OBJ    := $(OUT)/obj/gen_prelude.o $(OUT)/obj/gen_client.o $(OUT)/obj/gen_client_z.o $(OUT)/obj/gen_adminui.o
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(OUT)/tests/%,$(UNIT_SRC))
 
@@ -78,6 +78,12 @@ $(OUT)/gen/client_z.c: scripts/embed.sh scripts/precompress.c $(OUT)/gen/client.
 	@$(call cc_keep,$(CC) -O2 -std=c11 $(WARN) -o $(OUT)/gen/precompress scripts/precompress.c -lz -lbrotlienc)
 	for f in $(CLIENT_FILES); do $(OUT)/gen/precompress $$f $(OUT)/gen/z || exit 1; done
 	sh scripts/embed.sh client_z $(foreach f,$(CLIENT_FILES),$(addprefix $(OUT)/gen/z/$(notdir $(f)),.br .gz .zz)) > $@
+# The Admin UI's page (npm's @socket.io/admin-ui, the official UI: see README, Operating siolua),
+# without its source maps; an empty list when the package is not installed (the path answers 404).
+ADMINUI_DIST := node_modules/@socket.io/admin-ui/ui/dist
+ADMINUI_FILES := $(sort $(filter-out %.map,$(shell find $(ADMINUI_DIST) -type f 2>/dev/null)))
+$(OUT)/gen/adminui.c: scripts/embed.sh Makefile $(ADMINUI_FILES) | $(OUT)/gen
+	EMBED_ROOT=$(ADMINUI_DIST) sh scripts/embed.sh adminui $(ADMINUI_FILES) > $@
 $(OUT)/obj/gen_%.o: $(OUT)/gen/%.c Makefile | $(OUT)/obj
 	@echo "$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<"
 	@$(call cc_keep,$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -c -o $@ $<)
@@ -97,7 +103,7 @@ $(OUT)/tests/%: tests/unit/%.c tests/unit/test.h tests/unit/loopback.h $(UNIT_LI
 
 # Fails, listing them, while an object or unit test of build/ or build/asan/ has a warning on record.
 WARN_FILES = $(foreach o,build build/asan,$(patsubst src/%.c,$(o)/obj/%.o.warn,$(SRC) src/main.c) \
-               $(o)/obj/gen_prelude.o.warn $(o)/obj/gen_client.o.warn $(o)/obj/gen_client_z.o.warn \
+               $(o)/obj/gen_prelude.o.warn $(o)/obj/gen_client.o.warn $(o)/obj/gen_client_z.o.warn $(o)/obj/gen_adminui.o.warn \
                $(o)/gen/client_z.c.warn $(o)/tests/loopback.o.warn \
                $(patsubst tests/unit/%.c,$(o)/tests/%.warn,$(UNIT_SRC)))
 warnings:

@@ -19,7 +19,7 @@ TABLE='
 4 rconn adapter_redis
 5 lvm lvalue lvalue_json lvalue_msgpack lemitter
 6 options
-7 lenv lreq lconn lengine lnsp lsocket lsio ltimer ladapter_redis lwait lredis lfetch lsqlite lpg lhttp
+7 lenv lreq lconn lengine lnsp lsocket lsio ltimer ladapter_redis ladmin lwait lredis lfetch lsqlite lpg lhttp
 8 lapp
 9 reload
 10 server ops

@@ -7,6 +7,7 @@
 
 #include "adapter_redis.h"
 #include "embed.h"
+#include "ladmin.h"
 #include "ladapter_redis.h"
 #include "lemitter.h"
 #include "lengine.h"
@@ -46,6 +47,7 @@ static const luaL_Reg core[] = {
     {"watch_outgoing", lsocket_core_watch_outgoing},
     /* namespaces and fan-out (lnsp.h, lsio.h) */
     {"mark_child", lnsp_core_mark_child},
+    {"namespaces", lnsp_core_namespaces},
     {"resolving", lsio_core_resolving},
     {"resolved", lsio_core_resolved},
     {"broadcast", lsio_core_broadcast},
@@ -62,12 +64,22 @@ static const luaL_Reg core[] = {
     {"redis_command", ladapter_redis_command},
     {"msgpack_encode", lvalue_core_msgpack_encode},
     {"msgpack_decode", lvalue_core_msgpack_decode},
+    /* the Admin UI (ladmin.h) */
+    {"admin_bcrypt_valid", ladmin_core_bcrypt_valid},
+    {"admin_bcrypt_check", ladmin_core_bcrypt_check},
+    {"admin_counters", ladmin_core_counters},
+    {"admin_process", ladmin_core_process},
+    {"admin_now", ladmin_core_now},
+    {"admin_session_id", ladmin_core_session_id},
+    {"admin_watch_rooms", ladmin_core_watch_rooms},
+    {"admin_cli", ladmin_core_cli},
+    {"admin_ui", ladmin_core_ui},
     {NULL, NULL},
 };
 
 /* The prelude files (lua/, embedded), in the order they run: each may use what the earlier ones
  * made. */
-static const char *const prelude[] = {"prelude.lua", "adapter.lua", "adapter_redis.lua", NULL};
+static const char *const prelude[] = {"prelude.lua", "adapter.lua", "adapter_redis.lua", "admin.lua", NULL};
 
 /* [-0, +0, e] Opens the bindings and runs the prelude, in protected mode (lapp_vm_new). */
 static int open_k(lua_State *L)
@@ -162,6 +174,8 @@ void lapp_vm_free(lvm_t *vm)
 {
     if (vm == NULL)
         return;
+    if (((lenv_t *)vm->ud)->rooms_vm == vm)
+        ((lenv_t *)vm->ud)->rooms_vm = NULL;
     ltimer_close_all(vm);
     lwait_close_all(vm); /* what the app opened: clients, databases */
     lengine_free(vm);    /* raw Engine.IO handles, before the VM goes */
@@ -230,8 +244,19 @@ void lapp_serve(lapp_t *a, lvm_t *vm)
     a->env.vms.cur = vm;
 }
 
+/* hooks.loaded(): the app's top level ran in this VM (lua/admin.lua starts the Admin UI then, with
+ * the command line's options over io.instrument{}'s). */
+static int loaded_k(lua_State *L)
+{
+    lvm_push_hook(L, "loaded");
+    lua_call(L, 0, 0);
+    return 0;
+}
+
 int lapp_listening(lapp_t *a)
 {
+    if (lvm_protect(a->env.vms.cur, loaded_k, NULL, "the app's set-up") != 0)
+        return -1;
     a->env.listening = 1;
     a->env.eio->allow_request = lengine_allow_request;
     a->env.eio->allow_ud = &a->env;
@@ -380,6 +405,7 @@ size_t lapp_swap(lapp_t *a, lvm_t *nw, int generation)
     size_t n = sio_all_sockets(a->env.sio, &v);
     batch_t b = {v, n, xcalloc(n ? n : 1, sizeof(char *))};
     take_t rh = {.generation = generation};
+    lvm_protect(nw, loaded_k, NULL, "the app's set-up"); /* (a failure is logged; the rest goes on) */
     /* every socket gets a handle in the new VM (the collectors wait meanwhile) */
     lua_gc(old->L, LUA_GCSTOP);
     lua_gc(nw->L, LUA_GCSTOP);

@@ -28,6 +28,7 @@ typedef struct lenv {
                                   io.options{} takes allowRequest only), endpoints mount at once */
     int closing;               /* the server is shutting down */
     metrics_t *metrics;        /* the server's counters (metrics.h): handler time, acks, reloads */
+    lvm_t *rooms_vm;           /* the VM whose Admin UI watches joins and leaves (ladmin.h; NULL: none) */
     void (*close)(void *ud);   /* io.close(): asks the server to shut down (close_ud) */
     void *close_ud;
 } lenv_t;

@@ -90,6 +90,23 @@ int lnsp_core_mark_child(lua_State *L)
     return 0;
 }
 
+/* core.namespaces(): a sequence of {nsp, socketsCount}, one per namespace of the server (not the
+ * parents of dynamic namespaces, which have no socket: the reference's io._nsps), "/" first. */
+int lnsp_core_namespaces(lua_State *L)
+{
+    lua_Integer i = 0;
+    lua_newtable(L);
+    for (sio_nsp_t *nsp = lenv_get(L)->sio->nsps; nsp != NULL; nsp = nsp->next) {
+        lua_createtable(L, 2, 0);
+        lnsp_push(L, nsp);
+        lua_rawseti(L, -2, 1);
+        lua_pushinteger(L, (lua_Integer)nsp->nsockets);
+        lua_rawseti(L, -2, 2);
+        lua_rawseti(L, -2, ++i);
+    }
+    return 1;
+}
+
 /* ---------------------------------------------------------------- listeners (lemitter.h) */
 
 static void nsp_table(lua_State *L, int obj, int create)

@@ -24,5 +24,7 @@ void lnsp_forget(lua_State *L, sio_nsp_t *nsp);
 
 /* core.mark_child(nsp): a dynamic namespace's child, freed once empty (cleanupEmptyChildNamespaces). */
 int lnsp_core_mark_child(lua_State *L);
+/* core.namespaces(): {{nsp, socketsCount}, ...} of every namespace, "/" first. */
+int lnsp_core_namespaces(lua_State *L);
 
 #endif

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "eio.h"
+#include "ladmin.h"
 #include "lemitter.h"
 #include "lengine.h"
 #include "lenv.h"
@@ -259,17 +260,19 @@ static int m_join(lua_State *L)
     lvm_selfcall(L, lua_upvalueindex(1));
     if (h->s != NULL) {
         if (lua_istable(L, 1)) {
-            for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, 1); i++) {
+            for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, 1) && h->s != NULL; i++) {
                 size_t len;
                 lua_rawgeti(L, 1, i);
                 const char *r = luaL_tolstring(L, -1, &len);
-                sio_socket_join(h->s, r, len);
+                if (sio_socket_join(h->s, r, len) && ladmin_watching_rooms(L))
+                    ladmin_room(L, lua_upvalueindex(1), -1, 1);
                 lua_pop(L, 2);
             }
         } else {
             size_t len;
             const char *r = luaL_tolstring(L, 1, &len);
-            sio_socket_join(h->s, r, len);
+            if (sio_socket_join(h->s, r, len) && ladmin_watching_rooms(L))
+                ladmin_room(L, lua_upvalueindex(1), -1, 1);
         }
     }
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -283,8 +286,8 @@ static int m_leave(lua_State *L)
     size_t len;
     lvm_selfcall(L, lua_upvalueindex(1));
     const char *r = luaL_tolstring(L, 1, &len);
-    if (h->s != NULL)
-        sio_socket_leave(h->s, r, len);
+    if (h->s != NULL && sio_socket_leave(h->s, r, len) && ladmin_watching_rooms(L))
+        ladmin_room(L, lua_upvalueindex(1), -1, 0);
     lua_pushvalue(L, lua_upvalueindex(1));
     return 1;
 }

@@ -788,6 +788,37 @@ static void metrics_lua(lua_State *L, int idx, void *field, int keep, const char
 
 /* As many connections as file descriptors allow, less a reserve for files, Redis, the listener:
  * past that, accept() would fail with EMFILE anyway. */
+/* The Admin UI's flags (options_admin_t): --admin-ui USER:BCRYPT_HASH (the hash is checked by
+ * lua/admin.lua, as io.instrument's), --admin-ui-no-auth, --admin-ui-mode. */
+static int admin_auth_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    options_admin_t *a = field;
+    const char *colon = strchr(arg, ':');
+    (void)cfg;
+    if (colon == NULL || colon == arg || strncmp(colon + 1, "$2", 2) != 0)
+        return -1;
+    free(a->auth);
+    a->auth = xstrndup(arg, strlen(arg));
+    return 0;
+}
+
+static int admin_mode_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    (void)cfg;
+    if (strcmp(arg, "development") != 0 && strcmp(arg, "production") != 0)
+        return -1;
+    *(int *)field = strcmp(arg, "production") == 0 ? 2 : 1;
+    return 0;
+}
+
+static void admin_free(void *field)
+{
+    options_admin_t *a = field;
+    free(a->auth);
+    free(a->ui_path_app);
+    a->auth = a->ui_path_app = NULL;
+}
+
 static void max_conns_init(void *field)
 {
     struct rlimit rl;
@@ -921,6 +952,21 @@ static const opt_row_t rows[] = {
              "before, then the shutdown (default 0: at once)"},
     {.flag = "ready-ignore-redis", .key = "readyIgnoreRedis", .type = OT_BOOL, F(ops.ready_ignore_redis),
      .flag_value = 1, .help = "/readyz stays 200 while the Redis adapter is down"},
+    /* the Admin UI (ladmin.h, lua/admin.lua) */
+    {.flag = "admin-ui", .arg = "USER:BCRYPT_HASH", .type = OT_CUSTOM, F(admin), .cli = admin_auth_cli,
+     .free = admin_free, .help = "the Admin UI's protocol on the /admin namespace, for USER with the\n"
+                                 "password of that bcrypt hash (README: Operating siolua)"},
+    {.flag = "admin-ui-no-auth", .type = OT_BOOL, F(admin.no_auth), .flag_value = 1,
+     .help = "the same without authentication (anyone who reaches the port)"},
+    {.flag = "admin-ui-path", .arg = "PATH", .type = OT_PATH, F(admin.ui_path),
+     .help = "serve the Admin UI's page at PATH (e.g. /admin/)"},
+    {.flag = "admin-ui-readonly", .type = OT_BOOL, F(admin.readonly), .flag_value = 1,
+     .help = "the UI shows but cannot emit, join, leave or disconnect"},
+    {.flag = "admin-ui-mode", .arg = "MODE", .type = OT_CUSTOM, F(admin.mode), .cli = admin_mode_cli,
+     .help = "development (default: every socket, room and event) or production\n"
+             "(counts only)"},
+    {.flag = "admin-ui-server-id", .arg = "ID", .type = OT_STR, F(admin.server_id),
+     .help = "this server's name in the UI (default: the host name)"},
     /* io.options only */
     {.key = "allowRequest", .type = OT_CUSTOM, NOF, .flags = OF_RELOAD, .lua = allow_lua},
     {.key = "cleanupEmptyChildNamespaces", .type = OT_BOOL, F(sio.cleanup_empty_children)},

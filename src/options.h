@@ -33,6 +33,18 @@ typedef struct {
     int ready_ignore_redis; /* --ready-ignore-redis: /readyz stays 200 while the Redis adapter is down */
 } options_ops_t;
 
+/* The Admin UI (lua/admin.lua, ladmin.h) from the command line: what is not given is the app's
+ * io.instrument{} (or the reference's default). */
+typedef struct {
+    char *auth;             /* --admin-ui USER:BCRYPT_HASH: on, with basic auth (NULL: not given) */
+    int no_auth;            /* --admin-ui-no-auth: on, without authentication */
+    char *ui_path;          /* --admin-ui-path PATH: the UI's files served there (NULL: not given) */
+    char *ui_path_app;      /* io.instrument{uiPath = ...} (--admin-ui-path wins) */
+    int readonly;           /* --admin-ui-readonly */
+    int mode;               /* --admin-ui-mode: 0 not given, 1 development, 2 production */
+    char *server_id;        /* --admin-ui-server-id ID (NULL: not given) */
+} options_admin_t;
+
 typedef struct {
     char *app;                 /* path of app.lua (the positional argument) */
     char *host;                /* "127.0.0.1" */
@@ -55,6 +67,7 @@ typedef struct {
     adapter_redis_config_t redis;      /* --redis / io.options{adapter = ...}: the Redis adapter (url NULL: none) */
     options_tls_t tls;         /* --tls-cert, --tls-key / io.options{tls = ...} */
     options_ops_t ops;         /* probes, metrics, the drain (ops.h) */
+    options_admin_t admin;     /* --admin-ui... (ladmin.h) */
 } sl_config_t;
 
 /* Fills cfg with the defaults (the reference's, where it has the option). */

@@ -85,6 +85,42 @@ static int serve_client(sl_server_t *srv, http_req_t *req)
     return 1;
 }
 
+/* The Admin UI's page (embed_adminui) at --admin-ui-path or io.instrument{uiPath}: "/admin" is
+ * redirected to "/admin/" (the page's links are relative), "/admin/" is index.html. Without the
+ * files (npm's package was not installed when siolua was built) the path answers 404, as logged at
+ * the start. */
+static const char *admin_ui_path(const sl_server_t *srv)
+{
+    return srv->cfg.admin.ui_path != NULL ? srv->cfg.admin.ui_path : srv->cfg.admin.ui_path_app;
+}
+
+static int serve_admin_ui(sl_server_t *srv, http_req_t *req)
+{
+    const char *base = admin_ui_path(srv);
+    size_t blen = base != NULL ? strlen(base) : 0;
+    const embed_file_t *f;
+    if (base == NULL || (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD) || req->upgrade)
+        return 0;
+    if (req->path.len == blen - 1 && memcmp(req->path.ptr, base, blen - 1) == 0) {
+        http_hdr_t h[] = {{"Location", base}, {"Content-Type", "text/plain; charset=utf-8"}};
+        http_respond(req, 301, h, 2, "Moved Permanently", 17);
+        return 1;
+    }
+    if (req->path.len < blen || memcmp(req->path.ptr, base, blen) != 0)
+        return 0;
+    if (req->path.len == blen)
+        f = embed_find(embed_adminui, "index.html", 10);
+    else
+        f = embed_find(embed_adminui, req->path.ptr + blen, req->path.len - blen);
+    if (f == NULL) {
+        respond_text(req, 404, "Not Found");
+        return 1;
+    }
+    http_hdr_t hdrs[] = {{"Content-Type", mime_type(f->name)}, {"Cache-Control", "no-cache"}};
+    http_respond(req, 200, hdrs, 2, f->data, f->len);
+    return 1;
+}
+
 /* Percent-decodes the path and refuses anything that could leave the folder. */
 static int safe_path(slice_t p, buf_t *out)
 {
@@ -171,7 +207,7 @@ static void on_request(http_req_t *req, void *data)
         respond_text(req, 503, "Service Unavailable");
         return;
     }
-    if (serve_client(srv, req))
+    if (serve_client(srv, req) || serve_admin_ui(srv, req))
         return;
     /* the reference matches the Engine.IO path as a prefix of the URL */
     if (req->url.len >= plen && memcmp(req->url.ptr, srv->cfg.path, plen) == 0) {
@@ -383,6 +419,13 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
              "siolua listening on %s://%s:%d", srv->tls ? "https" : "http", srv->cfg.host, net_port(&srv->net));
     if (srv->cfg.static_dir)
         log_info("siolua: serving %s at /", srv->cfg.static_dir);
+    if (admin_ui_path(srv) != NULL && embed_adminui[0].name != NULL)
+        log_info("siolua: admin ui: the page at %s://%s:%d%s", srv->tls ? "https" : "http", srv->cfg.host,
+                 net_port(&srv->net), admin_ui_path(srv));
+    else if (admin_ui_path(srv) != NULL)
+        log_warn("siolua: admin ui: the UI's files were not built in (npm's @socket.io/admin-ui was not "
+                 "installed when siolua was built: run 'make setup', then make): %s answers 404",
+                 admin_ui_path(srv));
     return 0;
 }
 
