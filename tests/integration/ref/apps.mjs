@@ -2,6 +2,7 @@
 // so the integration tests can be checked against the reference: SIOLUA_REF=1 sh run.sh.
 
 import { attach as engineAttach } from "engine.io";
+import { instrument } from "@socket.io/admin-ui";
 
 function describe(v) {
   if (v === null) return "null";
@@ -18,6 +19,25 @@ function describe(v) {
 }
 
 export const apps = {
+  admin: {
+    options: {},
+    setup(io) {
+      const hash = process.env.ADMIN_HASH;
+      instrument(io, {
+        auth: hash ? { type: "basic", username: "admin", password: hash } : false,
+        mode: process.env.ADMIN_MODE || "development",
+        readonly: process.env.ADMIN_READONLY === "1",
+        serverId: process.env.ADMIN_SERVER_ID,
+      });
+      io.on("connection", (socket) => {
+        socket.on("join", (room, ack) => { socket.join(room); ack(true); });
+        socket.on("leave", (room, ack) => { socket.leave(room); ack(true); });
+        socket.on("echo", (x, ack) => { socket.emit("echo", x); ack(x); });
+        socket.on("whoami", (ack) => ack(socket.id, socket.rooms.has("r2")));
+      });
+      io.of("/chat").on("connection", (socket) => socket.join("news"));
+    },
+  },
   main: {
     options: {},
     setup(io) {

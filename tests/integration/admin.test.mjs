@@ -1,0 +1,281 @@
+// The Admin UI's protocol (io.instrument, --admin-ui): siolua and the Node reference with
+// @socket.io/admin-ui 0.5.1's instrument() (ref/apps.mjs's admin twin) side by side, the same
+// scripted scenario against each, the admin namespace's events compared once what depends on
+// time and ids is replaced by placeholders: basic auth (good, bad, none, a session id), config,
+// all_sockets, the development notifications, each of the UI's commands, readonly, production
+// mode, server_stats' fields. Then siolua's own: the command-line flags, bad options, the UI's page.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { io as ioClient } from "socket.io-client";
+import { ROOT, REF, WAIT, startServer, withTimeout, closeAll } from "./helpers.mjs";
+
+const BIN = path.resolve(ROOT, process.env.SIOLUA_BIN || "./siolua");
+// bcrypt hashes of "s3cret!": bcryptjs's $2a$ (what the reference's README makes), and libxcrypt's
+// $2b$ (python's crypt) with its $2y$ spelling
+const HASH_2A = "$2a$10$ISJ84lB4V5i1NfgpzDlCg.DSlmbYljSOU8bV3fMBDaYF.amGTsV9y";
+const PASSWORD = "s3cret!";
+
+after(closeAll);
+
+const servers = [];
+after(() => Promise.all(servers.map((s) => s.stop())));
+async function start(env, args = [], { ref = REF } = {}) {
+  const srv = await startServer("admin", args, { env: { ...process.env, ...env }, ref });
+  servers.push(srv);
+  return srv;
+}
+
+/** A client of url that records every event it gets, in order; resolves once connected. */
+function client(url, opts = {}) {
+  const s = ioClient(url, { forceNew: true, reconnection: false, transports: ["websocket"], ...opts });
+  s.log = [];
+  s.onAny((ev, ...args) => s.log.push([ev, ...args]));
+  s.ready = withTimeout(
+    new Promise((resolve, reject) => {
+      s.once("connect", resolve);
+      s.once("connect_error", reject);
+    }),
+    WAIT,
+    `connect to ${url}`,
+  );
+  return s;
+}
+
+/** Resolves once socket's log has an event ev whose args satisfy pred (from index `from`). */
+function until(socket, ev, pred = () => true) {
+  return withTimeout(
+    new Promise((resolve) => {
+      const check = () => {
+        const hit = socket.log.find((e) => e[0] === ev && pred(...e.slice(1)));
+        if (hit) {
+          socket.offAny(check);
+          resolve(hit);
+        }
+      };
+      socket.onAny(check);
+      check();
+    }),
+    WAIT,
+    () => `"${ev}" on ${socket.nsp}; got ${JSON.stringify(socket.log.map((e) => e[0]))}`,
+  );
+}
+
+const emitAck = (s, ...args) => withTimeout(new Promise((resolve) => s.emit(...args, (...r) => resolve(r))), WAIT, args[0]);
+
+const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+/** Replaces what depends on time, ports and random ids with placeholders. */
+function normalize(log, names) {
+  const fix = (v, key) => {
+    if (typeof v === "string") {
+      if (names.has(v)) return names.get(v);
+      if (ISO.test(v)) return "<date>";
+      return v;
+    }
+    if (Array.isArray(v)) return v.map((x) => fix(x));
+    if (v && typeof v === "object") {
+      if (key === "handshake") {
+        return {
+          address: v.address,
+          secure: v.secure,
+          xdomain: v.xdomain,
+          issued: typeof v.issued,
+          time: typeof v.time,
+          url: v.url.replace(/&t=[^&]*/, ""),
+          query: Object.fromEntries(Object.entries(v.query).filter(([k]) => k !== "t")),
+          headers: Object.keys(v.headers).sort(),
+        };
+      }
+      if (key === "socket" && Array.isArray(v.rooms)) v = { ...v, rooms: [...v.rooms].sort() };
+      const out = {};
+      for (const k of Object.keys(v).sort()) {
+        if (k === "clientId") out[k] = typeof v[k] === "string" && v[k].length === 12 ? "<clientId>" : v[k];
+        else out[k] = fix(v[k], k === "rooms" ? "rooms" : k);
+      }
+      return out;
+    }
+    return v;
+  };
+  return log.filter((e) => e[0] !== "server_stats").map(([ev, ...args]) => {
+    if (ev === "all_sockets") {
+      const list = args[0].map((s) => fix(s, "socket"));
+      list.sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+      return [ev, list];
+    }
+    if (ev === "socket_connected") return [ev, fix(args[0], "socket"), fix(args[1])];
+    if (ev === "session") return [ev, /^[0-9a-f]{16}$/.test(args[0]) ? "<session>" : args[0]];
+    return [ev, ...args.map((a) => fix(a))];
+  });
+}
+
+/**
+ * The scenario, against one server: an admin UI (password auth) and two clients, every
+ * notification and every command. Returns the admin's normalized events and what the clients saw.
+ */
+async function scenario(url, { readonly = false, dev = true } = {}) {
+  const names = new Map();
+  const admin = client(url + "/admin", { auth: { username: "admin", password: PASSWORD } });
+  await admin.ready;
+  names.set(admin.id, "<admin>");
+  await until(admin, dev ? "all_sockets" : "config");
+  const a = client(url);
+  await a.ready;
+  names.set(a.id, "<A>");
+  const seen = (ev, pred) => (dev ? until(admin, ev, pred) : Promise.resolve());
+  await seen("socket_connected", (s) => s.id === a.id);
+  await emitAck(a, "join", "r1");
+  await seen("room_joined", (nsp, room) => room === "r1");
+  await emitAck(a, "echo", { n: 1, list: [1, "x", null] });
+  await seen("event_sent", (nsp, id, args) => args[0] === "echo");
+  const chat = client(url + "/chat");
+  await chat.ready;
+  names.set(chat.id, "<chat>");
+  await seen("room_joined", (nsp, room) => nsp === "/chat" && room === "news");
+
+  // the UI's commands (the UI's own argument shapes: ui/src), one at a time: the reference
+  // reports a leave on the next tick, after whatever else the same read of the socket brought
+  const hello = new Promise((resolve) => a.once("hello", (...args) => resolve(args)));
+  const act = (what, ...args) => (readonly ? Promise.resolve() : seen(...args)).then(() => what);
+  admin.emit("join", "/", "r2", a.id);
+  await act(0, "room_joined", (nsp, room) => room === "r2");
+  admin.emit("leave", "/chat", "news");
+  await act(0, "room_left", (nsp, room) => room === "news");
+  admin.emit("join", "/chat", "everyone");
+  await act(0, "room_joined", (nsp, room) => room === "everyone");
+  admin.emit("emit", "/", "r2", "hello", 1, "two");
+  let gotHello = null;
+  if (!readonly) {
+    gotHello = await withTimeout(hello, WAIT, "hello from the UI's emit");
+    await seen("event_sent", (nsp, id, args) => args[0] === "hello");
+  } else {
+    // refused commands leave no trace to wait for: two stats periods (4 s) after they were sent
+    const n = admin.log.filter((e) => e[0] === "server_stats").length;
+    await until(admin, "server_stats", () => admin.log.filter((e) => e[0] === "server_stats").length >= n + 2);
+  }
+  const [, inR2] = await emitAck(a, "whoami");
+  await emitAck(a, "leave", "r1");
+  await seen("room_left", (nsp, room) => room === "r1");
+  const aGone = new Promise((resolve) => a.once("disconnect", resolve));
+  const aId = a.id, chatId = chat.id;
+  admin.emit("_disconnect", "/", false, aId);
+  let aReason = null;
+  if (!readonly) {
+    aReason = await withTimeout(aGone, WAIT, "A disconnected by the UI");
+    await seen("room_left", (nsp, room, id) => id === aId && room === "r2");
+  } else {
+    await emitAck(a, "echo", "still here");
+  }
+  chat.disconnect();
+  await seen("socket_disconnected", (nsp, id) => id === chatId);
+  await seen("room_left", (nsp, room, id) => id === chatId && room === (readonly ? "news" : "everyone"));
+  // a client that upgrades from polling: socket_updated with its transport
+  const c = client(url, { transports: ["polling", "websocket"] });
+  await c.ready;
+  names.set(c.id, "<C>");
+  await seen("socket_updated", (u) => u.id === c.id && u.transport === "websocket");
+  const stats = (await until(admin, "server_stats", (s) => s.namespaces.some((n) => n.name === "/chat")))[1];
+  const cId = c.id;
+  c.disconnect();
+  await seen("socket_disconnected", (nsp, id) => id === cId);
+  await seen("room_left", (nsp, room, id) => id === cId);
+  // the admin's log up to here (a server_stats may still come: they are compared apart)
+  const log = normalize(admin.log, names);
+  admin.disconnect();
+  a.disconnect();
+  return { log, inR2, gotHello, aReason, stats };
+}
+
+function checkStats(stats, serverId) {
+  assert.deepEqual(Object.keys(stats).sort(), ["aggregatedEvents", "clientsCount", "hostname", "namespaces",
+    "pid", "pollingClientsCount", "serverId", "uptime"]);
+  assert.equal(stats.serverId, serverId);
+  assert.equal(typeof stats.hostname, "string");
+  assert.ok(Number.isInteger(stats.pid) && stats.uptime > 0 && Number.isInteger(stats.clientsCount));
+  assert.ok(Number.isInteger(stats.pollingClientsCount));
+  for (const e of stats.aggregatedEvents) {
+    assert.ok(["rawConnection", "rawDisconnection", "packetsIn", "packetsOut", "bytesIn", "bytesOut"].includes(e.type), e.type);
+    assert.ok(Number.isInteger(e.timestamp) && e.timestamp % 1000 === 0 && e.count > 0, JSON.stringify(e));
+  }
+  return stats.namespaces.map((n) => `${n.name}:${n.socketsCount}`).sort();
+}
+
+test("development mode: siolua's admin namespace sends what the reference's sends, the commands act alike", { skip: REF && "side by side already" }, async () => {
+  const env = { ADMIN_HASH: HASH_2A, ADMIN_SERVER_ID: "node-1" };
+  const [sio, ref] = await Promise.all([start(env), start(env, [], { ref: true })]);
+  const [got, want] = await Promise.all([scenario(sio.url), scenario(ref.url)]);
+  assert.deepEqual(got.log, want.log);
+  assert.deepEqual(got.log.map((e) => e[0]).filter((e, i, l) => l.indexOf(e) === i).sort(), ["all_sockets", "config",
+    "event_received", "event_sent", "room_joined", "room_left", "session", "socket_connected", "socket_disconnected",
+    "socket_updated"], "every notification was in the scenario");
+  assert.deepEqual([got.inR2, got.gotHello, got.aReason], [want.inR2, want.gotHello, want.aReason]);
+  assert.deepEqual([got.inR2, got.gotHello, got.aReason], [true, [1, "two"], "io server disconnect"]);
+  assert.deepEqual(checkStats(got.stats, "node-1"), checkStats(want.stats, "node-1"));
+});
+
+test("readonly: the commands change nothing, config says so, as the reference", { skip: REF && "side by side already" }, async () => {
+  const env = { ADMIN_HASH: HASH_2A, ADMIN_READONLY: "1", ADMIN_SERVER_ID: "ro" };
+  const [sio, ref] = await Promise.all([start(env), start(env, [], { ref: true })]);
+  const [got, want] = await Promise.all([scenario(sio.url, { readonly: true }), scenario(ref.url, { readonly: true })]);
+  assert.deepEqual(got.log, want.log);
+  assert.deepEqual(got.log.find((e) => e[0] === "config")[1], { supportedFeatures: ["AGGREGATED_EVENTS", "ALL_EVENTS"] });
+  assert.deepEqual([got.inR2, got.gotHello, got.aReason], [false, null, null]);
+});
+
+test("production mode: config and session only, the counts in server_stats, as the reference", { skip: REF && "side by side already" }, async () => {
+  const env = { ADMIN_HASH: HASH_2A, ADMIN_MODE: "production", ADMIN_SERVER_ID: "prod" };
+  const [sio, ref] = await Promise.all([start(env), start(env, [], { ref: true })]);
+  const [got, want] = await Promise.all([scenario(sio.url, { dev: false }), scenario(ref.url, { dev: false })]);
+  assert.deepEqual(got.log, want.log);
+  assert.deepEqual(got.log.map((e) => e[0]), ["session", "config"]);
+  assert.deepEqual(got.log[1][1].supportedFeatures, ["EMIT", "JOIN", "LEAVE", "DISCONNECT", "MJOIN", "MLEAVE",
+    "MDISCONNECT", "AGGREGATED_EVENTS"]);
+  assert.deepEqual([got.inR2, got.gotHello, got.aReason], [true, [1, "two"], "io server disconnect"]);
+  assert.deepEqual(checkStats(got.stats, "prod"), checkStats(want.stats, "prod"));
+  // the aggregated counts moved with the scenario's traffic
+  const admin = client(sio.url + "/admin", { auth: { username: "admin", password: PASSWORD } });
+  await admin.ready;
+  const types = new Set();
+  for (let i = 0; i < 3 && !["rawConnection", "packetsIn", "packetsOut", "bytesIn", "bytesOut"].every((t) => types.has(t)); i++) {
+    const n = admin.log.filter((e) => e[0] === "server_stats").length;
+    const s = (await until(admin, "server_stats", () => admin.log.filter((e) => e[0] === "server_stats").length > n))[1];
+    for (const e of s.aggregatedEvents) types.add(e.type);
+  }
+  for (const t of ["rawConnection", "packetsIn", "packetsOut", "bytesIn", "bytesOut"]) assert.ok(types.has(t), `${t} in ${[...types]}`);
+  admin.disconnect();
+});
+
+/** How an admin connection with auth ends: ["connect", session?] or ["connect_error", message]. */
+async function login(url, auth) {
+  const s = client(url + "/admin", { auth });
+  try {
+    await s.ready;
+  } catch (e) {
+    s.close();
+    return ["connect_error", e.message];
+  }
+  const session = (await until(s, "session").catch(() => null)) ?? null;
+  await until(s, "config");
+  const sid = s.log.find((e) => e[0] === "session")?.[1];
+  s.disconnect();
+  return ["connect", session ? /^[0-9a-f]{16}$/.test(sid) : "no session", sid];
+}
+
+test("basic auth: good, bad and no credentials, a session id, as the reference", { skip: REF && "side by side already" }, async () => {
+  const env = { ADMIN_HASH: HASH_2A };
+  const [sio, ref] = await Promise.all([start(env), start(env, [], { ref: true })]);
+  // (a password that is not a string crashes the reference's server: bcryptjs throws)
+  assert.deepEqual(await login(sio.url, { username: "admin", password: 42 }), ["connect_error", "invalid credentials"]);
+  for (const url of [sio.url, ref.url]) {
+    const good = await login(url, { username: "admin", password: PASSWORD });
+    assert.deepEqual(good.slice(0, 2), ["connect", true], url);
+    assert.deepEqual(await login(url, { sessionId: good[2] }).then((r) => r[0]), "connect", "a session id logs in");
+    assert.deepEqual(await login(url, { username: "admin", password: "s3cret" }), ["connect_error", "invalid credentials"]);
+    assert.deepEqual(await login(url, { username: "root", password: PASSWORD }), ["connect_error", "invalid credentials"]);
+    assert.deepEqual(await login(url, { sessionId: "0123456789abcdef" }), ["connect_error", "invalid credentials"]);
+    assert.deepEqual(await login(url, undefined), ["connect_error", "invalid credentials"]);
+  }
+});
