@@ -360,7 +360,7 @@ local function merged(app, cli)
       o.auth = { type = "basic", username = user, password = hash }
     end
   end
-  for _, k in ipairs({ "readonly", "mode", "serverId", "uiPath" }) do
+  for _, k in ipairs({ "readonly", "mode", "serverId", "namespaceName", "uiPath" }) do
     if cli.given[k] then o[k] = cli[k] end
   end
   return o

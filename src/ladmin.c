@@ -258,6 +258,12 @@ int ladmin_core_cli(lua_State *L)
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "serverId");
     }
+    if (a->nsp != NULL) {
+        lua_pushstring(L, a->nsp);
+        lua_setfield(L, -3, "namespaceName");
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "namespaceName");
+    }
     if (a->ui_path != NULL) {
         lua_pushstring(L, a->ui_path);
         lua_setfield(L, -3, "uiPath");

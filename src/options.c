@@ -967,6 +967,8 @@ static const opt_row_t rows[] = {
              "(counts only)"},
     {.flag = "admin-ui-server-id", .arg = "ID", .type = OT_STR, F(admin.server_id),
      .help = "this server's name in the UI (default: the host name)"},
+    {.flag = "admin-ui-namespace", .arg = "NSP", .type = OT_STR, F(admin.nsp),
+     .help = "the admin namespace (default /admin)"},
     /* io.options only */
     {.key = "allowRequest", .type = OT_CUSTOM, NOF, .flags = OF_RELOAD, .lua = allow_lua},
     {.key = "cleanupEmptyChildNamespaces", .type = OT_BOOL, F(sio.cleanup_empty_children)},

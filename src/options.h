@@ -43,6 +43,7 @@ typedef struct {
     int readonly;           /* --admin-ui-readonly */
     int mode;               /* --admin-ui-mode: 0 not given, 1 development, 2 production */
     char *server_id;        /* --admin-ui-server-id ID (NULL: not given) */
+    char *nsp;              /* --admin-ui-namespace NSP (NULL: not given) */
 } options_admin_t;
 
 typedef struct {
