@@ -279,3 +279,118 @@ test("basic auth: good, bad and no credentials, a session id, as the reference",
     assert.deepEqual(await login(url, undefined), ["connect_error", "invalid credentials"]);
   }
 });
+
+test("with --redis, every node reports to the UI: two nodes' stats, sockets and commands through one UI", { skip: REF && "siolua nodes only" }, async () => {
+  const { startRedis } = await import("./redis.helpers.mjs");
+  const redis = await startRedis();
+  try {
+    const [a, b] = await Promise.all(["node-a", "node-b"].map((id) =>
+      start({ ADMIN_HASH: HASH_2A, ADMIN_SERVER_ID: id }, ["--redis", redis.url])));
+    await Promise.all([a, b].map((n) => n.waitLog(/redis adapter: ready/, WAIT)));
+    const admin = client(a.url + "/admin", { auth: { username: "admin", password: PASSWORD } });
+    await admin.ready;
+    await until(admin, "all_sockets");
+    // both servers in the UI's server list
+    await until(admin, "server_stats", (s) => s.serverId === "node-a");
+    await until(admin, "server_stats", (s) => s.serverId === "node-b");
+    // a client of node B: its connection and its rooms reach the UI on node A
+    const bc = client(b.url);
+    await bc.ready;
+    const bId = bc.id;
+    await until(admin, "socket_connected", (s) => s.id === bId);
+    await emitAck(bc, "join", "r1");
+    await until(admin, "room_joined", (nsp, room, id) => room === "r1" && id === bId);
+    // a UI that connects later lists it (fetchSockets across the cluster), with its room
+    const admin2 = client(a.url + "/admin", { auth: { username: "admin", password: PASSWORD } });
+    await admin2.ready;
+    const [, list] = await until(admin2, "all_sockets");
+    const seen = list.find((s) => s.id === bId);
+    assert.ok(seen, `node B's socket in all_sockets: ${JSON.stringify(list.map((s) => s.id))}`);
+    assert.deepEqual([...seen.rooms].sort(), [bId, "r1"].sort());
+    // the UI's commands reach node B's socket
+    const hello = new Promise((resolve) => bc.once("hello", (...args) => resolve(args)));
+    admin.emit("emit", "/", "r1", "hello", "from a");
+    assert.deepEqual(await withTimeout(hello, WAIT, "hello through Redis"), ["from a"]);
+    const gone = new Promise((resolve) => bc.once("disconnect", resolve));
+    admin.emit("_disconnect", "/", false, bId);
+    assert.equal(await withTimeout(gone, WAIT, "disconnect through Redis"), "io server disconnect");
+    await until(admin, "socket_disconnected", (nsp, id) => id === bId);
+    admin.disconnect();
+    admin2.disconnect();
+  } finally {
+    await Promise.all(servers.splice(0).map((s) => s.stop()));
+    await redis.stop();
+  }
+});
+
+test("--admin-ui flags: on for an app without io.instrument, over io.instrument's options; bad ones refused", { skip: REF && "siolua's command line" }, async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "siolua-admin-"));
+  const plain = path.join(dir, "plain.lua");
+  writeFileSync(plain, 'io.on("connection", function(socket) socket.join("lobby") end)\n');
+  // libxcrypt's $2b$ (cost 4) of PASSWORD, and the same hash spelled $2y$
+  const hash2b = "$2b$04$2fmODLVbZ0267zS3pDvmYOLDPjqVtbyw5IeZvYCyj6fIxgvWLWorO";
+  for (const hash of [hash2b, hash2b.replace("$2b$", "$2y$")]) {
+    const srv = await startServer(plain, ["--admin-ui", `ops:${hash}`, "--admin-ui-mode", "production",
+      "--admin-ui-server-id", "cli", "--admin-ui-namespace", "/ops"]);
+    servers.push(srv);
+    const s = client(srv.url + "/ops", { auth: { username: "ops", password: PASSWORD } });
+    await s.ready;
+    const [, config] = await until(s, "config");
+    assert.deepEqual(config.supportedFeatures, ["EMIT", "JOIN", "LEAVE", "DISCONNECT", "MJOIN", "MLEAVE", "MDISCONNECT", "AGGREGATED_EVENTS"]);
+    assert.equal((await until(s, "server_stats"))[1].serverId, "cli");
+    assert.deepEqual(await login(srv.url, { username: "ops", password: PASSWORD }),
+      ["connect_error", "Invalid namespace"], "/admin is not the admin namespace");
+    s.disconnect();
+  }
+  // the flags win over the app's io.instrument{}: no auth, readonly
+  const srv = await start({ ADMIN_HASH: HASH_2A }, ["--admin-ui-no-auth", "--admin-ui-readonly"], { ref: false });
+  const s = client(srv.url + "/admin");
+  await s.ready;
+  assert.deepEqual((await until(s, "config"))[1].supportedFeatures, ["AGGREGATED_EVENTS", "ALL_EVENTS"]);
+  s.disconnect();
+  // refused at the start: exit status 1 (a bad hash, io.instrument's own checks) or 2 (usage)
+  const bad = [
+    [[plain, "--admin-ui", "ops:$2b$04$tooshort"], 1, /the `password` field must be a valid bcrypt hash/],
+    [[plain, "--admin-ui", "no-colon"], 2, /admin-ui/],
+    [[plain, "--admin-ui-mode", "staging"], 2, /admin-ui-mode/],
+    [[plain, "--admin-ui", `ops:${hash2b}`, "--admin-ui-no-auth"], 1, /give one of them/],
+  ];
+  for (const [app, body, re] of [
+    ["noauth.lua", "io.instrument{}", /the `auth` option must be specified or explicitly set to `false`/],
+    ["badhash.lua", 'io.instrument{ auth = { type = "basic", username = "a", password = "secret" } }', /valid bcrypt hash/],
+    ["badtype.lua", 'io.instrument{ auth = { type = "digest" } }', /invalid `auth` option/],
+    ["badkey.lua", "io.instrument{ auth = false, mode = 'dev' }", /mode must be/],
+    ["twice.lua", "io.instrument{ auth = false } io.instrument{ auth = false }", /already called/],
+  ]) {
+    writeFileSync(path.join(dir, app), body + "\n");
+    bad.push([[path.join(dir, app)], 1, re]);
+  }
+  for (const [args, status, re] of bad) {
+    const r = spawnSync(BIN, [...args, "--port", "0", "--no-watch"], { encoding: "utf8", timeout: 30000 });
+    assert.equal(r.status, status, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, re, args.join(" "));
+  }
+});
+
+test("the UI's page at --admin-ui-path / io.instrument{uiPath}: index, files, redirect, 404", { skip: REF && "siolua's flag" }, async () => {
+  const srv = await start({ ADMIN_UI_PATH: "/dash" }, [], { ref: false });
+  await srv.waitLog(/admin ui: the page at http:\/\/127\.0\.0\.1:\d+\/dash\//, WAIT);
+  const get = (p) => fetch(srv.url + p, { redirect: "manual" });
+  const index = await get("/dash/");
+  assert.equal(index.status, 200);
+  assert.match(index.headers.get("content-type"), /^text\/html/);
+  const html = await index.text();
+  assert.match(html, /<title>Socket\.IO Admin UI<\/title>/);
+  const local = [...html.matchAll(/(?:href|src)="((?:js|css)\/[^"]+)"/g)].map((m) => m[1]);
+  assert.ok(local.length >= 4, "the page's scripts and styles");
+  for (const src of local) {
+    const r = await get("/dash/" + src);
+    assert.equal(r.status, 200, src);
+    assert.equal((await r.arrayBuffer()).byteLength > 0, true);
+  }
+  const redirect = await get("/dash");
+  assert.equal(redirect.status, 301);
+  assert.equal(redirect.headers.get("location"), "/dash/");
+  assert.equal((await get("/dash/js/nope.js")).status, 404);
+  assert.equal((await get("/socket.io/socket.io.js")).status, 200, "the client bundle is still there");
+});
