@@ -15,14 +15,15 @@ cd "$(dirname "$0")/.."
 # hostile suite's TLS sessions that misbehave).
 # Handlers that talk to the world: libcurl (siolua.fetch), SQLite (siolua.sqlite), libpq
 # (siolua.pg); postgresql for their tests.
-# Operations: python3-prometheus-client (its parser checks /metrics in tests/integration/ops_metrics).
+# Operations: python3-prometheus-client (its parser checks /metrics in tests/integration/ops_metrics);
+# libcrypt-dev (libxcrypt: the Admin UI's bcrypt password check).
 PKGS="build-essential pkg-config libuv1-dev node-llhttp libwslay-dev liblua5.4-dev lua-cjson-dev
 libyajl-dev libssl-dev python3 python3-socketio python3-websocket python3-requests chromium fonts-dejavu-core clang
 nginx-light openssl libnss3-tools python3-openssl
 libhiredis-dev libmsgpack-dev redis-server
 zlib1g-dev libbrotli-dev
 libcurl4-openssl-dev libsqlite3-dev libpq-dev postgresql
-python3-prometheus-client"
+python3-prometheus-client libcrypt-dev"
 # Node comes from the machine when present; Debian's nodejs only on a machine that has none.
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
