@@ -394,3 +394,35 @@ test("the UI's page at --admin-ui-path / io.instrument{uiPath}: index, files, re
   assert.equal((await get("/dash/js/nope.js")).status, 404);
   assert.equal((await get("/socket.io/socket.io.js")).status, 200, "the client bundle is still there");
 });
+
+test("bad commands from the UI are refused and logged, a hot reload keeps the UI reporting", { skip: REF && "siolua's process" }, async () => {
+  const srv = await start({}, ["--no-watch"], { ref: false });
+  const admin = client(srv.url + "/admin");
+  await admin.ready;
+  await until(admin, "all_sockets");
+  const a = client(srv.url);
+  await a.ready;
+  admin.emit("join", 42, "r");                    // not a namespace
+  admin.emit("emit", "^/.*", null, "x");          // a pattern is not a namespace name
+  admin.emit("emit", "/", null, "connect");       // a reserved event
+  admin.emit("join", "/", { a: { b: 1 } }, a.id); // a room that is no string: nothing joined
+  admin.emit("_disconnect");                      // no arguments at all
+  const hello = new Promise((resolve) => a.once("hello", (...args) => resolve(args)));
+  admin.emit("emit", "/", null, "hello", "still"); // and the next command works
+  assert.deepEqual(await withTimeout(hello, WAIT, "hello"), ["still"]);
+  assert.deepEqual(await emitAck(a, "whoami").then((r) => r[1]), false);
+  assert.equal(a.connected && admin.connected, true);
+  await srv.waitLog(/not a namespace: 42/, WAIT);
+  await srv.waitLog(/reserved event name/, WAIT);
+  // a hot reload (SIGHUP): the UI stays connected, the new code reports to it
+  srv.proc.kill("SIGHUP");
+  await srv.waitLog(/siolua: reloaded [^\n]*generation 2/, WAIT);
+  const b = client(srv.url);
+  await b.ready;
+  await until(admin, "socket_connected", (s) => s.id === b.id);
+  await emitAck(b, "join", "after");
+  await until(admin, "room_joined", (nsp, room) => room === "after");
+  const n = admin.log.filter((e) => e[0] === "server_stats").length;
+  await until(admin, "server_stats", () => admin.log.filter((e) => e[0] === "server_stats").length > n);
+  admin.disconnect();
+});
