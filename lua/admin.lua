@@ -185,6 +185,12 @@ end
 
 ---------------------------------------------------------------------------- development mode
 
+-- No UI can be told: none is connected here and there is no other node (the in-memory adapter).
+-- The notifications are then not even built (the reference builds and broadcasts them to nobody).
+local function quiet(state)
+  return state.uis == 0 and getmetatable(lib.adapter_of(state.admin)) == lib.adapters.memory
+end
+
 -- The reference's registerVerboseListeners, for one namespace.
 local function watch_namespace(state, nsp)
   if state.watched[nsp] then return end
@@ -200,15 +206,18 @@ local function watch_namespace(state, nsp)
     local conn = socket.conn
     local data = socket.data
     data._admin = { clientId = conn.id:sub(1, 12), transport = conn.transport.name }
+    if quiet(state) then return end
     admin.emit("room_joined", nsp.name, socket.id, socket.id, date()) -- its own room, joined at connect
     admin.emit("socket_connected", serialize(socket, nsp.name), date())
     conn.on("upgrade", function(transport)
       local d = socket.data
       if type(d) == "table" and type(d._admin) == "table" then d._admin.transport = transport.name end
+      if quiet(state) then return end
       admin.emit("socket_updated", { id = socket.id, nsp = nsp.name, transport = transport.name })
     end)
     if not is_admin then
       socket.onAny(function(...)
+        if quiet(state) then return end
         local args = pack(...)
         if type(args[args.n]) == "function" then args.n = args.n - 1 end -- the ack
         local list = siolua.array()
@@ -216,6 +225,7 @@ local function watch_namespace(state, nsp)
         admin.emit("event_received", nsp.name, socket.id, list, date())
       end)
       socket.onAnyOutgoing(function(...)
+        if quiet(state) then return end
         local args = pack(...)
         local list = siolua.array()
         for i = 1, args.n do list[i] = args[i] == nil and null or args[i] end
@@ -225,6 +235,7 @@ local function watch_namespace(state, nsp)
     local rooms
     socket.on("disconnecting", function() rooms = socket.rooms end)
     socket.on("disconnect", function(reason)
+      if quiet(state) then return end
       admin.emit("socket_disconnected", nsp.name, socket.id, reason, date())
       -- then its rooms, its own first (the reference emits them on the next tick)
       if rooms then
@@ -244,7 +255,7 @@ function hooks.room(socket, room, joined)
   local state = running
   if not state or not state.dev then return end
   local nsp = socket.nsp
-  if not nsp or not state.watched[nsp] then return end
+  if not nsp or not state.watched[nsp] or quiet(state) then return end
   local id, name = socket.id, nsp.name
   if joined then
     state.admin.emit("room_joined", name, room, id, date())
@@ -265,6 +276,7 @@ local function start(opts)
     new_session = setmetatable({}, { __mode = "k" }),
     buffer = new_buffer(),
     polling = 0,
+    uis = 0, -- admin sockets connected here
   }
   running = state
   local admin = io.of(opts.namespaceName or "/admin")
@@ -325,6 +337,10 @@ local function start(opts)
     for _, entry in ipairs(core.namespaces()) do watch_namespace(state, entry[1]) end
     io.on("new_namespace", function(nsp) watch_namespace(state, nsp) end)
   end
+  admin.prependListener("connection", function(socket) -- (before the notifications of its own arrival)
+    state.uis = state.uis + 1
+    socket.on("disconnect", function() state.uis = state.uis - 1 end)
+  end)
 
   local server_id = opts.serverId or host
   local function emit_stats()
