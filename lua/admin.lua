@@ -29,10 +29,13 @@ local running       -- the instrumentation in force (nil: off)
 
 ---------------------------------------------------------------------------- values
 
--- A JS Date as JSON writes it: "2026-12-06T05:50:35.397Z".
+-- A JS Date as JSON writes it: "2026-12-06T05:50:35.397Z" (the seconds formatted once a second).
+local date_sec, date_prefix = -1, ""
 local function date()
   local ms = core.admin_now()
-  return os.date("!%Y-%m-%dT%H:%M:%S", ms // 1000) .. string.format(".%03dZ", ms % 1000)
+  local sec = ms // 1000
+  if sec ~= date_sec then date_sec, date_prefix = sec, os.date("!%Y-%m-%dT%H:%M:%S", sec) end
+  return string.format("%s.%03dZ", date_prefix, ms % 1000)
 end
 
 local function given(v) return v ~= nil and v ~= null end
