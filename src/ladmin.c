@@ -222,54 +222,45 @@ void ladmin_room(lua_State *L, int ud, int room, int joined)
 
 /* ---------------------------------------------------------------- options */
 
+/* options[key] = the value at the top (popped), given[key] = true; options and given are below it.
+ * [-1, +0, m] */
+static void set_given(lua_State *L, const char *key)
+{
+    lua_setfield(L, -3, key);
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, key);
+}
+
 int ladmin_core_cli(lua_State *L)
 {
     const options_admin_t *a = &lenv_get(L)->cfg->admin;
-    lua_newtable(L);
-    lua_newtable(L); /* given */
-    if (a->auth != NULL) {
-        lua_pushstring(L, a->auth);
-        lua_setfield(L, -3, "auth");
-    } else if (a->no_auth) {
-        lua_pushboolean(L, 0);
-        lua_setfield(L, -3, "auth");
-    }
     if (a->auth != NULL && a->no_auth)
         return luaL_error(L, "--admin-ui and --admin-ui-no-auth: give one of them");
+    lua_newtable(L); /* the options */
+    lua_newtable(L); /* given */
     if (a->auth != NULL || a->no_auth) {
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "auth");
+        if (a->auth != NULL)
+            lua_pushstring(L, a->auth);
+        else
+            lua_pushboolean(L, 0);
+        set_given(L, "auth");
     }
     if (a->readonly) {
         lua_pushboolean(L, 1);
-        lua_setfield(L, -3, "readonly");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "readonly");
+        set_given(L, "readonly");
     }
     if (a->mode != 0) {
         lua_pushstring(L, a->mode == 2 ? "production" : "development");
-        lua_setfield(L, -3, "mode");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "mode");
+        set_given(L, "mode");
     }
-    if (a->server_id != NULL) {
-        lua_pushstring(L, a->server_id);
-        lua_setfield(L, -3, "serverId");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "serverId");
-    }
-    if (a->nsp != NULL) {
-        lua_pushstring(L, a->nsp);
-        lua_setfield(L, -3, "namespaceName");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "namespaceName");
-    }
-    if (a->ui_path != NULL) {
-        lua_pushstring(L, a->ui_path);
-        lua_setfield(L, -3, "uiPath");
-        lua_pushboolean(L, 1);
-        lua_setfield(L, -2, "uiPath");
-    }
+    const struct {
+        const char *key, *value;
+    } strs[] = {{"serverId", a->server_id}, {"namespaceName", a->nsp}, {"uiPath", a->ui_path}};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++)
+        if (strs[i].value != NULL) {
+            lua_pushstring(L, strs[i].value);
+            set_given(L, strs[i].key);
+        }
     lua_setfield(L, -2, "given");
     return 1;
 }

@@ -23,7 +23,7 @@
  * core.admin_session_id() -> 16 hex digits from OpenSSL's RAND_bytes (the reference's session ids).
  * core.admin_watch_rooms(on): this VM's hooks.room(socket, room, joined) is called after each
  *   join and leave that changed a socket's rooms (lsocket.c), until the VM goes.
- * core.admin_cli() -> nil, or the command line's options: { auth = "USER:HASH" | false,
+ * core.admin_cli() -> the command line's options: { auth = "USER:HASH" | false,
  *   readonly, mode, serverId, namespaceName, uiPath, given = {key = true} }.
  * core.admin_ui(path | nil): the UI's files are served at path (unless --admin-ui-path was given).
  *   Returns whether the files were built in. */
