@@ -40,15 +40,24 @@ end
 
 local function given(v) return v ~= nil and v ~= null end
 
+-- socket.data without the Admin UI's own _admin field (the reference's serializeData).
+local function data_of(socket)
+  local data = socket.data
+  local out = {}
+  if type(data) == "table" then
+    for k, v in pairs(data) do
+      if k ~= "_admin" then out[k] = v end
+    end
+  end
+  return out
+end
+
 -- The reference's serialize(socket, nsp): a local socket handle or a remote socket (fetchSockets).
 local function serialize(socket, nsp_name)
   local data = socket.data
   if type(data) ~= "table" then data = {} end
   local admin = type(data._admin) == "table" and data._admin or {}
-  local out_data = {}
-  for k, v in pairs(data) do
-    if k ~= "_admin" then out_data[k] = v end
-  end
+  local out_data = data_of(socket)
   local hs = socket.handshake or {}
   local headers = hs.headers or {}
   local rooms = siolua.array()
@@ -188,6 +197,30 @@ end
 
 ---------------------------------------------------------------------------- development mode
 
+-- Changes of socket.data: the reference wraps socket.data in a Proxy and reports each write
+-- (socket_updated with data); a Lua table cannot be wrapped without changing what the app stores
+-- (and what fetchSockets and a hot reload carry), so in development mode, while a UI can be told,
+-- each socket's data is compared with what was last seen at every server_stats (2 s).
+local function data_json(socket)
+  local ok, json = pcall(core.json_encode, data_of(socket), true)
+  return ok and json or nil
+end
+
+local function check_data(state)
+  for _, entry in ipairs(core.namespaces()) do
+    local nsp = entry[1]
+    if state.watched[nsp] then
+      for _, s in ipairs(core.select(nsp)) do
+        local json, last = data_json(s), state.data[s]
+        if json ~= nil and json ~= last then
+          state.data[s] = json
+          if last ~= nil then state.admin.emit("socket_updated", { id = s.id, nsp = nsp.name, data = data_of(s) }) end
+        end
+      end
+    end
+  end
+end
+
 -- No UI can be told: none is connected here and there is no other node (the in-memory adapter).
 -- The notifications are then not even built (the reference builds and broadcasts them to nobody).
 local function quiet(state)
@@ -210,6 +243,7 @@ local function watch_namespace(state, nsp)
     local data = socket.data
     data._admin = { clientId = conn.id:sub(1, 12), transport = conn.transport.name }
     if quiet(state) then return end
+    state.data[socket] = data_json(socket)
     admin.emit("room_joined", nsp.name, socket.id, socket.id, date()) -- its own room, joined at connect
     admin.emit("socket_connected", serialize(socket, nsp.name), date())
     conn.on("upgrade", function(transport)
@@ -280,6 +314,7 @@ local function start(opts)
     buffer = new_buffer(),
     polling = 0,
     uis = 0, -- admin sockets connected here
+    data = setmetatable({}, { __mode = "k" }), -- socket -> its data's JSON, as last reported
   }
   running = state
   local admin = io.of(opts.namespaceName or "/admin")
@@ -348,6 +383,7 @@ local function start(opts)
   local server_id = opts.serverId or host
   local function emit_stats()
     sample()
+    if state.dev and not quiet(state) then check_data(state) end
     local namespaces = siolua.array()
     for _, entry in ipairs(core.namespaces()) do
       namespaces[#namespaces + 1] = { name = entry[1].name, socketsCount = entry[2] }

@@ -248,6 +248,28 @@ test("production mode: config and session only, the counts in server_stats, as t
   admin.disconnect();
 });
 
+test("a change of socket.data reaches the UI as socket_updated, as the reference (siolua: within 2 s)", { skip: REF && "side by side already" }, async () => {
+  const env = { ADMIN_HASH: HASH_2A };
+  const [sio, ref] = await Promise.all([start(env), start(env, [], { ref: true })]);
+  const updates = await Promise.all([sio.url, ref.url].map(async (url) => {
+    const admin = client(url + "/admin", { auth: { username: "admin", password: PASSWORD } });
+    await admin.ready;
+    await until(admin, "all_sockets");
+    const a = client(url);
+    await a.ready;
+    await until(admin, "socket_connected", (s) => s.id === a.id);
+    await emitAck(a, "set", "user", { name: "ann", tags: ["x"] });
+    const [, u] = await until(admin, "socket_updated", (x) => x.id === a.id && x.data);
+    await emitAck(a, "set", "score", 3);
+    const [, v] = await until(admin, "socket_updated", (x) => x.id === a.id && x.data && "score" in x.data);
+    admin.disconnect();
+    a.disconnect();
+    return [u, v].map((x) => ({ ...x, id: "<A>" }));
+  }));
+  assert.deepEqual(updates[0], updates[1]);
+  assert.deepEqual(updates[0][1], { id: "<A>", nsp: "/", data: { user: { name: "ann", tags: ["x"] }, score: 3 } });
+});
+
 /** How an admin connection with auth ends: ["connect", session?] or ["connect_error", message]. */
 async function login(url, auth) {
   const s = client(url + "/admin", { auth });

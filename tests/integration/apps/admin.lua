@@ -13,6 +13,7 @@ io.on("connection", function(socket)
   socket.on("join", function(room, ack) socket.join(room) ack(true) end)
   socket.on("leave", function(room, ack) socket.leave(room) ack(true) end)
   socket.on("echo", function(x, ack) socket.emit("echo", x) ack(x) end)
+  socket.on("set", function(k, v, ack) socket.data[k] = v ack(true) end)
   socket.on("whoami", function(ack) ack(socket.id, socket.rooms["r2"] == true) end)
 end)
 

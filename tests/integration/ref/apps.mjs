@@ -33,6 +33,7 @@ export const apps = {
         socket.on("join", (room, ack) => { socket.join(room); ack(true); });
         socket.on("leave", (room, ack) => { socket.leave(room); ack(true); });
         socket.on("echo", (x, ack) => { socket.emit("echo", x); ack(x); });
+        socket.on("set", (k, v, ack) => { socket.data[k] = v; ack(true); });
         socket.on("whoami", (ack) => ack(socket.id, socket.rooms.has("r2")));
       });
       io.of("/chat").on("connection", (socket) => socket.join("news"));
