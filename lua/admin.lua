@@ -227,12 +227,55 @@ local function quiet(state)
   return state.uis == 0 and getmetatable(lib.adapter_of(state.admin)) == lib.adapters.memory
 end
 
--- The reference's registerVerboseListeners, for one namespace.
+-- The listeners of one socket of a watched namespace (the reference's, set on "connection").
+local function attach(state, nsp, socket)
+  local admin, conn = state.admin, socket.conn
+  conn.on("upgrade", function(transport)
+    local d = socket.data
+    if type(d) == "table" and type(d._admin) == "table" then d._admin.transport = transport.name end
+    if quiet(state) then return end
+    admin.emit("socket_updated", { id = socket.id, nsp = nsp.name, transport = transport.name })
+  end)
+  if not rawequal(nsp, admin) then
+    socket.onAny(function(...)
+      if quiet(state) then return end
+      local args = pack(...)
+      if type(args[args.n]) == "function" then args.n = args.n - 1 end -- the ack
+      local list = siolua.array()
+      for i = 1, args.n do list[i] = args[i] == nil and null or args[i] end
+      admin.emit("event_received", nsp.name, socket.id, list, date())
+    end)
+    socket.onAnyOutgoing(function(...)
+      if quiet(state) then return end
+      local args = pack(...)
+      local list = siolua.array()
+      for i = 1, args.n do list[i] = args[i] == nil and null or args[i] end
+      admin.emit("event_sent", nsp.name, socket.id, list, date())
+    end)
+  end
+  local rooms
+  socket.on("disconnecting", function() rooms = socket.rooms end)
+  socket.on("disconnect", function(reason)
+    if quiet(state) then return end
+    admin.emit("socket_disconnected", nsp.name, socket.id, reason, date())
+    -- then its rooms, its own first (the reference emits them on the next tick)
+    if rooms then
+      admin.emit("room_left", nsp.name, socket.id, socket.id, date())
+      local names = {}
+      for r in pairs(rooms) do if r ~= socket.id then names[#names + 1] = r end end
+      table.sort(names)
+      for _, r in ipairs(names) do admin.emit("room_left", nsp.name, r, socket.id, date()) end
+    end
+  end)
+end
+
+-- The reference's registerVerboseListeners, for one namespace. A socket that connects while no UI
+-- can be told gets its listeners only when the first UI connects (state.pending), so that its
+-- events cost nothing until then.
 local function watch_namespace(state, nsp)
   if state.watched[nsp] then return end
   state.watched[nsp] = true
   local admin = state.admin
-  local is_admin = rawequal(nsp, admin)
   nsp.prependListener("connection", function(socket)
     local sid = state.new_session[socket]
     if sid then
@@ -240,49 +283,15 @@ local function watch_namespace(state, nsp)
       socket.emit("session", sid)
     end
     local conn = socket.conn
-    local data = socket.data
-    data._admin = { clientId = conn.id:sub(1, 12), transport = conn.transport.name }
-    if quiet(state) then return end
+    socket.data._admin = { clientId = conn.id:sub(1, 12), transport = conn.transport.name }
+    if quiet(state) then
+      state.pending[socket] = nsp
+      return
+    end
+    attach(state, nsp, socket)
     state.data[socket] = data_json(socket)
     admin.emit("room_joined", nsp.name, socket.id, socket.id, date()) -- its own room, joined at connect
     admin.emit("socket_connected", serialize(socket, nsp.name), date())
-    conn.on("upgrade", function(transport)
-      local d = socket.data
-      if type(d) == "table" and type(d._admin) == "table" then d._admin.transport = transport.name end
-      if quiet(state) then return end
-      admin.emit("socket_updated", { id = socket.id, nsp = nsp.name, transport = transport.name })
-    end)
-    if not is_admin then
-      socket.onAny(function(...)
-        if quiet(state) then return end
-        local args = pack(...)
-        if type(args[args.n]) == "function" then args.n = args.n - 1 end -- the ack
-        local list = siolua.array()
-        for i = 1, args.n do list[i] = args[i] == nil and null or args[i] end
-        admin.emit("event_received", nsp.name, socket.id, list, date())
-      end)
-      socket.onAnyOutgoing(function(...)
-        if quiet(state) then return end
-        local args = pack(...)
-        local list = siolua.array()
-        for i = 1, args.n do list[i] = args[i] == nil and null or args[i] end
-        admin.emit("event_sent", nsp.name, socket.id, list, date())
-      end)
-    end
-    local rooms
-    socket.on("disconnecting", function() rooms = socket.rooms end)
-    socket.on("disconnect", function(reason)
-      if quiet(state) then return end
-      admin.emit("socket_disconnected", nsp.name, socket.id, reason, date())
-      -- then its rooms, its own first (the reference emits them on the next tick)
-      if rooms then
-        admin.emit("room_left", nsp.name, socket.id, socket.id, date())
-        local names = {}
-        for r in pairs(rooms) do if r ~= socket.id then names[#names + 1] = r end end
-        table.sort(names)
-        for _, r in ipairs(names) do admin.emit("room_left", nsp.name, r, socket.id, date()) end
-      end
-    end)
   end)
 end
 
@@ -315,6 +324,7 @@ local function start(opts)
     polling = 0,
     uis = 0, -- admin sockets connected here
     data = setmetatable({}, { __mode = "k" }), -- socket -> its data's JSON, as last reported
+    pending = setmetatable({}, { __mode = "k" }), -- socket -> namespace: listeners not set yet
   }
   running = state
   local admin = io.of(opts.namespaceName or "/admin")
@@ -378,6 +388,14 @@ local function start(opts)
   admin.prependListener("connection", function(socket) -- (before the notifications of its own arrival)
     state.uis = state.uis + 1
     socket.on("disconnect", function() state.uis = state.uis - 1 end)
+    local pending = state.pending
+    state.pending = setmetatable({}, { __mode = "k" })
+    for s, nsp in pairs(pending) do
+      if s.connected then
+        attach(state, nsp, s)
+        state.data[s] = data_json(s)
+      end
+    end
   end)
 
   local server_id = opts.serverId or host
