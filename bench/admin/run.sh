@@ -35,11 +35,13 @@ measure() { # label binary [ui] flags... -> "label Ir-per-echo"
     label=$1; bin=$2; ui=$3; shift 3
     port=$(free_port)
     log="$OUTDIR/$label.log"
+    : >"$log" # (before the server starts: wait_log must not read a previous run's)
     valgrind --tool=callgrind --callgrind-out-file="$OUTDIR/$label.%p" "$bin" bench/app.lua --port "$port" --no-watch "$@" >"$log" 2>&1 &
     pid=$!
     PIDS="$pid"
     wait_log "$log" "siolua listening on"
     if [ "$ui" = ui ]; then
+        : >"$OUTDIR/$label.ui"
         node "$BENCH/ui.mjs" "http://127.0.0.1:$port" >"$OUTDIR/$label.ui" 2>&1 &
         PIDS="$PIDS $!"
         wait_log "$OUTDIR/$label.ui" "ui connected"
