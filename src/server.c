@@ -207,7 +207,7 @@ static void on_request(http_req_t *req, void *data)
         respond_text(req, 503, "Service Unavailable");
         return;
     }
-    if (serve_client(srv, req) || serve_admin_ui(srv, req))
+    if (serve_client(srv, req))
         return;
     /* the reference matches the Engine.IO path as a prefix of the URL */
     if (req->url.len >= plen && memcmp(req->url.ptr, srv->cfg.path, plen) == 0) {
@@ -230,6 +230,8 @@ static void on_request(http_req_t *req, void *data)
         respond_text(req, 413, "Payload Too Large");
         return;
     }
+    if (serve_admin_ui(srv, req)) /* (after Socket.IO's paths: a UI at "/" leaves them alone) */
+        return;
     if (lapp_http_route(&srv->app, req)) /* the app's siolua.route endpoints */
         return;
     serve_static(srv, req);

@@ -442,6 +442,13 @@ test("the UI's page at --admin-ui-path / io.instrument{uiPath}: index, files, re
   assert.equal(redirect.headers.get("location"), "/dash/");
   assert.equal((await get("/dash/js/nope.js")).status, 404);
   assert.equal((await get("/socket.io/socket.io.js")).status, 200, "the client bundle is still there");
+  // a UI at "/" takes the app's page, not Socket.IO's paths
+  const root = await start({ ADMIN_UI_PATH: "/" }, [], { ref: false });
+  assert.match(await (await fetch(root.url + "/")).text(), /<title>Socket\.IO Admin UI<\/title>/);
+  const c = client(root.url, { transports: ["polling", "websocket"] });
+  await c.ready;
+  assert.deepEqual(await emitAck(c, "echo", "through"), ["through"]);
+  c.disconnect();
 });
 
 test("bad commands from the UI are refused and logged, a hot reload keeps the UI reporting", { skip: REF && "siolua's process" }, async () => {
