@@ -24,6 +24,7 @@ measure() { # label binary flags... -> Ir per echo on stdout
     label=$1; bin=$2; shift 2
     port=$(free_port)
     log="$OUTDIR/$label.log"
+    : >"$log" # (before the server starts: wait_log must not read a previous run's)
     valgrind --tool=callgrind --callgrind-out-file="$OUTDIR/$label.%p" "$bin" bench/app.lua --port "$port" --no-watch "$@" >"$log" 2>&1 &
     pid=$!
     PIDS="$pid"
