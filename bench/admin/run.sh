@@ -33,13 +33,7 @@ fi
 
 measure() { # label binary [ui] flags... -> "label Ir-per-echo"
     label=$1; bin=$2; ui=$3; shift 3
-    port=$(free_port)
-    log="$OUTDIR/$label.log"
-    : >"$log" # (before the server starts: wait_log must not read a previous run's)
-    valgrind --tool=callgrind --callgrind-out-file="$OUTDIR/$label.%p" "$bin" bench/app.lua --port "$port" --no-watch "$@" >"$log" 2>&1 &
-    pid=$!
-    PIDS="$pid"
-    wait_log "$log" "siolua listening on"
+    callgrind_server "$label" "$bin" "$@"
     if [ "$ui" = ui ]; then
         : >"$OUTDIR/$label.ui"
         node "$BENCH/ui.mjs" "http://127.0.0.1:$port" >"$OUTDIR/$label.ui" 2>&1 &
@@ -48,10 +42,8 @@ measure() { # label binary [ui] flags... -> "label Ir-per-echo"
     fi
     node bench/metrics/driver.mjs "http://127.0.0.1:$port" "$pid" "$MESSAGES"
     stop_all
-    f=$(ls "$OUTDIR/$label.$pid".* 2>/dev/null | head -1)
-    ir=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$f")
-    echo "$label $(( ir / MESSAGES ))"
-    rm -f "$OUTDIR/$label.$pid" "$OUTDIR/$label.$pid".*
+    set -- $(callgrind_ir)
+    echo "$label $(( $1 / MESSAGES ))"
 }
 
 echo "# $MESSAGES acked echoes per run, server Ir per echo (between callgrind_control -z and -d)"

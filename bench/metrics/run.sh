@@ -21,21 +21,11 @@ make -s siolua
 make -s OUT=build/nometrics EXTRA_CFLAGS=-DSL_NO_METRICS build/nometrics/siolua
 
 measure() { # label binary flags... -> Ir per echo on stdout
-    label=$1; bin=$2; shift 2
-    port=$(free_port)
-    log="$OUTDIR/$label.log"
-    : >"$log" # (before the server starts: wait_log must not read a previous run's)
-    valgrind --tool=callgrind --callgrind-out-file="$OUTDIR/$label.%p" "$bin" bench/app.lua --port "$port" --no-watch "$@" >"$log" 2>&1 &
-    pid=$!
-    PIDS="$pid"
-    wait_log "$log" "siolua listening on"
+    callgrind_server "$@"
     node "$BENCH/driver.mjs" "http://127.0.0.1:$port" "$pid" "$MESSAGES"
     stop_all
-    f=$(ls "$OUTDIR/$label.$pid".* 2>/dev/null | head -1)
-    ir=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$f")
-    obs=$(callgrind_annotate --inclusive=yes "$f" 2>/dev/null | awk '/metrics_observe/ { gsub(",", "", $1); print $1; exit }')
-    echo "$label $(( ir / MESSAGES )) ${obs:-0}"
-    rm -f "$OUTDIR/$label.$pid" "$OUTDIR/$label.$pid".*
+    set -- $(callgrind_ir metrics_observe)
+    echo "$label $(( $1 / MESSAGES )) $2"
 }
 
 echo "# $MESSAGES acked echoes per run, Ir per echo (server side, everything between -z and -d)"
