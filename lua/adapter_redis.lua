@@ -91,6 +91,8 @@ end
 -- The number of servers of the cluster (subscribers of the namespace's request channel, this one
 -- included), given to cb; 1 when Redis cannot tell (down): the operation is then local only.
 local function server_count(nspname, cb)
+  local workers = core.redis_local_count() -- over the workers' channel (no Redis): the workers running
+  if workers then return cb(workers) end
   local id = core.redis_command({ "PUBSUB", "NUMSUB", ch_request(nspname) })
   if not id then return cb(1) end
   pending[id] = function(reply)

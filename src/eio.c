@@ -247,10 +247,32 @@ static void table_remove(eio_server_t *srv, eio_session_t *s)
         }
 }
 
+static const char id_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static int id_worker = -1; /* set once by a worker of --workers (eio_set_worker) */
+
+void eio_set_worker(int index)
+{
+    id_worker = index;
+}
+
+static int id_digit(char ch)
+{
+    const char *p = ch != '\0' ? strchr(id_alphabet, ch) : NULL;
+    return p != NULL ? (int)(p - id_alphabet) : -1;
+}
+
+int eio_worker_of(const char *id, size_t len)
+{
+    if (len != 20)
+        return -1;
+    int hi = id_digit(id[0]), lo = id_digit(id[1]);
+    return hi < 0 || lo < 0 ? -1 : hi << 6 | lo;
+}
+
 void eio_generate_id(char out[21])
 {
     unsigned char raw[15];
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const char *alphabet = id_alphabet;
     if (RAND_bytes(raw, sizeof(raw)) != 1) {
         fprintf(stderr, "siolua: RAND_bytes failed\n");
         abort();
@@ -261,6 +283,10 @@ void eio_generate_id(char out[21])
         out[o++] = alphabet[(v >> 12) & 63];
         out[o++] = alphabet[(v >> 6) & 63];
         out[o++] = alphabet[v & 63];
+    }
+    if (id_worker >= 0) { /* the worker's number in the first two characters: 108 random bits left */
+        out[0] = alphabet[(id_worker >> 6) & 63];
+        out[1] = alphabet[id_worker & 63];
     }
     out[20] = '\0';
 }

@@ -271,5 +271,11 @@ void eio_session_watch(eio_session_t *s, unsigned what);
 
 /* A new random id: 20 characters of base64url from 15 bytes of OpenSSL RAND_bytes. */
 void eio_generate_id(char out[21]);
+/* --workers: this process is worker `index` (0..4095); every id generated from now on names it in
+ * its first two characters, so that any worker can tell which one holds a session (set once, by
+ * main, before serving). */
+void eio_set_worker(int index);
+/* The worker a 20-character id names (the inverse of the above), or -1 for anything else. */
+int eio_worker_of(const char *id, size_t len);
 
 #endif

@@ -8,6 +8,7 @@
 #include "adapter_redis.h"
 #include "log.h"
 #include "lredis.h"
+#include "wbus.h"
 
 /* ---------------------------------------------------------------- news, into the current VM */
 
@@ -92,6 +93,24 @@ int ladapter_redis_start(lenv_t *env)
     return 0;
 }
 
+void ladapter_redis_start_bus(lenv_t *env)
+{
+    adapter_redis_random_id(env->bus_uid, 6);
+    lvm_protect(env->vms.cur, start_k, NULL, "workers adapter start");
+}
+
+void ladapter_redis_bus_message(lenv_t *env, const char *p, size_t len)
+{
+    const char *pattern;
+    size_t clen, patlen;
+    if (len < 2 || env->bus == NULL || env->redis != NULL)
+        return;
+    clen = (size_t)(uint8_t)p[0] << 8 | (uint8_t)p[1];
+    if (clen > len - 2 || !wbus_match(env->bus, p + 2, clen, &pattern, &patlen))
+        return;
+    on_message(p + 2, clen, p + 2 + clen, len - 2 - clen, pattern, patlen, env);
+}
+
 /* ---------------------------------------------------------------- primitives */
 
 /* The environment of L's VM: NULL in a bare state (the unit tests'). */
@@ -107,16 +126,32 @@ static adapter_redis_t *get(lua_State *L)
     return env != NULL ? env->redis : NULL;
 }
 
+/* The workers' channel when the adapter runs over it (no Redis), else NULL. */
+static wbus_t *bus(lua_State *L)
+{
+    lenv_t *env = env_of(L);
+    return env != NULL && env->redis == NULL ? env->bus : NULL;
+}
+
 int ladapter_redis_enabled(lua_State *L)
 {
-    lua_pushboolean(L, get(L) != NULL);
+    lua_pushboolean(L, get(L) != NULL || bus(L) != NULL);
     return 1;
 }
 
 int ladapter_redis_connected(lua_State *L)
 {
     adapter_redis_t *r = get(L);
-    lua_pushboolean(L, r != NULL && adapter_redis_connected(r));
+    wbus_t *b = bus(L);
+    lua_pushboolean(L, (r != NULL && adapter_redis_connected(r)) || (b != NULL && b->open));
+    return 1;
+}
+
+int ladapter_redis_local_count(lua_State *L)
+{
+    if (bus(L) == NULL)
+        return 0;
+    lua_pushinteger(L, env_of(L)->workers_live > 0 ? env_of(L)->workers_live : 1);
     return 1;
 }
 
@@ -137,9 +172,9 @@ int ladapter_redis_config(lua_State *L)
 int ladapter_redis_uid(lua_State *L)
 {
     adapter_redis_t *r = get(L);
-    if (r == NULL)
+    if (r == NULL && bus(L) == NULL)
         return 0;
-    lua_pushstring(L, adapter_redis_uid(r));
+    lua_pushstring(L, r != NULL ? adapter_redis_uid(r) : env_of(L)->bus_uid);
     return 1;
 }
 
@@ -157,6 +192,18 @@ int ladapter_redis_publish(lua_State *L)
     size_t clen, plen;
     const char *ch = luaL_checklstring(L, 1, &clen);
     const char *pl = luaL_checklstring(L, 2, &plen);
+    wbus_t *b = bus(L);
+    if (b != NULL && clen <= 0xffff) {
+        lenv_t *env = env_of(L);
+        char head[2] = {(char)(clen >> 8), (char)clen};
+        buf_t msg = BUF_INIT; /* (one copy here, one into the frame: small next to the fan-out) */
+        buf_append(&msg, head, 2);
+        buf_append(&msg, ch, clen);
+        lua_pushboolean(L, wbus_send(b, WBUS_PUBLISH, (unsigned)env->worker, WBUS_ALL, msg.base, msg.len, pl, plen,
+                                     NULL, NULL, NULL) == 0);
+        buf_free(&msg);
+        return 1;
+    }
     lua_pushboolean(L, r != NULL && adapter_redis_publish(r, ch, clen, pl, plen));
     return 1;
 }
@@ -166,6 +213,11 @@ static int do_subscribe(lua_State *L, int pattern)
     adapter_redis_t *r = get(L);
     size_t n;
     const char *name = luaL_checklstring(L, 1, &n);
+    if (bus(L) != NULL) {
+        wbus_subscribe(bus(L), name, n, pattern);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     lua_pushboolean(L, r != NULL && adapter_redis_subscribe(r, name, n, pattern) == 0);
     return 1;
 }

@@ -11,7 +11,11 @@
  *   core.redis_publish(channel, s)    true if queued, false if dropped (not connected, over limit)
  *   core.redis_subscribe(channel)     core.redis_psubscribe(pattern): idempotent, kept across
  *                                     reconnections and hot reloads
- *   core.redis_command({argv...})     id, or nil + error; the reply comes to hooks.redis_reply */
+ *   core.redis_command({argv...})     id, or nil + error; the reply comes to hooks.redis_reply
+ *   core.redis_local_count()          over the workers' channel: the workers running; else nothing
+ * With --workers and no Redis, the same primitives run over the workers' channel (wbus.h): a
+ * publish goes to every other worker, which hands it to its VM when it subscribed the channel;
+ * there is no command (the server count is core.redis_local_count()). */
 #ifndef SL_LADAPTER_REDIS_H
 #define SL_LADAPTER_REDIS_H
 
@@ -24,7 +28,14 @@
  * URL, logged). */
 int ladapter_redis_start(lenv_t *env);
 
+/* The same over the workers' channel (env->bus, set): the adapter starts at once. */
+void ladapter_redis_start_bus(lenv_t *env);
+/* A PUBLISH frame from another worker (channel length, channel, message), for the current VM if
+ * this worker subscribed its channel. */
+void ladapter_redis_bus_message(lenv_t *env, const char *p, size_t len);
+
 int ladapter_redis_enabled(lua_State *L);
+int ladapter_redis_local_count(lua_State *L);
 int ladapter_redis_connected(lua_State *L);
 int ladapter_redis_config(lua_State *L);
 int ladapter_redis_uid(lua_State *L);

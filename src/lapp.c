@@ -62,6 +62,7 @@ static const luaL_Reg core[] = {
     {"redis_subscribe", ladapter_redis_subscribe},
     {"redis_psubscribe", ladapter_redis_psubscribe},
     {"redis_command", ladapter_redis_command},
+    {"redis_local_count", ladapter_redis_local_count},
     {"msgpack_encode", lvalue_core_msgpack_encode},
     {"msgpack_decode", lvalue_core_msgpack_decode},
     /* the Admin UI (ladmin.h) */
@@ -142,7 +143,8 @@ static int open_k(lua_State *L)
     }
     lsocket_bind_prelude(L);
     lnsp_bind_prelude(L);
-    if (env->redis != NULL) { /* a hot reload of a server with a Redis adapter: the new code's too */
+    if (env->redis != NULL || env->bus != NULL) { /* a hot reload of a server with a Redis adapter
+                                                     (or the workers' channel): the new code's too */
         lvm_push_hook(L, "adapter_start");
         lua_pushliteral(L, "redis");
         lua_call(L, 1, 0);
@@ -264,6 +266,9 @@ int lapp_listening(lapp_t *a)
     /* the Redis adapter (ladapter_redis.h): connects in the background, survives reloads */
     if (a->env.cfg->redis.url != NULL && ladapter_redis_start(&a->env) != 0)
         return -1;
+    /* --workers without Redis: the same protocol over the workers' channel */
+    if (a->env.cfg->redis.url == NULL && a->env.bus != NULL)
+        ladapter_redis_start_bus(&a->env);
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include "tq.h"
 
 struct adapter_redis;
+struct wbus;
 
 typedef struct lenv {
     uv_loop_t *loop;
@@ -24,6 +25,11 @@ typedef struct lenv {
     tq_clock_t *clock;         /* the loop's poll clock, for the deadlines of siolua.engine endpoints */
     lvm_loop_t vms;            /* the current VM (vms.cur) and the scheduler */
     struct adapter_redis *redis;       /* the Redis adapter's connections (NULL: in-memory) */
+    struct wbus *bus;          /* --workers: this worker's channel to the others (NULL: one process);
+                                  without Redis the adapter's protocol runs over it */
+    int worker;                /* this worker's number (-1: one process) */
+    int workers_live;          /* workers running now, as the supervisor last said */
+    char bus_uid[7];           /* the adapter's node uid over the channel */
     int listening;             /* the server listens: its options are set (a hot-reloaded app's
                                   io.options{} takes allowRequest only), endpoints mount at once */
     int closing;               /* the server is shutting down */

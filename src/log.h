@@ -16,9 +16,11 @@
 enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 enum { LOG_TEXT = 0, LOG_JSON = 1 };
 
-/* the two mutable file-scope values: set once by main() from --log-level / --log-format */
+/* the mutable file-scope values: set once by main() from --log-level / --log-format, and the
+ * worker's number under --workers (-1: not a worker) */
 extern int log_level;
 extern int log_format;
+extern int log_worker;
 
 enum { LOG_F_STR = 0, LOG_F_INT = 1, LOG_F_NUM = 2, LOG_F_TRAIL = 3 };
 

@@ -24,7 +24,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -666,6 +669,8 @@ void net_warn_full(net_ctx_t *ctx, const char *why)
         log_warn("net: refusing connections: %s (%zu open)", why, ctx->nconns);
 }
 
+static void accept_from(net_ctx_t *ctx, uv_stream_t *server, const char *data, size_t len);
+
 static void on_connection(uv_stream_t *server, int status)
 {
     net_ctx_t *ctx = container_of(server, net_ctx_t, listener);
@@ -676,6 +681,18 @@ static void on_connection(uv_stream_t *server, int status)
             log_warn("net: accept: %s (%zu connections open)", uv_strerror(status), ctx->nconns);
         return;
     }
+    accept_from(ctx, server, NULL, 0);
+}
+
+void net_adopt(net_ctx_t *ctx, uv_stream_t *from, const char *data, size_t len)
+{
+    accept_from(ctx, from, data, len);
+}
+
+/* A new connection from the listener, or a socket handed over another worker's channel with the
+ * bytes that worker already read from it (data, len), given to the owner as if just read. */
+static void accept_from(net_ctx_t *ctx, uv_stream_t *server, const char *data, size_t len)
+{
     if (ctx->fd_limit != 0 && ctx->nconns + NET_FD_RESERVE >= ctx->fd_limit)
         net_warn_full(ctx, "close to the open-file limit (ulimit -n): new clients are dropped unanswered");
     net_conn_t *c = xcalloc(1, sizeof(*c));
@@ -716,7 +733,9 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     ctx->on_accept(c, ctx->data);
-    if (!(c->flags & NET_F_PAUSED))
+    if (len > 0 && !(c->flags & NET_F_CLOSING) && c->ops != NULL && c->ops->on_read != NULL)
+        c->ops->on_read(c, data, len); /* (counted in bytes_in by the worker that read them) */
+    if (!(c->flags & (NET_F_PAUSED | NET_F_CLOSING)))
         start_reading(c);
 }
 
@@ -745,6 +764,46 @@ int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_
     }
     if ((r = uv_tcp_bind(&ctx->listener, (const struct sockaddr *)&ss, 0)) != 0)
         *err = "bind";
+    else if ((r = uv_listen((uv_stream_t *)&ctx->listener, NET_BACKLOG, on_connection)) != 0)
+        *err = "listen";
+    if (r != 0)
+        uv_close((uv_handle_t *)&ctx->listener, NULL);
+    return r;
+}
+
+int net_listen_fd(net_ctx_t *ctx, uv_loop_t *loop, int fd, net_accept_cb cb, void *data, const char **err)
+{
+    struct rlimit rl;
+    int r;
+    ctx->loop = loop;
+    ctx->on_accept = cb;
+    ctx->data = data;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        ctx->fd_limit = (size_t)rl.rlim_cur;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int one = 1, own = -1;
+    /* a socket of our own on the address the inherited one holds, all with SO_REUSEPORT: the
+     * kernel spreads the connections over the workers' sockets */
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+        (own = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        setsockopt(own, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(own, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        bind(own, (struct sockaddr *)&ss, sl) != 0) {
+        r = uv_translate_sys_error(errno);
+        *err = "bind the supervisor's address with SO_REUSEPORT";
+        if (own >= 0)
+            close(own);
+        return r;
+    }
+    close(fd);
+    if ((r = uv_tcp_init(loop, &ctx->listener)) != 0) {
+        close(own);
+        *err = "uv_tcp_init";
+        return r;
+    }
+    if ((r = uv_tcp_open(&ctx->listener, own)) != 0)
+        *err = "open the listener";
     else if ((r = uv_listen((uv_stream_t *)&ctx->listener, NET_BACKLOG, on_connection)) != 0)
         *err = "listen";
     if (r != 0)

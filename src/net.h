@@ -135,6 +135,14 @@ void net_warn_full(net_ctx_t *ctx, const char *why);
 
 int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_accept_cb cb, void *data,
                const char **err);
+/* The same on the address of a socket inherited from the supervisor of --workers (fd, bound with
+ * SO_REUSEPORT, closed here): a socket of this worker's own, bound there with SO_REUSEPORT too, so
+ * that the kernel spreads new connections over the workers. */
+int net_listen_fd(net_ctx_t *ctx, uv_loop_t *loop, int fd, net_accept_cb cb, void *data, const char **err);
+/* Takes a connection handed over the local channel of --workers (wbus.h): from is the channel's
+ * pipe with the socket pending, data the bytes the other worker already read from it (borrowed).
+ * The connection goes through on_accept as a new one, then its owner gets data as if just read. */
+void net_adopt(net_ctx_t *ctx, uv_stream_t *from, const char *data, size_t len);
 int net_port(net_ctx_t *ctx);
 /* Stops accepting; open connections are not touched. */
 void net_stop(net_ctx_t *ctx);

@@ -637,6 +637,47 @@ static void parser_lua(lua_State *L, int idx, void *field, int keep, const char 
         *(int *)field = parser;
 }
 
+/* --workers N | auto, workers = N | "auto": worker processes (auto: one per core, as libuv counts
+ * them). 1 is a single process, no supervisor. */
+#define MAX_WORKERS 4096 /* the sid names its worker in two base64url characters */
+
+static int workers_parse(const char *arg)
+{
+    char *end;
+    long n;
+    if (strcmp(arg, "auto") == 0) {
+        n = (long)uv_available_parallelism();
+        return n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (int)n;
+    }
+    n = strtol(arg, &end, 10);
+    return *arg != '\0' && *end == '\0' && n >= 1 && n <= MAX_WORKERS ? (int)n : -1;
+}
+
+static int workers_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    (void)cfg;
+    int n = workers_parse(arg);
+    if (n < 0) {
+        fprintf(stderr, "siolua: --workers takes a number from 1 to %d, or auto\n", MAX_WORKERS);
+        return -1;
+    }
+    *(int *)field = n;
+    return 0;
+}
+
+static void workers_lua(lua_State *L, int idx, void *field, int keep, const char *who)
+{
+    int n = -1;
+    if (lua_type(L, idx) == LUA_TSTRING)
+        n = workers_parse(lua_tostring(L, idx));
+    else if (lua_isinteger(L, idx) && lua_tointeger(L, idx) >= 1 && lua_tointeger(L, idx) <= MAX_WORKERS)
+        n = (int)lua_tointeger(L, idx);
+    if (n < 0)
+        luaL_error(L, "%s: workers must be a number from 1 to %d, or \"auto\"", who, MAX_WORKERS);
+    if (!keep)
+        *(int *)field = n;
+}
+
 /* allowEIO3 = true | false (nothing else). */
 static int allow_eio3_cli(sl_config_t *cfg, void *field, const char *arg)
 {
@@ -888,6 +929,10 @@ static const opt_row_t rows[] = {
     {.flag = "allow-eio3", .key = "allowEIO3", .type = OT_CUSTOM, F(eio.allow_eio3), .flags = OF_ENGINE,
      .cli = allow_eio3_cli, .lua = allow_eio3_lua,
      .help = "accept Socket.IO v2 clients (Engine.IO protocol v3; default: refused)"},
+    {.flag = "workers", .arg = "N", .key = "workers", .type = OT_CUSTOM, F(workers), .def = 1, .cli = workers_cli,
+     .lua = workers_lua,
+     .help = "worker processes sharing the port, auto: one per core (default 1;\n"
+             "see README \"Every core: --workers\")"},
     {.flag = "no-watch", .type = OT_BOOL, F(watch), .def = 1, .flag_value = 0,
      .help = "do not reload when app.lua or its modules change (SIGHUP still does)"},
     {.flag = "lua-memory-limit", .arg = "BYTES", .type = OT_NUM, F(lua_memory_limit), .def = (uint64_t)512 << 20,
@@ -1042,6 +1087,7 @@ void options_defaults(sl_config_t *cfg)
     http_limits_fill(&cfg->http); /* the transport's defaults (http.h) */
     cfg->max_write_queue = 16u << 20;
     cfg->max_json_depth = 64;
+    cfg->worker = -1;
 }
 
 void options_free(sl_config_t *cfg)

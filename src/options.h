@@ -63,6 +63,8 @@ typedef struct {
     int max_json_depth;        /* JSON nesting accepted from clients */
     size_t lua_memory_limit;   /* bytes the Lua VM may hold (0 = no limit) */
     int watch;                 /* reload when app.lua or its modules change (--no-watch: 0) */
+    int workers;               /* --workers N / io.options{workers = N}: worker processes (1: this one) */
+    int worker;                /* this process is worker number `worker` of a supervisor (-1: not) */
     uint64_t handler_timeout;  /* ms one handler call may run before it is aborted (0 = no limit) */
     uint64_t handler_slice;    /* ms of Lua per loop turn before handlers are preempted (0 = never) */
     adapter_redis_config_t redis;      /* --redis / io.options{adapter = ...}: the Redis adapter (url NULL: none) */

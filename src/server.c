@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "embed.h"
+#include "ladapter_redis.h"
 #include "log.h"
 #include "ops.h"
 #include "tls.h"
@@ -197,6 +198,130 @@ done:
     buf_free(&body);
 }
 
+/* ---------------------------------------------------------------- --workers: sticky sessions */
+
+static const char *method_name(int m)
+{
+    switch (m) {
+    case HTTP_M_GET:
+        return "GET";
+    case HTTP_M_POST:
+        return "POST";
+    case HTTP_M_OPTIONS:
+        return "OPTIONS";
+    case HTTP_M_HEAD:
+        return "HEAD";
+    default:
+        return NULL;
+    }
+}
+
+/* The request as bytes again, for its new worker: the head as received (one HTTP/1.1 request line,
+ * the headers as sent but the framing ones), the body with its length (a chunked body arrived
+ * whole). Returns 0, or -1 for a method this cannot write (not one Engine.IO answers). */
+static int request_bytes(const http_req_t *req, buf_t *out)
+{
+    const char *m = method_name(req->method);
+    int has_connection = 0;
+    char len[32];
+    if (m == NULL)
+        return -1;
+    buf_appendstr(out, m);
+    buf_appendc(out, ' ');
+    buf_append(out, req->url.ptr, req->url.len);
+    buf_appendstr(out, " HTTP/1.1\r\n");
+    for (size_t i = 0; i < req->nheaders; i++) {
+        slice_t n = req->names[i];
+        if (slice_caseeq(n, "content-length") || slice_caseeq(n, "transfer-encoding"))
+            continue;
+        has_connection |= slice_caseeq(n, "connection");
+        buf_append(out, n.ptr, n.len);
+        buf_append(out, ": ", 2);
+        buf_append(out, req->values[i].ptr, req->values[i].len);
+        buf_append(out, "\r\n", 2);
+    }
+    if (!req->keep_alive && !has_connection)
+        buf_appendstr(out, "Connection: close\r\n");
+    if (req->body.len > 0 || req->method == HTTP_M_POST) {
+        snprintf(len, sizeof(len), "Content-Length: %zu\r\n", req->body.len);
+        buf_appendstr(out, len);
+    }
+    buf_append(out, "\r\n", 2);
+    buf_append(out, req->body.base, req->body.len);
+    return 0;
+}
+
+static void handed(void *arg, int status)
+{
+    (void)status; /* written or not, this worker's copy of the socket goes */
+    net_close(arg);
+}
+
+/* A request naming (sid=) a session another worker holds goes to that worker with its connection:
+ * the socket and the bytes read from it (the request, and what followed it) are sent over the
+ * channel, and the owner serves it and whatever comes next on that connection (a later request
+ * naming yet another worker moves it again: per request, so keep-alive connections and proxies
+ * that reuse theirs for several clients work). 1 if handed (req is gone), else 0. */
+static int hand_off(sl_server_t *srv, http_req_t *req)
+{
+    buf_t sid = BUF_INIT, out = BUF_INIT, rest = BUF_INIT;
+    int w;
+    if (srv->cfg.worker < 0 || req->query.len == 0 || http_query(req, "sid", &sid) != 0) {
+        buf_free(&sid);
+        return 0;
+    }
+    w = eio_worker_of(sid.base, sid.len);
+    buf_free(&sid);
+    /* its own sessions, ids no worker made, and what cannot be moved are answered here */
+    if (w < 0 || w == srv->cfg.worker || w >= srv->cfg.workers || req->too_large || !srv->bus.open ||
+        request_bytes(req, &out) != 0) {
+        buf_free(&out);
+        return 0;
+    }
+    net_conn_t *nc = http_detach(req, &rest);
+    buf_append(&out, rest.base, rest.len);
+    if (wbus_send(&srv->bus, WBUS_HANDOFF, (unsigned)srv->cfg.worker, (unsigned)w, out.base, out.len, NULL, 0,
+                  (uv_stream_t *)&nc->tcp, handed, nc) != 0)
+        net_close(nc);
+    buf_free(&out);
+    buf_free(&rest);
+    return 1;
+}
+
+static void on_bus_frame(wbus_t *b, int type, unsigned src, unsigned dst, const char *p, size_t len, void *ud)
+{
+    sl_server_t *srv = ud;
+    (void)src;
+    (void)dst;
+    switch (type) {
+    case WBUS_HANDOFF: {
+        uv_stream_t *from = srv->closing ? NULL : wbus_take(b);
+        if (from != NULL)
+            net_adopt(&srv->net, from, p, len);
+        break;
+    }
+    case WBUS_PUBLISH:
+        ladapter_redis_bus_message(&srv->app.env, p, len);
+        break;
+    case WBUS_COUNT:
+        if (len >= 2)
+            srv->app.env.workers_live = (uint8_t)p[0] << 8 | (uint8_t)p[1];
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_bus_close(wbus_t *b, void *ud)
+{
+    sl_server_t *srv = ud;
+    (void)b;
+    if (!srv->closing) {
+        log_error("siolua: the supervisor's channel closed: shutting down");
+        sl_server_close(srv);
+    }
+}
+
 static void on_request(http_req_t *req, void *data)
 {
     sl_server_t *srv = data;
@@ -207,6 +332,8 @@ static void on_request(http_req_t *req, void *data)
         respond_text(req, 503, "Service Unavailable");
         return;
     }
+    if (hand_off(srv, req)) /* --workers: a session of another worker */
+        return;
     if (serve_client(srv, req))
         return;
     /* the reference matches the Engine.IO path as a prefix of the URL */
@@ -378,6 +505,22 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     eio_server_init(&srv->eio, loop, &srv->cfg.eio, &srv->cfg.http, &sio_eio_handler, &srv->sio);
     eio_server_watch(&srv->eio, &srv->clock);
     srv->eio.metrics = &srv->metrics;
+    if (srv->cfg.workers > 1 && srv->cfg.worker < 0) /* io.options{workers = N}: the caller supervises */
+        return 2;
+    if (srv->cfg.worker >= 0) {
+        if (srv->cfg.tls.cert != NULL || srv->cfg.tls.key != NULL) {
+            log_error("siolua: --workers cannot serve TLS itself (a connection moves between workers with "
+                      "its socket, not its TLS session): terminate TLS in front of it (see README)");
+            return -1;
+        }
+        if (wbus_start(&srv->bus, loop, 4, on_bus_frame, on_bus_close, srv) != 0) {
+            log_error("siolua: worker %d: no channel to the supervisor (fd 4)", srv->cfg.worker);
+            return -1;
+        }
+        srv->app.env.bus = &srv->bus;
+        srv->app.env.worker = srv->cfg.worker;
+        srv->app.env.workers_live = srv->cfg.workers;
+    }
     if (lapp_listening(&srv->app) != 0) /* allowRequest, io.engine, endpoints, the Redis adapter */
         return -1;
     srv->net.max_queued = srv->cfg.max_write_queue;
@@ -399,7 +542,8 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
         sl_server_close(srv);
         return 1;
     }
-    rc = net_listen(&srv->net, loop, srv->cfg.host, srv->cfg.port, on_accept, srv, &err);
+    rc = srv->cfg.worker >= 0 ? net_listen_fd(&srv->net, loop, 3, on_accept, srv, &err)
+                              : net_listen(&srv->net, loop, srv->cfg.host, srv->cfg.port, on_accept, srv, &err);
     if (rc != 0) {
         log_error("siolua: cannot listen on %s:%d: %s (%s)", srv->cfg.host, srv->cfg.port, uv_strerror(rc),
                   err ? err : "listen");
@@ -415,6 +559,12 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     reload_init(&srv->reload, loop, &srv->app, srv->cfg.app, srv->cfg.watch);
+    if (srv->cfg.worker >= 0) { /* the supervisor says "listening" once every worker is ready */
+        wbus_send(&srv->bus, WBUS_READY, (unsigned)srv->cfg.worker, WBUS_SUPERVISOR, NULL, 0, NULL, 0, NULL, NULL,
+                  NULL);
+        log_info("siolua: worker %d ready (pid %d)", srv->cfg.worker, (int)uv_os_getpid());
+        return 0;
+    }
     log_with(LOG_INFO,
              LOG_FIELDS(LOG_S("scheme", srv->tls ? "https" : "http"), LOG_S("host", srv->cfg.host),
                         LOG_I("port", net_port(&srv->net))),
@@ -459,6 +609,7 @@ void sl_server_close(sl_server_t *srv)
         uv_close((uv_handle_t *)&srv->sighup, NULL);
     }
     tq_clock_close(&srv->clock); /* from here deadlines are judged at once */
+    wbus_close(&srv->bus);
     /* Keep-alive HTTP connections and closing WebSockets may linger: give them a moment, then
      * stop the loop. */
     uv_timer_init(srv->loop, &srv->shutdown);
@@ -477,4 +628,5 @@ void sl_server_free(sl_server_t *srv)
      * reachable from the loop's handles), the context is. */
     tls_ctx_free(srv->tls);
     srv->tls = NULL;
+    wbus_free(&srv->bus);
 }

@@ -15,6 +15,7 @@
 #include "options.h"
 #include "reload.h"
 #include "sio.h"
+#include "wbus.h"
 
 struct tls_ctx;
 
@@ -37,11 +38,16 @@ typedef struct sl_server {
     int closing;
     int started;               /* sl_server_start got past the app's top level */
     int close_early;           /* io.close() at the app's top level: closed before listening */
+    wbus_t bus;                /* --workers: the channel to the supervisor and the other workers */
 } sl_server_t;
 
 /* Creates the Lua VM, runs the app (io.options may change cfg), then listens. Returns 0 (run the
  * loop), 1 (the app called io.close() at its top level: the server closed without listening; run
- * the loop to let the closing finish, then exit 0), or -1 with the reason already logged. */
+ * the loop to let the closing finish, then exit 0), 2 (io.options{workers = N > 1} in a process
+ * that is no worker: nothing was listened, the caller starts the supervisor instead), or -1 with
+ * the reason already logged.
+ * A worker of --workers (cfg.worker >= 0) listens on the supervisor's socket (fd 3) and talks to
+ * it on fd 4 (wbus.h): requests naming a session of another worker are handed to it there. */
 int sl_server_start(sl_server_t *srv, uv_loop_t *loop);
 /* io.close() / SIGINT / SIGTERM: stop accepting, disconnect every socket ("server shutting
  * down"), close sessions and the listener; the loop then ends. */
