@@ -16,14 +16,14 @@ TABLE='
 1 pmd http ws
 2 eio_packet eio
 3 sio_packet sio rooms
-4 rconn adapter_redis
+4 rconn adapter_redis wbus
 5 lvm lvalue lvalue_json lvalue_msgpack lemitter
 6 options
 7 lenv lreq lconn lengine lnsp lsocket lsio ltimer ladapter_redis ladmin lwait lredis lfetch lsqlite lpg lhttp
 8 lapp
 9 reload
 10 server ops
-11 main
+11 main supervisor
 '
 
 layer_file=$(mktemp)

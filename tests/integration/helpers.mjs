@@ -172,7 +172,9 @@ export async function startServer(app, args = [], { timeout = 2 * WAIT, env = pr
   const [cmd, argv] = ref
     ? [process.execPath, [path.join(ROOT, "tests/integration/ref/server.mjs"), appPath]]
     : [BIN, [appPath]];
-  const srv = watch(cmd, [...argv, "--port", "0", ...args], { env });
+  // SIOLUA_WORKERS=N runs every siolua server of the tests with --workers N (run.sh's workers pass)
+  const workers = !ref && process.env.SIOLUA_WORKERS && !args.includes("--workers") ? ["--workers", process.env.SIOLUA_WORKERS] : [];
+  const srv = watch(cmd, [...argv, "--port", "0", ...workers, ...args], { env });
   let m;
   try {
     m = await srv.waitLog(/siolua listening on (https?):\/\/([^\s/]+):(\d+)/, timeout);

@@ -6,7 +6,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { ROOT, WAIT, closeAll, startServer, waitFor, watch, withTimeout } from "./helpers.mjs";
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ROOT, WAIT, closeAll, collect, once, request, startServer, until, waitFor, watch, withTimeout } from "./helpers.mjs";
 
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export function freePort() {
@@ -134,3 +136,112 @@ export async function stopAll(servers, redis) {
 
 /** The uid a siolua node logged when it connected to Redis. */
 export const uidOf = (srv) => srv.log().match(/redis adapter: connecting to .* node uid (\w+)\)/)[1];
+
+/**
+ * The cases of two servers sharing an adapter (apps/redis.lua): ca is a client of the server named
+ * "a", cb one of "b", which joined room r1; get() gives { ca, cb } once the caller's before() made
+ * them. Two siolua nodes on one Redis (redis.test.mjs) and two workers of one --workers 2 server
+ * (workers.test.mjs, over the workers' channel) run the same cases.
+ */
+export function clusterCases(get) {
+  test("io.emit and to(room) reach the other node's clients, values and binaries intact", async () => {
+    const { ca, cb } = get();
+    const args = [1, "two", Buffer.from([1, 2, 3]), { k: [true, null], f: 1.5, nested: { bin: Buffer.from("x") } }];
+    const got = Promise.all([once(ca, "msg"), once(cb, "msg")]);
+    ca.emit("bcast", ...args);
+    const [ga, gb] = await got;
+    assert.deepEqual(ga, args);
+    assert.deepEqual(gb, args);
+
+    const seenA = collect(ca, "msg");
+    const toRoom = once(cb, "msg");
+    ca.emit("room", "r1", "to r1");
+    assert.deepEqual(await toRoom, ["to r1"]);
+    // a sentinel after it: Redis keeps the order, so anything ca would have got came before
+    const end = Promise.all([once(ca, "msg"), once(cb, "msg")]);
+    ca.emit("bcast", "end");
+    await end;
+    assert.deepEqual(seenA, [["end"]]);
+    ca.off("msg");
+  });
+
+  test("except, socket.broadcast, local and two rooms follow the reference's semantics across nodes", async () => {
+    const { ca, cb } = get();
+    const seenA = collect(ca, "msg");
+    const seenB = collect(cb, "msg");
+    await request(ca, "join", "r2");
+    const ended = bothEnds([ca, cb]);
+    ca.emit("except", "r1", "not r1");       // ca (not in r1) only
+    ca.emit("broadcast", "not the sender"); // cb only
+    ca.emit("local", "only a's node");      // ca only
+    cb.emit("rooms2", "r1", "r2", "r1 or r2"); // both, once each
+    ca.emit("bcast", "end-a");
+    cb.emit("bcast", "end-b");
+    await ended;
+    assert.deepEqual(seenA.map((x) => x[0]).sort(), ["end-a", "end-b", "not r1", "only a's node", "r1 or r2"].sort());
+    assert.deepEqual(seenB.map((x) => x[0]).sort(), ["end-a", "end-b", "not the sender", "r1 or r2"].sort());
+    await request(ca, "leave", "r2");
+    ca.off("msg");
+    cb.off("msg");
+  });
+
+  test("fetchSockets and serverCount see every node's sockets, with rooms and data", async () => {
+    const { ca, cb } = get();
+    const [count] = await request(ca, "count");
+    assert.equal(count, 2);
+    const [all] = await request(cb, "fetch", null);
+    const byId = Object.fromEntries(all.map((s) => [s.id, s]));
+    assert.equal(all.length, 2);
+    assert.deepEqual(byId[ca.id], { id: ca.id, remote: true, rooms: [ca.id], name: "ca" });
+    assert.deepEqual(byId[cb.id], { id: cb.id, remote: false, rooms: [cb.id, "r1"].sort(), name: "cb" });
+    const [inR1] = await request(ca, "fetch", "r1");
+    assert.deepEqual(inR1.map((s) => [s.id, s.remote]), [[cb.id, true]]);
+  });
+
+  test("socketsJoin/Leave, a remote socket's emit and join, and disconnectSockets act on the other node", async () => {
+    const { ca, cb } = get();
+    await request(ca, "socketsJoin", null, "everyone");
+    await until(async () => (await request(cb, "rooms"))[0].includes("everyone"), "cb to join everyone");
+    assert.ok((await request(ca, "rooms"))[0].includes("everyone"));
+    await request(ca, "socketsLeave", "r1", "everyone");
+    await until(async () => !(await request(cb, "rooms"))[0].includes("everyone"), "cb to leave everyone");
+
+    const direct = once(cb, "msg");
+    const [found] = await request(ca, "remoteEmit", cb.id);
+    assert.equal(found, true);
+    assert.deepEqual(await direct, ["direct from a"]);
+    await until(async () => (await request(cb, "rooms"))[0].includes("picked"), "cb to join picked");
+    // the same with s:emit, s:join, s:leave on the remote socket
+    const colon = once(cb, "msg");
+    assert.deepEqual(await request(ca, "remoteEmitColon", cb.id), [true]);
+    assert.deepEqual(await colon, ["direct from a"]);
+    await until(async () => {
+      const [rooms] = await request(cb, "rooms");
+      return rooms.includes("picked-colon") && !rooms.includes("picked");
+    }, "cb to join picked-colon and leave picked");
+  });
+
+  test("serverSideEmit reaches the other nodes' listeners, acks come back", async () => {
+    const { ca, cb } = get();
+    assert.deepEqual(await request(ca, "sse", 7), [null, ["pong-7-b"]]);
+    assert.deepEqual(await request(cb, "ssewithack", 8), [null, ["pong-8-a"]]);
+    const seenA = collect(ca, "noted");
+    const noted = once(cb, "noted");
+    ca.emit("note", "hello");
+    assert.deepEqual(await noted, ["hello", "b"]);
+    // b answers with a note of its own, published after a's: had a taken its own "hello" (from its
+    // subscription or at once), ca would have got it before this one
+    const back = waitFor(ca, "noted", (x) => x === "back");
+    cb.emit("note", "back");
+    await back;
+    assert.deepEqual(seenA, [["back", "a"]]); // never the sender's own server
+  });
+
+  test("broadcast with an ack collects one reply per client of every node", async () => {
+    const { ca, cb } = get();
+    ca.on("question", (ack) => ack("from ca"));
+    cb.on("question", (ack) => ack("from cb"));
+    assert.deepEqual(await request(ca, "ackall", null), [null, ["from ca", "from cb"]]);
+    assert.deepEqual(await request(cb, "ackall", "r1"), [null, ["from cb"]]);
+  });
+}

@@ -2,11 +2,14 @@
 -- Node socket.io server with @socket.io/redis-adapter, is tests/integration/redis_peer.mjs: both
 -- answer the same events, so a test can drive either kind of node the same way.
 -- The URL comes from --redis, or from SIOLUA_TEST_REDIS through io.options (both are tested);
--- SIOLUA_TEST_SPECIFIC=1 turns publishOnSpecificResponseChannel on.
+-- SIOLUA_TEST_SPECIFIC=1 turns publishOnSpecificResponseChannel on. Without either it runs in
+-- memory, or over the workers' channel under --workers.
 io.options{ adapter = { redis = os.getenv("SIOLUA_TEST_REDIS"), requestsTimeout = 1500,
   publishOnSpecificResponseChannel = os.getenv("SIOLUA_TEST_SPECIFIC") == "1" } }
 
-local NAME = os.getenv("SIOLUA_NODE_NAME") or "siolua"
+-- under --workers (workers.test.mjs) each worker is a server of its own: "a", "b"... by its number
+local worker = tonumber((os.getenv("SIOLUA_WORKER_OF") or ""):match(":(%d+)$"))
+local NAME = os.getenv("SIOLUA_NODE_NAME") or (worker and string.char(97 + worker)) or "siolua"
 
 local function describe(list)
   local out = siolua.array()
