@@ -129,7 +129,10 @@ static struct {
     int scenario;
     const char *label, *target;
     int run;
-    int server_pid;
+    int server_pid;      /* the first of server_pids */
+    int server_pids[64]; /* --server-pid A,B,...: a server of several processes (--workers, Node's
+                            cluster): their CPU and RSS are summed */
+    int nserver_pids;
     /* parameters */
     int nclients, conc, lanes, window, rate, payload_len;
     double warmup, duration, rate_duration, hold, settle, connect_timeout, hs_timeout;
@@ -250,14 +253,33 @@ static uint64_t proc_cpu(int pid)
     return ut + st;
 }
 
-static uint64_t server_cpu(void) { return proc_cpu(G.server_pid); }
+static uint64_t server_cpu(void)
+{
+    uint64_t t = 0;
+    for (int i = 0; i < G.nserver_pids; i++)
+        t += proc_cpu(G.server_pids[i]);
+    return t;
+}
+
+static long proc_rss_kb(int pid);
 
 static long server_rss_kb(void)
 {
-    if (G.server_pid <= 0)
+    long t = -1;
+    for (int i = 0; i < G.nserver_pids; i++) {
+        long kb = proc_rss_kb(G.server_pids[i]);
+        if (kb >= 0)
+            t = (t < 0 ? 0 : t) + kb;
+    }
+    return t;
+}
+
+static long proc_rss_kb(int pid)
+{
+    if (pid <= 0)
         return -1;
     char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", G.server_pid);
+    snprintf(path, sizeof(path), "/proc/%d/status", pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return -1;
@@ -1596,7 +1618,11 @@ int main(int argc, char **argv)
         else if (OPT("--port"))
             G.port = atoi(v);
         else if (OPT("--server-pid"))
-            G.server_pid = atoi(v);
+        {
+            for (const char *q = v; *q && G.nserver_pids < 64; q = strchr(q, ',') ? strchr(q, ',') + 1 : "")
+                G.server_pids[G.nserver_pids++] = atoi(q);
+            G.server_pid = G.server_pids[0];
+        }
         else if (OPT("--clients"))
             G.nclients = atoi(v);
         else if (OPT("--conc"))

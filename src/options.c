@@ -657,10 +657,8 @@ static int workers_cli(sl_config_t *cfg, void *field, const char *arg)
 {
     (void)cfg;
     int n = workers_parse(arg);
-    if (n < 0) {
-        fprintf(stderr, "siolua: --workers takes a number from 1 to %d, or auto\n", MAX_WORKERS);
-        return -1;
-    }
+    if (n < 0)
+        return -1; /* "invalid value for --workers" */
     *(int *)field = n;
     return 0;
 }

@@ -184,9 +184,10 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int signum)
     wbus_close(&w->bus);
     uv_close((uv_handle_t *)proc, handle_closed);
     if (s->stopping) {
-        if ((status != 0 || (signum != 0 && signum != SIGTERM && signum != SIGINT)) && s->status == 0)
+        int bad = status != 0 || (signum != 0 && signum != SIGTERM && signum != SIGINT);
+        if (bad && s->status == 0)
             s->status = 1;
-        if (status != 0 || signum != 0)
+        if (bad)
             log_warn("siolua: worker %d exited with status %d%s%s", w->index, (int)status, signum ? ", signal " : "",
                      signum ? strsignal(signum) : "");
         if (running(s) == 0)
@@ -199,6 +200,13 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int signum)
         s->stopping = 1;
         s->status = 1;
         stop_all(s, SIGTERM);
+        if (running(s) == 0)
+            finish(s);
+        return;
+    }
+    if (status == 0 && signum == 0 && was_ready) { /* io.close() in that worker: it is not started again */
+        log_info("siolua: worker %d (pid %d) closed (io.close()); %d workers left", w->index, proc->pid, running(s));
+        send_count(s);
         if (running(s) == 0)
             finish(s);
         return;

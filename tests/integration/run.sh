@@ -3,6 +3,7 @@
 #   node     tests/integration/*.test.mjs       (node --test, npm socket.io-client and raw HTTP/WS)
 #   python   tests/integration/python_client.py (Debian's python3-socketio, /usr/bin/python3)
 #   browser  tests/integration/browser/*.test.mjs (headless /usr/bin/chromium via playwright-core)
+#   workers  a part of the node tests again, every server with --workers 2 (SIOLUA_WORKERS=2)
 # and ends with one line: "integration: N passed, N failed, N skipped" (exit 1 if anything failed).
 # SIOLUA_REF=1 runs the same tests against the Node socket.io reference (tests/integration/ref/),
 # to check the tests themselves.
@@ -93,6 +94,21 @@ timeout -k 5 420 node --test --test-concurrency=3 --test-timeout=240000 \
   --test-reporter=tap --test-reporter-destination="$tmp/node.tap" \
   tests/integration/*.test.mjs
 count node "$tmp/node.tap" $?
+
+# The same server as N worker processes (--workers 2, README "Every core"): a part of the suite
+# (polling, upgrade, acks, events, values, reload under traffic) with every server started so;
+# workers.test.mjs above covers what crosses workers (rooms, broadcasts, fetchSockets...). The
+# other files keep the app's state in module-level Lua tables, which are per worker by design.
+WORKERS_FILES="transports wire_polling api_acks events api_state values reload-traffic"
+if [ "${SIOLUA_REF:-0}" != 1 ]; then
+  echo "== node tests against --workers 2 ($WORKERS_FILES)"
+  set --
+  for f in $WORKERS_FILES; do set -- "$@" "tests/integration/$f.test.mjs"; done
+  SIOLUA_WORKERS=2 timeout -k 5 240 node --test --test-timeout=200000 \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=tap --test-reporter-destination="$tmp/workers.tap" "$@"
+  count workers "$tmp/workers.tap" $?
+fi
 
 echo "== python-socketio client"
 timeout -k 5 120 node tests/integration/with-server.mjs main --per-message-deflate -- \
