@@ -9,8 +9,11 @@
 # two runs' total instructions over the difference of their operation counts, so start-up, the
 # connects and the shutdown cancel out. The scenarios are made deterministic per operation:
 #   echo    1 client, one acked "echo" in flight: every echo is a loop turn of its own
-#   bcast   20 receivers, --window 1: every broadcast is delivered to all before the next is sent;
+#   bcast   20 receivers (BCAST_CLIENTS), --window 1: every broadcast is delivered to all before the next is sent;
 #           the figure is per delivered message (one broadcast = 20 deliveries)
+# With WORKERS=N the servers run with --workers N and callgrind follows the workers
+# (--trace-children): the figures are the instructions of every process together, so a broadcast
+# whose receivers are spread over the workers gives the cost of the cross-worker path.
 # Servers listen on 127.0.0.1, are bounded by `timeout`, and are stopped by their PID.
 set -eu
 cd "$(dirname "$0")/.."
@@ -28,9 +31,14 @@ run() {
     log=$OUT/server.log
     cg=$OUT/cg.out
     : >"$log"
-    rm -f "$cg"
-    timeout 600 valgrind --tool=callgrind --callgrind-out-file=$cg "$bin" bench/app.lua --port 0 --no-watch \
-        --ping-interval 600000 --ping-timeout 600000 2>"$log" &
+    rm -f "$cg" "$cg".*
+    if [ "${WORKERS:-1}" -gt 1 ]; then
+        timeout 600 valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$cg.%p" "$bin" bench/app.lua \
+            --port 0 --no-watch --ping-interval 600000 --ping-timeout 600000 --workers "$WORKERS" 2>"$log" &
+    else
+        timeout 600 valgrind --tool=callgrind --callgrind-out-file=$cg "$bin" bench/app.lua --port 0 --no-watch \
+            --ping-interval 600000 --ping-timeout 600000 2>"$log" &
+    fi
     spid=$!
     port=""
     i=0
@@ -43,12 +51,21 @@ run() {
     [ -n "$port" ] || { echo "callgrind.sh: $bin did not start" >&2; cat "$log" >&2; exit 1; }
     case $scen in
     echo) args="--scenario echo --clients 1 --rate-duration 0" ;;
-    bcast) args="--scenario bcast --clients 20 --window 1 --payload 100" ;;
+    bcast) args="--scenario bcast --clients ${BCAST_CLIENTS:-20} --window 1 --payload 100" ;;
     esac
     line=$(timeout 300 $LG --port "$port" --server-pid $spid --warmup 0 --duration "$secs" --hs-timeout 60 $args)
     kill $spid
     wait $spid || true
-    ins=$(sed -n 's/^summary: *//p' "$cg")
+    if [ "${WORKERS:-1}" -gt 1 ]; then
+        i=0 # the workers write their files once they have exited
+        while [ "$(cat "$cg".* 2>/dev/null | grep -c '^summary:')" -lt $((WORKERS + 1)) ] && [ $i -lt 300 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        ins=$(cat "$cg".* | sed -n 's/^summary: *//p' | awk '{ t += $1 } END { print t }')
+    else
+        ins=$(sed -n 's/^summary: *//p' "$cg")
+    fi
     ops=$(echo "$line" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(int(d.get("ops", d.get("delivered", 0))))')
     echo "$ins $ops"
 }

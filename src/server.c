@@ -508,9 +508,15 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     if (srv->cfg.workers > 1 && srv->cfg.worker < 0) /* io.options{workers = N}: the caller supervises */
         return 2;
     if (srv->cfg.worker >= 0) {
+        /* (the supervisor then says that worker 0 could not start, and exits 1) */
         if (srv->cfg.tls.cert != NULL || srv->cfg.tls.key != NULL) {
             log_error("siolua: --workers cannot serve TLS itself (a connection moves between workers with "
                       "its socket, not its TLS session): terminate TLS in front of it (see README)");
+            return -1;
+        }
+        if (srv->cfg.ops.metrics_listen != NULL) {
+            log_error("siolua: --workers cannot share --metrics-listen (one address per worker would be needed): "
+                      "serve the metrics on the main port, where each scrape is answered by one worker");
             return -1;
         }
         if (wbus_start(&srv->bus, loop, 4, on_bus_frame, on_bus_close, srv) != 0) {

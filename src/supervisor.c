@@ -358,11 +358,6 @@ int supervisor_run(const sl_config_t *cfg, char **argv)
         log_error("siolua: cannot find its own executable to start the workers");
         return 1;
     }
-    if (cfg->tls.cert != NULL || cfg->tls.key != NULL) {
-        log_error("siolua: --workers cannot serve TLS itself (a connection moves between workers with its socket, "
-                  "not its TLS session): terminate TLS in front of it (see README)");
-        return 1;
-    }
     if (bind_listener(&s) != 0)
         return 1;
     uv_signal_init(s.loop, &s.sigint);

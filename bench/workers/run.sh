@@ -46,7 +46,7 @@ start() {
     if [ "$1" = siolua ]; then
         if [ "$2" = 1 ]; then w=""; else w="--workers $2"; fi
         # shellcheck disable=SC2086
-        $SIOLUA bench/app.lua --port 0 $FLAGS --max-connections 0 --no-watch --log-level warn $w 2>"$log" &
+        $SIOLUA bench/app.lua --port 0 $FLAGS --max-connections 0 --no-watch $w 2>"$log" &
     else
         if [ "$2" = 1 ]; then w=""; else w="--workers $2"; fi
         # shellcheck disable=SC2086

@@ -4,12 +4,16 @@
 // 1, over the workers' channel, no Redis; sessions reached through any connection (one keep-alive
 // connection carrying requests of sessions held by both workers, as a proxy reusing its upstream
 // connection does); a worker killed under load (the other's clients untouched, the killed one's
-// reconnect, the worker is back); SIGHUP reloads every worker; io.options{workers = 2}.
+// reconnect, the worker is back); SIGHUP reloads every worker; io.options{workers = 2}; what
+// --workers refuses (TLS, --metrics-listen, an app that does not load): status 1, the reason logged.
 // Which worker holds a session is in its id (the first two characters: its number in base64url).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import { REF, WAIT, closeAll, connect, once, request, startServer, until } from "./helpers.mjs";
+import os from "node:os";
+import path from "node:path";
+import { REF, WAIT, closeAll, connect, once, request, startServer, until, watch } from "./helpers.mjs";
 import { clusterCases } from "./redis.helpers.mjs";
 
 const skip = REF ? "--workers is siolua's own" : false;
@@ -180,4 +184,28 @@ describe("io.options{workers = 2}", { skip }, () => {
       await srv.stop();
     }
   });
+});
+
+describe("--workers: what it refuses", { skip }, () => {
+  const bin = process.env.SIOLUA_BIN || "./siolua";
+  for (const [what, args, re] of [
+    ["TLS", ["--tls-cert", "c.pem", "--tls-key", "k.pem"], /--workers cannot serve TLS itself/],
+    ["--metrics-listen", ["--metrics-listen", "127.0.0.1:0"], /--workers cannot share --metrics-listen/],
+    ["an app that does not load", [], /cannot load .*broken\.lua:1: syntax error/],
+  ]) {
+    test(`${what}: the workers say why, the supervisor stops them and exits 1`, async () => {
+      let app = "tests/integration/apps/redis.lua", dir = null;
+      if (what.startsWith("an app")) {
+        dir = mkdtempSync(path.join(os.tmpdir(), "siolua-workers-"));
+        app = path.join(dir, "broken.lua");
+        writeFileSync(app, "this is not Lua\n");
+      }
+      const p = watch(bin, [app, "--port", "0", "--workers", "2", ...args], { env: ENV });
+      assert.deepEqual(await p.ended(2 * WAIT, { code: 1 }), { code: 1, signal: null });
+      assert.match(p.log(), re);
+      assert.match(p.log(), /worker \d could not start \(exit status 1\): stopping/);
+      assert.doesNotMatch(p.log(), /listening on/);
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+  }
 });
