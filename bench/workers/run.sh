@@ -6,6 +6,11 @@
 #
 #   sh bench/workers/run.sh                 RUNS=3, 5 s measured per point (~6 minutes)
 #   RUNS=1 DUR=3 WORKERS="1 2 4" IDLE=20000 sh bench/workers/run.sh
+#   sh bench/workers/run.sh held [TARGET]   connections held: HELD (100000) idle WebSocket clients with
+#                                           heartbeats on HELD_WORKERS (6) workers of TARGET (siolua or
+#                                           node), from several loadgen processes of at most 16,000
+#                                           clients each (a process may hold ~19,990 fds here), all
+#                                           sampled HELD_AT (90) s after the start
 #
 # Targets: siolua-N (bench/app.lua, --workers N; N = 1 is one process, no flag) and node-N
 # (bench/node/server.js; --workers N > 1 is the cluster). Every server is started fresh for each
@@ -85,6 +90,52 @@ measure() {
     stop
     echo "$line" | tee -a "$RES"
 }
+
+# held TARGET: HELD clients from ceil(HELD / 16000) loadgens with source addresses of their own,
+# sampling at the same wall-clock time; one JSON line with the sums
+held() {
+    t=$1
+    n=${HELD:-100000}
+    k=$(((n + 15999) / 16000))
+    per=$((n / k))
+    FLAGS="" # the reference's heartbeats (25 s / 20 s): 100,000 pings every 5 s would measure the loadgens
+    start "$t" "${HELD_WORKERS:-6}"
+    at=$(($(date +%s) * 1000 + ${HELD_AT:-90} * 1000))
+    parts=""
+    pids=""
+    for i in $(seq 1 $k); do
+        # 8 source addresses per loadgen: ports are no limit
+        timeout $((${HELD_AT:-90} + 60)) "$LG" --port "$SPORT" --server-pid "$PIDLIST" --target "$t-${HELD_WORKERS:-6}" \
+            --run "$i" --label held-part --scenario idle --clients "$per" --settle 1 --sample-at "$at" \
+            --connect-timeout "${HELD_AT:-90}" --hs-timeout 30 --src "127.0.1.$((i * 8))-127.0.1.$((i * 8 + 7))" \
+            >"$OUT/held-$i.json" &
+        pids="$pids $!"
+        parts="$parts $OUT/held-$i.json"
+    done
+    for p in $pids; do wait "$p" || true; done
+    stop
+    # shellcheck disable=SC2086
+    python3 - "$t-${HELD_WORKERS:-6}" $parts <<'EOF' | tee -a "$RES"
+import json, sys
+parts = [json.loads(open(f).read() or "{}") for f in sys.argv[2:]]
+parts = [p for p in parts if "connected" in p]
+out = {"scenario": "held", "target": sys.argv[1], "run": 1, "loadgens": len(parts)}
+for k in ("clients", "connected", "failed", "dropped", "alive_end", "pings_hold"):
+    out[k] = sum(p.get(k, 0) for p in parts)
+out["rss_base_kb"] = min((p["rss_base_kb"] for p in parts), default=-1)
+out["rss_end_kb"] = max((p["rss_end_kb"] for p in parts), default=-1)
+out["bytes_per_client"] = round((out["rss_end_kb"] - out["rss_base_kb"]) * 1024 / max(out["alive_end"], 1), 1)
+out["hold_s"] = min((p["hold_s"] for p in parts), default=0)
+out["connect_s"] = max((p["connect_s"] for p in parts), default=0)
+out["fail_detail"] = [p.get("fail_detail") for p in parts if p.get("fail_detail")]
+print(json.dumps(out, separators=(",", ":")))
+EOF
+}
+
+if [ "${1:-}" = held ]; then
+    held "${2:-siolua}"
+    exit 0
+fi
 
 echo "$BENCH: $RUNS run(s), $DUR s each, workers: $WORKERS; results in $RES" >&2
 for r in $(seq 1 "$RUNS"); do
