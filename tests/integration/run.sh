@@ -104,7 +104,7 @@ if [ "${SIOLUA_REF:-0}" != 1 ]; then
   echo "== node tests against --workers 2 ($WORKERS_FILES)"
   set --
   for f in $WORKERS_FILES; do set -- "$@" "tests/integration/$f.test.mjs"; done
-  SIOLUA_WORKERS=2 timeout -k 5 240 node --test --test-timeout=200000 \
+  SIOLUA_WORKERS=2 timeout -k 5 240 node --test --test-concurrency=3 --test-timeout=200000 \
     --test-reporter=spec --test-reporter-destination=stdout \
     --test-reporter=tap --test-reporter-destination="$tmp/workers.tap" "$@"
   count workers "$tmp/workers.tap" $?
