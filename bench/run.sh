@@ -258,21 +258,7 @@ for s in $SCEN; do
         for p in $LGPIDS; do wait $p || true; done
         LGPIDS=""
         stop_server siolua scale 1
-        python3 - "$OUT/scale-1.json" "$OUT/scale-2.json" <<'EOF' | tee -a "$RES"
-import json, sys
-parts = [json.loads(open(f).read() or "{}") for f in sys.argv[1:]]
-parts = [p for p in parts if "connected" in p]
-out = {"scenario": "scale", "target": "siolua", "run": 1, "processes": len(parts)}
-for k in ("clients", "connected", "failed", "dropped", "alive_end", "pings_hold"):
-    out[k] = sum(p.get(k, 0) for p in parts)
-out["rss_base_kb"] = min((p["rss_base_kb"] for p in parts), default=-1)
-out["rss_end_kb"] = max((p["rss_end_kb"] for p in parts), default=-1)
-out["bytes_per_client"] = round((out["rss_end_kb"] - out["rss_base_kb"]) * 1024 / max(out["alive_end"], 1), 1)
-out["hold_s"] = min((p["hold_s"] for p in parts), default=0)
-out["connect_s"] = max((p["connect_s"] for p in parts), default=0)
-out["fail_detail"] = [p.get("fail_detail") for p in parts]
-print(json.dumps(out, separators=(",", ":")))
-EOF
+        python3 bench/parts.py scale siolua "$OUT/scale-1.json" "$OUT/scale-2.json" | tee -a "$RES"
         ;;
     esac
 done

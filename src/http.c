@@ -872,3 +872,19 @@ net_conn_t *http_detach(http_req_t *req, buf_t *rest)
         conn_free(c);
     return nc;
 }
+
+const char *http_method_name(int method)
+{
+    switch (method) {
+    case HTTP_M_GET:
+        return "GET";
+    case HTTP_M_POST:
+        return "POST";
+    case HTTP_M_HEAD:
+        return "HEAD";
+    case HTTP_M_OPTIONS:
+        return "OPTIONS";
+    default:
+        return NULL;
+    }
+}

@@ -129,6 +129,9 @@ void http_respond_json_error(http_req_t *req, int status, const http_hdr_t *hdrs
  * and paused: set the owner, then net_resume() when ready to read. */
 net_conn_t *http_detach(http_req_t *req, buf_t *rest);
 
+/* The name of an HTTP_M_* method ("GET"), or NULL for HTTP_M_OTHER. */
+const char *http_method_name(int method);
+
 /* The standard reason phrase of a status ("Bad Request"). */
 const char *http_status_text(int status);
 

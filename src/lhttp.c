@@ -155,18 +155,8 @@ typedef struct {
 
 static const char *method_name(int m)
 {
-    switch (m) {
-    case HTTP_M_GET:
-        return "GET";
-    case HTTP_M_POST:
-        return "POST";
-    case HTTP_M_HEAD:
-        return "HEAD";
-    case HTTP_M_OPTIONS:
-        return "OPTIONS";
-    default:
-        return "OTHER";
-    }
+    const char *name = http_method_name(m);
+    return name != NULL ? name : "OTHER";
 }
 
 /* [-0, +0, e] Finds req's route and starts its handler. */

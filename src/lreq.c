@@ -74,7 +74,8 @@ void lreq_push_packed_headers(lua_State *L, size_t n, const char *packed)
 
 static const char *method_name(int m)
 {
-    return m == HTTP_M_GET ? "GET" : m == HTTP_M_POST ? "POST" : m == HTTP_M_OPTIONS ? "OPTIONS" : m == HTTP_M_HEAD ? "HEAD" : "OTHER";
+    const char *name = http_method_name(m);
+    return name != NULL ? name : "OTHER";
 }
 
 /* The request table: names/values for a live request, or packed (an Engine.IO handshake's copy)

@@ -200,28 +200,13 @@ done:
 
 /* ---------------------------------------------------------------- --workers: sticky sessions */
 
-static const char *method_name(int m)
-{
-    switch (m) {
-    case HTTP_M_GET:
-        return "GET";
-    case HTTP_M_POST:
-        return "POST";
-    case HTTP_M_OPTIONS:
-        return "OPTIONS";
-    case HTTP_M_HEAD:
-        return "HEAD";
-    default:
-        return NULL;
-    }
-}
 
 /* The request as bytes again, for its new worker: the head as received (one HTTP/1.1 request line,
  * the headers as sent but the framing ones), the body with its length (a chunked body arrived
  * whole). Returns 0, or -1 for a method this cannot write (not one Engine.IO answers). */
 static int request_bytes(const http_req_t *req, buf_t *out)
 {
-    const char *m = method_name(req->method);
+    const char *m = http_method_name(req->method);
     int has_connection = 0;
     char len[32];
     if (m == NULL)

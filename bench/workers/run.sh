@@ -31,6 +31,7 @@ RES=$OUT/workers-$STAMP.jsonl
 : >"$RES"
 LG=$OUT/loadgen
 BENCH=bench/workers
+. bench/lib.sh # stop_all
 
 [ -f node_modules/@socket.io/sticky/package.json ] || { echo "$BENCH: npm packages missing: run 'make setup'" >&2; exit 1; }
 [ -x ./siolua ] || make siolua
@@ -72,12 +73,9 @@ start() {
 }
 
 stop() {
-    kill "$SPID" 2>/dev/null || true
-    i=0
-    while kill -0 "$SPID" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -9 "$SPID" 2>/dev/null || true
-    wait "$SPID" 2>/dev/null || true
+    PIDS=$SPID
     SPID=""
+    stop_all
 }
 
 # measure TARGET N RUN LABEL LOADGEN-ARGS...
@@ -115,21 +113,7 @@ held() {
     for p in $pids; do wait "$p" || true; done
     stop
     # shellcheck disable=SC2086
-    python3 - "$t-${HELD_WORKERS:-6}" $parts <<'EOF' | tee -a "$RES"
-import json, sys
-parts = [json.loads(open(f).read() or "{}") for f in sys.argv[2:]]
-parts = [p for p in parts if "connected" in p]
-out = {"scenario": "held", "target": sys.argv[1], "run": 1, "loadgens": len(parts)}
-for k in ("clients", "connected", "failed", "dropped", "alive_end", "pings_hold"):
-    out[k] = sum(p.get(k, 0) for p in parts)
-out["rss_base_kb"] = min((p["rss_base_kb"] for p in parts), default=-1)
-out["rss_end_kb"] = max((p["rss_end_kb"] for p in parts), default=-1)
-out["bytes_per_client"] = round((out["rss_end_kb"] - out["rss_base_kb"]) * 1024 / max(out["alive_end"], 1), 1)
-out["hold_s"] = min((p["hold_s"] for p in parts), default=0)
-out["connect_s"] = max((p["connect_s"] for p in parts), default=0)
-out["fail_detail"] = [p.get("fail_detail") for p in parts if p.get("fail_detail")]
-print(json.dumps(out, separators=(",", ":")))
-EOF
+    python3 bench/parts.py held "$t-${HELD_WORKERS:-6}" $parts | tee -a "$RES"
 }
 
 if [ "${1:-}" = held ]; then
