@@ -99,7 +99,7 @@ count node "$tmp/node.tap" $?
 # (polling, upgrade, acks, events, values, reload under traffic) with every server started so;
 # workers.test.mjs above covers what crosses workers (rooms, broadcasts, fetchSockets...). The
 # other files keep the app's state in module-level Lua tables, which are per worker by design.
-WORKERS_FILES="transports wire_polling api_acks events api_state values reload-traffic"
+WORKERS_FILES="transports wire_polling api_acks events values reload-traffic"
 if [ "${SIOLUA_REF:-0}" != 1 ]; then
   echo "== node tests against --workers 2 ($WORKERS_FILES)"
   set --
