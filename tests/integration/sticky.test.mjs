@@ -5,67 +5,11 @@
 // and broadcasts cross the nodes through Redis; with round-robin (the control) polling fails.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync, rmSync, existsSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
+import { existsSync } from "node:fs";
 import { io } from "socket.io-client";
-import { withTimeout, REF, watch, WAIT } from "./helpers.mjs";
-import { freePort, startRedis, startNode, waitServers } from "./redis.helpers.mjs";
-
-const NGINX = "/usr/sbin/nginx";
-
-async function startNginx(upstreamLines, ports) {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "siolua-nginx-"));
-  const port = await freePort();
-  writeFileSync(path.join(dir, "nginx.conf"), `
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-worker_processes 1;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  upstream siolua {
-    ${upstreamLines}
-    ${ports.map((p) => `server 127.0.0.1:${p};`).join("\n    ")}
-  }
-  server {
-    listen 127.0.0.1:${port};
-    location /socket.io/ {
-      proxy_pass http://siolua;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection "upgrade";
-      proxy_set_header Host $host;
-    }
-  }
-}
-`);
-  const p = watch(NGINX, ["-p", dir, "-c", path.join(dir, "nginx.conf")], { what: "nginx" });
-  // ready once it accepts connections
-  const t0 = Date.now();
-  for (;;) {
-    try {
-      await fetch(`http://127.0.0.1:${port}/socket.io/?EIO=4&transport=polling`);
-      break;
-    } catch {
-      if (p.exited() || Date.now() - t0 > 15000) throw new Error(`nginx did not start: ${p.log()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  return {
-    url: `http://127.0.0.1:${port}`,
-    async stop() {
-      await p.stop(); // SIGTERM: nginx's fast shutdown, status 0
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+import { withTimeout, REF, WAIT } from "./helpers.mjs";
+import { NGINX, startNginx } from "./nginx.helpers.mjs";
+import { startRedis, startNode, waitServers } from "./redis.helpers.mjs";
 
 const client = (url, key, name) =>
   io(url, { transports: ["polling"], forceNew: true, reconnection: false, extraHeaders: { "x-sticky": key }, auth: { name } });
