@@ -6,7 +6,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { REF, collect, connect, once, request, waitFor, watch, until, WAIT } from "./helpers.mjs";
-import { bothEnds, clusterCases, startNode, startRedis, stopAll, uidOf, waitServers } from "./redis.helpers.mjs";
+import { clusterCases, startNode, startRedis, stopAll, uidOf, waitServers } from "./redis.helpers.mjs";
 
 const require = createRequire(import.meta.url);
 const skip = REF ? "the Redis adapter tests drive siolua nodes (redis-interop covers the Node side)" : false;
