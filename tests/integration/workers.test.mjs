@@ -3,7 +3,8 @@
 // disconnectSockets, serverSideEmit, broadcast acks) between a client of worker 0 and one of worker
 // 1, over the workers' channel, no Redis; sessions reached through any connection (one keep-alive
 // connection carrying requests of sessions held by both workers, and nginx reusing its upstream
-// connections for every client); a worker killed under load (the other's clients untouched, the killed one's
+// connections for every client); with --redis, each worker a node of the Redis cluster (the same
+// cases); a worker killed under load (the other's clients untouched, the killed one's
 // reconnect, the worker is back); SIGHUP reloads every worker; io.options{workers = 2}; what
 // --workers refuses (TLS, --metrics-listen, an app that does not load): status 1, the reason logged.
 // Which worker holds a session is in its id (the first two characters: its number in base64url).
@@ -16,7 +17,7 @@ import path from "node:path";
 import { existsSync } from "node:fs";
 import { REF, WAIT, closeAll, connect, once, request, startServer, until, watch } from "./helpers.mjs";
 import { NGINX, startNginx } from "./nginx.helpers.mjs";
-import { clusterCases } from "./redis.helpers.mjs";
+import { clusterCases, startRedis, stopAll, waitServers } from "./redis.helpers.mjs";
 
 const skip = REF ? "--workers is siolua's own" : false;
 const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -137,6 +138,21 @@ describe("--workers 2: one server to the app", { skip }, () => {
     assert.deepEqual(await got, [["after reload"], ["after reload"]]);
     assert.deepEqual(await request(ca, "count"), [2]);
   });
+});
+
+describe("--workers 2 --redis: each worker is a node of the Redis cluster", { skip }, () => {
+  let redis, srv, ca, cb;
+  before(async () => {
+    redis = await startRedis();
+    srv = await startServer("redis", ["--workers", "2", "--redis", redis.url], { env: ENV });
+    await waitServers(redis.port, 2); // one subscriber per worker
+    ca = await clientOn(srv.url, 0, { auth: { name: "ca" } });
+    cb = await clientOn(srv.url, 1, { auth: { name: "cb" }, transports: ["websocket"] });
+    await request(cb, "join", "r1");
+  });
+  after(() => stopAll([srv], redis));
+
+  clusterCases(() => ({ ca, cb }));
 });
 
 describe("--workers 2: a worker killed under load", { skip }, () => {
