@@ -23,9 +23,14 @@
 --   addAll(id, rooms), del(id, room), delAll(id), sockets(rooms) -> {id = true},
 --   socketRooms(id) -> {room = true} | nil   the room index (rooms.c; socket.join and leave change
 --                                            it in C directly, without a Lua call)
---   persistSession(session), restoreSession(pid, offset) -> nil
---                                            connection state recovery: not kept (the reference's
---                                            base adapter does the same)
+--   persistSession(session)                  connection state recovery: keeps session {sid, pid,
+--                                            rooms, data (JSON text)} of a socket that left
+--   restoreSession(pid, offset) -> session | nil
+--                                            takes it back when the packets after its client's
+--                                            offset are all held: {sid, pid, rooms, data, missed}
+--                                            (missed: replayed by core.accept); nil otherwise.
+--                                            Both over the server's store (C: rstore.h), which
+--                                            outlives reloads and the process (--state-file)
 -- Callbacks may run at once (this server's answer) or later (other servers'); none is called
 -- twice. opts and packet belong to the caller: an adapter that keeps them copies them.
 local core, hooks, lib = ...
@@ -110,8 +115,10 @@ function Memory:socketRooms(id)
   return s and s.rooms or nil
 end
 
-function Memory:persistSession(session) end
-function Memory:restoreSession(pid, offset) return nil end
+function Memory:persistSession(session)
+  core.persist(self.nsp, session.sid, session.pid, session.rooms, session.data)
+end
+function Memory:restoreSession(pid, offset) return core.restore_session(self.nsp, pid, offset) end
 
 lib.adapters = { memory = Memory }
 

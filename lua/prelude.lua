@@ -12,6 +12,7 @@ local null = siolua.null
 local pack, unpack = table.pack, table.unpack
 local TIMEOUT = "operation has timed out"
 local run_chain -- defined with the connection code below
+local restore, jsonable -- connection state recovery (below), the JSON-able copy (hot reload)
 
 -- Objects whose methods work both as obj.m(x) and obj:m(x): the method is returned bound.
 local function bind(self, m)
@@ -495,10 +496,42 @@ run_chain = function(chain, what, arg, done, refuse)
   step(nil)
 end
 
+-- Connection state recovery (the reference's Namespace._createSocket): a CONNECT whose auth
+-- carries the pid and offset the client got gets the socket back from the adapter's
+-- restoreSession: its id, data (socket.recovered), then in core.accept the packets it missed and
+-- its rooms. true when restored.
+restore = function(nsp, socket)
+  local auth = core.uv(socket) and core.uv(socket).auth
+  if type(auth) ~= "table" or type(auth.pid) ~= "string" or type(auth.offset) ~= "string" then return false end
+  local session = adapter(nsp):restoreSession(auth.pid, auth.offset)
+  if session == nil or not core.recover(socket, session) then return false end
+  local ok, data = pcall(core.json_decode, session.data)
+  if ok and data ~= nil then core.uv(socket, true).data = data end
+  return true
+end
+
+-- Called by C when a socket with a pid leaves for a recoverable reason (after "disconnecting"):
+-- the adapter keeps its session, as the reference's Socket._onclose.
+function hooks.persist(socket)
+  local rooms = {}
+  for r in pairs(socket.rooms) do rooms[#rooms + 1] = r end
+  table.sort(rooms)
+  local uv = core.uv(socket)
+  local data = uv and uv.data
+  adapter(core.nsp(socket)):persistSession({ sid = socket.id, pid = core.pid(socket), rooms = rooms,
+    data = data ~= nil and core.json_encode(jsonable(data) or {}, true) or "{}" })
+end
+
 -- Called by C for every CONNECT to an existing namespace: runs the middlewares (parent's first),
 -- each of which calls next() or next(err), now or later; then accepts and fires "connection".
 function hooks.connect(nsp, socket)
   local st = state(nsp)
+  local rec = core.recovery()
+  if rec and restore(nsp, socket) and rec.skipMiddlewares then
+    -- a restored socket skips the middlewares (connectionStateRecovery.skipMiddlewares)
+    if core.accept(socket) then fire(nsp, "connection", socket) end
+    return
+  end
   if #st.middlewares == 0 and not (st.parent and #state(st.parent).middlewares > 0) then
     -- no middleware (the common case): no chain, no closures left behind per connection
     if core.accept(socket) then fire(nsp, "connection", socket) end
@@ -616,7 +649,7 @@ siolua.stash = {}
 -- cluster.lua sends of a socket to other nodes. A sparse array (integer keys with large holes,
 -- which JSON cannot carry) becomes an object whose keys are the numbers as strings; a cycle, or
 -- nesting past 64 levels (the JSON encoder's limit), ends in nil.
-local function jsonable(v, seen, depth)
+jsonable = function(v, seen, depth)
   local t = type(v)
   if t == "string" or t == "boolean" or v == null then return v end
   if t == "number" then return v end -- NaN and infinities are written null, as JSON.stringify does

@@ -15,7 +15,7 @@ TABLE='
 0 buf log tq utf8 jsnum embed zip tls net metrics
 1 pmd http ws
 2 eio_packet eio
-3 sio_packet sio rooms
+3 sio_packet sio rooms rstore
 4 rconn adapter_redis wbus
 5 lvm lvalue lvalue_json lvalue_msgpack lemitter
 6 options

@@ -52,6 +52,11 @@ static const luaL_Reg core[] = {
     {"resolved", lsio_core_resolved},
     {"broadcast", lsio_core_broadcast},
     {"select", lsio_core_select},
+    {"persist", lsio_core_persist},
+    {"restore_session", lsio_core_restore_session},
+    {"recovery", lsio_core_recovery},
+    {"recover", lsocket_core_recover},
+    {"pid", lsocket_core_pid},
     /* the Redis adapter (ladapter_redis.h; msgpack: lvalue.h) */
     {"redis_enabled", ladapter_redis_enabled},
     {"redis_connected", ladapter_redis_connected},

@@ -10,6 +10,7 @@
 #include "lvm.h"
 #include "metrics.h"
 #include "options.h"
+#include "rstore.h"
 #include "sio.h"
 #include "tq.h"
 
@@ -35,9 +36,15 @@ typedef struct lenv {
     int closing;               /* the server is shutting down */
     metrics_t *metrics;        /* the server's counters (metrics.h): handler time, acks, reloads */
     lvm_t *rooms_vm;           /* the VM whose Admin UI watches joins and leaves (ladmin.h; NULL: none) */
+    rstore_t *rstore;          /* connection state recovery's store (NULL: recovery off); the
+                                  server's, outlives VMs */
+    uint64_t wall_base;        /* wall-clock ms at loop time 0: lenv_wall_ms() */
     void (*close)(void *ud);   /* io.close(): asks the server to shut down (close_ud) */
     void *close_ud;
 } lenv_t;
+
+/* Wall-clock ms now (as of the loop's last update), for the times recovery keeps across restarts. */
+static inline uint64_t lenv_wall_ms(const lenv_t *e) { return e->wall_base + uv_now(e->loop); }
 
 /* The environment of the VM running L. [-0, +0, -] */
 static inline lenv_t *lenv_get(lua_State *L) { return lvm_ud(L); }

@@ -2,6 +2,7 @@
 #include "lsio.h"
 
 #include <lauxlib.h>
+#include <string.h>
 
 #include "lenv.h"
 #include "lnsp.h"
@@ -135,9 +136,106 @@ static selection_t *select_boxed(lua_State *L, sio_nsp_t *nsp, int rooms_idx, in
     return sel;
 }
 
+/* ---------------------------------------------------------------- connection state recovery */
+
+/* Stores pkt (its offset already its last argument) for the sessions waiting for their client,
+ * with the rooms and except at stack[rooms_idx], stack[except_idx] (checked already: this cannot
+ * raise). [-0, +0, -] */
+static void store_packet(lua_State *L, rstore_t *st, sio_nsp_t *nsp, int rooms_idx, int except_idx, rbuf_t *pkt,
+                         rbuf_t **att, int natt)
+{
+    slice_t *rooms, *except;
+    size_t nrooms = rooms_arg(L, rooms_idx, &rooms), nexcept = rooms_arg(L, except_idx, &except);
+    rstore_add(st, lenv_wall_ms(lenv_get(L)), nsp->name, rooms, nrooms, except, nexcept, pkt, att, (size_t)natt);
+    lua_pop(L, 2);
+}
+
+/* core.persist(nsp, sid, pid, rooms, data_json): keeps the session of a socket that left (the
+ * in-memory adapter's persistSession). */
+int lsio_core_persist(lua_State *L)
+{
+    lenv_t *env = lenv_get(L);
+    sio_nsp_t *nsp = lnsp_check(L, 1);
+    slice_t sid, pid, data, *rooms;
+    sid.ptr = luaL_checklstring(L, 2, &sid.len);
+    pid.ptr = luaL_checklstring(L, 3, &pid.len);
+    data.ptr = luaL_checklstring(L, 5, &data.len);
+    size_t nrooms = rooms_arg(L, 4, &rooms);
+    if (env->rstore != NULL)
+        rstore_persist(env->rstore, lenv_wall_ms(env), nsp->name, sid, pid, rooms, nrooms, data);
+    return 0;
+}
+
+#define RESTORE_MT "siolua.restore"
+
+static int restore_gc(lua_State *L)
+{
+    rstore_session_free(luaL_checkudata(L, 1, RESTORE_MT));
+    return 0;
+}
+
+rstore_session_t *lsio_restore_check(lua_State *L, int idx)
+{
+    return luaL_testudata(L, idx, RESTORE_MT);
+}
+
+/* core.restore_session(nsp, pid, offset): the session pid takes from the store when its client's
+ * offset is still held, as {sid, pid, rooms, data (JSON text), missed (what core.accept replays)};
+ * nil otherwise (the in-memory adapter's restoreSession). */
+int lsio_core_restore_session(lua_State *L)
+{
+    lenv_t *env = lenv_get(L);
+    sio_nsp_t *nsp = lnsp_check(L, 1);
+    slice_t pid, offset;
+    pid.ptr = luaL_checklstring(L, 2, &pid.len);
+    offset.ptr = luaL_checklstring(L, 3, &offset.len);
+    if (env->rstore == NULL)
+        return 0;
+    rstore_session_t *box = lua_newuserdatauv(L, sizeof(*box), 0);
+    memset(box, 0, sizeof(*box));
+    if (luaL_newmetatable(L, RESTORE_MT)) {
+        lua_pushcfunction(L, restore_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    if (rstore_take(env->rstore, lenv_wall_ms(env), nsp->name, pid, offset, box) != 0)
+        return 0;
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, box->sid);
+    lua_setfield(L, -2, "sid");
+    lua_pushstring(L, box->pid);
+    lua_setfield(L, -2, "pid");
+    lua_createtable(L, (int)box->nrooms, 0);
+    for (size_t i = 0; i < box->nrooms; i++) {
+        lua_pushstring(L, box->rooms[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "rooms");
+    lua_pushlstring(L, box->data, box->datalen);
+    lua_setfield(L, -2, "data");
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "missed");
+    return 1;
+}
+
+/* core.recovery(): nil when connection state recovery is off, else its options {skipMiddlewares}. */
+int lsio_core_recovery(lua_State *L)
+{
+    lenv_t *env = lenv_get(L);
+    if (env->rstore == NULL)
+        return 0;
+    lua_createtable(L, 0, 1);
+    lua_pushboolean(L, env->cfg->recovery.skip_middlewares);
+    lua_setfield(L, -2, "skipMiddlewares");
+    return 1;
+}
+
+/* ---------------------------------------------------------------- fan-out */
+
 /* core.broadcast(nsp, rooms|nil, except|nil, volatile, ack|nil, ev, ...): sends one encoded
  * packet to the selected sockets. With ack, every recipient's acks get it under one id. Returns
- * how many sockets it was sent to. */
+ * how many sockets it was sent to. With connection state recovery, a packet without ack that is
+ * not volatile gets its offset as last argument and is stored (once, whatever the recipients). */
 int lsio_core_broadcast(lua_State *L)
 {
     sio_nsp_t *nsp = lnsp_check(L, 1);
@@ -185,10 +283,19 @@ int lsio_core_broadcast(lua_State *L)
             lua_pushvalue(L, a);
         lua_call(L, selidx - 6 + 1, 0);
     }
+    rstore_t *st = lenv_get(L)->rstore;
+    int store = st != NULL && !with_ack && !volatile_;
     lua_pushvalue(L, 6);
     for (int i = 7; i < selidx; i++)
         lua_pushvalue(L, i);
+    if (store) {
+        char offset[RSTORE_OFFSET_MAX];
+        rstore_next_offset(st, offset);
+        lua_pushstring(L, offset);
+    }
     pkt = lsocket_encode(L, selidx + 1, nsp->name, SIO_EVENT, id, att, &natt);
+    if (store)
+        store_packet(L, st, nsp, 2, 3, pkt, att, natt);
     sent = sio_send_many(sel->v, sel->n, volatile_, pkt, att, (size_t)natt);
     rbuf_unref(pkt);
     for (int i = 0; i < natt; i++)

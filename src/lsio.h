@@ -9,6 +9,7 @@
 #include <lua.h>
 
 #include "lvm.h"
+#include "rstore.h"
 #include "sio.h"
 
 #define LSIO_ABORTS_MAX    3  /* aborted handler calls of one socket that get it disconnected... */
@@ -27,6 +28,17 @@ extern const lvm_origin_ops_t lsio_origin_ops;
  *   core.resolving(token): true while the CONNECT of token (hooks.resolve's) waits for an answer
  *   core.resolved(token, nsp|nil): answers it (once): the client joins nsp, or "Invalid namespace" */
 int lsio_core_broadcast(lua_State *L);
+/* Connection state recovery's primitives (the in-memory adapter's persistSession and
+ * restoreSession, over the server's rstore):
+ *   core.persist(nsp, sid, pid, rooms, data_json): keeps the session of a socket that left
+ *   core.restore_session(nsp, pid, offset): {sid, pid, rooms, data = JSON text, missed} taken from
+ *     the store when the client's offset is still held, else nil
+ *   core.recovery(): nil when recovery is off, else {skipMiddlewares = bool} */
+int lsio_core_persist(lua_State *L);
+int lsio_core_restore_session(lua_State *L);
+int lsio_core_recovery(lua_State *L);
+/* The session box of a restore_session answer at idx (its `missed`), or NULL. [-0, +0, -] */
+rstore_session_t *lsio_restore_check(lua_State *L, int idx);
 int lsio_core_select(lua_State *L);
 int lsio_core_resolving(lua_State *L);
 int lsio_core_resolved(lua_State *L);

@@ -12,7 +12,9 @@
 #include "lengine.h"
 #include "lenv.h"
 #include "lnsp.h"
+#include "log.h"
 #include "lreq.h"
+#include "lsio.h"
 #include "lvalue.h"
 
 #define SOCKET_MT "siolua.socket"
@@ -21,6 +23,7 @@
 typedef struct {
     sio_socket_t *s; /* NULL once the socket is closed */
     uint8_t leaving; /* 1 while "disconnecting" runs (rooms still readable), 2 from "disconnect" on */
+    uint8_t recovered; /* its socket was restored (socket.recovered, kept once the socket is gone) */
     char id[];       /* a copy of the id (20 characters but for a v2 client's outside "/") */
 } lsock_t;
 
@@ -173,7 +176,18 @@ static int64_t emit_from(lua_State *L, int ud, int first, int volatile_)
     } else {
         lua_pop(L, 1);
     }
+    rstore_t *st = lenv_get(L)->rstore;
+    int store = st != NULL && id < 0 && !volatile_; /* as the reference's socket.emit with recovery */
+    if (store) {
+        char offset[RSTORE_OFFSET_MAX];
+        rstore_next_offset(st, offset);
+        lua_pushstring(L, offset);
+    }
     pkt = lsocket_encode(L, first, s->nsp->name, SIO_EVENT, id, att, &natt);
+    if (store) {
+        slice_t room = {s->id, s->idlen};
+        rstore_add(st, lenv_wall_ms(lenv_get(L)), s->nsp->name, &room, 1, NULL, 0, pkt, att, (size_t)natt);
+    }
     sio_socket_send(s, pkt, att, (size_t)natt);
     release_all(pkt, att, natt);
     return id;
@@ -418,6 +432,7 @@ void lsocket_push_new(lua_State *L, sio_socket_t *s)
     lsock_t *h = lua_newuserdatauv(L, sizeof(*h) + s->idlen + 1u, 2); /* both user values made on first use */
     h->s = s;
     h->leaving = 0;
+    h->recovered = 0;
     memcpy(h->id, s->id, s->idlen + 1u);
     luaL_setmetatable(L, SOCKET_MT);
     lua_pushvalue(L, -1);
@@ -435,11 +450,25 @@ void lsocket_release(lua_State *L, sio_socket_t *s)
         return;
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->handle_ref);
     lsock_t *h = lua_touserdata(L, -1);
-    if (h != NULL)
+    if (h != NULL) {
+        h->recovered = (s->upper_flags & LSOCKET_F_RECOVERED) != 0;
         h->s = NULL;
+    }
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, s->handle_ref);
     s->handle_ref = LUA_NOREF;
+}
+
+/* The reference's RECOVERABLE_DISCONNECT_REASONS: a socket that leaves for one of them keeps its
+ * session for its client (connection state recovery). */
+static int recoverable(const char *reason)
+{
+    static const char *const reasons[] = {"transport error", "transport close", "forced close", "ping timeout",
+                                          "server shutting down", "forced server close", NULL};
+    for (int i = 0; reasons[i]; i++)
+        if (strcmp(reason, reasons[i]) == 0)
+            return 1;
+    return 0;
 }
 
 void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason)
@@ -452,6 +481,18 @@ void lsocket_on_disconnect(lua_State *L, sio_socket_t *s, const char *reason)
     h->leaving = 1;
     lua_pushstring(L, reason);
     fire(L, ud, 0, "disconnecting", 1);
+    if (s->pid != NULL && lenv_get(L)->rstore != NULL && recoverable(reason)) {
+        /* the adapter's persistSession (the prelude's hooks.persist), with the rooms and data the
+         * "disconnecting" listeners left; its failure is logged and the disconnect goes on */
+        lvm_push_hook(L, "persist");
+        lua_pushvalue(L, ud);
+        if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+            log_with(LOG_ERROR, LOG_FIELDS(LOG_S("sid", s->id), LOG_S("error", lua_tostring(L, -1))),
+                     "siolua: socket %s: its session could not be kept for recovery: %s", s->id,
+                     lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
     sio_socket_leave_all(s);
     h->leaving = 2;
     lua_pushstring(L, reason);
@@ -497,16 +538,101 @@ int lsocket_core_nsp(lua_State *L)
     return 1;
 }
 
-/* core.accept(socket): answers the CONNECT; false if the client went away meanwhile. */
+static void send_missed(void *ud, rbuf_t *pkt, rbuf_t *const *att, size_t natt)
+{
+    sio_socket_send(ud, pkt, att, natt);
+}
+
+/* A restored socket (core.recover): its missed packets go out before the CONNECT reply, as the
+ * reference sends them from the socket's constructor (the client keeps them until it is
+ * connected, then emits them before "connect"); its rooms are joined once it is connected. 0, or
+ * -1 when some of them were evicted since the session was taken (middlewares ran meanwhile): the
+ * client is closed, its next CONNECT finds no session and gets a new socket (no gap). */
+static int replay(lua_State *L, int ud, sio_socket_t *s, rstore_session_t **out)
+{
+    *out = NULL;
+    uv_field(L, ud, "restore");
+    rstore_session_t *box = lsio_restore_check(L, -1);
+    lua_pop(L, 1); /* (the private table still holds it) */
+    if (box == NULL)
+        return 0;
+    if (rstore_replay(lenv_get(L)->rstore, box, send_missed, s) < 0) {
+        log_with(LOG_WARN, LOG_FIELDS(LOG_S("sid", s->id)),
+                 "siolua: socket %s: packets it missed were evicted while its middlewares ran: not recovered", s->id);
+        eio_close(sio_socket_session(s));
+        return -1;
+    }
+    *out = box;
+    return 0;
+}
+
+/* core.accept(socket): answers the CONNECT; false if the client went away meanwhile. With
+ * connection state recovery, the CONNECT reply carries the socket's pid (a new one, or the
+ * restored socket's), and a restored socket gets what it missed first. */
 int lsocket_core_accept(lua_State *L)
 {
     lsock_t *h = check(L, 1);
-    if (h->s == NULL || h->s->state != SIO_S_CONNECTING) {
+    sio_socket_t *s = h->s;
+    rstore_session_t *restored = NULL;
+    if (s == NULL || s->state != SIO_S_CONNECTING || replay(L, 1, s, &restored) != 0) {
         lua_pushboolean(L, 0);
         return 1;
     }
-    sio_socket_accept(h->s);
+    if (lenv_get(L)->rstore != NULL && s->pid == NULL && sio_socket_protocol(s) == 4) {
+        char pid[21];
+        eio_generate_id(pid);
+        sio_socket_set_pid(s, pid, 20);
+    }
+    sio_socket_accept(s);
+    if (s->state == SIO_S_CONNECTED && restored != NULL)
+        for (size_t i = 0; i < restored->nrooms; i++)
+            if (strcmp(restored->rooms[i], s->id) != 0)
+                sio_socket_join(s, restored->rooms[i], strlen(restored->rooms[i]));
+    if (restored != NULL) {
+        lsocket_private(L, 1);
+        lua_pushnil(L);
+        lua_setfield(L, -2, "restore");
+        lua_pop(L, 1);
+    }
     lua_pushboolean(L, h->s != NULL && h->s->state == SIO_S_CONNECTED);
+    return 1;
+}
+
+/* core.pid(socket): its pid (connection state recovery), nil without. */
+int lsocket_core_pid(lua_State *L)
+{
+    lsock_t *h = check(L, 1);
+    if (h->s == NULL || h->s->pid == NULL)
+        return 0;
+    lua_pushstring(L, h->s->pid);
+    return 1;
+}
+
+/* core.recover(socket, session): a pending socket becomes the one session (core.restore_session's
+ * answer) describes: its id, pid, data; what it missed and its rooms come with core.accept. false
+ * when the id is taken (a socket with it is connected), or the socket is no longer pending. */
+int lsocket_core_recover(lua_State *L)
+{
+    lsock_t *h = check(L, 1);
+    sio_socket_t *s = h->s;
+    size_t len, plen;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "sid");
+    lua_getfield(L, 2, "pid");
+    lua_getfield(L, 2, "missed");
+    const char *sid = lua_tolstring(L, -3, &len), *pid = lua_tolstring(L, -2, &plen);
+    if (sid == NULL || pid == NULL || lsio_restore_check(L, -1) == NULL || s == NULL || len != s->idlen ||
+        sio_socket_set_id(s, sid, len) != 0) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    memcpy(h->id, s->id, len + 1u);
+    sio_socket_set_pid(s, pid, plen);
+    s->upper_flags |= LSOCKET_F_RECOVERED;
+    lsocket_private(L, 1);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "restore");
+    lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -650,13 +776,15 @@ static const luaL_Reg methods[] = {{"emit", m_emit}, {"join", m_join}, {"leave",
 
 /* The fields s_index answers itself; codes below K_ID are 1 + an index in methods[], codes from
  * K_EMITTER on the emitter's methods (lemitter.h). */
-enum { K_ID = 16, K_CONNECTED, K_DISCONNECTED, K_DATA, K_HANDSHAKE, K_ROOMS, K_NSP, K_CONN, K_EMITTER = 32 };
+enum { K_ID = 16, K_CONNECTED, K_DISCONNECTED, K_DATA, K_HANDSHAKE, K_ROOMS, K_NSP, K_CONN, K_RECOVERED,
+       K_EMITTER = 32 };
 static const struct {
     const char *name;
     int code;
 } fields[] = {{"id", K_ID},           {"connected", K_CONNECTED}, {"disconnected", K_DISCONNECTED},
               {"data", K_DATA},       {"handshake", K_HANDSHAKE}, {"rooms", K_ROOMS},
-              {"nsp", K_NSP},         {"conn", K_CONN},           {NULL, 0}};
+              {"nsp", K_NSP},         {"conn", K_CONN},           {"recovered", K_RECOVERED},
+              {NULL, 0}};
 
 static const char PROPS_KEY = 'p';   /* registry: the prelude's socket properties */
 static const char METHODS_KEY = 'm'; /* registry: the prelude's socket methods */
@@ -705,6 +833,10 @@ static int s_index(lua_State *L)
         break;
     case K_ROOMS:
         push_rooms(L, h);
+        break;
+    case K_RECOVERED:
+        /* connection state recovery restored it (kept once it is gone, as the reference's) */
+        lua_pushboolean(L, h->recovered || (h->s != NULL && (h->s->upper_flags & LSOCKET_F_RECOVERED)));
         break;
     case K_NSP:
         if (h->s == NULL)

@@ -13,7 +13,8 @@
 
 #include "sio.h"
 
-#define LSOCKET_F_OUTGOING 1 /* sio_socket.upper_flags: the socket has onAnyOutgoing listeners */
+#define LSOCKET_F_OUTGOING 1  /* sio_socket.upper_flags: the socket has onAnyOutgoing listeners */
+#define LSOCKET_F_RECOVERED 2 /* ...: connection state recovery restored it (socket.recovered) */
 
 /* The reference's reserved event names (NULL-terminated): neither a client nor the app may emit
  * them. lsocket_reserved() tells whether ev is one. */
@@ -58,5 +59,8 @@ int lsocket_core_nsp(lua_State *L);
 int lsocket_core_accept(lua_State *L);
 int lsocket_core_refuse(lua_State *L);
 int lsocket_core_watch_outgoing(lua_State *L);
+/* core.recover(socket, session), core.pid(socket): connection state recovery (lsocket.c). */
+int lsocket_core_recover(lua_State *L);
+int lsocket_core_pid(lua_State *L);
 
 #endif

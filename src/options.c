@@ -825,6 +825,85 @@ static void metrics_lua(lua_State *L, int idx, void *field, int keep, const char
     lua_settop(L, idx);
 }
 
+/* connectionStateRecovery = true | { maxDisconnectionDuration = 120000, skipMiddlewares = true,
+ * maxBytes = 67108864, stateFile = PATH } (the reference's names and defaults, and siolua's two);
+ * false turns it off. --state-file and --recovery-max-bytes turn it on and win over the table's
+ * stateFile and maxBytes. */
+static void recovery_init(void *field)
+{
+    options_recovery_t *r = field;
+    r->max_duration = 120000;
+    r->skip_middlewares = 1;
+    r->max_bytes = (size_t)64 << 20;
+}
+
+static void recovery_free(void *field)
+{
+    options_recovery_t *r = field;
+    free(r->state_file);
+    r->state_file = NULL;
+}
+
+static int state_file_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    options_recovery_t *r = field;
+    (void)cfg;
+    if (arg[0] == '\0')
+        return -1;
+    free(r->state_file);
+    r->state_file = xstrndup(arg, strlen(arg));
+    r->enabled = r->cli_file = 1;
+    return 0;
+}
+
+static int recovery_bytes_cli(sl_config_t *cfg, void *field, const char *arg)
+{
+    options_recovery_t *r = field;
+    char *end;
+    unsigned long long v;
+    (void)cfg;
+    if (arg[0] < '0' || arg[0] > '9')
+        return -1;
+    v = strtoull(arg, &end, 10);
+    if (*end != '\0' || v > ((uint64_t)1 << 40))
+        return -1;
+    r->max_bytes = (size_t)v;
+    r->enabled = r->cli_bytes = 1;
+    return 0;
+}
+
+static void recovery_lua(lua_State *L, int idx, void *field, int keep, const char *who)
+{
+    static const char *const known[] = {"maxDisconnectionDuration", "skipMiddlewares", "maxBytes", "stateFile", NULL};
+    options_recovery_t *r = field;
+    int t = lua_absindex(L, idx);
+    lua_Integer dur = (lua_Integer)r->max_duration, bytes = (lua_Integer)r->max_bytes;
+    int8_t skip = (int8_t)r->skip_middlewares;
+    (void)keep; /* the flags set their own fields only (cli_file, cli_bytes) */
+    if (!opt_on_off(L, who, t, "connectionStateRecovery", &r->enabled, 0))
+        return;
+    opt_known_keys(L, who, t, "connectionStateRecovery", known);
+    opt_int_field(L, who, t, "connectionStateRecovery", "maxDisconnectionDuration", 0, (lua_Integer)DAY_MS * 365,
+                  &dur);
+    opt_int_field(L, who, t, "connectionStateRecovery", "maxBytes", 0, (lua_Integer)1 << 40, &bytes);
+    opt_bool_field(L, who, t, "connectionStateRecovery", "skipMiddlewares", &skip);
+    if (lua_getfield(L, t, "stateFile") != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0)
+            luaL_error(L, "%s: connectionStateRecovery.stateFile must be a path", who);
+        if (!r->cli_file) {
+            free(r->state_file);
+            r->state_file = dup_lua_string(L, -1);
+        }
+    }
+    lua_pop(L, 1);
+    r->max_duration = (uint64_t)dur;
+    r->skip_middlewares = skip;
+    if (!r->cli_bytes)
+        r->max_bytes = (size_t)bytes;
+    if (r->cli_file || r->cli_bytes)
+        r->enabled = 1; /* the command line turned it on */
+}
+
 /* As many connections as file descriptors allow, less a reserve for files, Redis, the listener:
  * past that, accept() would fail with EMFILE anyway. */
 /* The Admin UI's flags (options_admin_t): --admin-ui USER:BCRYPT_HASH (the hash is checked by
@@ -1012,7 +1091,22 @@ static const opt_row_t rows[] = {
      .help = "this server's name in the UI (default: the host name)"},
     {.flag = "admin-ui-namespace", .arg = "NSP", .type = OT_STR, F(admin.nsp),
      .help = "the admin namespace (default /admin)"},
+    /* connection state recovery (rstore.h) */
+    {.flag = "state-file", .arg = "PATH", .of = "connectionStateRecovery", .type = OT_CUSTOM, F(recovery),
+     .cli = state_file_cli,
+     .help = "connection state recovery survives a restart: its state is written to PATH\n"
+             "on shutdown and read back at start (turns recovery on)"},
+    {.flag = "recovery-max-bytes", .arg = "BYTES", .of = "connectionStateRecovery", .type = OT_CUSTOM,
+     F(recovery), .cli = recovery_bytes_cli,
+     .help = "memory for recovery's missed packets and sessions, oldest evicted first\n"
+             "(default 67108864; turns recovery on)"},
+    {.flag = "shutdown-window", .arg = "MS", .key = "shutdownWindow", .type = OT_NUM, F(shutdown_window),
+     .max = DAY_MS,
+     .help = "on shutdown, disconnect clients in batches spread over MS, so that they do\n"
+             "not all reconnect at once (default 0: all at once)"},
     /* io.options only */
+    {.key = "connectionStateRecovery", .type = OT_CUSTOM, F(recovery), .init = recovery_init, .lua = recovery_lua,
+     .free = recovery_free},
     {.key = "allowRequest", .type = OT_CUSTOM, NOF, .flags = OF_RELOAD, .lua = allow_lua},
     {.key = "cleanupEmptyChildNamespaces", .type = OT_BOOL, F(sio.cleanup_empty_children)},
     {.key = "cookie", .type = OT_CUSTOM, F(eio.cookie), .flags = OF_ENGINE, .init = cookie_init, .lua = cookie_lua,

@@ -45,6 +45,15 @@ typedef struct {
     char *server_id;        /* --admin-ui-server-id ID (NULL: not given) */
     char *nsp;              /* --admin-ui-namespace NSP (NULL: not given) */
 } options_admin_t;
+/* connectionStateRecovery (rstore.h): off unless the option or --state-file is given. */
+typedef struct {
+    int enabled;
+    uint64_t max_duration;     /* maxDisconnectionDuration, ms: 120000 */
+    int skip_middlewares;      /* skipMiddlewares: 1 */
+    size_t max_bytes;          /* maxBytes: packets and sessions kept, 64 MiB (0: no limit) */
+    char *state_file;          /* stateFile / --state-file: written on shutdown, read at start */
+    uint8_t cli_file, cli_bytes; /* given on the command line (io.options{} leaves them alone) */
+} options_recovery_t;
 
 typedef struct {
     char *app;                 /* path of app.lua (the positional argument) */
@@ -71,6 +80,8 @@ typedef struct {
     options_tls_t tls;         /* --tls-cert, --tls-key / io.options{tls = ...} */
     options_ops_t ops;         /* probes, metrics, the drain (ops.h) */
     options_admin_t admin;     /* --admin-ui... (ladmin.h) */
+    options_recovery_t recovery; /* connectionStateRecovery */
+    uint64_t shutdown_window;  /* --shutdown-window MS: clients disconnected in batches over it */
 } sl_config_t;
 
 /* Fills cfg with the defaults (the reference's, where it has the option). */

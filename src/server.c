@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "embed.h"
 #include "ladapter_redis.h"
 #include "log.h"
 #include "ops.h"
+#include "rstore.h"
 #include "tls.h"
 #include "ws.h"
 #include "zip.h"
@@ -453,6 +455,74 @@ static void flush_output(void *ud)
     net_flush(ud);
 }
 
+/* ---------------------------------------------------------------- connection state recovery */
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The recovery store, with what --state-file kept from the previous process (read once, then
+ * removed: a crash later does not bring back an old state; a file that cannot be used is logged
+ * and left alone, and the server starts with an empty store). */
+static void start_recovery(sl_server_t *srv)
+{
+    const options_recovery_t *r = &srv->cfg.recovery;
+    uint64_t now = wall_ms();
+    rstore_t *st = NULL;
+    const char *err = NULL;
+    if (!r->enabled)
+        return;
+    if (r->state_file != NULL) {
+        st = rstore_load(r->state_file, srv->cfg.sio.parser, &err);
+        if (st != NULL) {
+            rstore_stats_t stats;
+            rstore_set_limits(st, r->max_duration, r->max_bytes);
+            rstore_trim(st, now);
+            rstore_stats(st, &stats);
+            log_with(LOG_INFO,
+                     LOG_FIELDS(LOG_S("state_file", r->state_file), LOG_I("sessions", (long long)stats.sessions),
+                                LOG_I("packets", (long long)stats.packets)),
+                     "siolua: recovery: %zu sessions and %zu packets restored from %s", stats.sessions, stats.packets,
+                     r->state_file);
+            if (unlink(r->state_file) != 0)
+                log_warn("siolua: recovery: cannot remove %s after reading it: %s", r->state_file, strerror(errno));
+        } else if (strcmp(err, "no such file") == 0) {
+            log_info("siolua: recovery: no state file at %s yet (it is written on shutdown)", r->state_file);
+        } else {
+            log_with(LOG_WARN, LOG_FIELDS(LOG_S("state_file", r->state_file), LOG_S("error", err)),
+                     "siolua: recovery: state file %s ignored: %s", r->state_file, err);
+        }
+    }
+    if (st == NULL)
+        st = rstore_new(now << 10); /* offsets after any a previous process gave (1024 a ms) */
+    rstore_set_limits(st, r->max_duration, r->max_bytes);
+    srv->app.env.rstore = st;
+}
+
+/* On shutdown, once every socket left (their sessions kept): the store goes to --state-file. */
+static void save_recovery(sl_server_t *srv)
+{
+    rstore_t *st = srv->app.env.rstore;
+    const char *path = srv->cfg.recovery.state_file, *err = NULL;
+    rstore_stats_t stats;
+    if (st == NULL || path == NULL)
+        return;
+    rstore_trim(st, wall_ms());
+    rstore_stats(st, &stats);
+    if (rstore_save(st, path, srv->cfg.sio.parser, &err) != 0) {
+        log_with(LOG_ERROR, LOG_FIELDS(LOG_S("state_file", path), LOG_S("error", err)),
+                 "siolua: recovery: cannot write %s: %s (%s)", path, err, strerror(errno));
+        return;
+    }
+    log_with(LOG_INFO,
+             LOG_FIELDS(LOG_S("state_file", path), LOG_I("sessions", (long long)stats.sessions),
+                        LOG_I("packets", (long long)stats.packets), LOG_I("bytes", (long long)stats.bytes)),
+             "siolua: recovery: %zu sessions and %zu packets written to %s", stats.sessions, stats.packets, path);
+}
+
 int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
 {
     const char *err = NULL;
@@ -474,6 +544,8 @@ int sl_server_start(sl_server_t *srv, uv_loop_t *loop)
     if (lvm_run_file(vm, srv->cfg.app) != 0)
         return -1;
     srv->started = 1;
+    srv->app.env.wall_base = wall_ms() - uv_now(loop);
+    start_recovery(srv); /* (io.options may have turned it on) */
     /* the app may have changed timeouts with io.options: they apply from here on */
     srv->sio.q_connect.timeout = srv->sio.q_resolve.timeout = srv->cfg.sio.connect_timeout;
     srv->cfg.eio.allow_timeout = srv->cfg.sio.connect_timeout; /* allowRequest answers within it */
@@ -579,17 +651,19 @@ static void on_shutdown_tick(uv_timer_t *t)
         uv_stop(srv->loop);
 }
 
-void sl_server_close(sl_server_t *srv)
+/* The shutdown proper: every socket left, what remains closes, the loop ends soon after. */
+static void close_now(sl_server_t *srv)
 {
-    if (srv->closing)
-        return;
-    srv->closing = 1;
-    srv->closing_since = uv_now(srv->loop);
+    if (srv->windowing) {
+        srv->windowing = 0;
+        uv_close((uv_handle_t *)&srv->window, NULL);
+    }
     lapp_stop(&srv->app); /* the disconnect handlers below run to their end */
     net_stop(&srv->net);
     ops_close(srv);
     reload_close(&srv->reload);
     sio_server_close(&srv->sio, "server shutting down");
+    save_recovery(srv); /* (the sessions of the sockets that just left are in it) */
     eio_server_close(&srv->eio, "forced close");
     lapp_close(&srv->app); /* the adapter (the disconnect handlers' publishes are flushed), timers, endpoints */
     uv_close((uv_handle_t *)&srv->sio.q_connect.timer, NULL);
@@ -608,9 +682,49 @@ void sl_server_close(sl_server_t *srv)
     uv_timer_start(&srv->shutdown, on_shutdown_tick, 50, 50);
 }
 
+#define WINDOW_TICK 50 /* ms between two batches of the shutdown window */
+
+/* --shutdown-window: a batch of clients is disconnected ("server shutting down": their sessions
+ * are kept for recovery) every tick, the same number each time, until none is left or the window
+ * is over; then the shutdown proper. */
+static void on_window_tick(uv_timer_t *t)
+{
+    sl_server_t *srv = t->data;
+    size_t left = sio_close_clients(&srv->sio, srv->window_batch, "server shutting down");
+    if (left == 0 || uv_now(srv->loop) - srv->closing_since >= srv->cfg.shutdown_window)
+        close_now(srv);
+}
+
+void sl_server_close(sl_server_t *srv)
+{
+    if (srv->closing) {
+        if (srv->windowing) /* a second request (SIGTERM, SIGINT, io.close()) ends the window */
+            close_now(srv);
+        return;
+    }
+    srv->closing = 1;
+    srv->closing_since = uv_now(srv->loop);
+    if (srv->cfg.shutdown_window >= WINDOW_TICK && srv->started && srv->sio.nclients > 1) {
+        uint64_t ticks = srv->cfg.shutdown_window / WINDOW_TICK;
+        srv->window_batch = (size_t)((srv->sio.nclients + ticks - 1) / ticks);
+        log_with(LOG_INFO, LOG_FIELDS(LOG_I("clients", (long long)srv->sio.nclients), LOG_I("window_ms", (long long)srv->cfg.shutdown_window)),
+                 "siolua: disconnecting %zu clients over %llu ms (--shutdown-window), %zu every %d ms",
+                 srv->sio.nclients, (unsigned long long)srv->cfg.shutdown_window, srv->window_batch, WINDOW_TICK);
+        net_stop(&srv->net); /* no new connection meanwhile: they would be cut again */
+        srv->windowing = 1;
+        uv_timer_init(srv->loop, &srv->window);
+        srv->window.data = srv;
+        uv_timer_start(&srv->window, on_window_tick, 0, WINDOW_TICK);
+        return;
+    }
+    close_now(srv);
+}
+
 void sl_server_free(sl_server_t *srv)
 {
     lapp_free(&srv->app); /* the VM (its namespace objects), the adapter */
+    rstore_free(srv->app.env.rstore);
+    srv->app.env.rstore = NULL;
     zip_release();        /* the deflate streams kept for compression */
     sio_server_free(&srv->sio);
     options_free(&srv->cfg);

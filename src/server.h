@@ -34,6 +34,9 @@ typedef struct sl_server {
     uv_signal_t sigint, sigterm, sighup;
     char client_etag[64];      /* "\"<socket.io-client version>\"" */
     uv_timer_t shutdown;       /* after close: stops the loop once connections are gone (or 2 s) */
+    uv_timer_t window;         /* --shutdown-window: disconnects clients in batches until it ends */
+    size_t window_batch;       /* clients per tick */
+    int windowing;             /* the window runs: a second close request ends it at once */
     uint64_t closing_since;    /* loop time of sl_server_close */
     int closing;
     int started;               /* sl_server_start got past the app's top level */

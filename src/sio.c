@@ -21,6 +21,7 @@ struct sio_client {
     uint32_t refs;            /* 1 while open + 1 per dispatch in progress */
     tq_entry_t ct;            /* connect timeout, queued until the first CONNECT */
     struct sio_partial *partial; /* a binary packet waiting for its attachments, or NULL */
+    uint8_t closing;          /* sio_close_clients closed it (its session closes) */
     sio_resolve_t *resolving; /* CONNECTs waiting for resolve's answer, linked by next */
 };
 
@@ -71,6 +72,7 @@ void sio_socket_unref(sio_socket_t *s)
     nsp = s->nsp;
     if (s->id != s->idbuf)
         free(s->id);
+    free(s->pid);
     free(s);
     nsp_unref(nsp);
 }
@@ -138,11 +140,13 @@ static void send_control(sio_client_t *c, sio_type_t type, slice_t nsp, const ch
     rbuf_unref(b);
 }
 
-/* send_control with the object {key: value} as data (two strings that need no escaping). */
-static void send_control_kv(sio_client_t *c, sio_type_t type, slice_t nsp, const char *key, const char *value)
+/* send_control with the object {key: value[, key2: value2]} as data (strings that need no
+ * escaping; key2 NULL: none). */
+static void send_control_kv(sio_client_t *c, sio_type_t type, slice_t nsp, const char *key, const char *value,
+                            const char *key2, const char *value2)
 {
     buf_t b = BUF_INIT;
-    sio_control_data(c->srv->cfg->parser, &b, key, value);
+    sio_control_data(c->srv->cfg->parser, &b, key, value, key2, value2);
     send_control(c, type, nsp, b.base, b.len);
     buf_free(&b);
 }
@@ -170,8 +174,38 @@ void sio_socket_accept(sio_socket_t *s)
         send_control(s->client, SIO_CONNECT, (slice_t){nsp->name, strlen(nsp->name)}, NULL, 0);
         return;
     }
-    /* {"sid":"<id>"}: the id is base64url, nothing to escape */
-    send_control_kv(s->client, SIO_CONNECT, (slice_t){nsp->name, strlen(nsp->name)}, "sid", s->id);
+    /* {"sid":"<id>"}, with recovery {"sid":"<id>","pid":"<pid>"}: base64url, nothing to escape */
+    send_control_kv(s->client, SIO_CONNECT, (slice_t){nsp->name, strlen(nsp->name)}, "sid", s->id,
+                    s->pid ? "pid" : NULL, s->pid);
+}
+
+static int base64url(const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= '0' && p[i] <= '9') ||
+              p[i] == '-' || p[i] == '_'))
+            return 0;
+    return 1;
+}
+
+int sio_socket_set_id(sio_socket_t *s, const char *id, size_t len)
+{
+    if (s->state != SIO_S_CONNECTING || s->client == NULL || s->id != s->idbuf || len == 0 || len > 64 ||
+        !base64url(id, len) || room_find_id(&s->nsp->rooms, id, len) != NULL)
+        return -1;
+    if (len > 20) {
+        s->id = xmalloc(len + 1);
+    }
+    memcpy(s->id, id, len);
+    s->id[len] = '\0';
+    s->idlen = (uint16_t)len;
+    return 0;
+}
+
+void sio_socket_set_pid(sio_socket_t *s, const char *pid, size_t len)
+{
+    free(s->pid);
+    s->pid = base64url(pid, len) ? xstrndup(pid, len) : NULL;
 }
 
 void sio_socket_refuse(sio_socket_t *s, const char *json, size_t len)
@@ -188,7 +222,7 @@ void sio_socket_refuse_message(sio_socket_t *s, const char *message)
     if (s->state != SIO_S_CONNECTING || s->client == NULL)
         return;
     METRIC_ADD(s->client->srv->metrics, sio_connect_errors, 1);
-    send_control_kv(s->client, SIO_CONNECT_ERROR, (slice_t){s->nsp->name, strlen(s->nsp->name)}, "message", message);
+    send_control_kv(s->client, SIO_CONNECT_ERROR, (slice_t){s->nsp->name, strlen(s->nsp->name)}, "message", message, NULL, NULL);
     socket_close(s, "connect error");
 }
 
@@ -399,7 +433,7 @@ static int too_many_nsps(sio_client_t *c, slice_t name)
         return 0;
     /* one connection cannot pile up sockets (dynamic namespaces make that cheap) */
     METRIC_ADD(c->srv->metrics, sio_connect_errors, 1);
-    send_control_kv(c, SIO_CONNECT_ERROR, name, "message", "Too many namespaces");
+    send_control_kv(c, SIO_CONNECT_ERROR, name, "message", "Too many namespaces", NULL, NULL);
     return 1;
 }
 
@@ -412,7 +446,7 @@ static void connect_socket(sio_client_t *c, sio_nsp_t *nsp, slice_t name, slice_
         return;
     if (nsp == NULL) {
         METRIC_ADD(srv->metrics, sio_connect_errors, 1);
-        send_control_kv(c, SIO_CONNECT_ERROR, name, "message", "Invalid namespace");
+        send_control_kv(c, SIO_CONNECT_ERROR, name, "message", "Invalid namespace", NULL, NULL);
         return;
     }
     if (client_socket(c, name) != NULL)
@@ -814,6 +848,31 @@ void sio_server_init(sio_server_t *srv, uv_loop_t *loop, const sio_config_t *cfg
     tq_init(&srv->q_connect, loop, cfg->connect_timeout, on_connect_due, srv);
     tq_init(&srv->q_resolve, loop, cfg->connect_timeout, on_resolve_due, srv);
     sio_nsp_create(srv, "/", 1);
+}
+
+size_t sio_close_clients(sio_server_t *srv, size_t max, const char *reason)
+{
+    /* a snapshot, each held: the disconnect handlers may close other clients */
+    size_t n = 0, left = 0;
+    sio_client_t **v = xmalloc((max ? max : 1) * sizeof(*v));
+    for (sio_client_t *c = srv->clients; c && n < max; c = c->next) {
+        if (c->closing)
+            continue;
+        c->closing = 1;
+        c->refs++;
+        v[n++] = c;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sio_client_t *c = v[i];
+        while (c->session != NULL && c->sockets != NULL)
+            socket_close(c->sockets, reason);
+        client_close(c);
+        client_unref(c);
+    }
+    free(v);
+    for (sio_client_t *c = srv->clients; c; c = c->next)
+        left += !c->closing;
+    return left;
 }
 
 void sio_server_close(sio_server_t *srv, const char *reason)

@@ -40,6 +40,8 @@ struct sio_socket {
     uint8_t upper_flags;               /* bits of the upper layer (LSOCKET_F_*) */
     uint8_t aborts;                    /* upper layer: its handler calls aborted in the window... */
     int handle_ref;                    /* upper layer: the Lua registry ref of its handle */
+    char *pid;                         /* connection state recovery: its private id, sent in the
+                                          CONNECT reply (NULL: recovery off, or a v2 client) */
     uint32_t aborts_since;             /* ...that began at this loop time (s) */
     void *data;                        /* upper layer */
 };
@@ -126,9 +128,14 @@ void sio_resolve_unref(sio_resolve_t *r);
 /* The Engine.IO protocol of r's client: 4, or 3 for a Socket.IO v2 client. */
 int sio_resolve_protocol(const sio_resolve_t *r);
 
-/* Answers a pending CONNECT: sends CONNECT {"sid":id} (to a v2 client: CONNECT without data) and
- * adds s to its namespace. */
+/* Answers a pending CONNECT: sends CONNECT {"sid":id} ({"sid":id,"pid":pid} when s->pid is set;
+ * to a v2 client: CONNECT without data) and adds s to its namespace. */
 void sio_socket_accept(sio_socket_t *s);
+/* Connection state recovery, on a pending CONNECT (v4 clients): s takes the id of the socket it
+ * restores (1 to RSTORE_ID_MAX base64url characters; 0, or -1 when s is not pending or a connected
+ * socket of the namespace has that id) and the pid its CONNECT reply carries (a copy). */
+int sio_socket_set_id(sio_socket_t *s, const char *id, size_t len);
+void sio_socket_set_pid(sio_socket_t *s, const char *pid, size_t len);
 /* Answers a pending CONNECT with CONNECT_ERROR carrying json (an object {"message":...}, in the
  * parser's format: JSON text, or msgpack bytes with the msgpack parser; for a v2 client, which
  * reads it as an ERROR packet, the reference sends err.data || err.message). */
@@ -170,6 +177,9 @@ void sio_socket_leave_all(sio_socket_t *s);
 /* Server-side disconnect: sends DISCONNECT, on_disconnect("server namespace disconnect");
  * with close, the whole client (every namespace and the connection) is closed too. */
 void sio_socket_disconnect(sio_socket_t *s, int close);
+/* Closes up to max clients (the oldest first): their sockets get on_disconnect(reason), then their
+ * Engine.IO sessions close. Returns how many clients are left open. */
+size_t sio_close_clients(sio_server_t *srv, size_t max, const char *reason);
 /* Closes every client: sockets get on_disconnect(reason). */
 void sio_server_close(sio_server_t *srv, const char *reason);
 /* Frees the namespaces (after the loop ended: no client left, q_connect and q_resolve closed).

@@ -399,19 +399,30 @@ rbuf_t *sio_encode_msgpack(const sio_packet_t *pkt)
     return r;
 }
 
-void sio_control_data(int parser, buf_t *out, const char *key, const char *value)
+void sio_control_data(int parser, buf_t *out, const char *key, const char *value, const char *key2,
+                      const char *value2)
 {
     if (parser == SIO_PARSER_MSGPACK) {
         msgpack_packer pk;
         msgpack_packer_init(&pk, out, buf_write);
-        msgpack_pack_map(&pk, 1);
+        msgpack_pack_map(&pk, key2 ? 2 : 1);
         pack_cstr(&pk, key, strlen(key));
         pack_cstr(&pk, value, strlen(value));
+        if (key2) {
+            pack_cstr(&pk, key2, strlen(key2));
+            pack_cstr(&pk, value2, strlen(value2));
+        }
         return;
     }
     buf_appendstr(out, "{\"");
     buf_appendstr(out, key);
     buf_appendstr(out, "\":\"");
     buf_appendstr(out, value);
+    if (key2) {
+        buf_appendstr(out, "\",\"");
+        buf_appendstr(out, key2);
+        buf_appendstr(out, "\":\"");
+        buf_appendstr(out, value2);
+    }
     buf_appendstr(out, "\"}");
 }

@@ -86,10 +86,11 @@ int sio_decode_msgpack(const char *p, size_t n, const sio_limits_t *lim, struct 
  * the msgpack bytes of the data value (no data key when empty), id only when >= 0, an empty nsp
  * written as "/". */
 rbuf_t *sio_encode_msgpack(const sio_packet_t *pkt);
-/* Appends the object {key: value} (two strings that need no escaping in JSON: ids, static texts)
- * to out in the parser's format, for the packets sio makes itself (CONNECT {sid},
- * CONNECT_ERROR {message}). */
-void sio_control_data(int parser, buf_t *out, const char *key, const char *value);
+/* Appends the object {key: value[, key2: value2]} (strings that need no escaping in JSON: ids,
+ * static texts; key2 NULL: one pair) to out in the parser's format, for the packets sio makes
+ * itself (CONNECT {sid} or {sid, pid}, CONNECT_ERROR {message}). */
+void sio_control_data(int parser, buf_t *out, const char *key, const char *value, const char *key2,
+                      const char *value2);
 /* 0 if a msgpack message of n bytes at p cannot be valid because its containers declare more
  * elements in all than it has bytes (msgpack-c would allocate them before reading them), else 1. */
 int sio_msgpack_sizes_fit(const char *p, size_t n);

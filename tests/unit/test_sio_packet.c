@@ -414,10 +414,10 @@ TEST(msgpack_encode)
     rbuf_unref(b);
 
     buf_t o = BUF_INIT;
-    sio_control_data(SIO_PARSER_MSGPACK, &o, "sid", "x");
+    sio_control_data(SIO_PARSER_MSGPACK, &o, "sid", "x", NULL, NULL);
     CHECK_EQ_MEM(o.base, o.len, "\x81\xa3sid\xa1x");
     o.len = 0;
-    sio_control_data(SIO_PARSER_JSON, &o, "message", "Invalid namespace");
+    sio_control_data(SIO_PARSER_JSON, &o, "message", "Invalid namespace", NULL, NULL);
     CHECK_EQ_MEM(o.base, o.len, "{\"message\":\"Invalid namespace\"}");
     buf_free(&o);
     int parser = -1;
