@@ -175,3 +175,7 @@ Object.assign(apps, wireApps);
 // issue 15's twins (parsers.lua)
 import { parserApps } from "./parser_apps.mjs";
 Object.assign(apps, parserApps);
+
+// issue 14's twin (recovery.lua)
+import { recoveryApps } from "./recovery_apps.mjs";
+Object.assign(apps, recoveryApps);
