@@ -168,7 +168,7 @@ FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -Isrc -I/usr/include/lua5.4 -I/usr/include/postgresql -I$(LLHTTP_INC) -g -O1 \
               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_NAMES := eio_payload sio_packet sio_msgpack lvalue http ws msgpack tls pmd
+FUZZ_NAMES := eio_payload sio_packet sio_msgpack lvalue http ws msgpack tls pmd rstore
 LLHTTP_C   := $(wildcard $(LLHTTP_DIR)/*.c)
 # (log.c writes JSON lines with yajl's generator: -lyajl, and repairs UTF-8 with utf8.c)
 NET_C      := src/net.c src/tls.c src/tq.c src/buf.c src/log.c src/utf8.c
@@ -191,6 +191,8 @@ build/fuzz/fuzz_msgpack: tests/fuzz/fuzz_msgpack.c src/lvalue_msgpack.c src/sio_
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -llua5.4 -lyajl -lmsgpackc -lm
 build/fuzz/fuzz_tls: tests/fuzz/fuzz_tls.c src/tls.c src/buf.c | build/fuzz
 	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lssl -lcrypto
+build/fuzz/fuzz_rstore: tests/fuzz/fuzz_rstore.c src/rstore.c src/buf.c | build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ -lz
 build/fuzz:
 	mkdir -p $@
 
