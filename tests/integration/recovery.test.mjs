@@ -242,3 +242,73 @@ test("a restart with --state-file: every event emitted while the client was away
     await srv.stop();
   }
 });
+
+test("a state file that cannot be used (garbage, cut short, another parser) is logged and ignored: the server starts empty and writes a good one at shutdown", { skip: SIOLUA_ONLY("siolua's flag") }, async () => {
+  const file = path.join(TMP, "bad-state.bin");
+  // a real one first, to cut
+  let srv = await startServer("recovery", ["--state-file", file]);
+  let a = await connect(srv.url, { transports: ["websocket"] });
+  const b = await connect(srv.url, { transports: ["websocket"] });
+  await request(b, "send", "room:news", "tick", [1]);
+  await until(async () => (await state(a)) && true, "a");
+  await srv.stop();
+  const good = readFileSync(file);
+  assert.ok(good.length > 50);
+  const cases = [
+    ["garbage", Buffer.from("not a state file at all\n"), /ignored: not a siolua state file/],
+    ["cut short", good.subarray(0, good.length >> 1), /ignored: corrupt \(checksum mismatch\)/],
+    ["one byte changed", Buffer.from(good.map((x, i) => (i === 20 ? x ^ 1 : x))), /ignored: corrupt/],
+  ];
+  for (const [what, bytes, re] of cases) {
+    writeFileSync(file, bytes);
+    srv = await startServer("recovery", ["--state-file", file]);
+    try {
+      assert.match(srv.log(), re, what);
+      a = await connect(srv.url, { transports: ["websocket"] });
+      assert.equal((await state(a)).recovered, false);
+    } finally {
+      a.disconnect();
+      await srv.stop();
+    }
+    assert.match(srv.log(), /recovery: \d+ sessions and \d+ packets written to /, what);
+  }
+  // written with --parser msgpack: another format, ignored by a server with the JSON parser
+  srv = await startServer("recovery", ["--state-file", file, "--parser", "msgpack"]);
+  await srv.stop();
+  srv = await startServer("recovery", ["--state-file", file]);
+  assert.match(srv.log(), /ignored: written with another parser/);
+  await srv.stop();
+});
+
+test("--shutdown-window: a shutdown disconnects the clients in batches over the window, and they all recover on the new process", { skip: SIOLUA_ONLY("siolua's flag") }, async () => {
+  const file = path.join(TMP, "window-state.bin");
+  let srv = await startServer("recovery", ["--state-file", file, "--shutdown-window", "1000"]);
+  const port = srv.port;
+  const opts = { transports: ["websocket"], reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 };
+  const clients = [];
+  for (let i = 0; i < 12; i++) clients.push(await connect(srv.url, opts));
+  const ids = clients.map((c) => c.id);
+  const feeder = clients[0];
+  await request(feeder, "send", "room:news", "tick", [1]); // every client gets an offset
+  const gone = [];
+  clients.forEach((c, i) => c.once("disconnect", () => (gone[i] = Date.now())));
+  await until(async () => {
+    for (const c of clients) await state(c);
+    return true;
+  }, "every client");
+  await srv.stop();
+  assert.match(srv.log(), /disconnecting 12 clients over 1000 ms \(--shutdown-window\), 1 every 50 ms/);
+  assert.match(srv.log(), /recovery: 12 sessions and 1 packets written to /);
+  // not all at once: the last left at least 0.3 s after the first (12 batches, 50 ms apart)
+  assert.equal(gone.filter(Boolean).length, 12);
+  assert.ok(Math.max(...gone) - Math.min(...gone) >= 300, `disconnects spread over ${Math.max(...gone) - Math.min(...gone)} ms`);
+  srv = await startServer("recovery", ["--state-file", file, "--port", String(port)]);
+  try {
+    await until(() => clients.every((c) => c.connected), "every client to reconnect");
+    assert.deepEqual(clients.map((c) => c.recovered), clients.map(() => true));
+    assert.deepEqual(clients.map((c) => c.id), ids);
+  } finally {
+    for (const c of clients) c.disconnect();
+    await srv.stop();
+  }
+});
