@@ -9,6 +9,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import os from "node:os";
 import path from "node:path";
 import { APPS, REF, WAIT, closeAll, connect, mulberry32, once, request, sleep, startServer, until } from "./helpers.mjs";
+import { startNode, startRedis, stopAll, waitServers } from "./redis.helpers.mjs";
 
 const TMP = mkdtempSync(path.join(os.tmpdir(), "siolua-recovery-"));
 after(() => {
@@ -250,7 +251,7 @@ test("a state file that cannot be used (garbage, cut short, another parser) is l
   let a = await connect(srv.url, { transports: ["websocket"] });
   const b = await connect(srv.url, { transports: ["websocket"] });
   await request(b, "send", "room:news", "tick", [1]);
-  await until(async () => (await state(a)) && true, "a");
+  await until(async () => (await state(a)).data.n === 7, "a");
   await srv.stop();
   const good = readFileSync(file);
   assert.ok(good.length > 50);
@@ -310,5 +311,50 @@ test("--shutdown-window: a shutdown disconnects the clients in batches over the 
   } finally {
     for (const c of clients) c.disconnect();
     await srv.stop();
+  }
+});
+
+test("with --redis: a client that comes back to its node recovers what the other node broadcast meanwhile; on another node it gets a new socket, recovered false", { skip: SIOLUA_ONLY("siolua cluster") }, async () => {
+  const redis = await startRedis();
+  const n1 = await startNode(redis, { name: "n1", app: "recovery" });
+  const n2 = await startNode(redis, { name: "n2", app: "recovery" });
+  try {
+    await waitServers(redis.port, 2);
+    const steps = [["room:news", 1], ["all", 2], ["ID", 3], ["room:x", 4], ["volatile:news", 5]];
+    // the emits are made on n2 (b is its client): they reach n1 through Redis and are kept there
+    const a = await connect(n1.url, { transports: ["websocket"] });
+    const b = await connect(n2.url, { transports: ["websocket"] });
+    const got = [];
+    a.onAny((ev, ...args) => got.push(strip([ev, ...args])));
+    await request(b, "send", "room:news", "first", [0]);
+    await until(() => got.length >= 1, "the first packet, through Redis");
+    const id = a.id;
+    a.io.engine.close();
+    await until(async () => {
+      const probe = await connect(n1.url, { transports: ["websocket"] });
+      const gone = !(await request(probe, "connected", id))[0];
+      probe.disconnect();
+      return gone;
+    }, "n1 to see a leave");
+    for (const [target, i] of steps) await request(b, "send", target.replace("ID", id), "m", [i]);
+    const n0 = got.length;
+    a.connect();
+    await once(a, "connect");
+    assert.equal(a.recovered, true);
+    assert.equal(a.id, id);
+    await request(b, "send", "room:news", "sentinel", [-1]);
+    await until(() => got.some((e) => e[0] === "sentinel"), "the sentinel");
+    assert.deepEqual(got.slice(n0), expectedEvents(steps));
+    // the same client's pid and offset presented to n2, which does not hold its session
+    const pid = a._pid, offset = a._lastOffset;
+    assert.ok(pid && offset);
+    a.io.engine.close();
+    const elsewhere = await connect(n2.url, { transports: ["websocket"], auth: { pid, offset } });
+    const st = await state(elsewhere);
+    assert.equal(st.recovered, false);
+    assert.notEqual(st.id, id);
+    assert.deepEqual(st.data, { n: 7 });
+  } finally {
+    await stopAll([n1, n2], redis);
   }
 });
