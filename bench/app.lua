@@ -3,7 +3,11 @@
 --   join(room)      acked; joins the room when BENCH_ROOMS=1 (siolua has no rooms yet: socket.join)
 --   bcast(room, p)  sends "bcast" p to the room (BENCH_ROOMS=1) or to everyone but the sender
 --   disconnect      a no-op listener, as a real app has one
+-- BENCH_RECOVERY=1 turns connection state recovery on.
 local rooms = os.getenv("BENCH_ROOMS") == "1"
+if os.getenv("BENCH_RECOVERY") == "1" then -- connection state recovery on (bench/callgrind.sh's "on" figures)
+  io.options{ connectionStateRecovery = true }
+end
 
 io.on("connection", function(socket)
   socket.on("echo", function(x, ack) ack(x) end)

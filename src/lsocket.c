@@ -559,7 +559,8 @@ static int replay(lua_State *L, int ud, sio_socket_t *s, rstore_session_t **out)
     if (rstore_replay(lenv_get(L)->rstore, box, send_missed, s) < 0) {
         log_with(LOG_WARN, LOG_FIELDS(LOG_S("sid", s->id)),
                  "siolua: socket %s: packets it missed were evicted while its middlewares ran: not recovered", s->id);
-        eio_close(sio_socket_session(s));
+        if (sio_socket_session(s) != NULL)
+            eio_close(sio_socket_session(s));
         return -1;
     }
     *out = box;

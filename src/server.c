@@ -479,7 +479,7 @@ static void start_recovery(sl_server_t *srv)
         st = rstore_load(r->state_file, srv->cfg.sio.parser, &err);
         if (st != NULL) {
             rstore_stats_t stats;
-            rstore_set_limits(st, r->max_duration, r->max_bytes);
+            rstore_set_limits(st, r->max_duration ? r->max_duration : 1, r->max_bytes);
             rstore_trim(st, now);
             rstore_stats(st, &stats);
             log_with(LOG_INFO,
@@ -498,7 +498,8 @@ static void start_recovery(sl_server_t *srv)
     }
     if (st == NULL)
         st = rstore_new(now << 10); /* offsets after any a previous process gave (1024 a ms) */
-    rstore_set_limits(st, r->max_duration, r->max_bytes);
+    /* (maxDisconnectionDuration 0: sessions expire at once, as in the reference; rstore's 0 is none) */
+    rstore_set_limits(st, r->max_duration ? r->max_duration : 1, r->max_bytes);
     srv->app.env.rstore = st;
 }
 

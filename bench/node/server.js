@@ -4,7 +4,7 @@
 //   [--per-message-deflate] [--parser msgpack (socket.io-msgpack-parser)]
 //   [--workers N: Node's way to use N cores, as socket.io's docs set it up: the cluster module,
 //    @socket.io/sticky in the primary (sessions routed by sid), @socket.io/cluster-adapter];
-//   BENCH_ROOMS=1 uses rooms for join/bcast.
+//   BENCH_ROOMS=1 uses rooms for join/bcast. BENCH_RECOVERY=1 turns connectionStateRecovery on.
 "use strict";
 const http = require("http");
 const https = require("https");
@@ -60,6 +60,7 @@ const io = new Server(httpServer, {
   perMessageDeflate: opt.perMessageDeflate,
   serveClient: false,
   ...(opt.parser === "msgpack" ? { parser: require("socket.io-msgpack-parser") } : {}),
+  ...(process.env.BENCH_RECOVERY === "1" ? { connectionStateRecovery: {} } : {}),
 });
 
 if (clustered) {
