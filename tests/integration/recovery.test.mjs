@@ -45,9 +45,9 @@ const TARGETS = {
  * its connection (its engine is closed, as a network drop), the server emits `steps` while it is
  * away, a connects again; then a sentinel. Returns what the client saw.
  */
-async function scenario(url, transport, steps, { beforeReconnect } = {}) {
-  const a = await connect(url, { transports: [transport] });
-  const b = await connect(url, { transports: ["websocket"] });
+async function scenario(url, transport, steps, { beforeReconnect, opts = {} } = {}) {
+  const a = await connect(url, { transports: [transport], ...opts });
+  const b = await connect(url, { transports: ["websocket"], ...opts });
   const got = [];
   a.onAny((ev, ...args) => got.push([ev, ...args]));
   await request(b, "send", "room:news", "first", [0]);
@@ -106,6 +106,23 @@ for (const transport of ["websocket", "polling"]) {
     }
   });
 }
+
+test("with the msgpack parser: the same recovery, as the reference", async () => {
+  const parser = (await import("socket.io-msgpack-parser")).default;
+  const steps = [["room:news", 1], ["ID", 2], ["volatile:news", 3], ["all", 4]];
+  const results = [];
+  for (const ref of [false, true]) {
+    const srv = await startServer("recovery", ["--parser", "msgpack"], { ref: ref || REF });
+    try {
+      results.push(await scenario(srv.url, "polling", steps, { opts: { parser } }));
+    } finally {
+      await srv.stop();
+    }
+  }
+  assert.equal(results[0].recovered, true);
+  assert.deepEqual(results[0].events, expectedEvents(steps));
+  assert.deepEqual(results[0], results[1]);
+});
 
 test("what does not recover, as the reference: a client that never got a packet, middlewares when skipMiddlewares is false, an expired session", async () => {
   for (const ref of [false, true]) {
