@@ -611,7 +611,8 @@ int lsocket_core_pid(lua_State *L)
 
 /* core.recover(socket, session): a pending socket becomes the one session (core.restore_session's
  * answer) describes: its id, pid, data; what it missed and its rooms come with core.accept. false
- * when the id is taken (a socket with it is connected), or the socket is no longer pending. */
+ * when the id is taken (a socket with it is connected), the socket is no longer pending, or its
+ * client is a Socket.IO v2 one (no recovery in that protocol). */
 int lsocket_core_recover(lua_State *L)
 {
     lsock_t *h = check(L, 1);
@@ -623,7 +624,7 @@ int lsocket_core_recover(lua_State *L)
     lua_getfield(L, 2, "missed");
     const char *sid = lua_tolstring(L, -3, &len), *pid = lua_tolstring(L, -2, &plen);
     if (sid == NULL || pid == NULL || lsio_restore_check(L, -1) == NULL || s == NULL || len != s->idlen ||
-        sio_socket_set_id(s, sid, len) != 0) {
+        sio_socket_protocol(s) != 4 || sio_socket_set_id(s, sid, len) != 0) {
         lua_pushboolean(L, 0);
         return 1;
     }
