@@ -167,6 +167,33 @@ test("what does not recover, as the reference: a client that never got a packet,
   }
 });
 
+test("bogus pids and offsets get a new socket and leave the real session alone, as the reference", async () => {
+  for (const ref of [false, true]) {
+    const srv = await startServer("recovery", [], { ref: ref || REF });
+    try {
+      const r = await scenario(srv.url, "websocket", [["ID", 1]], {
+        beforeReconnect: async ({ a, id }) => {
+          const pid = a._pid, offset = a._lastOffset;
+          const bogus = [{ pid, offset: "" }, { pid, offset: "x".repeat(5000) }, { pid, offset: "!!" }, { pid, offset: 12 },
+            { pid: 12, offset }, { pid: "p".repeat(10000), offset }, { pid: [pid], offset }, { pid: pid + "x", offset },
+            { pid, offset: "0" }, { pid: null, offset: null }];
+          for (const auth of bogus) {
+            const c = await connect(srv.url, { transports: ["websocket"], auth });
+            const st = await state(c);
+            assert.equal(st.recovered, false, JSON.stringify(auth).slice(0, 80));
+            assert.notEqual(st.id, id);
+            c.disconnect();
+          }
+        },
+      });
+      assert.equal(r.recovered, true, "the real client still recovers");
+      assert.deepEqual(r.events, expectedEvents([["ID", 1]]));
+    } finally {
+      await srv.stop();
+    }
+  }
+});
+
 const SIOLUA_ONLY = (why) => (REF ? why : false);
 
 test("a hot reload keeps the sessions waiting for their client and their missed packets", { skip: SIOLUA_ONLY("the Node reference has no hot reload") }, async () => {
