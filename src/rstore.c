@@ -1,6 +1,9 @@
 /* rstore: see rstore.h. Packets sit in a ring indexed by their sequence number (offsets are
- * consecutive and eviction takes the oldest, so an offset is found without a hash); sessions in a
- * hash by pid and a list in the order they left (which is the order they expire in). */
+ * consecutive and eviction takes the oldest, so an offset is found without a hash), and each is
+ * listed under its targets (its rooms, or "every socket"), so that a replay visits the packets of
+ * the session's rooms only, not the whole store (10,000 sessions coming back to a million kept
+ * packets); sessions sit in a hash by pid and a list in the order they left (which is the order
+ * they expire in). */
 #include "rstore.h"
 
 #include <errno.h>
@@ -31,6 +34,18 @@ typedef struct {
 
 static const char *pkt_names(const spkt_t *p) { return (const char *)(p->att + p->natt); }
 
+/* A target of packets: room `name` of a namespace (the empty name: every socket of it), with the
+ * sequence numbers of the kept packets sent to it, oldest first (seqs[head..n)). */
+typedef struct target {
+    struct target *hnext;
+    const char *nsp;            /* interned */
+    uint64_t *seqs;
+    size_t head, n, cap;
+    uint32_t hash;
+    uint32_t len;
+    char name[];
+} target_t;
+
 typedef struct sess {
     struct sess *prev, *next;   /* in the order they left */
     struct sess *hnext;         /* pid hash chain */
@@ -54,6 +69,8 @@ struct rstore {
     sess_t *oldest, *newest;
     nsp_name_t *nsps;
     uint32_t nnsps;
+    target_t **targets;         /* (nsp, room) -> its packets */
+    size_t ntbuckets, ntargets;
 };
 
 static const char ALPHABET[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_";
@@ -129,10 +146,13 @@ static void spkt_free(spkt_t *p)
     free(p);
 }
 
+static void targets_free(rstore_t *st);
+
 void rstore_free(rstore_t *st)
 {
     if (st == NULL)
         return;
+    targets_free(st);
     for (size_t i = 0; i < st->n; i++)
         spkt_free(st->ring[(st->head + i) & (st->cap - 1)]);
     free(st->ring);
@@ -163,6 +183,93 @@ void rstore_stats(const rstore_t *st, rstore_stats_t *out)
     out->next_seq = st->first_seq + st->n;
 }
 
+/* ---------------------------------------------------------------- targets */
+
+static uint32_t target_hash(const char *nsp, const char *name, size_t len)
+{
+    return hash_bytes(name, len) ^ (uint32_t)((uintptr_t)nsp >> 4) * 2654435761u;
+}
+
+/* The target (nsp, name), made when create is set; NULL when it has no packets. */
+static target_t *target_get(rstore_t *st, const char *nsp, const char *name, int create)
+{
+    size_t len = strlen(name);
+    uint32_t h = target_hash(nsp, name, len);
+    target_t *t;
+    if (st->ntbuckets != 0)
+        for (t = st->targets[h & (st->ntbuckets - 1)]; t; t = t->hnext)
+            if (t->hash == h && t->nsp == nsp && t->len == len && memcmp(t->name, name, len) == 0)
+                return t;
+    if (!create)
+        return NULL;
+    if (st->ntargets + 1 > st->ntbuckets) {
+        size_t nb = st->ntbuckets ? st->ntbuckets * 2 : 64;
+        target_t **b = xcalloc(nb, sizeof(*b));
+        for (size_t i = 0; i < st->ntbuckets; i++)
+            for (target_t *x = st->targets[i], *nx; x; x = nx) {
+                nx = x->hnext;
+                x->hnext = b[x->hash & (nb - 1)];
+                b[x->hash & (nb - 1)] = x;
+            }
+        free(st->targets);
+        st->targets = b;
+        st->ntbuckets = nb;
+    }
+    t = xcalloc(1, sizeof(*t) + len + 1);
+    t->nsp = nsp;
+    t->hash = h;
+    t->len = (uint32_t)len;
+    memcpy(t->name, name, len + 1);
+    t->hnext = st->targets[h & (st->ntbuckets - 1)];
+    st->targets[h & (st->ntbuckets - 1)] = t;
+    st->ntargets++;
+    return t;
+}
+
+static void target_push(target_t *t, uint64_t seq)
+{
+    if (t->n == t->cap) {
+        if (t->head > 0) { /* the consumed front is reused first */
+            memmove(t->seqs, t->seqs + t->head, (t->n - t->head) * sizeof(uint64_t));
+            t->n -= t->head;
+            t->head = 0;
+        }
+        if (t->n == t->cap) {
+            t->cap = t->cap ? t->cap * 2 : 4;
+            t->seqs = xrealloc(t->seqs, t->cap * sizeof(uint64_t));
+        }
+    }
+    t->seqs[t->n++] = seq;
+}
+
+/* The oldest packet (seq) leaves target (nsp, name): the front of its list; an empty target goes. */
+static void target_pop(rstore_t *st, const char *nsp, const char *name, uint64_t seq)
+{
+    target_t *t = target_get(st, nsp, name, 0);
+    if (t == NULL || t->head == t->n || t->seqs[t->head] != seq)
+        return; /* (cannot be: every packet is listed under each of its targets) */
+    if (++t->head < t->n)
+        return;
+    target_t **pp = &st->targets[t->hash & (st->ntbuckets - 1)];
+    while (*pp != t)
+        pp = &(*pp)->hnext;
+    *pp = t->hnext;
+    st->ntargets--;
+    free(t->seqs);
+    free(t);
+}
+
+static void targets_free(rstore_t *st)
+{
+    for (size_t i = 0; i < st->ntbuckets; i++)
+        for (target_t *x = st->targets[i], *nx; x; x = nx) {
+            nx = x->hnext;
+            free(x->seqs);
+            free(x);
+        }
+    free(st->targets);
+}
+
 /* ---------------------------------------------------------------- packets */
 
 static spkt_t *pkt_at(const rstore_t *st, size_t i)
@@ -170,9 +277,15 @@ static spkt_t *pkt_at(const rstore_t *st, size_t i)
     return st->ring[(st->head + i) & (st->cap - 1)];
 }
 
+
 static void drop_oldest_packet(rstore_t *st)
 {
     spkt_t *p = st->ring[st->head];
+    const char *room = pkt_names(p);
+    if (p->nrooms == 0)
+        target_pop(st, p->nsp, "", st->first_seq);
+    for (size_t i = 0; i < p->nrooms; i++, room += strlen(room) + 1)
+        target_pop(st, p->nsp, room, st->first_seq);
     st->bytes -= p->size;
     spkt_free(p);
     st->head = (st->head + 1) & (st->cap - 1);
@@ -192,9 +305,15 @@ static void push_packet(rstore_t *st, spkt_t *p)
         st->cap = cap;
         st->head = 0;
     }
+    uint64_t seq = st->first_seq + st->n;
+    const char *room = pkt_names(p);
     st->ring[(st->head + st->n) & (st->cap - 1)] = p;
     st->n++;
     st->bytes += p->size;
+    if (p->nrooms == 0)
+        target_push(target_get(st, p->nsp, "", 1), seq);
+    for (size_t i = 0; i < p->nrooms; i++, room += strlen(room) + 1)
+        target_push(target_get(st, p->nsp, room, 1), seq);
 }
 
 void rstore_next_offset(const rstore_t *st, char *out)
@@ -232,7 +351,8 @@ static spkt_t *make_packet(rstore_t *st, uint64_t at, const char *nsp, const sli
     p->natt = (uint16_t)natt;
     p->nrooms = (uint16_t)nrooms;
     p->nexcept = (uint16_t)nexcept;
-    size_t size = sizeof(*p) + alen + nlen + sizeof(rbuf_t) + RBUF_HEADROOM + pkt->len + sizeof(spkt_t *);
+    size_t size = sizeof(*p) + alen + nlen + sizeof(rbuf_t) + RBUF_HEADROOM + pkt->len + sizeof(spkt_t *) +
+                  (nrooms ? nrooms : 1) * sizeof(uint64_t); /* + its place in its targets' lists */
     for (size_t i = 0; i < natt; i++) {
         p->att[i] = rbuf_ref(att[i]);
         size += sizeof(rbuf_t) + RBUF_HEADROOM + att[i]->len;
@@ -435,17 +555,44 @@ long rstore_replay(const rstore_t *st, rstore_session_t *s,
 {
     long count = 0;
     uint64_t end = st->first_seq + st->n;
+    size_t nt = s->nrooms + 1, k;
     if (s->seq + 1 < st->first_seq)
         return -1; /* packets after its offset were evicted: some may have been for it */
-    for (uint64_t q = s->seq + 1; q < end; q++) {
+    /* the lists of its targets (every socket, each of its rooms), each from its first packet after
+     * the offset (a binary search), merged in order; a packet listed under two of them once */
+    target_t **ts = xmalloc(nt * sizeof(*ts));
+    size_t *pos = xmalloc(nt * sizeof(*pos));
+    rstore_t *mst = (rstore_t *)st; /* (target_get does not change the store without create) */
+    for (k = 0; k < nt; k++) {
+        ts[k] = target_get(mst, s->nsp, k == 0 ? "" : s->rooms[k - 1], 0);
+        size_t lo = ts[k] ? ts[k]->head : 0, hi = ts[k] ? ts[k]->n : 0;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (ts[k]->seqs[mid] <= s->seq)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        pos[k] = lo;
+    }
+    for (;;) {
+        uint64_t q = UINT64_MAX;
+        for (k = 0; k < nt; k++)
+            if (ts[k] != NULL && pos[k] < ts[k]->n && ts[k]->seqs[pos[k]] < q)
+                q = ts[k]->seqs[pos[k]];
+        if (q == UINT64_MAX)
+            break;
+        for (k = 0; k < nt; k++)
+            while (ts[k] != NULL && pos[k] < ts[k]->n && ts[k]->seqs[pos[k]] == q)
+                pos[k]++;
         spkt_t *p = packet_of(st, q);
-        if (p->nsp != s->nsp && strcmp(p->nsp, s->nsp) != 0)
-            continue;
-        if (!meant_for(p, s))
+        if (p == NULL || !meant_for(p, s))
             continue;
         each(ud, p->pkt, p->att, p->natt);
         count++;
     }
+    free(ts);
+    free(pos);
     if (end > 0 && end - 1 > s->seq)
         s->seq = end - 1;
     return count;

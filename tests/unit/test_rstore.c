@@ -93,6 +93,7 @@ TEST(restore_gets_the_packets_meant_for_the_session)
     add(st, T0, "/b", "", "", "e");           /* another namespace */
     add(st, T0, "/", "SID", "", "f");         /* to it */
     add(st, T0, "/", "other,news", "SID", "g"); /* except it */
+    add(st, T0, "/", "news,SID,news", "", "i"); /* to two of its rooms (one twice): once */
     CHECK_EQ_INT(rstore_take(st, T0, "/b", S("PID"), S(off), &s), -1); /* other namespace */
     CHECK_EQ_INT(rstore_take(st, T0, "/", S("nope"), S(off), &s), -1);
     CHECK_EQ_INT(rstore_take(st, T0, "/", S("PID"), S("zz!"), &s), -1);
@@ -101,8 +102,8 @@ TEST(restore_gets_the_packets_meant_for_the_session)
     CHECK_EQ_MEM(s.sid, strlen(s.sid), "SID");
     CHECK_EQ_INT(s.nrooms, 2);
     CHECK_EQ_MEM(s.data, s.datalen, "{\"k\":1}");
-    CHECK_EQ_INT(rstore_replay(st, &s, collect, got), 3);
-    CHECK_EQ_MEM(got, strlen(got), "a;b;f;");
+    CHECK_EQ_INT(rstore_replay(st, &s, collect, got), 4);
+    CHECK_EQ_MEM(got, strlen(got), "a;b;f;i;");
     /* taken: a second restore of the same pid finds nothing */
     rstore_session_t s2;
     CHECK_EQ_INT(rstore_take(st, T0, "/", S("PID"), S(off), &s2), -1);
@@ -201,6 +202,79 @@ static void fix_crc(uint8_t *p, size_t len)
     uint32_t c = (uint32_t)crc32(0L, p, (uInt)(len - 4));
     for (int i = 0; i < 4; i++)
         p[len - 4 + i] = (uint8_t)(c >> (8 * i));
+}
+
+/* The model's rule (the reference's shouldIncludePacket) for one packet: rooms and except are
+ * comma-separated lists, session rooms too. */
+static int in_list(const char *list, const char *name)
+{
+    char b[128];
+    snprintf(b, sizeof(b), "%s", list);
+    for (char *t = strtok(b, ","); t; t = strtok(NULL, ","))
+        if (strcmp(t, name) == 0)
+            return 1;
+    return 0;
+}
+
+static int model_meant(const char *rooms, const char *except, const char *sess)
+{
+    char b[128];
+    int included = rooms[0] == '\0';
+    snprintf(b, sizeof(b), "%s", sess);
+    char *save = NULL;
+    for (char *t = strtok_r(b, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (in_list(rooms, t))
+            included = 1;
+        if (in_list(except, t))
+            return 0;
+    }
+    return included;
+}
+
+/* The replay by targets against a scan of every kept packet by the reference's rule, on generated
+ * stores (rooms, except, namespaces, evictions by bytes). */
+TEST(replay_by_targets_matches_a_scan)
+{
+    static const char *const rooms[] = {"", "a", "b", "SID", "a,b", "b,SID", "a,a"};
+    static const char *const nsps[] = {"/", "/x"};
+    srand(7);
+    int compared = 0;
+    for (int round = 0; round < 300; round++) {
+        rstore_t *st = rstore_new((uint64_t)round * 1000);
+        char off[RSTORE_OFFSET_MAX], got[8192] = "", want[8192] = "";
+        struct { const char *nsp, *rooms, *except; } m[64];
+        const char *sess = rand() % 2 ? "SID,a" : "SID,b,a";
+        rstore_set_limits(st, 0, (size_t)(3000 + rand() % 20000));
+        add(st, T0, "/", "", "", "0");
+        offset_of_last(st, 1, off);
+        persist(st, T0, "/", "SID", "PID", sess);
+        int n = rand() % 60;
+        for (int i = 1; i <= n; i++) {
+            char text[16];
+            m[i].nsp = nsps[rand() % 2];
+            m[i].rooms = rooms[rand() % 7];
+            m[i].except = rand() % 4 ? "" : rooms[1 + rand() % 3];
+            snprintf(text, sizeof(text), "%d", i);
+            add(st, T0, m[i].nsp, m[i].rooms, m[i].except, text);
+        }
+        rstore_session_t s;
+        if (rstore_take(st, T0, "/", S("PID"), S(off), &s) != 0) {
+            rstore_free(st);
+            continue; /* its offset was evicted: nothing to compare */
+        }
+        for (int i = 1; i <= n; i++)
+            if (strcmp(m[i].nsp, "/") == 0 && model_meant(m[i].rooms, m[i].except, sess)) {
+                char text[16];
+                snprintf(text, sizeof(text), "%d;", i);
+                strcat(want, text);
+            }
+        CHECK(rstore_replay(st, &s, collect, got) >= 0);
+        CHECK(strcmp(got, want) == 0);
+        compared++;
+        rstore_session_free(&s);
+        rstore_free(st);
+    }
+    CHECK(compared > 100);
 }
 
 TEST(state_file_round_trip)
@@ -309,6 +383,7 @@ int main(void)
     RUN(restore_gets_the_packets_meant_for_the_session);
     RUN(age_bound);
     RUN(byte_bound_never_restores_with_a_gap);
+    RUN(replay_by_targets_matches_a_scan);
     RUN(state_file_round_trip);
     RUN(generated_corruptions_are_refused_whole);
     return test_summary();
