@@ -469,12 +469,20 @@ static uint64_t wall_ms(void)
  * and left alone, and the server starts with an empty store). */
 static void start_recovery(sl_server_t *srv)
 {
-    const options_recovery_t *r = &srv->cfg.recovery;
+    options_recovery_t *r = &srv->cfg.recovery;
     uint64_t now = wall_ms();
     rstore_t *st = NULL;
     const char *err = NULL;
     if (!r->enabled)
         return;
+    if (r->state_file != NULL && srv->cfg.worker >= 0) {
+        /* --workers: each worker keeps its own sessions, in a file of its own (PATH.N) */
+        size_t n = strlen(r->state_file) + 16;
+        char *path = xmalloc(n);
+        snprintf(path, n, "%s.%d", r->state_file, srv->cfg.worker);
+        free(r->state_file);
+        r->state_file = path;
+    }
     if (r->state_file != NULL) {
         st = rstore_load(r->state_file, srv->cfg.sio.parser, &err);
         if (st != NULL) {
