@@ -402,3 +402,61 @@ test("with --redis: a client that comes back to its node recovers what the other
     await stopAll([n1, n2], redis);
   }
 });
+
+// With --workers, a session is kept by the worker that held the socket (README: "With --workers
+// N"): a client whose new connection reaches that worker recovers everything it missed, once and in
+// order, including what clients of the other worker emitted meanwhile (through the workers' channel);
+// one that reaches the other worker gets a new socket, recovered false, and nothing of the old one's
+// missed events (never a restore with a gap). The kernel picks the worker of each connection, so the
+// client drops and comes back until it has seen both outcomes (each round is one or the other with
+// about even odds; 40 rounds miss one of them once in 2^39).
+test("with --workers 2: a client back on the worker that holds its session recovers all it missed; on the other it gets a new socket, recovered false", { skip: SIOLUA_ONLY("siolua's flag") }, async () => {
+  const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  const workerOf = (sid) => B64.indexOf(sid[0]) * 64 + B64.indexOf(sid[1]);
+  const srv = await startServer("recovery", ["--workers", "2"]);
+  const a = await connect(srv.url, { transports: ["websocket"] });
+  const b = await connect(srv.url, { transports: ["websocket"] });
+  try {
+    const got = [];
+    a.onAny((ev, ...args) => got.push(strip([ev, ...args])));
+    await request(b, "send", "room:news", "first", [0]);
+    await until(() => got.length >= 1, "the first packet");
+    const seen = { recovered: 0, fresh: 0 };
+    for (let round = 1; round <= 40 && !(seen.recovered && seen.fresh); round++) {
+      const id = a.id;
+      const w = workerOf(a.io.engine.id);
+      a.io.engine.close(); // the network drops
+      // the server has seen the leave when a client of the same worker no longer finds the socket
+      await until(async () => {
+        const probe = await connect(srv.url, { transports: ["websocket"] });
+        const gone = workerOf(probe.io.engine.id) === w && !(await request(probe, "connected", id))[0];
+        probe.disconnect();
+        return gone;
+      }, "a's worker to see the leave");
+      const steps = [["room:news", round * 10 + 1], ["all", round * 10 + 2], ["ID", round * 10 + 3], ["room:x", round * 10 + 4]];
+      for (const [target, i] of steps) await request(b, "send", target.replace("ID", id), "m", [i]);
+      const n0 = got.length;
+      a.connect();
+      await once(a, "connect");
+      await request(b, "send", "room:news", "sentinel", [-round]);
+      await until(() => got.some((e) => e[0] === "sentinel" && e[1] === -round), "the sentinel");
+      const events = got.slice(n0);
+      if (workerOf(a.io.engine.id) === w) {
+        assert.equal(a.recovered, true, `round ${round}: back on worker ${w}`);
+        assert.equal(a.id, id);
+        assert.deepEqual(events, [...expectedEvents(steps).slice(0, -1), ["sentinel", -round, "<offset>"]]);
+        seen.recovered++;
+      } else {
+        assert.equal(a.recovered, false, `round ${round}: on the other worker`);
+        assert.notEqual(a.id, id);
+        assert.deepEqual(events, [["sentinel", -round, "<offset>"]], "nothing of the old socket's missed events");
+        seen.fresh++;
+      }
+    }
+    assert.ok(seen.recovered > 0 && seen.fresh > 0, `both outcomes seen: ${JSON.stringify(seen)}`);
+  } finally {
+    a.disconnect();
+    b.disconnect();
+    await srv.stop();
+  }
+});
