@@ -825,6 +825,20 @@ static void metrics_lua(lua_State *L, int idx, void *field, int keep, const char
     lua_settop(L, idx);
 }
 
+/* A flag's unsigned decimal number: 0, or -1 (empty, negative, not a number). */
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    if (s == NULL || *s == '\0' || *s == '-')
+        return -1;
+    v = strtoull(s, &end, 10);
+    if (*end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* connectionStateRecovery = true | { maxDisconnectionDuration = 120000, skipMiddlewares = true,
  * maxBytes = 67108864, stateFile = PATH } (the reference's names and defaults, and siolua's two);
  * false turns it off. --state-file and --recovery-max-bytes turn it on and win over the table's
@@ -859,13 +873,9 @@ static int state_file_cli(sl_config_t *cfg, void *field, const char *arg)
 static int recovery_bytes_cli(sl_config_t *cfg, void *field, const char *arg)
 {
     options_recovery_t *r = field;
-    char *end;
-    unsigned long long v;
+    uint64_t v;
     (void)cfg;
-    if (arg[0] < '0' || arg[0] > '9')
-        return -1;
-    v = strtoull(arg, &end, 10);
-    if (*end != '\0' || v > ((uint64_t)1 << 40))
+    if (arg[0] < '0' || arg[0] > '9' || parse_u64(arg, &v) != 0 || v > ((uint64_t)1 << 40))
         return -1;
     r->max_bytes = (size_t)v;
     r->enabled = r->cli_bytes = 1;
@@ -1251,19 +1261,6 @@ void options_usage(FILE *out)
     }
     print_help_line(out, "-h, --help", "this help");
     print_help_line(out, "-v, --version", "print the version");
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-    if (s == NULL || *s == '\0' || *s == '-')
-        return -1;
-    v = strtoull(s, &end, 10);
-    if (*end != '\0')
-        return -1;
-    *out = v;
-    return 0;
 }
 
 /* Applies flag `r` with its argument to cfg. 0, or -1 for a bad value. */
