@@ -527,13 +527,10 @@ end
 function hooks.connect(nsp, socket)
   local st = state(nsp)
   local rec = core.recovery()
-  if rec and restore(nsp, socket) and rec.skipMiddlewares then
-    -- a restored socket skips the middlewares (connectionStateRecovery.skipMiddlewares)
-    if core.accept(socket) then fire(nsp, "connection", socket) end
-    return
-  end
-  if #st.middlewares == 0 and not (st.parent and #state(st.parent).middlewares > 0) then
-    -- no middleware (the common case): no chain, no closures left behind per connection
+  -- a restored socket skips the middlewares (connectionStateRecovery.skipMiddlewares); with no
+  -- middleware (the common case): no chain, no closures left behind per connection
+  if (rec and restore(nsp, socket) and rec.skipMiddlewares)
+      or (#st.middlewares == 0 and not (st.parent and #state(st.parent).middlewares > 0)) then
     if core.accept(socket) then fire(nsp, "connection", socket) end
     return
   end
