@@ -473,6 +473,7 @@ static void start_recovery(sl_server_t *srv)
     uint64_t now = wall_ms();
     rstore_t *st = NULL;
     const char *err = NULL;
+    int loaded;
     if (!r->enabled)
         return;
     if (r->state_file != NULL && srv->cfg.worker >= 0) {
@@ -485,29 +486,29 @@ static void start_recovery(sl_server_t *srv)
     }
     if (r->state_file != NULL) {
         st = rstore_load(r->state_file, srv->cfg.sio.parser, &err);
-        if (st != NULL) {
-            rstore_stats_t stats;
-            rstore_set_limits(st, r->max_duration ? r->max_duration : 1, r->max_bytes);
-            rstore_trim(st, now);
-            rstore_stats(st, &stats);
-            log_with(LOG_INFO,
-                     LOG_FIELDS(LOG_S("state_file", r->state_file), LOG_I("sessions", (long long)stats.sessions),
-                                LOG_I("packets", (long long)stats.packets)),
-                     "siolua: recovery: %zu sessions and %zu packets restored from %s", stats.sessions, stats.packets,
-                     r->state_file);
-            if (unlink(r->state_file) != 0)
-                log_warn("siolua: recovery: cannot remove %s after reading it: %s", r->state_file, strerror(errno));
-        } else if (strcmp(err, "no such file") == 0) {
+        if (st == NULL && strcmp(err, "no such file") == 0)
             log_info("siolua: recovery: no state file at %s yet (it is written on shutdown)", r->state_file);
-        } else {
+        else if (st == NULL)
             log_with(LOG_WARN, LOG_FIELDS(LOG_S("state_file", r->state_file), LOG_S("error", err)),
                      "siolua: recovery: state file %s ignored: %s", r->state_file, err);
-        }
     }
+    loaded = st != NULL;
     if (st == NULL)
         st = rstore_new(now << 10); /* offsets after any a previous process gave (1024 a ms) */
     /* (maxDisconnectionDuration 0: sessions expire at once, as in the reference; rstore's 0 is none) */
     rstore_set_limits(st, r->max_duration ? r->max_duration : 1, r->max_bytes);
+    if (loaded) {
+        rstore_stats_t stats;
+        rstore_trim(st, now); /* what expired while no process ran */
+        rstore_stats(st, &stats);
+        log_with(LOG_INFO,
+                 LOG_FIELDS(LOG_S("state_file", r->state_file), LOG_I("sessions", (long long)stats.sessions),
+                            LOG_I("packets", (long long)stats.packets)),
+                 "siolua: recovery: %zu sessions and %zu packets restored from %s", stats.sessions, stats.packets,
+                 r->state_file);
+        if (unlink(r->state_file) != 0)
+            log_warn("siolua: recovery: cannot remove %s after reading it: %s", r->state_file, strerror(errno));
+    }
     srv->app.env.rstore = st;
 }
 
