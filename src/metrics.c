@@ -95,10 +95,15 @@ void metrics_sample(buf_t *out, const char *name, const char *lkey, const char *
     buf_appendc(out, '\n');
 }
 
+void metrics_single(buf_t *out, const char *name, const char *type, const char *help, double v)
+{
+    metrics_family(out, name, type, help);
+    metrics_sample(out, name, NULL, NULL, v);
+}
+
 static void counter(buf_t *out, const char *name, const char *help, uint64_t v)
 {
-    metrics_family(out, name, "counter", help);
-    metrics_sample(out, name, NULL, NULL, (double)v);
+    metrics_single(out, name, "counter", help, (double)v);
 }
 
 static void histogram(buf_t *out, const char *name, const char *help, const metrics_hist_t *h)
@@ -166,8 +171,8 @@ void metrics_write(buf_t *out, const metrics_t *m)
         uint64_t v[2] = {m->reloads_ok, m->reloads_failed};
         labelled(out, "siolua_reloads_total", "Hot reloads of the app, by result.", "result", results, v, 2);
     }
-    metrics_family(out, "siolua_reload_swap_seconds", "gauge", "Time the last successful hot reload took.");
-    metrics_sample(out, "siolua_reload_swap_seconds", NULL, NULL, m->reload_last_swap);
+    metrics_single(out, "siolua_reload_swap_seconds", "gauge", "Time the last successful hot reload took.",
+                   m->reload_last_swap);
     histogram(out, "siolua_event_loop_lag_seconds",
               "How late the event loop ran a timer due every 500 ms (time spent in handlers and I/O).", &m->loop_lag);
 }

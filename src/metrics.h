@@ -73,10 +73,12 @@ int metrics_disconnect_index(const char *reason);
 const char *metrics_disconnect_reason(int i);
 
 /* Exposition (Prometheus text format 0.0.4). metrics_write appends every counter and histogram of
- * m; metrics_family and metrics_sample let the caller add its gauges in the same format: a family
+ * m; metrics_family, metrics_sample and metrics_single let the caller add its gauges in the same format: a family
  * header (# HELP, # TYPE), then samples, one label at most (lkey NULL: none; the value escaped). */
 void metrics_write(buf_t *out, const metrics_t *m);
 void metrics_family(buf_t *out, const char *name, const char *type, const char *help);
 void metrics_sample(buf_t *out, const char *name, const char *lkey, const char *lval, double v);
+/* A family of one unlabelled sample: metrics_family, then metrics_sample. */
+void metrics_single(buf_t *out, const char *name, const char *type, const char *help, double v);
 
 #endif

@@ -76,8 +76,7 @@ static size_t open_fds(void)
 
 static void gauge(buf_t *out, const char *name, const char *help, double v)
 {
-    metrics_family(out, name, "gauge", help);
-    metrics_sample(out, name, NULL, NULL, v);
+    metrics_single(out, name, "gauge", help, v);
 }
 
 /* The gauges, read from their owners now. */
@@ -105,9 +104,8 @@ static void gauges(sl_server_t *srv, buf_t *out)
               (double)st.down_ms / 1000);
         gauge(out, "siolua_redis_pending_bytes", "Bytes queued to Redis and not yet written (the adapter's backlog).",
               (double)st.pending_out);
-        metrics_family(out, "siolua_redis_dropped_messages_total", "counter",
-                       "Cluster messages dropped while Redis was down or too far behind.");
-        metrics_sample(out, "siolua_redis_dropped_messages_total", NULL, NULL, (double)st.dropped);
+        metrics_single(out, "siolua_redis_dropped_messages_total", "counter",
+                       "Cluster messages dropped while Redis was down or too far behind.", (double)st.dropped);
     }
     uv_resident_set_memory(&rss);
     gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", (double)rss);
