@@ -1,9 +1,14 @@
 // Prometheus /metrics: off by default; on, its exposition parses with Debian's
 // python3-prometheus-client; a scripted load moves the counters by what it sent; on a listener of
-// its own (--metrics-listen), the main port no longer serves it.
+// its own (--metrics-listen), the main port no longer serves it; bad metrics options stop the start.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, connect, closeAll, request, sleep, withTimeout, REF } from "./helpers.mjs";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { startServer, connect, closeAll, request, sleep, withTimeout, REF, ROOT, APPS } from "./helpers.mjs";
 import { get, scrape } from "./ops.helpers.mjs";
 
 const SKIP = REF && "siolua's own metrics";
@@ -185,5 +190,42 @@ test("--metrics-listen: metrics and probes on their own listener, not on the mai
   } finally {
     closeAll();
     await srv.stop();
+  }
+});
+
+test("bad metrics options are refused at the start, with the reason", { skip: SKIP, timeout: 120000 }, async () => {
+  const BIN = path.resolve(ROOT, process.env.SIOLUA_BIN || "./siolua");
+  const app = path.join(APPS, "ops.lua");
+  const dir = mkdtempSync(path.join(os.tmpdir(), "siolua-ops-"));
+  // a port in use: the metrics listener cannot listen there
+  const busy = net.createServer();
+  await new Promise((resolve) => busy.listen(0, "127.0.0.1", resolve));
+  // exit status 1 (the server could not start as told) or 2 (usage)
+  const bad = [
+    [[app, "--metrics-listen", ":9"], 1, /--metrics-listen :9: HOST:PORT expected/],
+    [[app, "--metrics-listen", "127.0.0.1:99999"], 1, /HOST:PORT expected/],
+    [[app, "--metrics-listen", "127.0.0.1:x"], 1, /HOST:PORT expected/],
+    [[app, "--metrics-listen", `127.0.0.1:${busy.address().port}`], 1, /cannot listen on 127\.0\.0\.1:\d+ for metrics/],
+    [[app, "--metrics-listen", "nocolon"], 2, /--metrics-listen/],
+    [[app, "--metrics-path", "nopath"], 2, /--metrics-path/],
+    [[app, "--metrics-path", "/a?b"], 2, /--metrics-path/],
+  ];
+  for (const [name, body, re] of [
+    ["badkey.lua", "io.options{ metrics = { bogus = 1 } }", /unknown metrics option "bogus"/],
+    ["badlisten.lua", 'io.options{ metrics = { listen = "nope" } }', /metrics\.listen must be "HOST:PORT"/],
+    ["badpath.lua", 'io.options{ metrics = "nopath" }', /the metrics path must start with \//],
+    ["badtype.lua", "io.options{ metrics = 5 }", /true, a path or \{path =, listen =\}/],
+  ]) {
+    writeFileSync(path.join(dir, name), body + "\n");
+    bad.push([[path.join(dir, name)], 1, re]);
+  }
+  try {
+    for (const [args, status, re] of bad) {
+      const r = spawnSync(BIN, [...args, "--port", "0", "--no-watch"], { encoding: "utf8", timeout: 30000 });
+      assert.equal(r.status, status, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, re, args.join(" "));
+    }
+  } finally {
+    busy.close();
   }
 });
