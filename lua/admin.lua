@@ -180,6 +180,15 @@ local function basic_auth(state, username, hash)
   end
 end
 
+-- The session id basic_auth made for socket, sent to it once (when its connection is handled).
+local function send_session(state, socket)
+  local sid = state.new_session[socket]
+  if sid then
+    state.new_session[socket] = nil
+    socket.emit("session", sid)
+  end
+end
+
 -- The UI's commands (the reference's registerFeatureHandlers, Socket.IO v4's flavour).
 local function target(nsp, filter)
   if type(nsp) ~= "string" or nsp:sub(1, 1) ~= "/" then error("admin ui: not a namespace: " .. tostring(nsp), 2) end
@@ -227,6 +236,13 @@ local function quiet(state)
   return state.uis == 0 and getmetatable(lib.adapter_of(state.admin)) == lib.adapters.memory
 end
 
+-- An event's arguments as the UI shows them (nil: null), up to args.n.
+local function args_list(args)
+  local list = siolua.array()
+  for i = 1, args.n do list[i] = args[i] == nil and null or args[i] end
+  return list
+end
+
 -- The listeners of one socket of a watched namespace (the reference's, set on "connection").
 local function attach(state, nsp, socket)
   local admin, conn = state.admin, socket.conn
@@ -241,16 +257,11 @@ local function attach(state, nsp, socket)
       if quiet(state) then return end
       local args = pack(...)
       if type(args[args.n]) == "function" then args.n = args.n - 1 end -- the ack
-      local list = siolua.array()
-      for i = 1, args.n do list[i] = args[i] == nil and null or args[i] end
-      admin.emit("event_received", nsp.name, socket.id, list, date())
+      admin.emit("event_received", nsp.name, socket.id, args_list(args), date())
     end)
     socket.onAnyOutgoing(function(...)
       if quiet(state) then return end
-      local args = pack(...)
-      local list = siolua.array()
-      for i = 1, args.n do list[i] = args[i] == nil and null or args[i] end
-      admin.emit("event_sent", nsp.name, socket.id, list, date())
+      admin.emit("event_sent", nsp.name, socket.id, args_list(pack(...)), date())
     end)
   end
   local rooms
@@ -277,11 +288,7 @@ local function watch_namespace(state, nsp)
   state.watched[nsp] = true
   local admin = state.admin
   nsp.prependListener("connection", function(socket)
-    local sid = state.new_session[socket]
-    if sid then
-      state.new_session[socket] = nil
-      socket.emit("session", sid)
-    end
+    send_session(state, socket)
     local conn = socket.conn
     socket.data._admin = { clientId = conn.id:sub(1, 12), transport = conn.transport.name }
     if quiet(state) then
@@ -339,13 +346,7 @@ local function start(opts)
   if state.dev then features[#features + 1] = "ALL_EVENTS" end
 
   admin.on("connection", function(socket)
-    if not state.dev then
-      local sid = state.new_session[socket] -- (in development mode, sent by the verbose listener)
-      if sid then
-        state.new_session[socket] = nil
-        socket.emit("session", sid)
-      end
-    end
+    if not state.dev then send_session(state, socket) end -- (in development mode, by the verbose listener)
     if not opts.readonly then register_commands(socket) end
     socket.emit("config", { supportedFeatures = features })
     if state.dev then socket.emit("all_sockets", all_sockets()) end
