@@ -225,8 +225,6 @@ int ops_start(sl_server_t *srv)
 {
     ops_t *o = xcalloc(1, sizeof(*o));
     srv->ops = o;
-    if (srv->cfg.ops.metrics_listen != NULL && srv->cfg.ops.metrics_path == NULL)
-        srv->cfg.ops.metrics_path = xstrndup("/metrics", 8); /* a metrics listener serves metrics */
     if (srv->cfg.ops.metrics_path != NULL) {
         uv_timer_init(srv->loop, &o->lag);
         o->lag.data = srv;

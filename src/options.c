@@ -784,10 +784,11 @@ static int metrics_path_cli(sl_config_t *cfg, void *field, const char *arg)
 
 static int metrics_listen_cli(sl_config_t *cfg, void *field, const char *arg)
 {
+    options_ops_t *o = field;
     (void)cfg;
     if (strchr(arg, ':') == NULL)
         return -1;
-    metrics_set(field, NULL, arg);
+    metrics_set(o, o->metrics_path == NULL ? "/metrics" : NULL, arg); /* a metrics listener serves metrics */
     return 0;
 }
 
