@@ -323,6 +323,8 @@ test("basic auth: good, bad and no credentials, a session id, as the reference",
     assert.deepEqual(good.slice(0, 2), ["connect", true], url);
     assert.deepEqual(await login(url, { sessionId: good[2] }).then((r) => r[0]), "connect", "a session id logs in");
     assert.deepEqual(await login(url, { username: "admin", password: "s3cret" }), ["connect_error", "invalid credentials"]);
+    // (crypt(3) would stop at the NUL and match: siolua refuses such a password before it)
+    assert.deepEqual(await login(url, { username: "admin", password: PASSWORD + "\0x" }), ["connect_error", "invalid credentials"]);
     assert.deepEqual(await login(url, { username: "root", password: PASSWORD }), ["connect_error", "invalid credentials"]);
     assert.deepEqual(await login(url, { sessionId: "0123456789abcdef" }), ["connect_error", "invalid credentials"]);
     assert.deepEqual(await login(url, undefined), ["connect_error", "invalid credentials"]);
