@@ -200,9 +200,7 @@ void wbus_subscribe(wbus_t *b, const char *name, size_t len, int pattern)
     for (size_t i = 0; i < b->nsubs; i++)
         if (b->subs[i].pattern == pattern && b->subs[i].len == len && memcmp(b->subs[i].name, name, len) == 0)
             return;
-    b->subs = realloc(b->subs, (b->nsubs + 1) * sizeof(*b->subs));
-    if (b->subs == NULL)
-        abort();
+    b->subs = xrealloc(b->subs, (b->nsubs + 1) * sizeof(*b->subs));
     b->subs[b->nsubs++] = (wbus_sub_t){xstrndup(name, len), len, pattern};
 }
 
