@@ -278,9 +278,7 @@ static int spawn(worker_t *w)
 
 static void on_stop_signal(uv_signal_t *sig, int signum)
 {
-    sup_t *s = sig->data;
-    if (s->stopping) /* a second one: pass it on (a worker that ignored the first) */
-        stop_all(s, signum);
+    sup_t *s = sig->data; /* (a second one is passed on too: a worker that ignored the first) */
     log_info("siolua: %s received, stopping %d workers", signum == SIGINT ? "SIGINT" : "SIGTERM", running(s));
     s->stopping = 1;
     stop_all(s, signum);
