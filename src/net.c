@@ -739,17 +739,33 @@ static void accept_from(net_ctx_t *ctx, uv_stream_t *server, const char *data, s
         start_reading(c);
 }
 
-int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_accept_cb cb, void *data,
-               const char **err)
+/* What net_listen and net_listen_fd share: the context's loop and callback, the open-file limit... */
+static void listen_init(net_ctx_t *ctx, uv_loop_t *loop, net_accept_cb cb, void *data)
 {
-    struct sockaddr_storage ss;
-    int r;
     struct rlimit rl;
     ctx->loop = loop;
     ctx->on_accept = cb;
     ctx->data = data;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         ctx->fd_limit = (size_t)rl.rlim_cur;
+}
+
+/* ... and the end: r is the status of opening the listener (0: listen now); it is closed on error. */
+static int listen_start(net_ctx_t *ctx, int r, const char **err)
+{
+    if (r == 0 && (r = uv_listen((uv_stream_t *)&ctx->listener, NET_BACKLOG, on_connection)) != 0)
+        *err = "listen";
+    if (r != 0)
+        uv_close((uv_handle_t *)&ctx->listener, NULL);
+    return r;
+}
+
+int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_accept_cb cb, void *data,
+               const char **err)
+{
+    struct sockaddr_storage ss;
+    int r;
+    listen_init(ctx, loop, cb, data);
     if (strchr(host, ':') != NULL)
         r = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
     else
@@ -764,22 +780,13 @@ int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_
     }
     if ((r = uv_tcp_bind(&ctx->listener, (const struct sockaddr *)&ss, 0)) != 0)
         *err = "bind";
-    else if ((r = uv_listen((uv_stream_t *)&ctx->listener, NET_BACKLOG, on_connection)) != 0)
-        *err = "listen";
-    if (r != 0)
-        uv_close((uv_handle_t *)&ctx->listener, NULL);
-    return r;
+    return listen_start(ctx, r, err);
 }
 
 int net_listen_fd(net_ctx_t *ctx, uv_loop_t *loop, int fd, net_accept_cb cb, void *data, const char **err)
 {
-    struct rlimit rl;
     int r;
-    ctx->loop = loop;
-    ctx->on_accept = cb;
-    ctx->data = data;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-        ctx->fd_limit = (size_t)rl.rlim_cur;
+    listen_init(ctx, loop, cb, data);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     int one = 1, own = -1;
@@ -804,11 +811,7 @@ int net_listen_fd(net_ctx_t *ctx, uv_loop_t *loop, int fd, net_accept_cb cb, voi
     }
     if ((r = uv_tcp_open(&ctx->listener, own)) != 0)
         *err = "open the listener";
-    else if ((r = uv_listen((uv_stream_t *)&ctx->listener, NET_BACKLOG, on_connection)) != 0)
-        *err = "listen";
-    if (r != 0)
-        uv_close((uv_handle_t *)&ctx->listener, NULL);
-    return r;
+    return listen_start(ctx, r, err);
 }
 
 int net_port(net_ctx_t *ctx)
