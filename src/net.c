@@ -669,8 +669,6 @@ void net_warn_full(net_ctx_t *ctx, const char *why)
         log_warn("net: refusing connections: %s (%zu open)", why, ctx->nconns);
 }
 
-static void accept_from(net_ctx_t *ctx, uv_stream_t *server, const char *data, size_t len);
-
 static void on_connection(uv_stream_t *server, int status)
 {
     net_ctx_t *ctx = container_of(server, net_ctx_t, listener);
@@ -681,17 +679,12 @@ static void on_connection(uv_stream_t *server, int status)
             log_warn("net: accept: %s (%zu connections open)", uv_strerror(status), ctx->nconns);
         return;
     }
-    accept_from(ctx, server, NULL, 0);
+    net_adopt(ctx, server, NULL, 0);
 }
 
-void net_adopt(net_ctx_t *ctx, uv_stream_t *from, const char *data, size_t len)
-{
-    accept_from(ctx, from, data, len);
-}
-
-/* A new connection from the listener, or a socket handed over another worker's channel with the
- * bytes that worker already read from it (data, len), given to the owner as if just read. */
-static void accept_from(net_ctx_t *ctx, uv_stream_t *server, const char *data, size_t len)
+/* A new connection from the listener (no data), or a socket handed over another worker's channel
+ * with the bytes that worker already read from it (data, len), given to the owner as if just read. */
+void net_adopt(net_ctx_t *ctx, uv_stream_t *server, const char *data, size_t len)
 {
     if (ctx->fd_limit != 0 && ctx->nconns + NET_FD_RESERVE >= ctx->fd_limit)
         net_warn_full(ctx, "close to the open-file limit (ulimit -n): new clients are dropped unanswered");
