@@ -112,7 +112,6 @@ static void vlog(int level, const log_field_t *f, size_t n, const char *fmt, va_
     buf_t line = BUF_INIT, big = BUF_INIT;
     const char *msg = small;
     struct timespec now;
-    long long now_ms;
     va_list ap2;
     int len;
     va_copy(ap2, ap);
@@ -126,29 +125,30 @@ static void vlog(int level, const log_field_t *f, size_t n, const char *fmt, va_
     }
     va_end(ap2);
     clock_gettime(CLOCK_REALTIME, &now);
-    now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    if (log_worker >= 0) { /* --workers: text lines start with "[wN] ", JSON ones get "worker": N */
-        log_field_t fw[16];
-        if (log_format == LOG_TEXT) {
-            buf_t tagged = BUF_INIT;
-            char tag[24];
-            int tl = snprintf(tag, sizeof(tag), "[w%d] ", log_worker);
-            buf_append(&tagged, tag, (size_t)tl);
-            buf_append(&tagged, msg, (size_t)len);
-            log_format_line(&line, log_format, level, now_ms, f, n, tagged.base, tagged.len);
-            buf_free(&tagged);
-        } else {
-            size_t k = n < 15 ? n : 15;
+    size_t mlen = (size_t)len;
+    buf_t tagged = BUF_INIT;
+    log_field_t fw[16];
+    if (log_worker >= 0 && log_format == LOG_TEXT) { /* --workers: text lines start with "[wN] " */
+        char tag[24];
+        int tl = snprintf(tag, sizeof(tag), "[w%d] ", log_worker);
+        buf_append(&tagged, tag, (size_t)tl);
+        buf_append(&tagged, msg, mlen);
+        msg = tagged.base;
+        mlen = tagged.len;
+    } else if (log_worker >= 0) { /* ... JSON ones get "worker": N */
+        size_t k = n < 15 ? n : 15;
+        if (k > 0) /* (log_msg's f is NULL) */
             memcpy(fw, f, k * sizeof(*f));
-            fw[k] = LOG_I("worker", log_worker);
-            log_format_line(&line, log_format, level, now_ms, fw, k + 1, msg, (size_t)len);
-        }
-    } else {
-        log_format_line(&line, log_format, level, now_ms, f, n, msg, (size_t)len);
+        fw[k] = LOG_I("worker", log_worker);
+        f = fw;
+        n = k + 1;
     }
+    log_format_line(&line, log_format, level, (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, f, n, msg,
+                    mlen);
     fwrite(line.base, 1, line.len, stderr); /* one write per event: lines of two processes never mix */
     fflush(stderr);
     buf_free(&line);
+    buf_free(&tagged);
     buf_free(&big);
 }
 
