@@ -105,7 +105,7 @@ void ladapter_redis_bus_message(lenv_t *env, const char *p, size_t len)
     size_t clen, patlen;
     if (len < 2 || env->bus == NULL || env->redis != NULL)
         return;
-    clen = (size_t)(uint8_t)p[0] << 8 | (uint8_t)p[1];
+    clen = wbus_get16(p);
     if (clen > len - 2 || !wbus_match(env->bus, p + 2, clen, &pattern, &patlen))
         return;
     on_message(p + 2, clen, p + 2 + clen, len - 2 - clen, pattern, patlen, env);
@@ -195,8 +195,9 @@ int ladapter_redis_publish(lua_State *L)
     wbus_t *b = bus(L);
     if (b != NULL && clen <= 0xffff) {
         lenv_t *env = env_of(L);
-        char head[2] = {(char)(clen >> 8), (char)clen};
+        char head[2];
         buf_t msg = BUF_INIT; /* (one copy here, one into the frame: small next to the fan-out) */
+        wbus_put16(head, (unsigned)clen);
         buf_append(&msg, head, 2);
         buf_append(&msg, ch, clen);
         lua_pushboolean(L, wbus_send(b, WBUS_PUBLISH, (unsigned)env->worker, WBUS_ALL, msg.base, msg.len, pl, plen,

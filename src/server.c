@@ -292,7 +292,7 @@ static void on_bus_frame(wbus_t *b, int type, unsigned src, unsigned dst, const 
         break;
     case WBUS_COUNT:
         if (len >= 2)
-            srv->app.env.workers_live = (uint8_t)p[0] << 8 | (uint8_t)p[1];
+            srv->app.env.workers_live = (int)wbus_get16(p);
         break;
     default:
         break;

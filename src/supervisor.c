@@ -63,7 +63,8 @@ static void send_count(sup_t *s)
     int k = 0;
     for (int i = 0; i < s->n; i++)
         k += s->w[i].running && s->w[i].ready;
-    char c[2] = {(char)(k >> 8), (char)k};
+    char c[2];
+    wbus_put16(c, (unsigned)k);
     for (int i = 0; i < s->n; i++)
         if (s->w[i].running)
             wbus_send(&s->w[i].bus, WBUS_COUNT, WBUS_SUPERVISOR, (unsigned)i, c, 2, NULL, 0, NULL, NULL, NULL);

@@ -16,13 +16,13 @@ typedef struct {
     char data[]; /* the frame */
 } wreq_t;
 
-static void put16(char *p, unsigned v)
+void wbus_put16(char *p, unsigned v)
 {
     p[0] = (char)(v >> 8);
     p[1] = (char)v;
 }
 
-static unsigned get16(const char *p)
+unsigned wbus_get16(const char *p)
 {
     return (unsigned)(uint8_t)p[0] << 8 | (uint8_t)p[1];
 }
@@ -90,7 +90,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             break;
         int type = (uint8_t)f[4];
         b->taken = 0;
-        b->on_frame(b, type, get16(f + 5), get16(f + 7), f + HEAD, n + 4 - HEAD, b->ud);
+        b->on_frame(b, type, wbus_get16(f + 5), wbus_get16(f + 7), f + HEAD, n + 4 - HEAD, b->ud);
         if (type == WBUS_HANDOFF && b->open && !b->taken)
             drop_pending(b);
         off += 4 + (size_t)n;
@@ -147,8 +147,8 @@ int wbus_send(wbus_t *b, int type, unsigned src, unsigned dst, const void *p1, s
     w->data[2] = (char)((len - 4) >> 8);
     w->data[3] = (char)(len - 4);
     w->data[4] = (char)type;
-    put16(w->data + 5, src);
-    put16(w->data + 7, dst);
+    wbus_put16(w->data + 5, src);
+    wbus_put16(w->data + 7, dst);
     if (n1 > 0)
         memcpy(w->data + HEAD, p1, n1);
     if (n2 > 0)

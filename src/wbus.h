@@ -71,6 +71,10 @@ uv_stream_t *wbus_take(wbus_t *b);
 void wbus_close(wbus_t *b);
 void wbus_free(wbus_t *b);
 
+/* The u16 of the frame format (big-endian), for the payloads too (the count, a channel's length). */
+void wbus_put16(char *p, unsigned v);
+unsigned wbus_get16(const char *p);
+
 /* Subscriptions: exact names, or "prefix*". Idempotent. */
 void wbus_subscribe(wbus_t *b, const char *name, size_t len, int pattern);
 /* The subscription a channel matches: 1 with *pattern and *plen set to the pattern that matched (NULL
