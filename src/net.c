@@ -776,25 +776,33 @@ int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_
     return listen_start(ctx, r, err);
 }
 
+int net_bind_shared(const struct sockaddr *sa, unsigned salen)
+{
+    int one = 1, fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+                    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+                    bind(fd, sa, (socklen_t)salen) != 0)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        fd = -1;
+    }
+    return fd;
+}
+
 int net_listen_fd(net_ctx_t *ctx, uv_loop_t *loop, int fd, net_accept_cb cb, void *data, const char **err)
 {
     int r;
     listen_init(ctx, loop, cb, data);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    int one = 1, own = -1;
+    int own;
     /* a socket of our own on the address the inherited one holds, all with SO_REUSEPORT: the
      * kernel spreads the connections over the workers' sockets */
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
-        (own = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-        setsockopt(own, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        setsockopt(own, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-        bind(own, (struct sockaddr *)&ss, sl) != 0) {
-        r = uv_translate_sys_error(errno);
+        (own = net_bind_shared((struct sockaddr *)&ss, (unsigned)sl)) < 0) {
         *err = "bind the supervisor's address with SO_REUSEPORT";
-        if (own >= 0)
-            close(own);
-        return r;
+        return uv_translate_sys_error(errno);
     }
     close(fd);
     if ((r = uv_tcp_init(loop, &ctx->listener)) != 0) {

@@ -139,6 +139,10 @@ int net_listen(net_ctx_t *ctx, uv_loop_t *loop, const char *host, int port, net_
  * SO_REUSEPORT, closed here): a socket of this worker's own, bound there with SO_REUSEPORT too, so
  * that the kernel spreads new connections over the workers. */
 int net_listen_fd(net_ctx_t *ctx, uv_loop_t *loop, int fd, net_accept_cb cb, void *data, const char **err);
+/* A TCP socket bound (not listening) to sa with SO_REUSEADDR and SO_REUSEPORT, close-on-exec: the
+ * address the processes of --workers share (the supervisor's, then each worker's own). The
+ * descriptor, or -1 with errno set. */
+int net_bind_shared(const struct sockaddr *sa, unsigned salen);
 /* Takes a connection handed over the local channel of --workers (wbus.h): from is the channel's
  * pipe with the socket pending, data the bytes the other worker already read from it (borrowed).
  * The connection goes through on_accept as a new one, then its owner gets data as if just read. */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "wbus.h"
 
 extern char **environ;
@@ -322,18 +323,15 @@ static int bind_listener(sup_t *s)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     const char *host = s->cfg->host;
-    int one = 1, r = strchr(host, ':') != NULL ? uv_ip6_addr(host, s->cfg->port, (struct sockaddr_in6 *)&ss)
-                                                : uv_ip4_addr(host, s->cfg->port, (struct sockaddr_in *)&ss);
+    int r = strchr(host, ':') != NULL ? uv_ip6_addr(host, s->cfg->port, (struct sockaddr_in6 *)&ss)
+                                      : uv_ip4_addr(host, s->cfg->port, (struct sockaddr_in *)&ss);
     if (r != 0) {
         log_error("siolua: cannot listen on %s:%d: %s (bad listen address)", host, s->cfg->port, uv_strerror(r));
         return -1;
     }
-    s->lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (s->lfd < 0 || setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        setsockopt(s->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-        bind(s->lfd, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                                       : sizeof(struct sockaddr_in)) != 0 ||
-        getsockname(s->lfd, (struct sockaddr *)&ss, &sl) != 0) {
+    s->lfd = net_bind_shared((struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                                               : sizeof(struct sockaddr_in));
+    if (s->lfd < 0 || getsockname(s->lfd, (struct sockaddr *)&ss, &sl) != 0) {
         log_error("siolua: cannot listen on %s:%d: %s (bind)", host, s->cfg->port, strerror(errno));
         if (s->lfd >= 0)
             close(s->lfd);
